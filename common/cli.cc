@@ -1,0 +1,50 @@
+#include "common/cli.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace dsv3 {
+
+std::string FlagsHelpText(const std::string& usage) {
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    // Abseil's own flags (--flagfile, --fromenv, ...) are not this program's interface.
+    if (absl::StrContains(flag->Filename(), "absl/")) continue;
+    flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  std::string text = usage + "\n\nflags:\n";
+  for (const auto* flag : flags) {
+    std::string def = flag->DefaultValue();
+    absl::StrAppend(&text, "  --", flag->Name(), "  (default: ", def.empty() ? "\"\"" : def,
+                    ")\n      ", flag->Help(), "\n");
+  }
+  return text;
+}
+
+std::vector<char*> ParseCommandLineOrExit(int argc, char** argv, const std::string& usage) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--")) break;
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") ||
+        !std::strcmp(argv[i], "-help")) {
+      std::string text = FlagsHelpText(usage);
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::exit(0);
+    }
+  }
+  absl::SetProgramUsageMessage(usage);
+  // Abseil reports a bad flag on stderr and exits 1 itself.
+  return absl::ParseCommandLine(argc, argv);
+}
+
+}  // namespace dsv3

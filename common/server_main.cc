@@ -1,0 +1,49 @@
+#include "common/server_main.h"
+
+#include "common/build_info.h"
+#include "common/cli.h"
+#include "common/gpu_probe.h"
+#include "common/logging.h"
+
+namespace dsv3 {
+
+int RunServerMain(int argc, char** argv, const std::string& role, const std::string& usage,
+                  const std::function<absl::StatusOr<ServerParts>()>& make_parts) {
+  // Before any thread exists, so every thread inherits the mask.
+  BlockTerminationSignals();
+  ParseCommandLineOrExit(argc, argv, usage);
+  ServiceHostOptions options = ServiceHostOptionsFromFlags(role);
+  const BuildInfo& build = GetBuildInfo();
+  DSV3_LOG(INFO) << "dsv3-" << role << " " << build.version << " (" << build.git_revision
+                 << ")";
+  LogComputePlacement();
+
+  absl::StatusOr<ServerParts> parts = make_parts();
+  if (!parts.ok()) {
+    DSV3_LOG(ERROR) << "start-up failed: " << parts.status();
+    return 1;
+  }
+  options.add_http_routes = parts->add_http_routes;
+  std::vector<grpc::Service*> services;
+  for (auto& s : parts->services) services.push_back(s.get());
+  absl::StatusOr<std::unique_ptr<ServiceHost>> host =
+      ServiceHost::Start(std::move(options), services);
+  if (!host.ok()) {
+    DSV3_LOG(ERROR) << "start-up failed: " << host.status();
+    return 1;
+  }
+  if (parts->on_started) {
+    absl::Status started = parts->on_started(**host);
+    if (!started.ok()) {
+      DSV3_LOG(ERROR) << "start-up failed: " << started;
+      (*host)->Shutdown();
+      return 1;
+    }
+  }
+  (*host)->WaitForTerminationSignal();
+  (*host)->Shutdown();
+  if (parts->on_stopped) parts->on_stopped();
+  return 0;
+}
+
+}  // namespace dsv3

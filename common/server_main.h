@@ -1,0 +1,37 @@
+#ifndef DSV3_COMMON_SERVER_MAIN_H_
+#define DSV3_COMMON_SERVER_MAIN_H_
+
+// The main() of every server binary: parse flags, configure logging, say where compute
+// runs, start the ServiceHost with the binary's services, wait for SIGTERM/SIGINT, drain,
+// exit 0.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/service_type.h>
+
+#include "absl/status/statusor.h"
+#include "common/service_host.h"
+
+namespace dsv3 {
+
+// What a binary contributes: its gRPC services (owned by the bundle) and HTTP routes.
+struct ServerParts {
+  std::vector<std::unique_ptr<grpc::Service>> services;
+  std::function<void(httplib::Server&)> add_http_routes;
+  // Runs after the servers listen and before waiting for a signal (e.g. start workers).
+  std::function<absl::Status(ServiceHost&)> on_started;
+  // Runs after the drain (stop background threads).
+  std::function<void()> on_stopped;
+};
+
+// `make_parts` runs after flag parsing. Returns the process exit code.
+int RunServerMain(int argc, char** argv, const std::string& role, const std::string& usage,
+                  const std::function<absl::StatusOr<ServerParts>()>& make_parts);
+
+}  // namespace dsv3
+
+#endif  // DSV3_COMMON_SERVER_MAIN_H_

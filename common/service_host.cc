@@ -1,0 +1,165 @@
+#include "common/service_host.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/process_metrics.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 in containers).");
+ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 picks a free one (see --ready_file).");
+ABSL_FLAG(int, http_port, 0, "HTTP port for /metrics (and the router's OpenAI API); 0 picks one.");
+ABSL_FLAG(std::string, ready_file, "",
+          "Write {\"role\",\"pid\",\"grpc\",\"http\"} JSON here once listening.");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
+          "On SIGTERM, how long in-flight requests may run on before they are cancelled.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
+
+namespace dsv3 {
+
+ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role) {
+  LogConfig log;
+  log.role = role;
+  log.json = absl::GetFlag(FLAGS_log_json);
+  if (!ParseLogLevel(absl::GetFlag(FLAGS_log_level), &log.min_level)) {
+    std::fprintf(stderr, "unknown --log_level '%s', using info\n",
+                 absl::GetFlag(FLAGS_log_level).c_str());
+  }
+  ConfigureLogging(log);
+
+  ServiceHostOptions options;
+  options.role = role;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.ready_file = absl::GetFlag(FLAGS_ready_file);
+  options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  return options;
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+ServiceHost::ServiceHost(ServiceHostOptions options) : options_(std::move(options)) {}
+
+ServiceHost::~ServiceHost() { Shutdown(); }
+
+std::string ServiceHost::grpc_address() const {
+  return absl::StrCat(options_.host, ":", grpc_port_);
+}
+
+absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
+    ServiceHostOptions options, const std::vector<grpc::Service*>& services) {
+  std::unique_ptr<ServiceHost> host(new ServiceHost(std::move(options)));
+  const ServiceHostOptions& opts = host->options_;
+  RegisterProcessMetrics(opts.role);
+
+  // gRPC, with the built-in grpc.health.v1 service.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default, which lets a second process bind a port that is in
+  // use and silently share its traffic; a port clash must be an error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(absl::StrCat(opts.host, ":", opts.grpc_port),
+                           grpc::InsecureServerCredentials(), &host->grpc_port_);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  if (opts.configure_grpc) opts.configure_grpc(builder);
+  host->grpc_server_ = builder.BuildAndStart();
+  if (host->grpc_server_ == nullptr || host->grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", opts.host, ":", opts.grpc_port));
+  }
+
+  // HTTP: /metrics plus the binary's own routes.
+  host->http_server_ = std::make_unique<httplib::Server>();
+  host->http_server_->Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics::Registry::Default().Expose(),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  if (opts.add_http_routes) opts.add_http_routes(*host->http_server_);
+  if (opts.http_port == 0) {
+    host->http_port_ = host->http_server_->bind_to_any_port(opts.host);
+  } else if (host->http_server_->bind_to_port(opts.host, opts.http_port)) {
+    host->http_port_ = opts.http_port;
+  } else {
+    host->http_port_ = -1;
+  }
+  if (host->http_port_ <= 0) {
+    host->grpc_server_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", opts.host, ":", opts.http_port));
+  }
+  host->http_thread_ = std::thread([server = host->http_server_.get()] {
+    server->listen_after_bind();
+  });
+
+  host->SetServing(true);
+  DSV3_LOG(INFO) << "listening: grpc " << opts.host << ":" << host->grpc_port_ << ", http "
+                 << opts.host << ":" << host->http_port_;
+
+  if (!opts.ready_file.empty()) {
+    // Write then rename, so a reader never sees half a file.
+    std::string tmp = opts.ready_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << "{\"role\":\"" << opts.role << "\",\"pid\":" << getpid() << ",\"grpc\":\""
+          << opts.host << ":" << host->grpc_port_ << "\",\"http\":\"" << opts.host << ":"
+          << host->http_port_ << "\"}\n";
+      if (!out) return absl::InternalError("cannot write ready file " + tmp);
+    }
+    if (std::rename(tmp.c_str(), opts.ready_file.c_str()) != 0) {
+      return absl::InternalError("cannot write ready file " + opts.ready_file);
+    }
+  }
+  return host;
+}
+
+void ServiceHost::SetServing(bool serving) {
+  if (grpc_server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(serving);
+}
+
+int ServiceHost::WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int signal_number = 0;
+  while (sigwait(&set, &signal_number) != 0) {
+  }
+  DSV3_LOG(INFO) << "signal " << signal_number << ": draining";
+  return signal_number;
+}
+
+void ServiceHost::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  SetServing(false);
+  if (grpc_server_ != nullptr) {
+    // New calls are refused at once; in-flight ones get until the deadline.
+    grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                           absl::ToChronoNanoseconds(options_.drain_timeout));
+    grpc_server_->Wait();
+  }
+  if (http_server_ != nullptr) http_server_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
+  DSV3_LOG(INFO) << "stopped";
+}
+
+}  // namespace dsv3

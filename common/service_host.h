@@ -1,0 +1,95 @@
+#ifndef DSV3_COMMON_SERVICE_HOST_H_
+#define DSV3_COMMON_SERVICE_HOST_H_
+
+// What every dsv3 server process shares: a gRPC server with grpc.health.v1, an HTTP server
+// with /metrics (plus whatever routes the binary adds), a ready file for launchers and
+// tests, and a clean shutdown on SIGTERM/SIGINT (stop taking work, drain, exit 0).
+//
+//   dsv3::BlockTerminationSignals();            // first thing in main, before any thread
+//   ... parse flags ...
+//   auto host = dsv3::ServiceHost::Start(options, {&my_service});
+//   host->WaitForTerminationSignal();
+//   host->Shutdown();
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace dsv3 {
+
+struct ServiceHostOptions {
+  // Process role for logs, metrics and the ready file ("router", "prefill", ...).
+  std::string role;
+  std::string host = "127.0.0.1";
+  // 0 picks a free port; the bound ports are reported by grpc_port()/http_port().
+  int grpc_port = 0;
+  int http_port = 0;
+  // When set, written once both servers listen: {"role","pid","grpc","http"}.
+  std::string ready_file;
+  // How long in-flight calls may run on after a termination signal.
+  absl::Duration drain_timeout = absl::Seconds(10);
+  // Extra HTTP routes (the router's OpenAI API); /metrics is always there.
+  std::function<void(httplib::Server&)> add_http_routes;
+  // Lets a binary tune the gRPC server (message sizes, thread pools) before it starts.
+  std::function<void(grpc::ServerBuilder&)> configure_grpc;
+};
+
+// Reads the flags every server binary has (--host, --grpc_port, --http_port, --ready_file,
+// --drain_timeout, --log_level, --log_json) into options and configures logging.
+ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role);
+
+class ServiceHost {
+ public:
+  // Starts both servers and marks the health service SERVING. `services` must outlive
+  // the host.
+  static absl::StatusOr<std::unique_ptr<ServiceHost>> Start(
+      ServiceHostOptions options, const std::vector<grpc::Service*>& services);
+  ~ServiceHost();
+  ServiceHost(const ServiceHost&) = delete;
+  ServiceHost& operator=(const ServiceHost&) = delete;
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  std::string grpc_address() const;
+
+  // Health of the whole process ("" service) as grpc.health.v1 reports it.
+  void SetServing(bool serving);
+
+  // Blocks until SIGTERM or SIGINT arrives (BlockTerminationSignals must have run first).
+  // Returns the signal number.
+  int WaitForTerminationSignal();
+
+  // Reports NOT_SERVING, lets in-flight calls finish up to the drain timeout (then cancels
+  // them), stops HTTP. Idempotent.
+  void Shutdown();
+
+ private:
+  explicit ServiceHost(ServiceHostOptions options);
+
+  ServiceHostOptions options_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<httplib::Server> http_server_;
+  std::thread http_thread_;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  bool shut_down_ = false;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts afterwards,
+// so that WaitForTerminationSignal can take them synchronously.
+void BlockTerminationSignals();
+
+}  // namespace dsv3
+
+#endif  // DSV3_COMMON_SERVICE_HOST_H_

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Configures and builds dsv3-serve into a build directory.
+#   scripts/build.sh [BUILD_DIR] [extra cmake -D options...]
+# ccache is used when present (warm rebuilds take seconds).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build_dir="${1:-$root/build}"
+shift || true
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-8G}"
+# Compiles stay within memory with one job per core (2 here).
+jobs="${DSV3_BUILD_JOBS:-$(nproc)}"
+cmake -S "$root" -B "$build_dir" -G Ninja "$@" >"$build_dir.configure.log" 2>&1 || {
+  cat "$build_dir.configure.log"; exit 1; }
+grep -E "^-- dsv3:" "$build_dir.configure.log" || true
+ninja -C "$build_dir" -j "$jobs"

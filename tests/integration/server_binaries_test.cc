@@ -1,0 +1,148 @@
+// Starts each real server binary on 127.0.0.1 and talks to it over the wire: grpc.health.v1
+// over a real socket, /metrics over HTTP (checked by promtool), SIGTERM drains and exits 0.
+
+#include <signal.h>
+
+#include <fstream>
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "absl/strings/str_split.h"
+#include "dsv3/v1/expert.grpc.pb.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/subprocess.h"
+
+namespace dsv3 {
+namespace {
+
+using ::dsv3::testing::BinaryPath;
+using ::dsv3::testing::MakeTempDir;
+using ::dsv3::testing::ReadyInfo;
+using ::dsv3::testing::RunCommand;
+using ::dsv3::testing::Subprocess;
+using ::testing::HasSubstr;
+
+struct ServerCase {
+  std::string binary;
+  std::string role;
+};
+void PrintTo(const ServerCase& c, std::ostream* os) { *os << c.binary; }
+
+class ServerBinaryTest : public ::testing::TestWithParam<ServerCase> {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("server");
+    ASSERT_FALSE(dir_.empty());
+    std::string ready = dir_ + "/ready.json";
+    auto process = Subprocess::Start(
+        {BinaryPath(GetParam().binary), "--ready_file=" + ready, "--drain_timeout=3s"},
+        dir_ + "/log.txt");
+    ASSERT_TRUE(process.ok()) << process.status();
+    process_.emplace(std::move(*process));
+    auto info = testing::WaitForReadyFile(ready, *process_, absl::Seconds(30));
+    ASSERT_TRUE(info.ok()) << info.status();
+    info_ = *info;
+  }
+
+  grpc::health::v1::HealthCheckResponse::ServingStatus Check(grpc::Status* status) {
+    auto channel = grpc::CreateChannel(info_.grpc, grpc::InsecureChannelCredentials());
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    *status = stub->Check(&ctx, request, &response);
+    return response.status();
+  }
+
+  std::string dir_;
+  std::optional<Subprocess> process_;
+  ReadyInfo info_;
+};
+
+TEST_P(ServerBinaryTest, HealthMetricsAndCleanShutdown) {
+  EXPECT_EQ(info_.role, GetParam().role);
+  EXPECT_EQ(info_.pid, process_->pid());
+
+  // grpc.health.v1 over a real socket.
+  grpc::Status status;
+  EXPECT_EQ(Check(&status), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // /metrics over HTTP, valid for promtool.
+  std::vector<std::string> http = absl::StrSplit(info_.http, ':');
+  ASSERT_EQ(http.size(), 2u);
+  httplib::Client client(http[0], std::stoi(http[1]));
+  client.set_connection_timeout(5);
+  auto res = client.Get("/metrics");
+  ASSERT_TRUE(res) << "no HTTP answer from " << info_.http;
+  EXPECT_EQ(res->status, 200);
+  EXPECT_THAT(res->body, HasSubstr("dsv3_build_info{"));
+  EXPECT_THAT(res->body, HasSubstr("role=\"" + GetParam().role + "\""));
+  EXPECT_THAT(res->body, HasSubstr("dsv3_uptime_seconds "));
+  EXPECT_THAT(res->body, HasSubstr("dsv3_process_resident_memory_bytes "));
+  std::string metrics_path = dir_ + "/metrics.txt";
+  std::ofstream(metrics_path) << res->body;
+  auto [rc, out] = RunCommand("promtool check metrics < " + metrics_path);
+  EXPECT_EQ(rc, 0) << out;
+
+  // SIGTERM: drain and exit 0, then nothing listens any more.
+  process_->Signal(SIGTERM);
+  auto code = process_->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << process_->ReadLog();
+  EXPECT_THAT(process_->ReadLog(), HasSubstr("draining"));
+  Check(&status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
+                         ::testing::Values(ServerCase{"dsv3-router", "router"},
+                                           ServerCase{"dsv3-prefill", "prefill"},
+                                           ServerCase{"dsv3-decode", "decode"},
+                                           ServerCase{"dsv3-expert", "expert"}),
+                         [](const auto& info) { return info.param.role; });
+
+TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
+  for (const char* binary : {"dsv3-router", "dsv3-prefill", "dsv3-decode", "dsv3-expert"}) {
+    auto [rc, out] = RunCommand(BinaryPath(binary) + " --help");
+    EXPECT_EQ(rc, 0) << binary << ": " << out;
+    EXPECT_THAT(out, HasSubstr("--grpc_port")) << binary;
+    EXPECT_THAT(out, HasSubstr("--http_port")) << binary;
+  }
+  auto [rc, out] = RunCommand(BinaryPath("dsv3") + " --help");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("commands:"));
+}
+
+TEST(ServerBinaryHelpTest, UnknownFlagIsRejected) {
+  auto [rc, out] = RunCommand(BinaryPath("dsv3-router") + " --no_such_flag=1");
+  EXPECT_NE(rc, 0);
+  EXPECT_THAT(out, HasSubstr("no_such_flag"));
+}
+
+TEST(ServerBinaryPortTest, PortInUseIsAClearError) {
+  std::string dir = MakeTempDir("port");
+  std::string ready = dir + "/ready.json";
+  auto first = Subprocess::Start({BinaryPath("dsv3-decode"), "--ready_file=" + ready},
+                                 dir + "/first.txt");
+  ASSERT_TRUE(first.ok());
+  auto info = testing::WaitForReadyFile(ready, *first, absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  std::string port = std::vector<std::string>(absl::StrSplit(info->grpc, ':'))[1];
+  auto second = Subprocess::Start({BinaryPath("dsv3-decode"), "--grpc_port=" + port},
+                                  dir + "/second.txt");
+  ASSERT_TRUE(second.ok());
+  auto code = second->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT(second->ReadLog(), HasSubstr("cannot listen for gRPC"));
+}
+
+}  // namespace
+}  // namespace dsv3
