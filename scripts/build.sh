@@ -8,6 +8,9 @@ build_dir="${1:-$root/build}"
 shift || true
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-8G}"
+# Paths relative to the checkout, so a fresh clone in another folder still hits the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 # Compiles stay within memory with one job per core (2 here).
 jobs="${DSV3_BUILD_JOBS:-$(nproc)}"
 cmake -S "$root" -B "$build_dir" -G Ninja "$@" >"$build_dir.configure.log" 2>&1 || {

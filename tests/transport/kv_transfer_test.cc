@@ -1,0 +1,175 @@
+// Real UCX transfers between two UCX workers (two contexts: the "decode" side registers a
+// paged pool, the "prefill" side writes rows into reserved blocks), over tcp and over
+// shared memory; the bytes that land must equal the rows written, and nothing else moves.
+
+#include <cstring>
+#include <random>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "transport/kv_transfer/kv_writer.h"
+#include "transport/ucx/ucx_context.h"
+#include "transport/ucx/ucx_memory_region.h"
+
+namespace dsv3::transport {
+namespace {
+
+using ::testing::HasSubstr;
+
+KvPoolLayout TestLayout() {
+  KvPoolLayout l;
+  l.num_layers = 3;
+  l.block_size = 4;
+  l.num_blocks = 8;
+  l.row_bytes = 576 * 4;  // kv_lora_rank 512 + rope 64, float32
+  l.block_stride_bytes = l.block_size * l.row_bytes;
+  l.layer_stride_bytes = l.num_blocks * l.block_stride_bytes;
+  return l;
+}
+
+// "tcp": sockets on loopback. "posix,cma,self" / "sysv,cma,self": shared memory, which
+// UCX 1.13 only uses for RMA without peer error handling.
+UcxOptions OptionsFor(const std::string& transports) {
+  UcxOptions o;
+  o.transports = transports;
+  o.peer_error_handling = transports.find("tcp") != std::string::npos;
+  if (transports.find("tcp") != std::string::npos) o.net_devices = "lo";
+  return o;
+}
+
+class KvTransferTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KvTransferTest, RowsLandInTheirBlocksByteForByte) {
+  auto decode = UcxContext::Create(OptionsFor(GetParam()));
+  ASSERT_TRUE(decode.ok()) << decode.status();
+  auto prefill = UcxContext::Create(OptionsFor(GetParam()));
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+
+  const KvPoolLayout layout = TestLayout();
+  std::vector<uint8_t> pool(layout.SpanBytes(), 0xAB);
+  auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
+  ASSERT_TRUE(region.ok()) << region.status();
+
+  KvWriteTarget target;
+  target.worker_address = (*decode)->worker_address();
+  target.packed_rkey = (*region)->packed_rkey();
+  target.base_address = (*region)->base_address();
+  target.layout = layout;
+  target.block_ids = {5, 2, 7};  // 12 token slots, out of order on purpose
+
+  const int tokens = 10;  // the last block is partly used
+  std::mt19937 rng(7);
+  std::vector<std::vector<uint8_t>> rows(layout.num_layers,
+                                         std::vector<uint8_t>(tokens * layout.row_bytes));
+  for (auto& layer_rows : rows) {
+    for (auto& b : layer_rows) b = static_cast<uint8_t>(rng());
+  }
+
+  KvWriter writer(**prefill, layout);
+  auto transfer = writer.Begin(target);
+  ASSERT_TRUE(transfer.ok()) << transfer.status();
+  for (int layer = 0; layer < layout.num_layers; ++layer) {
+    // Two chunks per layer (3 + 7 tokens), as a chunked prefill writes them.
+    ASSERT_TRUE((*transfer)->PutLayerRows(layer, 0, 3, rows[layer].data()).ok());
+    ASSERT_TRUE(
+        (*transfer)->PutLayerRows(layer, 3, 7, rows[layer].data() + 3 * layout.row_bytes).ok());
+  }
+  absl::Status flushed = (*transfer)->Flush(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(flushed.ok()) << flushed;
+  EXPECT_EQ((*transfer)->bytes(), layout.num_layers * tokens * layout.row_bytes);
+
+  std::vector<uint8_t> expected(pool.size(), 0xAB);
+  for (int layer = 0; layer < layout.num_layers; ++layer) {
+    for (int t = 0; t < tokens; ++t) {
+      int block = target.block_ids[t / layout.block_size];
+      std::memcpy(expected.data() + layout.RowOffset(layer, block, t % layout.block_size),
+                  rows[layer].data() + t * layout.row_bytes, layout.row_bytes);
+    }
+  }
+  EXPECT_TRUE(pool == expected) << "pool bytes differ from the rows written";
+
+  // The endpoint is reused for the next request to the same decode worker.
+  auto again = writer.Begin(target);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(writer.open_endpoints(), 1u);
+  transfer->reset();
+  again->reset();
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, KvTransferTest,
+                         ::testing::Values("tcp", "posix,cma,self", "sysv,cma,self"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (c == ',') c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(KvWriterTest, RefusesAMismatchedLayout) {
+  auto prefill = UcxContext::Create(OptionsFor("tcp"));
+  ASSERT_TRUE(prefill.ok());
+  KvWriter writer(**prefill, TestLayout());
+  KvWriteTarget target;
+  target.layout = TestLayout();
+  target.layout.row_bytes *= 2;
+  target.worker_address = "x";
+  auto transfer = writer.Begin(target);
+  EXPECT_EQ(transfer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(transfer.status().message(), HasSubstr("layout mismatch"));
+}
+
+TEST(KvWriterTest, RejectsRowsBeyondTheReservation) {
+  auto decode = UcxContext::Create(OptionsFor("tcp"));
+  auto prefill = UcxContext::Create(OptionsFor("tcp"));
+  ASSERT_TRUE(decode.ok() && prefill.ok());
+  const KvPoolLayout layout = TestLayout();
+  std::vector<uint8_t> pool(layout.SpanBytes());
+  auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
+  ASSERT_TRUE(region.ok());
+  KvWriteTarget target{(*decode)->worker_address(), (*region)->packed_rkey(),
+                       (*region)->base_address(), layout, {1}};
+  KvWriter writer(**prefill, layout);
+  auto transfer = writer.Begin(target);
+  ASSERT_TRUE(transfer.ok()) << transfer.status();
+  std::vector<uint8_t> rows(5 * layout.row_bytes);
+  EXPECT_EQ((*transfer)->PutLayerRows(0, 0, 5, rows.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*transfer)->PutLayerRows(3, 0, 1, rows.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  target.block_ids = {8};
+  EXPECT_EQ(writer.Begin(target).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A decode worker that goes away: the flush ends with an error by its deadline, no hang.
+TEST(KvWriterTest, DeadPeerFailsTheFlushInsteadOfHanging) {
+  auto prefill = UcxContext::Create(OptionsFor("tcp"));
+  ASSERT_TRUE(prefill.ok());
+  const KvPoolLayout layout = TestLayout();
+  std::vector<uint8_t> rows(layout.block_size * layout.row_bytes, 1);
+  KvWriter writer(**prefill, layout);
+  std::unique_ptr<KvTransfer> transfer;
+  {
+    auto decode = UcxContext::Create(OptionsFor("tcp"));
+    ASSERT_TRUE(decode.ok());
+    std::vector<uint8_t> pool(layout.SpanBytes());
+    auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
+    ASSERT_TRUE(region.ok());
+    KvWriteTarget target{(*decode)->worker_address(), (*region)->packed_rkey(),
+                         (*region)->base_address(), layout, {0}};
+    auto begun = writer.Begin(target);
+    ASSERT_TRUE(begun.ok()) << begun.status();
+    transfer = std::move(*begun);
+    ASSERT_TRUE(transfer->Flush(absl::Now() + absl::Seconds(10)).ok());
+    // The decode side (worker, pool) is destroyed here.
+  }
+  absl::Time start = absl::Now();
+  absl::Status status = transfer->PutLayerRows(0, 0, layout.block_size, rows.data());
+  if (status.ok()) status = transfer->Flush(absl::Now() + absl::Seconds(3));
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+}  // namespace
+}  // namespace dsv3::transport

@@ -1,0 +1,69 @@
+#include "transport/kv_transfer/kv_writer.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace dsv3::transport {
+
+absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget& target) {
+  // Layouts must agree in everything but the pool size (decode pools differ in blocks).
+  KvPoolLayout theirs = target.layout;
+  theirs.num_blocks = expected_layout_.num_blocks;
+  theirs.layer_stride_bytes = expected_layout_.layer_stride_bytes;
+  if (!(theirs == expected_layout_) ||
+      target.layout.block_stride_bytes != expected_layout_.block_stride_bytes) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("KV layout mismatch: decode worker has ", target.layout.DebugString(),
+                     ", this prefill worker writes ", expected_layout_.DebugString()));
+  }
+  if (absl::Status valid = target.layout.Validate(); !valid.ok()) return valid;
+  for (int32_t block : target.block_ids) {
+    if (block < 0 || block >= target.layout.num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("KV destination block id ", block,
+                                                     " outside the pool's ",
+                                                     target.layout.num_blocks, " blocks"));
+    }
+  }
+  auto peer = peers_.Get(target.worker_address);
+  if (!peer.ok()) return peer.status();
+  auto rkey = (*peer)->Rkey(target.packed_rkey);
+  if (!rkey.ok()) return rkey.status();
+  return std::unique_ptr<KvTransfer>(new KvTransfer(*peer, *rkey, target));
+}
+
+absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, const void* rows) {
+  const KvPoolLayout& layout = target_.layout;
+  if (layer < 0 || layer >= layout.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("KV layer ", layer, " out of range"));
+  }
+  if (first_token < 0 || count < 0 ||
+      static_cast<int64_t>(first_token) + count >
+          static_cast<int64_t>(target_.block_ids.size()) * layout.block_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV rows ", first_token, "..", first_token + count, " exceed the ",
+                     target_.block_ids.size(), " reserved blocks"));
+  }
+  const char* src = static_cast<const char*>(rows);
+  int token = first_token;
+  const int end = first_token + count;
+  while (token < end) {
+    const int block_index = token / layout.block_size;
+    const int row = token % layout.block_size;
+    const int run = std::min(end - token, layout.block_size - row);
+    const uint64_t remote = target_.base_address +
+                            layout.RowOffset(layer, target_.block_ids[block_index], row);
+    const size_t length = static_cast<size_t>(run) * layout.row_bytes;
+    if (absl::Status s = batch_.Put(src, length, remote, rkey_); !s.ok()) return s;
+    src += length;
+    token += run;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvTransfer::Flush(absl::Time deadline) {
+  absl::Status status = batch_.Flush(deadline);
+  if (status.ok()) return status;
+  return absl::Status(status.code(),
+                      absl::StrCat("KV transfer to the decode worker failed: ", status.message()));
+}
+
+}  // namespace dsv3::transport

@@ -1,0 +1,72 @@
+#ifndef DSV3_TRANSPORT_KV_TRANSFER_KV_WRITER_H_
+#define DSV3_TRANSPORT_KV_TRANSFER_KV_WRITER_H_
+
+// Prefill side of the KV transfer: writes a request's latent KV rows, layer by layer, into
+// the blocks a decode worker reserved for it, with one-sided UCX puts. Endpoints to decode
+// workers are opened once and reused.
+//
+//   KvWriter writer(ucx_context);
+//   auto transfer = writer.Begin(destination);     // per request
+//   transfer->PutLayerRows(layer, first_token, n, rows);   // after each layer, non-blocking
+//   transfer->Flush(deadline);                     // before reporting the first token
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "transport/kv_transfer/kv_pool_layout.h"
+#include "transport/ucx/ucx_context.h"
+#include "transport/ucx/ucx_peer.h"
+
+namespace dsv3::transport {
+
+// The decode worker's side of one request (from dsv3.v1.KvDestination).
+struct KvWriteTarget {
+  std::string worker_address;  // ucp_worker_get_address bytes
+  std::string packed_rkey;     // ucp_rkey_pack bytes of the pool
+  uint64_t base_address = 0;   // the pool's first byte in the decode worker
+  KvPoolLayout layout;
+  std::vector<int32_t> block_ids;  // token t -> block_ids[t / block_size]
+};
+
+class KvTransfer {
+ public:
+  // Puts `count` rows of `layer`, tokens first_token .. first_token+count-1, from `rows`
+  // (count * layout.row_bytes contiguous bytes, valid until Flush returns). Non-blocking:
+  // one put per run of tokens in the same destination block.
+  absl::Status PutLayerRows(int layer, int first_token, int count, const void* rows);
+  // Waits until every row is in the decode worker's memory, or the deadline / a peer
+  // failure (UNAVAILABLE naming the decode worker).
+  absl::Status Flush(absl::Time deadline);
+  int64_t bytes() const { return batch_.bytes(); }
+
+ private:
+  friend class KvWriter;
+  KvTransfer(std::shared_ptr<UcxPeer> peer, ucp_rkey_h rkey, KvWriteTarget target)
+      : batch_(peer), rkey_(rkey), target_(std::move(target)) {}
+  PutBatch batch_;
+  ucp_rkey_h rkey_;
+  KvWriteTarget target_;
+};
+
+class KvWriter {
+ public:
+  // `expected_layout`: what this prefill worker computes; a destination laid out
+  // differently is refused (FAILED_PRECONDITION) before any byte moves.
+  KvWriter(UcxContext& context, KvPoolLayout expected_layout)
+      : peers_(context), expected_layout_(expected_layout) {}
+
+  absl::StatusOr<std::unique_ptr<KvTransfer>> Begin(const KvWriteTarget& target);
+  size_t open_endpoints() const { return peers_.size(); }
+
+ private:
+  UcxPeerCache peers_;
+  KvPoolLayout expected_layout_;
+};
+
+}  // namespace dsv3::transport
+
+#endif  // DSV3_TRANSPORT_KV_TRANSFER_KV_WRITER_H_

@@ -1,0 +1,217 @@
+#include "transport/ucx/ucx_peer.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace dsv3::transport {
+namespace {
+
+constexpr absl::Duration kConnectTimeout = absl::Seconds(5);
+
+// Completion of a put or flush: record the status, release the request and the state.
+void OnSendComplete(void* request, ucs_status_t status, void* user_data) {
+  auto* ref = static_cast<std::shared_ptr<PutBatch::State>*>(user_data);
+  {
+    absl::MutexLock lock(&(*ref)->mu);
+    if (status != UCS_OK && (*ref)->first_error.ok()) {
+      (*ref)->first_error = UcxError(status, "UCX put/flush");
+    }
+    --(*ref)->pending;
+  }
+  delete ref;
+  ucp_request_free(request);
+}
+
+// Waits for a request of ep_close_nbx to finish (the progress thread drives it).
+void WaitForClose(ucs_status_ptr_t request) {
+  if (request == nullptr || UCS_PTR_IS_ERR(request)) return;
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (ucp_request_check_status(request) == UCS_INPROGRESS && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ucp_request_free(request);
+}
+
+}  // namespace
+
+PutBatch::PutBatch(std::shared_ptr<UcxPeer> peer)
+    : peer_(std::move(peer)), state_(std::make_shared<State>()) {}
+
+PutBatch::~PutBatch() = default;
+
+absl::Status PutBatch::Post(ucs_status_ptr_t request_or_status,
+                            const std::shared_ptr<State>& holder,
+                            std::shared_ptr<State>* callback_ref, const char* what) {
+  if (request_or_status == nullptr) {  // completed in place; no callback will come
+    delete callback_ref;
+    absl::MutexLock lock(&holder->mu);
+    --holder->pending;
+    return absl::OkStatus();
+  }
+  if (UCS_PTR_IS_ERR(request_or_status)) {
+    delete callback_ref;
+    absl::MutexLock lock(&holder->mu);
+    --holder->pending;
+    absl::Status error = UcxError(UCS_PTR_STATUS(request_or_status), what);
+    if (holder->first_error.ok()) holder->first_error = error;
+    return error;
+  }
+  return absl::OkStatus();  // the callback owns callback_ref now
+}
+
+absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_address,
+                           ucp_rkey_h rkey) {
+  if (absl::Status health = peer_->health(); !health.ok()) return health;
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (!state_->first_error.ok()) return state_->first_error;
+    ++state_->pending;  // before posting: the callback may run at once on another thread
+  }
+  auto* ref = new std::shared_ptr<State>(state_);
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = OnSendComplete;
+  param.user_data = ref;
+  ucs_status_ptr_t r = ucp_put_nbx(peer_->endpoint(), local, length, remote_address, rkey, &param);
+  bytes_ += static_cast<int64_t>(length);
+  return Post(r, state_, ref, "ucp_put_nbx");
+}
+
+absl::Status PutBatch::Flush(absl::Time deadline) {
+  if (absl::Status health = peer_->health(); health.ok()) {
+    {
+      absl::MutexLock lock(&state_->mu);
+      ++state_->pending;
+    }
+    auto* ref = new std::shared_ptr<State>(state_);
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = OnSendComplete;
+    param.user_data = ref;
+    (void)Post(ucp_ep_flush_nbx(peer_->endpoint(), &param), state_, ref, "ucp_ep_flush_nbx");
+    peer_->context().Wake();
+  }
+  absl::MutexLock lock(&state_->mu);
+  auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
+    return state_->pending == 0 || !peer_->health().ok();
+  };
+  state_->mu.AwaitWithDeadline(absl::Condition(&done), deadline);
+  if (state_->pending == 0) return state_->first_error;
+  absl::Status error = peer_->health();
+  if (error.ok()) {
+    error = absl::DeadlineExceededError(
+        absl::StrCat("UCX transfer not complete by its deadline (", state_->pending,
+                     " operations outstanding)"));
+  }
+  // Closing the endpoint completes the outstanding requests (with errors); their
+  // callbacks hold the state alive until then.
+  peer_->MarkFailed(error);
+  return error;
+}
+
+void UcxPeer::OnError(void* arg, ucp_ep_h, ucs_status_t status) {
+  static_cast<UcxPeer*>(arg)->MarkFailed(UcxError(status, "UCX peer failed"));
+}
+
+void UcxPeer::MarkFailed(absl::Status status) {
+  ucp_ep_h ep = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (failure_.ok()) failure_ = status;
+    if (!closed_) {
+      closed_ = true;
+      ep = ep_;
+    }
+  }
+  if (ep != nullptr) {
+    // Forced close (peer error mode): fails every outstanding operation now. Runs on the
+    // progress thread when called from the error callback, so it must not wait here.
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = context_.options().peer_error_handling ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &param);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) ucp_request_free(r);
+    context_.Wake();
+  }
+}
+
+absl::Status UcxPeer::health() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+absl::StatusOr<ucp_rkey_h> UcxPeer::Rkey(const std::string& packed_rkey) {
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  auto it = rkeys_.find(packed_rkey);
+  if (it != rkeys_.end()) return it->second;
+  ucp_rkey_h rkey = nullptr;
+  ucs_status_t status = ucp_ep_rkey_unpack(ep_, packed_rkey.data(), &rkey);
+  if (status != UCS_OK) return UcxError(status, "ucp_ep_rkey_unpack");
+  rkeys_.emplace(packed_rkey, rkey);
+  return rkey;
+}
+
+UcxPeer::~UcxPeer() {
+  ucp_ep_h ep = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [packed, rkey] : rkeys_) ucp_rkey_destroy(rkey);
+    rkeys_.clear();
+    if (!closed_) {
+      closed_ = true;
+      ep = ep_;
+    }
+  }
+  if (ep != nullptr) {
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = context_.options().peer_error_handling ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    WaitForClose(ucp_ep_close_nbx(ep, &param));
+  }
+}
+
+absl::StatusOr<std::shared_ptr<UcxPeer>> UcxPeerCache::Get(const std::string& worker_address) {
+  if (worker_address.empty()) return absl::InvalidArgumentError("empty UCX worker address");
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(worker_address);
+  if (it != peers_.end()) {
+    if (it->second->health().ok()) return it->second;
+    peers_.erase(it);  // failed: connect afresh
+  }
+  std::shared_ptr<UcxPeer> peer(new UcxPeer(context_, worker_address));
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.address = reinterpret_cast<const ucp_address_t*>(peer->address_.data());
+  params.err_mode = context_.options().peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER
+                                                           : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_handler.cb = &UcxPeer::OnError;
+  params.err_handler.arg = peer.get();
+  ucs_status_t status = ucp_ep_create(context_.worker(), &params, &peer->ep_);
+  if (status != UCS_OK) {
+    absl::MutexLock peer_lock(&peer->mu_);
+    peer->closed_ = true;  // nothing to close
+    return UcxError(status, "ucp_ep_create (is the peer's worker address valid?)");
+  }
+  // Complete the wire-up handshake now, while nothing else is in flight: it tells an
+  // unreachable peer at once, and (UCX 1.13) an endpoint that fails with a wire-up reply
+  // still pending trips an assertion inside UCX on the other side.
+  PutBatch handshake(peer);
+  if (absl::Status s = handshake.Flush(absl::Now() + kConnectTimeout); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot reach UCX peer: ", s.message()));
+  }
+  peers_[worker_address] = peer;
+  return peer;
+}
+
+size_t UcxPeerCache::size() const {
+  absl::MutexLock lock(&mu_);
+  return peers_.size();
+}
+
+UcxPeerCache::~UcxPeerCache() {
+  absl::MutexLock lock(&mu_);
+  peers_.clear();
+}
+
+}  // namespace dsv3::transport
