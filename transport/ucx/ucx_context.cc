@@ -2,9 +2,20 @@
 
 #include <poll.h>
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 
 namespace dsv3::transport {
+namespace {
+
+// Active message ids used by the context itself.
+constexpr unsigned kPingAmId = 1;
+constexpr unsigned kPongAmId = 2;
+
+void FreeRequest(void* request, ucs_status_t, void*) { ucp_request_free(request); }
+
+}  // namespace
 
 absl::Status UcxError(ucs_status_t status, const std::string& what) {
   std::string message = absl::StrCat(what, ": ", ucs_status_string(status));
@@ -76,6 +87,18 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   ctx->address_.assign(reinterpret_cast<const char*>(address), address_length);
   ucp_worker_release_address(ctx->worker_, address);
 
+  for (auto [id, cb] : {std::pair{kPingAmId, &UcxContext::OnPing},
+                        std::pair{kPongAmId, &UcxContext::OnPong}}) {
+    ucp_am_handler_param_t handler{};
+    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                         UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    handler.id = id;
+    handler.cb = cb;
+    handler.arg = ctx.get();
+    status = ucp_worker_set_am_recv_handler(ctx->worker_, &handler);
+    if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
+  }
+
   status = ucp_worker_get_efd(ctx->worker_, &ctx->event_fd_);
   if (status != UCS_OK) return UcxError(status, "ucp_worker_get_efd");
 
@@ -93,6 +116,68 @@ void UcxContext::ProgressLoop() {
     // The timeout bounds how long a missed wake-up could delay progress.
     poll(&pfd, 1, 50);
   }
+}
+
+ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length, void*,
+                                size_t, const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(uint64_t) ||
+      !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
+    return UCS_OK;  // not ours to answer
+  }
+  // Runs on the progress thread: post the answer and return; the header is copied by
+  // UCX before the send completes (it is sent eagerly or buffered).
+  ucp_request_param_t send{};
+  send.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_FLAGS;
+  send.cb.send = FreeRequest;
+  send.flags = UCP_AM_SEND_FLAG_EAGER;
+  ucs_status_ptr_t r = ucp_am_send_nbx(param->reply_ep, kPongAmId, header, header_length,
+                                       nullptr, 0, &send);
+  (void)r;  // a request (if any) frees itself in FreeRequest; an error means the peer left
+  return UCS_OK;
+}
+
+ucs_status_t UcxContext::OnPong(void* arg, const void* header, size_t header_length, void*,
+                                size_t, const ucp_am_recv_param_t*) {
+  if (header_length != sizeof(uint64_t)) return UCS_OK;
+  uint64_t token;
+  std::memcpy(&token, header, sizeof(token));
+  auto* self = static_cast<UcxContext*>(arg);
+  absl::MutexLock lock(&self->ping_mu_);
+  self->pongs_.insert(token);
+  return UCS_OK;
+}
+
+absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
+  uint64_t token;
+  {
+    absl::MutexLock lock(&ping_mu_);
+    token = next_ping_++;
+  }
+  ucp_request_param_t send{};
+  send.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  send.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep, kPingAmId, &token, sizeof(token), nullptr, 0, &send);
+  if (UCS_PTR_IS_ERR(r)) return UcxError(UCS_PTR_STATUS(r), "UCX ping");
+  Wake();
+  bool answered = false;
+  {
+    absl::MutexLock lock(&ping_mu_);
+    auto arrived = [this, token]() ABSL_SHARED_LOCKS_REQUIRED(ping_mu_) {
+      return pongs_.contains(token);
+    };
+    answered = ping_mu_.AwaitWithDeadline(absl::Condition(&arrived), deadline);
+    pongs_.erase(token);
+  }
+  if (r != nullptr) {
+    // The send itself: done by now if the answer came; otherwise give it a moment.
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && absl::Now() < deadline) {
+      absl::SleepFor(absl::Microseconds(100));
+    }
+    if (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_request_cancel(worker_, r);
+    ucp_request_free(r);
+  }
+  if (!answered) return absl::UnavailableError("UCX peer did not answer the connection ping");
+  return absl::OkStatus();
 }
 
 void UcxContext::Wake() {

@@ -12,7 +12,11 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace dsv3::transport {
 
@@ -43,10 +47,18 @@ class UcxContext {
   const UcxOptions& options() const { return options_; }
   // Wakes the progress thread (after posting work from another thread).
   void Wake();
+  // Round trip on a new endpoint: an active message to the peer, whose worker answers on
+  // its endpoint back to us. When the answer arrives, wire-up is complete on both sides
+  // (UCX 1.13 aborts in a peer that fails while its wire-up reply is still queued).
+  absl::Status Ping(ucp_ep_h ep, absl::Time deadline);
 
  private:
   explicit UcxContext(UcxOptions options) : options_(std::move(options)) {}
   void ProgressLoop();
+  static ucs_status_t OnPing(void* arg, const void* header, size_t header_length, void* data,
+                             size_t length, const ucp_am_recv_param_t* param);
+  static ucs_status_t OnPong(void* arg, const void* header, size_t header_length, void* data,
+                             size_t length, const ucp_am_recv_param_t* param);
 
   const UcxOptions options_;
   ucp_context_h context_ = nullptr;
@@ -54,6 +66,10 @@ class UcxContext {
   int event_fd_ = -1;
   std::string address_;
   std::atomic<bool> stop_{false};  // release/acquire with the progress thread
+
+  absl::Mutex ping_mu_;
+  uint64_t next_ping_ ABSL_GUARDED_BY(ping_mu_) = 1;
+  absl::flat_hash_set<uint64_t> pongs_ ABSL_GUARDED_BY(ping_mu_);
   std::thread progress_thread_;
 };
 

@@ -193,11 +193,11 @@ absl::StatusOr<std::shared_ptr<UcxPeer>> UcxPeerCache::Get(const std::string& wo
     peer->closed_ = true;  // nothing to close
     return UcxError(status, "ucp_ep_create (is the peer's worker address valid?)");
   }
-  // Complete the wire-up handshake now, while nothing else is in flight: it tells an
-  // unreachable peer at once, and (UCX 1.13) an endpoint that fails with a wire-up reply
-  // still pending trips an assertion inside UCX on the other side.
-  PutBatch handshake(peer);
-  if (absl::Status s = handshake.Flush(absl::Now() + kConnectTimeout); !s.ok()) {
+  // Complete the wire-up on both sides now, while nothing else is in flight: it tells an
+  // unreachable peer at once, and (UCX 1.13) a peer whose endpoint fails while its
+  // wire-up reply is still queued aborts inside UCX.
+  if (absl::Status s = context_.Ping(peer->ep_, absl::Now() + kConnectTimeout); !s.ok()) {
+    peer->MarkFailed(s);
     return absl::UnavailableError(absl::StrCat("cannot reach UCX peer: ", s.message()));
   }
   peers_[worker_address] = peer;
