@@ -60,7 +60,6 @@ absl::Status PutBatch::Post(ucs_status_ptr_t request_or_status,
 
 absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_address,
                            ucp_rkey_h rkey) {
-  if (absl::Status health = peer_->health(); !health.ok()) return health;
   {
     absl::MutexLock lock(&state_->mu);
     if (!state_->first_error.ok()) return state_->first_error;
@@ -71,13 +70,18 @@ absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_add
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = OnSendComplete;
   param.user_data = ref;
-  ucs_status_ptr_t r = ucp_put_nbx(peer_->endpoint(), local, length, remote_address, rkey, &param);
+  absl::StatusOr<ucs_status_ptr_t> r = peer_->Post([&](ucp_ep_h ep) {
+    return ucp_put_nbx(ep, local, length, remote_address, rkey, &param);
+  });
+  if (!r.ok()) r = UCS_STATUS_PTR(UCS_ERR_CANCELED);
   bytes_ += static_cast<int64_t>(length);
-  return Post(r, state_, ref, "ucp_put_nbx");
+  absl::Status posted = Post(*r, state_, ref, "ucp_put_nbx");
+  if (!r.ok() || !posted.ok()) return peer_->failed() ? peer_->health() : posted;
+  return absl::OkStatus();
 }
 
 absl::Status PutBatch::Flush(absl::Time deadline) {
-  if (absl::Status health = peer_->health(); health.ok()) {
+  if (!peer_->failed()) {
     {
       absl::MutexLock lock(&state_->mu);
       ++state_->pending;
@@ -87,21 +91,24 @@ absl::Status PutBatch::Flush(absl::Time deadline) {
     param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     param.cb.send = OnSendComplete;
     param.user_data = ref;
-    (void)Post(ucp_ep_flush_nbx(peer_->endpoint(), &param), state_, ref, "ucp_ep_flush_nbx");
+    absl::StatusOr<ucs_status_ptr_t> r =
+        peer_->Post([&](ucp_ep_h ep) { return ucp_ep_flush_nbx(ep, &param); });
+    (void)Post(r.ok() ? *r : UCS_STATUS_PTR(UCS_ERR_CANCELED), state_, ref, "ucp_ep_flush_nbx");
     peer_->context().Wake();
   }
-  absl::MutexLock lock(&state_->mu);
+  absl::ReleasableMutexLock lock(&state_->mu);
   auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
-    return state_->pending == 0 || !peer_->health().ok();
+    return state_->pending == 0 || peer_->failed();
   };
   state_->mu.AwaitWithDeadline(absl::Condition(&done), deadline);
-  if (state_->pending == 0) return state_->first_error;
-  absl::Status error = peer_->health();
+  if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
+  absl::Status error = peer_->failed() ? peer_->health() : absl::OkStatus();
   if (error.ok()) {
     error = absl::DeadlineExceededError(
         absl::StrCat("UCX transfer not complete by its deadline (", state_->pending,
                      " operations outstanding)"));
   }
+  lock.Release();
   // Closing the endpoint completes the outstanding requests (with errors); their
   // callbacks hold the state alive until then.
   peer_->MarkFailed(error);
@@ -109,39 +116,48 @@ absl::Status PutBatch::Flush(absl::Time deadline) {
 }
 
 void UcxPeer::OnError(void* arg, ucp_ep_h, ucs_status_t status) {
-  static_cast<UcxPeer*>(arg)->MarkFailed(UcxError(status, "UCX peer failed"));
+  static_cast<UcxPeer*>(arg)->RecordFailure(UcxError(status, "UCX peer failed"));
+}
+
+void UcxPeer::RecordFailure(absl::Status status) {
+  absl::MutexLock lock(&failure_mu_);
+  if (failure_.ok()) failure_ = status;
+  failed_.store(true, std::memory_order_release);
 }
 
 void UcxPeer::MarkFailed(absl::Status status) {
-  ucp_ep_h ep = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    if (failure_.ok()) failure_ = status;
-    if (!closed_) {
-      closed_ = true;
-      ep = ep_;
-    }
-  }
-  if (ep != nullptr) {
-    // Forced close (peer error mode): fails every outstanding operation now. Runs on the
-    // progress thread when called from the error callback, so it must not wait here.
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = context_.options().peer_error_handling ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &param);
-    if (r != nullptr && !UCS_PTR_IS_ERR(r)) ucp_request_free(r);
-    context_.Wake();
-  }
+  RecordFailure(status);
+  // Exclusive: no Post is using the endpoint while it goes away.
+  absl::MutexLock lock(&mu_);
+  if (closed_ || ep_ == nullptr) return;
+  closed_ = true;
+  // Forced close (peer error mode) fails every outstanding operation now; their
+  // completions run inside this call. Not waited for: the progress thread finishes it.
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = context_.options().peer_error_handling ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t r = ucp_ep_close_nbx(ep_, &param);
+  if (r != nullptr && !UCS_PTR_IS_ERR(r)) ucp_request_free(r);
+  context_.Wake();
+}
+
+absl::StatusOr<ucs_status_ptr_t> UcxPeer::Post(
+    absl::FunctionRef<ucs_status_ptr_t(ucp_ep_h)> post) {
+  absl::ReaderMutexLock lock(&mu_);
+  if (failed()) return health();
+  if (closed_ || ep_ == nullptr) return absl::UnavailableError("UCX endpoint closed");
+  return post(ep_);
 }
 
 absl::Status UcxPeer::health() const {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&failure_mu_);
   return failure_;
 }
 
 absl::StatusOr<ucp_rkey_h> UcxPeer::Rkey(const std::string& packed_rkey) {
   absl::MutexLock lock(&mu_);
-  if (!failure_.ok()) return failure_;
+  if (failed()) return health();
+  if (closed_) return absl::UnavailableError("UCX endpoint closed");
   auto it = rkeys_.find(packed_rkey);
   if (it != rkeys_.end()) return it->second;
   ucp_rkey_h rkey = nullptr;
@@ -152,6 +168,7 @@ absl::StatusOr<ucp_rkey_h> UcxPeer::Rkey(const std::string& packed_rkey) {
 }
 
 UcxPeer::~UcxPeer() {
+  // Nothing else references the peer now: no lock is contended.
   ucp_ep_h ep = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -187,16 +204,20 @@ absl::StatusOr<std::shared_ptr<UcxPeer>> UcxPeerCache::Get(const std::string& wo
                                                            : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = &UcxPeer::OnError;
   params.err_handler.arg = peer.get();
-  ucs_status_t status = ucp_ep_create(context_.worker(), &params, &peer->ep_);
-  if (status != UCS_OK) {
+  ucp_ep_h ep = nullptr;
+  ucs_status_t status = ucp_ep_create(context_.worker(), &params, &ep);
+  {
     absl::MutexLock peer_lock(&peer->mu_);
-    peer->closed_ = true;  // nothing to close
+    peer->ep_ = ep;
+    if (status != UCS_OK) peer->closed_ = true;  // nothing to close
+  }
+  if (status != UCS_OK) {
     return UcxError(status, "ucp_ep_create (is the peer's worker address valid?)");
   }
   // Complete the wire-up on both sides now, while nothing else is in flight: it tells an
   // unreachable peer at once, and (UCX 1.13) a peer whose endpoint fails while its
   // wire-up reply is still queued aborts inside UCX.
-  if (absl::Status s = context_.Ping(peer->ep_, absl::Now() + kConnectTimeout); !s.ok()) {
+  if (absl::Status s = context_.Ping(ep, absl::Now() + kConnectTimeout); !s.ok()) {
     peer->MarkFailed(s);
     return absl::UnavailableError(absl::StrCat("cannot reach UCX peer: ", s.message()));
   }

@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -68,23 +69,37 @@ class UcxPeer : public std::enable_shared_from_this<UcxPeer> {
   absl::StatusOr<ucp_rkey_h> Rkey(const std::string& packed_rkey);
   // OK while the endpoint is usable; the error that broke it otherwise.
   absl::Status health() const;
+  // Lock-free check of the same (safe to call while holding other locks).
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  // Marks the peer failed and closes the endpoint (forced in peer error mode, which
+  // completes every outstanding operation with an error). Never call it from a UCX
+  // callback: UCX may run callbacks inside the calls that Post makes.
   void MarkFailed(absl::Status status);
-  ucp_ep_h endpoint() const { return ep_; }
+  // Runs `post` with the endpoint, excluding a concurrent close, unless the peer failed
+  // (then returns its error without calling `post`).
+  absl::StatusOr<ucs_status_ptr_t> Post(absl::FunctionRef<ucs_status_ptr_t(ucp_ep_h)> post);
   UcxContext& context() const { return context_; }
 
  private:
   friend class UcxPeerCache;
   UcxPeer(UcxContext& context, std::string address)
       : context_(context), address_(std::move(address)) {}
+  // UCX's error callback: records the failure only (it may run inside a Post, or inside
+  // the close itself); the endpoint is closed by MarkFailed or the destructor.
   static void OnError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void RecordFailure(absl::Status status);
 
   UcxContext& context_;
   const std::string address_;
-  ucp_ep_h ep_ = nullptr;
+  // Readers: operations on the endpoint; writer: its close. Lock order: mu_ before
+  // failure_mu_ and before PutBatch::State::mu (a forced close runs completions).
   mutable absl::Mutex mu_;
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  ucp_ep_h ep_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, ucp_rkey_h> rkeys_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex failure_mu_;
+  absl::Status failure_ ABSL_GUARDED_BY(failure_mu_);
+  std::atomic<bool> failed_{false};  // mirrors !failure_.ok(); release/acquire
 };
 
 // Endpoints by remote worker address: connect once, reuse for every transfer; a failed
