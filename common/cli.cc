@@ -42,6 +42,15 @@ std::vector<char*> ParseCommandLineOrExit(int argc, char** argv, const std::stri
       std::exit(0);
     }
   }
+  // Accept --foo-bar as --foo_bar (Abseil flag names cannot hold '-'); values untouched.
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (a[0] != '-' || a[1] != '-') continue;
+    if (a[2] == '\0') break;  // "--" ends the flags
+    for (char* p = a + 2; *p != '\0' && *p != '='; ++p) {
+      if (*p == '-') *p = '_';
+    }
+  }
   absl::SetProgramUsageMessage(usage);
   // Abseil reports a bad flag on stderr and exits 1 itself.
   return absl::ParseCommandLine(argc, argv);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds dsv3-serve into a build directory.
-#   scripts/build.sh [BUILD_DIR] [extra cmake -D options...]
+#   scripts/build.sh [BUILD_DIR] [extra cmake -D options...] [--target TARGET...]
 # ccache is used when present (warm rebuilds take seconds).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +13,12 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
 export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 # Compiles stay within memory with one job per core (2 here).
 jobs="${DSV3_BUILD_JOBS:-$(nproc)}"
-cmake -S "$root" -B "$build_dir" -G Ninja "$@" >"$build_dir.configure.log" 2>&1 || {
-  cat "$build_dir.configure.log"; exit 1; }
-grep -E "^-- dsv3:" "$build_dir.configure.log" || true
-ninja -C "$build_dir" -j "$jobs"
+cmake_args=(); targets=()
+while (($#)); do
+  if [ "$1" = "--target" ]; then targets+=("$2"); shift 2; else cmake_args+=("$1"); shift; fi
+done
+mkdir -p "$build_dir"
+cmake -S "$root" -B "$build_dir" -G Ninja "${cmake_args[@]}" >"$build_dir/configure.log" 2>&1 || {
+  cat "$build_dir/configure.log"; exit 1; }
+grep -E "^-- dsv3:" "$build_dir/configure.log" || true
+ninja -C "$build_dir" -j "$jobs" "${targets[@]}"

@@ -21,4 +21,12 @@ echo "== unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -L unit --timeout 900 -j 2
 
+echo "== fuzz: safetensors header parser (libFuzzer, bounded)"
+CC=clang CXX=clang++ "$root/scripts/build.sh" "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DDSV3_FUZZ=ON -DDSV3_CUDA=OFF -DDSV3_BUILD_TESTS=OFF -DDSV3_BUILD_BENCH=OFF \
+  --target safetensors_header_fuzzer
+mkdir -p "$root/build-fuzz/corpus"
+"$root/build-fuzz/engine/safetensors_header_fuzzer" -max_total_time="${DSV3_FUZZ_SECONDS:-30}" \
+  -rss_limit_mb=2048 -print_final_stats=1 "$root/build-fuzz/corpus" 2>&1 | tail -n 12
+
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,72 @@
+#ifndef DSV3_ENGINE_DTYPE_H_
+#define DSV3_ENGINE_DTYPE_H_
+
+// Element types of checkpoint tensors and their scalar conversions to and from float.
+// Loads go through memcpy: tensors inside a safetensors file need not be aligned.
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+
+namespace dsv3::engine {
+
+enum class DType : uint8_t { kF32, kBF16, kF16, kF8E4M3 };
+
+// Bytes per element.
+int DTypeSize(DType dtype);
+// Safetensors spelling: "F32", "BF16", "F16", "F8_E4M3".
+absl::string_view DTypeName(DType dtype);
+absl::StatusOr<DType> ParseDType(absl::string_view name);
+
+// FP8 e4m3fn (bias 7, no infinities, 0x7F/0xFF are NaN, max 448) decoding table.
+extern const std::array<float, 256> kE4M3ToFloat;
+
+inline float BF16ToFloat(uint16_t bits) {
+  uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+// Round to nearest even; NaN stays NaN.
+uint16_t FloatToBF16(float f);
+float F16ToFloat(uint16_t bits);
+uint16_t FloatToF16(float f);
+inline float E4M3ToFloat(uint8_t code) { return kE4M3ToFloat[code]; }
+// Round to nearest even, saturating at +-448.
+uint8_t FloatToE4M3(float f);
+
+// Element `i` of a tensor of type `dtype` stored at `data` (any alignment).
+inline float LoadAsFloat(DType dtype, const void* data, int64_t i) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  switch (dtype) {
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+    }
+    case DType::kBF16: {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      return BF16ToFloat(b);
+    }
+    case DType::kF16: {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      return F16ToFloat(b);
+    }
+    case DType::kF8E4M3:
+      return kE4M3ToFloat[p[i]];
+  }
+  return 0.0f;
+}
+
+// Converts `n` elements starting at element `first` into `out`.
+void ConvertToFloat(DType dtype, const void* data, int64_t first, int64_t n, float* out);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_DTYPE_H_

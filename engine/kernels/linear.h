@@ -1,0 +1,49 @@
+#ifndef DSV3_ENGINE_KERNELS_LINEAR_H_
+#define DSV3_ENGINE_KERNELS_LINEAR_H_
+
+// A projection weight W [out_features, in_features] (PyTorch nn.Linear layout: y = x W^T) kept
+// in its stored dtype (F32, BF16, F16, or FP8 e4m3 with block scales W = code x
+// scale_inv[r / block_rows][c / block_cols], edge blocks partial). Kernels dequantise tiles
+// of W into f32 on the fly; activations are always f32.
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/dtype.h"
+
+namespace dsv3::engine {
+
+struct Linear {
+  DType dtype = DType::kF32;
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  const void* data = nullptr;  // row-major, any alignment (usually inside a file mapping)
+  // FP8 only: [ceil(out / block_rows), ceil(in / block_cols)], copied out of the file.
+  std::vector<float> scale_inv;
+  int64_t block_rows = 0;
+  int64_t block_cols = 0;
+
+  bool empty() const { return data == nullptr; }
+  int64_t weight_bytes() const { return out_features * in_features * DTypeSize(dtype); }
+  // W[row, col_begin : col_begin + n] as f32.
+  void DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const;
+};
+
+// y[i, j] = sum_c x[i, c] * W[row_begin + j, c] for i < m, j < row_count.
+// x has leading dimension ldx (>= in_features), y has ldy (>= row_count).
+void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
+                int64_t row_count, float* y, int64_t ldy);
+
+// y[m, out_features] = x[m, in_features] W^T (dense leading dimensions).
+inline void MatMul(const float* x, int64_t m, const Linear& w, float* y) {
+  MatMulRows(x, m, w.in_features, w, 0, w.out_features, y, w.out_features);
+}
+
+// y[i, c] = sum_j x[i, j] * W[row_begin + j, c] for c < in_features: x times a row block of
+// W, untransposed (the absorbed MLA form uses it to fold W_UK into the query).
+void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& w,
+                          int64_t row_begin, int64_t row_count, float* y, int64_t ldy);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_KERNELS_LINEAR_H_

@@ -1,0 +1,80 @@
+#include "engine/kv_cache.h"
+
+#include <sys/mman.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace dsv3::engine {
+
+std::string KvCacheLayout::ToString() const {
+  return absl::StrCat("layers=", num_layers, " blocks=", num_blocks, " block_size=", block_size,
+                      " row=[c_kv ", kv_lora_rank, " | k_pe ", qk_rope_head_dim, "] f32");
+}
+
+KvCacheLayout KvCacheLayout::ForModel(const ModelConfig& config, int64_t num_blocks,
+                                      int64_t block_size, bool include_mtp) {
+  KvCacheLayout l;
+  l.num_layers = config.num_hidden_layers + (include_mtp ? config.num_nextn_predict_layers : 0);
+  l.num_blocks = num_blocks;
+  l.block_size = block_size;
+  l.kv_lora_rank = config.kv_lora_rank;
+  l.qk_rope_head_dim = config.qk_rope_head_dim;
+  return l;
+}
+
+absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
+  if (layout.num_layers <= 0 || layout.num_blocks <= 0 || layout.block_size <= 0 ||
+      layout.row_floats() <= 0 || layout.num_blocks > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad KV cache layout: ", layout.ToString()));
+  }
+  std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
+  void* p = ::mmap(nullptr, static_cast<size_t>(layout.total_bytes()), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", layout.total_bytes(), " bytes of KV cache"));
+  }
+  pool->base_ = static_cast<float*>(p);
+  pool->free_.reserve(static_cast<size_t>(layout.num_blocks));
+  for (int64_t b = layout.num_blocks - 1; b >= 0; --b) pool->free_.push_back(static_cast<int32_t>(b));
+  return pool;
+}
+
+KvCachePool::~KvCachePool() {
+  if (base_ != nullptr) ::munmap(base_, static_cast<size_t>(layout_.total_bytes()));
+}
+
+float* KvCachePool::Row(int64_t layer, const KvSequence& seq, int64_t position) {
+  const int64_t block = seq.blocks[static_cast<size_t>(position / layout_.block_size)];
+  const int64_t slot = position % layout_.block_size;
+  return base_ + (layer * layout_.num_blocks + block) * layout_.block_size * layout_.row_floats() +
+         slot * layout_.row_floats();
+}
+
+const float* KvCachePool::Row(int64_t layer, const KvSequence& seq, int64_t position) const {
+  return const_cast<KvCachePool*>(this)->Row(layer, seq, position);
+}
+
+absl::Status KvCachePool::Reserve(KvSequence& seq, int64_t num_positions) {
+  const int64_t needed = (num_positions + layout_.block_size - 1) / layout_.block_size;
+  const int64_t have = static_cast<int64_t>(seq.blocks.size());
+  if (needed <= have) return absl::OkStatus();
+  if (needed - have > free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache pool full: ", num_positions, " positions need ", needed - have,
+        " more blocks of ", layout_.block_size, ", ", free_blocks(), " free of ",
+        layout_.num_blocks));
+  }
+  for (int64_t i = have; i < needed; ++i) {
+    seq.blocks.push_back(free_.back());
+    free_.pop_back();
+  }
+  return absl::OkStatus();
+}
+
+void KvCachePool::Release(KvSequence& seq) {
+  for (int32_t b : seq.blocks) free_.push_back(b);
+  seq = KvSequence();
+}
+
+}  // namespace dsv3::engine

@@ -1,0 +1,93 @@
+#ifndef DSV3_ENGINE_KV_CACHE_H_
+#define DSV3_ENGINE_KV_CACHE_H_
+
+// The paged latent KV cache of MLA.
+//
+// Layout (KvCacheLayout; what the decode worker registers with UCX and a prefill worker writes
+// into remotely): one anonymous page-aligned allocation of
+//   num_layers x num_blocks x block_size x row_floats   float32 (little endian)
+// indexed [layer][block][slot][row], where
+//   row_floats = kv_lora_rank + qk_rope_head_dim
+//   row        = [ c_kv (kv_lora_rank, after kv_a_layernorm) | k_pe (qk_rope_head_dim, roped) ]
+// so each (layer, block) is one contiguous byte range of block_bytes() at
+// BlockOffset(layer, block) = (layer * num_blocks + block) * block_bytes().
+// Layers 0..num_hidden_layers-1 are the main model's; with MTP, layer num_hidden_layers + k
+// holds MTP layer k's own cache. A sequence uses the same block ids in every layer (one block
+// table per sequence); token at position p lives in block blocks[p / block_size], slot
+// p % block_size. Two pools can exchange KV only when their layouts compare equal.
+//
+// The block allocator is not thread-safe: one owner (a scheduler thread) allocates and frees.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+
+namespace dsv3::engine {
+
+struct KvCacheLayout {
+  int64_t num_layers = 0;
+  int64_t num_blocks = 0;
+  int64_t block_size = 64;
+  int64_t kv_lora_rank = 0;
+  int64_t qk_rope_head_dim = 0;
+
+  int64_t row_floats() const { return kv_lora_rank + qk_rope_head_dim; }
+  int64_t block_bytes() const { return block_size * row_floats() * 4; }
+  int64_t layer_bytes() const { return num_blocks * block_bytes(); }
+  int64_t total_bytes() const { return num_layers * layer_bytes(); }
+  int64_t BlockOffset(int64_t layer, int64_t block) const {
+    return (layer * num_blocks + block) * block_bytes();
+  }
+  std::string ToString() const;
+  bool operator==(const KvCacheLayout&) const = default;
+
+  // Main layers plus (with `include_mtp`) the MTP layers.
+  static KvCacheLayout ForModel(const ModelConfig& config, int64_t num_blocks,
+                                int64_t block_size = 64, bool include_mtp = true);
+};
+
+// One sequence's view of the pool: its block table and how many positions hold valid KV in
+// the main layers and in the MTP layers.
+struct KvSequence {
+  std::vector<int32_t> blocks;
+  int64_t num_tokens = 0;
+  int64_t mtp_num_tokens = 0;
+};
+
+class KvCachePool {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvCachePool>> Create(const KvCacheLayout& layout);
+  ~KvCachePool();
+  KvCachePool(const KvCachePool&) = delete;
+  KvCachePool& operator=(const KvCachePool&) = delete;
+
+  const KvCacheLayout& layout() const { return layout_; }
+  void* base() { return base_; }
+  int64_t size_bytes() const { return layout_.total_bytes(); }
+  int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  int64_t capacity_tokens() const { return layout_.num_blocks * layout_.block_size; }
+
+  // Row of `layer` for the token at `position` of `seq` (its block must be reserved).
+  float* Row(int64_t layer, const KvSequence& seq, int64_t position);
+  const float* Row(int64_t layer, const KvSequence& seq, int64_t position) const;
+
+  // Grows `seq`'s block table to cover `num_positions` positions; ResourceExhausted (and no
+  // change) when the pool lacks the blocks.
+  absl::Status Reserve(KvSequence& seq, int64_t num_positions);
+  // Returns all of `seq`'s blocks to the pool and resets it.
+  void Release(KvSequence& seq);
+
+ private:
+  explicit KvCachePool(const KvCacheLayout& layout) : layout_(layout) {}
+  KvCacheLayout layout_;
+  float* base_ = nullptr;
+  std::vector<int32_t> free_;  // stack of free block ids
+};
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_KV_CACHE_H_

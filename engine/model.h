@@ -1,0 +1,99 @@
+#ifndef DSV3_ENGINE_MODEL_H_
+#define DSV3_ENGINE_MODEL_H_
+
+// A loaded DeepSeek-V3-architecture model and its batched, ragged forward step.
+//
+//   auto model = Model::Load(dir);                        // config.json + safetensors (mmap)
+//   auto pool = KvCachePool::Create(model->KvLayout(256)); // 256 blocks of 64 positions
+//   KvSequence seq;                                       // one per request
+//   SequenceInput in{tokens, &seq, /*all_logits=*/false};
+//   auto out = model->Forward({&in, 1}, **pool);          // appends tokens' KV, seq.num_tokens += n
+//   out->LastLogits(0)                                    // next-token logits
+//
+// Forward validates every sequence (non-empty, ids < vocab_size, positions within
+// max_position_embeddings, blocks available) before computing anything. A sequence's logits do
+// not depend on the rest of the batch beyond float rounding. Forward is const and keeps its
+// scratch on the stack/heap of the call: concurrent calls on different pools are safe.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/batch.h"
+#include "engine/decoder_layer.h"
+#include "engine/kv_cache.h"
+#include "engine/mla_attention.h"
+#include "engine/model_config.h"
+#include "engine/model_weights.h"
+#include "engine/rope.h"
+#include "engine/routed_experts.h"
+#include "engine/safetensors.h"
+
+namespace dsv3::engine {
+
+struct SequenceInput {
+  std::span<const int32_t> tokens;  // new tokens, at positions kv->num_tokens ...
+  KvSequence* kv = nullptr;
+  bool all_logits = false;  // logits for every new token; else for the last only
+};
+
+struct ForwardOptions {
+  AttentionForm attention = AttentionForm::kAuto;
+  bool return_hidden = false;  // final-normed hidden states of every new token (MTP input)
+  ForwardTrace* trace = nullptr;
+};
+
+struct ForwardResult {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  std::vector<float> logits;          // [logits rows, vocab_size]
+  std::vector<int64_t> logits_begin;  // per sequence: its first logits row
+  std::vector<int64_t> logits_count;  // per sequence: 1 or its number of new tokens
+  std::vector<float> hidden;          // [new tokens, hidden_size] when requested
+  std::vector<int64_t> token_begin;   // per sequence: its first row in `hidden`
+
+  std::span<const float> LogitsRow(size_t seq, int64_t i) const;
+  std::span<const float> LastLogits(size_t seq) const;
+  std::span<const float> HiddenRow(size_t seq, int64_t i) const;
+};
+
+class Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
+                                                     const LoadOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  bool has_mtp() const { return !weights_.mtp.empty(); }
+  // Routes the routed experts elsewhere (not owned); nullptr restores the in-process experts.
+  void set_expert_executor(RoutedExpertExecutor* executor);
+
+  KvCacheLayout KvLayout(int64_t num_blocks, int64_t block_size = 64) const;
+
+  // Checks tokens appended at `start` (ids in range, non-empty, within max_position_embeddings).
+  absl::Status ValidateTokens(std::span<const int32_t> tokens, int64_t start) const;
+
+  absl::StatusOr<ForwardResult> Forward(std::span<const SequenceInput> batch, KvCachePool& pool,
+                                        const ForwardOptions& options = {}) const;
+
+  // For the MTP forward (mtp.h).
+  LayerContext MakeLayerContext(KvCachePool& pool, const ForwardOptions& options) const;
+  absl::Status CheckPool(const KvCachePool& pool) const;
+
+ private:
+  Model() = default;
+  ModelConfig config_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  ModelWeights weights_;
+  std::unique_ptr<Rope> rope_;
+  std::unique_ptr<MlaAttention> attention_;
+  std::unique_ptr<LocalExpertExecutor> local_experts_;
+  RoutedExpertExecutor* experts_ = nullptr;
+};
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_MODEL_H_

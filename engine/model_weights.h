@@ -1,0 +1,84 @@
+#ifndef DSV3_ENGINE_MODEL_WEIGHTS_H_
+#define DSV3_ENGINE_MODEL_WEIGHTS_H_
+
+// The weights of a DeepSeek-V3-architecture model, bound to a Checkpoint by their Hugging Face
+// names and checked against the config. Projections stay in the checkpoint mapping in their
+// stored dtype (Linear); norm vectors, gate biases and FP8 scales are copied out as f32.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/kernels/linear.h"
+#include "engine/model_config.h"
+#include "engine/safetensors.h"
+
+namespace dsv3::engine {
+
+struct MlaWeights {
+  Linear q_a;      // [q_lora_rank, hidden]               (q LoRA)
+  std::vector<float> q_a_norm;
+  Linear q_b;      // [heads * qk_head_dim, q_lora_rank]  (q LoRA)
+  Linear q_proj;   // [heads * qk_head_dim, hidden]       (q_lora_rank null)
+  Linear kv_a;     // [kv_lora_rank + qk_rope_head_dim, hidden]: [latent | k_pe]
+  std::vector<float> kv_a_norm;  // [kv_lora_rank]
+  Linear kv_b;     // [heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank], per head [k_nope | v]
+  Linear o;        // [hidden, heads * v_head_dim]
+};
+
+struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x))
+  Linear gate;
+  Linear up;
+  Linear down;
+};
+
+struct MoeWeights {
+  Linear router;                  // mlp.gate.weight [n_routed_experts, hidden]
+  std::vector<float> score_bias;  // e_score_correction_bias (noaux_tc), else empty
+  std::vector<MlpWeights> experts;
+  MlpWeights shared;  // n_shared_experts x moe_intermediate_size wide; empty when none
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;
+  MlaWeights attn;
+  std::vector<float> ffn_norm;
+  bool is_moe = false;
+  MlpWeights mlp;  // dense layers
+  MoeWeights moe;  // MoE layers
+};
+
+struct MtpWeights {
+  Linear embed;  // model.layers.N.embed_tokens (a copy of the main embedding)
+  std::vector<float> enorm;
+  std::vector<float> hnorm;
+  Linear eh_proj;  // [hidden, 2 * hidden]: columns [embedding half | hidden half]
+  LayerWeights block;
+  std::vector<float> head_norm;  // shared_head.norm
+  Linear head;                   // shared_head.head [vocab, hidden]
+};
+
+struct ModelWeights {
+  Linear embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;
+  Linear lm_head;  // [vocab, hidden] (the embedding when tie_word_embeddings)
+  std::vector<MtpWeights> mtp;
+  int64_t bytes = 0;  // bytes of the checkpoint tensors bound
+
+  // Layer `index` in cache/expert numbering: main layers, then MTP blocks.
+  const LayerWeights& Layer(int64_t index) const;
+};
+
+struct LoadOptions {
+  bool load_mtp = true;  // false: MTP tensors are accepted but not bound
+};
+
+absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
+                                              const ModelConfig& config,
+                                              const LoadOptions& options = {});
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_MODEL_WEIGHTS_H_

@@ -1,0 +1,86 @@
+#include "engine/mtp.h"
+
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/ops.h"
+#include "engine/status_macros.h"
+
+namespace dsv3::engine {
+
+absl::StatusOr<ForwardResult> MtpForward(const Model& model, std::span<const MtpInput> batch,
+                                         KvCachePool& pool, const ForwardOptions& options) {
+  const ModelConfig& c = model.config();
+  if (!model.has_mtp()) {
+    return absl::FailedPreconditionError("the model has no MTP layer loaded");
+  }
+  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  DSV3_RETURN_IF_ERROR(model.CheckPool(pool));
+  const int64_t layer = c.num_hidden_layers;  // the first MTP layer
+  if (pool.layout().num_layers <= layer) {
+    return absl::InvalidArgumentError("KV pool has no MTP layer");
+  }
+  const MtpWeights& w = model.weights().mtp[0];
+  const int64_t hidden = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  std::set<const KvSequence*> distinct;
+  std::vector<SequenceSlice> slices;
+  int64_t rows = 0;
+  for (const MtpInput& in : batch) {
+    if (in.kv == nullptr || !distinct.insert(in.kv).second) {
+      return absl::InvalidArgumentError("each batch entry needs its own KvSequence");
+    }
+    const int64_t n = static_cast<int64_t>(in.next_tokens.size());
+    if (static_cast<int64_t>(in.hidden.size()) != n * hidden) {
+      return absl::InvalidArgumentError(absl::StrCat("MTP input: ", in.hidden.size(),
+                                                     " hidden floats for ", n, " tokens"));
+    }
+    DSV3_RETURN_IF_ERROR(model.ValidateTokens(in.next_tokens, in.kv->mtp_num_tokens));
+    slices.push_back({rows, n, in.kv->mtp_num_tokens, in.kv});
+    rows += n;
+  }
+  for (const MtpInput& in : batch) {
+    DSV3_RETURN_IF_ERROR(
+        pool.Reserve(*in.kv, in.kv->mtp_num_tokens + static_cast<int64_t>(in.next_tokens.size())));
+  }
+
+  std::vector<float> cat(static_cast<size_t>(rows * 2 * hidden));  // {rows, [enorm(e) | hnorm(h)]}
+  for (size_t b = 0; b < batch.size(); ++b) {
+    for (int64_t i = 0; i < slices[b].num_tokens; ++i) {
+      float* dst = &cat[static_cast<size_t>((slices[b].token_begin + i) * 2 * hidden)];
+      w.embed.DequantRow(batch[b].next_tokens[i], 0, hidden, dst);
+      RmsNorm(dst, w.enorm.data(), hidden, eps, dst);
+      RmsNorm(batch[b].hidden.data() + i * hidden, w.hnorm.data(), hidden, eps, dst + hidden);
+    }
+  }
+  std::vector<float> x(static_cast<size_t>(rows * hidden));  // {rows, hidden}
+  MatMul(cat.data(), rows, w.eh_proj, x.data());
+  const LayerContext ctx = model.MakeLayerContext(pool, options);
+  DSV3_RETURN_IF_ERROR(DecoderLayerForward(ctx, w.block, layer, slices, rows, x.data()));
+  RmsNormRows(x.data(), hidden, w.head_norm.data(), hidden, rows, eps, x.data(), hidden);
+
+  ForwardResult out;
+  out.vocab_size = c.vocab_size;
+  out.hidden_size = hidden;
+  std::vector<float> head_in;  // {logits rows, hidden}
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const SequenceSlice& s = slices[b];
+    const int64_t first = batch[b].all_logits ? 0 : s.num_tokens - 1;
+    out.logits_begin.push_back(static_cast<int64_t>(head_in.size()) / hidden);
+    out.logits_count.push_back(s.num_tokens - first);
+    head_in.insert(head_in.end(), x.begin() + (s.token_begin + first) * hidden,
+                   x.begin() + (s.token_begin + s.num_tokens) * hidden);
+    out.token_begin.push_back(s.token_begin);
+  }
+  const int64_t logit_rows = static_cast<int64_t>(head_in.size()) / hidden;
+  out.logits.resize(static_cast<size_t>(logit_rows * c.vocab_size));
+  MatMul(head_in.data(), logit_rows, w.head, out.logits.data());
+  out.hidden = std::move(x);
+  for (const MtpInput& in : batch) in.kv->mtp_num_tokens += static_cast<int64_t>(in.next_tokens.size());
+  return out;
+}
+
+}  // namespace dsv3::engine

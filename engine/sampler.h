@@ -1,0 +1,79 @@
+#ifndef DSV3_ENGINE_SAMPLER_H_
+#define DSV3_ENGINE_SAMPLER_H_
+
+// Token selection for one request, deterministic for a given seed.
+//
+// Order of operations on a logits row (vLLM's semantics):
+//   1. penalties: repetition (over prompt + output; positive logits divided, negative
+//      multiplied), frequency (minus count in output x f), presence (minus p if in output);
+//   2. logprobs (the requested top-n and the chosen token's) = log_softmax of the penalised
+//      logits, before temperature and truncation;
+//   3. temperature 0: greedy (argmax, lowest id on ties). Otherwise divide by the temperature,
+//      keep the top_k, then the smallest set with cumulative probability >= top_p, then the
+//      tokens with probability >= min_p x max probability; renormalise; draw with the
+//      request's generator (xoshiro256** seeded by splitmix64 of the seed).
+
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace dsv3::engine {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0: greedy
+  int32_t top_k = 0;         // 0: off
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  uint64_t seed = 0;
+  int32_t top_logprobs = 0;  // how many alternatives to report
+  std::vector<int32_t> stop_token_ids;
+
+  bool greedy() const { return temperature == 0.0f; }
+};
+
+absl::Status ValidateSamplingParams(const SamplingParams& params, int64_t vocab_size);
+
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // descending
+  bool is_stop = false;
+};
+
+class RequestSampler {
+ public:
+  static absl::StatusOr<RequestSampler> Create(const SamplingParams& params, int64_t vocab_size,
+                                               std::span<const int32_t> prompt);
+
+  // Picks the next token from a logits row and appends it to the request's output history.
+  absl::StatusOr<SampledToken> Sample(std::span<const float> logits);
+
+  const SamplingParams& params() const { return params_; }
+  const std::vector<int32_t>& output() const { return output_; }
+
+ private:
+  RequestSampler(const SamplingParams& params, int64_t vocab_size);
+  uint64_t NextRandom();
+  double NextUniform();  // [0, 1)
+
+  SamplingParams params_;
+  int64_t vocab_size_;
+  std::vector<int32_t> output_;
+  std::vector<int32_t> output_counts_;
+  std::vector<uint8_t> seen_;  // prompt or output
+  uint64_t state_[4];
+};
+
+// Samples row i of `logits` ([samplers.size(), vocab]) with samplers[i]: a step's batch.
+absl::StatusOr<std::vector<SampledToken>> SampleBatch(std::span<RequestSampler* const> samplers,
+                                                      std::span<const float> logits);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_SAMPLER_H_

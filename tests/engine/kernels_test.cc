@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/dtype.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/ops.h"
+#include "engine/rope.h"
+
+namespace dsv3::engine {
+namespace {
+
+TEST(DTypeTest, E4M3Decoding) {
+  EXPECT_EQ(E4M3ToFloat(0x00), 0.0f);
+  EXPECT_EQ(E4M3ToFloat(0x38), 1.0f);          // exp 7, mant 0
+  EXPECT_EQ(E4M3ToFloat(0x7E), 448.0f);        // max finite
+  EXPECT_EQ(E4M3ToFloat(0xFE), -448.0f);
+  EXPECT_EQ(E4M3ToFloat(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_EQ(E4M3ToFloat(0x08), std::ldexp(1.0f, -6));  // smallest normal
+  EXPECT_TRUE(std::isnan(E4M3ToFloat(0x7F)));
+  EXPECT_TRUE(std::isnan(E4M3ToFloat(0xFF)));
+  EXPECT_EQ(E4M3ToFloat(0x3C), 1.5f);
+}
+
+TEST(DTypeTest, EncodersRoundTrip) {
+  for (int c = 0; c < 256; ++c) {
+    if (c == 0x7F || c == 0xFF || c == 0x80) continue;
+    EXPECT_EQ(FloatToE4M3(E4M3ToFloat(static_cast<uint8_t>(c))), c) << c;
+  }
+  EXPECT_EQ(FloatToE4M3(1000.0f), 0x7E);  // saturates
+  EXPECT_EQ(E4M3ToFloat(FloatToE4M3(1.0625f)), 1.0f);   // tie -> even
+  EXPECT_EQ(E4M3ToFloat(FloatToE4M3(1.1875f)), 1.25f);  // tie -> even
+  EXPECT_EQ(BF16ToFloat(FloatToBF16(3.140625f)), 3.140625f);
+  EXPECT_EQ(F16ToFloat(FloatToF16(-2.5f)), -2.5f);
+  EXPECT_EQ(F16ToFloat(FloatToF16(6.1035156e-05f)), 6.1035156e-05f);
+  EXPECT_EQ(F16ToFloat(0x3C00), 1.0f);
+}
+
+// W [out, in] as FP8 with 128x128 block scales (partial edge blocks on both axes).
+struct Fp8Matrix {
+  std::vector<uint8_t> codes;
+  Linear linear;
+  std::vector<double> dense;
+};
+
+Fp8Matrix MakeFp8(int64_t out, int64_t in, std::mt19937& rng) {
+  Fp8Matrix m;
+  std::uniform_int_distribution<int> code(0, 0x7E);
+  std::uniform_int_distribution<int> sign(0, 1);
+  m.codes.resize(out * in);
+  for (auto& c : m.codes) c = static_cast<uint8_t>(code(rng) | (sign(rng) << 7));
+  m.linear.dtype = DType::kF8E4M3;
+  m.linear.out_features = out;
+  m.linear.in_features = in;
+  m.linear.data = m.codes.data();
+  m.linear.block_rows = 128;
+  m.linear.block_cols = 128;
+  const int64_t sr = (out + 127) / 128, sc = (in + 127) / 128;
+  std::uniform_real_distribution<float> scale(0.001f, 0.01f);
+  for (int64_t i = 0; i < sr * sc; ++i) m.linear.scale_inv.push_back(scale(rng));
+  m.dense.resize(out * in);
+  for (int64_t r = 0; r < out; ++r) {
+    for (int64_t c = 0; c < in; ++c) {
+      m.dense[r * in + c] = static_cast<double>(E4M3ToFloat(m.codes[r * in + c])) *
+                            m.linear.scale_inv[(r / 128) * sc + c / 128];
+    }
+  }
+  return m;
+}
+
+TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
+  std::mt19937 rng(1);
+  const int64_t out = 300, in = 200;  // 3 x 2 blocks, both partial
+  Fp8Matrix w = MakeFp8(out, in, rng);
+  std::normal_distribution<float> n(0, 1);
+  for (int64_t m : {1, 3, 7}) {  // dot-product path and BLAS path
+    std::vector<float> x(m * in), y(m * out);
+    for (auto& v : x) v = n(rng);
+    MatMul(x.data(), m, w.linear, y.data());
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < out; ++r) {
+        double ref = 0;
+        for (int64_t c = 0; c < in; ++c) ref += x[i * in + c] * w.dense[r * in + c];
+        ASSERT_NEAR(y[i * out + r], ref, 1e-5 * (1 + std::fabs(ref))) << m << " " << i << " " << r;
+      }
+    }
+    // Untransposed product over a row block (the absorbed-attention direction).
+    const int64_t rb = 130, rc = 40;
+    std::vector<float> xt(m * rc), yt(m * in);
+    for (auto& v : xt) v = n(rng);
+    MatMulTransposedRows(xt.data(), m, rc, w.linear, rb, rc, yt.data(), in);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t c = 0; c < in; ++c) {
+        double ref = 0;
+        for (int64_t j = 0; j < rc; ++j) ref += xt[i * rc + j] * w.dense[(rb + j) * in + c];
+        ASSERT_NEAR(yt[i * in + c], ref, 1e-5 * (1 + std::fabs(ref)));
+      }
+    }
+  }
+}
+
+TEST(OpsTest, RmsNormSoftmaxDot) {
+  std::vector<float> x = {1, 2, 3, 4}, w = {1, 1, 2, 2}, out(4);
+  RmsNorm(x.data(), w.data(), 4, 0.0f, out.data());
+  const float inv = 1.0f / std::sqrt(7.5f);
+  EXPECT_NEAR(out[3], 8 * inv, 1e-6);
+  std::vector<float> s = {1000, 1000};
+  SoftmaxInPlace(s.data(), 2);
+  EXPECT_FLOAT_EQ(s[0], 0.5f);
+  std::vector<float> a(37, 1.0f), b(37, 2.0f);
+  EXPECT_FLOAT_EQ(Dot(a.data(), b.data(), 37), 74.0f);
+}
+
+TEST(RopeTest, InterleavedPairsAndYarnFrequencies) {
+  ModelConfig c;
+  c.qk_rope_head_dim = 64;
+  c.rope_theta = 10000;
+  Rope plain(c);
+  EXPECT_DOUBLE_EQ(plain.inv_freq()[1], std::pow(10000.0, -2.0 / 64));
+  // Position p rotates pair (0, 1) by p * inv_freq[0] = p radians.
+  std::vector<float> cos(32), sin(32), v(64, 0.0f);
+  v[0] = 1.0f;
+  plain.CosSin(1, cos.data(), sin.data());
+  Rope::Apply(cos.data(), sin.data(), 64, v.data(), 1, 0);
+  EXPECT_NEAR(v[0], std::cos(1.0), 1e-6);
+  EXPECT_NEAR(v[1], std::sin(1.0), 1e-6);
+  c.rope_yarn = YarnConfig{40.0, 4096, 32.0, 1.0, 1.0, 1.0};
+  Rope yarn(c);
+  // High frequencies (below the beta_fast correction dim) are kept, low ones divided by factor.
+  EXPECT_DOUBLE_EQ(yarn.inv_freq()[0], plain.inv_freq()[0]);
+  EXPECT_NEAR(yarn.inv_freq()[31], plain.inv_freq()[31] / 40.0, 1e-18);
+  EXPECT_LT(yarn.inv_freq()[16], plain.inv_freq()[16]);
+  EXPECT_GT(yarn.inv_freq()[16], plain.inv_freq()[16] / 40.0);
+}
+
+}  // namespace
+}  // namespace dsv3::engine

@@ -1,0 +1,145 @@
+#include "engine/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+namespace dsv3::engine {
+namespace {
+
+std::vector<float> Logits(std::vector<double> probs) {
+  std::vector<float> l;
+  for (double p : probs) l.push_back(static_cast<float>(std::log(p)));
+  return l;
+}
+
+std::vector<int32_t> Draw(const SamplingParams& p, const std::vector<float>& logits, int n) {
+  auto s = RequestSampler::Create(p, static_cast<int64_t>(logits.size()), {});
+  EXPECT_TRUE(s.ok()) << s.status();
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) out.push_back(s->Sample(logits)->token);
+  return out;
+}
+
+TEST(SamplerTest, GreedyIsArgmax) {
+  SamplingParams p;
+  EXPECT_EQ(Draw(p, {0.1f, 2.0f, -1.0f, 1.9f}, 3), (std::vector<int32_t>{1, 1, 1}));
+}
+
+TEST(SamplerTest, SeedDeterminesTokens) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 42;
+  const auto logits = Logits({0.25, 0.25, 0.25, 0.25});
+  EXPECT_EQ(Draw(p, logits, 64), Draw(p, logits, 64));
+  SamplingParams q = p;
+  q.seed = 43;
+  EXPECT_NE(Draw(p, logits, 64), Draw(q, logits, 64));
+}
+
+TEST(SamplerTest, FrequenciesFollowTheDistribution) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 7;
+  const auto logits = Logits({0.5, 0.3, 0.2});
+  std::vector<int> count(3);
+  const int n = 20000;
+  for (int32_t t : Draw(p, logits, n)) ++count[t];
+  EXPECT_NEAR(count[0] / double(n), 0.5, 0.015);
+  EXPECT_NEAR(count[1] / double(n), 0.3, 0.015);
+  EXPECT_NEAR(count[2] / double(n), 0.2, 0.015);
+  // Temperature 0.5 squares the odds: p ~ (25, 9, 4) / 38.
+  p.temperature = 0.5f;
+  count.assign(3, 0);
+  for (int32_t t : Draw(p, logits, n)) ++count[t];
+  EXPECT_NEAR(count[0] / double(n), 25.0 / 38, 0.015);
+}
+
+TEST(SamplerTest, Truncations) {
+  const auto logits = Logits({0.4, 0.3, 0.2, 0.1});
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 2;
+  for (int32_t t : Draw(p, logits, 500)) EXPECT_LT(t, 2);
+  p.top_k = 0;
+  p.top_p = 0.65f;  // 0.4 + 0.3 reaches it
+  for (int32_t t : Draw(p, logits, 500)) EXPECT_LT(t, 2);
+  p.top_p = 1.0f;
+  p.min_p = 0.6f;  // keeps p >= 0.24
+  for (int32_t t : Draw(p, logits, 500)) EXPECT_LT(t, 2);
+  p.min_p = 0.0f;
+  std::vector<int> count(4);
+  for (int32_t t : Draw(p, logits, 4000)) ++count[t];
+  EXPECT_GT(count[3], 0);  // nothing truncated without the options
+}
+
+TEST(SamplerTest, Penalties) {
+  const std::vector<float> logits = {2.0f, 1.9f, 0.0f};
+  SamplingParams p;
+  p.repetition_penalty = 1.2f;  // prompt contains token 0: 2.0 / 1.2 < 1.9
+  auto s = RequestSampler::Create(p, 3, std::vector<int32_t>{0});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->Sample(logits)->token, 1);
+  SamplingParams f;
+  f.frequency_penalty = 1.0f;  // output history, not the prompt
+  auto fs = RequestSampler::Create(f, 3, std::vector<int32_t>{1});
+  EXPECT_EQ(fs->Sample(logits)->token, 0);
+  EXPECT_EQ(fs->Sample(logits)->token, 1);  // 0 now has 2.0 - 1 = 1.0
+  SamplingParams pr;
+  pr.presence_penalty = 0.5f;
+  auto ps = RequestSampler::Create(pr, 3, {});
+  EXPECT_EQ(ps->Sample(logits)->token, 0);
+  EXPECT_EQ(ps->Sample(logits)->token, 1);
+}
+
+TEST(SamplerTest, LogprobsAndStops) {
+  SamplingParams p;
+  p.top_logprobs = 2;
+  p.stop_token_ids = {1};
+  const auto logits = Logits({0.6, 0.3, 0.1});
+  auto s = RequestSampler::Create(p, 3, {});
+  auto t = s->Sample(logits);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->token, 0);
+  EXPECT_NEAR(t->logprob, std::log(0.6), 1e-6);
+  ASSERT_EQ(t->top_logprobs.size(), 2u);
+  EXPECT_EQ(t->top_logprobs[1].first, 1);
+  EXPECT_NEAR(t->top_logprobs[1].second, std::log(0.3), 1e-6);
+  EXPECT_FALSE(t->is_stop);
+  auto stop = s->Sample(Logits({0.1, 0.8, 0.1}));
+  EXPECT_TRUE(stop->is_stop);
+}
+
+TEST(SamplerTest, RejectsBadInput) {
+  SamplingParams p;
+  p.temperature = -1;
+  EXPECT_FALSE(RequestSampler::Create(p, 3, {}).ok());
+  p = {};
+  p.top_p = 0;
+  EXPECT_FALSE(RequestSampler::Create(p, 3, {}).ok());
+  p = {};
+  p.stop_token_ids = {3};
+  EXPECT_FALSE(RequestSampler::Create(p, 3, {}).ok());
+  p = {};
+  EXPECT_FALSE(RequestSampler::Create(p, 3, std::vector<int32_t>{5}).ok());
+  auto s = RequestSampler::Create(p, 3, {});
+  EXPECT_FALSE(s->Sample(std::vector<float>{1, 2}).ok());
+}
+
+TEST(SamplerTest, BatchUsesEachRequestsOwnState) {
+  SamplingParams greedy;
+  SamplingParams hot;
+  hot.temperature = 1.0f;
+  hot.seed = 1;
+  auto a = RequestSampler::Create(greedy, 2, {});
+  auto b = RequestSampler::Create(hot, 2, {});
+  std::vector<RequestSampler*> batch = {&*a, &*b};
+  const std::vector<float> logits = {5, 0, 0, 5};
+  auto out = SampleBatch(batch, logits);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].token, 0);
+}
+
+}  // namespace
+}  // namespace dsv3::engine

@@ -1,0 +1,59 @@
+#include "tools/engine_flags.h"
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
+ABSL_FLAG(std::string, tokens, "", "input token ids, space or comma separated");
+ABSL_FLAG(std::string, output, "", "output file");
+ABSL_FLAG(std::string, mtp_output, "", "also write the first MTP layer's logits here");
+ABSL_FLAG(int64_t, max_tokens, 16, "tokens to generate");
+ABSL_FLAG(std::string, speculative, "", "speculative decoding method: '' (off) or 'mtp'");
+ABSL_FLAG(int32_t, draft_tokens, 1, "draft tokens per verification step (--speculative mtp)");
+ABSL_FLAG(std::string, preset, "tiny", "synthetic model shape: tiny or bench");
+ABSL_FLAG(std::string, dtype, "bf16", "synthetic weight dtype: bf16 or fp8");
+ABSL_FLAG(int32_t, mtp, 0, "MTP layers of the synthetic model (0 or 1)");
+ABSL_FLAG(uint64_t, seed, 0, "random seed (weights for make-model, sampling for generate)");
+ABSL_FLAG(std::string, out, "", "output directory");
+ABSL_FLAG(double, temperature, 0.0, "sampling temperature; 0 = greedy");
+ABSL_FLAG(double, top_p, 1.0, "nucleus sampling threshold");
+ABSL_FLAG(int32_t, top_k, 0, "keep the k most likely tokens; 0 = off");
+ABSL_FLAG(double, min_p, 0.0, "drop tokens below min_p x the top probability");
+ABSL_FLAG(double, repetition_penalty, 1.0, "repetition penalty (1 = off)");
+ABSL_FLAG(double, presence_penalty, 0.0, "presence penalty");
+ABSL_FLAG(double, frequency_penalty, 0.0, "frequency penalty");
+ABSL_FLAG(std::string, stop_token_ids, "", "token ids that end generation");
+
+namespace dsv3::tools {
+
+absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(" ,\t\n"), absl::SkipEmpty())) {
+    int32_t id;
+    if (!absl::SimpleAtoi(part, &id)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad token id '", part, "'"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+absl::StatusOr<engine::SamplingParams> SamplingParamsFromFlags() {
+  engine::SamplingParams p;
+  p.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  p.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
+  p.top_k = absl::GetFlag(FLAGS_top_k);
+  p.min_p = static_cast<float>(absl::GetFlag(FLAGS_min_p));
+  p.repetition_penalty = static_cast<float>(absl::GetFlag(FLAGS_repetition_penalty));
+  p.presence_penalty = static_cast<float>(absl::GetFlag(FLAGS_presence_penalty));
+  p.frequency_penalty = static_cast<float>(absl::GetFlag(FLAGS_frequency_penalty));
+  p.seed = absl::GetFlag(FLAGS_seed);
+  auto stops = ParseTokenList(absl::GetFlag(FLAGS_stop_token_ids));
+  if (!stops.ok()) return stops.status();
+  p.stop_token_ids = *stops;
+  return p;
+}
+
+}  // namespace dsv3::tools

@@ -1,0 +1,61 @@
+// `dsv3 generate`: generates tokens in-process (greedy unless sampling flags say otherwise)
+// and prints their ids on one stdout line; `--speculative mtp` drafts with the MTP layer.
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_join.h"
+#include "engine/generator.h"
+#include "engine/model.h"
+#include "engine/status_macros.h"
+#include "tools/command_registry.h"
+#include "tools/engine_flags.h"
+
+namespace dsv3::tools {
+namespace {
+
+absl::Status Run() {
+  engine::GenerateOptions options;
+  const std::string speculative = absl::GetFlag(FLAGS_speculative);
+  if (!speculative.empty() && speculative != "mtp") {
+    return absl::InvalidArgumentError("--speculative must be empty or 'mtp'");
+  }
+  options.speculative_mtp = speculative == "mtp";
+  options.num_draft_tokens = absl::GetFlag(FLAGS_draft_tokens);
+  options.max_new_tokens = absl::GetFlag(FLAGS_max_tokens);
+  DSV3_ASSIGN_OR_RETURN(options.sampling, SamplingParamsFromFlags());
+  engine::LoadOptions load;
+  load.load_mtp = options.speculative_mtp;
+  DSV3_ASSIGN_OR_RETURN(auto model, engine::Model::Load(absl::GetFlag(FLAGS_model), load));
+  DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ParseTokenList(absl::GetFlag(FLAGS_tokens)));
+  DSV3_ASSIGN_OR_RETURN(engine::GenerateResult result, engine::Generate(*model, tokens, options));
+  std::printf("%s\n", absl::StrJoin(result.token_ids(), " ").c_str());
+  if (options.speculative_mtp) {
+    std::fprintf(stderr, "speculative: drafted %lld accepted %lld (%.1f%%) main steps %lld\n",
+                 static_cast<long long>(result.drafted), static_cast<long long>(result.accepted),
+                 result.drafted > 0 ? 100.0 * result.accepted / result.drafted : 0.0,
+                 static_cast<long long>(result.main_steps));
+  }
+  return absl::OkStatus();
+}
+
+int Generate(const std::vector<std::string>& args) {
+  if (!args.empty() || absl::GetFlag(FLAGS_model).empty()) {
+    std::fprintf(stderr,
+                 "usage: dsv3 generate --model DIR --tokens \"0 17 5\" --max-tokens 8 "
+                 "[--temperature T --top-p P --top-k K --min-p M --seed S] [--speculative mtp]\n");
+    return 2;
+  }
+  const absl::Status status = Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "dsv3 generate: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace dsv3::tools
+
+DSV3_REGISTER_COMMAND(generate, "generate", "generate tokens in-process and print their ids",
+                      dsv3::tools::Generate);
