@@ -120,6 +120,7 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     DSV3_RETURN_IF_ERROR(
         DecoderLayerForward(ctx, weights_.layers[static_cast<size_t>(l)], l, slices, rows, x.data()));
+    if (options.on_layer_kv_written) options.on_layer_kv_written(l);
   }
   RmsNormRows(x.data(), hidden, weights_.final_norm.data(), hidden, rows,
               static_cast<float>(config_.rms_norm_eps), x.data(), hidden);

@@ -16,6 +16,7 @@
 // scratch on the stack/heap of the call: concurrent calls on different pools are safe.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,6 +45,9 @@ struct ForwardOptions {
   AttentionForm attention = AttentionForm::kAuto;
   bool return_hidden = false;  // final-normed hidden states of every new token (MTP input)
   ForwardTrace* trace = nullptr;
+  // Called after each main layer has written the new tokens' latent KV rows into the pool
+  // (before the next layer runs): a prefill worker starts sending that layer meanwhile.
+  std::function<void(int64_t layer)> on_layer_kv_written;
 };
 
 struct ForwardResult {

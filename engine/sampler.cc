@@ -165,6 +165,14 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   return out;
 }
 
+void RequestSampler::Replay(int32_t token) {
+  if (!params_.greedy()) (void)NextUniform();
+  if (token < 0 || token >= vocab_size_) return;
+  output_.push_back(token);
+  ++output_counts_[token];
+  seen_[token] = 1;
+}
+
 absl::StatusOr<std::vector<SampledToken>> SampleBatch(std::span<RequestSampler* const> samplers,
                                                       std::span<const float> logits) {
   if (samplers.empty() || logits.size() % samplers.size() != 0) {

@@ -54,6 +54,11 @@ class RequestSampler {
   // Picks the next token from a logits row and appends it to the request's output history.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits);
 
+  // Takes `token` as if this sampler had just sampled it (elsewhere: a prefill worker
+  // sampled the first token): appends it to the history and advances the random stream by
+  // the one draw a non-greedy Sample makes, so the next Sample continues the same stream.
+  void Replay(int32_t token);
+
   const SamplingParams& params() const { return params_; }
   const std::vector<int32_t>& output() const { return output_; }
 
