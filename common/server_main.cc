@@ -41,6 +41,7 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
     }
   }
   (*host)->WaitForTerminationSignal();
+  if (parts->on_draining) parts->on_draining();
   (*host)->Shutdown();
   if (parts->on_stopped) parts->on_stopped();
   return 0;

@@ -20,11 +20,15 @@ namespace dsv3 {
 
 // What a binary contributes: its gRPC services (owned by the bundle) and HTTP routes.
 struct ServerParts {
+  // What the services use (a model, a UCX context); destroyed after the services.
+  std::vector<std::shared_ptr<void>> keep_alive;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::function<void(httplib::Server&)> add_http_routes;
   // Runs after the servers listen and before waiting for a signal (e.g. start workers).
   std::function<absl::Status(ServiceHost&)> on_started;
-  // Runs after the drain (stop background threads).
+  // Runs on a termination signal before the gRPC drain (stop streaming load, refuse new
+  // work), and after it (stop background threads).
+  std::function<void()> on_draining;
   std::function<void()> on_stopped;
 };
 

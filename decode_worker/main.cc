@@ -1,18 +1,49 @@
-// dsv3-decode: holds the paged latent KV pool, batches decode steps continuously and streams tokens.
+// dsv3-decode: holds the paged latent KV pool (registered with UCX), batches decode steps
+// continuously and streams tokens.
 
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "common/server_main.h"
-#include "dsv3/v1/worker.grpc.pb.h"
+#include "decode_worker/decode_service.h"
+#include "worker_common/worker_flags.h"
+
+ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
+ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(30),
+          "How long reserved KV blocks wait for their Decode before they are freed.");
 
 int main(int argc, char** argv) {
+  dsv3::decode::DecodeService* service = nullptr;
   return dsv3::RunServerMain(
       argc, argv, "decode",
-      "dsv3-decode: holds the paged latent KV pool, batches decode steps continuously and streams tokens.\n"
-      "usage: dsv3-decode [--flags]",
-      []() -> absl::StatusOr<dsv3::ServerParts> {
+      "dsv3-decode: paged latent KV pool exposed over UCX, continuous batching, streaming.\n"
+      "usage: dsv3-decode --model DIR [--flags]",
+      [&]() -> absl::StatusOr<dsv3::ServerParts> {
+        auto model = dsv3::worker::LoadModelFromFlags();
+        if (!model.ok()) return model.status();
+        std::shared_ptr<dsv3::engine::Model> shared_model = std::move(*model);
+        auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
+        if (!ucx.ok()) return ucx.status();
+        std::shared_ptr<dsv3::transport::UcxContext> shared_ucx = std::move(*ucx);
+        dsv3::decode::DecodeServiceOptions options;
+        options.model_name = dsv3::worker::ModelNameFromFlags();
+        options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
+        options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
+        auto created = dsv3::decode::DecodeService::Create(
+            *shared_model,
+            shared_model->KvLayout(absl::GetFlag(FLAGS_kv_blocks),
+                                   absl::GetFlag(FLAGS_kv_block_size)),
+            *shared_ucx, options);
+        if (!created.ok()) return created.status();
+        service = created->get();
         dsv3::ServerParts parts;
-        // The Worker contract is served; its calls answer UNIMPLEMENTED until the
-        // serving path lands (issue: disaggregated serving).
-        parts.services.push_back(std::make_unique<dsv3::v1::Worker::Service>());
+        parts.keep_alive.push_back(shared_model);
+        parts.keep_alive.push_back(shared_ucx);
+        parts.services.push_back(std::move(*created));
+        parts.on_started = [&service](dsv3::ServiceHost& host) {
+          service->set_advertised_address(host.grpc_address());
+          return absl::OkStatus();
+        };
+        parts.on_draining = [&service] { service->Drain(); };
         return parts;
       });
 }

@@ -1,18 +1,44 @@
-// dsv3-prefill: runs prompt forward passes and pushes the latent KV cache over UCX to a decode worker.
+// dsv3-prefill: runs prompt forward passes, batched and chunked, and pushes each layer's
+// latent KV rows over UCX into a decode worker's pool.
 
+#include "absl/flags/flag.h"
 #include "common/server_main.h"
-#include "dsv3/v1/worker.grpc.pb.h"
+#include "prefill_worker/prefill_service.h"
+#include "worker_common/worker_flags.h"
+
+ABSL_FLAG(int, prefill_chunk_tokens, 512, "Prompt tokens computed per step (all requests).");
+ABSL_FLAG(absl::Duration, kv_transfer_timeout, absl::Seconds(10),
+          "Longest wait for a request's KV to land in its decode worker.");
 
 int main(int argc, char** argv) {
+  dsv3::prefill::PrefillService* service = nullptr;
   return dsv3::RunServerMain(
       argc, argv, "prefill",
-      "dsv3-prefill: runs prompt forward passes and pushes the latent KV cache over UCX to a decode worker.\n"
-      "usage: dsv3-prefill [--flags]",
-      []() -> absl::StatusOr<dsv3::ServerParts> {
+      "dsv3-prefill: chunked, batched prompt passes; latent KV pushed over UCX.\n"
+      "usage: dsv3-prefill --model DIR [--flags]",
+      [&]() -> absl::StatusOr<dsv3::ServerParts> {
+        auto model = dsv3::worker::LoadModelFromFlags();
+        if (!model.ok()) return model.status();
+        std::shared_ptr<dsv3::engine::Model> shared_model = std::move(*model);
+        auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
+        if (!ucx.ok()) return ucx.status();
+        std::shared_ptr<dsv3::transport::UcxContext> shared_ucx = std::move(*ucx);
+        dsv3::prefill::PrefillServiceOptions options;
+        options.model_name = dsv3::worker::ModelNameFromFlags();
+        options.scheduler.chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
+        options.scheduler.transfer_timeout = absl::GetFlag(FLAGS_kv_transfer_timeout);
+        auto created = dsv3::prefill::PrefillService::Create(
+            *shared_model,
+            shared_model->KvLayout(absl::GetFlag(FLAGS_kv_blocks),
+                                   absl::GetFlag(FLAGS_kv_block_size)),
+            *shared_ucx, options);
+        if (!created.ok()) return created.status();
+        service = created->get();
         dsv3::ServerParts parts;
-        // The Worker contract is served; its calls answer UNIMPLEMENTED until the
-        // serving path lands (issue: disaggregated serving).
-        parts.services.push_back(std::make_unique<dsv3::v1::Worker::Service>());
+        parts.keep_alive.push_back(shared_model);
+        parts.keep_alive.push_back(shared_ucx);
+        parts.services.push_back(std::move(*created));
+        parts.on_draining = [&service] { service->Drain(); };
         return parts;
       });
 }

@@ -30,7 +30,9 @@ using ::testing::HasSubstr;
 struct ServerCase {
   std::string binary;
   std::string role;
+  bool needs_model = false;
 };
+const char kModel[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
 void PrintTo(const ServerCase& c, std::ostream* os) { *os << c.binary; }
 
 class ServerBinaryTest : public ::testing::TestWithParam<ServerCase> {
@@ -39,9 +41,10 @@ class ServerBinaryTest : public ::testing::TestWithParam<ServerCase> {
     dir_ = MakeTempDir("server");
     ASSERT_FALSE(dir_.empty());
     std::string ready = dir_ + "/ready.json";
-    auto process = Subprocess::Start(
-        {BinaryPath(GetParam().binary), "--ready_file=" + ready, "--drain_timeout=3s"},
-        dir_ + "/log.txt");
+    std::vector<std::string> argv = {BinaryPath(GetParam().binary), "--ready_file=" + ready,
+                                     "--drain_timeout=3s"};
+    if (GetParam().needs_model) argv.push_back(std::string("--model=") + kModel);
+    auto process = Subprocess::Start(argv, dir_ + "/log.txt");
     ASSERT_TRUE(process.ok()) << process.status();
     process_.emplace(std::move(*process));
     auto info = testing::WaitForReadyFile(ready, *process_, absl::Seconds(30));
@@ -103,8 +106,8 @@ TEST_P(ServerBinaryTest, HealthMetricsAndCleanShutdown) {
 
 INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
                          ::testing::Values(ServerCase{"dsv3-router", "router"},
-                                           ServerCase{"dsv3-prefill", "prefill"},
-                                           ServerCase{"dsv3-decode", "decode"},
+                                           ServerCase{"dsv3-prefill", "prefill", true},
+                                           ServerCase{"dsv3-decode", "decode", true},
                                            ServerCase{"dsv3-expert", "expert"}),
                          [](const auto& info) { return info.param.role; });
 
@@ -120,6 +123,17 @@ TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
   EXPECT_THAT(out, HasSubstr("commands:"));
 }
 
+TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
+  for (const char* binary : {"dsv3-prefill", "dsv3-decode"}) {
+    auto [rc, out] = RunCommand(BinaryPath(binary));
+    EXPECT_EQ(rc, 1) << binary;
+    EXPECT_THAT(out, HasSubstr("--model is required")) << binary;
+  }
+  auto [rc, out] = RunCommand(BinaryPath("dsv3-decode") + " --model=/nonexistent/dir");
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("/nonexistent/dir"));
+}
+
 TEST(ServerBinaryHelpTest, UnknownFlagIsRejected) {
   auto [rc, out] = RunCommand(BinaryPath("dsv3-router") + " --no_such_flag=1");
   EXPECT_NE(rc, 0);
@@ -129,13 +143,13 @@ TEST(ServerBinaryHelpTest, UnknownFlagIsRejected) {
 TEST(ServerBinaryPortTest, PortInUseIsAClearError) {
   std::string dir = MakeTempDir("port");
   std::string ready = dir + "/ready.json";
-  auto first = Subprocess::Start({BinaryPath("dsv3-decode"), "--ready_file=" + ready},
+  auto first = Subprocess::Start({BinaryPath("dsv3-expert"), "--ready_file=" + ready},
                                  dir + "/first.txt");
   ASSERT_TRUE(first.ok());
   auto info = testing::WaitForReadyFile(ready, *first, absl::Seconds(30));
   ASSERT_TRUE(info.ok()) << info.status();
   std::string port = std::vector<std::string>(absl::StrSplit(info->grpc, ':'))[1];
-  auto second = Subprocess::Start({BinaryPath("dsv3-decode"), "--grpc_port=" + port},
+  auto second = Subprocess::Start({BinaryPath("dsv3-expert"), "--grpc_port=" + port},
                                   dir + "/second.txt");
   ASSERT_TRUE(second.ok());
   auto code = second->Wait(absl::Seconds(10));

@@ -1,0 +1,234 @@
+#include "decode_worker/decode_scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace dsv3::decode {
+
+absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
+    const engine::Model& model, const engine::KvCacheLayout& layout,
+    DecodeSchedulerOptions options) {
+  std::unique_ptr<DecodeScheduler> s(new DecodeScheduler(model, options));
+  auto pool = engine::KvCachePool::Create(layout);
+  if (!pool.ok()) return pool.status();
+  s->pool_ = std::move(*pool);
+  s->loop_ = std::thread([raw = s.get()] { raw->Loop(); });
+  return s;
+}
+
+DecodeScheduler::~DecodeScheduler() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, seq] : sequences_) {
+    seq->sink->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(),
+                        absl::UnavailableError("decode worker shutting down"));
+    pool_->Release(seq->kv);
+  }
+  sequences_.clear();
+  for (auto& [id, lease] : leases_) pool_->Release(lease.kv);
+  leases_.clear();
+}
+
+absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_new_tokens,
+                                                    absl::Duration lease) {
+  const int64_t context = model_.config().max_position_embeddings;
+  if (prompt_tokens <= 0 || max_new_tokens <= 0) {
+    return absl::InvalidArgumentError("Reserve needs prompt_tokens > 0 and max_new_tokens > 0");
+  }
+  if (static_cast<int64_t>(prompt_tokens) + max_new_tokens > context) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt_tokens, " tokens) + max_new_tokens (", max_new_tokens,
+        ") exceeds the model context of ", context, " tokens"));
+  }
+  if (lease <= absl::ZeroDuration()) lease = options_.default_lease;
+  absl::MutexLock lock(&mu_);
+  engine::KvSequence kv;
+  if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens); !s.ok()) return s;
+  const uint64_t id = next_lease_id_++;
+  LeaseGrant grant{id, kv.blocks, absl::Now() + lease};
+  leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry};
+  return grant;
+}
+
+bool DecodeScheduler::Release(uint64_t lease_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return false;
+  pool_->Release(it->second.kv);
+  leases_.erase(it);
+  return true;
+}
+
+absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSink> sink) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::UnavailableError("decode worker shutting down");
+  auto it = leases_.find(start.lease_id);
+  if (it == leases_.end()) {
+    return absl::NotFoundError(absl::StrCat("lease ", start.lease_id,
+                                            " is unknown, expired or already used"));
+  }
+  Lease& lease = it->second;
+  if (static_cast<int>(start.prompt.size()) != lease.prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("lease ", start.lease_id, " holds ",
+                                                   lease.prompt_tokens, " prompt tokens, not ",
+                                                   start.prompt.size()));
+  }
+  auto sampler = engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
+                                                start.prompt);
+  if (!sampler.ok()) return sampler.status();
+  auto seq = std::make_unique<Sequence>();
+  seq->lease_id = start.lease_id;
+  seq->kv = std::move(lease.kv);
+  seq->kv.num_tokens = lease.prompt_tokens;  // the prefill worker wrote these rows
+  seq->sampler = std::make_unique<engine::RequestSampler>(std::move(*sampler));
+  seq->sampler->Replay(start.first_token);
+  seq->next_input = start.first_token;
+  seq->generated = 1;
+  seq->max_tokens = std::min(start.max_tokens, lease.max_new_tokens);
+  seq->eos_token_id = start.eos_token_id;
+  seq->prompt_tokens = lease.prompt_tokens;
+  seq->sink = std::move(sink);
+  leases_.erase(it);
+  waiting_.push_back(seq.get());
+  sequences_[seq->lease_id] = std::move(seq);
+  return absl::OkStatus();
+}
+
+void DecodeScheduler::Cancel(uint64_t lease_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sequences_.find(lease_id);
+  if (it != sequences_.end()) it->second->cancelled.store(true, std::memory_order_relaxed);
+}
+
+DecodeLoad DecodeScheduler::Load() const {
+  absl::MutexLock lock(&mu_);
+  DecodeLoad load;
+  load.blocks_total = pool_->layout().num_blocks;
+  load.blocks_free = pool_->free_blocks();
+  load.running = static_cast<int>(running_.size());
+  load.waiting = static_cast<int>(waiting_.size());
+  load.leases = static_cast<int>(leases_.size());
+  load.tokens_per_second = tokens_per_second_;
+  return load;
+}
+
+void DecodeScheduler::FinishLocked(Sequence* seq) {
+  pool_->Release(seq->kv);
+  sequences_.erase(seq->lease_id);
+}
+
+void DecodeScheduler::Loop() {
+  while (true) {
+    std::vector<Sequence*> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || !waiting_.empty() || !running_.empty();
+      };
+      // The timeout lets expired leases go even when nothing runs.
+      mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Milliseconds(100));
+      if (stop_) return;
+      const absl::Time now = absl::Now();
+      for (auto it = leases_.begin(); it != leases_.end();) {
+        if (it->second.expiry < now) {
+          DSV3_LOG(WARNING).With("lease", absl::StrCat(it->first))
+              << "lease expired without Decode; freeing " << it->second.kv.blocks.size()
+              << " blocks";
+          pool_->Release(it->second.kv);
+          it = leases_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // Leave: cancelled sequences. Join: waiting ones, up to the bound.
+      std::vector<Sequence*> kept;
+      for (Sequence* seq : running_) {
+        if (seq->cancelled.load(std::memory_order_relaxed)) {
+          v1::Usage usage;
+          usage.set_prompt_tokens(seq->prompt_tokens);
+          usage.set_completion_tokens(seq->generated);
+          seq->sink->OnFinish(v1::FINISH_REASON_CANCELLED, usage,
+                              absl::CancelledError("cancelled by the client"));
+          FinishLocked(seq);
+        } else {
+          kept.push_back(seq);
+        }
+      }
+      running_ = std::move(kept);
+      while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
+        running_.push_back(waiting_.front());
+        waiting_.pop_front();
+      }
+      batch = running_;
+    }
+    if (batch.empty()) continue;
+    const absl::Time start = absl::Now();
+    std::vector<Sequence*> finished = Step(batch);
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    absl::MutexLock lock(&mu_);
+    tokens_per_second_ = seconds > 0 ? batch.size() / seconds : 0;
+    for (Sequence* seq : finished) {
+      running_.erase(std::find(running_.begin(), running_.end(), seq));
+      FinishLocked(seq);
+    }
+  }
+}
+
+std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
+    const std::vector<Sequence*>& batch) {
+  std::vector<Sequence*> finished;
+  std::vector<Sequence*> active;
+  std::vector<engine::SequenceInput> inputs;
+  const int64_t context = model_.config().max_position_embeddings;
+  auto finish = [&](Sequence* seq, v1::FinishReason reason, const absl::Status& status) {
+    v1::Usage usage;
+    usage.set_prompt_tokens(seq->prompt_tokens);
+    usage.set_completion_tokens(seq->generated);
+    seq->sink->OnFinish(reason, usage, status);
+    finished.push_back(seq);
+  };
+  for (Sequence* seq : batch) {
+    if (seq->kv.num_tokens + 1 > context) {
+      finish(seq, v1::FINISH_REASON_CONTEXT_FULL, absl::OkStatus());
+      continue;
+    }
+    active.push_back(seq);
+  }
+  inputs.reserve(active.size());
+  for (Sequence* seq : active) {
+    inputs.push_back(engine::SequenceInput{std::span<const int32_t>(&seq->next_input, 1),
+                                           &seq->kv, false});
+  }
+  if (active.empty()) return finished;
+  absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_);
+  if (!out.ok()) {
+    DSV3_LOG(ERROR) << "decode step failed: " << out.status();
+    for (Sequence* seq : active) finish(seq, v1::FINISH_REASON_ERROR, out.status());
+    return finished;
+  }
+  for (size_t i = 0; i < active.size(); ++i) {
+    Sequence* seq = active[i];
+    absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(out->LastLogits(i));
+    if (!token.ok()) {
+      finish(seq, v1::FINISH_REASON_ERROR, token.status());
+      continue;
+    }
+    ++seq->generated;
+    seq->next_input = token->token;
+    seq->sink->OnTokens(std::span<const engine::SampledToken>(&*token, 1));
+    if (token->is_stop || token->token == seq->eos_token_id) {
+      finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
+    } else if (seq->generated >= seq->max_tokens) {
+      finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+    }
+  }
+  return finished;
+}
+
+}  // namespace dsv3::decode

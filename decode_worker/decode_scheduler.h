@@ -1,0 +1,141 @@
+#ifndef DSV3_DECODE_WORKER_DECODE_SCHEDULER_H_
+#define DSV3_DECODE_WORKER_DECODE_SCHEDULER_H_
+
+// The decode worker's engine loop: KV leases in the paged pool (Reserve -> a prefill worker
+// writes the prompt's rows -> Start), and continuous batching: at every step, sequences
+// that started join the running batch, finished or cancelled ones leave and free their
+// blocks, and every running sequence advances by one token.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dsv3/v1/common.pb.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+namespace dsv3::decode {
+
+struct DecodeSchedulerOptions {
+  // Most sequences in one step's batch; more wait for a slot.
+  int max_running = 64;
+  // How long a lease waits for its Start before its blocks are freed.
+  absl::Duration default_lease = absl::Seconds(30);
+};
+
+struct LeaseGrant {
+  uint64_t lease_id = 0;
+  std::vector<int32_t> block_ids;
+  absl::Time expiry;
+};
+
+// Where a running sequence's output goes. Called on the scheduler thread: must not block.
+class DecodeSink {
+ public:
+  virtual ~DecodeSink() = default;
+  virtual void OnTokens(std::span<const engine::SampledToken> tokens) = 0;
+  // The last call: why the sequence ended, its usage, and an error when it failed.
+  virtual void OnFinish(v1::FinishReason reason, const v1::Usage& usage,
+                        const absl::Status& status) = 0;
+};
+
+struct DecodeStart {
+  uint64_t lease_id = 0;
+  std::vector<int32_t> prompt;   // the whole prompt (penalties need it)
+  int32_t first_token = 0;       // sampled by the prefill worker; fed first
+  engine::SamplingParams sampling;
+  int32_t max_tokens = 16;       // completion tokens in all, the first token included
+  int32_t eos_token_id = -1;     // -1: none
+};
+
+struct DecodeLoad {
+  int64_t blocks_total = 0;
+  int64_t blocks_free = 0;
+  int running = 0;
+  int waiting = 0;
+  int leases = 0;
+  double tokens_per_second = 0;
+};
+
+class DecodeScheduler {
+ public:
+  static absl::StatusOr<std::unique_ptr<DecodeScheduler>> Create(
+      const engine::Model& model, const engine::KvCacheLayout& layout,
+      DecodeSchedulerOptions options);
+  // Stops the loop; sequences still running end with UNAVAILABLE.
+  ~DecodeScheduler();
+  DecodeScheduler(const DecodeScheduler&) = delete;
+  DecodeScheduler& operator=(const DecodeScheduler&) = delete;
+
+  engine::KvCachePool& pool() { return *pool_; }
+
+  // Allocates blocks for prompt_tokens + max_new_tokens positions. RESOURCE_EXHAUSTED
+  // when the pool lacks them; INVALID_ARGUMENT when they exceed the model's context.
+  absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens,
+                                     absl::Duration lease);
+  // Frees a lease that has not started. False when it is unknown (expired, started, freed).
+  bool Release(uint64_t lease_id);
+  // Starts decoding a lease whose prompt KV is now in its blocks. NOT_FOUND for an unknown
+  // or expired lease.
+  absl::Status Start(DecodeStart start, std::shared_ptr<DecodeSink> sink);
+  // Ends a started sequence (the client left); its sink gets OnFinish(CANCELLED).
+  void Cancel(uint64_t lease_id);
+
+  DecodeLoad Load() const;
+
+ private:
+  struct Lease {
+    engine::KvSequence kv;
+    int prompt_tokens = 0;
+    int max_new_tokens = 0;
+    absl::Time expiry;
+  };
+  struct Sequence {
+    uint64_t lease_id = 0;
+    engine::KvSequence kv;
+    std::unique_ptr<engine::RequestSampler> sampler;
+    int32_t next_input = 0;
+    int32_t generated = 0;  // completion tokens so far, the first included
+    int32_t max_tokens = 0;
+    int32_t eos_token_id = -1;
+    int32_t prompt_tokens = 0;
+    std::shared_ptr<DecodeSink> sink;
+    std::atomic<bool> cancelled{false};
+  };
+
+  DecodeScheduler(const engine::Model& model, DecodeSchedulerOptions options)
+      : model_(model), options_(options) {}
+  void Loop();
+  // One step over `batch`; returns the sequences that finished (already reported).
+  std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
+  void FinishLocked(Sequence* seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const engine::Model& model_;
+  const DecodeSchedulerOptions options_;
+  std::unique_ptr<engine::KvCachePool> pool_;
+
+  mutable absl::Mutex mu_;
+  uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // Started sequences by lease id; `waiting_` ones join `running_` at a step boundary.
+  std::map<uint64_t, std::unique_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
+  std::deque<Sequence*> waiting_ ABSL_GUARDED_BY(mu_);
+  std::vector<Sequence*> running_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread loop_;
+};
+
+}  // namespace dsv3::decode
+
+#endif  // DSV3_DECODE_WORKER_DECODE_SCHEDULER_H_

@@ -1,0 +1,237 @@
+#include "decode_worker/decode_service.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "common/build_info.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "engine/model_config.h"
+#include "worker_common/worker_conversions.h"
+
+namespace dsv3::decode {
+namespace {
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// One Decode call: the scheduler pushes tokens in (its thread), gRPC writes them out one at
+// a time. Lives until both are done with it: the scheduler holds a shared_ptr as its sink,
+// the reactor part is freed by gRPC in OnDone.
+class DecodeStream : public DecodeSink, public std::enable_shared_from_this<DecodeStream> {
+ public:
+  class Reactor : public grpc::ServerWriteReactor<v1::DecodeResponse> {
+   public:
+    explicit Reactor(DecodeScheduler& scheduler) : scheduler_(scheduler) {}
+    void OnWriteDone(bool ok) override { stream_->WriteDone(ok); }
+    void OnCancel() override { scheduler_.Cancel(lease_id_); }
+    void OnDone() override {
+      stream_.reset();
+      delete this;
+    }
+    DecodeScheduler& scheduler_;
+    uint64_t lease_id_ = 0;
+    std::shared_ptr<DecodeStream> stream_;
+  };
+
+  explicit DecodeStream(Reactor* reactor) : reactor_(reactor) {}
+
+  void OnTokens(std::span<const engine::SampledToken> tokens) override {
+    v1::DecodeResponse response;
+    for (const auto& t : tokens) {
+      response.add_token_ids(t.token);
+      if (want_logprobs_) worker::ToWireLogprob(t, response.add_logprobs());
+    }
+    Push(std::move(response), std::nullopt);
+  }
+
+  void OnFinish(v1::FinishReason reason, const v1::Usage& usage,
+                const absl::Status& status) override {
+    v1::DecodeResponse response;
+    response.set_finish_reason(reason);
+    *response.mutable_usage() = usage;
+    // A cancelled sequence ends its stream with CANCELLED; errors with their status.
+    grpc::Status final = reason == v1::FINISH_REASON_CANCELLED
+                             ? grpc::Status::CANCELLED
+                             : ToGrpcStatus(status);
+    Push(std::move(response), final);
+  }
+
+  void WriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) queue_.clear();  // the client is gone; only the Finish remains
+    MaybeWriteLocked();
+  }
+
+  bool want_logprobs_ = false;
+
+ private:
+  void Push(v1::DecodeResponse response, std::optional<grpc::Status> final) {
+    absl::MutexLock lock(&mu_);
+    if (final.has_value()) {
+      final_ = final;
+      if (!final->ok()) queue_.clear();  // nothing more to say than the error
+      if (final->ok()) queue_.push_back(std::move(response));
+    } else {
+      queue_.push_back(std::move(response));
+    }
+    MaybeWriteLocked();
+  }
+
+  // Starts the next write, or the Finish once everything is written. gRPC runs the
+  // reactions on its own threads, so calling it under mu_ cannot re-enter.
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finish_called_) return;
+    if (!queue_.empty()) {
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+      writing_ = true;
+      reactor_->StartWrite(&current_);
+    } else if (final_.has_value()) {
+      finish_called_ = true;
+      reactor_->Finish(*final_);
+    }
+  }
+
+  Reactor* reactor_;  // valid until Finish has been called
+  absl::Mutex mu_;
+  std::deque<v1::DecodeResponse> queue_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  v1::DecodeResponse current_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
+    const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
+    DecodeServiceOptions options) {
+  std::unique_ptr<DecodeService> s(new DecodeService(model, ucx, std::move(options)));
+  s->config_hash_ = engine::ModelConfigHash(model.config());
+  auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler);
+  if (!scheduler.ok()) return scheduler.status();
+  s->scheduler_ = std::move(*scheduler);
+  engine::KvCachePool& pool = s->scheduler_->pool();
+  auto region = transport::UcxMemoryRegion::Register(ucx, pool.base(), pool.size_bytes());
+  if (!region.ok()) return region.status();
+  s->pool_region_ = std::move(*region);
+  s->watchers_ = std::make_unique<worker::LoadWatchers>([raw = s.get()] {
+    return raw->LoadSnapshot();
+  });
+  DSV3_LOG(INFO) << "KV pool: " << layout.ToString() << ", " << pool.size_bytes() / (1 << 20)
+                 << " MiB registered with UCX";
+  return s;
+}
+
+DecodeService::~DecodeService() {
+  watchers_.reset();
+  pool_region_.reset();  // unregister before the pool goes
+  scheduler_.reset();
+}
+
+v1::KvLayout DecodeService::WireLayout() const {
+  const engine::KvCacheLayout& layout = scheduler_->pool().layout();
+  return worker::ToWireLayout(layout, static_cast<int>(layout.num_layers -
+                                                       model_.config().num_hidden_layers));
+}
+
+v1::LoadReport DecodeService::LoadSnapshot() const {
+  DecodeLoad load = scheduler_->Load();
+  v1::LoadReport r;
+  r.set_role(v1::WORKER_ROLE_DECODE);
+  r.set_unix_ms(absl::ToUnixMillis(absl::Now()));
+  r.set_kv_blocks_total(static_cast<int32_t>(load.blocks_total));
+  r.set_kv_blocks_free(static_cast<int32_t>(load.blocks_free));
+  r.set_running_requests(load.running);
+  r.set_waiting_requests(load.waiting);
+  r.set_tokens_per_second(load.tokens_per_second);
+  return r;
+}
+
+grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* context,
+                                                 const v1::ReserveRequest* request,
+                                                 v1::ReserveResponse* response) {
+  if (!request->config_hash().empty() && request->config_hash() != config_hash_) {
+    return Reply(context, absl::FailedPreconditionError(absl::StrCat(
+                              "model mismatch: caller has config hash ", request->config_hash(),
+                              ", this decode worker serves ", config_hash_)));
+  }
+  auto grant = scheduler_->Reserve(request->prompt_tokens(), request->max_new_tokens(),
+                                   absl::Milliseconds(request->lease_ms()));
+  if (!grant.ok()) return Reply(context, grant.status());
+  v1::KvDestination* d = response->mutable_destination();
+  d->set_ucx_worker_address(ucx_.worker_address());
+  d->set_rkey(pool_region_->packed_rkey());
+  d->set_base_address(pool_region_->base_address());
+  *d->mutable_layout() = WireLayout();
+  for (int32_t b : grant->block_ids) d->add_block_ids(b);
+  d->set_lease_id(grant->lease_id);
+  d->set_lease_expiry_unix_ms(absl::ToUnixMillis(grant->expiry));
+  d->set_decode_address(options_.advertised_address);
+  d->set_config_hash(config_hash_);
+  DSV3_LOG(DEBUG).With("request_id", request->request_id())
+      << "reserved lease " << grant->lease_id << ": " << grant->block_ids.size() << " blocks";
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
+    grpc::CallbackServerContext*, const v1::DecodeRequest* request) {
+  auto* reactor = new DecodeStream::Reactor(*scheduler_);
+  auto stream = std::make_shared<DecodeStream>(reactor);
+  reactor->stream_ = stream;
+  reactor->lease_id_ = request->lease_id();
+  stream->want_logprobs_ = request->sampling().logprobs() > 0;
+
+  DecodeStart start;
+  start.lease_id = request->lease_id();
+  start.prompt.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
+  start.first_token = request->first_token_id();
+  start.sampling = worker::ToEngineSampling(request->sampling());
+  start.max_tokens = request->sampling().max_tokens() > 0 ? request->sampling().max_tokens()
+                                                           : 1 << 30;
+  start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
+  absl::Status started = scheduler_->Start(std::move(start), stream);
+  if (!started.ok()) {
+    DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;
+    stream->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(), started);
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DecodeService::Release(grpc::CallbackServerContext* context,
+                                                 const v1::ReleaseRequest* request,
+                                                 v1::ReleaseResponse* response) {
+  response->set_released(scheduler_->Release(request->lease_id()));
+  if (response->released()) {
+    DSV3_LOG(INFO) << "released lease " << request->lease_id() << ": " << request->reason();
+  }
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::LoadReport>* DecodeService::WatchLoad(
+    grpc::CallbackServerContext* context, const v1::WatchLoadRequest* request) {
+  return watchers_->Watch(context, request);
+}
+
+grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* context,
+                                                 const v1::GetInfoRequest*,
+                                                 v1::WorkerInfo* response) {
+  const engine::ModelConfig& config = model_.config();
+  response->set_role(v1::WORKER_ROLE_DECODE);
+  response->set_model_name(options_.model_name);
+  response->set_config_hash(config_hash_);
+  response->set_model_type(config.model_type);
+  response->set_vocab_size(static_cast<int32_t>(config.vocab_size));
+  response->set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
+  *response->mutable_kv_layout() = WireLayout();
+  response->set_version(GetBuildInfo().version);
+  response->set_git_revision(GetBuildInfo().git_revision);
+  return Reply(context, absl::OkStatus());
+}
+
+}  // namespace dsv3::decode

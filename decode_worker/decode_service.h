@@ -1,0 +1,71 @@
+#ifndef DSV3_DECODE_WORKER_DECODE_SERVICE_H_
+#define DSV3_DECODE_WORKER_DECODE_SERVICE_H_
+
+// dsv3.v1.Worker as the decode worker serves it: Reserve (blocks in the UCX-registered KV
+// pool), Decode (join the running batch, stream tokens), Release, WatchLoad, GetInfo.
+// Callback API: no handler blocks.
+
+#include <memory>
+#include <string>
+
+#include "decode_worker/decode_scheduler.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "engine/model.h"
+#include "transport/ucx/ucx_context.h"
+#include "transport/ucx/ucx_memory_region.h"
+#include "worker_common/load_watchers.h"
+
+namespace dsv3::decode {
+
+struct DecodeServiceOptions {
+  std::string model_name;
+  std::string advertised_address;  // host:port peers use for this worker's gRPC
+  DecodeSchedulerOptions scheduler;
+};
+
+class DecodeService final : public v1::Worker::CallbackService {
+ public:
+  // Registers the scheduler's KV pool with `ucx` (once, for the life of the service).
+  static absl::StatusOr<std::unique_ptr<DecodeService>> Create(
+      const engine::Model& model, const engine::KvCacheLayout& layout,
+      transport::UcxContext& ucx, DecodeServiceOptions options);
+  ~DecodeService() override;
+
+  grpc::ServerUnaryReactor* Reserve(grpc::CallbackServerContext* context,
+                                    const v1::ReserveRequest* request,
+                                    v1::ReserveResponse* response) override;
+  grpc::ServerWriteReactor<v1::DecodeResponse>* Decode(grpc::CallbackServerContext* context,
+                                                       const v1::DecodeRequest* request) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* context,
+                                    const v1::ReleaseRequest* request,
+                                    v1::ReleaseResponse* response) override;
+  grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(grpc::CallbackServerContext* context,
+                                                      const v1::WatchLoadRequest* request) override;
+  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
+                                    const v1::GetInfoRequest* request,
+                                    v1::WorkerInfo* response) override;
+
+  void set_advertised_address(std::string address) { options_.advertised_address = address; }
+  // Stop streaming load (drain) before the server shuts down.
+  void Drain() { watchers_->Shutdown(); }
+  DecodeScheduler& scheduler() { return *scheduler_; }
+
+ private:
+  DecodeService(const engine::Model& model, transport::UcxContext& ucx,
+                DecodeServiceOptions options)
+      : model_(model), ucx_(ucx), options_(std::move(options)) {}
+  v1::LoadReport LoadSnapshot() const;
+  v1::KvLayout WireLayout() const;
+
+  const engine::Model& model_;
+  transport::UcxContext& ucx_;
+  DecodeServiceOptions options_;
+  std::string config_hash_;
+  std::unique_ptr<DecodeScheduler> scheduler_;
+  std::unique_ptr<transport::UcxMemoryRegion> pool_region_;
+  std::unique_ptr<worker::LoadWatchers> watchers_;
+};
+
+}  // namespace dsv3::decode
+
+#endif  // DSV3_DECODE_WORKER_DECODE_SERVICE_H_

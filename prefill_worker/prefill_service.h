@@ -1,0 +1,57 @@
+#ifndef DSV3_PREFILL_WORKER_PREFILL_SERVICE_H_
+#define DSV3_PREFILL_WORKER_PREFILL_SERVICE_H_
+
+// dsv3.v1.Worker as the prefill worker serves it: Prefill (queue the prompt; answer with
+// the first token once its KV is in the decode worker), WatchLoad, GetInfo.
+
+#include <memory>
+#include <string>
+
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "engine/model.h"
+#include "prefill_worker/prefill_scheduler.h"
+#include "transport/kv_transfer/kv_writer.h"
+#include "transport/ucx/ucx_context.h"
+#include "worker_common/load_watchers.h"
+
+namespace dsv3::prefill {
+
+struct PrefillServiceOptions {
+  std::string model_name;
+  PrefillSchedulerOptions scheduler;
+};
+
+class PrefillService final : public v1::Worker::CallbackService {
+ public:
+  // `layout`: the local KV pool; decode workers must use the same layout (but pool size).
+  static absl::StatusOr<std::unique_ptr<PrefillService>> Create(
+      const engine::Model& model, const engine::KvCacheLayout& layout,
+      transport::UcxContext& ucx, PrefillServiceOptions options);
+  ~PrefillService() override;
+
+  grpc::ServerUnaryReactor* Prefill(grpc::CallbackServerContext* context,
+                                    const v1::PrefillRequest* request,
+                                    v1::PrefillResponse* response) override;
+  grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(grpc::CallbackServerContext* context,
+                                                      const v1::WatchLoadRequest* request) override;
+  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
+                                    const v1::GetInfoRequest* request,
+                                    v1::WorkerInfo* response) override;
+  void Drain() { watchers_->Shutdown(); }
+
+ private:
+  PrefillService(const engine::Model& model, PrefillServiceOptions options)
+      : model_(model), options_(std::move(options)) {}
+
+  const engine::Model& model_;
+  PrefillServiceOptions options_;
+  std::string config_hash_;
+  engine::KvCacheLayout layout_;
+  std::unique_ptr<transport::KvWriter> writer_;
+  std::unique_ptr<PrefillScheduler> scheduler_;
+  std::unique_ptr<worker::LoadWatchers> watchers_;
+};
+
+}  // namespace dsv3::prefill
+
+#endif  // DSV3_PREFILL_WORKER_PREFILL_SERVICE_H_
