@@ -228,8 +228,10 @@ absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset) {
   c.rope_theta = 10000.0;
   c.first_k_dense_replace = 1;
   c.n_shared_experts = 1;
-  if (preset == "tiny") {
-    c.vocab_size = 1024;
+  if (preset == "tiny" || preset == "demo") {
+    // "demo": the tiny shape with DeepSeek-V3's vocabulary, so the real tokenizer fits it
+    // (the embedded default model of `scripts/run.sh`).
+    c.vocab_size = preset == "demo" ? 129280 : 1024;
     c.hidden_size = 256;
     c.intermediate_size = 384;
     c.moe_intermediate_size = 64;
@@ -244,7 +246,7 @@ absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset) {
     c.num_experts_per_tok = 4;
     c.n_group = 4;
     c.topk_group = 2;
-    c.max_position_embeddings = 2048;
+    c.max_position_embeddings = preset == "demo" ? 4096 : 2048;
     return c;
   }
   if (preset == "bench") {
@@ -267,7 +269,7 @@ absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset) {
     return c;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown preset '", preset, "' (supported: tiny, bench)"));
+      absl::StrCat("unknown preset '", preset, "' (supported: tiny, demo, bench)"));
 }
 
 std::vector<TensorSpec> CheckpointTensorSpecs(const ModelConfig& c) {

@@ -20,7 +20,8 @@
 namespace dsv3::engine {
 
 struct SyntheticOptions {
-  std::string preset = "tiny";  // "tiny" (the golden cases' shape) or "bench" (issue 3)
+  std::string preset = "tiny";  // "tiny" (the golden cases' shape), "demo" (tiny with
+                                // DeepSeek-V3's 129280-token vocabulary) or "bench" (issue 3)
   bool fp8 = false;
   int64_t mtp_layers = 0;
   uint64_t seed = 0;

@@ -12,7 +12,7 @@ ABSL_FLAG(std::string, mtp_output, "", "also write the first MTP layer's logits 
 ABSL_FLAG(int64_t, max_tokens, 16, "tokens to generate");
 ABSL_FLAG(std::string, speculative, "", "speculative decoding method: '' (off) or 'mtp'");
 ABSL_FLAG(int32_t, draft_tokens, 1, "draft tokens per verification step (--speculative mtp)");
-ABSL_FLAG(std::string, preset, "tiny", "synthetic model shape: tiny or bench");
+ABSL_FLAG(std::string, preset, "tiny", "synthetic model shape: tiny, demo (tiny with the DeepSeek-V3 vocabulary) or bench");
 ABSL_FLAG(std::string, dtype, "bf16", "synthetic weight dtype: bf16 or fp8");
 ABSL_FLAG(int32_t, mtp, 0, "MTP layers of the synthetic model (0 or 1)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed (weights for make-model, sampling for generate)");

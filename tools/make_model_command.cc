@@ -2,10 +2,16 @@
 
 #include <cstdio>
 
+#include <filesystem>
+
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "engine/synthetic_checkpoint.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
+
+// --tokenizer (defined by the tokenize command): tokenizer files to copy into the model.
+ABSL_DECLARE_FLAG(std::string, tokenizer);
 
 namespace dsv3::tools {
 namespace {
@@ -13,8 +19,8 @@ namespace {
 int MakeModel(const std::vector<std::string>& args) {
   if (!args.empty() || absl::GetFlag(FLAGS_out).empty()) {
     std::fprintf(stderr,
-                 "usage: dsv3 make-model --preset tiny|bench --dtype bf16|fp8 --mtp 0|1 "
-                 "--seed N --out DIR\n");
+                 "usage: dsv3 make-model --preset tiny|demo|bench --dtype bf16|fp8 --mtp 0|1 "
+                 "--seed N --out DIR [--tokenizer DIR]\n");
     return 2;
   }
   engine::SyntheticOptions options;
@@ -31,6 +37,21 @@ int MakeModel(const std::vector<std::string>& args) {
   if (!status.ok()) {
     std::fprintf(stderr, "dsv3 make-model: %s\n", std::string(status.message()).c_str());
     return 1;
+  }
+  // The tokenizer travels with the model, as in a Hugging Face model directory.
+  const std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  if (!tokenizer.empty()) {
+    for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
+      std::error_code ec;
+      std::filesystem::copy_file(std::filesystem::path(tokenizer) / file,
+                                 std::filesystem::path(absl::GetFlag(FLAGS_out)) / file,
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec && std::string(file) == "tokenizer.json") {
+        std::fprintf(stderr, "dsv3 make-model: copying %s/%s: %s\n", tokenizer.c_str(), file,
+                     ec.message().c_str());
+        return 1;
+      }
+    }
   }
   return 0;
 }
