@@ -44,6 +44,9 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
   if (parts->on_draining) parts->on_draining();
   (*host)->Shutdown();
   if (parts->on_stopped) parts->on_stopped();
+  host->reset();
+  parts->services.clear();
+  for (auto& resource : parts->keep_alive) resource.reset();  // in order
   return 0;
 }
 

@@ -20,7 +20,8 @@ namespace dsv3 {
 
 // What a binary contributes: its gRPC services (owned by the bundle) and HTTP routes.
 struct ServerParts {
-  // What the services use (a model, a UCX context); destroyed after the services.
+  // What the services use (a model, a UCX context); destroyed after the services, first
+  // element first.
   std::vector<std::shared_ptr<void>> keep_alive;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::function<void(httplib::Server&)> add_http_routes;

@@ -14,6 +14,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/process_metrics.h"
+#include "common/serving_metrics.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 in containers).");
 ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 picks a free one (see --ready_file).");
@@ -68,6 +69,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   std::unique_ptr<ServiceHost> host(new ServiceHost(std::move(options)));
   const ServiceHostOptions& opts = host->options_;
   RegisterProcessMetrics(opts.role);
+  Metrics();  // the whole dsv3_* serving catalog, so /metrics lists every family
 
   // gRPC, with the built-in grpc.health.v1 service.
   grpc::EnableDefaultHealthCheckService(true);

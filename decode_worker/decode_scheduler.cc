@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/serving_metrics.h"
 
 namespace dsv3::decode {
 
@@ -94,6 +95,7 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   seq->eos_token_id = start.eos_token_id;
   seq->prompt_tokens = lease.prompt_tokens;
   seq->sink = std::move(sink);
+  seq->started = absl::Now();
   leases_.erase(it);
   waiting_.push_back(seq.get());
   sequences_[seq->lease_id] = std::move(seq);
@@ -116,6 +118,14 @@ DecodeLoad DecodeScheduler::Load() const {
   load.leases = static_cast<int>(leases_.size());
   load.tokens_per_second = tokens_per_second_;
   return load;
+}
+
+void DecodeScheduler::RecordMetricsLocked() {
+  const ServingMetrics& m = Metrics();
+  const int64_t total = pool_->layout().num_blocks;
+  RecordKvBlocks(m, options_.model_name, total - pool_->free_blocks(), total);
+  m.requests_running.WithLabels({options_.model_name}).Set(static_cast<double>(running_.size()));
+  m.requests_waiting.WithLabels({options_.model_name}).Set(static_cast<double>(waiting_.size()));
 }
 
 void DecodeScheduler::FinishLocked(Sequence* seq) {
@@ -162,12 +172,17 @@ void DecodeScheduler::Loop() {
       }
       running_ = std::move(kept);
       while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
+        Metrics().queue_time_seconds.WithLabels({options_.model_name})
+            .Observe(absl::ToDoubleSeconds(now - waiting_.front()->started));
         running_.push_back(waiting_.front());
         waiting_.pop_front();
       }
+      RecordMetricsLocked();
       batch = running_;
     }
     if (batch.empty()) continue;
+    Metrics().decode_batch_size.WithLabels({options_.model_name})
+        .Observe(static_cast<double>(batch.size()));
     const absl::Time start = absl::Now();
     std::vector<Sequence*> finished = Step(batch);
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -177,6 +192,7 @@ void DecodeScheduler::Loop() {
       running_.erase(std::find(running_.begin(), running_.end(), seq));
       FinishLocked(seq);
     }
+    RecordMetricsLocked();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <string>
 #include <map>
 #include <memory>
 #include <span>
@@ -27,6 +28,7 @@
 namespace dsv3::decode {
 
 struct DecodeSchedulerOptions {
+  std::string model_name;  // the `model` label of the metrics
   // Most sequences in one step's batch; more wait for a slot.
   int max_running = 64;
   // How long a lease waits for its Start before its blocks are freed.
@@ -111,6 +113,7 @@ class DecodeScheduler {
     int32_t prompt_tokens = 0;
     std::shared_ptr<DecodeSink> sink;
     std::atomic<bool> cancelled{false};
+    absl::Time started;  // Start() was called: queue time runs until it joins a step
   };
 
   DecodeScheduler(const engine::Model& model, DecodeSchedulerOptions options)
@@ -119,6 +122,7 @@ class DecodeScheduler {
   // One step over `batch`; returns the sequences that finished (already reported).
   std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
   void FinishLocked(Sequence* seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const engine::Model& model_;
   const DecodeSchedulerOptions options_;

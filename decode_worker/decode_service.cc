@@ -111,6 +111,7 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
 absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     DecodeServiceOptions options) {
+  options.scheduler.model_name = options.model_name;
   std::unique_ptr<DecodeService> s(new DecodeService(model, ucx, std::move(options)));
   s->config_hash_ = engine::ModelConfigHash(model.config());
   auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler);

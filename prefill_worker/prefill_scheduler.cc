@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/serving_metrics.h"
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::prefill {
@@ -100,6 +101,10 @@ void PrefillScheduler::Loop() {
     if (!chunks.empty()) RunStep(chunks);
     int64_t tokens = 0;
     for (const Chunk& c : chunks) tokens += c.count;
+    const ServingMetrics& m = Metrics();
+    if (tokens > 0) {
+      m.prefill_batch_tokens.WithLabels({options_.model_name}).Observe(static_cast<double>(tokens));
+    }
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     // Report and drop what finished (or failed).
     std::vector<std::unique_ptr<Active>> kept;
@@ -118,13 +123,19 @@ void PrefillScheduler::Loop() {
     absl::MutexLock lock(&mu_);
     queued_tokens_ -= finished_tokens;
     if (seconds > 0) tokens_per_second_ = tokens / seconds;
+    m.requests_running.WithLabels({options_.model_name}).Set(static_cast<double>(running_.size()));
+    m.requests_waiting.WithLabels({options_.model_name}).Set(static_cast<double>(queue_.size()));
   }
 }
 
 void PrefillScheduler::RunStep(std::vector<Chunk>& chunks) {
   std::vector<engine::SequenceInput> inputs;
   for (Chunk& c : chunks) {
-    if (c.request->first_step == absl::InfinitePast()) c.request->first_step = absl::Now();
+    if (c.request->first_step == absl::InfinitePast()) {
+      c.request->first_step = absl::Now();
+      Metrics().queue_time_seconds.WithLabels({options_.model_name})
+          .Observe(absl::ToDoubleSeconds(c.request->first_step - c.request->enqueued));
+    }
     inputs.push_back(engine::SequenceInput{
         std::span<const int32_t>(c.request->job->prompt).subspan(c.begin, c.count),
         &c.request->kv, false});
@@ -191,6 +202,11 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
                                                     s.message()));
     return;
   }
+  const ServingMetrics& m = Metrics();
+  m.kv_transfer_bytes.WithLabels({options_.model_name})
+      .Increment(static_cast<double>(a.transfer->bytes()));
+  m.kv_transfer_seconds.WithLabels({options_.model_name})
+      .Observe(absl::ToDoubleSeconds(absl::Now() - a.first_step));
   v1::PrefillResponse response;
   response.set_first_token_id(token->token);
   if (job.logprobs > 0) worker::ToWireLogprob(*token, response.mutable_first_token_logprob());

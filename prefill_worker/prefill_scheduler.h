@@ -28,6 +28,7 @@
 namespace dsv3::prefill {
 
 struct PrefillSchedulerOptions {
+  std::string model_name;  // the `model` label of the metrics
   // Prompt tokens computed per step, across all requests in the step.
   int chunk_tokens = 512;
   // Longest wait for a request's KV to be flushed into its decode worker.

@@ -12,6 +12,7 @@ namespace dsv3::prefill {
 absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     PrefillServiceOptions options) {
+  options.scheduler.model_name = options.model_name;
   std::unique_ptr<PrefillService> s(new PrefillService(model, std::move(options)));
   s->config_hash_ = engine::ModelConfigHash(model.config());
   s->layout_ = layout;

@@ -1,19 +1,60 @@
 // dsv3-router: the public entry point (gRPC dsv3.v1.Inference and the OpenAI-compatible
 // HTTP API), tokenizer and chat template, worker discovery and choice, streaming.
 
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/server_main.h"
-#include "dsv3/v1/inference.grpc.pb.h"
+#include "router/front_ends.h"
+#include "router/router_backend.h"
+#include "router/worker_registry.h"
+
+ABSL_FLAG(std::string, tokenizer, "",
+          "Directory with tokenizer.json (+ tokenizer_config.json); empty: serve token ids only.");
+ABSL_FLAG(std::string, model_name, "", "Name clients use for the model (default: the workers').");
+ABSL_FLAG(std::vector<std::string>, prefill, {}, "Prefill workers, host:port,...");
+ABSL_FLAG(std::vector<std::string>, decode, {}, "Decode workers, host:port,...");
+ABSL_FLAG(std::string, prefill_dns, "",
+          "name:port resolved periodically to prefill workers (a headless Service).");
+ABSL_FLAG(std::string, decode_dns, "", "name:port resolved periodically to decode workers.");
+ABSL_FLAG(absl::Duration, dns_interval, absl::Seconds(5), "How often DNS names are re-resolved.");
+ABSL_FLAG(int, default_max_tokens, 256, "max_tokens when a request does not say.");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
+          "Deadline of a request that sets none.");
 
 int main(int argc, char** argv) {
   return dsv3::RunServerMain(
       argc, argv, "router",
       "dsv3-router: public gRPC (dsv3.v1.Inference) and OpenAI-compatible HTTP API.\n"
-      "usage: dsv3-router [--flags]",
+      "usage: dsv3-router --prefill HOST:PORT --decode HOST:PORT [--tokenizer DIR] [--flags]",
       []() -> absl::StatusOr<dsv3::ServerParts> {
+        std::unique_ptr<dsv3::tokenizer::Tokenizer> tokenizer;
+        if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
+          auto loaded = dsv3::tokenizer::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer));
+          if (!loaded.ok()) return loaded.status();
+          tokenizer = std::move(*loaded);
+        } else {
+          DSV3_LOG(INFO) << "no --tokenizer: serving token ids only";
+        }
+        dsv3::router::WorkerRegistryOptions workers;
+        workers.prefill_addresses = absl::GetFlag(FLAGS_prefill);
+        workers.decode_addresses = absl::GetFlag(FLAGS_decode);
+        workers.prefill_dns = absl::GetFlag(FLAGS_prefill_dns);
+        workers.decode_dns = absl::GetFlag(FLAGS_decode_dns);
+        workers.dns_interval = absl::GetFlag(FLAGS_dns_interval);
+        std::shared_ptr<dsv3::router::WorkerRegistry> registry =
+            dsv3::router::WorkerRegistry::Start(workers);
+        dsv3::router::RouterBackendOptions options;
+        options.model_name = absl::GetFlag(FLAGS_model_name);
+        options.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+        options.default_timeout = absl::GetFlag(FLAGS_request_timeout);
+        auto backend = std::make_shared<dsv3::router::RouterBackend>(options, *registry,
+                                                                     std::move(tokenizer));
         dsv3::ServerParts parts;
-        // The Inference contract is served; its calls answer UNIMPLEMENTED until the
-        // serving path lands (issue: disaggregated serving).
-        parts.services.push_back(std::make_unique<dsv3::v1::Inference::Service>());
+        // Destroyed in order, after the services: the backend, then the registry it uses.
+        parts.keep_alive.push_back(backend);
+        parts.keep_alive.push_back(registry);
+        dsv3::router::AddFrontEnds(*backend, parts);
         return parts;
       });
 }

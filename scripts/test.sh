@@ -29,4 +29,5 @@ mkdir -p "$root/build-fuzz/corpus"
 "$root/build-fuzz/engine/safetensors_header_fuzzer" -max_total_time="${DSV3_FUZZ_SECONDS:-30}" \
   -rss_limit_mb=2048 -print_final_stats=1 "$root/build-fuzz/corpus" 2>&1 | tail -n 12
 
+"$root/deploy/validate.sh"  # helm lint/template + k8s schema validation, Dockerfile checks
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,331 @@
+#include "router/completion_run.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/serving_metrics.h"
+
+namespace dsv3::router {
+namespace {
+
+// A prefill must finish this long before its lease expires (in-flight puts land in time).
+constexpr absl::Duration kLeaseMargin = absl::Seconds(1);
+constexpr int kLeaseMs = 30000;
+
+bool Retryable(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
+}
+
+}  // namespace
+
+// The Decode stream of one completion.
+class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeResponse> {
+ public:
+  DecodeReader(std::shared_ptr<CompletionRun> run, std::unique_ptr<grpc::ClientContext> context)
+      : run_(std::move(run)), context_(std::move(context)) {}
+
+  void Begin(v1::Worker::Stub& stub, const v1::DecodeRequest& request) {
+    request_ = request;
+    stub.async()->Decode(context_.get(), &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void Cancel() { context_->TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    std::vector<int32_t> ids(response_.token_ids().begin(), response_.token_ids().end());
+    std::vector<v1::TokenLogprob> logprobs(response_.logprobs().begin(),
+                                           response_.logprobs().end());
+    const bool last = response_.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
+    if (last) saw_finish_ = true;
+    if (run_->Emit(ids, logprobs, response_.finish_reason(),
+                   last ? &response_.usage() : nullptr)) {
+      stopped_by_router_ = true;
+      context_->TryCancel();  // the decode worker frees the sequence's blocks
+      return;
+    }
+    if (!last) StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<CompletionRun> run = std::move(run_);
+    absl::Status result = absl::OkStatus();
+    if (!stopped_by_router_ && !saw_finish_) {
+      result = status.ok() ? absl::UnavailableError("decode stream ended without a finish")
+                           : FromGrpcStatus(status);
+      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        result = absl::UnavailableError(absl::StrCat("decode worker ", run->decode_.address,
+                                                     " failed mid-stream: ",
+                                                     status.error_message()));
+      }
+    }
+    run->Finish(result);
+    // The reader lives inside the run; the run outlives this call (local shared_ptr).
+  }
+
+ private:
+  std::shared_ptr<CompletionRun> run_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  v1::DecodeRequest request_;
+  v1::DecodeResponse response_;
+  bool saw_finish_ = false;
+  bool stopped_by_router_ = false;
+};
+
+CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
+                             WorkerRegistry& workers, ResponseFn on_response, DoneFn on_done)
+    : plan_(std::move(plan)),
+      index_(index),
+      workers_(workers),
+      on_response_(std::move(on_response)),
+      on_done_(std::move(on_done)),
+      text_(plan_->return_text ? plan_->tokenizer : nullptr,
+            std::vector<std::string>(plan_->sampling.stop().begin(), plan_->sampling.stop().end()),
+            !plan_->sampling.has_skip_special_tokens() || plan_->sampling.skip_special_tokens()) {}
+
+CompletionRun::~CompletionRun() = default;
+
+std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(absl::ToChronoTime(plan_->deadline));
+  return ctx;
+}
+
+void CompletionRun::Start() {
+  auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_);
+  if (!decode.ok()) return Finish(decode.status());
+  ReserveOn(*decode);
+}
+
+void CompletionRun::ReserveOn(WorkerView decode) {
+  tried_decode_.insert(decode.address);
+  decode_ = decode;
+  workers_.NoteAssigned(decode.address,
+                        (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
+                            std::max(1, decode.info.kv_layout().block_size()) + 1);
+  reserve_request_.set_request_id(plan_->request_id);
+  reserve_request_.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
+  reserve_request_.set_max_new_tokens(plan_->sampling.max_tokens());
+  reserve_request_.set_config_hash(plan_->config_hash);
+  reserve_request_.set_lease_ms(kLeaseMs);
+  call_ = NewContext();
+  auto self = shared_from_this();
+  decode.stub->async()->Reserve(call_.get(), &reserve_request_, &reserve_response_,
+                                [self](grpc::Status status) {
+    if (self->IsCancelled()) {
+      if (status.ok()) self->ReleaseLease("client cancelled");
+      return self->Finish(absl::CancelledError("cancelled"));
+    }
+    if (!status.ok()) {
+      if (Retryable(status.error_code())) {
+        auto next = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_);
+        if (next.ok()) return self->ReserveOn(*next);
+      }
+      return self->Finish(absl::Status(FromGrpcStatus(status).code(),
+                                       absl::StrCat("decode worker ", self->decode_.address,
+                                                    ": ", status.error_message())));
+    }
+    auto prefill = self->workers_.Pick(WorkerKind::kPrefill, self->tried_prefill_);
+    if (!prefill.ok()) {
+      self->ReleaseLease("no prefill worker");
+      return self->Finish(prefill.status());
+    }
+    self->PrefillOn(*prefill);
+  });
+}
+
+void CompletionRun::PrefillOn(WorkerView prefill) {
+  tried_prefill_.insert(prefill.address);
+  prefill_address_ = prefill.address;
+  workers_.NoteAssigned(prefill.address, static_cast<int64_t>(plan_->prompt.size()));
+  prefill_request_.set_request_id(plan_->request_id);
+  prefill_request_.clear_prompt_token_ids();
+  for (int32_t t : plan_->prompt) prefill_request_.add_prompt_token_ids(t);
+  *prefill_request_.mutable_sampling() = plan_->sampling;
+  *prefill_request_.mutable_destination() = reserve_response_.destination();
+  call_ = NewContext();
+  const absl::Time lease_end =
+      absl::FromUnixMillis(reserve_response_.destination().lease_expiry_unix_ms()) - kLeaseMargin;
+  call_->set_deadline(absl::ToChronoTime(std::min(plan_->deadline, lease_end)));
+  auto self = shared_from_this();
+  prefill.stub->async()->Prefill(call_.get(), &prefill_request_, &prefill_response_,
+                                 [self](grpc::Status status) { self->OnPrefilled(status); });
+}
+
+void CompletionRun::OnPrefilled(const grpc::Status& status) {
+  if (IsCancelled()) {
+    // The prefill has returned: nothing writes into the lease any more.
+    ReleaseLease("client cancelled");
+    return Finish(absl::CancelledError("cancelled"));
+  }
+  if (!status.ok()) {
+    const absl::Time lease_end =
+        absl::FromUnixMillis(reserve_response_.destination().lease_expiry_unix_ms()) -
+        kLeaseMargin;
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < lease_end &&
+        absl::Now() < plan_->deadline) {
+      auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
+      if (next.ok()) {
+        DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+            << "prefill on " << prefill_address_ << " failed (" << status.error_message()
+            << "); retrying on " << next->address;
+        return PrefillOn(*next);
+      }
+    }
+    ReleaseLease("prefill failed");
+    return Finish(absl::Status(FromGrpcStatus(status).code(),
+                               absl::StrCat("prefill worker ", prefill_address_, ": ",
+                                            status.error_message())));
+  }
+  std::vector<v1::TokenLogprob> logprobs;
+  if (prefill_response_.has_first_token_logprob()) {
+    logprobs.push_back(prefill_response_.first_token_logprob());
+  }
+  const int32_t first = prefill_response_.first_token_id();
+  const bool ends = first == plan_->eos_token_id || plan_->sampling.max_tokens() <= 1;
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  if (ends) {
+    reason = plan_->sampling.max_tokens() <= 1 && first != plan_->eos_token_id
+                 ? v1::FINISH_REASON_LENGTH
+                 : v1::FINISH_REASON_STOP;
+  }
+  for (int32_t s : plan_->sampling.stop_token_ids()) {
+    if (s == first) reason = v1::FINISH_REASON_STOP;
+  }
+  v1::Usage usage;
+  usage.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
+  usage.set_completion_tokens(1);
+  const bool done = reason != v1::FINISH_REASON_UNSPECIFIED;
+  if (Emit({first}, logprobs, reason, done ? &usage : nullptr) || done) {
+    ReleaseLease("finished at the first token");
+    return Finish(absl::OkStatus());
+  }
+  StartDecode();
+}
+
+void CompletionRun::StartDecode() {
+  v1::DecodeRequest request;
+  request.set_request_id(plan_->request_id);
+  request.set_lease_id(reserve_response_.destination().lease_id());
+  for (int32_t t : plan_->prompt) request.add_prompt_token_ids(t);
+  request.set_first_token_id(prefill_response_.first_token_id());
+  *request.mutable_sampling() = plan_->sampling;
+  request.set_last_hidden_state(prefill_response_.last_hidden_state());
+  request.set_eos_token_id(plan_->eos_token_id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!cancelled_) {
+      // Under mu_ so that a concurrent Cancel either sees the reader or sets cancelled_
+      // before this check.
+      decode_reader_ = std::make_unique<DecodeReader>(shared_from_this(), NewContext());
+      decode_reader_->Begin(*decode_.stub, request);
+      return;
+    }
+  }
+  ReleaseLease("client cancelled");
+  Finish(absl::CancelledError("cancelled"));
+}
+
+bool CompletionRun::IsCancelled() {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool CompletionRun::Emit(const std::vector<int32_t>& ids,
+                         const std::vector<v1::TokenLogprob>& logprobs, v1::FinishReason finish,
+                         const v1::Usage* usage) {
+  v1::GenerateResponse response;
+  response.set_request_id(plan_->request_id);
+  response.set_index(index_);
+  if (!ids.empty()) {
+    const ServingMetrics& m = Metrics();
+    const absl::Time now = absl::Now();
+    if (last_token_time_ == absl::InfinitePast()) {
+      m.ttft_seconds.WithLabels({plan_->model_name})
+          .Observe(absl::ToDoubleSeconds(now - plan_->arrival));
+    } else {
+      // Tokens that arrive together share the gap since the previous arrival.
+      const double gap = absl::ToDoubleSeconds(now - last_token_time_) / ids.size();
+      auto& itl = m.inter_token_latency_seconds.WithLabels({plan_->model_name});
+      for (size_t i = 0; i < ids.size(); ++i) itl.Observe(gap);
+    }
+    last_token_time_ = now;
+    m.generation_tokens.WithLabels({plan_->model_name}).Increment(static_cast<double>(ids.size()));
+  }
+  bool stop = false;
+  for (size_t i = 0; i < ids.size() && !stop; ++i) {
+    response.add_token_ids(ids[i]);
+    if (i < logprobs.size()) {
+      v1::TokenLogprob* lp = response.add_logprobs();
+      *lp = logprobs[i];
+      if (plan_->tokenizer != nullptr) {
+        for (auto& top : *lp->mutable_top()) {
+          auto t = plan_->tokenizer->Decode(std::vector<int32_t>{top.token_id()});
+          if (t.ok()) top.set_text(*t);
+        }
+      }
+    }
+    ++completion_tokens_;
+    absl::StatusOr<CompletionText::Delta> delta = text_.Add(ids[i]);
+    if (!delta.ok()) continue;  // an id outside the tokenizer: no text for it
+    response.mutable_text()->append(delta->text);
+    if (delta->stopped) {
+      stop = true;
+      response.set_finish_reason(v1::FINISH_REASON_STOP);
+      response.set_matched_stop(delta->matched);
+    }
+  }
+  if (!stop && finish != v1::FINISH_REASON_UNSPECIFIED) {
+    response.mutable_text()->append(text_.Finish());
+    response.set_finish_reason(finish);
+    for (int32_t s : plan_->sampling.stop_token_ids()) {
+      if (!ids.empty() && ids.back() == s) response.set_matched_stop(absl::StrCat(s));
+    }
+  }
+  if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+    v1::Usage* u = response.mutable_usage();
+    if (usage != nullptr) *u = *usage;
+    u->set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
+    u->set_completion_tokens(completion_tokens_);
+  }
+  if (!plan_->return_text) response.clear_text();
+  on_response_(response);
+  return stop;
+}
+
+void CompletionRun::ReleaseLease(const std::string& reason) {
+  if (!decode_.stub || !reserve_response_.has_destination()) return;
+  // Fire and forget: the lease also expires on its own.
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest request;
+    v1::ReleaseResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  call->request.set_lease_id(reserve_response_.destination().lease_id());
+  call->request.set_reason(reason);
+  decode_.stub->async()->Release(&call->ctx, &call->request, &call->response,
+                                 [call](grpc::Status) {});
+}
+
+void CompletionRun::Cancel() {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || finished_) return;
+  cancelled_ = true;
+  // A Decode stream is cancelled at once; Reserve and Prefill are left to return (see the
+  // header) and the chain stops there.
+  if (decode_reader_ != nullptr) decode_reader_->Cancel();
+}
+
+void CompletionRun::Finish(const absl::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+  }
+  on_done_(status);
+}
+
+}  // namespace dsv3::router

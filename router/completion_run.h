@@ -1,0 +1,98 @@
+#ifndef DSV3_ROUTER_COMPLETION_RUN_H_
+#define DSV3_ROUTER_COMPLETION_RUN_H_
+
+// One completion of one request, end to end, as an asynchronous chain of gRPC calls (no
+// thread waits on a worker):
+//   Reserve on a decode worker D  (RESOURCE_EXHAUSTED/UNAVAILABLE: try another D)
+//   Prefill on a prefill worker P with D's KvDestination  (P died: retry on another P
+//       while the lease is valid)
+//   first token -> text; Decode stream on D -> tokens -> text, stop strings
+//   Release the lease whenever a Decode will not follow.
+// Every call carries the request's deadline; Cancel() reaches the worker holding the
+// request (the Decode stream is cancelled; a lease is released once its prefill returned,
+// so no KV write can land in blocks given to someone else).
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dsv3/v1/inference.pb.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "router/completion_text.h"
+#include "router/worker_registry.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::router {
+
+// What every completion of a request shares.
+struct CompletionPlan {
+  std::string request_id;
+  std::vector<int32_t> prompt;
+  v1::SamplingParams sampling;  // resolved: max_tokens > 0, seed set when sampling
+  int32_t eos_token_id = -1;
+  bool return_text = true;
+  const tokenizer::Tokenizer* tokenizer = nullptr;  // may be null
+  std::string config_hash;
+  absl::Time deadline;
+  absl::Time arrival;
+  std::string model_name;  // the `model` label of the metrics
+};
+
+class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
+ public:
+  using ResponseFn = std::function<void(const v1::GenerateResponse&)>;
+  using DoneFn = std::function<void(const absl::Status&)>;
+
+  CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index, WorkerRegistry& workers,
+                ResponseFn on_response, DoneFn on_done);
+  ~CompletionRun();
+  void Start();
+  void Cancel();
+
+ private:
+  class DecodeReader;
+  void ReserveOn(WorkerView decode);
+  void PrefillOn(WorkerView prefill);
+  void OnPrefilled(const grpc::Status& status);
+  void StartDecode();
+  // Feeds sampled tokens through the text stream; returns true when generation must stop.
+  bool Emit(const std::vector<int32_t>& ids, const std::vector<v1::TokenLogprob>& logprobs,
+            v1::FinishReason finish, const v1::Usage* usage);
+  void ReleaseLease(const std::string& reason);
+  void Finish(const absl::Status& status);
+  bool IsCancelled();
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+  const std::shared_ptr<const CompletionPlan> plan_;
+  const int index_;
+  WorkerRegistry& workers_;
+  const ResponseFn on_response_;
+  const DoneFn on_done_;
+  CompletionText text_;
+
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> tried_decode_;
+  std::set<std::string> tried_prefill_;
+  WorkerView decode_;
+  int completion_tokens_ = 0;
+  absl::Time last_token_time_ = absl::InfinitePast();  // for TTFT / inter-token latency
+  std::unique_ptr<grpc::ClientContext> call_;  // the unary call in flight
+  v1::ReserveRequest reserve_request_;
+  v1::ReserveResponse reserve_response_;
+  v1::PrefillRequest prefill_request_;
+  v1::PrefillResponse prefill_response_;
+  std::string prefill_address_;
+  std::unique_ptr<DecodeReader> decode_reader_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dsv3::router
+
+#endif  // DSV3_ROUTER_COMPLETION_RUN_H_

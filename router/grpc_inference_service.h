@@ -1,0 +1,40 @@
+#ifndef DSV3_ROUTER_GRPC_INFERENCE_SERVICE_H_
+#define DSV3_ROUTER_GRPC_INFERENCE_SERVICE_H_
+
+// dsv3.v1.Inference over gRPC's callback API: a thin translator onto InferenceBackend.
+// Generate is a ServerWriteReactor that never blocks in a callback: the backend's observer
+// queues responses, the reactor writes them one at a time (OnWriteDone starts the next),
+// OnCancel cancels the backend request. That keeps thousands of streams open on a handful
+// of threads.
+
+#include <grpcpp/grpcpp.h>
+
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "router/inference_backend.h"
+
+namespace dsv3::router {
+
+class GrpcInferenceService final : public v1::Inference::CallbackService {
+ public:
+  // `backend` must outlive the service (and every call the service still runs).
+  explicit GrpcInferenceService(InferenceBackend& backend) : backend_(backend) {}
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
+
+ private:
+  InferenceBackend& backend_;
+};
+
+}  // namespace dsv3::router
+
+#endif  // DSV3_ROUTER_GRPC_INFERENCE_SERVICE_H_

@@ -1,0 +1,363 @@
+#include "router/router_backend.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/serving_metrics.h"
+#include "nlohmann/json.hpp"
+#include "router/completion_run.h"
+
+namespace dsv3::router {
+namespace {
+
+absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
+
+// Resolves the wire's "0 means default" and checks ranges.
+absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64_t context,
+                             int32_t default_max_tokens, int max_stops) {
+  if (s.max_tokens() < 0) return Invalid("max_tokens must be >= 0");
+  if (prompt_tokens >= context) {
+    return Invalid(absl::StrCat("prompt of ", prompt_tokens,
+                                " tokens does not fit the model context of ", context,
+                                " tokens"));
+  }
+  if (s.max_tokens() == 0) {
+    s.set_max_tokens(static_cast<int32_t>(
+        std::min<int64_t>(default_max_tokens, context - prompt_tokens)));
+  }
+  if (prompt_tokens + s.max_tokens() > context) {
+    return Invalid(absl::StrCat("prompt (", prompt_tokens, " tokens) + max_tokens (",
+                                s.max_tokens(), ") exceeds the model context of ", context,
+                                " tokens"));
+  }
+  if (!(s.temperature() >= 0 && s.temperature() <= 2)) return Invalid("temperature must be in [0, 2]");
+  if (!(s.top_p() >= 0 && s.top_p() <= 1)) return Invalid("top_p must be in [0, 1]");
+  if (s.top_k() < 0) return Invalid("top_k must be >= 0");
+  if (!(s.min_p() >= 0 && s.min_p() <= 1)) return Invalid("min_p must be in [0, 1]");
+  if (!(s.repetition_penalty() >= 0 && s.repetition_penalty() <= 2)) {
+    return Invalid("repetition_penalty must be in (0, 2]");
+  }
+  if (!(s.presence_penalty() >= -2 && s.presence_penalty() <= 2)) {
+    return Invalid("presence_penalty must be in [-2, 2]");
+  }
+  if (!(s.frequency_penalty() >= -2 && s.frequency_penalty() <= 2)) {
+    return Invalid("frequency_penalty must be in [-2, 2]");
+  }
+  if (s.logprobs() < 0 || s.logprobs() > 20) return Invalid("logprobs must be in [0, 20]");
+  if (s.stop_size() > max_stops) return Invalid(absl::StrCat("at most ", max_stops, " stop strings"));
+  for (const auto& stop : s.stop()) {
+    if (stop.empty()) return Invalid("stop strings must not be empty");
+  }
+  if (!s.has_seed() && s.temperature() > 0) {
+    // One seed for the prefill and decode workers of this request.
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    s.set_seed(rng());
+  }
+  return absl::OkStatus();
+}
+
+// Merges the n completions of a request for the observer; OnDone once all are done (or at
+// the first error, which cancels the others).
+class RequestGroup : public GenerateHandle, public std::enable_shared_from_this<RequestGroup> {
+ public:
+  RequestGroup(std::shared_ptr<GenerateObserver> observer, int n, std::string model,
+               absl::Time arrival)
+      : observer_(std::move(observer)), model_(std::move(model)), arrival_(arrival),
+        remaining_(n) {}
+
+  void Add(std::shared_ptr<CompletionRun> run) { runs_.push_back(std::move(run)); }
+
+  void OnResponse(const v1::GenerateResponse& r) {
+    absl::MutexLock lock(&mu_);
+    if (!done_) observer_->OnResponse(r);
+  }
+
+  void OnRunDone(const absl::Status& status) {
+    bool report = false;
+    absl::Status final;
+    {
+      absl::MutexLock lock(&mu_);
+      --remaining_;
+      if (!status.ok() && first_error_.ok()) first_error_ = status;
+      if (!done_ && (remaining_ == 0 || !status.ok())) {
+        done_ = true;
+        report = true;
+        final = status.ok() ? first_error_ : status;
+      }
+    }
+    if (!status.ok()) CancelRuns();
+    if (report) Report(final);
+  }
+
+  void Cancel() override {
+    bool report = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!done_) {
+        done_ = true;
+        report = true;
+      }
+    }
+    CancelRuns();
+    if (report) Report(absl::CancelledError("cancelled by the client"));
+  }
+
+ private:
+  void Report(const absl::Status& status) {
+    const ServingMetrics& m = Metrics();
+    m.requests.WithLabels({model_, StatusLabel(status.code())}).Increment();
+    m.e2e_latency_seconds.WithLabels({model_}).Observe(
+        absl::ToDoubleSeconds(absl::Now() - arrival_));
+    observer_->OnDone(status);
+  }
+  void CancelRuns() {
+    for (auto& run : runs_) run->Cancel();
+  }
+  std::shared_ptr<GenerateObserver> observer_;
+  const std::string model_;
+  const absl::Time arrival_;
+  std::vector<std::shared_ptr<CompletionRun>> runs_;  // set before any run starts
+  absl::Mutex mu_;
+  int remaining_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+RouterBackend::RouterBackend(RouterBackendOptions options, WorkerRegistry& workers,
+                             std::unique_ptr<tokenizer::Tokenizer> tokenizer)
+    : options_(std::move(options)),
+      workers_(workers),
+      tokenizer_(std::move(tokenizer)),
+      created_unix_seconds_(absl::ToUnixSeconds(absl::Now())) {
+  if (tokenizer_ != nullptr) {
+    auto chat = tokenizer::ChatTemplate::FromConfig(tokenizer_->config());
+    if (chat.ok()) {
+      chat_template_ = std::move(*chat);
+    } else {
+      DSV3_LOG(WARNING) << "no chat template: " << chat.status();
+    }
+  }
+}
+
+absl::StatusOr<v1::WorkerInfo> RouterBackend::ServedModel(const std::string& requested) const {
+  std::optional<v1::WorkerInfo> info = workers_.ModelInfo();
+  if (!info.has_value()) return absl::UnavailableError("no worker is up");
+  const std::string name = options_.model_name.empty() ? info->model_name() : options_.model_name;
+  if (!requested.empty() && requested != name) {
+    return absl::NotFoundError(absl::StrCat("model '", requested, "' is not served here (",
+                                            name, " is)"));
+  }
+  info->set_model_name(name);
+  return *info;
+}
+
+absl::StatusOr<std::string> RouterBackend::RenderChat(const v1::ChatPrompt& chat) const {
+  if (chat_template_ == nullptr) {
+    return absl::InvalidArgumentError("this model has no chat template; send text or token ids");
+  }
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  for (const auto& m : chat.messages()) {
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" &&
+        m.role() != "tool") {
+      return absl::InvalidArgumentError(absl::StrCat("unknown message role '", m.role(), "'"));
+    }
+    nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
+    if (!m.name().empty()) j["name"] = m.name();
+    if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
+    if (m.tool_calls_size() > 0) {
+      j["tool_calls"] = nlohmann::ordered_json::array();
+      for (const auto& c : m.tool_calls()) {
+        j["tool_calls"].push_back(
+            {{"id", c.id()},
+             {"type", c.type().empty() ? "function" : c.type()},
+             {"function", {{"name", c.function_name()}, {"arguments", c.function_arguments()}}}});
+      }
+    }
+    messages.push_back(std::move(j));
+  }
+  if (messages.empty()) return absl::InvalidArgumentError("messages must not be empty");
+  tokenizer::ChatTemplateOptions options;
+  options.add_generation_prompt = !chat.has_add_generation_prompt() || chat.add_generation_prompt();
+  if (chat.tools_size() > 0) {
+    options.tools = nlohmann::ordered_json::array();
+    for (const auto& t : chat.tools()) {
+      nlohmann::ordered_json params = nlohmann::ordered_json::parse(
+          t.parameters_json().empty() ? "{}" : t.parameters_json(), nullptr, false);
+      if (params.is_discarded()) {
+        return absl::InvalidArgumentError(absl::StrCat("tool '", t.name(),
+                                                       "': parameters are not valid JSON"));
+      }
+      options.tools.push_back(
+          {{"type", "function"},
+           {"function",
+            {{"name", t.name()}, {"description", t.description()}, {"parameters", params}}}});
+    }
+  }
+  return chat_template_->Render(messages, options);
+}
+
+absl::StatusOr<std::vector<int32_t>> RouterBackend::PromptIds(const v1::GenerateRequest& request,
+                                                              std::string* rendered) const {
+  switch (request.prompt_case()) {
+    case v1::GenerateRequest::kTokenIds:
+      return std::vector<int32_t>(request.token_ids().ids().begin(),
+                                  request.token_ids().ids().end());
+    case v1::GenerateRequest::kText: {
+      if (tokenizer_ == nullptr) {
+        return absl::InvalidArgumentError(
+            "this model is served without a tokenizer: send token ids");
+      }
+      return tokenizer_->Encode(request.text(), {.add_special_tokens = true});
+    }
+    case v1::GenerateRequest::kChat: {
+      if (tokenizer_ == nullptr) {
+        return absl::InvalidArgumentError(
+            "this model is served without a tokenizer: send token ids");
+      }
+      auto text = RenderChat(request.chat());
+      if (!text.ok()) return text.status();
+      if (rendered != nullptr) *rendered = *text;
+      // The template writes BOS itself.
+      return tokenizer_->Encode(*text, {.add_special_tokens = false});
+    }
+    default:
+      return absl::InvalidArgumentError("the request has no prompt (text, chat or token_ids)");
+  }
+}
+
+absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
+    const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
+  auto handle = StartGenerate(request, std::move(observer));
+  if (!handle.ok()) {
+    // Refused before it started: counted here (started requests count when they end).
+    auto model = ServedModel("");
+    Metrics()
+        .requests.WithLabels({model.ok() ? model->model_name() : request.model(),
+                              StatusLabel(handle.status().code())})
+        .Increment();
+  }
+  return handle;
+}
+
+absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
+    const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
+  auto model = ServedModel(request.model());
+  if (!model.ok()) return model.status();
+  auto prompt = PromptIds(request, nullptr);
+  if (!prompt.ok()) return prompt.status();
+  if (prompt->empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (size_t i = 0; i < prompt->size(); ++i) {
+    if ((*prompt)[i] < 0 || (*prompt)[i] >= model->vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", (*prompt)[i], " at position ",
+                                                     i, " is outside the vocabulary of ",
+                                                     model->vocab_size()));
+    }
+  }
+  const int n = request.n() == 0 ? 1 : request.n();
+  if (n < 1 || n > options_.max_n) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be in [1, ", options_.max_n, "]"));
+  }
+  auto plan = std::make_shared<CompletionPlan>();
+  plan->request_id = request.request_id();
+  plan->prompt = std::move(*prompt);
+  plan->sampling = request.sampling();
+  if (absl::Status s = ResolveSampling(plan->sampling, static_cast<int64_t>(plan->prompt.size()),
+                                       model->max_position_embeddings(),
+                                       options_.default_max_tokens, options_.max_stop_strings);
+      !s.ok()) {
+    return s;
+  }
+  if (!plan->sampling.ignore_eos() && tokenizer_ != nullptr && tokenizer_->eos_id().has_value()) {
+    plan->eos_token_id = *tokenizer_->eos_id();
+  }
+  plan->return_text = (!request.has_return_text() || request.return_text()) && tokenizer_ != nullptr;
+  plan->tokenizer = tokenizer_.get();
+  plan->config_hash = model->config_hash();
+  plan->arrival = absl::Now();
+  absl::Duration timeout =
+      request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms()) : options_.default_timeout;
+  plan->deadline = plan->arrival + timeout;
+
+  plan->model_name = model->model_name();
+  Metrics().prompt_tokens.WithLabels({plan->model_name})
+      .Increment(static_cast<double>(plan->prompt.size() * n));
+  auto group = std::make_shared<RequestGroup>(std::move(observer), n, plan->model_name,
+                                              plan->arrival);
+  std::vector<std::shared_ptr<CompletionRun>> runs;
+  for (int i = 0; i < n; ++i) {
+    std::shared_ptr<const CompletionPlan> run_plan = plan;
+    if (n > 1 && plan->sampling.has_seed()) {
+      // Distinct completions: each index draws its own stream.
+      auto copy = std::make_shared<CompletionPlan>(*plan);
+      copy->sampling.set_seed(plan->sampling.seed() + static_cast<uint64_t>(i));
+      run_plan = copy;
+    }
+    std::weak_ptr<RequestGroup> weak = group;
+    auto run = std::make_shared<CompletionRun>(
+        run_plan, i, workers_,
+        [group](const v1::GenerateResponse& r) { group->OnResponse(r); },
+        [weak](const absl::Status& s) {
+          if (auto g = weak.lock()) g->OnRunDone(s);
+        });
+    group->Add(run);
+    runs.push_back(run);
+  }
+  for (auto& run : runs) run->Start();
+  return std::shared_ptr<GenerateHandle>(group);
+}
+
+absl::StatusOr<v1::TokenizeResponse> RouterBackend::Tokenize(const v1::TokenizeRequest& request) {
+  auto model = ServedModel(request.model());
+  if (!model.ok()) return model.status();
+  if (tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError("this model is served without a tokenizer");
+  }
+  v1::TokenizeResponse response;
+  if (request.prompt_case() == v1::TokenizeRequest::kChat) {
+    auto text = RenderChat(request.chat());
+    if (!text.ok()) return text.status();
+    response.set_rendered_prompt(*text);
+    auto ids = tokenizer_->Encode(*text, {.add_special_tokens = false});
+    if (!ids.ok()) return ids.status();
+    for (int32_t id : *ids) response.add_ids(id);
+    return response;
+  }
+  const bool add = !request.has_add_special_tokens() || request.add_special_tokens();
+  auto ids = tokenizer_->Encode(request.text(), {.add_special_tokens = add});
+  if (!ids.ok()) return ids.status();
+  for (int32_t id : *ids) response.add_ids(id);
+  return response;
+}
+
+v1::ListModelsResponse RouterBackend::ListModels() {
+  v1::ListModelsResponse response;
+  auto info = GetModelInfo("");
+  if (info.ok()) *response.add_models() = *info;
+  return response;
+}
+
+absl::StatusOr<v1::ModelInfo> RouterBackend::GetModelInfo(const std::string& model) {
+  auto served = ServedModel(model);
+  if (!served.ok()) return served.status();
+  v1::ModelInfo info;
+  info.set_name(served->model_name());
+  info.set_model_type(served->model_type());
+  info.set_vocab_size(served->vocab_size());
+  info.set_max_context_tokens(served->max_position_embeddings());
+  info.set_config_hash(served->config_hash());
+  info.set_has_tokenizer(tokenizer_ != nullptr);
+  info.set_speculative_decoding(served->speculative_decoding());
+  info.set_created_unix_seconds(created_unix_seconds_);
+  return info;
+}
+
+std::string RouterBackend::TokenText(const std::string&, int32_t token_id) {
+  if (tokenizer_ == nullptr) return "";
+  auto text = tokenizer_->Decode(std::vector<int32_t>{token_id});
+  return text.ok() ? *text : "";
+}
+
+}  // namespace dsv3::router

@@ -1,0 +1,58 @@
+#ifndef DSV3_ROUTER_ROUTER_BACKEND_H_
+#define DSV3_ROUTER_ROUTER_BACKEND_H_
+
+// The router's InferenceBackend: validates a request, renders the chat template and
+// tokenizes, then runs each of its n completions (CompletionRun) on the prefill and decode
+// workers, and merges their responses for the front end.
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "router/inference_backend.h"
+#include "router/worker_registry.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::router {
+
+struct RouterBackendOptions {
+  std::string model_name;  // "" = the name the workers report
+  int32_t default_max_tokens = 256;
+  absl::Duration default_timeout = absl::Minutes(10);
+  int max_n = 4;
+  int max_stop_strings = 16;
+};
+
+class RouterBackend : public InferenceBackend {
+ public:
+  // `tokenizer` may be null: the model is then served on token ids alone.
+  RouterBackend(RouterBackendOptions options, WorkerRegistry& workers,
+                std::unique_ptr<tokenizer::Tokenizer> tokenizer);
+
+  absl::StatusOr<std::shared_ptr<GenerateHandle>> Generate(
+      const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) override;
+  absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request) override;
+  v1::ListModelsResponse ListModels() override;
+  absl::StatusOr<v1::ModelInfo> GetModelInfo(const std::string& model) override;
+  std::string TokenText(const std::string& model, int32_t token_id) override;
+
+ private:
+  absl::StatusOr<std::shared_ptr<GenerateHandle>> StartGenerate(
+      const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer);
+  absl::StatusOr<v1::WorkerInfo> ServedModel(const std::string& requested) const;
+  // Text or chat -> ids (BOS as the tokenizer says; the chat template writes its own).
+  absl::StatusOr<std::vector<int32_t>> PromptIds(const v1::GenerateRequest& request,
+                                                 std::string* rendered) const;
+  absl::StatusOr<std::string> RenderChat(const v1::ChatPrompt& chat) const;
+
+  const RouterBackendOptions options_;
+  WorkerRegistry& workers_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::unique_ptr<tokenizer::ChatTemplate> chat_template_;
+  const int64_t created_unix_seconds_;
+};
+
+}  // namespace dsv3::router
+
+#endif  // DSV3_ROUTER_ROUTER_BACKEND_H_

@@ -1,0 +1,314 @@
+#include "router/worker_registry.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/serving_metrics.h"
+
+namespace dsv3::router {
+
+const char* WorkerKindName(WorkerKind kind) {
+  return kind == WorkerKind::kPrefill ? "prefill" : "decode";
+}
+
+struct WorkerRegistry::Worker {
+  std::string address;
+  WorkerKind kind;
+  std::shared_ptr<v1::Worker::Stub> stub;
+  std::thread monitor;
+  // Guarded by the registry's mu_.
+  bool up = false;
+  bool removed = false;
+  absl::Time last_report = absl::InfinitePast();
+  v1::LoadReport load;
+  v1::WorkerInfo info;
+  int64_t assigned_since_report = 0;
+  // The WatchLoad call in progress, so the watchdog and shutdown can cancel it.
+  grpc::ClientContext* stream_context = nullptr;
+};
+
+WorkerRegistry::WorkerRegistry(WorkerRegistryOptions options) : options_(std::move(options)) {}
+
+void WorkerRegistry::SetUpGauge(const Worker& w) {
+  Metrics().worker_up.WithLabels({WorkerKindName(w.kind), w.address}).Set(w.up ? 1 : 0);
+}
+
+std::unique_ptr<WorkerRegistry> WorkerRegistry::Start(WorkerRegistryOptions options) {
+  std::unique_ptr<WorkerRegistry> r(new WorkerRegistry(std::move(options)));
+  {
+    absl::MutexLock lock(&r->mu_);
+    for (const auto& a : r->options_.prefill_addresses) r->AddWorker(a, WorkerKind::kPrefill);
+    for (const auto& a : r->options_.decode_addresses) r->AddWorker(a, WorkerKind::kDecode);
+  }
+  r->ResolveDns();
+  r->housekeeping_ = std::thread([raw = r.get()] { raw->Housekeeping(); });
+  return r;
+}
+
+WorkerRegistry::~WorkerRegistry() {
+  std::vector<std::unique_ptr<Worker>> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    for (auto& [address, w] : workers_) {
+      w->removed = true;
+      if (w->stream_context != nullptr) w->stream_context->TryCancel();
+      workers.push_back(std::move(w));
+    }
+    workers_.clear();
+  }
+  if (housekeeping_.joinable()) housekeeping_.join();
+  for (auto& w : workers) {
+    if (w->monitor.joinable()) w->monitor.join();
+  }
+}
+
+void WorkerRegistry::AddWorker(const std::string& address, WorkerKind kind) {
+  if (workers_.count(address)) return;
+  auto w = std::make_unique<Worker>();
+  w->address = address;
+  w->kind = kind;
+  grpc::ChannelArguments args;
+  // Reconnect quickly after a worker restarts.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  w->stub = v1::Worker::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  Worker* raw = w.get();
+  SetUpGauge(*raw);
+  workers_[address] = std::move(w);
+  raw->monitor = std::thread([this, raw] { Monitor(raw); });
+  DSV3_LOG(INFO) << "watching " << WorkerKindName(kind) << " worker " << address;
+}
+
+void WorkerRegistry::Monitor(Worker* w) {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (w->removed) return;
+    }
+    // Identity first: a worker serves only when GetInfo answers.
+    grpc::ClientContext info_ctx;
+    info_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::WorkerInfo info;
+    grpc::Status s = w->stub->GetInfo(&info_ctx, v1::GetInfoRequest(), &info);
+    if (s.ok()) {
+      grpc::ClientContext ctx;
+      {
+        absl::MutexLock lock(&mu_);
+        if (w->removed) return;
+        w->info = info;
+        w->stream_context = &ctx;
+      }
+      v1::WatchLoadRequest request;
+      request.set_interval_ms(options_.report_interval_ms);
+      auto reader = w->stub->WatchLoad(&ctx, request);
+      v1::LoadReport report;
+      while (reader->Read(&report)) {
+        absl::MutexLock lock(&mu_);
+        if (!w->up) {
+          DSV3_LOG(INFO) << WorkerKindName(w->kind) << " worker " << w->address << " is up";
+        }
+        w->up = !report.draining();
+        SetUpGauge(*w);
+        w->load = report;
+        w->last_report = absl::Now();
+        w->assigned_since_report = 0;
+      }
+      (void)reader->Finish();
+      absl::MutexLock lock(&mu_);
+      w->stream_context = nullptr;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (w->up) {
+        DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << w->address
+                          << " is down";
+      }
+      w->up = false;
+      SetUpGauge(*w);
+      if (w->removed) return;
+      // Retry soon; the wait ends early when the worker is removed.
+      auto removed = [w]() { return w->removed; };
+      mu_.AwaitWithTimeout(absl::Condition(&removed), absl::Milliseconds(250));
+      if (w->removed) return;
+    }
+  }
+}
+
+void WorkerRegistry::Housekeeping() {
+  absl::Time next_dns = absl::Now() + options_.dns_interval;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100))) return;
+      // Watchdog: a stream that went quiet means a worker that stopped answering.
+      const absl::Time now = absl::Now();
+      for (auto& [address, w] : workers_) {
+        if (w->up && now - w->last_report > options_.down_after) {
+          DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << address
+                            << " stopped reporting; taking it out";
+          w->up = false;
+          SetUpGauge(*w);
+          if (w->stream_context != nullptr) w->stream_context->TryCancel();
+        }
+      }
+    }
+    if (absl::Now() >= next_dns) {
+      ResolveDns();
+      next_dns = absl::Now() + options_.dns_interval;
+    }
+  }
+}
+
+void WorkerRegistry::ResolveDns() {
+  for (auto [name, kind] : {std::pair{options_.prefill_dns, WorkerKind::kPrefill},
+                            std::pair{options_.decode_dns, WorkerKind::kDecode}}) {
+    if (name.empty()) continue;
+    auto addresses = ResolveAddresses(name);
+    if (!addresses.ok()) {
+      DSV3_LOG(WARNING) << "resolving " << name << ": " << addresses.status();
+      continue;
+    }
+    std::vector<std::unique_ptr<Worker>> gone;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& a : *addresses) AddWorker(a, kind);
+      // Workers of this kind that came from DNS and no longer resolve leave.
+      const auto& statics = kind == WorkerKind::kPrefill ? options_.prefill_addresses
+                                                         : options_.decode_addresses;
+      for (auto it = workers_.begin(); it != workers_.end();) {
+        Worker& w = *it->second;
+        bool listed = std::count(addresses->begin(), addresses->end(), w.address) ||
+                      std::count(statics.begin(), statics.end(), w.address);
+        if (w.kind == kind && !listed) {
+          DSV3_LOG(INFO) << "worker " << w.address << " left " << name;
+          w.removed = true;
+          w.up = false;
+          SetUpGauge(w);
+          if (w.stream_context != nullptr) w.stream_context->TryCancel();
+          gone.push_back(std::move(it->second));
+          it = workers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& w : gone) {
+      if (w->monitor.joinable()) w->monitor.join();
+    }
+  }
+}
+
+absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
+                                                const std::set<std::string>& exclude) {
+  absl::MutexLock lock(&mu_);
+  Worker* best = nullptr;
+  auto score = [](const Worker& w) -> double {
+    if (w.kind == WorkerKind::kDecode) {
+      // More free blocks first, then fewer running sequences.
+      return -static_cast<double>(w.load.kv_blocks_free() - w.assigned_since_report) +
+             1e-3 * (w.load.running_requests() + w.load.waiting_requests());
+    }
+    return static_cast<double>(w.load.queued_prefill_tokens() + w.assigned_since_report);
+  };
+  for (auto& [address, w] : workers_) {
+    if (w->kind != kind || !w->up || exclude.count(address)) continue;
+    if (best == nullptr || score(*w) < score(*best)) best = w.get();
+  }
+  if (best == nullptr) {
+    return absl::UnavailableError(absl::StrCat("no ", WorkerKindName(kind),
+                                               " worker is up", exclude.empty() ? "" : " (others tried)"));
+  }
+  WorkerView v;
+  v.address = best->address;
+  v.kind = best->kind;
+  v.up = true;
+  v.load = best->load;
+  v.info = best->info;
+  v.stub = best->stub;
+  v.assigned_since_report = best->assigned_since_report;
+  return v;
+}
+
+void WorkerRegistry::NoteAssigned(const std::string& address, int64_t amount) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(address);
+  if (it != workers_.end()) it->second->assigned_since_report += amount;
+}
+
+std::vector<WorkerView> WorkerRegistry::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<WorkerView> out;
+  for (const auto& [address, w] : workers_) {
+    WorkerView v;
+    v.address = address;
+    v.kind = w->kind;
+    v.up = w->up;
+    v.load = w->load;
+    v.info = w->info;
+    v.stub = w->stub;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::optional<v1::WorkerInfo> WorkerRegistry::ModelInfo() const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [address, w] : workers_) {
+    if (w->up) return w->info;
+  }
+  return std::nullopt;
+}
+
+bool WorkerRegistry::WaitUntilReady(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    bool prefill = false, decode = false;
+    for (const auto& [address, w] : workers_) {
+      if (!w->up) continue;
+      (w->kind == WorkerKind::kPrefill ? prefill : decode) = true;
+    }
+    return prefill && decode;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+}
+
+absl::StatusOr<std::vector<std::string>> ResolveAddresses(const std::string& name_and_port) {
+  const size_t colon = name_and_port.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", name_and_port, "' is not name:port"));
+  }
+  const std::string host = name_and_port.substr(0, colon);
+  const std::string port = name_and_port.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)));
+  }
+  std::vector<std::string> out;
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {0};
+    if (ai->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, buf, sizeof(buf));
+      out.push_back(absl::StrCat(buf, ":", port));
+    } else if (ai->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf,
+                sizeof(buf));
+      out.push_back(absl::StrCat("[", buf, "]:", port));
+    }
+  }
+  freeaddrinfo(result);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace dsv3::router

