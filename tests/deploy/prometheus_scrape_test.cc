@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -21,6 +22,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -33,6 +35,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
 #include "tests/deploy/promql_names.h"
+#include "dsv3/v1/inference.grpc.pb.h"
 #include "tests/support/subprocess.h"
 
 namespace dsv3 {
@@ -48,11 +51,19 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 
 const std::string kSourceDir = DSV3_SOURCE_DIR;
-const std::vector<std::string> kRoles = {"router", "prefill", "decode", "expert"};
-// The flags each role needs to start (beyond --host and --ready_file).
-std::vector<std::string> RoleFlags(const std::string& role) {
+// Workers first: the router is pointed at them.
+const std::vector<std::string> kRoles = {"prefill", "decode", "expert", "router"};
+// The flags each role needs to start (beyond --host and --ready_file); `started` holds the
+// ready files of the roles started before it.
+std::vector<std::string> RoleFlags(const std::string& role,
+                                   const std::map<std::string, ReadyInfo>& started) {
   const std::string model = kSourceDir + "/tests/data/golden/tiny-v3-bf16";
-  if (role == "prefill" || role == "decode") return {"--model=" + model};
+  if (role == "prefill" || role == "decode") {
+    return {"--model=" + model, "--ucx_tls=tcp", "--ucx_net_devices=lo"};
+  }
+  if (role == "router") {
+    return {"--prefill=" + started.at("prefill").grpc, "--decode=" + started.at("decode").grpc};
+  }
   return {};
 }
 
@@ -112,21 +123,20 @@ class PrometheusScrapeTest : public ::testing::Test {
     ASSERT_FALSE(dir_.empty());
 
     // The cluster: one process per role, as the launcher starts them.
+    json status = json::array();
+    std::map<std::string, ReadyInfo> started;
     for (const std::string& role : kRoles) {
       std::string ready = absl::StrCat(dir_, "/", role, ".ready.json");
       std::vector<std::string> argv = {BinaryPath("dsv3-" + role), "--host=127.0.0.1",
                                        "--ready_file=" + ready, "--drain_timeout=2s"};
-      for (const std::string& flag : RoleFlags(role)) argv.push_back(flag);
+      for (const std::string& flag : RoleFlags(role, started)) argv.push_back(flag);
       auto process = Subprocess::Start(argv, absl::StrCat(dir_, "/", role, ".log"));
       ASSERT_TRUE(process.ok()) << process.status();
       processes_.push_back(std::move(*process));
-    }
-    json status = json::array();
-    for (size_t i = 0; i < kRoles.size(); ++i) {
-      std::string ready = absl::StrCat(dir_, "/", kRoles[i], ".ready.json");
-      auto info = testing::WaitForReadyFile(ready, processes_[i], absl::Seconds(30));
-      ASSERT_TRUE(info.ok()) << info.status() << "\n" << processes_[i].ReadLog();
+      auto info = testing::WaitForReadyFile(ready, processes_.back(), absl::Seconds(30));
+      ASSERT_TRUE(info.ok()) << info.status() << "\n" << processes_.back().ReadLog();
       infos_.push_back(*info);
+      started[role] = *info;
       status.push_back(json::parse(ReadFile(ready)));
     }
     // The launcher's status file, turned into file_sd targets by the shipped script.
@@ -304,6 +314,93 @@ TEST_F(PrometheusScrapeTest, ScrapesEveryProcessAndSeriesMove) {
   int healthy = 0;
   for (const json& t : (*targets)["activeTargets"]) healthy += t["health"] == "up";
   EXPECT_EQ(healthy, static_cast<int>(kRoles.size())) << targets->dump();
+}
+
+// Load through the router's real request path: the serving series appear in Prometheus
+// with the counts the requests imply.
+TEST_F(PrometheusScrapeTest, ServingSeriesFollowRealRequests) {
+  const ReadyInfo& router = infos_.back();
+  ASSERT_EQ(router.role, "router");
+  auto stub = dsv3::v1::Inference::NewStub(
+      grpc::CreateChannel(router.grpc, grpc::InsecureChannelCredentials()));
+  // The router needs a load report from each worker before it serves.
+  const absl::Time ready_deadline = absl::Now() + absl::Seconds(10);
+  constexpr int kRequests = 6;
+  constexpr int kMaxTokens = 5;
+  int ok = 0;
+  while (ok < kRequests && absl::Now() < ready_deadline + absl::Seconds(20)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    dsv3::v1::GenerateRequest request;
+    for (int t : {0, 17, 5, 99}) request.mutable_token_ids()->add_ids(t);
+    request.mutable_sampling()->set_max_tokens(kMaxTokens);
+    request.mutable_sampling()->set_ignore_eos(true);
+    auto reader = stub->Generate(&ctx, request);
+    dsv3::v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+    }
+    grpc::Status status = reader->Finish();
+    if (status.ok()) {
+      ++ok;
+    } else {
+      ASSERT_LT(absl::Now(), ready_deadline) << status.error_message();
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
+  ASSERT_EQ(ok, kRequests);
+
+  // Wait for a scrape after the load (interval 5 s), then read the series back.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  double requests = 0;
+  while (absl::Now() < deadline) {
+    auto data = Query(*client_, "sum(dsv3_requests_total{status=\"ok\"})");
+    ASSERT_TRUE(data.ok()) << data.status();
+    if (!(*data)["result"].empty()) {
+      requests = std::stod((*data)["result"][0]["value"][1].get<std::string>());
+    }
+    if (requests >= kRequests) break;
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  EXPECT_EQ(requests, kRequests);
+  // Each process is scraped on its own schedule: poll until the value is what the load
+  // implies (or the deadline), then check it.
+  auto scalar = [&](const std::string& promql, std::function<bool(double)> good) -> double {
+    double value = -1;
+    const absl::Time until = absl::Now() + absl::Seconds(15);
+    while (absl::Now() < until) {
+      auto data = Query(*client_, promql);
+      EXPECT_TRUE(data.ok()) << promql << ": " << data.status();
+      if (!data.ok()) return -1;
+      if (!(*data)["result"].empty()) {
+        value = std::stod((*data)["result"][0]["value"][1].get<std::string>());
+        if (good(value)) {
+          std::cout << "query " << promql << " -> " << (*data)["result"].dump() << "\n";
+          break;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+    return value;
+  };
+  auto equals = [](double want) { return [want](double v) { return v == want; }; };
+  auto positive = [](double v) { return v > 0; };
+  EXPECT_EQ(scalar("sum(dsv3_generation_tokens_total)", equals(kRequests * kMaxTokens)),
+            kRequests * kMaxTokens);
+  EXPECT_EQ(scalar("sum(dsv3_prompt_tokens_total)", equals(kRequests * 4)), kRequests * 4);
+  EXPECT_EQ(scalar("sum(dsv3_time_to_first_token_seconds_count)", equals(kRequests)),
+            kRequests);
+  EXPECT_EQ(scalar("sum(dsv3_e2e_request_latency_seconds_count)", equals(kRequests)),
+            kRequests);
+  // Each request moved 4 prompt rows of 3 layers x (64 + 16) floats into the decode pool.
+  EXPECT_EQ(scalar("sum(dsv3_kv_transfer_bytes_total{component=\"prefill\"})",
+                   equals(kRequests * 4 * 3 * 80 * 4)),
+            kRequests * 4 * 3 * 80 * 4);
+  EXPECT_GT(scalar("sum(dsv3_decode_batch_size_count{component=\"decode\"})", positive), 0);
+  EXPECT_EQ(scalar("sum(dsv3_worker_up{component=\"router\"})", equals(2)), 2);
+  EXPECT_GT(scalar("histogram_quantile(0.5, sum by (le) "
+                   "(dsv3_time_to_first_token_seconds_bucket))",
+                   positive),
+            0);
 }
 
 TEST_F(PrometheusScrapeTest, EveryRuleAndDashboardExpressionEvaluates) {
