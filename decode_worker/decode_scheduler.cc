@@ -48,6 +48,15 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
         ") exceeds the model context of ", context, " tokens"));
   }
   if (lease <= absl::ZeroDuration()) lease = options_.default_lease;
+  const int64_t block_size = pool_->layout().block_size;
+  const int64_t blocks = (prompt_tokens + max_new_tokens + block_size - 1) / block_size;
+  if (blocks > pool_->layout().num_blocks) {
+    // Not "full now": this request can never fit, so waiting would not help.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt + max_new_tokens (", prompt_tokens + max_new_tokens,
+        " tokens) exceeds this decode worker's whole KV pool (",
+        pool_->layout().num_blocks * block_size, " tokens)"));
+  }
   absl::MutexLock lock(&mu_);
   engine::KvSequence kv;
   if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens); !s.ok()) return s;

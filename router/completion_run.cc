@@ -74,10 +74,12 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
 };
 
 CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
-                             WorkerRegistry& workers, ResponseFn on_response, DoneFn on_done)
+                             WorkerRegistry& workers, DelayedTasks& delayed,
+                             ResponseFn on_response, DoneFn on_done)
     : plan_(std::move(plan)),
       index_(index),
       workers_(workers),
+      delayed_(delayed),
       on_response_(std::move(on_response)),
       on_done_(std::move(on_done)),
       text_(plan_->return_text ? plan_->tokenizer : nullptr,
@@ -121,6 +123,9 @@ void CompletionRun::ReserveOn(WorkerView decode) {
       if (Retryable(status.error_code())) {
         auto next = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_);
         if (next.ok()) return self->ReserveOn(*next);
+        if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          return self->WaitForCapacity(FromGrpcStatus(status));
+        }
       }
       return self->Finish(absl::Status(FromGrpcStatus(status).code(),
                                        absl::StrCat("decode worker ", self->decode_.address,
@@ -132,6 +137,21 @@ void CompletionRun::ReserveOn(WorkerView decode) {
       return self->Finish(prefill.status());
     }
     self->PrefillOn(*prefill);
+  });
+}
+
+void CompletionRun::WaitForCapacity(const absl::Status& last_error) {
+  const absl::Time retry = absl::Now() + backoff_;
+  if (retry >= plan_->deadline) {
+    return Finish(absl::ResourceExhaustedError(absl::StrCat(
+        "no decode worker had KV capacity before the deadline: ", last_error.message())));
+  }
+  backoff_ = std::min(backoff_ * 2, absl::Milliseconds(500));
+  tried_decode_.clear();  // every worker may have freed blocks by then
+  auto self = shared_from_this();
+  delayed_.RunAt(retry, [self] {
+    if (self->IsCancelled()) return self->Finish(absl::CancelledError("cancelled"));
+    self->Start();
   });
 }
 

@@ -25,6 +25,7 @@
 #include "dsv3/v1/inference.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "router/completion_text.h"
+#include "router/delayed_tasks.h"
 #include "router/worker_registry.h"
 #include "tokenizer/tokenizer.h"
 
@@ -50,7 +51,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   using DoneFn = std::function<void(const absl::Status&)>;
 
   CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index, WorkerRegistry& workers,
-                ResponseFn on_response, DoneFn on_done);
+                DelayedTasks& delayed, ResponseFn on_response, DoneFn on_done);
   ~CompletionRun();
   void Start();
   void Cancel();
@@ -58,6 +59,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
  private:
   class DecodeReader;
   void ReserveOn(WorkerView decode);
+  // Every decode worker is full: try again shortly (until the deadline), as a queue would.
+  void WaitForCapacity(const absl::Status& last_error);
   void PrefillOn(WorkerView prefill);
   void OnPrefilled(const grpc::Status& status);
   void StartDecode();
@@ -72,6 +75,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   const std::shared_ptr<const CompletionPlan> plan_;
   const int index_;
   WorkerRegistry& workers_;
+  DelayedTasks& delayed_;
   const ResponseFn on_response_;
   const DoneFn on_done_;
   CompletionText text_;
@@ -80,6 +84,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> tried_decode_;
+  absl::Duration backoff_ = absl::Milliseconds(20);
   std::set<std::string> tried_prefill_;
   WorkerView decode_;
   int completion_tokens_ = 0;

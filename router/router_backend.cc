@@ -297,7 +297,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     }
     std::weak_ptr<RequestGroup> weak = group;
     auto run = std::make_shared<CompletionRun>(
-        run_plan, i, workers_,
+        run_plan, i, workers_, delayed_,
         [group](const v1::GenerateResponse& r) { group->OnResponse(r); },
         [weak](const absl::Status& s) {
           if (auto g = weak.lock()) g->OnRunDone(s);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "router/delayed_tasks.h"
 #include "router/inference_backend.h"
 #include "router/worker_registry.h"
 #include "tokenizer/chat_template.h"
@@ -48,6 +49,7 @@ class RouterBackend : public InferenceBackend {
 
   const RouterBackendOptions options_;
   WorkerRegistry& workers_;
+  DelayedTasks delayed_;  // requests waiting for KV capacity
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<tokenizer::ChatTemplate> chat_template_;
   const int64_t created_unix_seconds_;

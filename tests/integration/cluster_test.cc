@@ -45,14 +45,15 @@ struct Proc {
 class Cluster {
  public:
   static std::unique_ptr<Cluster> Start(const std::string& model, int prefill, int decode,
-                                        int port_base) {
+                                        int port_base, int kv_blocks = 128) {
     auto c = std::make_unique<Cluster>();
     c->dir_ = MakeTempDir("cluster");
     const std::string status = c->dir_ + "/status.json";
     auto p = Subprocess::Start(
         {BinaryPath("dsv3"), "cluster", "--model=" + model, absl::StrCat("--prefill=", prefill),
          absl::StrCat("--decode=", decode), absl::StrCat("--port_base=", port_base),
-         "--status_file=" + status, "--log_dir=" + c->dir_, "--kv_pool_blocks=128"},
+         "--status_file=" + status, "--log_dir=" + c->dir_,
+         absl::StrCat("--kv_pool_blocks=", kv_blocks)},
         c->dir_ + "/cluster.log");
     EXPECT_TRUE(p.ok()) << p.status();
     c->process_.emplace(std::move(*p));
@@ -415,6 +416,33 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
               expected_text.substr(0, expected_text.find(stop)));
     EXPECT_EQ(s["choices"][0]["finish_reason"], "stop");
   }
+}
+
+// --- Capacity ------------------------------------------------------------------------------
+
+TEST(ClusterCapacityTest, RequestsWaitForKvBlocksAndImpossibleOnesFailAtOnce) {
+  // A decode pool of 4 blocks x 64 tokens: two requests of 100 tokens fit at a time.
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17420, /*kv_blocks=*/4);
+  ASSERT_NE(cluster, nullptr);
+  std::vector<GrpcResult> results(6);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = GenerateGrpc(cluster->router(), IdsRequest({0, 17, 5}, 97), 120);
+    });
+  }
+  for (auto& t : threads) t.join();
+  const std::vector<int32_t> expected = Generate(kGolden, {0, 17, 5}, 97);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids, expected) << i;
+  }
+  // Never fits: refused at once instead of waiting.
+  const absl::Time start = absl::Now();
+  GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest({0, 17, 5}, 400));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("KV pool"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
 }
 
 // --- Failures ------------------------------------------------------------------------------

@@ -274,8 +274,21 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
   (void)reason;
   // More than the context: refused at Reserve.
   EXPECT_EQ(Reserve(2000, 100).status().code(), absl::StatusCode::kInvalidArgument);
-  // More than the pool: RESOURCE_EXHAUSTED.
-  EXPECT_EQ(Reserve(1000, 100).status().code(), absl::StatusCode::kResourceExhausted);
+  // More than the whole pool can ever hold: INVALID_ARGUMENT (waiting would not help).
+  EXPECT_EQ(Reserve(1000, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  // More than is free now: RESOURCE_EXHAUSTED; fine again once the blocks come back.
+  auto big = Reserve(600, 100);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(Reserve(600, 100).status().code(), absl::StatusCode::kResourceExhausted);
+  {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest rel;
+    rel.set_lease_id(big->lease_id());
+    v1::ReleaseResponse released;
+    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+  }
+  auto again = Reserve(600, 100);
+  ASSERT_TRUE(again.ok()) << again.status();
   // The workers still serve.
   const GoldenPrompt g = LoadGolden().front();
   auto ok = Reserve(static_cast<int>(g.prompt.size()), 2);
