@@ -18,26 +18,20 @@ int main(int argc, char** argv) {
       "dsv3-decode: paged latent KV pool exposed over UCX, continuous batching, streaming.\n"
       "usage: dsv3-decode --model DIR [--flags]",
       [&]() -> absl::StatusOr<dsv3::ServerParts> {
-        auto model = dsv3::worker::LoadModelFromFlags();
-        if (!model.ok()) return model.status();
-        std::shared_ptr<dsv3::engine::Model> shared_model = std::move(*model);
-        auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
-        if (!ucx.ok()) return ucx.status();
-        std::shared_ptr<dsv3::transport::UcxContext> shared_ucx = std::move(*ucx);
+        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags();
+        if (!resources.ok()) return resources.status();
         dsv3::decode::DecodeServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
         auto created = dsv3::decode::DecodeService::Create(
-            *shared_model,
-            shared_model->KvLayout(absl::GetFlag(FLAGS_kv_blocks),
-                                   absl::GetFlag(FLAGS_kv_block_size)),
-            *shared_ucx, options);
+            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
+            *resources->ucx, options);
         if (!created.ok()) return created.status();
         service = created->get();
         dsv3::ServerParts parts;
-        parts.keep_alive.push_back(shared_model);
-        parts.keep_alive.push_back(shared_ucx);
+        parts.keep_alive.push_back(resources->model);
+        parts.keep_alive.push_back(resources->ucx);
         parts.services.push_back(std::move(*created));
         parts.on_started = [&service](dsv3::ServiceHost& host) {
           service->set_advertised_address(host.grpc_address());

@@ -17,26 +17,20 @@ int main(int argc, char** argv) {
       "dsv3-prefill: chunked, batched prompt passes; latent KV pushed over UCX.\n"
       "usage: dsv3-prefill --model DIR [--flags]",
       [&]() -> absl::StatusOr<dsv3::ServerParts> {
-        auto model = dsv3::worker::LoadModelFromFlags();
-        if (!model.ok()) return model.status();
-        std::shared_ptr<dsv3::engine::Model> shared_model = std::move(*model);
-        auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
-        if (!ucx.ok()) return ucx.status();
-        std::shared_ptr<dsv3::transport::UcxContext> shared_ucx = std::move(*ucx);
+        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags();
+        if (!resources.ok()) return resources.status();
         dsv3::prefill::PrefillServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
         options.scheduler.transfer_timeout = absl::GetFlag(FLAGS_kv_transfer_timeout);
         auto created = dsv3::prefill::PrefillService::Create(
-            *shared_model,
-            shared_model->KvLayout(absl::GetFlag(FLAGS_kv_blocks),
-                                   absl::GetFlag(FLAGS_kv_block_size)),
-            *shared_ucx, options);
+            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
+            *resources->ucx, options);
         if (!created.ok()) return created.status();
         service = created->get();
         dsv3::ServerParts parts;
-        parts.keep_alive.push_back(shared_model);
-        parts.keep_alive.push_back(shared_ucx);
+        parts.keep_alive.push_back(resources->model);
+        parts.keep_alive.push_back(resources->ucx);
         parts.services.push_back(std::move(*created));
         parts.on_draining = [&service] { service->Drain(); };
         return parts;

@@ -21,6 +21,21 @@ absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags() {
   return engine::Model::Load(dir);
 }
 
+absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags() {
+  WorkerResources r;
+  auto model = LoadModelFromFlags();
+  if (!model.ok()) return model.status();
+  r.model = std::move(*model);
+  auto ucx = transport::UcxContext::Create(UcxOptionsFromFlags());
+  if (!ucx.ok()) return ucx.status();
+  r.ucx = std::move(*ucx);
+  return r;
+}
+
+engine::KvCacheLayout KvLayoutFromFlags(const engine::Model& model) {
+  return model.KvLayout(absl::GetFlag(FLAGS_kv_blocks), absl::GetFlag(FLAGS_kv_block_size));
+}
+
 std::string ModelNameFromFlags() {
   std::string name = absl::GetFlag(FLAGS_model_name);
   if (!name.empty()) return name;

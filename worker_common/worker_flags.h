@@ -22,6 +22,15 @@ namespace dsv3::worker {
 
 // Loads --model (HF directory), with its MTP layer when present.
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags();
+
+// What an attention worker serves with: its model and its UCX context (from the flags).
+struct WorkerResources {
+  std::shared_ptr<engine::Model> model;
+  std::shared_ptr<transport::UcxContext> ucx;
+};
+absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags();
+// The KV pool layout of --kv_blocks and --kv_block_size for `model`.
+engine::KvCacheLayout KvLayoutFromFlags(const engine::Model& model);
 // The name the model is served as: --model_name, else the directory's base name.
 std::string ModelNameFromFlags();
 transport::UcxOptions UcxOptionsFromFlags();
