@@ -1,0 +1,551 @@
+// `dsv3 bench --router ADDR`: a load generator for a router's gRPC Generate stream.
+//
+// Requests arrive at a fixed concurrency (a new one starts when one ends) or as a Poisson
+// process at --bench_rate requests per second; the run is bounded by a request count and/or
+// a duration, and every request has a deadline (--timeout_s), so the command always ends.
+// Each request is a gRPC callback reactor (ClientReadReactor): hundreds of streams run from
+// one process on gRPC's own threads, none of them blocked per stream.
+//
+// Measured per request: time to first token (TTFT), the gaps between streamed chunks
+// (inter-token latency, ITL, as vLLM's benchmark counts them), time per output token after
+// the first (TPOT) and end-to-end latency. Reported: p50/p90/p99 and mean of each, request
+// and token throughput, errors by gRPC status code; a table on stdout, JSON with
+// --bench_json, a progress bar on stderr.
+//
+// With --bench_direct_prefill and --bench_direct_decode it skips the router and does what
+// the router does before its first token (decode Reserve, then prefill Prefill, then Release
+// instead of Decode): TTFT through the router minus this TTFT estimates the router's own
+// overhead; the prefill worker's queue and compute times are reported beside it.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tools/bench_report.h"
+#include "tools/bench_workload.h"
+#include "tools/command_registry.h"
+#include "tools/engine_flags.h"
+
+// Defined by complete_command.cc: the router address and the per-request deadline.
+ABSL_DECLARE_FLAG(std::string, router);
+ABSL_DECLARE_FLAG(int, timeout_s);
+
+ABSL_FLAG(int, bench_concurrency, 0,
+          "dsv3 bench: requests in flight. Fixed-concurrency mode: this many (0 = 1). With "
+          "--bench_rate: a cap on requests in flight (0 = no cap).");
+ABSL_FLAG(double, bench_rate, 0,
+          "dsv3 bench: Poisson arrivals at this many requests per second (0 = fixed "
+          "concurrency).");
+ABSL_FLAG(int, bench_requests, 0,
+          "dsv3 bench: requests to send (0 = unbounded when --bench_duration is set, else 100).");
+ABSL_FLAG(double, bench_duration, 0,
+          "dsv3 bench: stop sending new requests after this many seconds (0 = no time bound); "
+          "requests in flight then finish.");
+ABSL_FLAG(int, bench_prompt_tokens, 128, "dsv3 bench: prompt length of synthetic requests.");
+ABSL_FLAG(int, bench_output_tokens, 32, "dsv3 bench: max_tokens of each request.");
+ABSL_FLAG(int, bench_token_min, 0, "dsv3 bench: smallest random prompt token id.");
+ABSL_FLAG(int, bench_token_max, 0,
+          "dsv3 bench: largest random prompt token id (0 = vocab_size - 1). Prompts are drawn "
+          "from --seed, so runs repeat.");
+ABSL_FLAG(bool, bench_ignore_eos, true,
+          "dsv3 bench: generate past EOS so every request gives its max_tokens.");
+ABSL_FLAG(std::string, bench_dataset, "",
+          "dsv3 bench: JSONL prompts instead of random ids, one per line: {\"prompt\": TEXT} "
+          "or {\"token_ids\": [...]}, optional \"max_tokens\"; used in order, cyclically.");
+ABSL_FLAG(std::string, bench_json, "", "dsv3 bench: write the results as JSON to this file.");
+ABSL_FLAG(int, bench_channels, 1,
+          "dsv3 bench: gRPC connections to spread the streams over.");
+ABSL_FLAG(std::string, bench_direct_prefill, "",
+          "dsv3 bench: prefill worker HOST:PORT; with --bench_direct_decode, bench Reserve + "
+          "Prefill against the workers directly (no router).");
+ABSL_FLAG(std::string, bench_direct_decode, "",
+          "dsv3 bench: decode worker HOST:PORT for --bench_direct_prefill.");
+
+namespace dsv3::tools {
+namespace {
+
+using bench::CodeName;
+using bench::Prompt;
+using bench::ReadDataset;
+using bench::Workload;
+using bench::Report;
+using bench::Result;
+using bench::RunOptions;
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::chrono::system_clock::time_point DeadlineIn(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+
+
+
+// --- Requests in flight ----------------------------------------------------------------
+
+// Where finished requests go. Called on gRPC threads; must not block.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  virtual void Add(Result result) = 0;
+};
+
+// A Generate stream through the router. Deletes itself when done.
+class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
+ public:
+  GenerateCall(ResultSink* sink, v1::GenerateRequest request, int prompt_tokens)
+      : sink_(sink), request_(std::move(request)) {
+    result_.prompt_tokens = prompt_tokens;
+  }
+
+  void Start(v1::Inference::Stub* stub, int timeout_s) {
+    ctx_.set_deadline(DeadlineIn(timeout_s));
+    start_ = last_ = Clock::now();
+    stub->async()->Generate(&ctx_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows.
+    const Clock::time_point now = Clock::now();
+    const int n = response_.token_ids_size();
+    if (n > 0) {
+      if (result_.output_tokens == 0) {
+        result_.ttft = Seconds(now - start_);
+      } else {
+        result_.itl.push_back(Seconds(now - last_));
+      }
+      last_ = now;
+      result_.output_tokens += n;
+    }
+    if (response_.has_usage() && response_.usage().prompt_tokens() > 0) {
+      result_.prompt_tokens = response_.usage().prompt_tokens();
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    result_.e2e = Seconds(Clock::now() - start_);
+    result_.code = status.error_code();
+    result_.error = status.error_message();
+    sink_->Add(std::move(result_));
+    delete this;
+  }
+
+ private:
+  ResultSink* const sink_;
+  const v1::GenerateRequest request_;
+  grpc::ClientContext ctx_;
+  v1::GenerateResponse response_;
+  Clock::time_point start_, last_;
+  Result result_;
+};
+
+// Reserve on a decode worker, Prefill on a prefill worker, Release the lease: the router's
+// path up to the first token, without the router. Deletes itself when done.
+class DirectPrefillCall {
+ public:
+  DirectPrefillCall(ResultSink* sink, v1::Worker::Stub* prefill, v1::Worker::Stub* decode,
+                    const std::string& config_hash, const Prompt& prompt, int timeout_s)
+      : sink_(sink), prefill_(prefill), decode_(decode), timeout_s_(timeout_s) {
+    reserve_request_.set_prompt_tokens(static_cast<int32_t>(prompt.token_ids.size()));
+    reserve_request_.set_max_new_tokens(prompt.max_tokens);
+    reserve_request_.set_config_hash(config_hash);
+    for (int32_t t : prompt.token_ids) prefill_request_.add_prompt_token_ids(t);
+    prefill_request_.mutable_sampling()->set_max_tokens(prompt.max_tokens);
+    prefill_request_.mutable_sampling()->set_ignore_eos(true);
+    result_.prompt_tokens = static_cast<int>(prompt.token_ids.size());
+  }
+
+  void Start() {
+    start_ = Clock::now();
+    reserve_ctx_.set_deadline(DeadlineIn(timeout_s_));
+    decode_->async()->Reserve(&reserve_ctx_, &reserve_request_, &reserve_response_,
+                              [this](grpc::Status status) { OnReserved(status); });
+  }
+
+ private:
+  void OnReserved(const grpc::Status& status) {
+    if (!status.ok()) return Finish(status);
+    *prefill_request_.mutable_destination() = reserve_response_.destination();
+    prefill_ctx_.set_deadline(DeadlineIn(timeout_s_));
+    prefill_->async()->Prefill(&prefill_ctx_, &prefill_request_, &prefill_response_,
+                               [this](grpc::Status s) { OnPrefilled(s); });
+  }
+
+  void OnPrefilled(const grpc::Status& status) {
+    result_.ttft = Seconds(Clock::now() - start_);
+    prefill_status_ = status;
+    if (status.ok()) {
+      result_.output_tokens = 1;
+      result_.prefill_queue = prefill_response_.queue_ns() * 1e-9;
+      result_.prefill_compute = prefill_response_.compute_ns() * 1e-9;
+      result_.kv_transfer = prefill_response_.kv_transfer_ns() * 1e-9;
+    }
+    release_request_.set_lease_id(reserve_response_.destination().lease_id());
+    release_request_.set_reason("dsv3 bench: direct prefill");
+    release_ctx_.set_deadline(DeadlineIn(timeout_s_));
+    decode_->async()->Release(&release_ctx_, &release_request_, &release_response_,
+                              [this](grpc::Status s) {
+                                Finish(prefill_status_.ok() ? s : prefill_status_);
+                              });
+  }
+
+  void Finish(const grpc::Status& status) {
+    result_.e2e = Seconds(Clock::now() - start_);
+    result_.code = status.error_code();
+    result_.error = status.error_message();
+    sink_->Add(std::move(result_));
+    delete this;
+  }
+
+  ResultSink* const sink_;
+  v1::Worker::Stub* const prefill_;
+  v1::Worker::Stub* const decode_;
+  const int timeout_s_;
+  grpc::ClientContext reserve_ctx_, prefill_ctx_, release_ctx_;
+  v1::ReserveRequest reserve_request_;
+  v1::ReserveResponse reserve_response_;
+  v1::PrefillRequest prefill_request_;
+  v1::PrefillResponse prefill_response_;
+  v1::ReleaseRequest release_request_;
+  v1::ReleaseResponse release_response_;
+  grpc::Status prefill_status_;
+  Clock::time_point start_;
+  Result result_;
+};
+
+// --- The arrival process and progress -----------------------------------------------------
+
+
+class Driver final : public ResultSink {
+ public:
+  // `launch(index)` starts request `index`; it must call Add() exactly once, later.
+  Driver(RunOptions options, std::function<void(int64_t)> launch)
+      : options_(options), launch_(std::move(launch)) {}
+
+  void Add(Result result) override {
+    absl::MutexLock lock(&mu_);
+    results_.push_back(std::move(result));
+    --in_flight_;
+    last_done_ = Clock::now();
+  }
+
+  // Runs the whole benchmark; returns the results and the wall time from the first request
+  // to the last answer.
+  std::vector<Result> Run(double* wall_seconds) {
+    const bool poisson = options_.rate > 0;
+    const int cap = poisson ? options_.concurrency : std::max(1, options_.concurrency);
+    std::mt19937_64 rng(options_.seed);
+    std::exponential_distribution<double> gap(poisson ? options_.rate : 1.0);
+    start_ = last_progress_ = Clock::now();
+    const Clock::time_point stop_sending =
+        options_.duration > 0
+            ? start_ + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(options_.duration))
+            : Clock::time_point::max();
+    Clock::time_point next_arrival = start_;
+    int64_t issued = 0;
+    while (options_.requests == 0 || issued < options_.requests) {
+      // Wait for the next arrival (Poisson) and a free slot (the cap), reporting progress.
+      while (true) {
+        const Clock::time_point now = Clock::now();
+        if (now >= stop_sending) break;
+        bool slot;
+        {
+          absl::MutexLock lock(&mu_);
+          slot = cap == 0 || in_flight_ < cap;
+        }
+        if (slot && now >= next_arrival) break;
+        Progress(/*final=*/false);
+        // At the cap, a finishing request wakes us (WaitUntil); else the next arrival does.
+        const Clock::time_point tick = now + std::chrono::milliseconds(100);
+        WaitUntil(std::min({slot ? next_arrival : tick, stop_sending, tick}));
+      }
+      if (Clock::now() >= stop_sending) break;
+      {
+        absl::MutexLock lock(&mu_);
+        ++in_flight_;
+      }
+      launch_(issued++);
+      if (poisson) {
+        next_arrival += std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(gap(rng)));
+      }
+    }
+    // Drain: every request has a deadline, so this ends.
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (in_flight_ == 0) break;
+        mu_.AwaitWithTimeout(absl::Condition(
+                                 +[](int* n) { return *n == 0; }, &in_flight_),
+                             absl::Milliseconds(100));
+        if (in_flight_ == 0) break;
+      }
+      Progress(/*final=*/false);
+    }
+    Progress(/*final=*/true);
+    absl::MutexLock lock(&mu_);
+    *wall_seconds = Seconds((results_.empty() ? Clock::now() : last_done_) - start_);
+    return std::move(results_);
+  }
+
+ private:
+  // Sleeps until `until`, or until a request finishes when at the cap.
+  void WaitUntil(Clock::time_point until) {
+    const absl::Duration d = absl::FromChrono(until - Clock::now());
+    if (d <= absl::ZeroDuration()) return;
+    absl::MutexLock lock(&mu_);
+    struct Arg {
+      int* in_flight;
+      int at_entry;
+    } arg{&in_flight_, in_flight_};
+    // Wake early when a slot frees (a request ended).
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Arg* a) { return *a->in_flight < a->at_entry; }, &arg),
+                         d);
+  }
+
+  // A bar on a terminal, else a line every 5 s (logs stay readable).
+  void Progress(bool final) {
+    const Clock::time_point now = Clock::now();
+    const bool tty = isatty(STDERR_FILENO);
+    if (!final && now - last_progress_ < (tty ? std::chrono::milliseconds(100)
+                                              : std::chrono::milliseconds(5000))) {
+      return;
+    }
+    if (!tty && final) return;
+    last_progress_ = now;
+    int64_t done, errors;
+    int in_flight;
+    {
+      absl::MutexLock lock(&mu_);
+      done = static_cast<int64_t>(results_.size());
+      errors = std::count_if(results_.begin(), results_.end(),
+                             [](const Result& r) { return r.code != grpc::StatusCode::OK; });
+      in_flight = in_flight_;
+    }
+    const double elapsed = Seconds(now - start_);
+    double fraction = 0;
+    if (options_.requests > 0) fraction = static_cast<double>(done) / options_.requests;
+    if (options_.duration > 0) {
+      fraction = std::max(fraction, std::min(1.0, elapsed / options_.duration) *
+                                        (in_flight == 0 ? 1.0 : 0.99));
+    }
+    const std::string counts =
+        absl::StrCat(done, options_.requests > 0 ? absl::StrCat("/", options_.requests) : "",
+                     " done, ", in_flight, " in flight, ", errors, " errors, ",
+                     absl::StrFormat("%.1f s", elapsed));
+    if (!tty) {
+      std::fprintf(stderr, "dsv3 bench: %s\n", counts.c_str());
+      return;
+    }
+    constexpr int kWidth = 30;
+    const int filled = static_cast<int>(std::min(1.0, fraction) * kWidth);
+    std::fprintf(stderr, "\r[%s%s] %3d%% %s\033[K%s", std::string(filled, '#').c_str(),
+                 std::string(kWidth - filled, '.').c_str(), static_cast<int>(fraction * 100),
+                 counts.c_str(), final ? "\n" : "");
+  }
+
+  const RunOptions options_;
+  const std::function<void(int64_t)> launch_;
+  Clock::time_point start_;
+  Clock::time_point last_progress_{};
+  absl::Mutex mu_;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Result> results_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point last_done_ ABSL_GUARDED_BY(mu_);
+};
+
+// --- The command --------------------------------------------------------------------------
+
+std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address, int n) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < std::max(1, n); ++i) {
+    grpc::ChannelArguments args;
+    // Distinct arguments give each channel its own connection.
+    args.SetInt("dsv3.bench_channel", i);
+    channels.push_back(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  return channels;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "dsv3 bench: %s\n", message.c_str());
+  return 1;
+}
+
+int RunBench(const std::vector<std::string>&) {
+  RunOptions options;
+  options.concurrency = absl::GetFlag(FLAGS_bench_concurrency);
+  options.rate = absl::GetFlag(FLAGS_bench_rate);
+  options.requests = absl::GetFlag(FLAGS_bench_requests);
+  options.duration = absl::GetFlag(FLAGS_bench_duration);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  if (options.concurrency < 0 || options.rate < 0 || options.requests < 0 ||
+      options.duration < 0) {
+    std::fprintf(stderr, "dsv3 bench: concurrency, rate, requests and duration must be >= 0\n");
+    return 2;
+  }
+  if (options.requests == 0 && options.duration == 0) options.requests = 100;
+  const int timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  const int output_tokens = absl::GetFlag(FLAGS_bench_output_tokens);
+  const int prompt_tokens = absl::GetFlag(FLAGS_bench_prompt_tokens);
+  if (timeout_s <= 0 || output_tokens < 1 || prompt_tokens < 1) {
+    std::fprintf(stderr, "dsv3 bench: --timeout_s, --bench_output_tokens and "
+                         "--bench_prompt_tokens must be >= 1\n");
+    return 2;
+  }
+
+  std::vector<Prompt> dataset;
+  const std::string dataset_path = absl::GetFlag(FLAGS_bench_dataset);
+  std::string workload;
+  if (!dataset_path.empty()) {
+    auto read = ReadDataset(dataset_path, output_tokens);
+    if (!read.ok()) return Fail(std::string(read.status().message()));
+    dataset = std::move(*read);
+    workload = absl::StrCat("dataset ", dataset_path, " (", dataset.size(), " prompts)");
+  } else {
+    workload = absl::StrCat("prompt ", prompt_tokens, " tokens, output ", output_tokens,
+                            " tokens");
+  }
+
+  const std::string direct_prefill = absl::GetFlag(FLAGS_bench_direct_prefill);
+  const std::string direct_decode = absl::GetFlag(FLAGS_bench_direct_decode);
+  const bool direct = !direct_prefill.empty() || !direct_decode.empty();
+  if (direct && (direct_prefill.empty() || direct_decode.empty())) {
+    std::fprintf(stderr,
+                 "dsv3 bench: --bench_direct_prefill and --bench_direct_decode go together\n");
+    return 2;
+  }
+
+  // What the target serves: vocabulary (random ids), tokenizer (text), config hash (direct).
+  int vocab_size = 0;
+  bool has_tokenizer = false;
+  std::string config_hash;
+  const std::string target = direct ? absl::StrCat("prefill ", direct_prefill, " + decode ",
+                                                   direct_decode, " (no router)")
+                                    : absl::StrCat("router ", absl::GetFlag(FLAGS_router));
+  auto router_channels = Channels(absl::GetFlag(FLAGS_router), absl::GetFlag(FLAGS_bench_channels));
+  std::vector<std::unique_ptr<v1::Inference::Stub>> router_stubs;
+  std::unique_ptr<v1::Worker::Stub> prefill_stub, decode_stub;
+  if (direct) {
+    prefill_stub = v1::Worker::NewStub(
+        grpc::CreateChannel(direct_prefill, grpc::InsecureChannelCredentials()));
+    decode_stub = v1::Worker::NewStub(
+        grpc::CreateChannel(direct_decode, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(10));
+    v1::WorkerInfo info;
+    grpc::Status s = decode_stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
+    if (!s.ok()) return Fail(absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));
+    vocab_size = info.vocab_size();
+    config_hash = info.config_hash();
+    for (const Prompt& p : dataset) {
+      if (!p.text.empty()) return Fail("direct mode takes token ids only (no tokenizer)");
+    }
+  } else {
+    for (const auto& channel : router_channels) router_stubs.push_back(v1::Inference::NewStub(channel));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(10));
+    v1::GetModelInfoRequest request;
+    request.set_model(absl::GetFlag(FLAGS_model));
+    v1::ModelInfo info;
+    grpc::Status s = router_stubs[0]->GetModelInfo(&ctx, request, &info);
+    if (!s.ok()) {
+      return Fail(absl::StrCat("router ", absl::GetFlag(FLAGS_router), ": ", s.error_message()));
+    }
+    vocab_size = info.vocab_size();
+    has_tokenizer = info.has_tokenizer();
+  }
+  const int token_min = absl::GetFlag(FLAGS_bench_token_min);
+  const int token_max =
+      absl::GetFlag(FLAGS_bench_token_max) > 0 ? absl::GetFlag(FLAGS_bench_token_max) : vocab_size - 1;
+  if (dataset.empty() && (token_min < 0 || token_max < token_min)) {
+    return Fail(absl::StrCat("bad token id range [", token_min, ", ", token_max, "]"));
+  }
+  const Workload work(std::move(dataset), prompt_tokens, output_tokens, token_min, token_max,
+                      options.seed);
+  const bool ignore_eos = absl::GetFlag(FLAGS_bench_ignore_eos);
+
+  Driver* driver_ptr = nullptr;
+  auto launch = [&](int64_t index) {
+    Prompt p = work.Get(index);
+    if (direct) {
+      (new DirectPrefillCall(driver_ptr, prefill_stub.get(), decode_stub.get(), config_hash, p,
+                             timeout_s))
+          ->Start();
+      return;
+    }
+    v1::GenerateRequest request;
+    request.set_request_id(absl::StrCat("bench-", index));
+    request.set_model(absl::GetFlag(FLAGS_model));
+    const int n_prompt = p.text.empty() ? static_cast<int>(p.token_ids.size()) : 0;
+    if (!p.text.empty()) {
+      request.set_text(p.text);
+    } else {
+      for (int32_t t : p.token_ids) request.mutable_token_ids()->add_ids(t);
+    }
+    // Text back when the router can make it (it is part of what a router does per token).
+    request.set_return_text(has_tokenizer);
+    v1::SamplingParams* s = request.mutable_sampling();
+    s->set_max_tokens(p.max_tokens);
+    s->set_ignore_eos(ignore_eos);
+    s->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+    request.set_timeout_ms(static_cast<int64_t>(timeout_s) * 1000);
+    auto* call = new GenerateCall(driver_ptr, std::move(request), n_prompt);
+    call->Start(router_stubs[static_cast<size_t>(index) % router_stubs.size()].get(), timeout_s);
+  };
+  Driver driver(options, launch);
+  driver_ptr = &driver;
+  double wall = 0;
+  std::vector<Result> results = driver.Run(&wall);
+
+  Report report = bench::BuildReport(results, wall, options, target, workload, direct);
+  std::fputs(report.table.c_str(), stdout);
+  std::fflush(stdout);
+  const std::string json_path = absl::GetFlag(FLAGS_bench_json);
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    out << report.json.dump(2) << "\n";
+    if (!out) return Fail(absl::StrCat("cannot write ", json_path));
+  }
+  return report.json["errors"].get<int64_t>() == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+DSV3_REGISTER_COMMAND(bench, "bench",
+                      "load-test a router: fixed concurrency or Poisson arrivals; TTFT, ITL, "
+                      "throughput (--router ADDR)",
+                      RunBench);
+
+}  // namespace dsv3::tools

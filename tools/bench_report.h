@@ -1,0 +1,53 @@
+#ifndef DSV3_TOOLS_BENCH_REPORT_H_
+#define DSV3_TOOLS_BENCH_REPORT_H_
+
+// `dsv3 bench`'s measurements and what it reports from them: per-request results, latency
+// summaries (mean and percentiles), the table for people and the JSON for machines.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "nlohmann/json.hpp"
+
+namespace dsv3::tools::bench {
+
+// What one request measured. Times in seconds.
+struct Result {
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  std::string error;
+  double ttft = 0;
+  double e2e = 0;
+  int prompt_tokens = 0;
+  int output_tokens = 0;
+  std::vector<double> itl;
+  // Direct mode: what the prefill worker reports about itself.
+  double prefill_queue = 0;
+  double prefill_compute = 0;
+  double kv_transfer = 0;
+};
+
+struct RunOptions {
+  int concurrency = 1;   // fixed mode: in flight; Poisson: cap (0 = none)
+  double rate = 0;       // > 0: Poisson arrivals
+  int64_t requests = 0;  // 0 = unbounded (then duration > 0)
+  double duration = 0;   // 0 = unbounded (then requests > 0)
+  uint64_t seed = 0;
+};
+
+struct Report {
+  nlohmann::json json;
+  std::string table;
+};
+
+Report BuildReport(const std::vector<Result>& results, double wall, const RunOptions& options,
+                   const std::string& target, const std::string& workload, bool direct);
+
+// Upper-case gRPC code name ("UNAVAILABLE").
+const char* CodeName(grpc::StatusCode code);
+
+}  // namespace dsv3::tools::bench
+
+#endif  // DSV3_TOOLS_BENCH_REPORT_H_
