@@ -42,6 +42,7 @@ ABSL_FLAG(std::string, ucx_transports, "tcp",
           "dsv3 cluster: UCX transports between prefill and decode (tcp detects a dead peer; "
           "posix,cma,self is shared memory).");
 ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
+ABSL_FLAG(int, decode_max_running, 64, "dsv3 cluster: most sequences per decode step.");
 ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
 
 extern char** environ;
@@ -213,6 +214,9 @@ int RunCluster(const std::vector<std::string>&) {
         "--ready_file=" + c.ready_file, "--ucx_tls=" + tls,
         absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks))};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+    if (role == "decode") {
+      argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
+    }
     (role == "prefill" ? prefill_addresses : decode_addresses)
         .push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
     if (Spawn(c, argv)) children.push_back(c);
