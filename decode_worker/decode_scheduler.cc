@@ -1,10 +1,12 @@
 #include "decode_worker/decode_scheduler.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "engine/mtp.h"
 
 namespace dsv3::decode {
 
@@ -49,7 +51,7 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
   }
   if (lease <= absl::ZeroDuration()) lease = options_.default_lease;
   const int64_t block_size = pool_->layout().block_size;
-  const int64_t blocks = (prompt_tokens + max_new_tokens + block_size - 1) / block_size;
+  const int64_t blocks = (prompt_tokens + max_new_tokens + 1 + block_size - 1) / block_size;
   if (blocks > pool_->layout().num_blocks) {
     // Not "full now": this request can never fit, so waiting would not help.
     return absl::InvalidArgumentError(absl::StrCat(
@@ -59,7 +61,8 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
   }
   absl::MutexLock lock(&mu_);
   engine::KvSequence kv;
-  if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens); !s.ok()) return s;
+  // +1: a verified draft may occupy the position after the last token.
+  if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens + 1); !s.ok()) return s;
   const uint64_t id = next_lease_id_++;
   LeaseGrant grant{id, kv.blocks, absl::Now() + lease};
   leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry};
@@ -105,6 +108,17 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   seq->prompt_tokens = lease.prompt_tokens;
   seq->sink = std::move(sink);
   seq->started = absl::Now();
+  const int64_t hidden = model_.config().hidden_size;
+  if (options_.speculative_mtp && model_.has_mtp() &&
+      start.last_hidden_state.size() == static_cast<size_t>(hidden) * sizeof(float)) {
+    // The prefill worker wrote MTP rows 0..n-2; row n-1 pairs h_{n-1} with the first token.
+    seq->speculative = true;
+    seq->kv.mtp_num_tokens = lease.prompt_tokens - 1;
+    seq->mtp_hidden.resize(static_cast<size_t>(hidden));
+    std::memcpy(seq->mtp_hidden.data(), start.last_hidden_state.data(),
+                start.last_hidden_state.size());
+    seq->mtp_next = {start.first_token};
+  }
   leases_.erase(it);
   waiting_.push_back(seq.get());
   sequences_[seq->lease_id] = std::move(seq);
@@ -205,6 +219,34 @@ void DecodeScheduler::Loop() {
   }
 }
 
+std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active) {
+  std::vector<int32_t> drafts(active.size(), -1);
+  std::vector<engine::MtpInput> inputs;
+  std::vector<size_t> which;
+  const int64_t context = model_.config().max_position_embeddings;
+  for (size_t i = 0; i < active.size(); ++i) {
+    Sequence* seq = active[i];
+    if (!seq->speculative || seq->mtp_next.empty()) continue;
+    // A draft only where its token could still be emitted and stored.
+    if (seq->generated + 1 >= seq->max_tokens || seq->kv.num_tokens + 2 > context) continue;
+    inputs.push_back(engine::MtpInput{seq->mtp_hidden, seq->mtp_next, &seq->kv, false});
+    which.push_back(i);
+  }
+  if (inputs.empty()) return drafts;
+  absl::StatusOr<engine::ForwardResult> out = engine::MtpForward(model_, inputs, *pool_);
+  if (!out.ok()) {
+    // Drafting is an optimisation: without it the step is a plain one.
+    DSV3_LOG(WARNING) << "MTP draft failed: " << out.status();
+    return drafts;
+  }
+  for (size_t j = 0; j < which.size(); ++j) {
+    std::span<const float> logits = out->LastLogits(j);
+    drafts[which[j]] = static_cast<int32_t>(
+        std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  return drafts;
+}
+
 std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
     const std::vector<Sequence*>& batch) {
   std::vector<Sequence*> finished;
@@ -215,6 +257,8 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
     v1::Usage usage;
     usage.set_prompt_tokens(seq->prompt_tokens);
     usage.set_completion_tokens(seq->generated);
+    usage.set_draft_tokens(seq->drafted);
+    usage.set_accepted_draft_tokens(seq->accepted);
     seq->sink->OnFinish(reason, usage, status);
     finished.push_back(seq);
   };
@@ -225,32 +269,83 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
     }
     active.push_back(seq);
   }
-  inputs.reserve(active.size());
-  for (Sequence* seq : active) {
-    inputs.push_back(engine::SequenceInput{std::span<const int32_t>(&seq->next_input, 1),
-                                           &seq->kv, false});
-  }
   if (active.empty()) return finished;
-  absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_);
+  const std::vector<int32_t> drafts = Draft(active);
+  std::vector<std::vector<int32_t>> tokens(active.size());
+  bool any_draft = false;
+  for (size_t i = 0; i < active.size(); ++i) {
+    tokens[i] = {active[i]->next_input};
+    if (drafts[i] >= 0) {
+      tokens[i].push_back(drafts[i]);
+      any_draft = true;
+    }
+    inputs.push_back(engine::SequenceInput{tokens[i], &active[i]->kv, drafts[i] >= 0});
+  }
+  engine::ForwardOptions options;
+  options.return_hidden = any_draft || std::any_of(active.begin(), active.end(), [](Sequence* s) {
+                            return s->speculative;
+                          });
+  absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_, options);
   if (!out.ok()) {
     DSV3_LOG(ERROR) << "decode step failed: " << out.status();
     for (Sequence* seq : active) finish(seq, v1::FINISH_REASON_ERROR, out.status());
     return finished;
   }
+  const int64_t hidden = model_.config().hidden_size;
+  const ServingMetrics& m = Metrics();
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
-    absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(out->LastLogits(i));
-    if (!token.ok()) {
-      finish(seq, v1::FINISH_REASON_ERROR, token.status());
-      continue;
+    const int64_t base = seq->kv.num_tokens - static_cast<int64_t>(tokens[i].size());
+    std::vector<engine::SampledToken> emitted;
+    bool done = false;
+    // Verify: sample each row in order; a draft stands while it equals the sample.
+    const int64_t rows = static_cast<int64_t>(tokens[i].size());
+    for (int64_t r = 0; r < rows && !done; ++r) {
+      std::span<const float> logits = rows > 1 ? out->LogitsRow(i, r) : out->LastLogits(i);
+      absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(logits);
+      if (!token.ok()) {
+        finish(seq, v1::FINISH_REASON_ERROR, token.status());
+        done = true;
+        break;
+      }
+      ++seq->generated;
+      emitted.push_back(*token);
+      if (token->is_stop || token->token == seq->eos_token_id) {
+        seq->sink->OnTokens(emitted);
+        finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
+        done = true;
+      } else if (seq->generated >= seq->max_tokens) {
+        seq->sink->OnTokens(emitted);
+        finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+        done = true;
+      } else if (r + 1 >= rows || token->token != tokens[i][r + 1]) {
+        break;  // the draft (if any) was rejected here, or every row is used
+      }
     }
-    ++seq->generated;
-    seq->next_input = token->token;
-    seq->sink->OnTokens(std::span<const engine::SampledToken>(&*token, 1));
-    if (token->is_stop || token->token == seq->eos_token_id) {
-      finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
-    } else if (seq->generated >= seq->max_tokens) {
-      finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+    if (drafts[i] >= 0) {
+      ++seq->drafted;
+      const bool accepted = emitted.size() == 2;
+      seq->accepted += accepted;
+      m.spec_drafts.WithLabels({options_.model_name}).Increment();
+      m.spec_draft_tokens.WithLabels({options_.model_name}).Increment();
+      if (accepted) m.spec_accepted_tokens.WithLabels({options_.model_name}).Increment();
+    }
+    if (done) continue;
+    seq->sink->OnTokens(emitted);
+    const int64_t kept = static_cast<int64_t>(emitted.size());  // accepted drafts + 1
+    // Positions base..base+kept-1 hold verified KV; a rejected draft's row is overwritten.
+    seq->kv.num_tokens = base + kept;
+    seq->next_input = emitted.back().token;
+    if (seq->speculative) {
+      // Next MTP rows: (h_p, token p+1) for the positions just verified.
+      seq->kv.mtp_num_tokens = base;
+      seq->mtp_hidden.resize(static_cast<size_t>(kept * hidden));
+      for (int64_t r = 0; r < kept; ++r) {
+        std::span<const float> h = out->HiddenRow(i, r);
+        std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + r * hidden);
+      }
+      seq->mtp_next.clear();
+      for (const auto& t : emitted) seq->mtp_next.push_back(t.token);
     }
   }
   return finished;

@@ -33,6 +33,9 @@ struct DecodeSchedulerOptions {
   int max_running = 64;
   // How long a lease waits for its Start before its blocks are freed.
   absl::Duration default_lease = absl::Seconds(30);
+  // MTP speculative decoding (models with an MTP layer): each step drafts one token with
+  // the MTP layer and verifies it in the same main forward pass.
+  bool speculative_mtp = false;
 };
 
 struct LeaseGrant {
@@ -58,6 +61,9 @@ struct DecodeStart {
   engine::SamplingParams sampling;
   int32_t max_tokens = 16;       // completion tokens in all, the first token included
   int32_t eos_token_id = -1;     // -1: none
+  // The main model's final-normed state at the last prompt position (float32 bytes), from
+  // the prefill worker; with it (and the MTP rows of the prompt in the lease) MTP drafts.
+  std::string last_hidden_state;
 };
 
 struct DecodeLoad {
@@ -114,6 +120,13 @@ class DecodeScheduler {
     std::shared_ptr<DecodeSink> sink;
     std::atomic<bool> cancelled{false};
     absl::Time started;  // Start() was called: queue time runs until it joins a step
+    // Speculation: MTP rows still to append (hidden states and the token after each),
+    // then the draft they give.
+    bool speculative = false;
+    std::vector<float> mtp_hidden;
+    std::vector<int32_t> mtp_next;
+    int32_t drafted = 0;
+    int32_t accepted = 0;
   };
 
   DecodeScheduler(const engine::Model& model, DecodeSchedulerOptions options)
@@ -121,6 +134,8 @@ class DecodeScheduler {
   void Loop();
   // One step over `batch`; returns the sequences that finished (already reported).
   std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
+  // Appends each speculating sequence's pending MTP rows and returns its draft (-1: none).
+  std::vector<int32_t> Draft(const std::vector<Sequence*>& active);
   void FinishLocked(Sequence* seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

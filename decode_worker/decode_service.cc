@@ -196,6 +196,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   start.max_tokens = request->sampling().max_tokens() > 0 ? request->sampling().max_tokens()
                                                            : 1 << 30;
   start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
+  start.last_hidden_state = request->last_hidden_state();
   absl::Status started = scheduler_->Start(std::move(start), stream);
   if (!started.ok()) {
     DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;
@@ -232,6 +233,7 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   *response->mutable_kv_layout() = WireLayout();
   response->set_version(GetBuildInfo().version);
   response->set_git_revision(GetBuildInfo().git_revision);
+  response->set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
   return Reply(context, absl::OkStatus());
 }
 

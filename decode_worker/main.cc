@@ -8,6 +8,8 @@
 #include "worker_common/worker_flags.h"
 
 ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
+ABSL_FLAG(bool, speculative_mtp, false,
+          "MTP speculative decoding (models with an MTP layer): one draft token per step.");
 ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(30),
           "How long reserved KV blocks wait for their Decode before they are freed.");
 
@@ -24,6 +26,7 @@ int main(int argc, char** argv) {
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
+        options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
         auto created = dsv3::decode::DecodeService::Create(
             *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
             *resources->ucx, options);

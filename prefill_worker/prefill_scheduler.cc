@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "engine/mtp.h"
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::prefill {
@@ -140,13 +141,20 @@ void PrefillScheduler::RunStep(std::vector<Chunk>& chunks) {
         std::span<const int32_t>(c.request->job->prompt).subspan(c.begin, c.count),
         &c.request->kv, false});
   }
+  const bool mtp = model_.has_mtp() &&
+                   pool_->layout().num_layers > model_.config().num_hidden_layers;
   engine::ForwardOptions options;
+  options.return_hidden = mtp;
   // Each layer's rows leave for the decode workers while the next layer computes.
   options.on_layer_kv_written = [&](int64_t layer) {
-    for (Chunk& c : chunks) SendLayer(c, layer);
+    for (Chunk& c : chunks) SendLayer(c, layer, c.begin, c.count);
   };
   const absl::Time start = absl::Now();
   absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_, options);
+  if (out.ok() && mtp) {
+    absl::Status s = RunMtp(chunks, *out);
+    if (!s.ok()) out = s;
+  }
   const int64_t ns = absl::ToInt64Nanoseconds(absl::Now() - start);
   for (size_t i = 0; i < chunks.size(); ++i) {
     Active& a = *chunks[i].request;
@@ -156,17 +164,49 @@ void PrefillScheduler::RunStep(std::vector<Chunk>& chunks) {
       continue;
     }
     if (a.failure.ok() && a.kv.num_tokens == static_cast<int64_t>(a.job->prompt.size())) {
+      if (mtp) {
+        // The decode worker drafts from h_{n-1} (the main model's last final-normed state).
+        std::span<const float> h = out->HiddenRow(i, chunks[i].count - 1);
+        a.last_hidden.assign(reinterpret_cast<const char*>(h.data()), h.size() * sizeof(float));
+      }
       Complete(a, out->LastLogits(i));
     }
   }
 }
 
-void PrefillScheduler::SendLayer(Chunk& c, int64_t layer) {
+absl::Status PrefillScheduler::RunMtp(std::vector<Chunk>& chunks,
+                                      const engine::ForwardResult& main) {
+  // MTP row i combines h_i with token i+1: the prompt gives rows 0..n-2; row n-1 needs the
+  // first sampled token, so the decode worker computes it.
+  const int64_t hidden = model_.config().hidden_size;
+  std::vector<engine::MtpInput> inputs;
+  std::vector<Chunk> mtp_chunks;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& c = chunks[i];
+    const int64_t n = static_cast<int64_t>(c.request->job->prompt.size());
+    const int64_t rows = std::min(c.begin + c.count, n - 1) - c.begin;
+    if (rows <= 0) continue;
+    std::span<const float> h(main.hidden.data() + main.token_begin[i] * hidden,
+                             static_cast<size_t>(rows * hidden));
+    inputs.push_back(engine::MtpInput{
+        h, std::span<const int32_t>(c.request->job->prompt).subspan(c.begin + 1, rows),
+        &c.request->kv, false});
+    mtp_chunks.push_back(Chunk{c.request, c.begin, rows});
+  }
+  if (inputs.empty()) return absl::OkStatus();
+  auto out = engine::MtpForward(model_, inputs, *pool_);
+  if (!out.ok()) return out.status();
+  const int64_t layer = model_.config().num_hidden_layers;
+  for (Chunk& c : mtp_chunks) SendLayer(c, layer, c.begin, c.count);
+  return absl::OkStatus();
+}
+
+void PrefillScheduler::SendLayer(Chunk& c, int64_t layer, int64_t begin, int64_t count) {
   Active& a = *c.request;
   if (!a.failure.ok()) return;
   const int64_t block_size = pool_->layout().block_size;
-  int64_t pos = c.begin;
-  const int64_t end = c.begin + c.count;
+  int64_t pos = begin;
+  const int64_t end = begin + count;
   while (pos < end) {
     // Rows of one local block are contiguous; blocks line up with the destination's.
     const int64_t run = std::min(end - pos, block_size - pos % block_size);
@@ -215,6 +255,7 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
   response.set_kv_transfer_ns(absl::ToInt64Nanoseconds(absl::Now() - a.first_step));
   response.set_queue_ns(absl::ToInt64Nanoseconds(a.first_step - a.enqueued));
   response.set_compute_ns(a.compute_ns);
+  response.set_last_hidden_state(a.last_hidden);
   DSV3_LOG(DEBUG).With("request_id", job.request_id)
       << "prefill done: " << job.prompt.size() << " tokens, " << a.transfer->bytes()
       << " KV bytes, flush " << absl::FormatDuration(absl::Now() - flush_start);

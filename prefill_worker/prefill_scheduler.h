@@ -74,6 +74,7 @@ class PrefillScheduler {
     absl::Time enqueued;
     absl::Time first_step = absl::InfinitePast();
     int64_t compute_ns = 0;
+    std::string last_hidden;  // float32 bytes of h_{n-1} (models with MTP)
   };
   struct Chunk {
     Active* request;
@@ -87,7 +88,9 @@ class PrefillScheduler {
   void Loop();
   void RunStep(std::vector<Chunk>& chunks);
   // Sends rows [begin, begin+count) of `layer` of one request to its decode worker.
-  void SendLayer(Chunk& chunk, int64_t layer);
+  void SendLayer(Chunk& chunk, int64_t layer, int64_t begin, int64_t count);
+  // The MTP layer's rows for this step's prompt positions (models with MTP).
+  absl::Status RunMtp(std::vector<Chunk>& chunks, const engine::ForwardResult& main);
   void Complete(Active& request, std::span<const float> last_logits);
 
   const engine::Model& model_;

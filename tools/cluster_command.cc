@@ -216,6 +216,7 @@ int RunCluster(const std::vector<std::string>&) {
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
+      if (absl::GetFlag(FLAGS_speculative) == "mtp") argv.push_back("--speculative_mtp");
     }
     (role == "prefill" ? prefill_addresses : decode_addresses)
         .push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
