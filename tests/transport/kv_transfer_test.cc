@@ -2,8 +2,10 @@
 // paged pool, the "prefill" side writes rows into reserved blocks), over tcp and over
 // shared memory; the bytes that land must equal the rows written, and nothing else moves.
 
+#include <algorithm>
 #include <cstring>
 #include <random>
+#include <span>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -38,18 +40,39 @@ UcxOptions OptionsFor(const std::string& transports) {
   return o;
 }
 
-class KvTransferTest : public ::testing::TestWithParam<std::string> {};
+class KvTransferTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // The decode pool registered from user memory (as the decode worker does), or allocated
+  // by UCX (UcxMemoryRegion::Allocate: one-sided over shared memory).
+  void RowsLandInTheirBlocksByteForByte(bool ucx_allocated);
+};
 
 TEST_P(KvTransferTest, RowsLandInTheirBlocksByteForByte) {
+  RowsLandInTheirBlocksByteForByte(/*ucx_allocated=*/false);
+}
+
+TEST_P(KvTransferTest, RowsLandInAUcxAllocatedPool) {
+  RowsLandInTheirBlocksByteForByte(/*ucx_allocated=*/true);
+}
+
+void KvTransferTest::RowsLandInTheirBlocksByteForByte(bool ucx_allocated) {
   auto decode = UcxContext::Create(OptionsFor(GetParam()));
   ASSERT_TRUE(decode.ok()) << decode.status();
   auto prefill = UcxContext::Create(OptionsFor(GetParam()));
   ASSERT_TRUE(prefill.ok()) << prefill.status();
 
   const KvPoolLayout layout = TestLayout();
-  std::vector<uint8_t> pool(layout.SpanBytes(), 0xAB);
-  auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
+  std::vector<uint8_t> user_pool(ucx_allocated ? 0 : layout.SpanBytes(), 0xAB);
+  auto region = ucx_allocated
+                    ? UcxMemoryRegion::Allocate(**decode, layout.SpanBytes())
+                    : UcxMemoryRegion::Register(**decode, user_pool.data(), user_pool.size());
   ASSERT_TRUE(region.ok()) << region.status();
+  ASSERT_EQ((*region)->length(), static_cast<size_t>(layout.SpanBytes()));
+  std::span<uint8_t> pool(static_cast<uint8_t*>((*region)->base()), (*region)->length());
+  if (ucx_allocated) {
+    EXPECT_TRUE(std::all_of(pool.begin(), pool.end(), [](uint8_t b) { return b == 0; }));
+    std::fill(pool.begin(), pool.end(), 0xAB);
+  }
 
   KvWriteTarget target;
   target.worker_address = (*decode)->worker_address();
@@ -87,7 +110,8 @@ TEST_P(KvTransferTest, RowsLandInTheirBlocksByteForByte) {
                   rows[layer].data() + t * layout.row_bytes, layout.row_bytes);
     }
   }
-  EXPECT_TRUE(pool == expected) << "pool bytes differ from the rows written";
+  EXPECT_TRUE(std::equal(pool.begin(), pool.end(), expected.begin(), expected.end()))
+      << "pool bytes differ from the rows written";
 
   // The endpoint is reused for the next request to the same decode worker.
   auto again = writer.Begin(target);

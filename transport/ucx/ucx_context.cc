@@ -1,6 +1,7 @@
 #include "transport/ucx/ucx_context.h"
 
 #include <poll.h>
+#include <sched.h>
 
 #include <cstring>
 
@@ -107,16 +108,38 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
 }
 
 void UcxContext::ProgressLoop() {
+  // With operations outstanding: poll, yielding the core between empty polls, for up to
+  // kSpin after the last event; after that, sleep on the event fd in kBusyPoll steps (a
+  // peer that stopped answering must not keep a core busy until its deadline). Idle: sleep
+  // on the event fd; the timeout only bounds how long a missed wake-up could delay progress.
+  constexpr absl::Duration kSpin = absl::Milliseconds(2);
+  constexpr int kBusyPollMs = 1;
+  constexpr int kIdlePollMs = 50;
+  absl::Time last_event = absl::InfinitePast();
   while (!stop_.load(std::memory_order_acquire)) {
-    while (ucp_worker_progress(worker_) != 0) {
+    unsigned events = 0;
+    while (unsigned n = ucp_worker_progress(worker_)) events += n;
+    const bool busy = outstanding_.load(std::memory_order_acquire) > 0;
+    if (busy) {
+      const absl::Time now = absl::Now();
+      if (events > 0) last_event = now;
+      if (now - last_event < kSpin) {
+        sched_yield();
+        continue;
+      }
     }
     ucs_status_t status = ucp_worker_arm(worker_);
     if (status == UCS_ERR_BUSY) continue;  // new events arrived meanwhile
     pollfd pfd{event_fd_, POLLIN, 0};
-    // The timeout bounds how long a missed wake-up could delay progress.
-    poll(&pfd, 1, 50);
+    if (poll(&pfd, 1, busy ? kBusyPollMs : kIdlePollMs) > 0) last_event = absl::Now();
   }
 }
+
+void UcxContext::BeginOperation() {
+  if (outstanding_.fetch_add(1, std::memory_order_acq_rel) <= 0) Wake();
+}
+
+void UcxContext::EndOperation() { outstanding_.fetch_sub(1, std::memory_order_acq_rel); }
 
 ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length, void*,
                                 size_t, const ucp_am_recv_param_t* param) {

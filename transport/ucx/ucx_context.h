@@ -47,6 +47,13 @@ class UcxContext {
   const UcxOptions& options() const { return options_; }
   // Wakes the progress thread (after posting work from another thread).
   void Wake();
+  // Brackets an operation posted from another thread that has not completed yet (a put or
+  // flush that returned a request). While any is outstanding the progress thread polls the
+  // worker instead of sleeping on its event fd: requests waiting in UCX's pending queues (a
+  // full shared-memory FIFO, a tcp socket that was full) make progress only when polled,
+  // and no event announces room for them. The first one wakes the thread.
+  void BeginOperation();
+  void EndOperation();
   // Round trip on a new endpoint: an active message to the peer, whose worker answers on
   // its endpoint back to us. When the answer arrives, wire-up is complete on both sides
   // (UCX 1.13 aborts in a peer that fails while its wire-up reply is still queued).
@@ -66,6 +73,7 @@ class UcxContext {
   int event_fd_ = -1;
   std::string address_;
   std::atomic<bool> stop_{false};  // release/acquire with the progress thread
+  std::atomic<int64_t> outstanding_{0};
 
   absl::Mutex ping_mu_;
   uint64_t next_ping_ ABSL_GUARDED_BY(ping_mu_) = 1;

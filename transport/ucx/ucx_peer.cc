@@ -17,6 +17,7 @@ void OnSendComplete(void* request, ucs_status_t status, void* user_data) {
     }
     --(*ref)->pending;
   }
+  (*ref)->context->EndOperation();
   delete ref;
   ucp_request_free(request);
 }
@@ -34,7 +35,7 @@ void WaitForClose(ucs_status_ptr_t request) {
 }  // namespace
 
 PutBatch::PutBatch(std::shared_ptr<UcxPeer> peer)
-    : peer_(std::move(peer)), state_(std::make_shared<State>()) {}
+    : peer_(std::move(peer)), state_(std::make_shared<State>(&peer_->context())) {}
 
 PutBatch::~PutBatch() = default;
 
@@ -55,7 +56,10 @@ absl::Status PutBatch::Post(ucs_status_ptr_t request_or_status,
     if (holder->first_error.ok()) holder->first_error = error;
     return error;
   }
-  return absl::OkStatus();  // the callback owns callback_ref now
+  // In flight: the callback owns callback_ref now, and ends the operation. (It may have run
+  // already on the progress thread; the count is then briefly negative, which is harmless.)
+  holder->context->BeginOperation();
+  return absl::OkStatus();
 }
 
 absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_address,

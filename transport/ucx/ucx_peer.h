@@ -45,6 +45,8 @@ class PutBatch {
   // Shared with in-flight requests, so a request completing after the waiter gave up
   // touches live memory.
   struct State {
+    explicit State(UcxContext* c) : context(c) {}
+    UcxContext* const context;  // its outstanding-operation count (see BeginOperation)
     absl::Mutex mu;
     int pending ABSL_GUARDED_BY(mu) = 0;
     absl::Status first_error ABSL_GUARDED_BY(mu);
