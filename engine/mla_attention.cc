@@ -1,10 +1,13 @@
 #include "engine/mla_attention.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/gemm.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
+#include "engine/thread_pool.h"
 
 namespace dsv3::engine {
 namespace {
@@ -57,14 +60,21 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
   }
 
   std::vector<float> attn(static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
+  std::vector<const SequenceSlice*> absorbed;
   for (const SequenceSlice& s : seqs) {
-    const bool absorbed = form == AttentionForm::kAbsorbed ||
-                          (form == AttentionForm::kAuto && s.num_tokens <= kAbsorbedMaxTokens);
-    if (absorbed) {
-      Absorbed(w, cache_layer, s, pool, q.data(), attn.data());
+    const bool use_absorbed = form == AttentionForm::kAbsorbed ||
+                              (form == AttentionForm::kAuto && s.num_tokens <= kAbsorbedMaxTokens);
+    if (use_absorbed) {
+      absorbed.push_back(&s);
     } else {
       Expanded(w, cache_layer, s, pool, q.data(), attn.data());
     }
+  }
+  // Decode: heads are independent; within a head, all absorbed rows share W_UK and W_UV.
+  if (!absorbed.empty()) {
+    ThreadPool::Default().ParallelForDynamic(heads, [&](int64_t h, int) {
+      AbsorbedHead(w, cache_layer, absorbed, h, pool, q.data(), attn.data());
+    });
   }
   MatMul(attn.data(), num_rows, w.o, out);
   return absl::OkStatus();
@@ -80,6 +90,7 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
   const int64_t vdim = c.v_head_dim;
   const int64_t latent = c.kv_lora_rank;
   const int64_t ctx = s.start_pos + s.num_tokens;
+  const int64_t n = s.num_tokens;
 
   std::vector<float> lat(static_cast<size_t>(ctx * latent));  // {ctx, kv_lora}
   std::vector<float> kpe(static_cast<size_t>(ctx * rope));    // {ctx, rope}
@@ -92,29 +103,32 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
   std::vector<float> kvb(static_cast<size_t>(ctx * heads * kvw));  // {ctx, heads, [k_nope|v]}
   MatMul(lat.data(), ctx, w.kv_b, kvb.data());
 
-  std::vector<float> scores(static_cast<size_t>(ctx));
-  for (int64_t i = 0; i < s.num_tokens; ++i) {
-    const int64_t t = s.token_begin + i;
-    const int64_t visible = s.start_pos + i + 1;
-    for (int64_t h = 0; h < heads; ++h) {
-      const float* qh = q + (t * heads + h) * dq;
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* k = &kvb[static_cast<size_t>((j * heads + h) * kvw)];
-        scores[j] = (Dot(qh, k, nope) + Dot(qh + nope, &kpe[static_cast<size_t>(j * rope)], rope)) *
-                    scale_;
-      }
-      SoftmaxInPlace(scores.data(), visible);
-      float* o = attn + (t * heads + h) * vdim;
-      std::memset(o, 0, sizeof(float) * vdim);
-      for (int64_t j = 0; j < visible; ++j) {
-        Axpy(scores[j], &kvb[static_cast<size_t>((j * heads + h) * kvw + nope)], o, vdim);
-      }
+  // Per head, as GEMMs: scores {n, ctx} = q_nope k_nope^T + q_pe k_pe^T; causal softmax
+  // (positions after a query's own get probability 0); out {n, v} = P v.
+  ThreadPool::Default().ParallelForDynamic(heads, [&](int64_t h, int) {
+    thread_local std::vector<float> scores;
+    scores.resize(static_cast<size_t>(n * ctx));
+    const float* qh = q + (s.token_begin * heads + h) * dq;  // row stride heads * dq
+    Gemm(qh, heads * dq, &kvb[static_cast<size_t>(h * kvw)], heads * kvw, BLayout::kNK,
+         scores.data(), ctx, n, ctx, nope, GemmOutput::kOverwrite);
+    Gemm(qh + nope, heads * dq, kpe.data(), rope, BLayout::kNK, scores.data(), ctx, n, ctx, rope,
+         GemmOutput::kAccumulate);
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = &scores[static_cast<size_t>(i * ctx)];
+      const int64_t visible = s.start_pos + i + 1;
+      for (int64_t j = 0; j < visible; ++j) row[j] *= scale_;
+      SoftmaxInPlace(row, visible);
+      std::fill(row + visible, row + ctx, 0.0f);
     }
-  }
+    Gemm(scores.data(), ctx, &kvb[static_cast<size_t>(h * kvw + nope)], heads * kvw, BLayout::kKN,
+         attn + (s.token_begin * heads + h) * vdim, heads * vdim, n, vdim, ctx,
+         GemmOutput::kOverwrite);
+  });
 }
 
-void MlaAttention::Absorbed(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
-                            const KvCachePool& pool, const float* q, float* attn) const {
+void MlaAttention::AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
+                                std::span<const SequenceSlice* const> slices, int64_t h,
+                                const KvCachePool& pool, const float* q, float* attn) const {
   const ModelConfig& c = config_;
   const int64_t heads = c.num_attention_heads;
   const int64_t dq = c.qk_head_dim();
@@ -123,33 +137,50 @@ void MlaAttention::Absorbed(const MlaWeights& w, int64_t cache_layer, const Sequ
   const int64_t vdim = c.v_head_dim;
   const int64_t latent = c.kv_lora_rank;
   const int64_t width = latent + rope;  // a cache row
-  const int64_t n = s.num_tokens;
-  const int64_t ctx = s.start_pos + n;
+  int64_t n = 0;                        // rows of all slices
+  for (const SequenceSlice* s : slices) n += s->num_tokens;
 
-  std::vector<const float*> rows(static_cast<size_t>(ctx));
-  for (int64_t j = 0; j < ctx; ++j) rows[j] = pool.Row(cache_layer, *s.kv, j);
-  std::vector<float> qcat(static_cast<size_t>(n * width));  // {n, [q_nope W_UK | q_pe]}
-  std::vector<float> olat(static_cast<size_t>(n * latent));  // {n, kv_lora}
-  std::vector<float> scores(static_cast<size_t>(ctx));
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* qh = q + (s.token_begin * heads + h) * dq;  // row stride heads * dq
-    MatMulTransposedRows(qh, n, heads * dq, w.kv_b, h * (nope + vdim), nope, qcat.data(), width);
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&qcat[static_cast<size_t>(i * width + latent)], qh + i * heads * dq + nope,
-                  sizeof(float) * rope);
+  thread_local std::vector<float> qh, qcat, olat, vout, scores;
+  qh.resize(static_cast<size_t>(n * dq));        // {n, [q_nope | q_pe]} of head h
+  qcat.resize(static_cast<size_t>(n * width));   // {n, [q_nope W_UK | q_pe]}
+  olat.resize(static_cast<size_t>(n * latent));  // {n, kv_lora}
+  vout.resize(static_cast<size_t>(n * vdim));    // {n, v}
+  int64_t r = 0;
+  for (const SequenceSlice* s : slices) {
+    for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
+      std::memcpy(&qh[static_cast<size_t>(r * dq)], q + ((s->token_begin + i) * heads + h) * dq,
+                  sizeof(float) * dq);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t visible = s.start_pos + i + 1;
-      const float* qi = &qcat[static_cast<size_t>(i * width)];
-      for (int64_t j = 0; j < visible; ++j) scores[j] = Dot(qi, rows[j], width) * scale_;
+  }
+  MatMulTransposedRows(qh.data(), n, dq, w.kv_b, h * (nope + vdim), nope, qcat.data(), width);
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(&qcat[static_cast<size_t>(i * width + latent)], &qh[static_cast<size_t>(i * dq + nope)],
+                sizeof(float) * rope);
+  }
+  r = 0;
+  for (const SequenceSlice* s : slices) {
+    const int64_t ctx = s->start_pos + s->num_tokens;
+    scores.resize(static_cast<size_t>(ctx));
+    for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
+      const int64_t visible = s->start_pos + i + 1;
+      const float* qi = &qcat[static_cast<size_t>(r * width)];
+      for (int64_t j = 0; j < visible; ++j) {
+        scores[j] = Dot(qi, pool.Row(cache_layer, *s->kv, j), width) * scale_;
+      }
       SoftmaxInPlace(scores.data(), visible);
-      float* o = &olat[static_cast<size_t>(i * latent)];
+      float* o = &olat[static_cast<size_t>(r * latent)];
       std::memset(o, 0, sizeof(float) * latent);
-      for (int64_t j = 0; j < visible; ++j) Axpy(scores[j], rows[j], o, latent);
+      for (int64_t j = 0; j < visible; ++j) Axpy(scores[j], pool.Row(cache_layer, *s->kv, j), o, latent);
     }
-    // {n, v} = olat W_UV^T, W_UV = kv_b rows of this head's v part.
-    MatMulRows(olat.data(), n, latent, w.kv_b, h * (nope + vdim) + nope, vdim,
-               attn + (s.token_begin * heads + h) * vdim, heads * vdim);
+  }
+  // {n, v} = olat W_UV^T, W_UV = kv_b rows of this head's v part.
+  MatMulRows(olat.data(), n, latent, w.kv_b, h * (nope + vdim) + nope, vdim, vout.data(), vdim);
+  r = 0;
+  for (const SequenceSlice* s : slices) {
+    for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
+      std::memcpy(attn + ((s->token_begin + i) * heads + h) * vdim,
+                  &vout[static_cast<size_t>(r * vdim)], sizeof(float) * vdim);
+    }
   }
 }
 

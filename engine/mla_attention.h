@@ -35,8 +35,12 @@ class MlaAttention {
  private:
   void Expanded(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
                 const KvCachePool& pool, const float* q, float* attn) const;
-  void Absorbed(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
-                const KvCachePool& pool, const float* q, float* attn) const;
+  // Head `h` of every slice in `slices` in the absorbed form: the rows of all slices go
+  // through W_UK and W_UV together (one pass over the head's kv_b rows). Thread-safe: one call
+  // per head.
+  void AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
+                    std::span<const SequenceSlice* const> slices, int64_t h,
+                    const KvCachePool& pool, const float* q, float* attn) const;
 
   const ModelConfig& config_;
   const Rope& rope_;

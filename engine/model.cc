@@ -6,6 +6,7 @@
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
 #include "engine/status_macros.h"
+#include "engine/thread_pool.h"
 
 namespace dsv3::engine {
 
@@ -26,6 +27,7 @@ std::span<const float> ForwardResult::HiddenRow(size_t seq, int64_t i) const {
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
                                                    const LoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
+  if (options.num_threads > 0) ThreadPool::SetDefaultThreads(options.num_threads);
   DSV3_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   DSV3_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV3_ASSIGN_OR_RETURN(m->weights_, LoadModelWeights(*m->checkpoint_, m->config_, options));
@@ -50,6 +52,15 @@ absl::Status Model::CheckPool(const KvCachePool& pool) const {
       l.num_layers < config_.num_hidden_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV pool layout (", l.ToString(), ") does not fit this model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::CheckCanForward() const {
+  if (weights_.role == LoadRole::kRoutedExperts) {
+    return absl::FailedPreconditionError(
+        "this model was loaded with role kRoutedExperts: it holds routed experts only (serve "
+        "them through local_expert_executor()), no attention-side weights to run a forward step");
   }
   return absl::OkStatus();
 }
@@ -86,6 +97,7 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
                                              KvCachePool& pool,
                                              const ForwardOptions& options) const {
   if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  DSV3_RETURN_IF_ERROR(CheckCanForward());
   DSV3_RETURN_IF_ERROR(CheckPool(pool));
   std::set<const KvSequence*> distinct;
   std::vector<SequenceSlice> slices;

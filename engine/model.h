@@ -13,7 +13,10 @@
 // Forward validates every sequence (non-empty, ids < vocab_size, positions within
 // max_position_embeddings, blocks available) before computing anything. A sequence's logits do
 // not depend on the rest of the batch beyond float rounding. Forward is const and keeps its
-// scratch on the stack/heap of the call: concurrent calls on different pools are safe.
+// scratch on the stack/heap of the call: concurrent calls on different pools are safe. The
+// kernels run on the process-wide engine thread pool (thread_pool.h, sized by
+// LoadOptions::num_threads; hardware threads by default); a call that finds it busy runs on its
+// own thread. LoadOptions::role selects what a process holds (model_weights.h).
 
 #include <cstdint>
 #include <functional>
@@ -74,6 +77,9 @@ class Model {
   bool has_mtp() const { return !weights_.mtp.empty(); }
   // Routes the routed experts elsewhere (not owned); nullptr restores the in-process experts.
   void set_expert_executor(RoutedExpertExecutor* executor);
+  // The in-process executor over the routed experts this model holds (what an expert worker
+  // serves when loaded with LoadRole::kRoutedExperts).
+  LocalExpertExecutor& local_expert_executor() const { return *local_experts_; }
 
   KvCacheLayout KvLayout(int64_t num_blocks, int64_t block_size = 64) const;
 
@@ -86,6 +92,8 @@ class Model {
   // For the MTP forward (mtp.h).
   LayerContext MakeLayerContext(KvCachePool& pool, const ForwardOptions& options) const;
   absl::Status CheckPool(const KvCachePool& pool) const;
+  // FailedPrecondition when the load role holds no attention-side weights.
+  absl::Status CheckCanForward() const;
 
  private:
   Model() = default;

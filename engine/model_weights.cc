@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "engine/status_macros.h"
+#include "engine/weight_residency.h"
 
 namespace dsv3::engine {
 namespace {
@@ -14,9 +15,50 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
+// Which tensors a LoadOptions role binds.
+class RoleFilter {
+ public:
+  RoleFilter(const ModelConfig& config, const LoadOptions& options) : role_(options.role) {
+    for (const ExpertKey& k : options.experts) experts_.insert(k);
+    for (int64_t e : options.expert_ids) {
+      const int64_t layers = config.num_hidden_layers + config.num_nextn_predict_layers;
+      for (int64_t l = 0; l < layers; ++l) experts_.insert({l, e});
+    }
+  }
+  bool AttentionSide() const { return role_ != LoadRole::kRoutedExperts; }
+  bool Expert(int64_t layer, int64_t expert) const {
+    switch (role_) {
+      case LoadRole::kEverything:
+        return true;
+      case LoadRole::kAttentionSide:
+        return false;
+      case LoadRole::kRoutedExperts:
+        return experts_.count({layer, expert}) > 0;
+    }
+    return false;
+  }
+
+ private:
+  LoadRole role_;
+  std::set<ExpertKey> experts_;
+};
+
 class Binder {
  public:
-  Binder(const Checkpoint& ckpt, const ModelConfig& config) : ckpt_(ckpt), config_(config) {}
+  Binder(const Checkpoint& ckpt, const ModelConfig& config, const RoleFilter& filter)
+      : ckpt_(ckpt), config_(config), filter_(filter) {}
+
+  // While a SkipScope lives, Proj/Vector/Mlp only record their tensor names as part of the
+  // model (so CheckAllUsed accepts them) and bind nothing.
+  class SkipScope {
+   public:
+    SkipScope(Binder& b, bool skip) : b_(b), saved_(b.skipping_) { b.skipping_ |= skip; }
+    ~SkipScope() { b_.skipping_ = saved_; }
+
+   private:
+    Binder& b_;
+    bool saved_;
+  };
 
   absl::StatusOr<TensorView> Take(const std::string& name, const std::vector<int64_t>& shape) {
     DSV3_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name));
@@ -27,10 +69,15 @@ class Binder {
     }
     used_.insert(name);
     bytes_ += v.info->nbytes;
+    regions_.push_back({v.data, v.info->nbytes});
     return v;
   }
 
   absl::StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n) {
+    if (skipping_) {
+      skipped_.insert(name);
+      return std::vector<float>();
+    }
     DSV3_ASSIGN_OR_RETURN(TensorView v, Take(name, {n}));
     if (v.dtype() == DType::kF8E4M3) {
       return absl::InvalidArgumentError(
@@ -44,6 +91,11 @@ class Binder {
   // `<prefix>.weight` [out, in] plus, for FP8, `<prefix>.weight_scale_inv`.
   absl::StatusOr<Linear> Proj(const std::string& prefix, int64_t out, int64_t in) {
     const std::string name = prefix + ".weight";
+    if (skipping_) {
+      skipped_.insert(name);
+      skipped_.insert(name + "_scale_inv");
+      return Linear();
+    }
     DSV3_ASSIGN_OR_RETURN(TensorView v, Take(name, {out, in}));
     Linear l;
     l.dtype = v.dtype();
@@ -90,6 +142,8 @@ class Binder {
     const int64_t h = c.hidden_size;
     const int64_t heads = c.num_attention_heads;
     LayerWeights w;
+    w.is_moe = is_moe;
+    SkipScope attention_side(*this, !filter_.AttentionSide());
     DSV3_ASSIGN_OR_RETURN(w.attn_norm, Vector(p + "input_layernorm.weight", h));
     DSV3_ASSIGN_OR_RETURN(w.ffn_norm, Vector(p + "post_attention_layernorm.weight", h));
     const std::string a = p + "self_attn.";
@@ -107,7 +161,6 @@ class Binder {
                                             heads * (c.qk_nope_head_dim + c.v_head_dim),
                                             c.kv_lora_rank));
     DSV3_ASSIGN_OR_RETURN(w.attn.o, Proj(a + "o_proj", h, heads * c.v_head_dim));
-    w.is_moe = is_moe;
     if (!is_moe) {
       DSV3_ASSIGN_OR_RETURN(w.mlp, Mlp(p + "mlp", c.intermediate_size));
       return w;
@@ -118,6 +171,8 @@ class Binder {
                             Vector(p + "mlp.gate.e_score_correction_bias", c.n_routed_experts));
     }
     for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      SkipScope expert(*this, false);
+      skipping_ = !filter_.Expert(index, e);  // restored by `expert`
       DSV3_ASSIGN_OR_RETURN(MlpWeights ew,
                             Mlp(absl::StrCat(p, "mlp.experts.", e), c.moe_intermediate_size));
       w.moe.experts.push_back(std::move(ew));
@@ -131,7 +186,7 @@ class Binder {
 
   absl::Status CheckAllUsed(const std::set<std::string>& ignored_prefixes) const {
     for (const std::string& name : ckpt_.Names()) {
-      if (used_.count(name)) continue;
+      if (used_.count(name) || skipped_.count(name)) continue;
       bool ignored = false;
       for (const std::string& p : ignored_prefixes) ignored |= absl::StartsWith(name, p);
       if (ignored) continue;
@@ -144,11 +199,18 @@ class Binder {
   }
 
   int64_t bytes() const { return bytes_; }
+  int64_t tensors() const { return static_cast<int64_t>(used_.size()); }
+  bool skipping() const { return skipping_; }
+  const std::vector<MappedRegion>& regions() const { return regions_; }
 
  private:
   const Checkpoint& ckpt_;
   const ModelConfig& config_;
+  const RoleFilter& filter_;
+  bool skipping_ = false;
   std::set<std::string> used_;
+  std::set<std::string> skipped_;  // part of the model, outside the role
+  std::vector<MappedRegion> regions_;
   int64_t bytes_ = 0;
 };
 
@@ -162,19 +224,27 @@ const LayerWeights& ModelWeights::Layer(int64_t index) const {
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
                                               const ModelConfig& config,
                                               const LoadOptions& options) {
-  Binder b(checkpoint, config);
+  const RoleFilter filter(config, options);
+  Binder b(checkpoint, config, filter);
   ModelWeights w;
+  w.role = options.role;
   const int64_t h = config.hidden_size;
-  DSV3_ASSIGN_OR_RETURN(w.embed, b.Proj("model.embed_tokens", config.vocab_size, h));
+  {
+    Binder::SkipScope attention_side(b, !filter.AttentionSide());
+    DSV3_ASSIGN_OR_RETURN(w.embed, b.Proj("model.embed_tokens", config.vocab_size, h));
+  }
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     DSV3_ASSIGN_OR_RETURN(LayerWeights lw, b.Layer(l, config.IsMoeLayer(l)));
     w.layers.push_back(std::move(lw));
   }
-  DSV3_ASSIGN_OR_RETURN(w.final_norm, b.Vector("model.norm.weight", h));
-  if (config.tie_word_embeddings) {
-    w.lm_head = w.embed;
-  } else {
-    DSV3_ASSIGN_OR_RETURN(w.lm_head, b.Proj("lm_head", config.vocab_size, h));
+  {
+    Binder::SkipScope attention_side(b, !filter.AttentionSide());
+    DSV3_ASSIGN_OR_RETURN(w.final_norm, b.Vector("model.norm.weight", h));
+    if (config.tie_word_embeddings) {
+      w.lm_head = w.embed;
+    } else {
+      DSV3_ASSIGN_OR_RETURN(w.lm_head, b.Proj("lm_head", config.vocab_size, h));
+    }
   }
   std::set<std::string> ignored;
   for (int64_t k = 0; k < config.num_nextn_predict_layers; ++k) {
@@ -185,18 +255,30 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
       continue;
     }
     MtpWeights m;
-    DSV3_ASSIGN_OR_RETURN(m.embed, b.Proj(p + "embed_tokens", config.vocab_size, h));
-    DSV3_ASSIGN_OR_RETURN(m.enorm, b.Vector(p + "enorm.weight", h));
-    DSV3_ASSIGN_OR_RETURN(m.hnorm, b.Vector(p + "hnorm.weight", h));
-    DSV3_ASSIGN_OR_RETURN(m.eh_proj, b.Proj(p + "eh_proj", h, 2 * h));
+    {
+      Binder::SkipScope attention_side(b, !filter.AttentionSide());
+      DSV3_ASSIGN_OR_RETURN(m.embed, b.Proj(p + "embed_tokens", config.vocab_size, h));
+      DSV3_ASSIGN_OR_RETURN(m.enorm, b.Vector(p + "enorm.weight", h));
+      DSV3_ASSIGN_OR_RETURN(m.hnorm, b.Vector(p + "hnorm.weight", h));
+      DSV3_ASSIGN_OR_RETURN(m.eh_proj, b.Proj(p + "eh_proj", h, 2 * h));
+    }
     // The MTP block is MoE exactly when the main model's last layers are.
     DSV3_ASSIGN_OR_RETURN(m.block, b.Layer(index, config.n_routed_experts > 0));
-    DSV3_ASSIGN_OR_RETURN(m.head_norm, b.Vector(p + "shared_head.norm.weight", h));
-    DSV3_ASSIGN_OR_RETURN(m.head, b.Proj(p + "shared_head.head", config.vocab_size, h));
+    {
+      Binder::SkipScope attention_side(b, !filter.AttentionSide());
+      DSV3_ASSIGN_OR_RETURN(m.head_norm, b.Vector(p + "shared_head.norm.weight", h));
+      DSV3_ASSIGN_OR_RETURN(m.head, b.Proj(p + "shared_head.head", config.vocab_size, h));
+    }
     w.mtp.push_back(std::move(m));
   }
   DSV3_RETURN_IF_ERROR(b.CheckAllUsed(ignored));
   w.bytes = b.bytes();
+  w.tensors = b.tensors();
+  if (options.prefault) {
+    LoadProgress progress(checkpoint.dir(), w.bytes, w.tensors, options.progress);
+    MakeResident(b.regions(), &progress);
+    progress.Finish();
+  }
   return w;
 }
 

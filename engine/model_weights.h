@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/kernels/linear.h"
+#include "engine/load_progress.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 
@@ -59,6 +60,24 @@ struct MtpWeights {
   Linear head;                   // shared_head.head [vocab, hidden]
 };
 
+// What a process loads (LoadOptions::role).
+enum class LoadRole {
+  kEverything,
+  // Attention workers: embeddings, attention, dense MLPs, shared experts, gates, norms, head,
+  // MTP; no routed experts (a RoutedExpertExecutor runs them elsewhere).
+  kAttentionSide,
+  // Expert workers: only the routed experts LoadOptions selects.
+  kRoutedExperts,
+};
+
+struct ExpertKey {
+  int64_t layer = 0;  // main layers from 0, MTP layers after them (as RoutedExpertExecutor)
+  int64_t expert = 0;
+  bool operator<(const ExpertKey& o) const {
+    return layer != o.layer ? layer < o.layer : expert < o.expert;
+  }
+};
+
 struct ModelWeights {
   Linear embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
@@ -66,6 +85,8 @@ struct ModelWeights {
   Linear lm_head;  // [vocab, hidden] (the embedding when tie_word_embeddings)
   std::vector<MtpWeights> mtp;
   int64_t bytes = 0;  // bytes of the checkpoint tensors bound
+  int64_t tensors = 0;  // number of checkpoint tensors bound
+  LoadRole role = LoadRole::kEverything;
 
   // Layer `index` in cache/expert numbering: main layers, then MTP blocks.
   const LayerWeights& Layer(int64_t index) const;
@@ -73,6 +94,21 @@ struct ModelWeights {
 
 struct LoadOptions {
   bool load_mtp = true;  // false: MTP tensors are accepted but not bound
+  // Tensors outside the role are neither bound, checked against the config, nor touched (they
+  // may even be absent); names that belong to no part of the model are still an error. A
+  // routed expert that is not loaded fails LocalExpertExecutor::Run with FailedPrecondition.
+  LoadRole role = LoadRole::kEverything;
+  // kRoutedExperts: the experts to hold, as (layer, expert) pairs and/or as expert ids taken in
+  // every MoE layer (MTP layers included when load_mtp).
+  std::vector<ExpertKey> experts;
+  std::vector<int64_t> expert_ids;
+  // Make the bound tensors' pages resident during Load (weight_residency.h), so resident
+  // memory reflects what the role holds and requests do not page-fault the weights in.
+  bool prefault = true;
+  ProgressMode progress = ProgressMode::kAuto;  // load progress on stderr (load_progress.h)
+  // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
+  // 0 leaves it as it is (hardware threads unless set before).
+  int num_threads = 0;
 };
 
 absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,

@@ -17,6 +17,7 @@ absl::StatusOr<ForwardResult> MtpForward(const Model& model, std::span<const Mtp
     return absl::FailedPreconditionError("the model has no MTP layer loaded");
   }
   if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  DSV3_RETURN_IF_ERROR(model.CheckCanForward());
   DSV3_RETURN_IF_ERROR(model.CheckPool(pool));
   const int64_t layer = c.num_hidden_layers;  // the first MTP layer
   if (pool.layout().num_layers <= layer) {

@@ -25,6 +25,7 @@ ABSL_FLAG(double, repetition_penalty, 1.0, "repetition penalty (1 = off)");
 ABSL_FLAG(double, presence_penalty, 0.0, "presence penalty");
 ABSL_FLAG(double, frequency_penalty, 0.0, "frequency penalty");
 ABSL_FLAG(std::string, stop_token_ids, "", "token ids that end generation");
+ABSL_FLAG(int32_t, threads, 0, "engine compute threads; 0 = all hardware threads");
 
 namespace dsv3::tools {
 
@@ -38,6 +39,12 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
     ids.push_back(id);
   }
   return ids;
+}
+
+engine::LoadOptions LoadOptionsFromFlags() {
+  engine::LoadOptions options;
+  options.num_threads = absl::GetFlag(FLAGS_threads);
+  return options;
 }
 
 absl::StatusOr<engine::SamplingParams> SamplingParamsFromFlags() {

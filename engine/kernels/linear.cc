@@ -1,25 +1,51 @@
 #include "engine/kernels/linear.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/gemm.h"
+#include "engine/kernels/matmul_direct.h"
 #include "engine/kernels/ops.h"
+#include "engine/thread_pool.h"
 
 namespace dsv3::engine {
 namespace {
 
-// Rows of W dequantised per tile: large enough to amortise a GEMM call, small enough to stay
-// in L2 for the widest hidden sizes.
-constexpr int64_t kTileRows = 64;
-// From this many activation rows on, a tile goes through BLAS sgemm instead of dot products.
-constexpr int64_t kGemmMinRows = 4;
+// Rows of W dequantised to f32 per GEMM tile: 128 x 1024 f32 is 512 KiB, half this CPU's L2.
+constexpr int64_t kTileRows = 128;
+// Up to this many activation rows the direct kernel (weights dequantised in registers, read
+// once) beats dequantising a tile and calling the library GEMM.
+constexpr int64_t kDirectMaxRows = 24;
+// Below this many weight elements a projection runs on the calling thread alone.
+constexpr int64_t kParallelMinElements = 1 << 15;
 
 std::vector<float>& TileBuffer() {
   thread_local std::vector<float> buffer;
   return buffer;
+}
+
+// One thread's share of MatMulRows for many activation rows: W tiles dequantised to f32, then
+// the library GEMM (y tile = x tile^T).
+void MatMulRowsTiled(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
+                     int64_t row_count, float* y, int64_t ldy) {
+  const int64_t in = w.in_features;
+  std::vector<float>& tile = TileBuffer();
+  tile.resize(static_cast<size_t>(kTileRows * in));
+  for (int64_t r0 = 0; r0 < row_count; r0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, row_count - r0);
+    for (int64_t r = 0; r < rows; ++r) DequantRowFast(w, row_begin + r0 + r, &tile[r * in]);
+    Gemm(x, ldx, tile.data(), in, BLayout::kNK, y + r0, ldy, m, rows, in, GemmOutput::kOverwrite);
+  }
+}
+
+void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w,
+                         int64_t row_begin, int64_t row_count, float* y, int64_t ldy) {
+  if (m <= kDirectMaxRows) {
+    MatMulRowsDirect(x, m, ldx, w, row_begin, row_count, y, ldy);
+  } else {
+    MatMulRowsTiled(x, m, ldx, w, row_begin, row_count, y, ldy);
+  }
 }
 
 }  // namespace
@@ -45,22 +71,19 @@ void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) c
 
 void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
                 int64_t row_count, float* y, int64_t ldy) {
-  const int64_t in = w.in_features;
-  std::vector<float>& tile = TileBuffer();
-  tile.resize(static_cast<size_t>(kTileRows * in));
-  for (int64_t r0 = 0; r0 < row_count; r0 += kTileRows) {
-    const int64_t rows = std::min(kTileRows, row_count - r0);
-    for (int64_t r = 0; r < rows; ++r) w.DequantRow(row_begin + r0 + r, 0, in, &tile[r * in]);
-    if (m >= kGemmMinRows) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
-                  static_cast<int>(rows), static_cast<int>(in), 1.0f, x, static_cast<int>(ldx),
-                  tile.data(), static_cast<int>(in), 0.0f, y + r0, static_cast<int>(ldy));
-      continue;
-    }
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t r = 0; r < rows; ++r) y[i * ldy + r0 + r] = Dot(x + i * ldx, &tile[r * in], in);
-    }
+  if (m <= 0 || row_count <= 0) return;
+  if (row_count * w.in_features < kParallelMinElements || ThreadPool::InJob()) {
+    MatMulRowsOneThread(x, m, ldx, w, row_begin, row_count, y, ldy);
+    return;
   }
+  // Static split of the output rows: every thread streams an equal share of W once.
+  const int64_t align = m <= kDirectMaxRows ? 16 : kTileRows;
+  ThreadPool::Default().ParallelFor(
+      row_count,
+      [&](int64_t begin, int64_t end) {
+        MatMulRowsOneThread(x, m, ldx, w, row_begin + begin, end - begin, y + begin, ldy);
+      },
+      align);
 }
 
 void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& w,
@@ -71,12 +94,9 @@ void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& 
   for (int64_t i = 0; i < m; ++i) std::memset(y + i * ldy, 0, sizeof(float) * in);
   for (int64_t r0 = 0; r0 < row_count; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, row_count - r0);
-    for (int64_t r = 0; r < rows; ++r) w.DequantRow(row_begin + r0 + r, 0, in, &tile[r * in]);
-    if (m >= kGemmMinRows) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                  static_cast<int>(in), static_cast<int>(rows), 1.0f, x + r0,
-                  static_cast<int>(ldx), tile.data(), static_cast<int>(in), 1.0f, y,
-                  static_cast<int>(ldy));
+    for (int64_t r = 0; r < rows; ++r) DequantRowFast(w, row_begin + r0 + r, &tile[r * in]);
+    if (m >= 4) {
+      Gemm(x + r0, ldx, tile.data(), in, BLayout::kKN, y, ldy, m, in, rows, GemmOutput::kAccumulate);
       continue;
     }
     for (int64_t i = 0; i < m; ++i) {

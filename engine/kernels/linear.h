@@ -3,8 +3,14 @@
 
 // A projection weight W [out_features, in_features] (PyTorch nn.Linear layout: y = x W^T) kept
 // in its stored dtype (F32, BF16, F16, or FP8 e4m3 with block scales W = code x
-// scale_inv[r / block_rows][c / block_cols], edge blocks partial). Kernels dequantise tiles
-// of W into f32 on the fly; activations are always f32.
+// scale_inv[r / block_rows][c / block_cols], edge blocks partial). Activations are always f32;
+// W is never materialised in f32 as a whole:
+//   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
+//     (matmul_direct.h, AVX-512 with a portable fallback);
+//   - more rows (prefill, big batches): 128-row tiles of W are dequantised to f32 and multiplied
+//     by the library GEMM (gemm.h, oneDNN).
+// MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
+// called from inside a parallel job, where it runs on the calling thread.
 
 #include <cstdint>
 #include <vector>

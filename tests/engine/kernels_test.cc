@@ -76,7 +76,7 @@ TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
   const int64_t out = 300, in = 200;  // 3 x 2 blocks, both partial
   Fp8Matrix w = MakeFp8(out, in, rng);
   std::normal_distribution<float> n(0, 1);
-  for (int64_t m : {1, 3, 7}) {  // dot-product path and BLAS path
+  for (int64_t m : {1, 3, 7, 8, 9, 40}) {  // direct kernel and dequantised tiles + GEMM
     std::vector<float> x(m * in), y(m * out);
     for (auto& v : x) v = n(rng);
     MatMul(x.data(), m, w.linear, y.data());
@@ -97,6 +97,48 @@ TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
         double ref = 0;
         for (int64_t j = 0; j < rc; ++j) ref += xt[i * rc + j] * w.dense[(rb + j) * in + c];
         ASSERT_NEAR(yt[i * in + c], ref, 1e-5 * (1 + std::fabs(ref)));
+      }
+    }
+  }
+}
+
+// BF16/F16/F32 weights through MatMulRows (direct kernel for few rows, tiles + library GEMM
+// for many, split between threads), with an in_features that leaves a vector tail.
+TEST(LinearTest, AllDtypesMatchReferenceOnBothPaths) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> n(0, 1);
+  const int64_t out = 333, in = 201;
+  std::vector<float> dense(out * in);
+  for (auto& v : dense) v = n(rng) * 0.1f;
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    std::vector<uint8_t> bytes(out * in * DTypeSize(dtype));
+    std::vector<double> ref_w(out * in);
+    for (int64_t i = 0; i < out * in; ++i) {
+      if (dtype == DType::kF32) {
+        std::memcpy(&bytes[4 * i], &dense[i], 4);
+        ref_w[i] = dense[i];
+      } else {
+        const uint16_t h = dtype == DType::kBF16 ? FloatToBF16(dense[i]) : FloatToF16(dense[i]);
+        std::memcpy(&bytes[2 * i], &h, 2);
+        ref_w[i] = dtype == DType::kBF16 ? BF16ToFloat(h) : F16ToFloat(h);
+      }
+    }
+    Linear w;
+    w.dtype = dtype;
+    w.out_features = out;
+    w.in_features = in;
+    w.data = bytes.data();
+    for (int64_t m : {1, 2, 5, 8, 9, 33}) {
+      std::vector<float> x(m * in), y(m * out);
+      for (auto& v : x) v = n(rng);
+      MatMul(x.data(), m, w, y.data());
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t r = 0; r < out; ++r) {
+          double ref = 0;
+          for (int64_t c = 0; c < in; ++c) ref += x[i * in + c] * ref_w[r * in + c];
+          ASSERT_NEAR(y[i * out + r], ref, 1e-5 * (1 + std::fabs(ref)))
+              << DTypeName(dtype) << " m=" << m << " " << i << " " << r;
+        }
       }
     }
   }

@@ -1,0 +1,282 @@
+// engine_bench: the engine's speed and memory on the bench preset (issue 3), against this
+// machine's ceilings measured in the same run.
+//
+//   engine_bench [--model DIR | --workdir DIR] [--threads N] [--reps N] [--json FILE]
+//
+// Without --model it uses (and, when missing, writes) the bench preset model under --workdir
+// (default /tmp/dsv3-bench-model, ~2 GB, ~20 s to write). Prints, in one run: decode tok/s at
+// batch 1, 8 and 32; prefill tok/s of a 512-token prompt; STREAM triad bandwidth (all
+// threads) and f32 GEMM peak (oneDNN); the batch-1 bandwidth roofline and the share of it
+// reached; resident memory against the bytes of weights plus the KV pool.
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/engine_bench_machine.h"
+#include "bench/engine_bench_roles.h"
+#include "engine/model.h"
+#include "engine/status_macros.h"
+#include "engine/synthetic_checkpoint.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, model, "", "model directory; default: the bench preset in --workdir");
+ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
+          "where the bench preset model is cached (written when missing)");
+ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
+ABSL_FLAG(int32_t, reps, 3, "repetitions of each measurement (the best is reported)");
+ABSL_FLAG(std::string, json, "", "also write the figures as JSON to this file ('-' = stdout)");
+ABSL_FLAG(bool, ceilings, true, "measure STREAM bandwidth and GEMM peak");
+ABSL_FLAG(bool, speed, true, "measure decode and prefill speed");
+ABSL_FLAG(bool, roles, true, "measure resident memory per load role (child processes)");
+ABSL_FLAG(std::string, role_child, "", "internal: load one role and print its figures");
+
+namespace dsv3::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using engine::ForwardResult;
+using engine::KvCachePool;
+using engine::KvSequence;
+using engine::Model;
+using engine::SequenceInput;
+
+constexpr int64_t kDecodePrompt = 32;   // context each decoding sequence starts from
+constexpr int64_t kPrefillTokens = 512;
+constexpr int64_t kPoolBlocks = 64;     // 4096 positions: batch 32 x 64, or the prefill
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+int32_t Argmax(std::span<const float> row) {
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+std::vector<int32_t> PromptTokens(int64_t n, int64_t vocab, int64_t salt) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 7919 + salt * 104729 + 3) % vocab);
+  return t;
+}
+
+// Bytes of weights one decode token at batch 1 streams: every attention projection, the dense
+// MLPs, per MoE layer the router, the shared expert and top_k routed experts, the embedding
+// row, the LM head.
+int64_t DecodeTokenWeightBytes(const Model& model) {
+  const engine::ModelWeights& w = model.weights();
+  const engine::ModelConfig& c = model.config();
+  auto mlp = [](const engine::MlpWeights& m) {
+    return m.gate.weight_bytes() + m.up.weight_bytes() + m.down.weight_bytes();
+  };
+  int64_t bytes = w.embed.weight_bytes() / c.vocab_size + w.lm_head.weight_bytes();
+  for (const engine::LayerWeights& l : w.layers) {
+    const engine::MlaWeights& a = l.attn;
+    bytes += a.q_a.weight_bytes() + a.q_b.weight_bytes() + a.q_proj.weight_bytes() +
+             a.kv_a.weight_bytes() + a.kv_b.weight_bytes() + a.o.weight_bytes();
+    if (!l.is_moe) {
+      bytes += mlp(l.mlp);
+      continue;
+    }
+    bytes += l.moe.router.weight_bytes() + mlp(l.moe.shared);
+    if (!l.moe.experts.empty()) bytes += c.num_experts_per_tok * mlp(l.moe.experts[0]);
+  }
+  return bytes;
+}
+
+// Matrix FLOPs of one prefill of n tokens from position 0 (projections of every token, the
+// expanded attention, the LM head for the last token only).
+double PrefillFlops(const Model& model, int64_t n) {
+  const engine::ModelConfig& c = model.config();
+  const int64_t head = model.weights().lm_head.weight_bytes() / engine::DTypeSize(
+                                                                   model.weights().lm_head.dtype);
+  const int64_t per_token_params =
+      (DecodeTokenWeightBytes(model) - model.weights().lm_head.weight_bytes()) / 2;  // bf16
+  double flops = 2.0 * static_cast<double>(per_token_params) * n + 2.0 * head;
+  const double pairs = static_cast<double>(n) * (n + 1) / 2;
+  const double heads = static_cast<double>(c.num_attention_heads);
+  flops += c.num_hidden_layers * 2.0 * pairs * heads * (c.qk_head_dim() + c.v_head_dim);
+  return flops;
+}
+
+struct DecodeFigure {
+  int64_t batch = 0;
+  int64_t steps = 0;
+  double tokens_per_s = 0;
+};
+
+// `batch` sequences prefilled with kDecodePrompt tokens, then `steps` timed decode steps of one
+// token each (greedy), all sequences in one Forward per step.
+absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool, int64_t batch,
+                                           int64_t steps) {
+  std::vector<KvSequence> seqs(static_cast<size_t>(batch));
+  std::vector<std::vector<int32_t>> next(static_cast<size_t>(batch));
+  std::vector<SequenceInput> in(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) next[b] = PromptTokens(kDecodePrompt, model.config().vocab_size, b);
+  auto step = [&]() -> absl::Status {
+    for (int64_t b = 0; b < batch; ++b) in[b] = SequenceInput{next[b], &seqs[b], false};
+    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward(in, pool));
+    for (int64_t b = 0; b < batch; ++b) next[b] = {Argmax(out.LastLogits(b))};
+    return absl::OkStatus();
+  };
+  DSV3_RETURN_IF_ERROR(step());  // prefill
+  DSV3_RETURN_IF_ERROR(step());  // warm-up decode step
+  const auto t0 = Clock::now();
+  for (int64_t s = 0; s < steps; ++s) DSV3_RETURN_IF_ERROR(step());
+  const double secs = Seconds(t0);
+  for (KvSequence& s : seqs) pool.Release(s);
+  return DecodeFigure{batch, steps, static_cast<double>(batch * steps) / secs};
+}
+
+absl::StatusOr<double> MeasurePrefillSeconds(const Model& model, KvCachePool& pool) {
+  const std::vector<int32_t> prompt = PromptTokens(kPrefillTokens, model.config().vocab_size, 99);
+  KvSequence seq;
+  SequenceInput in{prompt, &seq, false};
+  const auto t0 = Clock::now();
+  DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward({&in, 1}, pool));
+  const double secs = Seconds(t0);
+  pool.Release(seq);
+  return secs;
+}
+
+absl::Status EnsureModel(std::string* dir) {
+  if (!absl::GetFlag(FLAGS_model).empty()) {
+    *dir = absl::GetFlag(FLAGS_model);
+    return absl::OkStatus();
+  }
+  *dir = absl::GetFlag(FLAGS_workdir);
+  struct stat st;
+  if (::stat((*dir + "/config.json").c_str(), &st) == 0) return absl::OkStatus();
+  std::fprintf(stderr, "engine_bench: writing the bench preset model to %s (~2 GB)\n", dir->c_str());
+  engine::SyntheticOptions options;
+  options.preset = "bench";
+  return engine::WriteSyntheticCheckpoint(*dir, options);
+}
+
+// Decode and prefill speed, and the process's resident memory at the end (weights + pool).
+absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double bandwidth,
+                          double peak, nlohmann::json& j) {
+  auto t0 = Clock::now();
+  engine::LoadOptions load;
+  load.num_threads = threads;
+  DSV3_ASSIGN_OR_RETURN(auto model, Model::Load(dir, load));
+  j["load_s"] = Seconds(t0);
+  DSV3_ASSIGN_OR_RETURN(auto pool, KvCachePool::Create(model->KvLayout(kPoolBlocks)));
+  const double weight_bytes = static_cast<double>(model->weights().bytes);
+  const double token_bytes = static_cast<double>(DecodeTokenWeightBytes(*model));
+  j["weights_bytes"] = weight_bytes;
+  j["kv_pool_bytes"] = pool->size_bytes();
+  j["decode_token_weight_bytes"] = token_bytes;
+  std::printf("model: %s, weights %.2f GB, KV pool %.1f MB, load %.2f s; a batch-1 decode token "
+              "streams %.1f MB of weights\n",
+              dir.c_str(), weight_bytes / 1e9, pool->size_bytes() / 1e6, j["load_s"].get<double>(),
+              token_bytes / 1e6);
+
+  const struct { int64_t batch, steps; } kDecode[] = {{1, 32}, {8, 16}, {32, 8}};
+  for (const auto& d : kDecode) {
+    DecodeFigure best;
+    for (int r = 0; r < reps; ++r) {
+      DSV3_ASSIGN_OR_RETURN(DecodeFigure f, MeasureDecode(*model, *pool, d.batch, d.steps));
+      if (f.tokens_per_s > best.tokens_per_s) best = f;
+    }
+    j[absl::StrCat("decode_b", d.batch, "_tok_s")] = best.tokens_per_s;
+    std::printf("decode batch %2lld: %7.1f tok/s", static_cast<long long>(d.batch),
+                best.tokens_per_s);
+    if (d.batch == 1 && bandwidth > 0) {
+      const double roofline = bandwidth * 1e9 / token_bytes;
+      j["decode_b1_roofline_tok_s"] = roofline;
+      j["decode_b1_roofline_share"] = best.tokens_per_s / roofline;
+      std::printf("  (roofline %.1f tok/s at %.1f GB/s: %.0f%%)", roofline, bandwidth,
+                  100.0 * best.tokens_per_s / roofline);
+    }
+    std::printf("\n");
+  }
+
+  double best_prefill = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    DSV3_ASSIGN_OR_RETURN(double s, MeasurePrefillSeconds(*model, *pool));
+    best_prefill = std::min(best_prefill, s);
+  }
+  const double flops = PrefillFlops(*model, kPrefillTokens);
+  j["prefill_512_tok_s"] = kPrefillTokens / best_prefill;
+  j["prefill_512_gflop_s"] = flops / best_prefill / 1e9;
+  std::printf("prefill 512: %7.1f tok/s, %.1f GFLOP/s", kPrefillTokens / best_prefill,
+              flops / best_prefill / 1e9);
+  if (peak > 0) {
+    j["prefill_peak_share"] = flops / best_prefill / 1e9 / peak;
+    std::printf(" (%.0f%% of the measured GEMM peak)", 100.0 * flops / best_prefill / 1e9 / peak);
+  }
+  std::printf("\n");
+
+  const MemoryUsage mem = ReadMemoryUsage();
+  const double held = weight_bytes + static_cast<double>(pool->size_bytes());
+  j["rss_bytes"] = mem.rss_bytes;
+  j["rss_file_bytes"] = mem.rss_file_bytes;
+  j["rss_anon_bytes"] = mem.rss_anon_bytes;
+  j["rss_ratio"] = mem.rss_bytes / held;
+  std::printf("memory: RSS %.2f GB (file %.2f, anon %.2f) vs weights + KV pool %.2f GB: %.3fx\n",
+              mem.rss_bytes / 1e9, mem.rss_file_bytes / 1e9, mem.rss_anon_bytes / 1e9, held / 1e9,
+              mem.rss_bytes / held);
+
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  nlohmann::json j;
+  const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
+  const int hw_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : hw_threads;
+  j["threads"] = threads;
+  double bandwidth = 0, peak = 0;
+  if (absl::GetFlag(FLAGS_ceilings)) {
+    bandwidth = StreamTriadGBs(hw_threads, int64_t{40} << 20, 5);
+    peak = GemmPeakGflops(256, 4096, 4096, 5);
+    j["stream_triad_gb_s"] = bandwidth;
+    j["gemm_f32_peak_gflop_s"] = peak;
+    std::printf("machine: STREAM triad %.1f GB/s (%d threads), f32 GEMM peak %.1f GFLOP/s "
+                "(oneDNN, M=256 N=K=4096)\n", bandwidth, hw_threads, peak);
+  }
+
+  std::string dir;
+  DSV3_RETURN_IF_ERROR(EnsureModel(&dir));
+  if (absl::GetFlag(FLAGS_speed)) {
+    DSV3_RETURN_IF_ERROR(MeasureSpeed(dir, threads, reps, bandwidth, peak, j));
+  }
+  if (absl::GetFlag(FLAGS_roles)) {
+    DSV3_ASSIGN_OR_RETURN(j["roles"], MeasureRoles(std::filesystem::read_symlink("/proc/self/exe").string(), dir, threads));
+  }
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (json_path == "-") {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (!json_path.empty()) {
+    std::ofstream(json_path) << j.dump(2) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace dsv3::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  if (!absl::GetFlag(FLAGS_role_child).empty()) {
+    return dsv3::bench::RunRoleChild(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_role_child),
+                                     absl::GetFlag(FLAGS_threads));
+  }
+  const absl::Status status = dsv3::bench::Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "engine_bench: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

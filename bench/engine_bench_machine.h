@@ -1,0 +1,30 @@
+#ifndef DSV3_BENCH_ENGINE_BENCH_MACHINE_H_
+#define DSV3_BENCH_ENGINE_BENCH_MACHINE_H_
+
+// The machine ceilings the engine bench compares against, measured in the same run:
+// memory bandwidth (STREAM triad, all threads) and f32 matrix peak (a large oneDNN matmul,
+// the library the engine's prefill GEMMs go through), plus the process's resident memory.
+
+#include <cstdint>
+
+namespace dsv3::bench {
+
+// STREAM triad a[i] = b[i] + s * c[i] over double arrays of `elements` each (>> last-level
+// cache), `threads` threads each owning a contiguous slice (first-touched by that thread).
+// Counted the STREAM way: 24 bytes per element per pass. Best of `reps`, in GB/s (1e9 B/s).
+double StreamTriadGBs(int threads, int64_t elements, int reps);
+
+// f32 C[m, n] = A[m, k] B[k, n] through oneDNN matmul with its default threading (all cores).
+// Best of `reps`, in GFLOP/s (2 m n k per product).
+double GemmPeakGflops(int64_t m, int64_t n, int64_t k, int reps);
+
+struct MemoryUsage {
+  int64_t rss_bytes = 0;       // VmRSS
+  int64_t rss_anon_bytes = 0;  // RssAnon: heap, KV pool, scratch
+  int64_t rss_file_bytes = 0;  // RssFile: mapped checkpoint pages that are resident
+};
+MemoryUsage ReadMemoryUsage();
+
+}  // namespace dsv3::bench
+
+#endif  // DSV3_BENCH_ENGINE_BENCH_MACHINE_H_

@@ -1,0 +1,251 @@
+#include "engine/kernels/matmul_direct.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/kernels/ops.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
+// placeholders (a known false positive, GCC PR 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define DSV3_HAVE_AVX512_KERNEL 1
+#endif
+
+namespace dsv3::engine {
+namespace {
+
+// Portable path: dequantise one weight row into an L1-sized buffer, then dot it with each
+// activation row (Dot is multiversioned for AVX2 / baseline).
+void RowsGeneric(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
+                 int64_t row_count, float* y, int64_t ldy) {
+  thread_local std::vector<float> row;
+  row.resize(static_cast<size_t>(w.in_features));
+  for (int64_t j = 0; j < row_count; ++j) {
+    w.DequantRow(row_begin + j, 0, w.in_features, row.data());
+    for (int64_t i = 0; i < m; ++i) y[i * ldy + j] = Dot(x + i * ldx, row.data(), w.in_features);
+  }
+}
+
+#if DSV3_HAVE_AVX512_KERNEL
+
+#define DSV3_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define DSV3_AVX512_INLINE DSV3_AVX512 __attribute__((always_inline)) inline
+
+// 16 weights starting at byte `p` as f32 (lanes outside `mask` read nothing and are 0).
+// FP8 e4m3: the byte moved so that sign -> bit 31, exponent and mantissa -> bits 20..26 is an
+// f32 equal to the code's value times 2^-120 (subnormal codes become f32 subnormals: exact
+// with DAZ off, the default); the caller folds 2^120 into the block scale. Codes 0x7F/0xFF
+// (NaN) decode as +-480; checkpoints do not contain them.
+template <DType D>
+DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
+  if constexpr (D == DType::kF32) {
+    return _mm512_maskz_loadu_ps(mask, p);
+  } else if constexpr (D == DType::kBF16) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  } else if constexpr (D == DType::kF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+  } else {
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p));
+    const __m512i moved = _mm512_srai_epi32(_mm512_slli_epi32(c, 24), 4);
+    return _mm512_castsi512_ps(_mm512_and_si512(moved, _mm512_set1_epi32(static_cast<int>(0x87F00000u))));
+  }
+}
+
+template <DType D>
+constexpr int64_t kElemBytes = D == DType::kF32 ? 4 : (D == DType::kF8E4M3 ? 1 : 2);
+
+constexpr float kTwoPow120 = 1.329227995784916e36f;  // 2^120
+
+// Prefetch distance in the weight stream (a few pages: DRAM latency x per-core bandwidth).
+// (8 KiB measured best of 2-32 KiB for batch-1 decode of the bench model.)
+constexpr int64_t kPrefetchBytes = 8192;
+
+template <DType D, bool kMasked>
+DSV3_AVX512_INLINE __m512 LoadScaled(const uint8_t* p, __mmask16 mask, __m512 scale) {
+  const __m512 v = kMasked ? LoadW<D>(p, mask) : LoadW<D>(p, static_cast<__mmask16>(0xFFFF));
+  if constexpr (D == DType::kF8E4M3) return _mm512_mul_ps(v, scale);
+  return v;
+}
+
+// Columns [c, c + 16) (kMasked: only the lanes of `mask`) of weight rows pa, pb against MB
+// activation rows.
+template <DType D, int MB, bool kMasked>
+DSV3_AVX512_INLINE void Step(const float* x, int64_t ldx, const uint8_t* pa, const uint8_t* pb,
+                             int64_t c, __mmask16 mask, __m512 sa, __m512 sb, __m512* acc_a,
+                             __m512* acc_b) {
+  if constexpr (!kMasked) {
+    // Weights come from a file mapping in 4 KiB pages, where the hardware prefetchers stop at
+    // every page boundary: ask for the lines kPrefetchBytes ahead of both row streams.
+    _mm_prefetch(reinterpret_cast<const char*>(pa + c * kElemBytes<D> + kPrefetchBytes),
+                 _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(pb + c * kElemBytes<D> + kPrefetchBytes),
+                 _MM_HINT_T0);
+  }
+  const __m512 wa = LoadScaled<D, kMasked>(pa + c * kElemBytes<D>, mask, sa);
+  const __m512 wb = LoadScaled<D, kMasked>(pb + c * kElemBytes<D>, mask, sb);
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i) {
+    const __m512 xv = kMasked ? _mm512_maskz_loadu_ps(mask, x + i * ldx + c)
+                              : _mm512_loadu_ps(x + i * ldx + c);
+    acc_a[i] = _mm512_fmadd_ps(wa, xv, acc_a[i]);
+    acc_b[i] = _mm512_fmadd_ps(wb, xv, acc_b[i]);
+  }
+}
+
+// MB activation rows (1..8) times weight rows ra and rb (rb may equal ra: its result is then
+// dropped by the caller). Each weight vector is dequantised once per MB rows.
+template <DType D, int MB>
+DSV3_AVX512 void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
+                       float out[2][8]) {
+  const int64_t k = w.in_features;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* pa = base + ra * k * kElemBytes<D>;
+  const uint8_t* pb = base + rb * k * kElemBytes<D>;
+  constexpr bool kScaled = D == DType::kF8E4M3;
+  const int64_t bc = kScaled ? w.block_cols : k;
+  const int64_t scale_cols = kScaled ? (k + bc - 1) / bc : 0;
+  const float* sa_row = kScaled ? w.scale_inv.data() + (ra / w.block_rows) * scale_cols : nullptr;
+  const float* sb_row = kScaled ? w.scale_inv.data() + (rb / w.block_rows) * scale_cols : nullptr;
+  // Fully unrolled over MB so the accumulators live in registers.
+  __m512 acc_a[MB], acc_b[MB];
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i) acc_a[i] = acc_b[i] = _mm512_setzero_ps();
+  for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
+    const int64_t c1 = std::min(k, c0 + bc);
+    __m512 sa = _mm512_set1_ps(1.0f), sb = sa;
+    if constexpr (kScaled) {
+      sa = _mm512_set1_ps(sa_row[blk] * kTwoPow120);
+      sb = _mm512_set1_ps(sb_row[blk] * kTwoPow120);
+    }
+    int64_t c = c0;
+    for (; c + 16 <= c1; c += 16) {
+      Step<D, MB, false>(x, ldx, pa, pb, c, 0, sa, sb, acc_a, acc_b);
+    }
+    if (c < c1) {
+      const auto mask = static_cast<__mmask16>((1u << static_cast<unsigned>(c1 - c)) - 1u);
+      Step<D, MB, true>(x, ldx, pa, pb, c, mask, sa, sb, acc_a, acc_b);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i) {
+    out[0][i] = _mm512_reduce_add_ps(acc_a[i]);
+    out[1][i] = _mm512_reduce_add_ps(acc_b[i]);
+  }
+}
+
+template <DType D>
+DSV3_AVX512 void RowsAvx512(const float* x, int64_t m, int64_t ldx, const Linear& w,
+                            int64_t row_begin, int64_t row_count, float* y, int64_t ldy) {
+  float out[2][8];
+  for (int64_t j = 0; j < row_count; j += 2) {
+    const bool pair = j + 1 < row_count;
+    const int64_t ra = row_begin + j;
+    const int64_t rb = pair ? ra + 1 : ra;
+    for (int64_t i0 = 0; i0 < m; i0 += 8) {
+      const int mb = static_cast<int>(std::min<int64_t>(8, m - i0));
+      const float* xi = x + i0 * ldx;
+      switch (mb) {
+        case 1: Block<D, 1>(xi, ldx, w, ra, rb, out); break;
+        case 2: Block<D, 2>(xi, ldx, w, ra, rb, out); break;
+        case 3: Block<D, 3>(xi, ldx, w, ra, rb, out); break;
+        case 4: Block<D, 4>(xi, ldx, w, ra, rb, out); break;
+        case 5: Block<D, 5>(xi, ldx, w, ra, rb, out); break;
+        case 6: Block<D, 6>(xi, ldx, w, ra, rb, out); break;
+        case 7: Block<D, 7>(xi, ldx, w, ra, rb, out); break;
+        default: Block<D, 8>(xi, ldx, w, ra, rb, out); break;
+      }
+      for (int i = 0; i < mb; ++i) {
+        y[(i0 + i) * ldy + j] = out[0][i];
+        if (pair) y[(i0 + i) * ldy + j + 1] = out[1][i];
+      }
+    }
+  }
+}
+
+template <DType D>
+DSV3_AVX512 void DequantRowAvx512(const Linear& w, int64_t row, float* out) {
+  const int64_t k = w.in_features;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * k * kElemBytes<D>;
+  constexpr bool kScaled = D == DType::kF8E4M3;
+  const int64_t bc = kScaled ? w.block_cols : k;
+  const float* s_row =
+      kScaled ? w.scale_inv.data() + (row / w.block_rows) * ((k + bc - 1) / bc) : nullptr;
+  for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
+    const int64_t c1 = std::min(k, c0 + bc);
+    const __m512 s = _mm512_set1_ps(kScaled ? s_row[blk] * kTwoPow120 : 1.0f);
+    int64_t c = c0;
+    for (; c + 16 <= c1; c += 16) {
+      _mm512_storeu_ps(out + c, LoadScaled<D, false>(p + c * kElemBytes<D>, 0, s));
+    }
+    if (c < c1) {
+      const auto mask = static_cast<__mmask16>((1u << static_cast<unsigned>(c1 - c)) - 1u);
+      _mm512_mask_storeu_ps(out + c, mask, LoadScaled<D, true>(p + c * kElemBytes<D>, mask, s));
+    }
+  }
+}
+
+bool CpuHasAvx512() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  }();
+  return has;
+}
+
+#endif  // DSV3_HAVE_AVX512_KERNEL
+
+}  // namespace
+
+bool DirectKernelUsesAvx512() {
+#if DSV3_HAVE_AVX512_KERNEL
+  return CpuHasAvx512();
+#else
+  return false;
+#endif
+}
+
+void DequantRowFast(const Linear& w, int64_t row, float* out) {
+#if DSV3_HAVE_AVX512_KERNEL
+  if (CpuHasAvx512()) {
+    switch (w.dtype) {
+      case DType::kF32:
+        return DequantRowAvx512<DType::kF32>(w, row, out);
+      case DType::kBF16:
+        return DequantRowAvx512<DType::kBF16>(w, row, out);
+      case DType::kF16:
+        return DequantRowAvx512<DType::kF16>(w, row, out);
+      case DType::kF8E4M3:
+        return DequantRowAvx512<DType::kF8E4M3>(w, row, out);
+    }
+  }
+#endif
+  w.DequantRow(row, 0, w.in_features, out);
+}
+
+void MatMulRowsDirect(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
+                      int64_t row_count, float* y, int64_t ldy) {
+  if (m <= 0 || row_count <= 0) return;
+#if DSV3_HAVE_AVX512_KERNEL
+  if (CpuHasAvx512()) {
+    switch (w.dtype) {
+      case DType::kF32:
+        return RowsAvx512<DType::kF32>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kBF16:
+        return RowsAvx512<DType::kBF16>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kF16:
+        return RowsAvx512<DType::kF16>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kF8E4M3:
+        return RowsAvx512<DType::kF8E4M3>(x, m, ldx, w, row_begin, row_count, y, ldy);
+    }
+  }
+#endif
+  RowsGeneric(x, m, ldx, w, row_begin, row_count, y, ldy);
+}
+
+}  // namespace dsv3::engine
