@@ -1,5 +1,6 @@
 #include "router/router_backend.h"
 
+#include <atomic>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -62,9 +63,9 @@ absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64
 class RequestGroup : public GenerateHandle, public std::enable_shared_from_this<RequestGroup> {
  public:
   RequestGroup(std::shared_ptr<GenerateObserver> observer, int n, std::string model,
-               absl::Time arrival)
-      : observer_(std::move(observer)), model_(std::move(model)), arrival_(arrival),
-        remaining_(n) {}
+               std::string request_id, absl::Time arrival)
+      : observer_(std::move(observer)), model_(std::move(model)),
+        request_id_(std::move(request_id)), arrival_(arrival), remaining_(n) {}
 
   void Add(std::shared_ptr<CompletionRun> run) { runs_.push_back(std::move(run)); }
 
@@ -105,6 +106,13 @@ class RequestGroup : public GenerateHandle, public std::enable_shared_from_this<
 
  private:
   void Report(const absl::Status& status) {
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - arrival_);
+    if (!status.ok() && !absl::IsCancelled(status)) {
+      DSV3_LOG(WARNING).With("request_id", request_id_) << "request failed: " << status;
+    } else {
+      DSV3_LOG(DEBUG).With("request_id", request_id_)
+          << "request done: " << StatusLabel(status.code()) << " in " << seconds << " s";
+    }
     const ServingMetrics& m = Metrics();
     m.requests.WithLabels({model_, StatusLabel(status.code())}).Increment();
     m.e2e_latency_seconds.WithLabels({model_}).Observe(
@@ -116,6 +124,7 @@ class RequestGroup : public GenerateHandle, public std::enable_shared_from_this<
   }
   std::shared_ptr<GenerateObserver> observer_;
   const std::string model_;
+  const std::string request_id_;
   const absl::Time arrival_;
   std::vector<std::shared_ptr<CompletionRun>> runs_;  // set before any run starts
   absl::Mutex mu_;
@@ -262,6 +271,12 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   }
   auto plan = std::make_shared<CompletionPlan>();
   plan->request_id = request.request_id();
+  if (plan->request_id.empty()) {
+    // Every log line and worker call about the request carries an id.
+    static std::atomic<uint64_t> counter{0};
+    plan->request_id = absl::StrCat("req-", absl::ToUnixMicros(absl::Now()), "-",
+                                    counter.fetch_add(1, std::memory_order_relaxed));
+  }
   plan->prompt = std::move(*prompt);
   plan->sampling = request.sampling();
   if (absl::Status s = ResolveSampling(plan->sampling, static_cast<int64_t>(plan->prompt.size()),
@@ -285,7 +300,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   Metrics().prompt_tokens.WithLabels({plan->model_name})
       .Increment(static_cast<double>(plan->prompt.size() * n));
   auto group = std::make_shared<RequestGroup>(std::move(observer), n, plan->model_name,
-                                              plan->arrival);
+                                              plan->request_id, plan->arrival);
   std::vector<std::shared_ptr<CompletionRun>> runs;
   for (int i = 0; i < n; ++i) {
     std::shared_ptr<const CompletionPlan> run_plan = plan;
