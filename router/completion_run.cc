@@ -217,6 +217,7 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   usage.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
   usage.set_completion_tokens(1);
   const bool done = reason != v1::FINISH_REASON_UNSPECIFIED;
+  prefill_worker_ns_ = prefill_response_.queue_ns() + prefill_response_.kv_transfer_ns();
   if (Emit({first}, logprobs, reason, done ? &usage : nullptr) || done) {
     ReleaseLease("finished at the first token");
     return Finish(absl::OkStatus());
@@ -262,6 +263,7 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
     const ServingMetrics& m = Metrics();
     const absl::Time now = absl::Now();
     if (last_token_time_ == absl::InfinitePast()) {
+      response.set_prefill_worker_ns(prefill_worker_ns_);
       m.ttft_seconds.WithLabels({plan_->model_name})
           .Observe(absl::ToDoubleSeconds(now - plan_->arrival));
     } else {

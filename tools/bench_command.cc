@@ -138,6 +138,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     if (n > 0) {
       if (result_.output_tokens == 0) {
         result_.ttft = Seconds(now - start_);
+        result_.prefill_worker = response_.prefill_worker_ns() * 1e-9;
       } else {
         result_.itl.push_back(Seconds(now - last_));
       }

@@ -60,7 +60,7 @@ nlohmann::json SummaryJsonMs(const Summary& s) {
 
 Report BuildReport(const std::vector<Result>& results, double wall, const RunOptions& options,
                    const std::string& target, const std::string& workload, bool direct) {
-  std::vector<double> ttft, itl, tpot, e2e, queue, compute, transfer, overhead;
+  std::vector<double> ttft, itl, tpot, e2e, queue, compute, transfer, overhead, router_share;
   int64_t ok = 0, prompt_tokens = 0, output_tokens = 0;
   std::map<std::string, int64_t> errors;
   std::string first_error;
@@ -77,6 +77,7 @@ Report BuildReport(const std::vector<Result>& results, double wall, const RunOpt
     e2e.push_back(r.e2e);
     itl.insert(itl.end(), r.itl.begin(), r.itl.end());
     if (r.output_tokens > 1) tpot.push_back((r.e2e - r.ttft) / (r.output_tokens - 1));
+    if (!direct && r.prefill_worker > 0) router_share.push_back(r.ttft - r.prefill_worker);
     if (direct) {
       queue.push_back(r.prefill_queue);
       compute.push_back(r.prefill_compute);
@@ -143,6 +144,13 @@ Report BuildReport(const std::vector<Result>& results, double wall, const RunOpt
   row(direct ? "TTFT (reserve+prefill)" : "TTFT", s_ttft);
   row("ITL", s_itl);
   row("TPOT", s_tpot);
+  if (!router_share.empty()) {
+    // What the router (and the network) added to TTFT: TTFT minus the prefill worker's own
+    // queue + compute + KV flush time, per request.
+    const Summary s_share = Summarize(router_share);
+    j["ttft_minus_prefill_worker_ms"] = SummaryJsonMs(s_share);
+    row("TTFT - prefill worker", s_share);
+  }
   row(direct ? "end-to-end (+release)" : "end-to-end", s_e2e);
   if (direct) {
     const Summary s_queue = Summarize(queue), s_compute = Summarize(compute),

@@ -27,6 +27,8 @@ struct Result {
   double prefill_queue = 0;
   double prefill_compute = 0;
   double kv_transfer = 0;
+  // Router mode: the prefill worker's own time for this request (from the response).
+  double prefill_worker = 0;
 };
 
 struct RunOptions {
