@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/cluster_fixture.h"
 #include "tests/support/subprocess.h"
 
 namespace dsv3 {
@@ -27,88 +28,27 @@ namespace {
 using ::dsv3::testing::BinaryPath;
 using ::dsv3::testing::MakeTempDir;
 using ::dsv3::testing::RunCommand;
+using ::dsv3::testing::Cluster;
+using ::dsv3::testing::DecodeFreeBlocks;
 using ::dsv3::testing::Subprocess;
 
 const char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
 
-// A running `dsv3 cluster`, stopped with SIGINT (as a user would) when destroyed.
-class Cluster {
- public:
-  static std::unique_ptr<Cluster> Start(const std::string& model, int port_base) {
-    auto c = std::unique_ptr<Cluster>(new Cluster());
-    c->dir_ = MakeTempDir("cli-cluster");
-    const std::string status = c->dir_ + "/status.json";
-    auto p = Subprocess::Start({BinaryPath("dsv3"), "cluster", "--model=" + model,
-                                "--prefill=1", "--decode=1",
-                                absl::StrCat("--port_base=", port_base),
-                                "--status_file=" + status, "--log_dir=" + c->dir_,
-                                "--kv_pool_blocks=128"},
-                               c->dir_ + "/cluster.log");
-    if (!p.ok()) {
-      ADD_FAILURE() << p.status();
-      return nullptr;
-    }
-    c->process_.emplace(std::move(*p));
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (absl::Now() < deadline) {
-      std::ifstream in(status);
-      nlohmann::json j = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
-      if (in && !j.is_discarded()) {
-        c->status_ = j;
-        return c;
-      }
-      if (!c->process_->Running()) break;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ADD_FAILURE() << "cluster did not start:\n" << c->process_->ReadLog();
-    return nullptr;
-  }
-
-  ~Cluster() {
-    if (!process_.has_value()) return;
-    process_->Signal(SIGINT);
-    auto code = process_->Wait(absl::Seconds(30));
-    EXPECT_TRUE(code.ok() && *code == 0) << "cluster did not stop cleanly";
-  }
-
-  // The gRPC (or HTTP) address of the first process with `role`.
-  std::string Address(const std::string& role, const std::string& api = "grpc") const {
-    for (const auto& e : status_) {
-      if (e["role"] == role) return e[api];
-    }
-    ADD_FAILURE() << "no " << role;
-    return "";
-  }
-  std::string dir() const { return dir_; }
-
- private:
-  Cluster() = default;
-  std::string dir_;
-  std::optional<Subprocess> process_;
-  nlohmann::json status_;
-};
+// 1 prefill + 1 decode, as these tests need.
+std::unique_ptr<Cluster> StartCluster(const std::string& model, int port_base) {
+  return Cluster::Start(model, 1, 1, port_base);
+}
 
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in, nullptr, false);
 }
 
-int DecodeFreeBlocks(const std::string& decode) {
-  auto stub = v1::Worker::NewStub(grpc::CreateChannel(decode, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
-  v1::LoadReport report;
-  if (!reader->Read(&report)) return -1;
-  ctx.TryCancel();
-  return report.kv_blocks_free();
-}
-
 // --- dsv3 bench, on the golden tiny model (token ids only) ---------------------------------
 
 class BenchCliTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { cluster_ = Cluster::Start(kGolden, 17500).release(); }
+  static void SetUpTestSuite() { cluster_ = StartCluster(kGolden, 17500).release(); }
   static void TearDownTestSuite() {
     delete cluster_;
     cluster_ = nullptr;
@@ -261,7 +201,7 @@ std::string HttpReply(const std::string& http, const nlohmann::json& messages) {
 }
 
 TEST(ChatCliTest, PipedConversationStreamsTwoRepliesAndEndsAtEof) {
-  auto cluster = Cluster::Start(DemoModel(), 17520);
+  auto cluster = StartCluster(DemoModel(), 17520);
   ASSERT_NE(cluster, nullptr);
   const std::string err = cluster->dir() + "/chat.err";
   // stdout only (stderr to a file): the replies, one per user line.

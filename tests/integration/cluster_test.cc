@@ -21,98 +21,21 @@
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/cluster_fixture.h"
 #include "tests/support/subprocess.h"
 
 namespace dsv3 {
 namespace {
 
 using ::dsv3::testing::BinaryPath;
+using ::dsv3::testing::Cluster;
+using Proc = ::dsv3::testing::ClusterProc;
 using ::dsv3::testing::MakeTempDir;
 using ::dsv3::testing::RunCommand;
 using ::dsv3::testing::Subprocess;
 using ::testing::HasSubstr;
 
 const char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
-
-struct Proc {
-  std::string role;
-  int pid = 0;
-  std::string grpc;
-  std::string http;
-};
-
-// A running `dsv3 cluster`.
-class Cluster {
- public:
-  static std::unique_ptr<Cluster> Start(const std::string& model, int prefill, int decode,
-                                        int port_base, int kv_blocks = 128,
-                                        std::vector<std::string> extra = {}) {
-    auto c = std::make_unique<Cluster>();
-    c->dir_ = MakeTempDir("cluster");
-    const std::string status = c->dir_ + "/status.json";
-    std::vector<std::string> argv = {
-        BinaryPath("dsv3"), "cluster", "--model=" + model, absl::StrCat("--prefill=", prefill),
-        absl::StrCat("--decode=", decode), absl::StrCat("--port_base=", port_base),
-        "--status_file=" + status, "--log_dir=" + c->dir_,
-        absl::StrCat("--kv_pool_blocks=", kv_blocks)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    auto p = Subprocess::Start(argv, c->dir_ + "/cluster.log");
-    EXPECT_TRUE(p.ok()) << p.status();
-    c->process_.emplace(std::move(*p));
-    absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (absl::Now() < deadline) {
-      std::ifstream in(status);
-      if (in) {
-        nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-        if (!j.is_discarded()) {
-          for (const auto& e : j) {
-            c->procs_.push_back({e["role"], e["pid"], e["grpc"], e["http"]});
-          }
-          return c;
-        }
-      }
-      if (!c->process_->Running()) break;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ADD_FAILURE() << "cluster did not start:\n" << c->process_->ReadLog();
-    return nullptr;
-  }
-
-  ~Cluster() {
-    if (process_.has_value()) {
-      process_->Signal(SIGINT);
-      auto code = process_->Wait(absl::Seconds(30));
-      EXPECT_TRUE(code.ok() && *code == 0) << "cluster did not stop cleanly";
-    }
-  }
-
-  const Proc& Get(const std::string& role, int index = 0) const {
-    for (const Proc& p : procs_) {
-      if (p.role == role && index-- == 0) return p;
-    }
-    static Proc none;
-    ADD_FAILURE() << "no " << role;
-    return none;
-  }
-  std::string router() const { return Get("router").grpc; }
-  httplib::Client Http() const {
-    std::vector<std::string> hp = absl::StrSplit(Get("router").http, ':');
-    httplib::Client client(hp[0], std::stoi(hp[1]));
-    client.set_read_timeout(60);
-    return client;
-  }
-  std::string Log(const std::string& file) const {
-    std::ifstream in(dir_ + "/" + file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string dir_;
-  std::optional<Subprocess> process_;
-  std::vector<Proc> procs_;
-};
 
 std::vector<int32_t> ParseIds(const std::string& line) {
   std::vector<int32_t> ids;
@@ -169,16 +92,7 @@ v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, int max_token
   return req;
 }
 
-int DecodeFreeBlocks(const Proc& decode) {
-  auto stub = v1::Worker::NewStub(grpc::CreateChannel(decode.grpc, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
-  v1::LoadReport report;
-  if (!reader->Read(&report)) return -1;
-  ctx.TryCancel();
-  return report.kv_blocks_free();
-}
+int DecodeFreeBlocks(const Proc& decode) { return testing::DecodeFreeBlocks(decode.grpc); }
 
 bool WaitForFreeBlocks(const Proc& decode, int expected, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;

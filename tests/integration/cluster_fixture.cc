@@ -1,0 +1,92 @@
+#include "tests/integration/cluster_fixture.h"
+
+#include <signal.h>
+
+#include <fstream>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace dsv3::testing {
+
+std::unique_ptr<Cluster> Cluster::Start(const std::string& model, int prefill, int decode,
+                                        int port_base, int kv_blocks,
+                                        std::vector<std::string> extra) {
+  std::unique_ptr<Cluster> c(new Cluster());
+  c->dir_ = MakeTempDir("cluster");
+  const std::string status = c->dir_ + "/status.json";
+  std::vector<std::string> argv = {
+      BinaryPath("dsv3"), "cluster", "--model=" + model, absl::StrCat("--prefill=", prefill),
+      absl::StrCat("--decode=", decode), absl::StrCat("--port_base=", port_base),
+      "--status_file=" + status, "--log_dir=" + c->dir_,
+      absl::StrCat("--kv_pool_blocks=", kv_blocks)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = Subprocess::Start(argv, c->dir_ + "/cluster.log");
+  if (!p.ok()) {
+    ADD_FAILURE() << p.status();
+    return nullptr;
+  }
+  c->process_.emplace(std::move(*p));
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (absl::Now() < deadline) {
+    std::ifstream in(status);
+    if (in) {
+      nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+      if (!j.is_discarded()) {
+        for (const auto& e : j) c->procs_.push_back({e["role"], e["pid"], e["grpc"], e["http"]});
+        return c;
+      }
+    }
+    if (!c->process_->Running()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ADD_FAILURE() << "cluster did not start:\n" << c->process_->ReadLog();
+  return nullptr;
+}
+
+Cluster::~Cluster() {
+  if (!process_.has_value()) return;
+  process_->Signal(SIGINT);
+  auto code = process_->Wait(absl::Seconds(30));
+  EXPECT_TRUE(code.ok() && *code == 0) << "cluster did not stop cleanly";
+}
+
+const ClusterProc& Cluster::Get(const std::string& role, int index) const {
+  for (const ClusterProc& p : procs_) {
+    if (p.role == role && index-- == 0) return p;
+  }
+  static const ClusterProc none;
+  ADD_FAILURE() << "no " << role;
+  return none;
+}
+
+std::string Cluster::Address(const std::string& role, const std::string& api) const {
+  const ClusterProc& p = Get(role);
+  return api == "http" ? p.http : p.grpc;
+}
+
+httplib::Client Cluster::Http() const {
+  std::vector<std::string> hp = absl::StrSplit(Get("router").http, ':');
+  httplib::Client client(hp[0], std::stoi(hp[1]));
+  client.set_read_timeout(60);
+  return client;
+}
+
+int DecodeFreeBlocks(const std::string& decode_grpc_address) {
+  auto stub = v1::Worker::NewStub(
+      grpc::CreateChannel(decode_grpc_address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
+  v1::LoadReport report;
+  if (!reader->Read(&report)) return -1;
+  ctx.TryCancel();
+  return report.kv_blocks_free();
+}
+
+}  // namespace dsv3::testing
