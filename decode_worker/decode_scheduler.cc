@@ -12,9 +12,11 @@ namespace dsv3::decode {
 
 absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout,
-    DecodeSchedulerOptions options) {
+    DecodeSchedulerOptions options, void* pool_memory, size_t pool_memory_bytes) {
   std::unique_ptr<DecodeScheduler> s(new DecodeScheduler(model, options));
-  auto pool = engine::KvCachePool::Create(layout);
+  auto pool = pool_memory != nullptr
+                  ? engine::KvCachePool::CreateOver(layout, pool_memory, pool_memory_bytes)
+                  : engine::KvCachePool::Create(layout);
   if (!pool.ok()) return pool.status();
   s->pool_ = std::move(*pool);
   s->loop_ = std::thread([raw = s.get()] { raw->Loop(); });

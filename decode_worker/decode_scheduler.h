@@ -7,6 +7,7 @@
 // blocks, and every running sequence advances by one token.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -77,9 +78,12 @@ struct DecodeLoad {
 
 class DecodeScheduler {
  public:
+  // The KV pool is the scheduler's own memory, or, with `pool_memory`, a caller's buffer of
+  // `pool_memory_bytes` (at least layout.total_bytes()) that must outlive the scheduler.
   static absl::StatusOr<std::unique_ptr<DecodeScheduler>> Create(
       const engine::Model& model, const engine::KvCacheLayout& layout,
-      DecodeSchedulerOptions options);
+      DecodeSchedulerOptions options, void* pool_memory = nullptr,
+      size_t pool_memory_bytes = 0);
   // Stops the loop; sequences still running end with UNAVAILABLE.
   ~DecodeScheduler();
   DecodeScheduler(const DecodeScheduler&) = delete;

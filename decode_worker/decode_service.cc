@@ -108,31 +108,70 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
 
 }  // namespace
 
+absl::StatusOr<KvPoolMemory> ParseKvPoolMemory(absl::string_view name) {
+  if (name == "ucx") return KvPoolMemory::kUcx;
+  if (name == "engine") return KvPoolMemory::kEngine;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown KV pool memory \"", name, "\" (want ucx or engine)"));
+}
+
+absl::string_view KvPoolMemoryName(KvPoolMemory memory) {
+  return memory == KvPoolMemory::kUcx ? "ucx" : "engine";
+}
+
 absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     DecodeServiceOptions options) {
   options.scheduler.model_name = options.model_name;
   std::unique_ptr<DecodeService> s(new DecodeService(model, ucx, std::move(options)));
   s->config_hash_ = engine::ModelConfigHash(model.config());
-  auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler);
-  if (!scheduler.ok()) return scheduler.status();
-  s->scheduler_ = std::move(*scheduler);
-  engine::KvCachePool& pool = s->scheduler_->pool();
-  auto region = transport::UcxMemoryRegion::Register(ucx, pool.base(), pool.size_bytes());
-  if (!region.ok()) return region.status();
-  s->pool_region_ = std::move(*region);
+  if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
+    // The region first: it owns the memory the scheduler's pool lives in.
+    if (layout.total_bytes() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("bad KV cache layout: ", layout.ToString()));
+    }
+    auto region =
+        transport::UcxMemoryRegion::Allocate(ucx, static_cast<size_t>(layout.total_bytes()));
+    if (!region.ok()) {
+      return absl::Status(region.status().code(),
+                          absl::StrCat("allocating the KV pool with UCX: ",
+                                       region.status().message(),
+                                       " (--kv_pool_memory=engine uses the engine's own)"));
+    }
+    s->pool_region_ = std::move(*region);
+    auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler,
+                                             s->pool_region_->base(), s->pool_region_->length());
+    if (!scheduler.ok()) return scheduler.status();
+    s->scheduler_ = std::move(*scheduler);
+  } else {
+    auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler);
+    if (!scheduler.ok()) return scheduler.status();
+    s->scheduler_ = std::move(*scheduler);
+    engine::KvCachePool& pool = s->scheduler_->pool();
+    auto region = transport::UcxMemoryRegion::Register(ucx, pool.base(), pool.size_bytes());
+    if (!region.ok()) return region.status();
+    s->pool_region_ = std::move(*region);
+  }
   s->watchers_ = std::make_unique<worker::LoadWatchers>([raw = s.get()] {
     return raw->LoadSnapshot();
   });
-  DSV3_LOG(INFO) << "KV pool: " << layout.ToString() << ", " << pool.size_bytes() / (1 << 20)
-                 << " MiB registered with UCX";
+  DSV3_LOG(INFO) << "KV pool: " << layout.ToString() << ", " << layout.total_bytes() / (1 << 20)
+                 << " MiB "
+                 << (s->options_.kv_pool_memory == KvPoolMemory::kUcx ? "allocated by"
+                                                                      : "registered with")
+                 << " UCX";
   return s;
 }
 
 DecodeService::~DecodeService() {
   watchers_.reset();
-  pool_region_.reset();  // unregister before the pool goes
-  scheduler_.reset();
+  if (options_.kv_pool_memory == KvPoolMemory::kUcx) {
+    scheduler_.reset();    // stop the loop and drop the pool before its memory goes
+    pool_region_.reset();  // frees the memory
+  } else {
+    pool_region_.reset();  // unregister before the pool goes
+    scheduler_.reset();
+  }
 }
 
 v1::KvLayout DecodeService::WireLayout() const {

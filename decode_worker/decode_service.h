@@ -8,6 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
 #include "decode_worker/decode_scheduler.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "engine/model.h"
@@ -17,15 +20,30 @@
 
 namespace dsv3::decode {
 
+// Where the KV pool's memory comes from.
+enum class KvPoolMemory {
+  // Allocated by UCX (ucp_mem_map with UCP_MEM_MAP_ALLOCATE): over shared memory, prefill
+  // workers' puts into it are truly one-sided (UCX 1.13 posix/sysv give remote keys only for
+  // memory they allocated; see UcxMemoryRegion::Allocate).
+  kUcx,
+  // The engine's own mmap, registered with UCX (puts over shm are emulated).
+  kEngine,
+};
+// "ucx" or "engine".
+absl::StatusOr<KvPoolMemory> ParseKvPoolMemory(absl::string_view name);
+absl::string_view KvPoolMemoryName(KvPoolMemory memory);
+
 struct DecodeServiceOptions {
   std::string model_name;
+  KvPoolMemory kv_pool_memory = KvPoolMemory::kEngine;
   std::string advertised_address;  // host:port peers use for this worker's gRPC
   DecodeSchedulerOptions scheduler;
 };
 
 class DecodeService final : public v1::Worker::CallbackService {
  public:
-  // Registers the scheduler's KV pool with `ucx` (once, for the life of the service).
+  // Allocates the KV pool with `ucx`, or registers the scheduler's own pool with it
+  // (options.kv_pool_memory), once, for the life of the service.
   static absl::StatusOr<std::unique_ptr<DecodeService>> Create(
       const engine::Model& model, const engine::KvCacheLayout& layout,
       transport::UcxContext& ucx, DecodeServiceOptions options);
@@ -61,6 +79,8 @@ class DecodeService final : public v1::Worker::CallbackService {
   transport::UcxContext& ucx_;
   DecodeServiceOptions options_;
   std::string config_hash_;
+  // kUcx: pool_region_ owns the pool's memory, so it must go after the scheduler; kEngine: the
+  // scheduler's pool owns it, so the region (the registration) goes first (~DecodeService).
   std::unique_ptr<DecodeScheduler> scheduler_;
   std::unique_ptr<transport::UcxMemoryRegion> pool_region_;
   std::unique_ptr<worker::LoadWatchers> watchers_;

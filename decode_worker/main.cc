@@ -1,6 +1,8 @@
 // dsv3-decode: holds the paged latent KV pool (registered with UCX), batches decode steps
 // continuously and streams tokens.
 
+#include <string>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/server_main.h"
@@ -10,6 +12,11 @@
 ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
 ABSL_FLAG(bool, speculative_mtp, false,
           "MTP speculative decoding (models with an MTP layer): one draft token per step.");
+ABSL_FLAG(std::string, kv_pool_memory, "engine",
+          "Where the KV pool lives: engine (its own memory, registered with UCX; pages are used "
+          "as blocks are touched) or ucx (allocated by UCX, committed at start, in /dev/shm "
+          "over shared memory: UCX 1.13 gives one-sided shared-memory puts only into such "
+          "memory, 2-3x faster KV transfer between workers on one node).");
 ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(30),
           "How long reserved KV blocks wait for their Decode before they are freed.");
 
@@ -27,6 +34,9 @@ int main(int argc, char** argv) {
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
+        auto pool_memory = dsv3::decode::ParseKvPoolMemory(absl::GetFlag(FLAGS_kv_pool_memory));
+        if (!pool_memory.ok()) return pool_memory.status();
+        options.kv_pool_memory = *pool_memory;
         auto created = dsv3::decode::DecodeService::Create(
             *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
             *resources->ucx, options);

@@ -22,11 +22,21 @@ KvCacheLayout KvCacheLayout::ForModel(const ModelConfig& config, int64_t num_blo
   return l;
 }
 
-absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
+absl::Status KvCachePool::CheckLayout(const KvCacheLayout& layout) {
   if (layout.num_layers <= 0 || layout.num_blocks <= 0 || layout.block_size <= 0 ||
       layout.row_floats() <= 0 || layout.num_blocks > (int64_t{1} << 30)) {
     return absl::InvalidArgumentError(absl::StrCat("bad KV cache layout: ", layout.ToString()));
   }
+  return absl::OkStatus();
+}
+
+void KvCachePool::InitFreeList() {
+  free_.reserve(static_cast<size_t>(layout_.num_blocks));
+  for (int64_t b = layout_.num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+}
+
+absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
+  if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
   void* p = ::mmap(nullptr, static_cast<size_t>(layout.total_bytes()), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -35,13 +45,39 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLa
         absl::StrCat("cannot allocate ", layout.total_bytes(), " bytes of KV cache"));
   }
   pool->base_ = static_cast<float*>(p);
-  pool->free_.reserve(static_cast<size_t>(layout.num_blocks));
-  for (int64_t b = layout.num_blocks - 1; b >= 0; --b) pool->free_.push_back(static_cast<int32_t>(b));
+  pool->owns_memory_ = true;
+  pool->InitFreeList();
+  return pool;
+}
+
+absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::CreateOver(const KvCacheLayout& layout,
+                                                                     void* base, size_t bytes) {
+  if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+  if (base == nullptr) {
+    return absl::InvalidArgumentError("KV cache pool over a null buffer");
+  }
+  if (reinterpret_cast<uintptr_t>(base) % kMinAlignment != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV cache pool buffer at ", absl::Hex(reinterpret_cast<uintptr_t>(base)),
+        " is not aligned to ", kMinAlignment, " bytes"));
+  }
+  if (bytes < static_cast<uint64_t>(layout.total_bytes())) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache pool buffer of ", bytes,
+                                                   " bytes is smaller than the layout's ",
+                                                   layout.total_bytes(), " (",
+                                                   layout.ToString(), ")"));
+  }
+  std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
+  pool->base_ = static_cast<float*>(base);
+  pool->owns_memory_ = false;
+  pool->InitFreeList();
   return pool;
 }
 
 KvCachePool::~KvCachePool() {
-  if (base_ != nullptr) ::munmap(base_, static_cast<size_t>(layout_.total_bytes()));
+  if (owns_memory_ && base_ != nullptr) {
+    ::munmap(base_, static_cast<size_t>(layout_.total_bytes()));
+  }
 }
 
 float* KvCachePool::Row(int64_t layer, const KvSequence& seq, int64_t position) {

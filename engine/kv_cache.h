@@ -4,7 +4,7 @@
 // The paged latent KV cache of MLA.
 //
 // Layout (KvCacheLayout; what the decode worker registers with UCX and a prefill worker writes
-// into remotely): one anonymous page-aligned allocation of
+// into remotely): one contiguous allocation of
 //   num_layers x num_blocks x block_size x row_floats   float32 (little endian)
 // indexed [layer][block][slot][row], where
 //   row_floats = kv_lora_rank + qk_rope_head_dim
@@ -16,8 +16,13 @@
 // table per sequence); token at position p lives in block blocks[p / block_size], slot
 // p % block_size. Two pools can exchange KV only when their layouts compare equal.
 //
+// The memory is either the pool's own mmap (Create) or a caller's buffer (CreateOver: e.g. one
+// that a transport allocated so that peers can write into it one-sided); the pool frees only
+// its own.
+//
 // The block allocator is not thread-safe: one owner (a scheduler thread) allocates and frees.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -60,7 +65,16 @@ struct KvSequence {
 
 class KvCachePool {
  public:
+  // The least alignment CreateOver accepts for a caller's buffer (a cache line).
+  static constexpr size_t kMinAlignment = 64;
+
+  // Allocates (and, on destruction, frees) its own zeroed, page-aligned memory.
   static absl::StatusOr<std::unique_ptr<KvCachePool>> Create(const KvCacheLayout& layout);
+  // Over the caller's [base, base + bytes): bytes must be at least layout.total_bytes() and
+  // base aligned to kMinAlignment. The memory is used as is (not cleared) and must outlive
+  // the pool, which never frees it.
+  static absl::StatusOr<std::unique_ptr<KvCachePool>> CreateOver(const KvCacheLayout& layout,
+                                                                 void* base, size_t bytes);
   ~KvCachePool();
   KvCachePool(const KvCachePool&) = delete;
   KvCachePool& operator=(const KvCachePool&) = delete;
@@ -83,8 +97,11 @@ class KvCachePool {
 
  private:
   explicit KvCachePool(const KvCacheLayout& layout) : layout_(layout) {}
+  static absl::Status CheckLayout(const KvCacheLayout& layout);
+  void InitFreeList();
   KvCacheLayout layout_;
   float* base_ = nullptr;
+  bool owns_memory_ = false;  // base_ is this pool's mmap
   std::vector<int32_t> free_;  // stack of free block ids
 };
 

@@ -216,6 +216,8 @@ int RunCluster(const std::vector<std::string>&) {
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
+      // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).
+      if (tls.find("tcp") == std::string::npos) argv.push_back("--kv_pool_memory=ucx");
       if (absl::GetFlag(FLAGS_speculative) == "mtp") argv.push_back("--speculative_mtp");
     }
     (role == "prefill" ? prefill_addresses : decode_addresses)

@@ -61,6 +61,8 @@ Worker StartWorker(const std::string& binary, const std::string& dir, const std:
                                    "--ready_file=" + ready, "--kv_blocks=64",
                                    "--kv_block_size=16", "--ucx_tls=" + tls};
   if (tls == "tcp") argv.push_back("--ucx_net_devices=lo");
+  // Over shared memory the decode pool is allocated by UCX (as `dsv3 cluster` runs it).
+  if (tls != "tcp" && binary == "dsv3-decode") argv.push_back("--kv_pool_memory=ucx");
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = Subprocess::Start(argv, dir + "/" + binary + ".log");
   EXPECT_TRUE(p.ok()) << p.status();
