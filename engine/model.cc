@@ -137,13 +137,23 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
   RmsNormRows(x.data(), hidden, weights_.final_norm.data(), hidden, rows,
               static_cast<float>(config_.rms_norm_eps), x.data(), hidden);
 
+  std::vector<bool> all_logits;
+  for (const SequenceInput& in : batch) all_logits.push_back(in.all_logits);
+  ForwardResult out = ApplyHead(slices, all_logits, x, hidden, weights_.lm_head);
+  if (options.return_hidden) out.hidden = std::move(x);
+  for (const SequenceInput& in : batch) in.kv->num_tokens += static_cast<int64_t>(in.tokens.size());
+  return out;
+}
+
+ForwardResult ApplyHead(std::span<const SequenceSlice> slices, const std::vector<bool>& all_logits,
+                        const std::vector<float>& x, int64_t hidden, const Linear& head) {
   ForwardResult out;
-  out.vocab_size = config_.vocab_size;
+  out.vocab_size = head.out_features;
   out.hidden_size = hidden;
   std::vector<float> head_in;  // {logits rows, hidden}
-  for (size_t b = 0; b < batch.size(); ++b) {
+  for (size_t b = 0; b < slices.size(); ++b) {
     const SequenceSlice& s = slices[b];
-    const int64_t first = batch[b].all_logits ? 0 : s.num_tokens - 1;
+    const int64_t first = all_logits[b] ? 0 : s.num_tokens - 1;
     out.logits_begin.push_back(static_cast<int64_t>(head_in.size()) / hidden);
     out.logits_count.push_back(s.num_tokens - first);
     head_in.insert(head_in.end(), x.begin() + (s.token_begin + first) * hidden,
@@ -151,10 +161,8 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
     out.token_begin.push_back(s.token_begin);
   }
   const int64_t logit_rows = static_cast<int64_t>(head_in.size()) / hidden;
-  out.logits.resize(static_cast<size_t>(logit_rows * config_.vocab_size));
-  MatMul(head_in.data(), logit_rows, weights_.lm_head, out.logits.data());
-  if (options.return_hidden) out.hidden = std::move(x);
-  for (const SequenceInput& in : batch) in.kv->num_tokens += static_cast<int64_t>(in.tokens.size());
+  out.logits.resize(static_cast<size_t>(logit_rows * out.vocab_size));
+  MatMul(head_in.data(), logit_rows, head, out.logits.data());
   return out;
 }
 

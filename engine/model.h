@@ -67,6 +67,11 @@ struct ForwardResult {
   std::span<const float> HiddenRow(size_t seq, int64_t i) const;
 };
 
+// The head of a forward step: per sequence, the logits of its last row (or of every row when
+// `all_logits`), from the final-normed rows `x` ({rows, hidden}) through `head`.
+ForwardResult ApplyHead(std::span<const SequenceSlice> slices, const std::vector<bool>& all_logits,
+                        const std::vector<float>& x, int64_t hidden, const Linear& head);
+
 class Model {
  public:
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,

@@ -63,22 +63,9 @@ absl::StatusOr<ForwardResult> MtpForward(const Model& model, std::span<const Mtp
   DSV3_RETURN_IF_ERROR(DecoderLayerForward(ctx, w.block, layer, slices, rows, x.data()));
   RmsNormRows(x.data(), hidden, w.head_norm.data(), hidden, rows, eps, x.data(), hidden);
 
-  ForwardResult out;
-  out.vocab_size = c.vocab_size;
-  out.hidden_size = hidden;
-  std::vector<float> head_in;  // {logits rows, hidden}
-  for (size_t b = 0; b < batch.size(); ++b) {
-    const SequenceSlice& s = slices[b];
-    const int64_t first = batch[b].all_logits ? 0 : s.num_tokens - 1;
-    out.logits_begin.push_back(static_cast<int64_t>(head_in.size()) / hidden);
-    out.logits_count.push_back(s.num_tokens - first);
-    head_in.insert(head_in.end(), x.begin() + (s.token_begin + first) * hidden,
-                   x.begin() + (s.token_begin + s.num_tokens) * hidden);
-    out.token_begin.push_back(s.token_begin);
-  }
-  const int64_t logit_rows = static_cast<int64_t>(head_in.size()) / hidden;
-  out.logits.resize(static_cast<size_t>(logit_rows * c.vocab_size));
-  MatMul(head_in.data(), logit_rows, w.head, out.logits.data());
+  std::vector<bool> all_logits;
+  for (const MtpInput& in : batch) all_logits.push_back(in.all_logits);
+  ForwardResult out = ApplyHead(slices, all_logits, x, hidden, w.head);
   out.hidden = std::move(x);
   for (const MtpInput& in : batch) in.kv->mtp_num_tokens += static_cast<int64_t>(in.next_tokens.size());
   return out;
