@@ -1,9 +1,11 @@
 #include "engine/moe.h"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "engine/kernels/linear.h"
+#include "engine/kernels/ops.h"
 #include "engine/mlp.h"
 #include "engine/moe_gate.h"
 
@@ -25,12 +27,24 @@ absl::Status MoeForward(const ModelConfig& config, const MoeWeights& w, int64_t 
     trace->experts = experts;
     trace->weights = weights;
   }
-  if (!w.shared.gate.empty()) {
-    SwiGluForward(w.shared, x, rows, out);
-  } else {
-    std::fill(out, out + rows * hidden, 0.0f);
+  // The routed experts' outputs per slot; the shared expert runs meanwhile (remote executors
+  // overlap it with the all-to-all).
+  std::unique_ptr<float[]> ys(new float[static_cast<size_t>(rows * k * hidden)]);
+  absl::Status status = executor.Run(layer, x, rows, hidden, k, experts.data(), ys.get(), [&] {
+    if (!w.shared.gate.empty()) {
+      SwiGluForward(w.shared, x, rows, out);
+    } else {
+      std::fill(out, out + rows * hidden, 0.0f);
+    }
+  });
+  if (!status.ok()) return status;
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t i = 0; i < k; ++i) {
+      Axpy(weights[static_cast<size_t>(t * k + i)], &ys[static_cast<size_t>((t * k + i) * hidden)],
+           out + t * hidden, hidden);
+    }
   }
-  return executor.Run(layer, x, rows, hidden, k, experts.data(), weights.data(), out);
+  return absl::OkStatus();
 }
 
 }  // namespace dsv3::engine

@@ -55,9 +55,10 @@ class ForwardingExecutor final : public RoutedExpertExecutor {
  public:
   explicit ForwardingExecutor(RoutedExpertExecutor* target) : target_(target) {}
   absl::Status Run(int64_t layer, const float* x, int64_t rows, int64_t hidden, int64_t top_k,
-                   const int32_t* experts, const float* weights, float* out) override {
+                   const int32_t* experts, float* ys,
+                   absl::FunctionRef<void()> overlapped) override {
     ++calls_;
-    return target_->Run(layer, x, rows, hidden, top_k, experts, weights, out);
+    return target_->Run(layer, x, rows, hidden, top_k, experts, ys, overlapped);
   }
   int calls_ = 0;
 
@@ -131,13 +132,16 @@ TEST_F(LoadRoleTest, ExpertSubsetHoldsOnlyThoseExperts) {
 
   // Held experts run; any other is a FailedPrecondition naming layer and expert.
   const int64_t hidden = c.hidden_size;
-  std::vector<float> x(static_cast<size_t>(hidden), 0.5f), out(static_cast<size_t>(hidden), 0.0f);
+  std::vector<float> x(static_cast<size_t>(hidden), 0.5f), ys(static_cast<size_t>(2 * hidden));
   const int32_t held[2] = {1, 2};
-  const float weights[2] = {0.5f, 0.5f};
+  int overlapped = 0;
   LocalExpertExecutor& ex = (*part)->local_expert_executor();
-  EXPECT_TRUE(ex.Run(moe_layer, x.data(), 1, hidden, 2, held, weights, out.data()).ok());
+  EXPECT_TRUE(
+      ex.Run(moe_layer, x.data(), 1, hidden, 2, held, ys.data(), [&] { ++overlapped; }).ok());
+  EXPECT_EQ(overlapped, 1);
   const int32_t other[2] = {1, 5};
-  const absl::Status st = ex.Run(moe_layer, x.data(), 1, hidden, 2, other, weights, out.data());
+  const absl::Status st =
+      ex.Run(moe_layer, x.data(), 1, hidden, 2, other, ys.data(), [&] { ++overlapped; });
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(st.message().find("routed expert 5 of layer"), std::string::npos) << st;
 }
