@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       "dsv3-decode: paged latent KV pool exposed over UCX, continuous batching, streaming.\n"
       "usage: dsv3-decode --model DIR [--flags]",
       [&]() -> absl::StatusOr<dsv3::ServerParts> {
-        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags();
+        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags("decode");
         if (!resources.ok()) return resources.status();
         dsv3::decode::DecodeServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
         service = created->get();
         dsv3::ServerParts parts;
         parts.keep_alive.push_back(resources->model);
+        parts.keep_alive.push_back(resources->experts);
         parts.keep_alive.push_back(resources->ucx);
         parts.services.push_back(std::move(*created));
         parts.on_started = [&service](dsv3::ServiceHost& host) {

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
       "dsv3-prefill: chunked, batched prompt passes; latent KV pushed over UCX.\n"
       "usage: dsv3-prefill --model DIR [--flags]",
       [&]() -> absl::StatusOr<dsv3::ServerParts> {
-        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags();
+        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags("prefill");
         if (!resources.ok()) return resources.status();
         dsv3::prefill::PrefillServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
         service = created->get();
         dsv3::ServerParts parts;
         parts.keep_alive.push_back(resources->model);
+        parts.keep_alive.push_back(resources->experts);
         parts.keep_alive.push_back(resources->ucx);
         parts.services.push_back(std::move(*created));
         parts.on_draining = [&service] { service->Drain(); };

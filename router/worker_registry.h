@@ -85,8 +85,6 @@ class WorkerRegistry {
   std::thread housekeeping_;
 };
 
-// Resolves "name:port" to "ip:port" strings (IPv6 in brackets), sorted.
-absl::StatusOr<std::vector<std::string>> ResolveAddresses(const std::string& name_and_port);
 
 }  // namespace dsv3::router
 

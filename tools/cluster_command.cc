@@ -169,15 +169,11 @@ int RunCluster(const std::vector<std::string>&) {
     std::fprintf(stderr, "dsv3 cluster: --model DIR is required\n");
     return 2;
   }
-  if (absl::GetFlag(FLAGS_experts) > 0) {
-    std::fprintf(stderr,
-                 "dsv3 cluster: expert workers are not implemented yet; run with --experts 0 "
-                 "(experts colocated)\n");
-    return 2;
-  }
   const int n_prefill = absl::GetFlag(FLAGS_prefill), n_decode = absl::GetFlag(FLAGS_decode);
-  if (n_prefill < 1 || n_decode < 1) {
-    std::fprintf(stderr, "dsv3 cluster: --prefill and --decode must be >= 1\n");
+  const int n_experts = absl::GetFlag(FLAGS_experts);
+  if (n_prefill < 1 || n_decode < 1 || n_experts < 0) {
+    std::fprintf(stderr,
+                 "dsv3 cluster: --prefill and --decode must be >= 1, --experts >= 0\n");
     return 2;
   }
   std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
@@ -199,8 +195,25 @@ int RunCluster(const std::vector<std::string>&) {
   const int base = absl::GetFlag(FLAGS_port_base);
   int next_port = base + 2;
   std::vector<Child> children;
-  std::vector<std::string> prefill_addresses, decode_addresses;
+  std::vector<std::string> prefill_addresses, decode_addresses, expert_addresses;
   const std::string tls = absl::GetFlag(FLAGS_ucx_transports);
+  // Expert workers first: attention workers wait at startup until they hold every expert.
+  for (int i = 0; i < n_experts; ++i) {
+    Child c;
+    c.role = "expert";
+    c.grpc_port = next_port++;
+    c.http_port = next_port++;
+    c.ready_file = absl::StrCat(log_dir, "/expert-", i, ".ready");
+    c.log = absl::StrCat(log_dir, "/expert-", i, ".log");
+    std::vector<std::string> argv = {
+        bin + "/dsv3-expert", "--model=" + model, absl::StrCat("--num_shards=", n_experts),
+        absl::StrCat("--shard_index=", i), absl::StrCat("--grpc_port=", c.grpc_port),
+        absl::StrCat("--http_port=", c.http_port), "--ready_file=" + c.ready_file,
+        "--ucx_tls=" + tls};
+    if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+    expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
+    if (Spawn(c, argv)) children.push_back(c);
+  }
   auto add_worker = [&](const std::string& role, int index) {
     Child c;
     c.role = role;
@@ -214,6 +227,9 @@ int RunCluster(const std::vector<std::string>&) {
         "--ready_file=" + c.ready_file, "--ucx_tls=" + tls,
         absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks))};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+    if (!expert_addresses.empty()) {
+      argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
+    }
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
       // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).
@@ -239,12 +255,14 @@ int RunCluster(const std::vector<std::string>&) {
       "--decode=" + absl::StrJoin(decode_addresses, ",")};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
-  if (children.size() != static_cast<size_t>(n_prefill + n_decode + 1)) {
+  if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1)) {
     StopAll(children);
     return 1;
   }
-  std::fprintf(stderr, "dsv3 cluster: starting %d prefill, %d decode and a router (logs in %s)\n",
-               n_prefill, n_decode, log_dir.c_str());
+  std::fprintf(stderr,
+               "dsv3 cluster: starting %d prefill, %d decode, %d expert workers and a router "
+               "(logs in %s)\n",
+               n_prefill, n_decode, n_experts, log_dir.c_str());
 
   // Healthy = every process listening and the router serving the model.
   const absl::Time deadline = absl::Now() + absl::Minutes(10);

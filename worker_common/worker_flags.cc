@@ -1,63 +1,48 @@
 #include "worker_common/worker_flags.h"
 
+#include <unistd.h>
+
 #include "absl/flags/flag.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
-ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
-ABSL_FLAG(std::string, model_name, "", "Name the model is served as (default: directory name).");
 ABSL_FLAG(int, kv_blocks, 512, "KV pool size in blocks (per layer).");
 ABSL_FLAG(int, kv_block_size, 64, "Tokens per KV block.");
-ABSL_FLAG(std::string, ucx_tls, "",
-          "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
-ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
 
 namespace dsv3::worker {
 
-absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags() {
-  const std::string dir = absl::GetFlag(FLAGS_model);
-  if (dir.empty()) return absl::InvalidArgumentError("--model is required");
-  DSV3_LOG(INFO) << "loading model " << dir;
-  return engine::Model::Load(dir);
-}
-
-absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags() {
+absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& role) {
   WorkerResources r;
-  auto model = LoadModelFromFlags();
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const RemoteExpertsOptions remote =
+      RemoteExpertsOptionsFromFlags(absl::StrCat(role, "@", host, ":", getpid()));
+  engine::LoadOptions load;
+  if (RemoteExpertsConfigured(remote)) load.role = engine::LoadRole::kAttentionSide;
+  auto model = LoadModelFromFlags(load);
   if (!model.ok()) return model.status();
   r.model = std::move(*model);
   auto ucx = transport::UcxContext::Create(UcxOptionsFromFlags());
   if (!ucx.ok()) return ucx.status();
   r.ucx = std::move(*ucx);
+  if (RemoteExpertsConfigured(remote)) {
+    auto experts = RemoteExpertExecutor::Create(r.model->config(), *r.ucx, remote);
+    if (!experts.ok()) return experts.status();
+    r.experts = std::move(*experts);
+    DSV3_LOG(INFO) << "routed experts run on expert workers; waiting until they hold every "
+                      "expert";
+    absl::Status ready =
+        r.experts->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
+    if (!ready.ok()) return ready;
+    r.model->set_expert_executor(r.experts.get());
+    DSV3_LOG(INFO) << "expert workers ready (placement version "
+                   << r.experts->placement_version() << ")";
+  }
   return r;
 }
 
 engine::KvCacheLayout KvLayoutFromFlags(const engine::Model& model) {
   return model.KvLayout(absl::GetFlag(FLAGS_kv_blocks), absl::GetFlag(FLAGS_kv_block_size));
-}
-
-std::string ModelNameFromFlags() {
-  std::string name = absl::GetFlag(FLAGS_model_name);
-  if (!name.empty()) return name;
-  std::string dir = absl::GetFlag(FLAGS_model);
-  while (!dir.empty() && dir.back() == '/') dir.pop_back();
-  std::vector<std::string> parts = absl::StrSplit(dir, '/');
-  return parts.empty() ? "model" : parts.back();
-}
-
-transport::UcxOptions UcxOptionsFromFlags() {
-  transport::UcxOptions options;
-  options.transports = absl::GetFlag(FLAGS_ucx_tls);
-  options.net_devices = absl::GetFlag(FLAGS_ucx_net_devices);
-  // Shared-memory transports cannot report a dead peer in UCX 1.13; with them, transfer
-  // deadlines and gRPC health notice failures instead.
-  const bool shm_only = !options.transports.empty() &&
-                        options.transports.find("tcp") == std::string::npos &&
-                        options.transports.find("rc") == std::string::npos &&
-                        options.transports.find("ud") == std::string::npos &&
-                        options.transports.find("dc") == std::string::npos;
-  options.peer_error_handling = !shm_only;
-  return options;
 }
 
 }  // namespace dsv3::worker

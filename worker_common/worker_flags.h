@@ -1,39 +1,39 @@
 #ifndef DSV3_WORKER_COMMON_WORKER_FLAGS_H_
 #define DSV3_WORKER_COMMON_WORKER_FLAGS_H_
 
-// Flags every attention worker (prefill, decode) has: the model, the KV pool, UCX.
+// What every attention worker (prefill, decode) starts from: the process flags (model, UCX;
+// process_flags.h), the KV pool flags, and where its routed experts run (in this process,
+// or on expert workers: remote_experts.h).
 
 #include <memory>
+#include <string>
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include "engine/model.h"
 #include "transport/ucx/ucx_context.h"
+#include "worker_common/process_flags.h"
+#include "worker_common/remote_experts.h"
 
-ABSL_DECLARE_FLAG(std::string, model);
-ABSL_DECLARE_FLAG(std::string, model_name);
 ABSL_DECLARE_FLAG(int, kv_blocks);
 ABSL_DECLARE_FLAG(int, kv_block_size);
-ABSL_DECLARE_FLAG(std::string, ucx_tls);
-ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
 
 namespace dsv3::worker {
 
-// Loads --model (HF directory), with its MTP layer when present.
-absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags();
-
-// What an attention worker serves with: its model and its UCX context (from the flags).
+// What an attention worker serves with. Keep them alive in this order of destruction:
+// model, experts, ucx.
 struct WorkerResources {
   std::shared_ptr<engine::Model> model;
+  // Set when the routed experts run on expert workers (the model holds no routed experts).
+  std::shared_ptr<RemoteExpertExecutor> experts;
   std::shared_ptr<transport::UcxContext> ucx;
 };
-absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags();
+// Loads the model and UCX from the flags; with --expert_workers/--expert_dns, only the
+// attention side of the model, joined to the expert workers (waits up to --expert_wait for
+// them to hold every expert). `role` names this worker to them ("prefill", "decode").
+absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& role);
 // The KV pool layout of --kv_blocks and --kv_block_size for `model`.
 engine::KvCacheLayout KvLayoutFromFlags(const engine::Model& model);
-// The name the model is served as: --model_name, else the directory's base name.
-std::string ModelNameFromFlags();
-transport::UcxOptions UcxOptionsFromFlags();
 
 }  // namespace dsv3::worker
 

@@ -52,14 +52,17 @@ using json = nlohmann::json;
 
 const std::string kSourceDir = DSV3_SOURCE_DIR;
 // Workers first: the router is pointed at them.
-const std::vector<std::string> kRoles = {"prefill", "decode", "expert", "router"};
+// Expert first: the prefill and decode workers run their routed experts on it.
+const std::vector<std::string> kRoles = {"expert", "prefill", "decode", "router"};
 // The flags each role needs to start (beyond --host and --ready_file); `started` holds the
 // ready files of the roles started before it.
 std::vector<std::string> RoleFlags(const std::string& role,
                                    const std::map<std::string, ReadyInfo>& started) {
   const std::string model = kSourceDir + "/tests/data/golden/tiny-v3-bf16";
+  if (role == "expert") return {"--model=" + model, "--ucx_tls=tcp", "--ucx_net_devices=lo"};
   if (role == "prefill" || role == "decode") {
-    return {"--model=" + model, "--ucx_tls=tcp", "--ucx_net_devices=lo"};
+    return {"--model=" + model, "--ucx_tls=tcp", "--ucx_net_devices=lo",
+            "--expert_workers=" + started.at("expert").grpc};
   }
   if (role == "router") {
     return {"--prefill=" + started.at("prefill").grpc, "--decode=" + started.at("decode").grpc};
@@ -391,6 +394,11 @@ TEST_F(PrometheusScrapeTest, ServingSeriesFollowRealRequests) {
             kRequests);
   EXPECT_EQ(scalar("sum(dsv3_e2e_request_latency_seconds_count)", equals(kRequests)),
             kRequests);
+  // The routed experts ran on the expert worker: each of the 4 prompt tokens (prefill) and
+  // the kMaxTokens - 1 fed-back tokens (decode) chose 4 experts in each of 2 MoE layers.
+  const double pairs = kRequests * (4 + kMaxTokens - 1) * 2 * 4;
+  EXPECT_EQ(scalar("sum(dsv3_expert_tokens_total)", equals(pairs)), pairs);
+  EXPECT_GT(scalar("sum(dsv3_expert_dispatch_seconds_count{backend=\"ucx\"})", positive), 0);
   // Each request moved 4 prompt rows of 3 layers x (64 + 16) floats into the decode pool.
   EXPECT_EQ(scalar("sum(dsv3_kv_transfer_bytes_total{component=\"prefill\"})",
                    equals(kRequests * 4 * 3 * 80 * 4)),

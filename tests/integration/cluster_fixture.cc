@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -87,6 +89,64 @@ int DecodeFreeBlocks(const std::string& decode_grpc_address) {
   if (!reader->Read(&report)) return -1;
   ctx.TryCancel();
   return report.kv_blocks_free();
+}
+
+std::vector<int32_t> ParseIds(const std::string& line) {
+  std::vector<int32_t> ids;
+  for (absl::string_view t : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    int32_t id;
+    if (absl::SimpleAtoi(t, &id)) ids.push_back(id);
+  }
+  return ids;
+}
+
+// `dsv3 generate`: the single-process reference output.
+std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
+                              int max_tokens) {
+  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model,
+                                           " --tokens \"", absl::StrJoin(prompt, " "),
+                                           "\" --max-tokens ", max_tokens, " 2>/dev/null"));
+  EXPECT_EQ(rc, 0) << out;
+  return ParseIds(out);
+}
+
+GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,
+                        int deadline_s) {
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_s));
+  auto reader = stub->Generate(&ctx, request);
+  GrpcResult r;
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    r.ids.insert(r.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    r.text += resp.text();
+    if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      r.finish = resp.finish_reason();
+      r.usage = resp.usage();
+    }
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, int max_tokens) {
+  v1::GenerateRequest req;
+  for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
+  req.mutable_sampling()->set_max_tokens(max_tokens);
+  req.mutable_sampling()->set_ignore_eos(true);
+  return req;
+}
+
+std::vector<Golden> GoldenCases(const std::string& dir) {
+  std::ifstream in(dir + "/golden.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<Golden> out;
+  for (const auto& p : j["prompts"]) {
+    out.push_back({p["prompt"].get<std::vector<int32_t>>(),
+                   p["greedy_tokens"].get<std::vector<int32_t>>()});
+  }
+  return out;
 }
 
 }  // namespace dsv3::testing

@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
 #include <httplib.h>
+
+#include "dsv3/v1/inference.grpc.pb.h"
 
 #include "tests/support/subprocess.h"
 
@@ -49,6 +52,35 @@ class Cluster {
 
 // Free KV blocks a decode worker reports on its WatchLoad stream (-1: no answer).
 int DecodeFreeBlocks(const std::string& decode_grpc_address);
+
+// The golden checkpoint most cluster tests serve.
+inline constexpr char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
+
+// Token ids in whitespace-separated text (what `dsv3 generate`/`complete` print).
+std::vector<int32_t> ParseIds(const std::string& line);
+// `dsv3 generate`: the single-process reference output.
+std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
+                              int max_tokens);
+
+// One Inference.Generate stream read to its end.
+struct GrpcResult {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
+  v1::Usage usage;
+};
+GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,
+                        int deadline_s = 60);
+// Greedy over token ids, ignoring EOS.
+v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, int max_tokens);
+
+// The prompts and greedy continuations of a golden case (golden.json).
+struct Golden {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+};
+std::vector<Golden> GoldenCases(const std::string& dir = kGolden);
 
 }  // namespace dsv3::testing
 

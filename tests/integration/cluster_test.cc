@@ -29,68 +29,20 @@ namespace {
 
 using ::dsv3::testing::BinaryPath;
 using ::dsv3::testing::Cluster;
+using ::dsv3::testing::Generate;
+using ::dsv3::testing::GenerateGrpc;
+using ::dsv3::testing::Golden;
+using ::dsv3::testing::GoldenCases;
+using ::dsv3::testing::GrpcResult;
+using ::dsv3::testing::IdsRequest;
+using ::dsv3::testing::ParseIds;
 using Proc = ::dsv3::testing::ClusterProc;
 using ::dsv3::testing::MakeTempDir;
 using ::dsv3::testing::RunCommand;
 using ::dsv3::testing::Subprocess;
 using ::testing::HasSubstr;
 
-const char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
-
-std::vector<int32_t> ParseIds(const std::string& line) {
-  std::vector<int32_t> ids;
-  for (absl::string_view t : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
-    int32_t id;
-    if (absl::SimpleAtoi(t, &id)) ids.push_back(id);
-  }
-  return ids;
-}
-
-// `dsv3 generate`: the single-process reference output.
-std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
-                              int max_tokens) {
-  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model,
-                                           " --tokens \"", absl::StrJoin(prompt, " "),
-                                           "\" --max-tokens ", max_tokens, " 2>/dev/null"));
-  EXPECT_EQ(rc, 0) << out;
-  return ParseIds(out);
-}
-
-struct GrpcResult {
-  grpc::Status status;
-  std::vector<int32_t> ids;
-  std::string text;
-  v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
-  v1::Usage usage;
-};
-
-GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,
-                        int deadline_s = 60) {
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_s));
-  auto reader = stub->Generate(&ctx, request);
-  GrpcResult r;
-  v1::GenerateResponse resp;
-  while (reader->Read(&resp)) {
-    r.ids.insert(r.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
-    r.text += resp.text();
-    if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
-      r.finish = resp.finish_reason();
-      r.usage = resp.usage();
-    }
-  }
-  r.status = reader->Finish();
-  return r;
-}
-
-v1::GenerateRequest IdsRequest(const std::vector<int32_t>& prompt, int max_tokens) {
-  v1::GenerateRequest req;
-  for (int32_t t : prompt) req.mutable_token_ids()->add_ids(t);
-  req.mutable_sampling()->set_max_tokens(max_tokens);
-  req.mutable_sampling()->set_ignore_eos(true);
-  return req;
-}
+using ::dsv3::testing::kGolden;
 
 int DecodeFreeBlocks(const Proc& decode) { return testing::DecodeFreeBlocks(decode.grpc); }
 
@@ -101,22 +53,6 @@ bool WaitForFreeBlocks(const Proc& decode, int expected, absl::Duration timeout)
     absl::SleepFor(absl::Milliseconds(50));
   }
   return false;
-}
-
-struct Golden {
-  std::vector<int32_t> prompt;
-  std::vector<int32_t> greedy;
-};
-
-std::vector<Golden> GoldenCases(const std::string& dir = kGolden) {
-  std::ifstream in(dir + "/golden.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  std::vector<Golden> out;
-  for (const auto& p : j["prompts"]) {
-    out.push_back({p["prompt"].get<std::vector<int32_t>>(),
-                   p["greedy_tokens"].get<std::vector<int32_t>>()});
-  }
-  return out;
 }
 
 // A synthetic model with the real DeepSeek-V3 tokenizer (the run command's default model).

@@ -108,7 +108,7 @@ INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
                          ::testing::Values(ServerCase{"dsv3-router", "router"},
                                            ServerCase{"dsv3-prefill", "prefill", true},
                                            ServerCase{"dsv3-decode", "decode", true},
-                                           ServerCase{"dsv3-expert", "expert"}),
+                                           ServerCase{"dsv3-expert", "expert", true}),
                          [](const auto& info) { return info.param.role; });
 
 TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
@@ -124,7 +124,7 @@ TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
 }
 
 TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
-  for (const char* binary : {"dsv3-prefill", "dsv3-decode"}) {
+  for (const char* binary : {"dsv3-prefill", "dsv3-decode", "dsv3-expert"}) {
     auto [rc, out] = RunCommand(BinaryPath(binary));
     EXPECT_EQ(rc, 1) << binary;
     EXPECT_THAT(out, HasSubstr("--model is required")) << binary;
@@ -143,14 +143,16 @@ TEST(ServerBinaryHelpTest, UnknownFlagIsRejected) {
 TEST(ServerBinaryPortTest, PortInUseIsAClearError) {
   std::string dir = MakeTempDir("port");
   std::string ready = dir + "/ready.json";
-  auto first = Subprocess::Start({BinaryPath("dsv3-expert"), "--ready_file=" + ready},
-                                 dir + "/first.txt");
+  auto first = Subprocess::Start(
+      {BinaryPath("dsv3-expert"), std::string("--model=") + kModel, "--ready_file=" + ready},
+      dir + "/first.txt");
   ASSERT_TRUE(first.ok());
   auto info = testing::WaitForReadyFile(ready, *first, absl::Seconds(30));
   ASSERT_TRUE(info.ok()) << info.status();
   std::string port = std::vector<std::string>(absl::StrSplit(info->grpc, ':'))[1];
-  auto second = Subprocess::Start({BinaryPath("dsv3-expert"), "--grpc_port=" + port},
-                                  dir + "/second.txt");
+  auto second = Subprocess::Start(
+      {BinaryPath("dsv3-expert"), std::string("--model=") + kModel, "--grpc_port=" + port},
+      dir + "/second.txt");
   ASSERT_TRUE(second.ok());
   auto code = second->Wait(absl::Seconds(10));
   ASSERT_TRUE(code.ok()) << code.status();

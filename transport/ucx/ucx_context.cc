@@ -203,6 +203,19 @@ absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
   return absl::OkStatus();
 }
 
+absl::Status UcxContext::SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg) {
+  if (id < 8) return absl::InvalidArgumentError("active message ids below 8 are reserved");
+  ucp_am_handler_param_t handler{};
+  handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                       UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  handler.id = id;
+  handler.cb = callback;
+  handler.arg = arg;
+  ucs_status_t status = ucp_worker_set_am_recv_handler(worker_, &handler);
+  if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
+  return absl::OkStatus();
+}
+
 void UcxContext::Wake() {
   if (worker_ != nullptr) ucp_worker_signal(worker_);
 }

@@ -54,6 +54,9 @@ class UcxContext {
   // and no event announces room for them. The first one wakes the thread.
   void BeginOperation();
   void EndOperation();
+  // Installs the handler of active-message id `id` (ids below 8 are the context's own).
+  // Handlers run on the progress thread.
+  absl::Status SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg);
   // Round trip on a new endpoint: an active message to the peer, whose worker answers on
   // its endpoint back to us. When the answer arrives, wire-up is complete on both sides
   // (UCX 1.13 aborts in a peer that fails while its wire-up reply is still queued).

@@ -1,0 +1,49 @@
+#include "worker_common/process_flags.h"
+
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+
+ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
+ABSL_FLAG(std::string, model_name, "", "Name the model is served as (default: directory name).");
+ABSL_FLAG(std::string, ucx_tls, "",
+          "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
+ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
+
+namespace dsv3::worker {
+
+absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
+    const engine::LoadOptions& options) {
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  if (dir.empty()) return absl::InvalidArgumentError("--model is required");
+  DSV3_LOG(INFO) << "loading model " << dir;
+  return engine::Model::Load(dir, options);
+}
+
+std::string ModelNameFromFlags() {
+  std::string name = absl::GetFlag(FLAGS_model_name);
+  if (!name.empty()) return name;
+  std::string dir = absl::GetFlag(FLAGS_model);
+  while (!dir.empty() && dir.back() == '/') dir.pop_back();
+  std::vector<std::string> parts = absl::StrSplit(dir, '/');
+  return parts.empty() ? "model" : parts.back();
+}
+
+transport::UcxOptions UcxOptionsFromFlags() {
+  transport::UcxOptions options;
+  options.transports = absl::GetFlag(FLAGS_ucx_tls);
+  options.net_devices = absl::GetFlag(FLAGS_ucx_net_devices);
+  // Shared-memory transports cannot report a dead peer in UCX 1.13; with them, transfer
+  // deadlines and gRPC health notice failures instead.
+  const bool shm_only = !options.transports.empty() &&
+                        options.transports.find("tcp") == std::string::npos &&
+                        options.transports.find("rc") == std::string::npos &&
+                        options.transports.find("ud") == std::string::npos &&
+                        options.transports.find("dc") == std::string::npos;
+  options.peer_error_handling = !shm_only;
+  return options;
+}
+
+}  // namespace dsv3::worker

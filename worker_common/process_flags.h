@@ -1,0 +1,31 @@
+#ifndef DSV3_WORKER_COMMON_PROCESS_FLAGS_H_
+#define DSV3_WORKER_COMMON_PROCESS_FLAGS_H_
+
+// Flags of every process that holds model weights and speaks UCX (prefill, decode, expert):
+// --model, --model_name, --ucx_tls, --ucx_net_devices.
+
+#include <memory>
+#include <string>
+
+#include "absl/flags/declare.h"
+#include "absl/status/statusor.h"
+#include "engine/model.h"
+#include "transport/ucx/ucx_context.h"
+
+ABSL_DECLARE_FLAG(std::string, model);
+ABSL_DECLARE_FLAG(std::string, model_name);
+ABSL_DECLARE_FLAG(std::string, ucx_tls);
+ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
+
+namespace dsv3::worker {
+
+// Loads --model (HF directory) with `options` (by default everything, MTP included).
+absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
+    const engine::LoadOptions& options = {});
+// The name the model is served as: --model_name, else the directory's base name.
+std::string ModelNameFromFlags();
+transport::UcxOptions UcxOptionsFromFlags();
+
+}  // namespace dsv3::worker
+
+#endif  // DSV3_WORKER_COMMON_PROCESS_FLAGS_H_
