@@ -89,14 +89,18 @@ absl::Status PreTokenizer::AddSplit(absl::string_view pattern, bool literal, Beh
 }
 
 absl::Status PreTokenizer::RunStage(const Stage& stage, const std::vector<absl::string_view>& in,
+                                    bool has_gc_table_code_point,
                                     std::vector<absl::string_view>* out) const {
   // Isolated keeps matches and gaps as separate words; Removed keeps the gaps (or, inverted,
   // the matches). Isolated is the same inverted or not.
   const bool keep_gaps = stage.behavior == Behavior::kIsolated || !stage.invert;
   const bool keep_matches = stage.behavior == Behavior::kIsolated || stage.invert;
   for (const absl::string_view piece : in) {
+    // Split scanned the whole text; only when it has such code points are the pieces scanned
+    // one by one, so that those without any still get the plain (faster) pattern.
+    const bool has_new = has_gc_table_code_point && (in.size() == 1 || HasGcTableCodePoint(piece));
     size_t prev = 0;
-    absl::Status status = stage.regex->ForEachMatch(piece, [&](size_t start, size_t end) {
+    absl::Status status = stage.regex->ForEachMatch(piece, has_new, [&](size_t start, size_t end) {
       if (start > prev && keep_gaps) out->push_back(piece.substr(prev, start - prev));
       if (keep_matches) out->push_back(piece.substr(start, end - start));
       prev = end;
@@ -114,6 +118,7 @@ absl::Status PreTokenizer::Split(absl::string_view text,
     words->push_back(text);
     return absl::OkStatus();
   }
+  const bool has_gc_table_code_point = HasGcTableCodePoint(text);
   thread_local std::vector<absl::string_view> a, b;
   a.clear();
   a.push_back(text);
@@ -121,7 +126,7 @@ absl::Status PreTokenizer::Split(absl::string_view text,
     const bool last = i + 1 == stages_.size();
     std::vector<absl::string_view>* out = last ? words : &b;
     if (!last) b.clear();
-    if (absl::Status s = RunStage(stages_[i], a, out); !s.ok()) return s;
+    if (absl::Status s = RunStage(stages_[i], a, has_gc_table_code_point, out); !s.ok()) return s;
     if (!last) std::swap(a, b);
   }
   return absl::OkStatus();

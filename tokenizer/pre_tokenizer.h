@@ -36,7 +36,7 @@ class PreTokenizer {
   absl::Status AddConfig(const nlohmann::json& config, bool* saw_byte_level);
   absl::Status AddSplit(absl::string_view pattern, bool literal, Behavior behavior, bool invert);
   absl::Status RunStage(const Stage& stage, const std::vector<absl::string_view>& in,
-                        std::vector<absl::string_view>* out) const;
+                        bool has_gc_table_code_point, std::vector<absl::string_view>* out) const;
 
   std::vector<Stage> stages_;
 };
