@@ -1,7 +1,6 @@
 #include "engine/moe.h"
 
 #include <algorithm>
-#include <memory>
 #include <vector>
 
 #include "engine/kernels/linear.h"
@@ -29,8 +28,8 @@ absl::Status MoeForward(const ModelConfig& config, const MoeWeights& w, int64_t 
   }
   // The routed experts' outputs per slot; the shared expert runs meanwhile (remote executors
   // overlap it with the all-to-all).
-  std::unique_ptr<float[]> ys(new float[static_cast<size_t>(rows * k * hidden)]);
-  absl::Status status = executor.Run(layer, x, rows, hidden, k, experts.data(), ys.get(), [&] {
+  ExpertOutputs ys;
+  absl::Status status = executor.Run(layer, x, rows, hidden, k, experts.data(), &ys, [&] {
     if (!w.shared.gate.empty()) {
       SwiGluForward(w.shared, x, rows, out);
     } else {
@@ -40,7 +39,7 @@ absl::Status MoeForward(const ModelConfig& config, const MoeWeights& w, int64_t 
   if (!status.ok()) return status;
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t i = 0; i < k; ++i) {
-      Axpy(weights[static_cast<size_t>(t * k + i)], &ys[static_cast<size_t>((t * k + i) * hidden)],
+      Axpy(weights[static_cast<size_t>(t * k + i)], ys.slots[static_cast<size_t>(t * k + i)],
            out + t * hidden, hidden);
     }
   }

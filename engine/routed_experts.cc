@@ -75,13 +75,22 @@ absl::Status ComputeExpertPairs(const ModelWeights& weights, int64_t layer, cons
 }
 
 absl::Status LocalExpertExecutor::Run(int64_t layer, const float* x, int64_t rows, int64_t hidden,
-                                      int64_t top_k, const int32_t* experts, float* ys,
+                                      int64_t top_k, const int32_t* experts,
+                                      ExpertOutputs* outputs,
                                       absl::FunctionRef<void()> overlapped) {
   overlapped();
   // Slot s = t * top_k + i is pair s: token t, expert experts[s].
-  std::vector<int32_t> tokens(static_cast<size_t>(rows * top_k));
-  for (int64_t s = 0; s < rows * top_k; ++s) tokens[static_cast<size_t>(s)] = s / top_k;
-  return ComputeExpertPairs(*weights_, layer, x, hidden, tokens.data(), experts, rows * top_k, ys);
+  const int64_t n = rows * top_k;
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
+  for (int64_t s = 0; s < n; ++s) tokens[static_cast<size_t>(s)] = static_cast<int32_t>(s / top_k);
+  auto ys = std::make_shared<std::vector<float>>(static_cast<size_t>(n * hidden));
+  absl::Status st =
+      ComputeExpertPairs(*weights_, layer, x, hidden, tokens.data(), experts, n, ys->data());
+  if (!st.ok()) return st;
+  outputs->slots.resize(static_cast<size_t>(n));
+  for (int64_t s = 0; s < n; ++s) outputs->slots[static_cast<size_t>(s)] = ys->data() + s * hidden;
+  outputs->storage = std::move(ys);
+  return absl::OkStatus();
 }
 
 }  // namespace dsv3::engine

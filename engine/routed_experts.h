@@ -8,6 +8,8 @@
 // gives the same sums.
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -15,18 +17,26 @@
 
 namespace dsv3::engine {
 
+// Each slot's expert output row and what keeps those rows alive: an executor hands back the
+// rows where they landed (its own buffer, or the buffers the all-to-all received into)
+// instead of copying them into one array.
+struct ExpertOutputs {
+  std::vector<const float*> slots;      // [rows * top_k], each `hidden` floats
+  std::shared_ptr<const void> storage;  // owns the rows
+};
+
 class RoutedExpertExecutor {
  public:
   virtual ~RoutedExpertExecutor() = default;
   // For every row t < rows and slot i < top_k, s = t * top_k + i:
-  //   ys[s, :] = Expert(layer, experts[s])(x[t, :])
-  // with x: [rows, hidden], experts: [rows, top_k], ys: [rows * top_k, hidden]. `layer` numbers
+  //   outputs->slots[s][:] = Expert(layer, experts[s])(x[t, :])
+  // with x: [rows, hidden], experts: [rows, top_k]. `layer` numbers
   // main layers from 0 and MTP layers after them (num_hidden_layers + k). `overlapped` is
   // called exactly once, on the calling thread, while the experts run (remote executors) or
   // before they do (local): MoeForward computes the shared expert in it. Calls may come
   // concurrently from several threads (different forward steps).
   virtual absl::Status Run(int64_t layer, const float* x, int64_t rows, int64_t hidden,
-                           int64_t top_k, const int32_t* experts, float* ys,
+                           int64_t top_k, const int32_t* experts, ExpertOutputs* outputs,
                            absl::FunctionRef<void()> overlapped) = 0;
 };
 
@@ -42,7 +52,7 @@ class LocalExpertExecutor final : public RoutedExpertExecutor {
  public:
   explicit LocalExpertExecutor(const ModelWeights* weights) : weights_(weights) {}
   absl::Status Run(int64_t layer, const float* x, int64_t rows, int64_t hidden, int64_t top_k,
-                   const int32_t* experts, float* ys,
+                   const int32_t* experts, ExpertOutputs* outputs,
                    absl::FunctionRef<void()> overlapped) override;
 
  private:

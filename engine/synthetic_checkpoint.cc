@@ -130,7 +130,8 @@ Init InitFor(const TensorSpec& s) {
 // weight_scale_inv, which follows it.
 class Filler {
  public:
-  Filler(const ModelConfig& c, uint64_t seed) : c_(c), seed_(seed) {}
+  Filler(const ModelConfig& c, uint64_t seed, double router_skew)
+      : c_(c), seed_(seed), router_skew_(router_skew) {}
 
   absl::Status Fill(const TensorSpec& s, std::span<uint8_t> out) {
     const int64_t n = s.nbytes() / DTypeSize(s.dtype);
@@ -159,6 +160,7 @@ class Filler {
         break;
       case Init::kBias:
         g.Fill(v.data(), n, 0.1, 0.0);
+        if (router_skew_ != 0) AddRouterSkew(key, v);
         break;
       default:
         g.Fill(v.data(), n, 1.0 / std::sqrt(static_cast<double>(s.shape[1])), 0.0);
@@ -183,6 +185,18 @@ class Filler {
   }
 
  private:
+  // Bias of the expert of rank k += -router_skew * ln(k); the ranks come from their own
+  // generator, so the other tensors do not change.
+  void AddRouterSkew(const std::string& key, std::vector<float>& bias) const {
+    std::vector<size_t> rank(bias.size());  // expert -> rank - 1
+    for (size_t e = 0; e < rank.size(); ++e) rank[e] = e;
+    Gaussian g(NameSeed(seed_, key + "#router_skew"));
+    for (size_t j = rank.size(); j > 1; --j) std::swap(rank[j - 1], rank[g.Next() % j]);
+    for (size_t e = 0; e < bias.size(); ++e) {
+      bias[e] -= static_cast<float>(router_skew_ * std::log(static_cast<double>(rank[e] + 1)));
+    }
+  }
+
   void Quantise(const TensorSpec& s, const std::vector<float>& v, std::span<uint8_t> out) {
     const int64_t rows = s.shape[0], cols = s.shape[1];
     const int64_t br = c_.weight_block_rows, bc = c_.weight_block_cols;
@@ -205,6 +219,7 @@ class Filler {
 
   const ModelConfig& c_;
   uint64_t seed_;
+  double router_skew_;
   std::map<std::string, std::vector<float>> scales_;
 };
 
@@ -295,6 +310,10 @@ std::vector<TensorSpec> CheckpointTensorSpecs(const ModelConfig& c) {
 absl::Status WriteSyntheticCheckpoint(const std::string& dir, const SyntheticOptions& options) {
   DSV3_ASSIGN_OR_RETURN(ModelConfig c, PresetConfig(options.preset));
   if (options.mtp_layers < 0) return absl::InvalidArgumentError("mtp layers must be >= 0");
+  if (!(options.router_skew >= 0) || !std::isfinite(options.router_skew)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("router skew must be finite and >= 0, got ", options.router_skew));
+  }
   c.num_nextn_predict_layers = options.mtp_layers;
   if (options.fp8) {
     c.weight_block_rows = 128;
@@ -308,7 +327,7 @@ absl::Status WriteSyntheticCheckpoint(const std::string& dir, const SyntheticOpt
   }
   int64_t shard = options.max_shard_bytes;
   if (shard <= 0) shard = options.preset == "tiny" ? (2 << 20) : (int64_t{1} << 30);
-  Filler filler(c, options.seed);
+  Filler filler(c, options.seed, options.router_skew);
   return WriteShardedCheckpoint(dir, CheckpointTensorSpecs(c), shard,
                                 [&](const TensorSpec& s, std::span<uint8_t> out) {
                                   return filler.Fill(s, out);

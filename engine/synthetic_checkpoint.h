@@ -26,6 +26,12 @@ struct SyntheticOptions {
   int64_t mtp_layers = 0;
   uint64_t seed = 0;
   int64_t max_shard_bytes = 0;  // 0: a preset default (several shards either way)
+  // Skews routed-expert selection Zipf-like (a hot-expert workload for EPLB): each MoE
+  // layer's experts are ranked by a shuffle seeded per layer, and expert of rank k (1-based)
+  // gets router_skew * -ln(k) added to its e_score_correction_bias, which steers only the
+  // choice of experts (noaux_tc), not their weights. 0: off, the checkpoint byte-identical
+  // to one written without the option.
+  double router_skew = 0;
 };
 
 absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset);

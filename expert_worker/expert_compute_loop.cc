@@ -85,7 +85,7 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
                                             hidden)
                 : absl::StatusOr<transport::DispatchView>(st);
     if (!view.ok()) {
-      server_.Reply(*d, view.status(), nullptr, holding.placement.version);
+      server_.Reply(*d, view.status(), nullptr, nullptr, holding.placement.version);
       continue;
     }
     ok.push_back(d);
@@ -119,7 +119,9 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
     }
     row0 += v.rows;
   }
-  std::vector<float> ys(static_cast<size_t>(pairs * hidden));
+  // Shared with the replies in flight (sent without a copy).
+  auto ys_owner = std::make_shared<std::vector<float>>(static_cast<size_t>(pairs * hidden));
+  std::vector<float>& ys = *ys_owner;
   const absl::Time start = absl::Now();
   for (const transport::ExpertDispatch* d : ok) {
     queue_ns_.fetch_add(absl::ToInt64Nanoseconds(start - d->arrived));
@@ -131,7 +133,8 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
   batches_.fetch_add(1);
   int64_t offset = 0;
   for (size_t i = 0; i < ok.size(); ++i) {
-    server_.Reply(*ok[i], status, ys.data() + offset * hidden, holding.placement.version);
+    server_.Reply(*ok[i], status, ys_owner, ys.data() + offset * hidden,
+                  holding.placement.version);
     offset += static_cast<int64_t>(views[i].pair_expert.size());
   }
   dispatches_.fetch_add(static_cast<int64_t>(ok.size()));

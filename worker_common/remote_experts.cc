@@ -238,7 +238,8 @@ void RemoteExpertExecutor::MarkDown(int32_t worker) {
 
 absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t rows,
                                        int64_t hidden, int64_t top_k, const int32_t* experts,
-                                       float* ys, absl::FunctionRef<void()> overlapped) {
+                                       engine::ExpertOutputs* outputs,
+                                       absl::FunctionRef<void()> overlapped) {
   bool overlapped_done = false;
   auto overlapped_once = [&] {
     if (!overlapped_done) {
@@ -292,10 +293,15 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
       }
     }
     if (result.status.ok()) {
-      std::vector<const float*> outputs;
-      outputs.reserve(result.outputs.size());
-      for (const std::vector<float>& o : result.outputs) outputs.push_back(o.data());
-      transport::GatherOutputs(*plan, outputs, hidden, ys);
+      // The rows stay where the combine answers landed.
+      auto received =
+          std::make_shared<std::vector<transport::FloatBuffer>>(std::move(result.outputs));
+      std::vector<const float*> by_worker;
+      by_worker.reserve(received->size());
+      for (const transport::FloatBuffer& o : *received) by_worker.push_back(o.data());
+      outputs->slots.resize(static_cast<size_t>(rows * top_k));
+      transport::SlotOutputRows(*plan, by_worker, hidden, outputs->slots.data());
+      outputs->storage = std::move(received);
       return absl::OkStatus();
     }
     for (int32_t w : result.failed_workers) {

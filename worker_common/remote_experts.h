@@ -60,7 +60,7 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
   int64_t placement_version() const;
 
   absl::Status Run(int64_t layer, const float* x, int64_t rows, int64_t hidden, int64_t top_k,
-                   const int32_t* experts, float* ys,
+                   const int32_t* experts, engine::ExpertOutputs* outputs,
                    absl::FunctionRef<void()> overlapped) override;
 
  private:

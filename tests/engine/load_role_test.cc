@@ -55,10 +55,10 @@ class ForwardingExecutor final : public RoutedExpertExecutor {
  public:
   explicit ForwardingExecutor(RoutedExpertExecutor* target) : target_(target) {}
   absl::Status Run(int64_t layer, const float* x, int64_t rows, int64_t hidden, int64_t top_k,
-                   const int32_t* experts, float* ys,
+                   const int32_t* experts, ExpertOutputs* outputs,
                    absl::FunctionRef<void()> overlapped) override {
     ++calls_;
-    return target_->Run(layer, x, rows, hidden, top_k, experts, ys, overlapped);
+    return target_->Run(layer, x, rows, hidden, top_k, experts, outputs, overlapped);
   }
   int calls_ = 0;
 
@@ -132,16 +132,18 @@ TEST_F(LoadRoleTest, ExpertSubsetHoldsOnlyThoseExperts) {
 
   // Held experts run; any other is a FailedPrecondition naming layer and expert.
   const int64_t hidden = c.hidden_size;
-  std::vector<float> x(static_cast<size_t>(hidden), 0.5f), ys(static_cast<size_t>(2 * hidden));
+  std::vector<float> x(static_cast<size_t>(hidden), 0.5f);
+  ExpertOutputs ys;
   const int32_t held[2] = {1, 2};
   int overlapped = 0;
   LocalExpertExecutor& ex = (*part)->local_expert_executor();
   EXPECT_TRUE(
-      ex.Run(moe_layer, x.data(), 1, hidden, 2, held, ys.data(), [&] { ++overlapped; }).ok());
+      ex.Run(moe_layer, x.data(), 1, hidden, 2, held, &ys, [&] { ++overlapped; }).ok());
+  EXPECT_EQ(ys.slots.size(), 2u);
   EXPECT_EQ(overlapped, 1);
   const int32_t other[2] = {1, 5};
   const absl::Status st =
-      ex.Run(moe_layer, x.data(), 1, hidden, 2, other, ys.data(), [&] { ++overlapped; });
+      ex.Run(moe_layer, x.data(), 1, hidden, 2, other, &ys, [&] { ++overlapped; });
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(st.message().find("routed expert 5 of layer"), std::string::npos) << st;
 }

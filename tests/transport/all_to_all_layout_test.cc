@@ -454,7 +454,7 @@ TEST(AllToAllLayoutTest, FinishExchangeReportsFailedWorkers) {
   EXPECT_EQ(result.failed_workers, (std::vector<int32_t>{1, 3}));
   EXPECT_EQ(result.newest_placement_version, 9);  // well-formed answers only
   ASSERT_EQ(result.outputs.size(), 4u);
-  EXPECT_EQ(result.outputs[0], (std::vector<float>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(result.outputs[0], (FloatBuffer{0, 1, 2, 3, 4, 5}));
   EXPECT_TRUE(result.outputs[1].empty());
   EXPECT_TRUE(result.outputs[2].empty());
 
@@ -467,7 +467,7 @@ TEST(AllToAllLayoutTest, FinishExchangeReportsFailedWorkers) {
   EXPECT_TRUE(ok.status.ok()) << ok.status;
   EXPECT_TRUE(ok.failed_workers.empty());
   const float first = static_cast<float>(kSegmentAlignment / 4);  // worker 1's segment
-  EXPECT_EQ(ok.outputs[1], (std::vector<float>{first, first + 1, first + 2}));
+  EXPECT_EQ(ok.outputs[1], (FloatBuffer{first, first + 1, first + 2}));
 
   // A garbled answer (wrong magic) is out of step.
   words[4] = 0;

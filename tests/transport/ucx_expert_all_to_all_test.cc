@@ -39,12 +39,13 @@ class FakeExpertWorker {
           if (!answer) continue;
           if (fail_next_.exchange(false)) {
             server_->Reply(*d, absl::FailedPreconditionError("expert 3 is not loaded here"),
-                           nullptr, 5);
+                           nullptr, nullptr, 5);
             continue;
           }
           auto view = UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, d->hidden);
           ASSERT_TRUE(view.ok()) << view.status();
-          std::vector<float> out(static_cast<size_t>(d->pairs * d->hidden));
+          auto owner = std::make_shared<std::vector<float>>(static_cast<size_t>(d->pairs * d->hidden));
+          std::vector<float>& out = *owner;
           for (int64_t p = 0; p < d->pairs; ++p) {
             for (int64_t c = 0; c < d->hidden; ++c) {
               out[p * d->hidden + c] =
@@ -53,7 +54,7 @@ class FakeExpertWorker {
                   static_cast<float>(index_);
             }
           }
-          server_->Reply(*d, absl::OkStatus(), out.data(), 4);
+          server_->Reply(*d, absl::OkStatus(), owner, out.data(), 4);
         }
       }
     });

@@ -97,6 +97,14 @@ absl::StatusOr<DispatchView> UnpackDispatch(const uint8_t* payload, int64_t byte
   return v;
 }
 
+void SlotOutputRows(const DispatchPlan& plan, const std::vector<const float*>& outputs,
+                    int64_t hidden, const float** slots) {
+  for (size_t s = 0; s < plan.slot_worker.size(); ++s) {
+    slots[s] = outputs[static_cast<size_t>(plan.slot_worker[s])] +
+               static_cast<int64_t>(plan.slot_pair[s]) * hidden;
+  }
+}
+
 void GatherOutputs(const DispatchPlan& plan, const std::vector<const float*>& outputs,
                    int64_t hidden, float* ys) {
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(hidden);

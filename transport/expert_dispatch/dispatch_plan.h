@@ -4,7 +4,8 @@
 // One MoE layer of one batch, routed to the expert workers: which rows (hidden states) and
 // which (row, expert) pairs go to each worker, and where each (row, slot)'s output comes
 // back. Every backend of the all-to-all (in-process, UCX, NCCL) sends what this plans and
-// gathers with GatherOutputs, so the arithmetic is the same whatever the wire.
+// finds each slot's output with SlotOutputRows, so the arithmetic is the same whatever the
+// wire.
 //
 // A worker is sent each row once, however many of its experts the row chose; it answers one
 // output row per pair (the expert's unweighted output). The attention worker then adds
@@ -12,12 +13,33 @@
 // with expert workers computes what a colocated one does.
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "transport/expert_dispatch/expert_placement.h"
 
 namespace dsv3::transport {
+
+// Resizing leaves new elements uninitialised: dispatch and combine buffers are written over
+// whole, and zero-filling megabytes per MoE layer costs about as much as receiving them.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using FloatBuffer = std::vector<float, UninitializedAllocator<float>>;
 
 struct DispatchPlan {
   struct Destination {
@@ -57,8 +79,11 @@ struct DispatchView {
 absl::StatusOr<DispatchView> UnpackDispatch(const uint8_t* payload, int64_t bytes, int64_t rows,
                                             int64_t pairs, int64_t hidden);
 
-// ys[s, :] = row slot_pair[s] of outputs[slot_worker[s]] ([pairs, hidden] per worker) for
-// every slot s: each slot's expert output in the order the engine adds them in.
+// slots[s] = row slot_pair[s] of outputs[slot_worker[s]] ([pairs, hidden] per worker): where
+// each slot's expert output landed, for the engine to add them in slot order without a copy.
+void SlotOutputRows(const DispatchPlan& plan, const std::vector<const float*>& outputs,
+                    int64_t hidden, const float** slots);
+// The same rows copied into ys ([rows * top_k, hidden]).
 void GatherOutputs(const DispatchPlan& plan, const std::vector<const float*>& outputs,
                    int64_t hidden, float* ys);
 

@@ -30,7 +30,7 @@ struct ExchangeRequest {
 struct ExchangeResult {
   absl::Status status;
   // outputs[w]: [plan.destinations[w].num_pairs(), hidden] for every worker that got pairs.
-  std::vector<std::vector<float>> outputs;
+  std::vector<FloatBuffer> outputs;
   // Workers that failed (peer gone, deadline, error answer): the caller marks them down and
   // may retry on replicas.
   std::vector<int32_t> failed_workers;

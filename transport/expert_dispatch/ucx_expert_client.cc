@@ -29,7 +29,7 @@ struct UcxExpertClient::Call {
   std::vector<int64_t> expected_pairs;            // per worker, set before sending
   // Written by the progress thread (or a rendezvous receive) before Finish; read by the
   // caller only once every answer is in.
-  std::vector<std::vector<float>> outputs;
+  std::vector<FloatBuffer> outputs;
   std::vector<absl::Status> errors ABSL_GUARDED_BY(mu);
   std::atomic<int64_t> newest_version{0};
   int64_t hidden = 0;
@@ -40,7 +40,7 @@ namespace {
 // What a dispatch send keeps alive until UCX is done with it.
 struct SendHold {
   DispatchHeader header;
-  std::vector<uint8_t> payload;
+  std::vector<uint8_t, UninitializedAllocator<uint8_t>> payload;  // written over whole
   std::shared_ptr<UcxExpertClient::Call> call;
   int32_t worker = 0;
   UcxContext* context = nullptr;
@@ -149,7 +149,7 @@ ucs_status_t UcxExpertClient::OnCombine(void* arg, const void* header, size_t he
                         " (", length, " bytes) where ", call->expected_pairs[w], " were sent")));
     return UCS_OK;
   }
-  std::vector<float>& out = call->outputs[static_cast<size_t>(w)];
+  FloatBuffer& out = call->outputs[static_cast<size_t>(w)];
   out.resize(static_cast<size_t>(call->expected_pairs[w] * call->hidden));
   if (!rndv) {
     if (length > 0) std::memcpy(out.data(), data, length);

@@ -23,10 +23,12 @@ namespace {
 struct RecvHold {
   std::shared_ptr<UcxExpertServer::Inbox> inbox;
   std::unique_ptr<ExpertDispatch> dispatch;
+  UcxContext* context = nullptr;
 };
 
 void OnRecvDone(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* hold = static_cast<RecvHold*>(user_data);
+  hold->context->EndOperation();
   // A failed receive (the member died mid-transfer) is dropped: nobody waits for it.
   if (status == UCS_OK) hold->inbox->Push(std::move(hold->dispatch));
   delete hold;
@@ -35,7 +37,8 @@ void OnRecvDone(void* request, ucs_status_t status, size_t, void* user_data) {
 
 struct ReplyHold {
   CombineHeader header;
-  std::vector<uint8_t> payload;
+  std::shared_ptr<const void> keep_alive;  // owns the outputs being sent
+  std::string error;
   UcxContext* context = nullptr;
 };
 
@@ -108,7 +111,7 @@ ucs_status_t UcxExpertServer::OnDispatch(void* arg, const void* header, size_t h
     return UCS_OK;
   }
   void* buffer = d->buffer.data();
-  auto* hold = new RecvHold{self->inbox_, std::move(d)};
+  auto* hold = new RecvHold{self->inbox_, std::move(d), &self->context_};
   ucp_request_param_t recv{};
   recv.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
                       UCP_OP_ATTR_FIELD_DATATYPE;
@@ -121,6 +124,10 @@ ucs_status_t UcxExpertServer::OnDispatch(void* arg, const void* header, size_t h
     delete hold;
   } else if (UCS_PTR_IS_ERR(r)) {
     delete hold;
+  } else {
+    // The rest of a rendezvous needs progress that no event announces (UCX 1.13 tcp): poll
+    // until it is in (ended in OnRecvDone).
+    self->context_.BeginOperation();
   }
   return UCS_OK;
 }
@@ -147,7 +154,8 @@ void UcxExpertServer::Shutdown() {
 }
 
 void UcxExpertServer::Reply(const ExpertDispatch& dispatch, const absl::Status& status,
-                            const float* outputs, int64_t placement_version) {
+                            std::shared_ptr<const void> keep_alive, const float* outputs,
+                            int64_t placement_version) {
   std::shared_ptr<UcxPeer> peer;
   {
     absl::MutexLock lock(&mu_);
@@ -162,13 +170,14 @@ void UcxExpertServer::Reply(const ExpertDispatch& dispatch, const absl::Status& 
   hold->header.status_code = static_cast<int32_t>(status.code());
   hold->header.pairs = static_cast<int32_t>(dispatch.pairs);
   hold->header.hidden = static_cast<int32_t>(dispatch.hidden);
+  const void* payload = outputs;
+  size_t bytes = sizeof(float) * static_cast<size_t>(dispatch.pairs * dispatch.hidden);
   if (status.ok()) {
-    const size_t bytes = sizeof(float) * static_cast<size_t>(dispatch.pairs * dispatch.hidden);
-    hold->payload.resize(bytes);
-    if (bytes > 0) std::memcpy(hold->payload.data(), outputs, bytes);
+    hold->keep_alive = std::move(keep_alive);
   } else {
-    const std::string text(status.message());
-    hold->payload.assign(text.begin(), text.end());
+    hold->error = std::string(status.message());
+    payload = hold->error.data();
+    bytes = hold->error.size();
   }
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -179,8 +188,8 @@ void UcxExpertServer::Reply(const ExpertDispatch& dispatch, const absl::Status& 
     param.flags = UCP_AM_SEND_FLAG_EAGER;
   }
   absl::StatusOr<ucs_status_ptr_t> r = peer->Post([&](ucp_ep_h ep) {
-    return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header),
-                           hold->payload.data(), hold->payload.size(), &param);
+    return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header), payload,
+                           bytes, &param);
   });
   if (!r.ok() || *r == nullptr || UCS_PTR_IS_ERR(*r)) {
     delete hold;

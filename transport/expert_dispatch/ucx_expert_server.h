@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "transport/expert_dispatch/dispatch_plan.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_peer.h"
 
@@ -31,7 +32,7 @@ struct ExpertDispatch {
   int64_t rows = 0;
   int64_t pairs = 0;
   int64_t hidden = 0;
-  std::vector<float> buffer;  // the PackDispatch payload (f32-aligned storage)
+  FloatBuffer buffer;  // the PackDispatch payload (f32-aligned storage)
   int64_t payload_bytes = 0;
   absl::Time arrived;
   const uint8_t* payload() const { return reinterpret_cast<const uint8_t*>(buffer.data()); }
@@ -49,8 +50,10 @@ class UcxExpertServer {
   // Waits up to `wait` for at least one dispatch, then returns all that are queued.
   std::vector<std::unique_ptr<ExpertDispatch>> Take(absl::Duration wait);
   // Answers a dispatch: outputs ([pairs, hidden] f32) when `status` is OK, else the error.
-  // Non-blocking; a member that left is skipped (its endpoint failed).
-  void Reply(const ExpertDispatch& dispatch, const absl::Status& status, const float* outputs,
+  // Sent without a copy: `keep_alive` (which owns `outputs`) is held until UCX is done with
+  // them. Non-blocking; a member that left is skipped (its endpoint failed).
+  void Reply(const ExpertDispatch& dispatch, const absl::Status& status,
+             std::shared_ptr<const void> keep_alive, const float* outputs,
              int64_t placement_version);
   // Wakes Take callers and makes them return empty from now on.
   void Shutdown();
