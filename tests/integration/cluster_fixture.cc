@@ -107,7 +107,9 @@ std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_
                                            " --tokens \"", absl::StrJoin(prompt, " "),
                                            "\" --max-tokens ", max_tokens, " 2>/dev/null"));
   EXPECT_EQ(rc, 0) << out;
-  return ParseIds(out);
+  // The ids are the last line (RunCommand also captures stderr: load progress of big models).
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipWhitespace());
+  return lines.empty() ? std::vector<int32_t>() : ParseIds(lines.back());
 }
 
 GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,

@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -145,6 +146,42 @@ INSTANTIATE_TEST_SUITE_P(
       }
       return name;
     });
+
+// --- The bench preset (64 experts in 8 groups, top-6, FP8): 2 expert workers --------------
+
+TEST(ExpertBenchPresetTest, TwoExpertWorkersEqualColocatedAndGenerate) {
+  const std::string model = testing::MakeTempDir("bench-preset");
+  // 1.9 GB: removed however the test ends.
+  struct RemoveAll {
+    std::string dir;
+    ~RemoveAll() { std::filesystem::remove_all(dir); }
+  } cleanup{model};
+  auto [rc, log] = testing::RunCommand(absl::StrCat(
+      BinaryPath("dsv3"), " make-model --preset bench --dtype fp8 --mtp 0 --seed 11 --out ",
+      model, " 2>&1"));
+  ASSERT_EQ(rc, 0) << log;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 200, 3000, 45000, 7}, {99, 98, 97}};
+  constexpr int kTokens = 12;
+  std::vector<std::vector<int32_t>> colocated;
+  {
+    auto cluster = Cluster::Start(model, 1, 1, 17960, 64);
+    ASSERT_NE(cluster, nullptr);
+    for (const auto& p : prompts) {
+      GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(p, kTokens), 300);
+      ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+      colocated.push_back(r.ids);
+    }
+  }
+  auto cluster = Cluster::Start(model, 1, 1, 17970, 64, {"--experts=2"});
+  ASSERT_NE(cluster, nullptr);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(prompts[i], kTokens), 300);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    ASSERT_EQ(r.ids.size(), static_cast<size_t>(kTokens));
+    EXPECT_EQ(r.ids, colocated[i]);
+    EXPECT_EQ(r.ids, Generate(model, prompts[i], kTokens));
+  }
+}
 
 // --- Replicas: a new placement at a step boundary, then a worker dies ----------------------
 
