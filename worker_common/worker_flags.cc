@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "worker_common/colocated_experts.h"
 
 ABSL_FLAG(int, kv_blocks, 512, "KV pool size in blocks (per layer).");
 ABSL_FLAG(int, kv_block_size, 64, "Tokens per KV block.");
@@ -28,16 +29,18 @@ absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& 
   if (RemoteExpertsConfigured(remote)) {
     auto experts = RemoteExpertExecutor::Create(r.model->config(), *r.ucx, remote);
     if (!experts.ok()) return experts.status();
-    r.experts = std::move(*experts);
     DSV3_LOG(INFO) << "routed experts run on expert workers; waiting until they hold every "
                       "expert";
     absl::Status ready =
-        r.experts->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
+        (*experts)->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
     if (!ready.ok()) return ready;
-    r.model->set_expert_executor(r.experts.get());
     DSV3_LOG(INFO) << "expert workers ready (placement version "
-                   << r.experts->placement_version() << ")";
+                   << (*experts)->placement_version() << ")";
+    r.experts = std::move(*experts);
+  } else if (r.model->config().n_routed_experts > 0) {
+    r.experts = std::make_shared<ColocatedExpertExecutor>(*r.model);
   }
+  if (r.experts != nullptr) r.model->set_expert_executor(r.experts.get());
   return r;
 }
 

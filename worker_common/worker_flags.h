@@ -24,8 +24,9 @@ namespace dsv3::worker {
 // model, experts, ucx.
 struct WorkerResources {
   std::shared_ptr<engine::Model> model;
-  // Set when the routed experts run on expert workers (the model holds no routed experts).
-  std::shared_ptr<RemoteExpertExecutor> experts;
+  // Where the routed experts run: expert workers (RemoteExpertExecutor; the model then holds
+  // no routed experts) or this process (ColocatedExpertExecutor).
+  std::shared_ptr<engine::RoutedExpertExecutor> experts;
   std::shared_ptr<transport::UcxContext> ucx;
 };
 // Loads the model and UCX from the flags; with --expert_workers/--expert_dns, only the

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -146,6 +147,35 @@ TEST_F(GoldenClusterTest, HttpCompletionsStreamingAndNotReturnTheSameTokens) {
   }
   EXPECT_TRUE(done);
   EXPECT_EQ(streamed, g.greedy);
+}
+
+// Sum of a metric family's samples on a process's /metrics.
+double ScrapeSum(const std::string& http_address, const std::string& family) {
+  std::vector<std::string> hp = absl::StrSplit(http_address, ':');
+  httplib::Client client(hp[0], std::stoi(hp[1]));
+  auto res = client.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+    if (!absl::StartsWith(line, family + "{") && !absl::StartsWith(line, family + " ")) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
+  }
+  return sum;
+}
+
+TEST_F(GoldenClusterTest, ColocatedWorkersCountTheTokensOfEachExpert) {
+  const Proc& prefill = cluster_->Get("prefill");
+  const Proc& decode = cluster_->Get("decode");
+  const double p0 = ScrapeSum(prefill.http, "dsv3_expert_tokens_total");
+  const double d0 = ScrapeSum(decode.http, "dsv3_expert_tokens_total");
+  const Golden g = GoldenCases()[1];
+  GrpcResult r = GenerateGrpc(cluster_->router(), IdsRequest(g.prompt, 6));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  // 2 MoE layers x top-4: the prompt's tokens in prefill, the 5 fed-back tokens in decode.
+  EXPECT_EQ(ScrapeSum(prefill.http, "dsv3_expert_tokens_total") - p0,
+            static_cast<double>(g.prompt.size() * 2 * 4));
+  EXPECT_EQ(ScrapeSum(decode.http, "dsv3_expert_tokens_total") - d0, 5.0 * 2 * 4);
 }
 
 TEST_F(GoldenClusterTest, SixtyFourConcurrentStreamsAllCorrect) {
