@@ -7,6 +7,7 @@
 #     (deploy/validate/validate-manifests.mjs: kubernetes-models), failing on an invalid
 #     object or an unknown kind; the validator must reject deploy/validate/broken/*;
 #   - what each values file must render (GPU/RDMA requests, monitors, router flags);
+#   - every flag the chart passes to a process is one its binary defines (build/bin);
 #   - the Dockerfiles against scripts/install-deps.sh and the chart.
 # Prometheus rules/configs and the dashboard are checked by the deploy_tests CTest target.
 set -euo pipefail
@@ -117,6 +118,18 @@ has gpu 'rdma/hca_shared_devices_a: 1'
 has gpu 'IPC_LOCK'
 has gpu '^kind: PodMonitor$'
 has gpu 'hostPath:'
+
+# --- every flag the chart passes is known to its binary (when the binaries are built) -----
+bin="${DSV3_BIN_DIR:-$root/build/bin}"
+if [ -x "$bin/dsv3-router" ] && [ -x "$bin/dsv3-expert" ]; then
+  for r in default cpu gpu; do
+    NODE_MODULES="$node_modules" node "$root/deploy/validate/chart-flags.mjs" "$work/$r.yaml" "$bin" \
+      >"$work/$r.flags.log" 2>&1 || { cat "$work/$r.flags.log" >&2; fail "$r: a flag the binary does not know"; }
+    echo "validate: $r: $(cat "$work/$r.flags.log")"
+  done
+else
+  echo "validate: chart flags not checked (no binaries in $bin; build first)"
+fi
 
 # --- Dockerfiles --------------------------------------------------------------------------
 for f in "$root"/deploy/docker/Dockerfile.cpu "$root"/deploy/docker/Dockerfile.cuda; do
