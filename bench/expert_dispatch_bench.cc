@@ -303,6 +303,7 @@ int RunInitiator(const char* self) {
         transport::ExchangeResult r = (*client)->Exchange(req, [] {});
         if (!r.status.ok()) return false;
         transport::SlotOutputRows(*plan, {r.outputs[0].data()}, hidden, slots.data());
+        for (transport::FloatBuffer& b : r.outputs) (*client)->pool()->Give(std::move(b));
         ours.us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
         return true;
       };

@@ -294,8 +294,13 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
     }
     if (result.status.ok()) {
       // The rows stay where the combine answers landed.
-      auto received =
-          std::make_shared<std::vector<transport::FloatBuffer>>(std::move(result.outputs));
+      // Given back to the client's pool once the engine has added them.
+      auto received = std::shared_ptr<std::vector<transport::FloatBuffer>>(
+          new std::vector<transport::FloatBuffer>(std::move(result.outputs)),
+          [pool = client_->pool()](std::vector<transport::FloatBuffer>* buffers) {
+            for (transport::FloatBuffer& b : *buffers) pool->Give(std::move(b));
+            delete buffers;
+          });
       std::vector<const float*> by_worker;
       by_worker.reserve(received->size());
       for (const transport::FloatBuffer& o : *received) by_worker.push_back(o.data());

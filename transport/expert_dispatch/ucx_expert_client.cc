@@ -40,7 +40,9 @@ namespace {
 // What a dispatch send keeps alive until UCX is done with it.
 struct SendHold {
   DispatchHeader header;
-  std::vector<uint8_t, UninitializedAllocator<uint8_t>> payload;  // written over whole
+  FloatBuffer payload;  // from the pool, given back when sent
+  size_t payload_bytes = 0;
+  std::shared_ptr<FloatBufferPool> pool;
   std::shared_ptr<UcxExpertClient::Call> call;
   int32_t worker = 0;
   UcxContext* context = nullptr;
@@ -53,6 +55,7 @@ void OnSendDone(void* request, ucs_status_t status, void* user_data) {
                                                                    hold->worker)));
   }
   hold->context->EndOperation();
+  hold->pool->Give(std::move(hold->payload));
   delete hold;
   ucp_request_free(request);
 }
@@ -150,7 +153,7 @@ ucs_status_t UcxExpertClient::OnCombine(void* arg, const void* header, size_t he
     return UCS_OK;
   }
   FloatBuffer& out = call->outputs[static_cast<size_t>(w)];
-  out.resize(static_cast<size_t>(call->expected_pairs[w] * call->hidden));
+  out = self->pool_->Take(static_cast<size_t>(call->expected_pairs[w] * call->hidden));
   if (!rndv) {
     if (length > 0) std::memcpy(out.data(), data, length);
     call->Finish(w, absl::OkStatus());
@@ -229,23 +232,29 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
     hold->header.rows = static_cast<int32_t>(d.rows.size());
     hold->header.pairs = static_cast<int32_t>(d.num_pairs());
     hold->header.hidden = static_cast<int32_t>(request.hidden);
-    hold->payload.resize(static_cast<size_t>(DispatchPayloadBytes(
-        static_cast<int64_t>(d.rows.size()), d.num_pairs(), request.hidden)));
-    PackDispatch(d, request.x, request.hidden, hold->payload.data());
+    hold->pool = pool_;
+    hold->payload_bytes = static_cast<size_t>(
+        DispatchPayloadBytes(static_cast<int64_t>(d.rows.size()), d.num_pairs(), request.hidden));
+    hold->payload = pool_->Take((hold->payload_bytes + sizeof(float) - 1) / sizeof(float));
+    PackDispatch(d, request.x, request.hidden,
+                 reinterpret_cast<uint8_t*>(hold->payload.data()));
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     param.cb.send = OnSendDone;
     param.user_data = hold;
     absl::StatusOr<ucs_status_ptr_t> r = link.peer->Post([&](ucp_ep_h ep) {
       return ucp_am_send_nbx(ep, kExpertDispatchAmId, &hold->header, sizeof(hold->header),
-                             hold->payload.data(), hold->payload.size(), &param);
+                             hold->payload.data(), hold->payload_bytes, &param);
     });
     if (!r.ok()) {
+      pool_->Give(std::move(hold->payload));
       delete hold;
       call->Finish(w, r.status());
     } else if (*r == nullptr) {
+      pool_->Give(std::move(hold->payload));
       delete hold;  // sent in place
     } else if (UCS_PTR_IS_ERR(*r)) {
+      pool_->Give(std::move(hold->payload));
       delete hold;
       call->Finish(w, UcxError(UCS_PTR_STATUS(*r), absl::StrCat("dispatch to expert worker ", w)));
     } else {

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "transport/expert_dispatch/buffer_pool.h"
 #include "transport/expert_dispatch/expert_all_to_all.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_peer.h"
@@ -35,6 +36,9 @@ class UcxExpertClient final : public ExpertAllToAll {
 
   ExchangeResult Exchange(const ExchangeRequest& request,
                           absl::FunctionRef<void()> overlapped) override;
+  // Where the exchange buffers come from: give ExchangeResult::outputs back here when done
+  // with them (they are reused instead of faulting in fresh pages every layer).
+  const std::shared_ptr<FloatBufferPool>& pool() const { return pool_; }
 
   struct Call;  // one exchange in flight (shared with the progress thread)
 
@@ -50,6 +54,7 @@ class UcxExpertClient final : public ExpertAllToAll {
 
   UcxContext& context_;
   UcxPeerCache peers_;
+  std::shared_ptr<FloatBufferPool> pool_ = std::make_shared<FloatBufferPool>();
   mutable absl::Mutex mu_;
   std::vector<Link> links_ ABSL_GUARDED_BY(mu_);  // by worker index
   absl::flat_hash_map<uint64_t, std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
