@@ -113,6 +113,18 @@ const std::vector<Definition>& Definitions() {
        "Per MoE layer, time from dispatching tokens to expert workers to having their "
        "combined outputs, in seconds.",
        metrics::ExponentialBuckets(0.00005, 2, 18)},
+      // EPLB (router).
+      {{"dsv3_eplb_imbalance_ratio", MetricType::kGauge, {"placement"}, "router"},
+       "Max over mean of the routed tokens per expert worker over the last EPLB window, for "
+       "the placement in effect (current) and the rebalancer's proposal (proposed).",
+       {}},
+      {{"dsv3_eplb_rebalances_total", MetricType::kCounter, {"status"}, "router"},
+       "EPLB placement changes attempted, by outcome (ok: every expert worker holds the new "
+       "placement).",
+       {}},
+      {{"dsv3_expert_placement_version", MetricType::kGauge, {}, "router"},
+       "Version of the expert placement in effect, as the EPLB rebalancer knows it.",
+       {}},
   };
   return *definitions;
 }
@@ -181,6 +193,9 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .expert_tokens = counter("dsv3_expert_tokens_total"),
       .expert_tokens_dropped = counter("dsv3_expert_tokens_dropped_total"),
       .expert_dispatch_seconds = histogram("dsv3_expert_dispatch_seconds"),
+      .eplb_imbalance_ratio = gauge("dsv3_eplb_imbalance_ratio"),
+      .eplb_rebalances = counter("dsv3_eplb_rebalances_total"),
+      .expert_placement_version = gauge("dsv3_expert_placement_version"),
       .expert_series = std::make_shared<ExpertSeriesIndex>(),
   };
 }

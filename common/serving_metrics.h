@@ -23,6 +23,7 @@
 //   layer, expert   decimal layer index (of the HF checkpoint) and routed-expert index.
 //   role, address   a worker as the router sees it: prefill|decode|expert, host:port.
 //   backend  expert all-to-all backend: inprocess|ucx|nccl.
+//   placement  EPLB: current (the placement in effect) | proposed (the rebalancer's).
 
 #include <cstdint>
 #include <memory>
@@ -69,6 +70,10 @@ struct ServingMetrics {
   metrics::Family<metrics::Counter>& expert_tokens;         // dsv3_expert_tokens_total
   metrics::Family<metrics::Counter>& expert_tokens_dropped;  // over the series bound
   metrics::Family<metrics::Histogram>& expert_dispatch_seconds;  // dsv3_expert_dispatch_seconds
+  // --- router: EPLB rebalancer -------------------------------------------------------
+  metrics::Family<metrics::Gauge>& eplb_imbalance_ratio;  // dsv3_eplb_imbalance_ratio{placement}
+  metrics::Family<metrics::Counter>& eplb_rebalances;     // dsv3_eplb_rebalances_total{status}
+  metrics::Family<metrics::Gauge>& expert_placement_version;  // dsv3_expert_placement_version
   // Bookkeeping of ExpertTokenCounter (the series bound), shared by copies of this struct.
   std::shared_ptr<ExpertSeriesIndex> expert_series;
 

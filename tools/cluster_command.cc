@@ -44,6 +44,9 @@ ABSL_FLAG(std::string, ucx_transports, "tcp",
 ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
 ABSL_FLAG(int, decode_max_running, 64, "dsv3 cluster: most sequences per decode step.");
 ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
+ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
+          "dsv3 cluster: the router rebalances the routed experts over the expert workers this "
+          "often (EPLB; needs --experts); 0: never.");
 
 extern char** environ;
 
@@ -176,6 +179,12 @@ int RunCluster(const std::vector<std::string>&) {
                  "dsv3 cluster: --prefill and --decode must be >= 1, --experts >= 0\n");
     return 2;
   }
+  const absl::Duration eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
+  if (eplb_interval < absl::ZeroDuration() ||
+      (eplb_interval > absl::ZeroDuration() && n_experts == 0)) {
+    std::fprintf(stderr, "dsv3 cluster: --eplb_interval must be >= 0 and needs --experts > 0\n");
+    return 2;
+  }
   std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
   if (tokenizer.empty() && std::ifstream(model + "/tokenizer.json").good()) tokenizer = model;
 
@@ -254,6 +263,12 @@ int RunCluster(const std::vector<std::string>&) {
       "--prefill=" + absl::StrJoin(prefill_addresses, ","),
       "--decode=" + absl::StrJoin(decode_addresses, ",")};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
+  if (!expert_addresses.empty()) {
+    router_argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
+  }
+  if (eplb_interval > absl::ZeroDuration()) {
+    router_argv.push_back("--eplb_interval=" + absl::FormatDuration(eplb_interval));
+  }
   if (Spawn(router, router_argv)) children.push_back(router);
   if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1)) {
     StopAll(children);

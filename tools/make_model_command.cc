@@ -12,6 +12,9 @@
 
 // --tokenizer (defined by the tokenize command): tokenizer files to copy into the model.
 ABSL_DECLARE_FLAG(std::string, tokenizer);
+ABSL_FLAG(double, router_skew, 0,
+          "dsv3 make-model: skew routed-expert selection Zipf-like (expert of rank k per layer "
+          "gets -S*ln(k) added to its e_score_correction_bias); 0: off, the usual checkpoint.");
 
 namespace dsv3::tools {
 namespace {
@@ -20,7 +23,7 @@ int MakeModel(const std::vector<std::string>& args) {
   if (!args.empty() || absl::GetFlag(FLAGS_out).empty()) {
     std::fprintf(stderr,
                  "usage: dsv3 make-model --preset tiny|demo|bench --dtype bf16|fp8 --mtp 0|1 "
-                 "--seed N --out DIR [--tokenizer DIR]\n");
+                 "--seed N --out DIR [--tokenizer DIR] [--router_skew S]\n");
     return 2;
   }
   engine::SyntheticOptions options;
@@ -33,6 +36,7 @@ int MakeModel(const std::vector<std::string>& args) {
   options.fp8 = dtype == "fp8";
   options.mtp_layers = absl::GetFlag(FLAGS_mtp);
   options.seed = absl::GetFlag(FLAGS_seed);
+  options.router_skew = absl::GetFlag(FLAGS_router_skew);
   const absl::Status status = engine::WriteSyntheticCheckpoint(absl::GetFlag(FLAGS_out), options);
   if (!status.ok()) {
     std::fprintf(stderr, "dsv3 make-model: %s\n", std::string(status.message()).c_str());

@@ -154,6 +154,7 @@ void RemoteExpertExecutor::FetchPlacement(int64_t version) {
 }
 
 void RemoteExpertExecutor::Maintain() {
+  absl::Time last_poll = absl::Now();
   while (true) {
     std::vector<std::string> missing;
     {
@@ -173,8 +174,16 @@ void RemoteExpertExecutor::Maintain() {
       absl::Status st = JoinOne(address);
       if (!st.ok()) DSV3_LOG(WARNING) << "expert worker " << address << ": " << st;
     }
+    // Newer maps are announced in combine answers; a worker without traffic would not hear
+    // of them (and its expert workers drop the experts of maps older than the previous
+    // one), so it also asks every few seconds.
     const int64_t wanted = wanted_version_.load();
-    if (wanted > placement_version()) FetchPlacement(wanted);
+    if (wanted > placement_version()) {
+      FetchPlacement(wanted);
+    } else if (absl::Now() - last_poll >= absl::Seconds(3)) {
+      last_poll = absl::Now();
+      FetchPlacement(placement_version() + 1);
+    }
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
     mu_.AwaitWithTimeout(absl::Condition(&stopping),

@@ -1,0 +1,160 @@
+#ifndef DSV3_ROUTER_EXPERT_REBALANCER_H_
+#define DSV3_ROUTER_EXPERT_REBALANCER_H_
+
+// EPLB in a live cluster: the router watches every expert worker's WatchExpertLoad stream,
+// adds up the tokens per (layer, expert) over a window, and once per interval weighs the
+// placement in effect against RebalanceExperts' proposal on that window's load. A proposal
+// that lowers the imbalance (max/mean tokens per worker) by more than min_gain is applied
+// to every expert worker with ApplyPlacement.
+//
+// The switch never routes a token to a worker that does not hold its expert yet. An
+// attention worker takes the newest placement any expert worker announces, so a plain "apply
+// the new map everywhere" would let it route by the new map while some worker is still
+// loading. Instead (PlanPlacementSwitch):
+//   1. load: each worker that gains experts gets, alone, the old map plus its own new copies
+//      (routing by that map only reaches copies it has loaded); all in parallel;
+//   2. switch: every worker gets the new map, in parallel. Each already holds its old and new
+//      experts (an expert worker keeps the previous map's experts until the next change), so
+//      attention workers on the old, an intermediate or the new map are all served.
+// A failed step is logged and the next interval tries again. Whatever a failure leaves, the
+// rebalancer converges: the highest version any worker holds is taken as the placement in
+// effect and re-applied to every worker that reports an older one (which is also how an
+// expert worker that restarted, back on the default map, gets the current one again).
+//
+// With several router replicas only one must act (two could apply different maps under the
+// same version): with leader_dns set, a router acts only while its self_address is the lowest
+// address that name resolves to (the routers' headless Service); the others only watch.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dsv3/v1/expert.grpc.pb.h"
+#include "router/eplb.h"
+#include "transport/expert_dispatch/expert_placement.h"
+
+namespace dsv3::router {
+
+struct ExpertRebalancerOptions {
+  std::vector<std::string> addresses;  // expert workers' gRPC host:port
+  std::string dns;                     // "name:port" resolved to every expert worker
+  absl::Duration dns_interval = absl::Seconds(5);
+  // One decision per interval, on the tokens of that interval.
+  absl::Duration interval = absl::Seconds(60);
+  // Redundant copies per MoE layer; < 0: the number of expert workers.
+  int32_t redundant_per_layer = -1;
+  // Fewer routed (token, expert) pairs than this in a window (summed over layers): no change.
+  int64_t min_tokens = 1000;
+  // Apply only when the proposal's imbalance is below current * (1 - min_gain).
+  double min_gain = 0.05;
+  // Leader election among router replicas (see above); empty leader_dns: always act.
+  std::string leader_dns;
+  std::string self_address;
+  // Deadline of one ApplyPlacement (the worker loads its experts from the checkpoint).
+  absl::Duration apply_timeout = absl::Minutes(10);
+};
+
+// The tokens per (layer, expert) reported over a window, summed over workers (a replicated
+// expert's tokens come from each worker holding a copy).
+class ExpertLoadWindow {
+ public:
+  void Add(const v1::ExpertLoadReport& report);
+  int64_t total() const { return total_; }
+  // The window as RebalanceExperts' input over `placement`'s layers and experts (zeros where
+  // nothing was reported; reports beyond them are left out), and a fresh window.
+  ExpertLoad Take(const transport::ExpertPlacement& placement);
+
+ private:
+  std::map<int64_t, std::map<int64_t, int64_t>> tokens_;  // layer -> expert -> tokens
+  int64_t total_ = 0;
+};
+
+// One interval's decision.
+struct RebalanceDecision {
+  int64_t tokens = 0;                    // routed (token, expert) pairs in the window
+  Imbalance current;                     // the placement in effect on the window's load
+  Imbalance proposed;                    // RebalanceExperts' placement on the same load
+  transport::ExpertPlacement placement;  // the proposal (version new_version)
+  bool apply = false;
+  std::string reason;  // why (not), with the figures, for the log
+};
+// InvalidArgument when RebalanceExperts refuses the input; `redundant_per_layer` is clamped
+// to what fits (each worker holds an expert at most once).
+absl::StatusOr<RebalanceDecision> DecideRebalance(const transport::ExpertPlacement& current,
+                                                  const ExpertLoad& load,
+                                                  int32_t redundant_per_layer, int64_t new_version,
+                                                  int64_t min_tokens, double min_gain);
+
+// One ApplyPlacement call.
+struct PlacementApply {
+  int32_t worker = 0;
+  transport::ExpertPlacement placement;
+};
+// A round of calls made in parallel; the next round starts when all of them succeeded.
+using PlacementStep = std::vector<PlacementApply>;
+// The safe switch from `from` to `to` (see above): the load step (one call per worker that
+// gains experts; none when no worker does), then the switch step (`to` to every worker).
+// Versions first_version, first_version + 1, ...; `to` gets the highest. Both maps must have
+// the same layers, experts and workers; worker_addresses are `to`'s.
+std::vector<PlacementStep> PlanPlacementSwitch(const transport::ExpertPlacement& from,
+                                               const transport::ExpertPlacement& to,
+                                               int64_t first_version);
+
+class ExpertRebalancer {
+ public:
+  // Starts watching and deciding; InvalidArgument on unusable options.
+  static absl::StatusOr<std::unique_ptr<ExpertRebalancer>> Start(ExpertRebalancerOptions options);
+  ~ExpertRebalancer();
+  ExpertRebalancer(const ExpertRebalancer&) = delete;
+  ExpertRebalancer& operator=(const ExpertRebalancer&) = delete;
+
+ private:
+  struct Worker;
+  explicit ExpertRebalancer(ExpertRebalancerOptions options);
+  void AddWorker(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Watch(Worker* worker);
+  void Control();
+  void ResolveDns();
+  bool IsLeader();
+  // Takes the highest version any worker reports as the placement in effect.
+  void SyncCurrent();
+  // Re-applies the placement in effect to workers that report an older one.
+  void ConvergeStale();
+  // One interval: measures (every router), decides and applies (the leader only).
+  void Decide(bool leader);
+  absl::Status ApplyStep(const PlacementStep& step);
+  // Index -> address of every worker of the placement in effect, or why not all are known.
+  absl::StatusOr<std::vector<std::string>> WorkerAddresses(int32_t num_workers);
+  absl::StatusOr<transport::ExpertPlacement> FetchPlacement(const std::string& address);
+  std::shared_ptr<v1::Expert::Stub> StubOf(const std::string& address);
+
+  const ExpertRebalancerOptions options_;
+  const int report_interval_ms_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  ExpertLoadWindow window_ ABSL_GUARDED_BY(mu_);
+  int64_t max_version_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // cancelled on shutdown
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  // The control thread's own.
+  std::unique_ptr<transport::ExpertPlacement> current_;
+  std::vector<std::string> leader_peers_;
+  std::map<std::string, absl::Time> retry_after_;  // re-applying to a worker failed
+  absl::Time leader_resolved_ = absl::InfinitePast();
+  std::thread control_;
+};
+
+}  // namespace dsv3::router
+
+#endif  // DSV3_ROUTER_EXPERT_REBALANCER_H_
