@@ -18,20 +18,20 @@ class FloatBufferPool {
  public:
   explicit FloatBufferPool(size_t max_buffers = 16) : max_buffers_(max_buffers) {}
 
-  // A buffer of `n` floats (contents unspecified): a spare that holds them if any, else the
-  // most recent spare (grown once, then reused), else a new one.
+  // A buffer of `n` floats (contents unspecified): the smallest spare that holds them, so a
+  // small request does not take the big buffer a big request needs next; else a new one.
   FloatBuffer Take(size_t n) {
     FloatBuffer b;
     {
       absl::MutexLock lock(&mu_);
-      size_t pick = spare_.size();
-      for (size_t i = 0; i < spare_.size() && pick == spare_.size(); ++i) {
-        if (spare_[i].capacity() >= n) pick = i;
+      size_t fit = spare_.size();
+      for (size_t i = 0; i < spare_.size(); ++i) {
+        const size_t cap = spare_[i].capacity();
+        if (cap >= n && (fit == spare_.size() || cap < spare_[fit].capacity())) fit = i;
       }
-      if (pick == spare_.size() && !spare_.empty()) pick = spare_.size() - 1;
-      if (pick < spare_.size()) {
-        b = std::move(spare_[pick]);
-        spare_[pick] = std::move(spare_.back());
+      if (fit < spare_.size()) {
+        b = std::move(spare_[fit]);
+        spare_[fit] = std::move(spare_.back());
         spare_.pop_back();
       }
     }
@@ -39,10 +39,19 @@ class FloatBufferPool {
     return b;
   }
 
+  // Keeps `b` for reuse; when full, in place of the smallest spare if `b` is larger.
   void Give(FloatBuffer b) {
     if (b.capacity() == 0) return;
     absl::MutexLock lock(&mu_);
-    if (spare_.size() < max_buffers_) spare_.push_back(std::move(b));
+    if (spare_.size() < max_buffers_) {
+      spare_.push_back(std::move(b));
+      return;
+    }
+    size_t smallest = 0;
+    for (size_t i = 1; i < spare_.size(); ++i) {
+      if (spare_[i].capacity() < spare_[smallest].capacity()) smallest = i;
+    }
+    if (spare_[smallest].capacity() < b.capacity()) spare_[smallest] = std::move(b);
   }
 
  private:

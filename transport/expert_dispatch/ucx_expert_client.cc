@@ -238,28 +238,30 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
     hold->payload = pool_->Take((hold->payload_bytes + sizeof(float) - 1) / sizeof(float));
     PackDispatch(d, request.x, request.hidden,
                  reinterpret_cast<uint8_t*>(hold->payload.data()));
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.send = OnSendDone;
-    param.user_data = hold;
-    absl::StatusOr<ucs_status_ptr_t> r = link.peer->Post([&](ucp_ep_h ep) {
-      return ucp_am_send_nbx(ep, kExpertDispatchAmId, &hold->header, sizeof(hold->header),
-                             hold->payload.data(), hold->payload_bytes, &param);
+    // Posted from the progress thread, where a large send pipelines with the expert
+    // worker's receive (UcxContext::RunOnProgressThread).
+    context_.RunOnProgressThread([hold, peer = link.peer, w = w] {
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      param.cb.send = OnSendDone;
+      param.user_data = hold;
+      absl::StatusOr<ucs_status_ptr_t> r = peer->Post([&](ucp_ep_h ep) {
+        return ucp_am_send_nbx(ep, kExpertDispatchAmId, &hold->header, sizeof(hold->header),
+                               hold->payload.data(), hold->payload_bytes, &param);
+      });
+      if (r.ok() && *r != nullptr && !UCS_PTR_IS_ERR(*r)) {
+        hold->context->BeginOperation();  // ended by OnSendDone
+        return;
+      }
+      absl::Status error = !r.ok() ? r.status()
+                           : *r == nullptr
+                               ? absl::OkStatus()  // sent in place
+                               : UcxError(UCS_PTR_STATUS(*r),
+                                          absl::StrCat("dispatch to expert worker ", w));
+      hold->pool->Give(std::move(hold->payload));
+      if (!error.ok()) hold->call->Finish(w, std::move(error));
+      delete hold;
     });
-    if (!r.ok()) {
-      pool_->Give(std::move(hold->payload));
-      delete hold;
-      call->Finish(w, r.status());
-    } else if (*r == nullptr) {
-      pool_->Give(std::move(hold->payload));
-      delete hold;  // sent in place
-    } else if (UCS_PTR_IS_ERR(*r)) {
-      pool_->Give(std::move(hold->payload));
-      delete hold;
-      call->Finish(w, UcxError(UCS_PTR_STATUS(*r), absl::StrCat("dispatch to expert worker ", w)));
-    } else {
-      context_.BeginOperation();  // ended by OnSendDone
-    }
   }
   context_.Wake();
   overlapped();

@@ -104,7 +104,8 @@ ucs_status_t UcxExpertServer::OnDispatch(void* arg, const void* header, size_t h
   d->hidden = h.hidden;
   d->payload_bytes = static_cast<int64_t>(length);
   d->arrived = absl::Now();
-  d->buffer.resize((length + sizeof(float) - 1) / sizeof(float));
+  d->pool = self->pool_;
+  d->buffer = self->pool_->Take((length + sizeof(float) - 1) / sizeof(float));
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
     if (length > 0) std::memcpy(d->buffer.data(), data, length);
     self->inbox_->Push(std::move(d));
@@ -179,24 +180,28 @@ void UcxExpertServer::Reply(const ExpertDispatch& dispatch, const absl::Status& 
     payload = hold->error.data();
     bytes = hold->error.size();
   }
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.cb.send = OnReplySent;
-  param.user_data = hold;
-  if (!status.ok()) {  // error texts go eagerly: the client reads them in its handler
-    param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = UCP_AM_SEND_FLAG_EAGER;
-  }
-  absl::StatusOr<ucs_status_ptr_t> r = peer->Post([&](ucp_ep_h ep) {
-    return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header), payload,
-                           bytes, &param);
+  // Posted from the progress thread: there a large send pipelines with the member's
+  // receive (see UcxContext::RunOnProgressThread).
+  const bool eager = !status.ok();  // error texts go eagerly: the client reads them in its handler
+  context_.RunOnProgressThread([peer = std::move(peer), hold, payload, bytes, eager] {
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = OnReplySent;
+    param.user_data = hold;
+    if (eager) {
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_FLAGS;
+      param.flags = UCP_AM_SEND_FLAG_EAGER;
+    }
+    absl::StatusOr<ucs_status_ptr_t> r = peer->Post([&](ucp_ep_h ep) {
+      return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header),
+                             payload, bytes, &param);
+    });
+    if (!r.ok() || *r == nullptr || UCS_PTR_IS_ERR(*r)) {
+      delete hold;
+      return;
+    }
+    hold->context->BeginOperation();  // ended by OnReplySent
   });
-  if (!r.ok() || *r == nullptr || UCS_PTR_IS_ERR(*r)) {
-    delete hold;
-    return;
-  }
-  context_.BeginOperation();  // ended by OnReplySent
-  context_.Wake();
 }
 
 }  // namespace dsv3::transport

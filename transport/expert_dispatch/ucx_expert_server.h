@@ -17,14 +17,23 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "transport/expert_dispatch/buffer_pool.h"
 #include "transport/expert_dispatch/dispatch_plan.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_peer.h"
 
 namespace dsv3::transport {
 
-// One dispatch received from a member.
+// One dispatch received from a member. Its buffer goes back to the server's pool when it is
+// destroyed.
 struct ExpertDispatch {
+  ExpertDispatch() = default;
+  ExpertDispatch(const ExpertDispatch&) = delete;
+  ExpertDispatch& operator=(const ExpertDispatch&) = delete;
+  ~ExpertDispatch() {
+    if (pool != nullptr) pool->Give(std::move(buffer));
+  }
+
   uint32_t member = 0;
   uint64_t call_id = 0;
   int64_t layer = 0;
@@ -35,6 +44,7 @@ struct ExpertDispatch {
   FloatBuffer buffer;  // the PackDispatch payload (f32-aligned storage)
   int64_t payload_bytes = 0;
   absl::Time arrived;
+  std::shared_ptr<FloatBufferPool> pool;
   const uint8_t* payload() const { return reinterpret_cast<const uint8_t*>(buffer.data()); }
 };
 
@@ -71,6 +81,8 @@ class UcxExpertServer {
   UcxContext& context_;
   UcxPeerCache peers_;
   const int32_t worker_index_;
+  // Receive buffers, reused: fresh pages per dispatch cost more than receiving into them.
+  std::shared_ptr<FloatBufferPool> pool_ = std::make_shared<FloatBufferPool>();
   mutable absl::Mutex mu_;
   std::vector<std::shared_ptr<UcxPeer>> members_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> member_addresses_ ABSL_GUARDED_BY(mu_);

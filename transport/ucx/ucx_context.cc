@@ -118,6 +118,16 @@ void UcxContext::ProgressLoop() {
   absl::Time last_event = absl::InfinitePast();
   while (!stop_.load(std::memory_order_acquire)) {
     unsigned events = 0;
+    if (has_tasks_.load(std::memory_order_acquire)) {
+      std::vector<std::function<void()>> tasks;
+      {
+        absl::MutexLock lock(&tasks_mu_);
+        tasks.swap(tasks_);
+        has_tasks_.store(false, std::memory_order_release);
+      }
+      for (auto& task : tasks) task();
+      events += static_cast<unsigned>(tasks.size());
+    }
     while (unsigned n = ucp_worker_progress(worker_)) events += n;
     const bool busy = outstanding_.load(std::memory_order_acquire) > 0;
     if (busy) {
@@ -214,6 +224,15 @@ absl::Status UcxContext::SetAmHandler(unsigned id, ucp_am_recv_callback_t callba
   ucs_status_t status = ucp_worker_set_am_recv_handler(worker_, &handler);
   if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
   return absl::OkStatus();
+}
+
+void UcxContext::RunOnProgressThread(std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&tasks_mu_);
+    tasks_.push_back(std::move(fn));
+    has_tasks_.store(true, std::memory_order_release);
+  }
+  Wake();
 }
 
 void UcxContext::Wake() {

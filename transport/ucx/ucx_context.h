@@ -8,9 +8,11 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -54,6 +56,11 @@ class UcxContext {
   // and no event announces room for them. The first one wakes the thread.
   void BeginOperation();
   void EndOperation();
+  // Runs `fn` on the progress thread (soon; in posting order). Large active-message sends
+  // posted there pipeline with the peer's receive, as replies from inside a handler do;
+  // posted from another thread, UCX 1.13 pushes a multi-megabyte shared-memory send
+  // before the call returns.
+  void RunOnProgressThread(std::function<void()> fn);
   // Installs the handler of active-message id `id` (ids below 8 are the context's own).
   // Handlers run on the progress thread.
   absl::Status SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg);
@@ -78,6 +85,9 @@ class UcxContext {
   std::atomic<bool> stop_{false};  // release/acquire with the progress thread
   std::atomic<int64_t> outstanding_{0};
 
+  absl::Mutex tasks_mu_;
+  std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(tasks_mu_);
+  std::atomic<bool> has_tasks_{false};
   absl::Mutex ping_mu_;
   uint64_t next_ping_ ABSL_GUARDED_BY(ping_mu_) = 1;
   absl::flat_hash_set<uint64_t> pongs_ ABSL_GUARDED_BY(ping_mu_);
