@@ -11,9 +11,10 @@
 namespace dsv3::engine {
 namespace {
 
-// How long an idle worker spins before sleeping: longer than the gap between the parallel
-// regions of one forward step, short enough not to burn a core between requests.
-constexpr auto kSpinBeforeSleep = std::chrono::microseconds(2000);
+// How long an idle worker spins before sleeping (SetIdleSpin): by default longer than the gap
+// between the parallel regions of one forward step, short enough not to burn a core between
+// requests.
+std::atomic<int64_t> g_idle_spin_us{2000};
 
 thread_local bool t_in_job = false;
 
@@ -117,16 +118,20 @@ void ThreadPool::Run(const std::function<void(int)>& job) {
   run_mu_.unlock();
 }
 
+void ThreadPool::SetIdleSpin(std::chrono::microseconds spin) {
+  g_idle_spin_us.store(std::max<int64_t>(0, spin.count()), std::memory_order_relaxed);
+}
+
 void ThreadPool::WorkerLoop(int index) {
   t_in_job = true;  // a worker only ever runs jobs: its nested parallel calls go inline
   uint64_t seen = 0;  // generation 0 is never a job
   for (;;) {
     uint64_t s = state_.load(std::memory_order_acquire);
     const auto spin_start = std::chrono::steady_clock::now();
+    const auto spin_limit = std::chrono::microseconds(g_idle_spin_us.load(std::memory_order_relaxed));
     for (int spins = 0; (s >> 32) == seen; ++spins) {
       CpuRelax();
-      if ((spins & 255) == 255 &&
-          std::chrono::steady_clock::now() - spin_start > kSpinBeforeSleep) {
+      if ((spins & 255) == 255 && std::chrono::steady_clock::now() - spin_start > spin_limit) {
         std::unique_lock<std::mutex> lock(sleep_mu_);
         ++sleepers_;
         wake_.wait(lock, [&] { return (state_.load(std::memory_order_acquire) >> 32) != seen; });

@@ -12,6 +12,7 @@
 //   ThreadPool::Default().ParallelFor(rows, [&](int64_t begin, int64_t end) { ... });
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,6 +38,11 @@ class ThreadPool {
   static int DefaultThreads();
   // Resizes the default pool (n <= 0: hardware threads). Call while no Forward runs.
   static void SetDefaultThreads(int n);
+
+  // How long an idle worker spins for the next job before it sleeps (every pool; default
+  // 2 ms, longer than the gaps inside a forward step). Processes that share cores with
+  // others they wait on (attention and expert workers on one machine) set it short.
+  static void SetIdleSpin(std::chrono::microseconds spin);
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 

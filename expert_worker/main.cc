@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
         DSV3_LOG(INFO) << "expert all-to-all backends: UCX, " << dsv3::transport::NcclDescription();
         const std::string dir = absl::GetFlag(FLAGS_model);
         if (dir.empty()) return absl::InvalidArgumentError("--model is required");
+        dsv3::worker::ConfigureEngineFromFlags();
         auto shard = dsv3::expert::ExpertShard::Load(dir, absl::GetFlag(FLAGS_shard_index),
                                                      absl::GetFlag(FLAGS_num_shards));
         if (!shard.ok()) return shard.status();

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "engine/thread_pool.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
 ABSL_FLAG(std::string, model_name, "", "Name the model is served as (default: directory name).");
@@ -12,12 +13,23 @@ ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
 
+ABSL_FLAG(absl::Duration, engine_idle_spin, absl::Milliseconds(2),
+          "How long the engine's idle threads spin for the next parallel job before sleeping. "
+          "Short (e.g. 100us) when processes share cores and wait on each other (a whole "
+          "cluster on one machine, expert workers beside attention workers).");
+
 namespace dsv3::worker {
+
+void ConfigureEngineFromFlags() {
+  engine::ThreadPool::SetIdleSpin(
+      std::chrono::microseconds(absl::ToInt64Microseconds(absl::GetFlag(FLAGS_engine_idle_spin))));
+}
 
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
     const engine::LoadOptions& options) {
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return absl::InvalidArgumentError("--model is required");
+  ConfigureEngineFromFlags();
   DSV3_LOG(INFO) << "loading model " << dir;
   return engine::Model::Load(dir, options);
 }

@@ -9,6 +9,7 @@
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "engine/model.h"
 #include "transport/ucx/ucx_context.h"
 
@@ -16,8 +17,12 @@ ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, model_name);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
+ABSL_DECLARE_FLAG(absl::Duration, engine_idle_spin);
 
 namespace dsv3::worker {
+
+// Applies the engine's process-wide settings (--engine_idle_spin) before a model loads.
+void ConfigureEngineFromFlags();
 
 // Loads --model (HF directory) with `options` (by default everything, MTP included).
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
