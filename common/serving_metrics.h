@@ -47,6 +47,8 @@ struct ServingMetrics {
   metrics::Family<metrics::Histogram>& ttft_seconds;        // dsv3_time_to_first_token_seconds
   metrics::Family<metrics::Histogram>& inter_token_latency_seconds;
   metrics::Family<metrics::Histogram>& e2e_latency_seconds;  // dsv3_e2e_request_latency_seconds
+  metrics::Family<metrics::Histogram>& router_overhead_seconds;  // dsv3_router_overhead_seconds
+  metrics::Family<metrics::Histogram>& reserve_seconds;     // dsv3_reserve_seconds
   // --- router: worker health as the router sees it (labels role, address) -------------
   metrics::Family<metrics::Gauge>& worker_up;               // dsv3_worker_up{role,address}
   // --- prefill and decode: scheduler state (label model) ------------------------------

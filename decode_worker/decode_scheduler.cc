@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "engine/thread_pool.h"
 #include "common/serving_metrics.h"
 #include "engine/mtp.h"
 
@@ -159,6 +160,7 @@ void DecodeScheduler::FinishLocked(Sequence* seq) {
 }
 
 void DecodeScheduler::Loop() {
+  engine::ThreadPool::MarkComputeThread();
   while (true) {
     std::vector<Sequence*> batch;
     {

@@ -4,6 +4,10 @@
 #include <chrono>
 #include <memory>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -15,6 +19,7 @@ namespace {
 // between the parallel regions of one forward step, short enough not to burn a core between
 // requests.
 std::atomic<int64_t> g_idle_spin_us{2000};
+std::atomic<int> g_compute_nice{0};
 
 thread_local bool t_in_job = false;
 
@@ -122,7 +127,18 @@ void ThreadPool::SetIdleSpin(std::chrono::microseconds spin) {
   g_idle_spin_us.store(std::max<int64_t>(0, spin.count()), std::memory_order_relaxed);
 }
 
+void ThreadPool::SetComputeNice(int nice) {
+  g_compute_nice.store(std::clamp(nice, 0, 19), std::memory_order_relaxed);
+}
+
+void ThreadPool::MarkComputeThread() {
+  const int nice = g_compute_nice.load(std::memory_order_relaxed);
+  // Linux: a thread's niceness is per thread (setpriority on its tid).
+  if (nice > 0) setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+}
+
 void ThreadPool::WorkerLoop(int index) {
+  MarkComputeThread();
   t_in_job = true;  // a worker only ever runs jobs: its nested parallel calls go inline
   uint64_t seen = 0;  // generation 0 is never a job
   for (;;) {

@@ -43,6 +43,13 @@ class ThreadPool {
   // 2 ms, longer than the gaps inside a forward step). Processes that share cores with
   // others they wait on (attention and expert workers on one machine) set it short.
   static void SetIdleSpin(std::chrono::microseconds spin);
+  // Niceness (0..19) of the threads that run forward steps: every pool worker, and the
+  // threads that call MarkComputeThread (a scheduler's loop). Above 0, the processes'
+  // control-plane threads (gRPC, UCX progress, the router) preempt compute on shared cores
+  // instead of queueing behind it. Set before the pools start.
+  static void SetComputeNice(int nice);
+  // Applies the compute niceness to the calling thread.
+  static void MarkComputeThread();
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 

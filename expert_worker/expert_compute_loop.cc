@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/serving_metrics.h"
 #include "engine/routed_experts.h"
+#include "engine/thread_pool.h"
 #include "transport/expert_dispatch/dispatch_plan.h"
 
 namespace dsv3::expert {
@@ -52,6 +53,7 @@ ExpertLoadSnapshot ExpertComputeLoop::Snapshot() const {
 }
 
 void ExpertComputeLoop::Loop() {
+  engine::ThreadPool::MarkComputeThread();
   while (!stop_.load()) {
     std::vector<std::unique_ptr<transport::ExpertDispatch>> batch =
         server_.Take(absl::Milliseconds(100));

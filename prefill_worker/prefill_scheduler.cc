@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "engine/thread_pool.h"
 #include "common/serving_metrics.h"
 #include "engine/mtp.h"
 #include "worker_common/worker_conversions.h"
@@ -69,6 +70,7 @@ PrefillLoad PrefillScheduler::Load() const {
 }
 
 void PrefillScheduler::Loop() {
+  engine::ThreadPool::MarkComputeThread();
   while (true) {
     {
       absl::MutexLock lock(&mu_);

@@ -113,6 +113,7 @@ void CompletionRun::ReserveOn(WorkerView decode) {
   reserve_request_.set_lease_ms(kLeaseMs);
   call_ = NewContext();
   auto self = shared_from_this();
+  reserve_sent_ = absl::Now();
   decode.stub->async()->Reserve(call_.get(), &reserve_request_, &reserve_response_,
                                 [self](grpc::Status status) {
     if (self->IsCancelled()) {
@@ -136,6 +137,8 @@ void CompletionRun::ReserveOn(WorkerView decode) {
       self->ReleaseLease("no prefill worker");
       return self->Finish(prefill.status());
     }
+    Metrics().reserve_seconds.WithLabels({self->plan_->model_name})
+        .Observe(absl::ToDoubleSeconds(absl::Now() - self->reserve_sent_));
     self->PrefillOn(*prefill);
   });
 }
@@ -266,6 +269,9 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
       response.set_prefill_worker_ns(prefill_worker_ns_);
       m.ttft_seconds.WithLabels({plan_->model_name})
           .Observe(absl::ToDoubleSeconds(now - plan_->arrival));
+      m.router_overhead_seconds.WithLabels({plan_->model_name})
+          .Observe(std::max(0.0, absl::ToDoubleSeconds(now - plan_->arrival) -
+                                     static_cast<double>(prefill_worker_ns_) * 1e-9));
     } else {
       // Tokens that arrive together share the gap since the previous arrival.
       const double gap = absl::ToDoubleSeconds(now - last_token_time_) / ids.size();

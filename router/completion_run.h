@@ -90,6 +90,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   int completion_tokens_ = 0;
   absl::Time last_token_time_ = absl::InfinitePast();  // for TTFT / inter-token latency
   int64_t prefill_worker_ns_ = 0;  // the prefill worker's own time, for the first response
+  absl::Time reserve_sent_;        // for dsv3_reserve_seconds
   std::unique_ptr<grpc::ClientContext> call_;  // the unary call in flight
   v1::ReserveRequest reserve_request_;
   v1::ReserveResponse reserve_response_;

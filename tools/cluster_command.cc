@@ -47,6 +47,8 @@ ABSL_FLAG(std::string, engine_idle_spin, "",
           "dsv3 cluster: --engine_idle_spin for the workers (\"\": 100us with expert workers, "
           "whose processes wait on each other for every MoE layer on the same cores; the "
           "workers' default, 2ms, otherwise).");
+ABSL_FLAG(int, engine_compute_nice, 0,
+          "dsv3 cluster: --engine_compute_nice for the workers (0: not passed).");
 ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
 ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
           "dsv3 cluster: the router rebalances the routed experts over the expert workers this "
@@ -230,6 +232,9 @@ int RunCluster(const std::vector<std::string>&) {
         "--ucx_tls=" + tls};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
+    if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
+      argv.push_back(absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
+    }
     expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
     if (Spawn(c, argv)) children.push_back(c);
   }
@@ -250,6 +255,9 @@ int RunCluster(const std::vector<std::string>&) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
     }
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
+    if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
+      argv.push_back(absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
+    }
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
       // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).

@@ -18,9 +18,15 @@ ABSL_FLAG(absl::Duration, engine_idle_spin, absl::Milliseconds(2),
           "Short (e.g. 100us) when processes share cores and wait on each other (a whole "
           "cluster on one machine, expert workers beside attention workers).");
 
+ABSL_FLAG(int, engine_compute_nice, 0,
+          "Niceness (0..19) of the threads that run the model, so gRPC, UCX progress and "
+          "other processes' control threads preempt them on shared cores (e.g. 10 when the "
+          "whole cluster runs on one machine).");
+
 namespace dsv3::worker {
 
 void ConfigureEngineFromFlags() {
+  engine::ThreadPool::SetComputeNice(absl::GetFlag(FLAGS_engine_compute_nice));
   engine::ThreadPool::SetIdleSpin(
       std::chrono::microseconds(absl::ToInt64Microseconds(absl::GetFlag(FLAGS_engine_idle_spin))));
 }

@@ -18,10 +18,12 @@ ABSL_DECLARE_FLAG(std::string, model_name);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
 ABSL_DECLARE_FLAG(absl::Duration, engine_idle_spin);
+ABSL_DECLARE_FLAG(int, engine_compute_nice);
 
 namespace dsv3::worker {
 
-// Applies the engine's process-wide settings (--engine_idle_spin) before a model loads.
+// Applies the engine's process-wide settings (--engine_idle_spin, --engine_compute_nice)
+// before a model loads.
 void ConfigureEngineFromFlags();
 
 // Loads --model (HF directory) with `options` (by default everything, MTP included).
