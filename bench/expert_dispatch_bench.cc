@@ -67,11 +67,6 @@ struct RawEcho {
   std::vector<char> scratch;                   // where rendezvous requests land
 };
 
-struct EchoRecv {
-  RawEcho* echo;
-  RawHeader header;
-};
-
 void SendRawReply(RawEcho* echo, const RawHeader& h) {
   if (echo->reply.size() < h.reply_bytes) echo->reply.resize(h.reply_bytes);
   ucp_request_param_t p{};
@@ -87,13 +82,6 @@ void SendRawReply(RawEcho* echo, const RawHeader& h) {
   });
 }
 
-void OnEchoRecvDone(void* request, ucs_status_t, size_t, void* user_data) {
-  auto* r = static_cast<EchoRecv*>(user_data);
-  SendRawReply(r->echo, r->header);
-  delete r;
-  ucp_request_free(request);
-}
-
 ucs_status_t OnRawRequest(void* arg, const void* header, size_t, void* data, size_t length,
                           const ucp_am_recv_param_t* param) {
   auto* echo = static_cast<RawEcho*>(arg);
@@ -104,19 +92,9 @@ ucs_status_t OnRawRequest(void* arg, const void* header, size_t, void* data, siz
     return UCS_OK;
   }
   if (echo->scratch.size() < length) echo->scratch.resize(length);
-  auto* r = new EchoRecv{echo, h};
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_DATATYPE;
-  p.cb.recv_am = OnEchoRecvDone;
-  p.user_data = r;
-  p.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t s =
-      ucp_am_recv_data_nbx(echo->ucx->worker(), data, echo->scratch.data(), length, &p);
-  if (s == nullptr) {
-    SendRawReply(echo, h);
-    delete r;
-  }
+  echo->ucx->ReceiveAmData(data, echo->scratch.data(), length, [echo, h](absl::Status status) {
+    if (status.ok()) SendRawReply(echo, h);
+  });
   return UCS_OK;
 }
 
@@ -172,21 +150,9 @@ struct RawClient {
   std::vector<char> inbox;
 };
 
-struct RawRecv {
-  RawClient* client;
-  uint64_t seq;
-};
-
 void MarkDone(RawClient* c, uint64_t seq) {
   absl::MutexLock lock(&c->mu);
   c->done_seq = seq;
-}
-
-void OnRawRecvDone(void* request, ucs_status_t, size_t, void* user_data) {
-  auto* r = static_cast<RawRecv*>(user_data);
-  MarkDone(r->client, r->seq);
-  delete r;
-  ucp_request_free(request);
 }
 
 ucs_status_t OnRawReply(void* arg, const void* header, size_t, void* data, size_t length,
@@ -200,18 +166,9 @@ ucs_status_t OnRawReply(void* arg, const void* header, size_t, void* data, size_
     MarkDone(c, h.seq);
     return UCS_OK;
   }
-  auto* r = new RawRecv{c, h.seq};
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_DATATYPE;
-  p.cb.recv_am = OnRawRecvDone;
-  p.user_data = r;
-  p.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t s = ucp_am_recv_data_nbx(c->ucx->worker(), data, c->inbox.data(), length, &p);
-  if (s == nullptr) {
-    MarkDone(c, h.seq);
-    delete r;
-  }
+  c->ucx->ReceiveAmData(data, c->inbox.data(), length, [c, seq = h.seq](absl::Status status) {
+    if (status.ok()) MarkDone(c, seq);
+  });
   return UCS_OK;
 }
 

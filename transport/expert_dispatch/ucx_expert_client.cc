@@ -60,21 +60,6 @@ void OnSendDone(void* request, ucs_status_t status, void* user_data) {
   ucp_request_free(request);
 }
 
-struct RecvHold {
-  std::shared_ptr<UcxExpertClient::Call> call;
-  int32_t worker = 0;
-};
-
-void OnRecvDone(void* request, ucs_status_t status, size_t, void* user_data) {
-  auto* hold = static_cast<RecvHold*>(user_data);
-  hold->call->Finish(hold->worker,
-                     status == UCS_OK ? absl::OkStatus()
-                                      : UcxError(status, absl::StrCat("combine from expert worker ",
-                                                                      hold->worker)));
-  delete hold;
-  ucp_request_free(request);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<UcxExpertClient>> UcxExpertClient::Create(UcxContext& context) {
@@ -160,22 +145,11 @@ ucs_status_t UcxExpertClient::OnCombine(void* arg, const void* header, size_t he
     return UCS_OK;
   }
   // Rendezvous: receive straight into the output buffer.
-  auto* hold = new RecvHold{call, w};
-  ucp_request_param_t recv{};
-  recv.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                      UCP_OP_ATTR_FIELD_DATATYPE;
-  recv.cb.recv_am = OnRecvDone;
-  recv.user_data = hold;
-  recv.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t r = ucp_am_recv_data_nbx(self->context_.worker(), data, out.data(), length,
-                                            &recv);
-  if (r == nullptr) {
-    delete hold;
-    call->Finish(w, absl::OkStatus());
-  } else if (UCS_PTR_IS_ERR(r)) {
-    delete hold;
-    call->Finish(w, UcxError(UCS_PTR_STATUS(r), "ucp_am_recv_data_nbx"));
-  }
+  self->context_.ReceiveAmData(data, out.data(), length, [call, w](absl::Status status) {
+    call->Finish(w, status.ok() ? absl::OkStatus()
+                                : absl::UnavailableError(absl::StrCat(
+                                      "combine from expert worker ", w, ": ", status.message())));
+  });
   return UCS_OK;
 }
 

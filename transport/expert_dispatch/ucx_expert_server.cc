@@ -20,21 +20,6 @@ struct UcxExpertServer::Inbox {
 
 namespace {
 
-struct RecvHold {
-  std::shared_ptr<UcxExpertServer::Inbox> inbox;
-  std::unique_ptr<ExpertDispatch> dispatch;
-  UcxContext* context = nullptr;
-};
-
-void OnRecvDone(void* request, ucs_status_t status, size_t, void* user_data) {
-  auto* hold = static_cast<RecvHold*>(user_data);
-  hold->context->EndOperation();
-  // A failed receive (the member died mid-transfer) is dropped: nobody waits for it.
-  if (status == UCS_OK) hold->inbox->Push(std::move(hold->dispatch));
-  delete hold;
-  ucp_request_free(request);
-}
-
 struct ReplyHold {
   CombineHeader header;
   std::shared_ptr<const void> keep_alive;  // owns the outputs being sent
@@ -111,25 +96,15 @@ ucs_status_t UcxExpertServer::OnDispatch(void* arg, const void* header, size_t h
     self->inbox_->Push(std::move(d));
     return UCS_OK;
   }
+  // Rendezvous: into the pooled buffer; queued once it is in (a member that died
+  // mid-transfer is dropped: nobody waits for its answer).
+  // Rendezvous: into the pooled buffer, queued once it is in (a member that died
+  // mid-transfer is dropped: nobody waits for its answer).
   void* buffer = d->buffer.data();
-  auto* hold = new RecvHold{self->inbox_, std::move(d), &self->context_};
-  ucp_request_param_t recv{};
-  recv.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                      UCP_OP_ATTR_FIELD_DATATYPE;
-  recv.cb.recv_am = OnRecvDone;
-  recv.user_data = hold;
-  recv.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t r = ucp_am_recv_data_nbx(self->context_.worker(), data, buffer, length, &recv);
-  if (r == nullptr) {
-    self->inbox_->Push(std::move(hold->dispatch));
-    delete hold;
-  } else if (UCS_PTR_IS_ERR(r)) {
-    delete hold;
-  } else {
-    // The rest of a rendezvous needs progress that no event announces (UCX 1.13 tcp): poll
-    // until it is in (ended in OnRecvDone).
-    self->context_.BeginOperation();
-  }
+  self->context_.ReceiveAmData(
+      data, buffer, length, [inbox = self->inbox_, d = std::move(d)](absl::Status status) mutable {
+        if (status.ok()) inbox->Push(std::move(d));
+      });
   return UCS_OK;
 }
 

@@ -16,6 +16,20 @@ constexpr unsigned kPongAmId = 2;
 
 void FreeRequest(void* request, ucs_status_t, void*) { ucp_request_free(request); }
 
+struct AmReceive {
+  UcxContext* context;
+  absl::AnyInvocable<void(absl::Status)> done;
+};
+
+void OnAmReceived(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* r = static_cast<AmReceive*>(user_data);
+  r->context->EndOperation();
+  std::move(r->done)(status == UCS_OK ? absl::OkStatus()
+                                      : UcxError(status, "active message rendezvous receive"));
+  delete r;
+  ucp_request_free(request);
+}
+
 }  // namespace
 
 absl::Status UcxError(ucs_status_t status, const std::string& what) {
@@ -224,6 +238,26 @@ absl::Status UcxContext::SetAmHandler(unsigned id, ucp_am_recv_callback_t callba
   ucs_status_t status = ucp_worker_set_am_recv_handler(worker_, &handler);
   if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
   return absl::OkStatus();
+}
+
+void UcxContext::ReceiveAmData(void* data_desc, void* buffer, size_t length,
+                               absl::AnyInvocable<void(absl::Status)> done) {
+  auto* r = new AmReceive{this, std::move(done)};
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  param.cb.recv_am = OnAmReceived;
+  param.user_data = r;
+  param.datatype = ucp_dt_make_contig(1);
+  ucs_status_ptr_t request = ucp_am_recv_data_nbx(worker_, data_desc, buffer, length, &param);
+  if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
+    BeginOperation();  // ended in OnAmReceived
+    return;
+  }
+  std::move(r->done)(request == nullptr
+                         ? absl::OkStatus()
+                         : UcxError(UCS_PTR_STATUS(request), "ucp_am_recv_data_nbx"));
+  delete r;
 }
 
 void UcxContext::RunOnProgressThread(std::function<void()> fn) {

@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -61,6 +62,13 @@ class UcxContext {
   // posted from another thread, UCX 1.13 pushes a multi-megabyte shared-memory send
   // before the call returns.
   void RunOnProgressThread(std::function<void()> fn);
+  // From inside an active-message handler: receives the message's rendezvous data
+  // (`data_desc`, `length` as the handler got them) into `buffer`. `done` runs exactly once:
+  // now when the receive completes in place or cannot start, else on the progress thread
+  // when the data is in; meanwhile the progress thread polls (no event announces the rest of
+  // a rendezvous over tcp).
+  void ReceiveAmData(void* data_desc, void* buffer, size_t length,
+                     absl::AnyInvocable<void(absl::Status)> done);
   // Installs the handler of active-message id `id` (ids below 8 are the context's own).
   // Handlers run on the progress thread.
   absl::Status SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg);
