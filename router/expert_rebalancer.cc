@@ -164,9 +164,12 @@ absl::StatusOr<std::unique_ptr<ExpertRebalancer>> ExpertRebalancer::Start(
     return absl::InvalidArgumentError(
         "EPLB needs the expert workers: --expert_workers or --expert_dns");
   }
-  if (options.interval <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("EPLB interval must be > 0, got ", absl::FormatDuration(options.interval)));
+  if (options.interval < absl::ZeroDuration() ||
+      (options.interval == absl::ZeroDuration() &&
+       options.failover_after <= absl::ZeroDuration())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EPLB needs an interval > 0 or failover, got interval ",
+        absl::FormatDuration(options.interval)));
   }
   if (!(options.min_gain >= 0 && options.min_gain < 1)) {
     return absl::InvalidArgumentError(
@@ -178,19 +181,27 @@ absl::StatusOr<std::unique_ptr<ExpertRebalancer>> ExpertRebalancer::Start(
         "(--eplb_self)");
   }
   std::unique_ptr<ExpertRebalancer> r(new ExpertRebalancer(std::move(options)));
+  r->started_ = absl::Now();
   {
     absl::MutexLock lock(&r->mu_);
     for (const std::string& a : r->options_.addresses) r->AddWorker(a);
   }
   r->ResolveDns();
   r->control_ = std::thread([raw = r.get()] { raw->Control(); });
-  DSV3_LOG(INFO) << "EPLB: rebalancing the routed experts every "
-                 << absl::FormatDuration(r->options_.interval) << " (redundant copies per layer: "
-                 << (r->options_.redundant_per_layer < 0
-                         ? std::string("one per expert worker")
-                         : absl::StrCat(r->options_.redundant_per_layer))
-                 << ", at least " << r->options_.min_tokens << " routed tokens and a "
-                 << 100 * r->options_.min_gain << "% gain per change)";
+  if (r->options_.interval == absl::ZeroDuration()) {
+    DSV3_LOG(INFO) << "EPLB: rebalancing off; expert workers down for "
+                   << absl::FormatDuration(r->options_.failover_after)
+                   << " get their experts copied to the live ones";
+  } else {
+    DSV3_LOG(INFO) << "EPLB: rebalancing the routed experts every "
+                   << absl::FormatDuration(r->options_.interval)
+                   << " (redundant copies per layer: "
+                   << (r->options_.redundant_per_layer < 0
+                           ? std::string("one per expert worker")
+                           : absl::StrCat(r->options_.redundant_per_layer))
+                   << ", at least " << r->options_.min_tokens << " routed tokens and a "
+                   << 100 * r->options_.min_gain << "% gain per change)";
+  }
   return r;
 }
 
@@ -256,6 +267,7 @@ void ExpertRebalancer::Watch(Worker* w) {
       }
       w->up = true;
       w->index = report.worker_index();
+      last_seen_[report.worker_index()] = absl::Now();
       w->version = report.placement_version();
       max_version_seen_ = std::max(max_version_seen_, report.placement_version());
       if (in_window) window_.Add(report);
@@ -500,6 +512,84 @@ void ExpertRebalancer::ConvergeStale() {
   }
 }
 
+void ExpertRebalancer::Failover() {
+  if (options_.failover_after <= absl::ZeroDuration() || current_ == nullptr) return;
+  const int32_t n = current_->num_workers;
+  std::vector<std::string> addresses(static_cast<size_t>(n));
+  std::vector<bool> live(static_cast<size_t>(n), false), gone(static_cast<size_t>(n), false);
+  int64_t newest = 0;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    newest = std::max(max_version_seen_, current_->version);
+    for (const auto& [address, w] : workers_) {
+      if (w->index < 0 || w->index >= n) continue;
+      addresses[static_cast<size_t>(w->index)] = address;
+      if (w->up) live[static_cast<size_t>(w->index)] = true;
+    }
+    // Gone: no worker has reported as that index for failover_after (since this router
+    // started, for one it never heard from).
+    for (int32_t i = 0; i < n; ++i) {
+      auto seen = last_seen_.find(i);
+      const absl::Time last = seen != last_seen_.end() ? seen->second : started_;
+      gone[static_cast<size_t>(i)] =
+          !live[static_cast<size_t>(i)] && now - last >= options_.failover_after;
+    }
+  }
+  if (std::find(gone.begin(), gone.end(), true) == gone.end()) return;
+  if (std::find(live.begin(), live.end(), true) == live.end()) return;
+  // Every expert left without a live copy gets one on the live worker holding the fewest
+  // copies of that layer.
+  ExpertPlacement next = *current_;
+  int64_t moved = 0;
+  for (ExpertPlacement::Layer& layer : next.layers) {
+    std::vector<int64_t> copies(static_cast<size_t>(n), 0);
+    for (const std::vector<int32_t>& r : layer.replicas) {
+      for (int32_t w : r) ++copies[static_cast<size_t>(w)];
+    }
+    for (std::vector<int32_t>& r : layer.replicas) {
+      bool served = false;
+      for (int32_t w : r) served = served || !gone[static_cast<size_t>(w)];
+      if (served) continue;
+      int32_t best = -1;
+      for (int32_t w = 0; w < n; ++w) {
+        if (live[static_cast<size_t>(w)] &&
+            (best < 0 || copies[static_cast<size_t>(w)] < copies[static_cast<size_t>(best)])) {
+          best = w;
+        }
+      }
+      r.push_back(best);
+      ++copies[static_cast<size_t>(best)];
+      ++moved;
+    }
+  }
+  if (moved == 0) return;
+  next.worker_addresses = addresses;
+  std::vector<PlacementStep> steps = PlanPlacementSwitch(*current_, next, newest + 1);
+  ExpertPlacement final_placement = steps.back().front().placement;
+  absl::Status st;
+  for (PlacementStep& step : steps) {
+    // Only live workers are asked; a returning one gets the placement from ConvergeStale.
+    step.erase(std::remove_if(step.begin(), step.end(),
+                              [&](const PlacementApply& a) {
+                                return !live[static_cast<size_t>(a.worker)];
+                              }),
+               step.end());
+    if (step.empty()) continue;
+    st = ApplyStep(step);
+    if (!st.ok()) break;
+  }
+  Metrics().eplb_rebalances.WithLabels({StatusLabel(st.code())}).Increment();
+  if (!st.ok()) {
+    DSV3_LOG(WARNING) << "EPLB failover: " << st;
+    return;
+  }
+  current_ = std::make_unique<ExpertPlacement>(std::move(final_placement));
+  Metrics().expert_placement_version.Get().Set(static_cast<double>(current_->version));
+  DSV3_LOG(WARNING) << "EPLB failover: " << moved << " experts had no live copy; placement "
+                    << current_->version << " gives them one on the live expert workers";
+}
+
 void ExpertRebalancer::Decide(bool leader) {
   ExpertLoad load;
   int64_t newest = 0;
@@ -586,8 +676,11 @@ void ExpertRebalancer::Control() {
     }
     SyncCurrent();
     const bool leader = IsLeader();
-    if (leader) ConvergeStale();
-    if (absl::Now() >= next_decision) {
+    if (leader) {
+      ConvergeStale();
+      Failover();
+    }
+    if (options_.interval > absl::ZeroDuration() && absl::Now() >= next_decision) {
       next_decision = absl::Now() + options_.interval;
       Decide(leader);
     }

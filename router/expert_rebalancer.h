@@ -59,6 +59,11 @@ struct ExpertRebalancerOptions {
   // Leader election among router replicas (see above); empty leader_dns: always act.
   std::string leader_dns;
   std::string self_address;
+  // Failover: once no expert worker has reported as some index for this long (a worker
+  // never heard from counts from the rebalancer's start), every expert whose copies are all
+  // on such workers gets a copy on a live worker (0: never). The dead worker's own entries
+  // stay: when it returns it gets the placement in effect again.
+  absl::Duration failover_after = absl::ZeroDuration();
   // Deadline of one ApplyPlacement (the worker loads its experts from the checkpoint).
   absl::Duration apply_timeout = absl::Minutes(10);
 };
@@ -129,6 +134,7 @@ class ExpertRebalancer {
   void SyncCurrent();
   // Re-applies the placement in effect to workers that report an older one.
   void ConvergeStale();
+  void Failover();
   // One interval: measures (every router), decides and applies (the leader only).
   void Decide(bool leader);
   absl::Status ApplyStep(const PlacementStep& step);
@@ -141,6 +147,9 @@ class ExpertRebalancer {
   const int report_interval_ms_;
 
   mutable absl::Mutex mu_;
+  // Failover: when each worker index last reported, and when this rebalancer started.
+  std::map<int32_t, absl::Time> last_seen_ ABSL_GUARDED_BY(mu_);
+  absl::Time started_;
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   ExpertLoadWindow window_ ABSL_GUARDED_BY(mu_);
   int64_t max_version_seen_ ABSL_GUARDED_BY(mu_) = 0;

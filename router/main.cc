@@ -40,6 +40,9 @@ ABSL_FLAG(double, eplb_min_gain, 0.05,
 ABSL_FLAG(std::string, eplb_leader_dns, "",
           "EPLB with several routers: name:port of the routers (headless Service); only the "
           "router whose --eplb_self is the lowest address behind it rebalances.");
+ABSL_FLAG(absl::Duration, expert_failover_after, absl::Seconds(30),
+          "An expert worker unreachable this long: its experts get copies on the live expert "
+          "workers (0: never; it serves again only when it returns).");
 ABSL_FLAG(std::string, eplb_self, "", "EPLB: this router's ip:port as --eplb_leader_dns lists it.");
 
 int main(int argc, char** argv) {
@@ -76,7 +79,8 @@ int main(int argc, char** argv) {
         parts.keep_alive.push_back(registry);
         const bool experts = !absl::GetFlag(FLAGS_expert_workers).empty() ||
                              !absl::GetFlag(FLAGS_expert_dns).empty();
-        if (experts && absl::GetFlag(FLAGS_eplb_interval) > absl::ZeroDuration()) {
+        if (experts && (absl::GetFlag(FLAGS_eplb_interval) > absl::ZeroDuration() ||
+                        absl::GetFlag(FLAGS_expert_failover_after) > absl::ZeroDuration())) {
           dsv3::router::ExpertRebalancerOptions eplb;
           eplb.addresses = absl::GetFlag(FLAGS_expert_workers);
           eplb.dns = absl::GetFlag(FLAGS_expert_dns);
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
           eplb.min_gain = absl::GetFlag(FLAGS_eplb_min_gain);
           eplb.leader_dns = absl::GetFlag(FLAGS_eplb_leader_dns);
           eplb.self_address = absl::GetFlag(FLAGS_eplb_self);
+          eplb.failover_after = absl::GetFlag(FLAGS_expert_failover_after);
           auto rebalancer = dsv3::router::ExpertRebalancer::Start(std::move(eplb));
           if (!rebalancer.ok()) return rebalancer.status();
           parts.keep_alive.push_back(

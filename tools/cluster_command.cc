@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (defaul
 ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
           "dsv3 cluster: the router rebalances the routed experts over the expert workers this "
           "often (EPLB; needs --experts); 0: never.");
+ABSL_FLAG(std::string, expert_failover_after, "",
+          "dsv3 cluster: the router's --expert_failover_after (\"\": the router's default).");
 
 extern char** environ;
 
@@ -287,6 +289,9 @@ int RunCluster(const std::vector<std::string>&) {
   }
   if (eplb_interval > absl::ZeroDuration()) {
     router_argv.push_back("--eplb_interval=" + absl::FormatDuration(eplb_interval));
+  }
+  if (!absl::GetFlag(FLAGS_expert_failover_after).empty()) {
+    router_argv.push_back("--expert_failover_after=" + absl::GetFlag(FLAGS_expert_failover_after));
   }
   if (Spawn(router, router_argv)) children.push_back(router);
   if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1)) {

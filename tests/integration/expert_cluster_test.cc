@@ -269,5 +269,45 @@ TEST(ExpertFailureTest, KilledExpertWorkerFailsItsRequestsThenTheClusterRecovers
   EXPECT_EQ(*back->Wait(absl::Seconds(20)), 0);
 }
 
+// --- Failover: a worker that stays down has its experts copied to the live ones -----------
+
+TEST(ExpertFailureTest, ExpertsOfAWorkerThatStaysDownAreServedByTheOthers) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 18220, 128,
+                                {"--experts=2", "--ucx_transports=tcp",
+                                 "--expert_failover_after=1s"});
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<Golden> cases = GoldenCases();
+  ExpectGoldenTokens(*cluster, kGolden, /*vs_generate=*/false);
+  kill(cluster->Get("expert", 1).pid, SIGKILL);
+  // Within a few seconds every request succeeds again, with the same tokens, without the
+  // worker coming back.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  bool all_ok = false;
+  while (!all_ok && absl::Now() < deadline) {
+    all_ok = true;
+    for (const Golden& g : cases) {
+      GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, g.greedy.size()));
+      if (!r.status.ok()) {
+        EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+            << r.status.error_message();
+        all_ok = false;
+        break;
+      }
+      EXPECT_EQ(r.ids, g.greedy);
+    }
+    if (!all_ok) absl::SleepFor(absl::Milliseconds(300));
+  }
+  ASSERT_TRUE(all_ok) << "the live expert worker never took over";
+  // The live worker now holds every expert of the placement in effect.
+  v1::ExpertPlacement p = GetPlacement(cluster->Get("expert", 0).grpc);
+  EXPECT_GE(p.version(), 2);
+  for (const v1::LayerPlacement& layer : p.layers()) {
+    for (const v1::ExpertReplicas& r : layer.replicas()) {
+      EXPECT_THAT(r.workers(), ::testing::Contains(0));
+    }
+  }
+  ExpectGoldenTokens(*cluster, kGolden, /*vs_generate=*/false);
+}
+
 }  // namespace
 }  // namespace dsv3
