@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/resolve_addresses.h"
@@ -119,12 +120,7 @@ void ExpertRebalancer::AddWorker(const std::string& address) {
   if (stop_ || workers_.count(address)) return;
   auto w = std::make_unique<Worker>();
   w->address = address;
-  grpc::ChannelArguments args;
-  // Reconnect quickly after an expert worker restarts.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  w->stub = v1::Expert::NewStub(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  w->stub = v1::Expert::NewStub(ClusterChannel(address));
   Worker* raw = w.get();
   workers_[address] = std::move(w);
   raw->watch = std::thread([this, raw] { Watch(raw); });

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
 #include "common/logging.h"
 #include "common/resolve_addresses.h"
 #include "common/serving_metrics.h"
@@ -70,12 +71,7 @@ void WorkerRegistry::AddWorker(const std::string& address, WorkerKind kind) {
   auto w = std::make_unique<Worker>();
   w->address = address;
   w->kind = kind;
-  grpc::ChannelArguments args;
-  // Reconnect quickly after a worker restarts.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  w->stub = v1::Worker::NewStub(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  w->stub = v1::Worker::NewStub(ClusterChannel(address));
   Worker* raw = w.get();
   SetUpGauge(*raw);
   workers_[address] = std::move(w);

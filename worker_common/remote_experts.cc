@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/resolve_addresses.h"
@@ -91,9 +92,15 @@ std::vector<std::string> RemoteExpertExecutor::CurrentAddresses() const {
   return out;
 }
 
+std::shared_ptr<grpc::Channel> RemoteExpertExecutor::ChannelTo(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<grpc::Channel>& channel = channels_[address];
+  if (channel == nullptr) channel = ClusterChannel(address);
+  return channel;
+}
+
 absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  auto stub = v1::Expert::NewStub(channel);
+  auto stub = v1::Expert::NewStub(ChannelTo(address));
   v1::JoinRequest request;
   request.set_member_id(options_.member_id);
   request.set_config_hash(engine::ModelConfigHash(config_));
@@ -137,7 +144,7 @@ void RemoteExpertExecutor::FetchPlacement(int64_t version) {
     for (const auto& [a, w] : joined_) addresses.push_back(a);
   }
   for (const std::string& address : addresses) {
-    auto stub = v1::Expert::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    auto stub = v1::Expert::NewStub(ChannelTo(address));
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     v1::ExpertPlacement proto;

@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
@@ -69,6 +71,8 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
   void Maintain();  // background: join, re-join, fetch newer placements
   std::vector<std::string> CurrentAddresses() const;
   absl::Status JoinOne(const std::string& address);
+  // One channel per expert worker, reused by every Join and GetPlacement.
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
   void FetchPlacement(int64_t version);
   void MarkDown(int32_t worker);
   std::vector<bool> WorkersUp(int32_t num_workers) const;
@@ -85,6 +89,7 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
   std::shared_ptr<const transport::ExpertPlacement> next_placement_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> joined_ ABSL_GUARDED_BY(mu_);  // address -> worker index
   std::map<int32_t, std::string> address_of_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int64_t> wanted_version_{0};
   std::atomic<uint64_t> spread_{0};
