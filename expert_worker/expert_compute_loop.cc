@@ -144,10 +144,15 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
     DSV3_LOG(WARNING) << "layer " << layer << ": " << status;
     return;
   }
-  for (int32_t e : pair_expert) {
+  // Tallied first: one update per expert, not per pair.
+  std::vector<int64_t> tally(static_cast<size_t>(num_experts_), 0);
+  for (int32_t e : pair_expert) ++tally[static_cast<size_t>(e)];
+  for (int64_t e = 0; e < num_experts_; ++e) {
+    const int64_t n = tally[static_cast<size_t>(e)];
+    if (n == 0) continue;
     const size_t i = static_cast<size_t>(slot * num_experts_ + e);
-    tokens_[i].fetch_add(1, std::memory_order_relaxed);
-    if (token_counters_[i] != nullptr) token_counters_[i]->Increment();
+    tokens_[i].fetch_add(n, std::memory_order_relaxed);
+    if (token_counters_[i] != nullptr) token_counters_[i]->Increment(static_cast<double>(n));
   }
 }
 

@@ -25,11 +25,17 @@ absl::Status ColocatedExpertExecutor::Run(int64_t layer, const float* x, int64_t
                                           absl::FunctionRef<void()> overlapped) {
   absl::Status st = local_.Run(layer, x, rows, hidden, top_k, experts, outputs, overlapped);
   if (!st.ok()) return st;
+  // Tallied first: one counter update per expert, not per token (prefill batches are large).
+  std::vector<int64_t> tally(static_cast<size_t>(num_experts_), 0);
   for (int64_t s = 0; s < rows * top_k; ++s) {
-    const int64_t i = layer * num_experts_ + experts[s];
-    if (i >= 0 && i < static_cast<int64_t>(counters_.size()) &&
+    if (experts[s] >= 0 && experts[s] < num_experts_) ++tally[static_cast<size_t>(experts[s])];
+  }
+  for (int64_t e = 0; e < num_experts_; ++e) {
+    const int64_t i = layer * num_experts_ + e;
+    if (tally[static_cast<size_t>(e)] > 0 && i < static_cast<int64_t>(counters_.size()) &&
         counters_[static_cast<size_t>(i)] != nullptr) {
-      counters_[static_cast<size_t>(i)]->Increment();
+      counters_[static_cast<size_t>(i)]->Increment(
+          static_cast<double>(tally[static_cast<size_t>(e)]));
     }
   }
   return absl::OkStatus();

@@ -44,8 +44,7 @@ bool RemoteExpertsConfigured(const RemoteExpertsOptions& options) {
 }
 
 RemoteExpertExecutor::RemoteExpertExecutor(const engine::ModelConfig& config,
-                                           transport::UcxContext& ucx,
-                                           RemoteExpertsOptions options)
+                                           transport::UcxContext& ucx, RemoteExpertsOptions options)
     : config_(config),
       ucx_(ucx),
       options_(std::move(options)),
@@ -63,7 +62,8 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   if (!RemoteExpertsConfigured(options)) {
     return absl::InvalidArgumentError("no expert workers given (--expert_workers/--expert_dns)");
   }
-  std::unique_ptr<RemoteExpertExecutor> r(new RemoteExpertExecutor(config, ucx, std::move(options)));
+  std::unique_ptr<RemoteExpertExecutor> r(
+      new RemoteExpertExecutor(config, ucx, std::move(options)));
   auto client = transport::UcxExpertClient::Create(ucx);
   if (!client.ok()) return client.status();
   r->client_ = std::move(*client);
@@ -113,7 +113,9 @@ absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
   if (!st.ok()) return st;
   transport::ExpertPlacement placement = transport::PlacementFromProto(response.placement());
   st = placement.Validate(moe_layers_, config_.n_routed_experts);
-  if (!st.ok()) return absl::FailedPreconditionError(absl::StrCat("expert worker ", address, ": ", st.message()));
+  if (!st.ok())
+    return absl::FailedPreconditionError(
+        absl::StrCat("expert worker ", address, ": ", st.message()));
   const int32_t index = response.worker_index();
   if (index < 0 || index >= placement.num_workers) {
     return absl::FailedPreconditionError(absl::StrCat("expert worker ", address, " has index ",
@@ -252,8 +254,8 @@ void RemoteExpertExecutor::MarkDown(int32_t worker) {
                     << ") is down; re-joining in the background";
 }
 
-absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t rows,
-                                       int64_t hidden, int64_t top_k, const int32_t* experts,
+absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t rows, int64_t hidden,
+                                       int64_t top_k, const int32_t* experts,
                                        engine::ExpertOutputs* outputs,
                                        absl::FunctionRef<void()> overlapped) {
   bool overlapped_done = false;

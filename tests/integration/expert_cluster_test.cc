@@ -5,16 +5,15 @@
 // that dies fails the requests that need it with UNAVAILABLE, nothing else crashes, and the
 // cluster serves again once the worker is back.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -66,8 +65,7 @@ void ApplyReplicatedPlacement(const Cluster& cluster, int workers) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     v1::ApplyPlacementResponse response;
-    grpc::Status st =
-        ExpertStub(cluster.Get("expert", w).grpc)->ApplyPlacement(&ctx, p, &response);
+    grpc::Status st = ExpertStub(cluster.Get("expert", w).grpc)->ApplyPlacement(&ctx, p, &response);
     ASSERT_TRUE(st.ok()) << st.error_message();
     EXPECT_EQ(response.version(), p.version());
   }
@@ -134,7 +132,8 @@ TEST_P(ExpertEqualityTest, GreedyEqualsGenerateAndTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     GoldenModels, ExpertEqualityTest,
-    ::testing::Values(EqualityCase{"tiny-v3-bf16", 1, 17800}, EqualityCase{"tiny-v3-bf16", 2, 17820},
+    ::testing::Values(EqualityCase{"tiny-v3-bf16", 1, 17800},
+                      EqualityCase{"tiny-v3-bf16", 2, 17820},
                       EqualityCase{"tiny-v3-bf16", 3, 17840}, EqualityCase{"tiny-v3-fp8", 2, 17860},
                       EqualityCase{"tiny-v3-fp8", 3, 17880},
                       EqualityCase{"tiny-v3-mtp", 2, 17900, /*speculative=*/true}),
@@ -157,8 +156,8 @@ TEST(ExpertBenchPresetTest, TwoExpertWorkersEqualColocatedAndGenerate) {
     ~RemoveAll() { std::filesystem::remove_all(dir); }
   } cleanup{model};
   auto [rc, log] = testing::RunCommand(absl::StrCat(
-      BinaryPath("dsv3"), " make-model --preset bench --dtype fp8 --mtp 0 --seed 11 --out ",
-      model, " 2>&1"));
+      BinaryPath("dsv3"), " make-model --preset bench --dtype fp8 --mtp 0 --seed 11 --out ", model,
+      " 2>&1"));
   ASSERT_EQ(rc, 0) << log;
   const std::vector<std::vector<int32_t>> prompts = {{1, 200, 3000, 45000, 7}, {99, 98, 97}};
   constexpr int kTokens = 12;
@@ -203,8 +202,7 @@ TEST(ExpertReplicaTest, ReplicatedPlacementKeepsTokensAndSurvivesAWorkerDeath) {
 // --- Failure without replicas: UNAVAILABLE, nothing crashes, recovery ---------------------
 
 TEST(ExpertFailureTest, KilledExpertWorkerFailsItsRequestsThenTheClusterRecovers) {
-  auto cluster = Cluster::Start(kGolden, 1, 1, 17940, 128,
-                                {"--experts=2", "--ucx_transports=tcp"});
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17940, 128, {"--experts=2", "--ucx_transports=tcp"});
   ASSERT_NE(cluster, nullptr);
   const std::vector<Golden> cases = GoldenCases();
   const testing::ClusterProc victim = cluster->Get("expert", 1);
@@ -251,11 +249,11 @@ TEST(ExpertFailureTest, KilledExpertWorkerFailsItsRequestsThenTheClusterRecovers
   // workers re-join it and serve the same tokens again.
   const std::vector<std::string> grpc_hp = absl::StrSplit(victim.grpc, ':');
   const std::vector<std::string> http_hp = absl::StrSplit(victim.http, ':');
-  auto back = Subprocess::Start(
-      {BinaryPath("dsv3-expert"), std::string("--model=") + kGolden, "--num_shards=2",
-       "--shard_index=1", "--grpc_port=" + grpc_hp[1], "--http_port=" + http_hp[1],
-       "--ucx_tls=tcp", "--ucx_net_devices=lo"},
-      cluster->dir() + "/expert-1-restarted.log");
+  auto back =
+      Subprocess::Start({BinaryPath("dsv3-expert"), std::string("--model=") + kGolden,
+                         "--num_shards=2", "--shard_index=1", "--grpc_port=" + grpc_hp[1],
+                         "--http_port=" + http_hp[1], "--ucx_tls=tcp", "--ucx_net_devices=lo"},
+                        cluster->dir() + "/expert-1-restarted.log");
   ASSERT_TRUE(back.ok()) << back.status();
   GrpcResult r;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -272,9 +270,9 @@ TEST(ExpertFailureTest, KilledExpertWorkerFailsItsRequestsThenTheClusterRecovers
 // --- Failover: a worker that stays down has its experts copied to the live ones -----------
 
 TEST(ExpertFailureTest, ExpertsOfAWorkerThatStaysDownAreServedByTheOthers) {
-  auto cluster = Cluster::Start(kGolden, 1, 1, 18220, 128,
-                                {"--experts=2", "--ucx_transports=tcp",
-                                 "--expert_failover_after=1s"});
+  auto cluster =
+      Cluster::Start(kGolden, 1, 1, 18220, 128,
+                     {"--experts=2", "--ucx_transports=tcp", "--expert_failover_after=1s"});
   ASSERT_NE(cluster, nullptr);
   const std::vector<Golden> cases = GoldenCases();
   ExpectGoldenTokens(*cluster, kGolden, /*vs_generate=*/false);
@@ -288,8 +286,7 @@ TEST(ExpertFailureTest, ExpertsOfAWorkerThatStaysDownAreServedByTheOthers) {
     for (const Golden& g : cases) {
       GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, g.greedy.size()));
       if (!r.status.ok()) {
-        EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-            << r.status.error_message();
+        EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
         all_ok = false;
         break;
       }
