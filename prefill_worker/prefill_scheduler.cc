@@ -30,10 +30,21 @@ PrefillScheduler::~PrefillScheduler() {
   }
   if (loop_.joinable()) loop_.join();
   absl::Status shutting_down = absl::UnavailableError("prefill worker shutting down");
-  for (auto& a : running_) a->job->done(shutting_down);
+  for (auto& a : running_) EndWithError(*a, shutting_down);
   absl::MutexLock lock(&mu_);
   for (auto& a : queue_) a->job->done(shutting_down);
 }
+
+namespace {
+
+// An update for a job that never arrives is dropped after this long.
+constexpr absl::Duration kUpdateKeep = absl::Seconds(60);
+// Longest wait for a cancelled job's in-flight writes before it answers.
+constexpr absl::Duration kQuiesceTimeout = absl::Seconds(2);
+// How often a loop with nothing to compute looks at deadlines and departed callers.
+constexpr absl::Duration kIdleCheck = absl::Milliseconds(20);
+
+}  // namespace
 
 absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
   if (absl::Status s = model_.ValidateTokens(job->prompt, 0); !s.ok()) return s;
@@ -46,22 +57,59 @@ absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
       !s.ok()) {
     return s;
   }
-  auto transfer = writer_.Begin(job->target);
-  if (!transfer.ok()) {
-    return absl::Status(transfer.status().code(),
-                        absl::StrCat("decode worker ", job->decode_address, ": ",
-                                     transfer.status().message()));
+  if (!job->target.has_value() && job->job_id == 0) {
+    return absl::InvalidArgumentError("a prefill without a destination needs a job_id");
   }
   auto active = std::make_unique<Active>();
-  active->transfer = std::move(*transfer);
+  if (job->target.has_value()) {
+    auto transfer = writer_.Begin(*job->target);
+    if (!transfer.ok()) {
+      return absl::Status(transfer.status().code(),
+                          absl::StrCat("decode worker ", job->decode_address, ": ",
+                                       transfer.status().message()));
+    }
+    active->transfer = std::move(*transfer);
+  }
   active->enqueued = absl::Now();
   const int64_t tokens = static_cast<int64_t>(job->prompt.size());
+  const uint64_t job_id = job->job_id;
   active->job = std::move(job);
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("prefill worker shutting down");
+  if (job_id != 0 && !live_jobs_.insert(job_id).second) {
+    return absl::AlreadyExistsError(absl::StrCat("prefill job ", job_id, " is already running"));
+  }
   queued_tokens_ += tokens;
   queue_.push_back(std::move(active));
   return absl::OkStatus();
+}
+
+absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
+  if (job_id == 0) return absl::InvalidArgumentError("job_id must be set");
+  PendingUpdate pending;
+  pending.received = absl::Now();
+  pending.decode_address = update.decode_address;
+  pending.lease_deadline = update.lease_deadline;
+  pending.cancel = update.cancel;
+  absl::Status result = absl::OkStatus();
+  if (update.cancel.ok()) {
+    if (!update.target.has_value()) return absl::InvalidArgumentError("the update is empty");
+    auto transfer = writer_.Begin(*update.target);
+    if (transfer.ok()) {
+      pending.transfer = std::move(*transfer);
+    } else {
+      // The job cannot write there: it fails with the reason, and so does this call.
+      result = absl::Status(transfer.status().code(),
+                            absl::StrCat("decode worker ", update.decode_address, ": ",
+                                         transfer.status().message()));
+      pending.cancel = result;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::UnavailableError("prefill worker shutting down");
+  updates_[job_id] = std::move(pending);
+  updates_arrived_ = true;
+  return result;
 }
 
 PrefillLoad PrefillScheduler::Load() const {
@@ -69,30 +117,96 @@ PrefillLoad PrefillScheduler::Load() const {
   return PrefillLoad{queued_tokens_, static_cast<int>(queue_.size()), tokens_per_second_};
 }
 
+bool PrefillScheduler::TakeUpdate(Active& a) {
+  if (a.job->job_id == 0) return a.transfer != nullptr;
+  PendingUpdate update;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = updates_.find(a.job->job_id);
+    if (it == updates_.end()) return a.transfer != nullptr;
+    update = std::move(it->second);
+    updates_.erase(it);
+  }
+  if (!update.cancel.ok()) {
+    if (a.failure.ok()) a.failure = update.cancel;
+  } else if (a.transfer == nullptr) {
+    a.transfer = std::move(update.transfer);
+    a.job->decode_address = update.decode_address;
+    a.job->deadline = std::min(a.job->deadline, update.lease_deadline);
+  }
+  return a.transfer != nullptr;
+}
+
+void PrefillScheduler::ServiceJobs() {
+  const absl::Time now = absl::Now();
+  for (auto& a : running_) {
+    if (a->answered) continue;
+    const bool had_destination = a->transfer != nullptr;
+    const bool has_destination = TakeUpdate(*a);
+    if (a->failure.ok() && a->job->caller_gone && a->job->caller_gone()) {
+      a->failure = absl::CancelledError("the caller cancelled the prefill");
+    }
+    if (a->failure.ok() && now > a->job->deadline) {
+      a->failure = absl::DeadlineExceededError(
+          has_destination ? "prefill deadline exceeded"
+                          : "prefill deadline exceeded before the KV destination arrived");
+    }
+    if (!a->failure.ok()) continue;  // answered below, after the step
+    if (has_destination && !had_destination) {
+      // Everything computed so far leaves now; later steps send layer by layer.
+      SendRows(*a, 0, pool_->layout().num_layers, 0, a->kv.num_tokens);
+    }
+    if (has_destination && a->token.has_value()) {
+      a->destination_wait_ns = absl::ToInt64Nanoseconds(now - a->computed_at);
+      Answer(*a, *a->token);
+    }
+  }
+}
+
 void PrefillScheduler::Loop() {
   engine::ThreadPool::MarkComputeThread();
+  bool idle = false;  // the last pass had nothing to compute
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stop_ || !queue_.empty() || !running_.empty();
+      auto has_work = [this, idle]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || !queue_.empty() || updates_arrived_ || (!idle && !running_.empty());
       };
-      mu_.Await(absl::Condition(&has_work));
+      if (running_.empty()) {
+        mu_.Await(absl::Condition(&has_work));
+      } else {
+        mu_.AwaitWithTimeout(absl::Condition(&has_work), kIdleCheck);
+      }
       if (stop_) return;
+      updates_arrived_ = false;
       while (!queue_.empty()) {
         running_.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      const absl::Time now = absl::Now();
+      for (auto it = updates_.begin(); it != updates_.end();) {
+        auto next = std::next(it);
+        if (now - it->second.received > kUpdateKeep) updates_.erase(it);
+        it = next;
+      }
     }
-    // This step's chunks, oldest request first, within the token budget.
+    ServiceJobs();
+    // This step's chunks, oldest request first, within the token budget. Jobs computed
+    // and waiting only for their destination hold their blocks, so a job that does not
+    // fit now may once they leave.
+    bool others_hold_blocks = false;
+    for (auto& a : running_) {
+      if (a->failure.ok() && a->token.has_value()) others_hold_blocks = true;
+    }
     std::vector<Chunk> chunks;
     int64_t budget = options_.chunk_tokens;
     for (auto& a : running_) {
       if (budget == 0) break;
+      if (!a->failure.ok() || a->answered || a->token.has_value()) continue;
       const int64_t done = a->kv.num_tokens;
       const int64_t n = std::min<int64_t>(budget, a->job->prompt.size() - done);
       if (absl::Status s = pool_->Reserve(a->kv, done + n); !s.ok()) {
-        if (chunks.empty() && a == running_.front()) {
+        if (chunks.empty() && !others_hold_blocks) {
           a->failure = s;  // cannot ever fit; others may once this finishes
         }
         break;
@@ -111,21 +225,27 @@ void PrefillScheduler::Loop() {
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     // Report and drop what finished (or failed).
     std::vector<std::unique_ptr<Active>> kept;
+    std::vector<uint64_t> ended;
     int64_t finished_tokens = 0;
     for (auto& a : running_) {
-      const bool complete = a->kv.num_tokens == static_cast<int64_t>(a->job->prompt.size());
-      if (!a->failure.ok() || complete) {
-        if (!a->failure.ok()) a->job->done(a->failure);
+      if (!a->answered && !a->failure.ok()) EndWithError(*a, a->failure);
+      if (a->answered) {
         finished_tokens += static_cast<int64_t>(a->job->prompt.size());
+        if (a->job->job_id != 0) ended.push_back(a->job->job_id);
         pool_->Release(a->kv);
       } else {
         kept.push_back(std::move(a));
       }
     }
     running_ = std::move(kept);
+    idle = chunks.empty() && finished_tokens == 0;
     absl::MutexLock lock(&mu_);
+    for (uint64_t id : ended) {
+      live_jobs_.erase(id);
+      updates_.erase(id);  // e.g. a cancel that crossed the answer
+    }
     queued_tokens_ -= finished_tokens;
-    if (seconds > 0) tokens_per_second_ = tokens / seconds;
+    if (seconds > 0 && tokens > 0) tokens_per_second_ = tokens / seconds;
     m.requests_running.WithLabels({options_.model_name}).Set(static_cast<double>(running_.size()));
     m.requests_waiting.WithLabels({options_.model_name}).Set(static_cast<double>(queue_.size()));
   }
@@ -139,6 +259,8 @@ void PrefillScheduler::RunStep(std::vector<Chunk>& chunks) {
       Metrics().queue_time_seconds.WithLabels({options_.model_name})
           .Observe(absl::ToDoubleSeconds(c.request->first_step - c.request->enqueued));
     }
+    c.request->step_begin = c.begin;
+    c.request->step_end = c.begin + c.count;
     inputs.push_back(engine::SequenceInput{
         std::span<const int32_t>(c.request->job->prompt).subspan(c.begin, c.count),
         &c.request->kv, false});
@@ -206,21 +328,40 @@ absl::Status PrefillScheduler::RunMtp(std::vector<Chunk>& chunks,
 void PrefillScheduler::SendLayer(Chunk& c, int64_t layer, int64_t begin, int64_t count) {
   Active& a = *c.request;
   if (!a.failure.ok()) return;
+  if (a.transfer == nullptr) {
+    if (!TakeUpdate(a) || !a.failure.ok()) return;  // the rows wait in the local pool
+    // The destination arrived mid-step: earlier steps' rows of every layer, and this
+    // step's rows of the layers already computed, go first.
+    SendRows(a, 0, pool_->layout().num_layers, 0, a.step_begin);
+    SendRows(a, 0, std::min<int64_t>(layer, model_.config().num_hidden_layers), a.step_begin,
+             a.step_end);
+  }
+  SendRows(a, layer, layer + 1, begin, begin + count);
+}
+
+void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_layer,
+                                int64_t begin, int64_t end) {
   const int64_t block_size = pool_->layout().block_size;
-  int64_t pos = begin;
-  const int64_t end = begin + count;
-  while (pos < end) {
-    // Rows of one local block are contiguous; blocks line up with the destination's.
-    const int64_t run = std::min(end - pos, block_size - pos % block_size);
-    const float* rows = pool_->Row(layer, a.kv, pos);
-    absl::Status s = a.transfer->PutLayerRows(static_cast<int>(layer), static_cast<int>(pos),
-                                              static_cast<int>(run), rows);
-    if (!s.ok()) {
-      a.failure = absl::Status(s.code(), absl::StrCat("KV transfer to decode worker ",
-                                                      a.job->decode_address, ": ", s.message()));
-      return;
+  const int64_t main_layers = model_.config().num_hidden_layers;
+  const int64_t prompt = static_cast<int64_t>(a.job->prompt.size());
+  for (int64_t layer = first_layer; layer < end_layer && a.failure.ok(); ++layer) {
+    // MTP row i needs prompt token i+1: the last position's row is the decode worker's.
+    const int64_t layer_end = layer >= main_layers ? std::min(end, prompt - 1) : end;
+    int64_t pos = begin;
+    while (pos < layer_end) {
+      // Rows of one local block are contiguous; blocks line up with the destination's.
+      const int64_t run = std::min(layer_end - pos, block_size - pos % block_size);
+      const float* rows = pool_->Row(layer, a.kv, pos);
+      absl::Status s = a.transfer->PutLayerRows(static_cast<int>(layer), static_cast<int>(pos),
+                                                static_cast<int>(run), rows);
+      if (!s.ok()) {
+        a.failure = absl::Status(s.code(), absl::StrCat("KV transfer to decode worker ",
+                                                        a.job->decode_address, ": ",
+                                                        s.message()));
+        return;
+      }
+      pos += run;
     }
-    pos += run;
   }
 }
 
@@ -237,6 +378,22 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
     a.failure = token.status();
     return;
   }
+  if (a.transfer == nullptr) {
+    if (!TakeUpdate(a)) {
+      // Answered when the destination arrives (ServiceJobs).
+      a.token = *token;
+      a.computed_at = absl::Now();
+      return;
+    }
+    if (!a.failure.ok()) return;
+    SendRows(a, 0, pool_->layout().num_layers, 0, a.kv.num_tokens);
+  }
+  Answer(a, *token);
+}
+
+void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
+  const PrefillJob& job = *a.job;
+  if (!a.failure.ok()) return;
   const absl::Time flush_start = absl::Now();
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
   if (absl::Status s = a.transfer->Flush(deadline); !s.ok()) {
@@ -250,18 +407,30 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
   m.kv_transfer_seconds.WithLabels({options_.model_name})
       .Observe(absl::ToDoubleSeconds(absl::Now() - a.first_step));
   v1::PrefillResponse response;
-  response.set_first_token_id(token->token);
-  if (job.logprobs > 0) worker::ToWireLogprob(*token, response.mutable_first_token_logprob());
+  response.set_first_token_id(token.token);
+  if (job.logprobs > 0) worker::ToWireLogprob(token, response.mutable_first_token_logprob());
   response.set_kv_bytes(a.transfer->bytes());
-  // Puts start with the first layer of the first step and end with the flush.
+  // From the first step (the first puts) to the completed flush.
   response.set_kv_transfer_ns(absl::ToInt64Nanoseconds(absl::Now() - a.first_step));
   response.set_queue_ns(absl::ToInt64Nanoseconds(a.first_step - a.enqueued));
   response.set_compute_ns(a.compute_ns);
+  response.set_destination_wait_ns(a.destination_wait_ns);
   response.set_last_hidden_state(a.last_hidden);
   DSV3_LOG(DEBUG).With("request_id", job.request_id)
       << "prefill done: " << job.prompt.size() << " tokens, " << a.transfer->bytes()
       << " KV bytes, flush " << absl::FormatDuration(absl::Now() - flush_start);
+  a.answered = true;
   a.job->done(std::move(response));
+}
+
+void PrefillScheduler::EndWithError(Active& a, const absl::Status& status) {
+  if (a.answered) return;
+  if (a.transfer != nullptr) {
+    // Puts already posted must land (or fail) before the caller may free the lease.
+    (void)a.transfer->Flush(absl::Now() + kQuiesceTimeout);
+  }
+  a.answered = true;
+  a.job->done(status);
 }
 
 }  // namespace dsv3::prefill

@@ -6,16 +6,25 @@
 // new rows of that layer go to each request's decode worker with UCX puts while the next
 // layer computes; when a prompt's last chunk is done, its transfer is flushed and the first
 // token is sampled and reported.
+//
+// A job may arrive without its destination (the router reserves the decode worker's blocks
+// while the prompt queues and computes): its rows stay in the local pool until Update
+// brings the destination, then everything computed so far is sent at once and the rest
+// layer by layer as usual. Jobs end early at a step boundary when cancelled (Update), when
+// their caller has gone, or at their deadline, after their in-flight writes completed.
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -37,14 +46,26 @@ struct PrefillSchedulerOptions {
 
 struct PrefillJob {
   std::string request_id;
+  // Names the job for Update; 0: the destination is known at Submit.
+  uint64_t job_id = 0;
   std::vector<int32_t> prompt;
   engine::SamplingParams sampling;
   int32_t logprobs = 0;
-  transport::KvWriteTarget target;
+  std::optional<transport::KvWriteTarget> target;  // absent: comes with Update
   std::string decode_address;  // for error messages
   absl::Time deadline = absl::InfiniteFuture();
+  // True once the caller has gone (the call was cancelled); polled between steps.
+  std::function<bool()> caller_gone;
   // Called once, on the scheduler thread, with the response or the error.
   std::function<void(absl::StatusOr<v1::PrefillResponse>)> done;
+};
+
+// What UpdatePrefill brings for a job: its destination, or the end of it.
+struct PrefillUpdate {
+  std::optional<transport::KvWriteTarget> target;
+  std::string decode_address;
+  absl::Time lease_deadline = absl::InfiniteFuture();
+  absl::Status cancel;  // not OK: end the job with this status
 };
 
 struct PrefillLoad {
@@ -63,18 +84,37 @@ class PrefillScheduler {
 
   // Validates and queues; errors that need no compute are returned at once.
   absl::Status Submit(std::unique_ptr<PrefillJob> job);
+  // Hands a job (queued, running, or not arrived yet) its destination or its end. An
+  // update for a job that never comes is dropped after a while.
+  absl::Status Update(uint64_t job_id, PrefillUpdate update);
   PrefillLoad Load() const;
 
  private:
   struct Active {
     std::unique_ptr<PrefillJob> job;
     engine::KvSequence kv;  // in the local pool
-    std::unique_ptr<transport::KvTransfer> transfer;
+    std::unique_ptr<transport::KvTransfer> transfer;  // null until the destination is known
     absl::Status failure;
     absl::Time enqueued;
     absl::Time first_step = absl::InfinitePast();
     int64_t compute_ns = 0;
     std::string last_hidden;  // float32 bytes of h_{n-1} (models with MTP)
+    // Prompt positions of the step running now (for sending earlier layers' rows when the
+    // destination arrives mid-step).
+    int64_t step_begin = 0;
+    int64_t step_end = 0;
+    // Computed, sampled, waiting for the destination.
+    std::optional<engine::SampledToken> token;
+    absl::Time computed_at;
+    int64_t destination_wait_ns = 0;
+    bool answered = false;
+  };
+  struct PendingUpdate {
+    std::unique_ptr<transport::KvTransfer> transfer;
+    std::string decode_address;
+    absl::Time lease_deadline = absl::InfiniteFuture();
+    absl::Status cancel;
+    absl::Time received;
   };
   struct Chunk {
     Active* request;
@@ -86,12 +126,25 @@ class PrefillScheduler {
                    PrefillSchedulerOptions options)
       : model_(model), writer_(writer), options_(options) {}
   void Loop();
+  // Between steps: ends what was cancelled or timed out, hands out destinations, answers
+  // jobs whose destination was all they waited for.
+  void ServiceJobs();
   void RunStep(std::vector<Chunk>& chunks);
-  // Sends rows [begin, begin+count) of `layer` of one request to its decode worker.
+  // Sends rows [begin, begin+count) of `layer` of one request to its decode worker (once
+  // its destination is known; the rows stay in the local pool until then).
   void SendLayer(Chunk& chunk, int64_t layer, int64_t begin, int64_t count);
+  // Rows [begin, end) of layers [first_layer, end_layer) (the MTP layer has no row for
+  // the last prompt position).
+  void SendRows(Active& a, int64_t first_layer, int64_t end_layer, int64_t begin, int64_t end);
+  // Moves the job's update, if one arrived, into it; true when it now has a destination.
+  bool TakeUpdate(Active& a);
   // The MTP layer's rows for this step's prompt positions (models with MTP).
   absl::Status RunMtp(std::vector<Chunk>& chunks, const engine::ForwardResult& main);
   void Complete(Active& request, std::span<const float> last_logits);
+  // Flushes the transfer and answers with the first token.
+  void Answer(Active& request, const engine::SampledToken& token);
+  // Answers with an error once none of the job's writes is in flight.
+  void EndWithError(Active& request, const absl::Status& status);
 
   const engine::Model& model_;
   transport::KvWriter& writer_;
@@ -103,6 +156,9 @@ class PrefillScheduler {
   int64_t queued_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<uint64_t, PendingUpdate> updates_ ABSL_GUARDED_BY(mu_);
+  bool updates_arrived_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<uint64_t> live_jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<Active>> running_;  // loop thread only
   std::thread loop_;
 };

@@ -39,44 +39,96 @@ PrefillService::~PrefillService() {
   writer_.reset();
 }
 
+absl::StatusOr<PrefillUpdate> PrefillService::ToUpdate(const v1::KvDestination& d) const {
+  if (!d.config_hash().empty() && d.config_hash() != config_hash_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "decode worker ", d.decode_address(), " serves a different model (config hash ",
+        d.config_hash(), ", this prefill worker: ", config_hash_, ")"));
+  }
+  auto target = worker::ToWriteTarget(d);
+  if (!target.ok()) return target.status();
+  PrefillUpdate update;
+  update.target = std::move(*target);
+  update.decode_address = d.decode_address();
+  if (d.lease_expiry_unix_ms() > 0) {
+    update.lease_deadline = absl::FromUnixMillis(d.lease_expiry_unix_ms());
+  }
+  return update;
+}
+
 grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* context,
                                                   const v1::PrefillRequest* request,
                                                   v1::PrefillResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const v1::KvDestination& d = request->destination();
-  if (!d.config_hash().empty() && d.config_hash() != config_hash_) {
-    reactor->Finish(ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-        "decode worker ", d.decode_address(), " serves a different model (config hash ",
-        d.config_hash(), ", this prefill worker: ", config_hash_, ")"))));
-    return reactor;
-  }
-  auto target = worker::ToWriteTarget(d);
-  if (!target.ok()) {
-    reactor->Finish(ToGrpcStatus(target.status()));
-    return reactor;
-  }
   auto job = std::make_unique<PrefillJob>();
+  if (request->has_destination()) {
+    auto destination = ToUpdate(request->destination());
+    if (!destination.ok()) {
+      reactor->Finish(ToGrpcStatus(destination.status()));
+      return reactor;
+    }
+    job->target = std::move(destination->target);
+    job->decode_address = destination->decode_address;
+    job->deadline = destination->lease_deadline;
+  }
   job->request_id = request->request_id();
+  job->job_id = request->job_id();
   job->prompt.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
   job->sampling = worker::ToEngineSampling(request->sampling());
   job->logprobs = request->sampling().logprobs();
-  job->target = std::move(*target);
-  job->decode_address = d.decode_address();
-  if (d.lease_expiry_unix_ms() > 0) job->deadline = absl::FromUnixMillis(d.lease_expiry_unix_ms());
   job->deadline = std::min(job->deadline, absl::FromChrono(context->deadline()));
+  job->caller_gone = [context] { return context->IsCancelled(); };
   const std::string request_id = request->request_id();
   job->done = [reactor, response, request_id](absl::StatusOr<v1::PrefillResponse> result) {
     if (result.ok()) {
       *response = std::move(*result);
       reactor->Finish(grpc::Status::OK);
     } else {
-      DSV3_LOG(WARNING).With("request_id", request_id) << "prefill failed: " << result.status();
+      if (absl::IsCancelled(result.status())) {
+        DSV3_LOG(INFO).With("request_id", request_id) << "prefill ended: " << result.status();
+      } else {
+        DSV3_LOG(WARNING).With("request_id", request_id) << "prefill failed: " << result.status();
+      }
       reactor->Finish(ToGrpcStatus(result.status()));
     }
   };
   if (absl::Status s = scheduler_->Submit(std::move(job)); !s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
   }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PrefillService::UpdatePrefill(grpc::CallbackServerContext* context,
+                                                        const v1::UpdatePrefillRequest* request,
+                                                        v1::UpdatePrefillResponse*) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status;
+  switch (request->update_case()) {
+    case v1::UpdatePrefillRequest::kDestination: {
+      auto update = ToUpdate(request->destination());
+      if (!update.ok()) {
+        // The job cannot use it either: it ends with the same error.
+        PrefillUpdate end;
+        end.cancel = update.status();
+        (void)scheduler_->Update(request->job_id(), std::move(end));
+        status = update.status();
+      } else {
+        status = scheduler_->Update(request->job_id(), std::move(*update));
+      }
+      break;
+    }
+    case v1::UpdatePrefillRequest::kCancelReason: {
+      PrefillUpdate end;
+      end.cancel = absl::CancelledError(request->cancel_reason().empty()
+                                            ? std::string("cancelled by the router")
+                                            : request->cancel_reason());
+      status = scheduler_->Update(request->job_id(), std::move(end));
+      break;
+    }
+    default:
+      status = absl::InvalidArgumentError("UpdatePrefill needs a destination or a cancel_reason");
+  }
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

@@ -32,6 +32,9 @@ class PrefillService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* Prefill(grpc::CallbackServerContext* context,
                                     const v1::PrefillRequest* request,
                                     v1::PrefillResponse* response) override;
+  grpc::ServerUnaryReactor* UpdatePrefill(grpc::CallbackServerContext* context,
+                                          const v1::UpdatePrefillRequest* request,
+                                          v1::UpdatePrefillResponse* response) override;
   grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(grpc::CallbackServerContext* context,
                                                       const v1::WatchLoadRequest* request) override;
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
@@ -42,6 +45,8 @@ class PrefillService final : public v1::Worker::CallbackService {
  private:
   PrefillService(const engine::Model& model, PrefillServiceOptions options)
       : model_(model), options_(std::move(options)) {}
+  // Checks a destination against this worker's model and layout.
+  absl::StatusOr<PrefillUpdate> ToUpdate(const v1::KvDestination& destination) const;
 
   const engine::Model& model_;
   PrefillServiceOptions options_;

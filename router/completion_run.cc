@@ -1,5 +1,8 @@
 #include "router/completion_run.h"
 
+#include <optional>
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -97,12 +100,25 @@ std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
 void CompletionRun::Start() {
   auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_);
   if (!decode.ok()) return Finish(decode.status());
+  auto prefill = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
+  if (!prefill.ok()) return Finish(prefill.status());
+  {
+    absl::MutexLock lock(&mu_);
+    reserve_pending_ = true;
+  }
+  // Both at once: the prompt queues and computes on the prefill worker while the decode
+  // worker reserves; the destination follows in an UpdatePrefill (the Prefill goes first so
+  // that the Reserve's answer finds it).
+  PrefillOn(*prefill);
   ReserveOn(*decode);
 }
 
 void CompletionRun::ReserveOn(WorkerView decode) {
   tried_decode_.insert(decode.address);
-  decode_ = decode;
+  {
+    absl::MutexLock lock(&mu_);
+    decode_ = decode;
+  }
   workers_.NoteAssigned(decode.address,
                         (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
                             std::max(1, decode.info.kv_layout().block_size()) + 1);
@@ -111,95 +127,174 @@ void CompletionRun::ReserveOn(WorkerView decode) {
   reserve_request_.set_max_new_tokens(plan_->sampling.max_tokens());
   reserve_request_.set_config_hash(plan_->config_hash);
   reserve_request_.set_lease_ms(kLeaseMs);
-  call_ = NewContext();
+  reserve_call_ = NewContext();
   auto self = shared_from_this();
   reserve_sent_ = absl::Now();
-  decode.stub->async()->Reserve(call_.get(), &reserve_request_, &reserve_response_,
-                                [self](grpc::Status status) {
-    if (self->IsCancelled()) {
-      if (status.ok()) self->ReleaseLease("client cancelled");
-      return self->Finish(absl::CancelledError("cancelled"));
-    }
-    if (!status.ok()) {
-      if (Retryable(status.error_code())) {
-        auto next = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_);
-        if (next.ok()) return self->ReserveOn(*next);
-        if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-          return self->WaitForCapacity(FromGrpcStatus(status));
-        }
+  decode.stub->async()->Reserve(reserve_call_.get(), &reserve_request_, &reserve_response_,
+                                [self](grpc::Status status) { self->OnReserved(status); });
+}
+
+void CompletionRun::OnReserved(const grpc::Status& status) {
+  if (status.ok()) {
+    Metrics().reserve_seconds.WithLabels({plan_->model_name})
+        .Observe(absl::ToDoubleSeconds(absl::Now() - reserve_sent_));
+    std::optional<WorkerView> attach_to;
+    uint64_t job_id = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      reserve_pending_ = false;
+      reserved_ = true;
+      destination_ = reserve_response_.destination();
+      if (!cancelled_ && !finished_ && prefill_pending_ && !lease_shared_) {
+        // From here on the prefill may write into the lease.
+        lease_shared_ = true;
+        attach_to = prefill_;
+        job_id = job_id_;
       }
-      return self->Finish(absl::Status(FromGrpcStatus(status).code(),
-                                       absl::StrCat("decode worker ", self->decode_.address,
-                                                    ": ", status.error_message())));
     }
-    auto prefill = self->workers_.Pick(WorkerKind::kPrefill, self->tried_prefill_);
-    if (!prefill.ok()) {
-      self->ReleaseLease("no prefill worker");
-      return self->Finish(prefill.status());
+    if (attach_to.has_value()) SendUpdate(*attach_to, job_id, &destination_, "");
+    return Settle();
+  }
+  if (!IsCancelled() && Retryable(status.error_code())) {
+    auto next = workers_.Pick(WorkerKind::kDecode, tried_decode_);
+    if (next.ok()) return ReserveOn(*next);
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      return WaitForCapacity(FromGrpcStatus(status));
     }
-    Metrics().reserve_seconds.WithLabels({self->plan_->model_name})
-        .Observe(absl::ToDoubleSeconds(absl::Now() - self->reserve_sent_));
-    self->PrefillOn(*prefill);
-  });
+  }
+  std::string decode_address;
+  {
+    absl::MutexLock lock(&mu_);
+    decode_address = decode_.address;
+  }
+  FailBeforeDecode(absl::Status(FromGrpcStatus(status).code(),
+                                absl::StrCat("decode worker ", decode_address, ": ",
+                                             status.error_message())),
+                   /*reserve_ended=*/true);
 }
 
 void CompletionRun::WaitForCapacity(const absl::Status& last_error) {
   const absl::Time retry = absl::Now() + backoff_;
   if (retry >= plan_->deadline) {
-    return Finish(absl::ResourceExhaustedError(absl::StrCat(
-        "no decode worker had KV capacity before the deadline: ", last_error.message())));
+    return FailBeforeDecode(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "no decode worker had KV capacity before the deadline: ", last_error.message())),
+        /*reserve_ended=*/true);
   }
   backoff_ = std::min(backoff_ * 2, absl::Milliseconds(500));
   tried_decode_.clear();  // every worker may have freed blocks by then
   auto self = shared_from_this();
   delayed_.RunAt(retry, [self] {
-    if (self->IsCancelled()) return self->Finish(absl::CancelledError("cancelled"));
-    self->Start();
+    if (self->IsCancelled()) {
+      return self->FailBeforeDecode(absl::CancelledError("cancelled"), /*reserve_ended=*/true);
+    }
+    auto decode = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_);
+    if (!decode.ok()) return self->FailBeforeDecode(decode.status(), /*reserve_ended=*/true);
+    self->ReserveOn(*decode);
   });
 }
 
 void CompletionRun::PrefillOn(WorkerView prefill) {
   tried_prefill_.insert(prefill.address);
-  prefill_address_ = prefill.address;
   workers_.NoteAssigned(prefill.address, static_cast<int64_t>(plan_->prompt.size()));
   prefill_request_.set_request_id(plan_->request_id);
-  prefill_request_.clear_prompt_token_ids();
-  for (int32_t t : plan_->prompt) prefill_request_.add_prompt_token_ids(t);
-  *prefill_request_.mutable_sampling() = plan_->sampling;
-  *prefill_request_.mutable_destination() = reserve_response_.destination();
-  call_ = NewContext();
-  const absl::Time lease_end =
-      absl::FromUnixMillis(reserve_response_.destination().lease_expiry_unix_ms()) - kLeaseMargin;
-  call_->set_deadline(absl::ToChronoTime(std::min(plan_->deadline, lease_end)));
+  if (prefill_request_.prompt_token_ids_size() == 0) {
+    for (int32_t t : plan_->prompt) prefill_request_.add_prompt_token_ids(t);
+    *prefill_request_.mutable_sampling() = plan_->sampling;
+  }
+  // A fresh id per attempt: an update meant for a failed attempt cannot reach this one.
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  uint64_t job_id = 0;
+  while (job_id == 0) job_id = rng();
+  prefill_request_.set_job_id(job_id);
+  absl::Time deadline = plan_->deadline;
+  {
+    absl::MutexLock lock(&mu_);
+    prefill_ = prefill;
+    job_id_ = job_id;
+    prefill_pending_ = true;
+    if (reserved_) {
+      // The lease is granted already (a retry): the destination goes with the prompt.
+      *prefill_request_.mutable_destination() = destination_;
+      lease_shared_ = true;
+      deadline = std::min(deadline, absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) -
+                                        kLeaseMargin);
+    } else {
+      prefill_request_.clear_destination();
+      lease_shared_ = false;
+    }
+  }
+  prefill_call_ = NewContext();
+  prefill_call_->set_deadline(absl::ToChronoTime(deadline));
   auto self = shared_from_this();
-  prefill.stub->async()->Prefill(call_.get(), &prefill_request_, &prefill_response_,
+  prefill.stub->async()->Prefill(prefill_call_.get(), &prefill_request_, &prefill_response_,
                                  [self](grpc::Status status) { self->OnPrefilled(status); });
 }
 
-void CompletionRun::OnPrefilled(const grpc::Status& status) {
-  if (IsCancelled()) {
-    // The prefill has returned: nothing writes into the lease any more.
-    ReleaseLease("client cancelled");
-    return Finish(absl::CancelledError("cancelled"));
+void CompletionRun::SendUpdate(const WorkerView& prefill, uint64_t job_id,
+                               const v1::KvDestination* destination, const std::string& cancel) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::UpdatePrefillRequest request;
+    v1::UpdatePrefillResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(
+      absl::ToChronoTime(std::max(plan_->deadline, absl::Now() + absl::Seconds(1))));
+  call->request.set_job_id(job_id);
+  if (destination != nullptr) {
+    *call->request.mutable_destination() = *destination;
+  } else {
+    call->request.set_cancel_reason(cancel);
   }
+  prefill.stub->async()->UpdatePrefill(
+      &call->ctx, &call->request, &call->response,
+      [call, request_id = plan_->request_id, address = prefill.address](grpc::Status s) {
+        // The Prefill call itself reports what became of the job.
+        if (!s.ok()) {
+          DSV3_LOG(WARNING).With("request_id", request_id)
+              << "UpdatePrefill on " << address << ": " << s.error_message();
+        }
+      });
+}
+
+void CompletionRun::OnPrefilled(const grpc::Status& status) {
+  bool reserved = false;
+  absl::Time lease_end = absl::InfiniteFuture();
+  std::string address;
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    prefill_pending_ = false;
+    lease_shared_ = false;  // nothing writes into the lease any more
+    ended = cancelled_ || finished_;
+    reserved = reserved_;
+    if (reserved_) {
+      lease_end = absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) - kLeaseMargin;
+    }
+    address = prefill_.address;
+  }
+  if (ended) return Settle();  // frees the lease, reports a cancellation
   if (!status.ok()) {
-    const absl::Time lease_end =
-        absl::FromUnixMillis(reserve_response_.destination().lease_expiry_unix_ms()) -
-        kLeaseMargin;
+    const absl::Status failure(FromGrpcStatus(status).code(),
+                               absl::StrCat("prefill worker ", address, ": ",
+                                            status.error_message()));
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < lease_end &&
         absl::Now() < plan_->deadline) {
       auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
       if (next.ok()) {
         DSV3_LOG(WARNING).With("request_id", plan_->request_id)
-            << "prefill on " << prefill_address_ << " failed (" << status.error_message()
+            << "prefill on " << address << " failed (" << status.error_message()
             << "); retrying on " << next->address;
         return PrefillOn(*next);
       }
     }
-    ReleaseLease("prefill failed");
-    return Finish(absl::Status(FromGrpcStatus(status).code(),
-                               absl::StrCat("prefill worker ", prefill_address_, ": ",
-                                            status.error_message())));
+    return FailBeforeDecode(failure, /*reserve_ended=*/false);
+  }
+  if (!reserved) {
+    return FailBeforeDecode(
+        absl::InternalError("the prefill worker answered before it had a KV destination"),
+        /*reserve_ended=*/false);
   }
   std::vector<v1::TokenLogprob> logprobs;
   if (prefill_response_.has_first_token_logprob()) {
@@ -220,7 +315,9 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   usage.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
   usage.set_completion_tokens(1);
   const bool done = reason != v1::FINISH_REASON_UNSPECIFIED;
-  prefill_worker_ns_ = prefill_response_.queue_ns() + prefill_response_.kv_transfer_ns();
+  // The worker's own time; a wait for the destination is the router's (its Reserve).
+  prefill_worker_ns_ = prefill_response_.queue_ns() + prefill_response_.kv_transfer_ns() -
+                       prefill_response_.destination_wait_ns();
   if (Emit({first}, logprobs, reason, done ? &usage : nullptr) || done) {
     ReleaseLease("finished at the first token");
     return Finish(absl::OkStatus());
@@ -231,24 +328,24 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
 void CompletionRun::StartDecode() {
   v1::DecodeRequest request;
   request.set_request_id(plan_->request_id);
-  request.set_lease_id(reserve_response_.destination().lease_id());
-  for (int32_t t : plan_->prompt) request.add_prompt_token_ids(t);
   request.set_first_token_id(prefill_response_.first_token_id());
+  for (int32_t t : plan_->prompt) request.add_prompt_token_ids(t);
   *request.mutable_sampling() = plan_->sampling;
   request.set_last_hidden_state(prefill_response_.last_hidden_state());
   request.set_eos_token_id(plan_->eos_token_id);
   {
     absl::MutexLock lock(&mu_);
+    request.set_lease_id(destination_.lease_id());
     if (!cancelled_) {
       // Under mu_ so that a concurrent Cancel either sees the reader or sets cancelled_
       // before this check.
+      decode_started_ = true;
       decode_reader_ = std::make_unique<DecodeReader>(shared_from_this(), NewContext());
       decode_reader_->Begin(*decode_.stub, request);
       return;
     }
   }
-  ReleaseLease("client cancelled");
-  Finish(absl::CancelledError("cancelled"));
+  Settle();
 }
 
 bool CompletionRun::IsCancelled() {
@@ -323,7 +420,15 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
 }
 
 void CompletionRun::ReleaseLease(const std::string& reason) {
-  if (!decode_.stub || !reserve_response_.has_destination()) return;
+  std::shared_ptr<v1::Worker::Stub> stub;
+  uint64_t lease_id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!reserved_ || released_ || !decode_.stub) return;
+    released_ = true;
+    stub = decode_.stub;
+    lease_id = destination_.lease_id();
+  }
   // Fire and forget: the lease also expires on its own.
   struct Call {
     grpc::ClientContext ctx;
@@ -332,19 +437,62 @@ void CompletionRun::ReleaseLease(const std::string& reason) {
   };
   auto call = std::make_shared<Call>();
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  call->request.set_lease_id(reserve_response_.destination().lease_id());
+  call->request.set_lease_id(lease_id);
   call->request.set_reason(reason);
-  decode_.stub->async()->Release(&call->ctx, &call->request, &call->response,
-                                 [call](grpc::Status) {});
+  stub->async()->Release(&call->ctx, &call->request, &call->response, [call](grpc::Status) {});
+}
+
+void CompletionRun::Settle() {
+  bool release = false;
+  bool report_cancel = false;
+  std::string reason;
+  {
+    absl::MutexLock lock(&mu_);
+    const bool over = cancelled_ || finished_;
+    // A lease no Decode will take, once no prefill can write into it.
+    release = over && reserved_ && !released_ && !prefill_pending_ && !decode_started_;
+    reason = cancelled_ ? "client cancelled" : "request failed";
+    report_cancel = cancelled_ && !finished_ && !prefill_pending_ && !reserve_pending_ &&
+                    !decode_started_;
+  }
+  if (release) ReleaseLease(reason);
+  if (report_cancel) Finish(absl::CancelledError("cancelled"));
+}
+
+void CompletionRun::FailBeforeDecode(const absl::Status& status, bool reserve_ended) {
+  std::optional<WorkerView> cancel_on;
+  uint64_t job_id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (reserve_ended) reserve_pending_ = false;
+    if (prefill_pending_ && !finished_) {
+      // Stop the prompt's compute; its call answers once no write is in flight.
+      cancel_on = prefill_;
+      job_id = job_id_;
+    }
+  }
+  if (cancel_on.has_value()) SendUpdate(*cancel_on, job_id, nullptr, std::string(status.message()));
+  Finish(status);
+  Settle();
 }
 
 void CompletionRun::Cancel() {
-  absl::MutexLock lock(&mu_);
-  if (cancelled_ || finished_) return;
-  cancelled_ = true;
-  // A Decode stream is cancelled at once; Reserve and Prefill are left to return (see the
-  // header) and the chain stops there.
-  if (decode_reader_ != nullptr) decode_reader_->Cancel();
+  std::optional<WorkerView> cancel_on;
+  uint64_t job_id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_) return;
+    cancelled_ = true;
+    if (decode_reader_ != nullptr) {
+      decode_reader_->Cancel();  // the decode worker frees the sequence's blocks
+    } else if (prefill_pending_) {
+      cancel_on = prefill_;
+      job_id = job_id_;
+    }
+  }
+  // The prefill answers CANCELLED once its writes are done; then the lease is freed.
+  if (cancel_on.has_value()) SendUpdate(*cancel_on, job_id, nullptr, "cancelled by the client");
+  Settle();
 }
 
 void CompletionRun::Finish(const absl::Status& status) {

@@ -1,16 +1,21 @@
 #ifndef DSV3_ROUTER_COMPLETION_RUN_H_
 #define DSV3_ROUTER_COMPLETION_RUN_H_
 
-// One completion of one request, end to end, as an asynchronous chain of gRPC calls (no
-// thread waits on a worker):
-//   Reserve on a decode worker D  (RESOURCE_EXHAUSTED/UNAVAILABLE: try another D)
-//   Prefill on a prefill worker P with D's KvDestination  (P died: retry on another P
-//       while the lease is valid)
+// One completion of one request, end to end, as asynchronous gRPC calls (no thread waits
+// on a worker):
+//   at once: Reserve on a decode worker D  (RESOURCE_EXHAUSTED/UNAVAILABLE: try another D,
+//                                           or wait for capacity)
+//            Prefill on a prefill worker P, with a job id and no destination yet: the
+//                prompt queues and computes while D reserves
+//   Reserve answered: UpdatePrefill(job, D's KvDestination) -> P sends the rows computed so
+//       far and the rest layer by layer (P died: retry on another P while the lease is
+//       valid, the destination now in the Prefill)
 //   first token -> text; Decode stream on D -> tokens -> text, stop strings
 //   Release the lease whenever a Decode will not follow.
 // Every call carries the request's deadline; Cancel() reaches the worker holding the
-// request (the Decode stream is cancelled; a lease is released once its prefill returned,
-// so no KV write can land in blocks given to someone else).
+// request (the Decode stream is cancelled; a running prefill gets UpdatePrefill(cancel)).
+// A lease is released only once no prefill can write into it any more (its call returned),
+// so no KV write can land in blocks given to someone else.
 
 #include <functional>
 #include <memory>
@@ -59,10 +64,19 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
  private:
   class DecodeReader;
   void ReserveOn(WorkerView decode);
+  void OnReserved(const grpc::Status& status);
   // Every decode worker is full: try again shortly (until the deadline), as a queue would.
   void WaitForCapacity(const absl::Status& last_error);
   void PrefillOn(WorkerView prefill);
   void OnPrefilled(const grpc::Status& status);
+  // UpdatePrefill: the destination (non-null) or a cancellation with `cancel` as reason.
+  void SendUpdate(const WorkerView& prefill, uint64_t job_id,
+                  const v1::KvDestination* destination, const std::string& cancel);
+  // Ends the request with `status` before its Decode; stops a running prefill.
+  void FailBeforeDecode(const absl::Status& status, bool reserve_ended);
+  // After every state change: frees a lease nothing will use once no prefill can write
+  // into it, and reports a cancellation once no call is pending.
+  void Settle();
   void StartDecode();
   // Feeds sampled tokens through the text stream; returns true when generation must stop.
   bool Emit(const std::vector<int32_t>& ids, const std::vector<v1::TokenLogprob>& logprobs,
@@ -83,20 +97,30 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool reserve_pending_ ABSL_GUARDED_BY(mu_) = false;  // incl. waiting for capacity
+  bool reserved_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool prefill_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool lease_shared_ ABSL_GUARDED_BY(mu_) = false;  // the pending prefill may write into it
+  bool decode_started_ ABSL_GUARDED_BY(mu_) = false;
+  v1::KvDestination destination_ ABSL_GUARDED_BY(mu_);
+  WorkerView prefill_ ABSL_GUARDED_BY(mu_);
+  uint64_t job_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Only the chain's own callbacks touch these (one at a time per call kind).
   std::set<std::string> tried_decode_;
   absl::Duration backoff_ = absl::Milliseconds(20);
   std::set<std::string> tried_prefill_;
-  WorkerView decode_;
+  WorkerView decode_ ABSL_GUARDED_BY(mu_);
   int completion_tokens_ = 0;
   absl::Time last_token_time_ = absl::InfinitePast();  // for TTFT / inter-token latency
   int64_t prefill_worker_ns_ = 0;  // the prefill worker's own time, for the first response
   absl::Time reserve_sent_;        // for dsv3_reserve_seconds
-  std::unique_ptr<grpc::ClientContext> call_;  // the unary call in flight
+  std::unique_ptr<grpc::ClientContext> reserve_call_;  // the Reserve in flight
   v1::ReserveRequest reserve_request_;
   v1::ReserveResponse reserve_response_;
+  std::unique_ptr<grpc::ClientContext> prefill_call_;  // the Prefill in flight
   v1::PrefillRequest prefill_request_;
   v1::PrefillResponse prefill_response_;
-  std::string prefill_address_;
   std::unique_ptr<DecodeReader> decode_reader_ ABSL_GUARDED_BY(mu_);
 };
 

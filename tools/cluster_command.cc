@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -207,6 +208,16 @@ int RunCluster(const std::vector<std::string>&) {
   if (log_dir.empty()) {
     char templ[] = "/tmp/dsv3-cluster-XXXXXX";
     log_dir = mkdtemp(templ);
+  } else {
+    // The children's logs are opened in it: a missing directory would read as a missing
+    // binary ("cannot start ...: No such file or directory").
+    std::error_code error;
+    std::filesystem::create_directories(log_dir, error);
+    if (error) {
+      std::fprintf(stderr, "dsv3 cluster: cannot create --log_dir %s: %s\n", log_dir.c_str(),
+                   error.message().c_str());
+      return 1;
+    }
   }
   const std::string bin = SelfDir();
   const int base = absl::GetFlag(FLAGS_port_base);

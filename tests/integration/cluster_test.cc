@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -279,7 +280,7 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
   // Streaming gives the same text, chunk by chunk.
   body["stream"] = true;
   res = http.Post("/v1/chat/completions", body.dump(), "application/json");
-  ASSERT_TRUE(res);
+  ASSERT_TRUE(res) << "httplib error " << static_cast<int>(res.error());
   std::string streamed;
   for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
     if (!absl::ConsumePrefix(&line, "data: ") || line == "[DONE]") continue;
@@ -393,6 +394,64 @@ TEST(ClusterFailureTest, ClientThatLeavesMidStreamFreesItsBlocks) {
     EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)))
         << "blocks not returned: " << DecodeFreeBlocks(decode) << " of " << free_at_start;
   }
+}
+
+// Cancellation reaches the prefill worker: a client that leaves while its prompt is in the
+// prefill worker ends the job there (UpdatePrefill cancel), and the lease the router gets
+// afterwards is freed, since no prefill can write into it any more.
+TEST(ClusterFailureTest, ClientThatLeavesDuringPrefillEndsItThereAndFreesTheLease) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17460);
+  ASSERT_NE(cluster, nullptr);
+  const Proc& decode = cluster->Get("decode");
+  const Proc& prefill = cluster->Get("prefill");
+  const int free_at_start = DecodeFreeBlocks(decode);
+  ASSERT_GT(free_at_start, 0);
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  auto prefill_stub = v1::Worker::NewStub(
+      grpc::CreateChannel(prefill.grpc, grpc::InsecureChannelCredentials()));
+  auto queued_tokens = [&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    auto load = prefill_stub->WatchLoad(&ctx, v1::WatchLoadRequest());
+    v1::LoadReport report;
+    int64_t queued = load->Read(&report) ? report.queued_prefill_tokens() : -1;
+    ctx.TryCancel();
+    return queued;
+  };
+  auto prefill_log = [&] {
+    std::stringstream log;
+    log << std::ifstream(cluster->dir() + "/prefill-0.log").rdbuf();
+    return log.str();
+  };
+  const Golden g = GoldenCases()[2];
+  // A frozen decode worker: the Reserve waits, so the computed prompt waits in the prefill
+  // worker for its destination.
+  kill(decode.pid, SIGSTOP);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, IdsRequest(g.prompt, 8));
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (queued_tokens() <= 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_GT(queued_tokens(), 0) << "the prompt did not reach the prefill worker";
+  ctx.TryCancel();  // the client leaves
+  deadline = absl::Now() + absl::Seconds(5);
+  while (!absl::StrContains(prefill_log(), "prefill ended: CANCELLED: cancelled by the client") &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  kill(decode.pid, SIGCONT);
+  EXPECT_THAT(prefill_log(), HasSubstr("prefill ended: CANCELLED: cancelled by the client"));
+  EXPECT_EQ(queued_tokens(), 0);
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The Reserve answered after the client left: the router frees that lease.
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)))
+      << "blocks not returned: " << DecodeFreeBlocks(decode) << " of " << free_at_start;
+  GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.ids, g.greedy);
 }
 
 TEST(ClusterFailureTest, KilledPrefillWorkerIsRetriedElsewhereThenUnavailable) {

@@ -1,5 +1,6 @@
 // Real prefill and decode worker processes on 127.0.0.1, driven over gRPC the way the router
-// drives them (Reserve on D, Prefill on P with D's KvDestination, Decode on D). Checks:
+// drives them (Reserve on D, Prefill on P with D's KvDestination or the destination
+// following in UpdatePrefill, Decode on D). Checks:
 // greedy tokens equal the reference implementation's; the KV rows that land in the decode
 // worker's blocks equal, byte for byte, the rows the engine computes for the prompt (read
 // back with a one-sided UCX get by this test process); blocks come back; bad input fails
@@ -7,6 +8,8 @@
 
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <optional>
 
 #include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
@@ -80,15 +83,28 @@ void SetDeadline(grpc::ClientContext& ctx, T seconds) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
 
-int FreeBlocks(Worker& decode) {
+v1::LoadReport Load(Worker& worker) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, 5);
   v1::WatchLoadRequest req;
-  auto reader = decode.stub->WatchLoad(&ctx, req);
+  auto reader = worker.stub->WatchLoad(&ctx, req);
   v1::LoadReport report;
-  if (!reader->Read(&report)) return -1;
+  if (!reader->Read(&report)) report.set_kv_blocks_free(-1);
   ctx.TryCancel();
-  return report.kv_blocks_free();
+  return report;
+}
+
+int FreeBlocks(Worker& decode) { return Load(decode).kv_blocks_free(); }
+
+// Waits until the prefill worker holds no prompt (queued, computing, or awaiting its
+// destination).
+bool PrefillIdle(Worker& prefill, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (Load(prefill).queued_prefill_tokens() == 0) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
 }
 
 // Reads `length` bytes at `remote` of the decode worker's pool with a one-sided UCX get.
@@ -171,6 +187,100 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     return tokens;
   }
 
+  // The rows the engine computes for `prompt` (in steps of `chunk` tokens, as the prefill
+  // worker did: the kernels' rounding depends on the step's shape) equal, byte for byte,
+  // what is in the decode worker's blocks of `d` (read back with one-sided UCX gets).
+  void ExpectRowsLanded(const std::vector<int32_t>& prompt, const v1::KvDestination& d,
+                        size_t chunk = 512) {
+    auto model = engine::Model::Load(kModel);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto pool = engine::KvCachePool::Create((*model)->KvLayout(64, 16));
+    ASSERT_TRUE(pool.ok());
+    engine::KvSequence seq;
+    for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
+      std::span<const int32_t> part =
+          std::span<const int32_t>(prompt).subspan(begin, std::min(chunk, prompt.size() - begin));
+      ASSERT_TRUE((*pool)->Reserve(seq, static_cast<int64_t>(begin + part.size())).ok());
+      engine::SequenceInput in{part, &seq, false};
+      ASSERT_TRUE((*model)->Forward({&in, 1}, **pool).ok());
+    }
+
+    transport::UcxOptions options;
+    options.transports = GetParam();
+    if (GetParam() == "tcp") options.net_devices = "lo";
+    options.peer_error_handling = GetParam() == "tcp";
+    auto ucx = transport::UcxContext::Create(options);
+    ASSERT_TRUE(ucx.ok()) << ucx.status();
+    transport::UcxPeerCache peers(**ucx);
+    auto peer = peers.Get(d.ucx_worker_address());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    auto rkey = (*peer)->Rkey(d.rkey());
+    ASSERT_TRUE(rkey.ok());
+    const v1::KvLayout& l = d.layout();
+    int compared_rows = 0;
+    for (int layer = 0; layer < l.num_layers(); ++layer) {
+      for (size_t t = 0; t < prompt.size(); ++t) {
+        const int block = d.block_ids(static_cast<int>(t / l.block_size()));
+        const uint64_t remote = d.base_address() + layer * l.layer_stride_bytes() +
+                                block * l.block_stride_bytes() +
+                                (t % l.block_size()) * l.row_bytes();
+        std::vector<uint8_t> got = RemoteRead(**peer, *rkey, remote, l.row_bytes());
+        const float* want = (*pool)->Row(layer, seq, static_cast<int64_t>(t));
+        ASSERT_EQ(std::memcmp(got.data(), want, l.row_bytes()), 0)
+            << "layer " << layer << " token " << t;
+        ++compared_rows;
+      }
+    }
+    EXPECT_EQ(compared_rows, l.num_layers() * static_cast<int>(prompt.size()));
+  }
+
+  bool Release(uint64_t lease_id) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 5);
+    v1::ReleaseRequest rel;
+    rel.set_lease_id(lease_id);
+    v1::ReleaseResponse released;
+    return decode_.stub->Release(&ctx, rel, &released).ok() && released.released();
+  }
+
+  // A Prefill with a job id and (when given) a destination, on its own thread.
+  std::future<absl::StatusOr<v1::PrefillResponse>> PrefillJob(
+      Worker& prefill, std::vector<int32_t> prompt, uint64_t job_id,
+      std::optional<v1::KvDestination> d, absl::Duration deadline = absl::Seconds(30)) {
+    return std::async(std::launch::async, [&prefill, prompt, job_id, d, deadline]()
+                                              -> absl::StatusOr<v1::PrefillResponse> {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+      v1::PrefillRequest req;
+      for (int32_t t : prompt) req.add_prompt_token_ids(t);
+      req.set_job_id(job_id);
+      if (d.has_value()) *req.mutable_destination() = *d;
+      v1::PrefillResponse resp;
+      grpc::Status s = prefill.stub->Prefill(&ctx, req, &resp);
+      if (!s.ok()) {
+        return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+      }
+      return resp;
+    });
+  }
+
+  // UpdatePrefill with a destination, or (d == nullptr) a cancellation.
+  absl::Status Update(Worker& prefill, uint64_t job_id, const v1::KvDestination* d,
+                      const std::string& cancel_reason = "") {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 5);
+    v1::UpdatePrefillRequest req;
+    req.set_job_id(job_id);
+    if (d != nullptr) {
+      *req.mutable_destination() = *d;
+    } else if (!cancel_reason.empty()) {
+      req.set_cancel_reason(cancel_reason);
+    }
+    v1::UpdatePrefillResponse resp;
+    grpc::Status s = prefill.stub->UpdatePrefill(&ctx, req, &resp);
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  }
+
   std::string dir_;
   Worker decode_;
   Worker prefill_;
@@ -206,51 +316,8 @@ TEST_P(DisaggregatedWorkersTest, KvRowsLandByteForByte) {
   ASSERT_TRUE(d.ok()) << d.status();
   auto p = Prefill(g.prompt, *d);
   ASSERT_TRUE(p.ok()) << p.status();
-
-  // The rows the engine computes for this prompt, in a local pool of the same layout.
-  auto model = engine::Model::Load(kModel);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto pool = engine::KvCachePool::Create((*model)->KvLayout(64, 16));
-  ASSERT_TRUE(pool.ok());
-  engine::KvSequence seq;
-  engine::SequenceInput in{g.prompt, &seq, false};
-  ASSERT_TRUE((*model)->Forward({&in, 1}, **pool).ok());
-
-  transport::UcxOptions options;
-  options.transports = GetParam();
-  if (GetParam() == "tcp") options.net_devices = "lo";
-  options.peer_error_handling = GetParam() == "tcp";
-  auto ucx = transport::UcxContext::Create(options);
-  ASSERT_TRUE(ucx.ok()) << ucx.status();
-  {
-    transport::UcxPeerCache peers(**ucx);
-    auto peer = peers.Get(d->ucx_worker_address());
-    ASSERT_TRUE(peer.ok()) << peer.status();
-    auto rkey = (*peer)->Rkey(d->rkey());
-    ASSERT_TRUE(rkey.ok());
-    const v1::KvLayout& l = d->layout();
-    int compared_rows = 0;
-    for (int layer = 0; layer < l.num_layers(); ++layer) {
-      for (size_t t = 0; t < g.prompt.size(); ++t) {
-        const int block = d->block_ids(static_cast<int>(t / l.block_size()));
-        const uint64_t remote = d->base_address() + layer * l.layer_stride_bytes() +
-                                block * l.block_stride_bytes() +
-                                (t % l.block_size()) * l.row_bytes();
-        std::vector<uint8_t> got = RemoteRead(**peer, *rkey, remote, l.row_bytes());
-        const float* want = (*pool)->Row(layer, seq, static_cast<int64_t>(t));
-        ASSERT_EQ(std::memcmp(got.data(), want, l.row_bytes()), 0)
-            << "layer " << layer << " token " << t;
-        ++compared_rows;
-      }
-    }
-    EXPECT_EQ(compared_rows, l.num_layers() * static_cast<int>(g.prompt.size()));
-  }
-  grpc::ClientContext ctx;
-  v1::ReleaseRequest rel;
-  rel.set_lease_id(d->lease_id());
-  v1::ReleaseResponse released;
-  ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
-  EXPECT_TRUE(released.released());
+  ExpectRowsLanded(g.prompt, *d);
+  EXPECT_TRUE(Release(d->lease_id()));
 }
 
 TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
@@ -319,6 +386,107 @@ TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
   }
   EXPECT_EQ(FreeBlocks(decode), free_at_start);
   EXPECT_THAT(decode.process->ReadLog(), HasSubstr("lease expired"));
+}
+
+// The router's way: a Prefill with a job id and no destination, sent while the decode
+// worker reserves; UpdatePrefill brings the destination. Whether it arrives before the
+// prompt computes, mid-prompt (two-token steps: 17 steps for 33 tokens) or after it, every
+// row lands byte for byte and the tokens are the reference's.
+TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
+  Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("late"), GetParam(),
+                               {"--prefill_chunk_tokens=2"});
+  ASSERT_TRUE(prefill.stub);
+  const int free_at_start = FreeBlocks(decode_);
+  const GoldenPrompt g = LoadGolden().back();
+  const int n = static_cast<int>(g.prompt.size());
+  uint64_t job_id = 1000;
+  for (absl::Duration delay : {absl::ZeroDuration(), absl::Milliseconds(2), absl::Milliseconds(10),
+                               absl::Milliseconds(400)}) {
+    SCOPED_TRACE(absl::StrCat("destination after ", absl::FormatDuration(delay)));
+    ++job_id;
+    auto call = PrefillJob(prefill, g.prompt, job_id, std::nullopt);
+    absl::SleepFor(delay);
+    auto d = Reserve(n, 8);
+    ASSERT_TRUE(d.ok()) << d.status();
+    ASSERT_TRUE(Update(prefill, job_id, &*d).ok());
+    auto p = call.get();
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->first_token_id(), g.greedy[0]);
+    EXPECT_EQ(p->kv_bytes(), static_cast<int64_t>(n) * d->layout().row_bytes() *
+                                 d->layout().num_layers());
+    // 400 ms is long after the prompt computed: the job waited for its destination.
+    if (delay == absl::Milliseconds(400)) EXPECT_GT(p->destination_wait_ns(), 0);
+    ExpectRowsLanded(g.prompt, *d, 2);
+    v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+    EXPECT_EQ(Decode(g.prompt, d->lease_id(), p->first_token_id(), 8, &reason), g.greedy);
+  }
+  // The update may even overtake its Prefill (separate calls).
+  ++job_id;
+  auto d = Reserve(n, 4);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(Update(prefill, job_id, &*d).ok());
+  auto p = PrefillJob(prefill, g.prompt, job_id, std::nullopt).get();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->first_token_id(), g.greedy[0]);
+  ExpectRowsLanded(g.prompt, *d, 2);
+  EXPECT_TRUE(Release(d->lease_id()));
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (FreeBlocks(decode_) != free_at_start && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(FreeBlocks(decode_), free_at_start);
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+}
+
+// A job ends early when cancelled (after its in-flight writes), at its deadline when its
+// destination never comes, and with the destination's error when that is unusable; the
+// worker lets every such job go and keeps serving.
+TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWorkerFree) {
+  Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(),
+                               {"--prefill_chunk_tokens=2"});
+  ASSERT_TRUE(prefill.stub);
+  // 900 tokens at two per step: hundreds of steps, cancelled a few steps in.
+  std::vector<int32_t> long_prompt(900);
+  for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(i % 1000);
+  auto d = Reserve(static_cast<int>(long_prompt.size()), 4);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto call = PrefillJob(prefill, long_prompt, 77, *d);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_TRUE(Update(prefill, 77, nullptr, "the test cancels").ok());
+  auto cancelled = call.get();
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+  EXPECT_THAT(cancelled.status().message(), HasSubstr("the test cancels"));
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+  EXPECT_TRUE(Release(d->lease_id()));
+
+  // No destination before the deadline: DEADLINE_EXCEEDED, and the worker drops the job.
+  const GoldenPrompt g = LoadGolden().back();
+  auto late = PrefillJob(prefill, g.prompt, 78, std::nullopt, absl::Milliseconds(300)).get();
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+
+  // Malformed: no job id, empty update.
+  auto d2 = Reserve(static_cast<int>(g.prompt.size()), 4);
+  ASSERT_TRUE(d2.ok()) << d2.status();
+  EXPECT_EQ(PrefillJob(prefill, g.prompt, 0, std::nullopt).get().status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Update(prefill, 0, &*d2).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Update(prefill, 79, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  // A destination of another model: refused, and its job ends with the same error.
+  auto refused = PrefillJob(prefill, g.prompt, 80, std::nullopt);
+  v1::KvDestination other = *d2;
+  other.set_config_hash("0123456789abcdef");
+  EXPECT_EQ(Update(prefill, 80, &other).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.get().status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+
+  // Still serving, correctly.
+  auto ok = PrefillJob(prefill, g.prompt, 81, std::nullopt);
+  ASSERT_TRUE(Update(prefill, 81, &*d2).ok());
+  auto p = ok.get();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->first_token_id(), g.greedy[0]);
+  EXPECT_TRUE(Release(d2->lease_id()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DisaggregatedWorkersTest,
