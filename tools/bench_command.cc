@@ -16,6 +16,10 @@
 // the router does before its first token (decode Reserve, then prefill Prefill, then Release
 // instead of Decode): TTFT through the router minus this TTFT estimates the router's own
 // overhead; the prefill worker's queue and compute times are reported beside it.
+//
+// With --bench_probe HOST:PORT it also measures the machine's floor for one gRPC hop under
+// the run's load (bench_probe.h): a figure that includes a call to a worker, like the
+// router's overhead, is compared against it from the same run.
 
 #include <unistd.h>
 
@@ -44,6 +48,7 @@
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench_probe.h"
 #include "tools/bench_report.h"
 #include "tools/bench_workload.h"
 #include "tools/command_registry.h"
@@ -81,6 +86,11 @@ ABSL_FLAG(int, bench_channels, 1,
 ABSL_FLAG(std::string, bench_direct_prefill, "",
           "dsv3 bench: prefill worker HOST:PORT; with --bench_direct_decode, bench Reserve + "
           "Prefill against the workers directly (no router).");
+ABSL_FLAG(std::string, bench_probe, "",
+          "dsv3 bench: a worker's HOST:PORT to call GetInfo on every --bench_probe_interval "
+          "during the run; reports those round trips (one gRPC hop's floor under this load).");
+ABSL_FLAG(absl::Duration, bench_probe_interval, absl::Milliseconds(5),
+          "dsv3 bench: time between --bench_probe calls.");
 ABSL_FLAG(std::string, bench_direct_decode, "",
           "dsv3 bench: decode worker HOST:PORT for --bench_direct_prefill.");
 
@@ -527,10 +537,23 @@ int RunBench(const std::vector<std::string>&) {
   };
   Driver driver(options, launch);
   driver_ptr = &driver;
+  const std::string probe_address = absl::GetFlag(FLAGS_bench_probe);
+  std::unique_ptr<bench::RttProbe> probe;
+  if (!probe_address.empty()) {
+    probe = std::make_unique<bench::RttProbe>(probe_address,
+                                              absl::GetFlag(FLAGS_bench_probe_interval));
+    probe->Start();
+  }
   double wall = 0;
   std::vector<Result> results = driver.Run(&wall);
+  bench::ProbeResult probe_result;
+  if (probe != nullptr) {
+    probe_result.target = probe_address;
+    probe_result.rtts = probe->Stop(&probe_result.failures);
+  }
 
-  Report report = bench::BuildReport(results, wall, options, target, workload, direct);
+  Report report = bench::BuildReport(results, wall, options, target, workload, direct,
+                                     probe != nullptr ? &probe_result : nullptr);
   std::fputs(report.table.c_str(), stdout);
   std::fflush(stdout);
   const std::string json_path = absl::GetFlag(FLAGS_bench_json);

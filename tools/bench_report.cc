@@ -59,7 +59,8 @@ nlohmann::json SummaryJsonMs(const Summary& s) {
 }  // namespace
 
 Report BuildReport(const std::vector<Result>& results, double wall, const RunOptions& options,
-                   const std::string& target, const std::string& workload, bool direct) {
+                   const std::string& target, const std::string& workload, bool direct,
+                   const ProbeResult* probe) {
   std::vector<double> ttft, itl, tpot, e2e, queue, compute, transfer, overhead, router_share;
   int64_t ok = 0, prompt_tokens = 0, output_tokens = 0;
   std::map<std::string, int64_t> errors;
@@ -163,6 +164,17 @@ Report BuildReport(const std::vector<Result>& results, double wall, const RunOpt
     row("prefill compute", s_compute);
     row("KV transfer", s_transfer);
     row("TTFT - queue - compute", s_overhead);
+  }
+  if (probe != nullptr) {
+    // One gRPC hop's round trip on this machine under this run's load: the floor of any
+    // figure that holds a call to a worker.
+    const Summary s_probe = Summarize(probe->rtts);
+    j["probe_target"] = probe->target;
+    j["probe_rtt_ms"] = SummaryJsonMs(s_probe);
+    j["probe_failures"] = probe->failures;
+    row("gRPC RTT (probe)", s_probe);
+    absl::StrAppend(&t, "  probe: GetInfo round trips to ", probe->target, " during the run (",
+                    s_probe.count, " calls, ", probe->failures, " failed)\n");
   }
   return report;
 }

@@ -39,13 +39,21 @@ struct RunOptions {
   uint64_t seed = 0;
 };
 
+// Round trips of the --bench_probe calls during the run (seconds).
+struct ProbeResult {
+  std::string target;
+  std::vector<double> rtts;
+  int64_t failures = 0;
+};
+
 struct Report {
   nlohmann::json json;
   std::string table;
 };
 
 Report BuildReport(const std::vector<Result>& results, double wall, const RunOptions& options,
-                   const std::string& target, const std::string& workload, bool direct);
+                   const std::string& target, const std::string& workload, bool direct,
+                   const ProbeResult* probe = nullptr);
 
 // Upper-case gRPC code name ("UNAVAILABLE").
 const char* CodeName(grpc::StatusCode code);

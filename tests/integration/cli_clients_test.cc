@@ -66,8 +66,8 @@ TEST_F(BenchCliTest, FixedConcurrencyCountsEveryRequestAndReportsSaneNumbers) {
   const std::string json = MakeTempDir("bench") + "/bench.json";
   auto [rc, out] = RunCommand(Bench(absl::StrCat(
       "--bench_concurrency 8 --bench_requests 40 --bench_prompt_tokens 16 "
-      "--bench_output_tokens 6 --seed 7 --bench_json ",
-      json)));
+      "--bench_output_tokens 6 --seed 7 --bench_probe_interval 2ms --bench_probe ",
+      cluster_->Get("prefill").grpc, " --bench_json ", json)));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("TTFT"), std::string::npos) << out;
   nlohmann::json j = ReadJson(json);
@@ -90,6 +90,11 @@ TEST_F(BenchCliTest, FixedConcurrencyCountsEveryRequestAndReportsSaneNumbers) {
   EXPECT_GT(j["output_token_throughput"].get<double>(), 0);
   // Throughput agrees with the counts and the duration.
   EXPECT_NEAR(j["request_throughput"].get<double>() * j["duration_s"].get<double>(), 40, 0.01);
+  // The round-trip probe ran against the prefill worker during the run.
+  EXPECT_GT(j["probe_rtt_ms"]["count"].get<int>(), 0);
+  EXPECT_EQ(j["probe_failures"], 0);
+  EXPECT_GT(j["probe_rtt_ms"]["p50"].get<double>(), 0);
+  EXPECT_NE(out.find("gRPC RTT (probe)"), std::string::npos) << out;
 }
 
 TEST_F(BenchCliTest, PoissonArrivalsStopAtTheDuration) {
