@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/kv_transfer_bench_proc.h"
+#include "common/mutex_mode.h"
 #include "transport/expert_dispatch/dispatch_plan.h"
 #include "transport/expert_dispatch/expert_placement.h"
 #include "transport/expert_dispatch/ucx_expert_client.h"
@@ -322,6 +323,7 @@ int RunInitiator(const char* self) {
 }  // namespace dsv3::bench
 
 int main(int argc, char** argv) {
+  dsv3::DisableMutexDeadlockDetection();  // as the servers run
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_role) == "target") return dsv3::bench::RunTarget();
   return dsv3::bench::RunInitiator(argv[0]);

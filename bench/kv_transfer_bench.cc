@@ -40,6 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/kv_transfer_bench_proc.h"
+#include "common/mutex_mode.h"
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_memory_region.h"
@@ -573,6 +574,7 @@ int RunInitiator() {
 }  // namespace dsv3::bench
 
 int main(int argc, char** argv) {
+  dsv3::DisableMutexDeadlockDetection();  // as the servers run
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_role) == "target") return dsv3::bench::RunTarget();
   return dsv3::bench::RunInitiator();

@@ -4,11 +4,13 @@
 #include "common/cli.h"
 #include "common/gpu_probe.h"
 #include "common/logging.h"
+#include "common/mutex_mode.h"
 
 namespace dsv3 {
 
 int RunServerMain(int argc, char** argv, const std::string& role, const std::string& usage,
                   const std::function<absl::StatusOr<ServerParts>()>& make_parts) {
+  DisableMutexDeadlockDetection();  // before any Mutex is used
   // Before any thread exists, so every thread inherits the mask.
   BlockTerminationSignals();
   ParseCommandLineOrExit(argc, argv, usage);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "common/mutex_mode.h"
 #include "tools/command_registry.h"
 
 namespace {
@@ -24,6 +25,7 @@ void PrintCommands(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dsv3::DisableMutexDeadlockDetection();
   if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "-h")) {
     PrintCommands(stdout);
