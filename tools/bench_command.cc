@@ -86,6 +86,9 @@ ABSL_FLAG(int, bench_channels, 1,
 ABSL_FLAG(std::string, bench_direct_prefill, "",
           "dsv3 bench: prefill worker HOST:PORT; with --bench_direct_decode, bench Reserve + "
           "Prefill against the workers directly (no router).");
+ABSL_FLAG(int64_t, bench_warmup_requests, 0,
+          "dsv3 bench: the first N requests are sent but not counted (with a fixed "
+          "concurrency they all start at once: the ramp, not the steady state).");
 ABSL_FLAG(std::string, bench_probe, "",
           "dsv3 bench: a worker's HOST:PORT to call GetInfo on every --bench_probe_interval "
           "during the run; reports those round trips (one gRPC hop's floor under this load).");
@@ -128,14 +131,16 @@ class ResultSink {
 // A Generate stream through the router. Deletes itself when done.
 class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
-  GenerateCall(ResultSink* sink, v1::GenerateRequest request, int prompt_tokens)
+  GenerateCall(ResultSink* sink, v1::GenerateRequest request, int prompt_tokens, int64_t index)
       : sink_(sink), request_(std::move(request)) {
     result_.prompt_tokens = prompt_tokens;
+    result_.index = index;
   }
 
   void Start(v1::Inference::Stub* stub, int timeout_s) {
     ctx_.set_deadline(DeadlineIn(timeout_s));
     start_ = last_ = Clock::now();
+    result_.start = Seconds(start_.time_since_epoch());
     stub->async()->Generate(&ctx_, &request_, this);
     StartRead(&response_);
     StartCall();
@@ -183,8 +188,10 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 class DirectPrefillCall {
  public:
   DirectPrefillCall(ResultSink* sink, v1::Worker::Stub* prefill, v1::Worker::Stub* decode,
-                    const std::string& config_hash, const Prompt& prompt, int timeout_s)
+                    const std::string& config_hash, const Prompt& prompt, int timeout_s,
+                    int64_t index)
       : sink_(sink), prefill_(prefill), decode_(decode), timeout_s_(timeout_s) {
+    result_.index = index;
     reserve_request_.set_prompt_tokens(static_cast<int32_t>(prompt.token_ids.size()));
     reserve_request_.set_max_new_tokens(prompt.max_tokens);
     reserve_request_.set_config_hash(config_hash);
@@ -196,6 +203,7 @@ class DirectPrefillCall {
 
   void Start() {
     start_ = Clock::now();
+    result_.start = Seconds(start_.time_since_epoch());
     reserve_ctx_.set_deadline(DeadlineIn(timeout_s_));
     decode_->async()->Reserve(&reserve_ctx_, &reserve_request_, &reserve_response_,
                               [this](grpc::Status status) { OnReserved(status); });
@@ -421,9 +429,10 @@ int RunBench(const std::vector<std::string>&) {
   options.requests = absl::GetFlag(FLAGS_bench_requests);
   options.duration = absl::GetFlag(FLAGS_bench_duration);
   options.seed = absl::GetFlag(FLAGS_seed);
+  options.warmup = absl::GetFlag(FLAGS_bench_warmup_requests);
   if (options.concurrency < 0 || options.rate < 0 || options.requests < 0 ||
-      options.duration < 0) {
-    std::fprintf(stderr, "dsv3 bench: concurrency, rate, requests and duration must be >= 0\n");
+      options.duration < 0 || options.warmup < 0) {
+    std::fprintf(stderr, "dsv3 bench: concurrency, rate, requests, duration and warmup must be >= 0\n");
     return 2;
   }
   if (options.requests == 0 && options.duration == 0) options.requests = 100;
@@ -512,7 +521,7 @@ int RunBench(const std::vector<std::string>&) {
     Prompt p = work.Get(index);
     if (direct) {
       (new DirectPrefillCall(driver_ptr, prefill_stub.get(), decode_stub.get(), config_hash, p,
-                             timeout_s))
+                             timeout_s, index))
           ->Start();
       return;
     }
@@ -532,7 +541,7 @@ int RunBench(const std::vector<std::string>&) {
     s->set_ignore_eos(ignore_eos);
     s->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
     request.set_timeout_ms(static_cast<int64_t>(timeout_s) * 1000);
-    auto* call = new GenerateCall(driver_ptr, std::move(request), n_prompt);
+    auto* call = new GenerateCall(driver_ptr, std::move(request), n_prompt, index);
     call->Start(router_stubs[static_cast<size_t>(index) % router_stubs.size()].get(), timeout_s);
   };
   Driver driver(options, launch);
@@ -562,7 +571,9 @@ int RunBench(const std::vector<std::string>&) {
     out << report.json.dump(2) << "\n";
     if (!out) return Fail(absl::StrCat("cannot write ", json_path));
   }
-  return report.json["errors"].get<int64_t>() == 0 ? 0 : 1;
+  return report.json["errors"].get<int64_t>() + report.json["warmup_errors"].get<int64_t>() == 0
+             ? 0
+             : 1;
 }
 
 }  // namespace

@@ -58,9 +58,26 @@ nlohmann::json SummaryJsonMs(const Summary& s) {
 
 }  // namespace
 
-Report BuildReport(const std::vector<Result>& results, double wall, const RunOptions& options,
+Report BuildReport(const std::vector<Result>& all_results, double wall, const RunOptions& options,
                    const std::string& target, const std::string& workload, bool direct,
                    const ProbeResult* probe) {
+  std::vector<Result> results;
+  int64_t warmup_errors = 0;
+  if (options.warmup > 0) {
+    double first = 0, last = 0;
+    for (const Result& r : all_results) {
+      if (r.index < options.warmup) {
+        if (r.code != grpc::StatusCode::OK) ++warmup_errors;
+        continue;
+      }
+      if (results.empty() || r.start < first) first = r.start;
+      last = std::max(last, r.start + r.e2e);
+      results.push_back(r);
+    }
+    wall = results.empty() ? 0 : last - first;
+  } else {
+    results = all_results;
+  }
   std::vector<double> ttft, itl, tpot, e2e, queue, compute, transfer, overhead, router_share;
   int64_t ok = 0, prompt_tokens = 0, output_tokens = 0;
   std::map<std::string, int64_t> errors;
@@ -98,6 +115,8 @@ Report BuildReport(const std::vector<Result>& results, double wall, const RunOpt
   j["rate"] = options.rate;
   j["workload"] = workload;
   j["requests"] = results.size();
+  j["warmup_requests"] = options.warmup;
+  j["warmup_errors"] = warmup_errors;
   j["completed"] = ok;
   j["errors"] = n_errors;
   j["errors_by_code"] = errors;
@@ -127,6 +146,10 @@ Report BuildReport(const std::vector<Result>& results, double wall, const RunOpt
                   ", ", workload, "\n");
   absl::StrAppend(&t, absl::StrFormat("requests     %d sent, %d ok, %d errors\n",
                                       results.size(), ok, n_errors));
+  if (options.warmup > 0) {
+    absl::StrAppend(&t, "  (after ", options.warmup, " warm-up requests, not counted; ",
+                    warmup_errors, " of them failed)\n");
+  }
   for (const auto& [code, n] : errors) absl::StrAppend(&t, "  ", code, ": ", n, "\n");
   if (!first_error.empty()) absl::StrAppend(&t, "  first error: ", first_error, "\n");
   absl::StrAppend(&t, absl::StrFormat("duration     %.3f s\n", wall));

@@ -16,6 +16,8 @@ namespace dsv3::tools::bench {
 
 // What one request measured. Times in seconds.
 struct Result {
+  int64_t index = 0;   // the order in which the request was sent
+  double start = 0;    // when it was sent (steady clock, seconds)
   grpc::StatusCode code = grpc::StatusCode::OK;
   std::string error;
   double ttft = 0;
@@ -37,6 +39,9 @@ struct RunOptions {
   int64_t requests = 0;  // 0 = unbounded (then duration > 0)
   double duration = 0;   // 0 = unbounded (then requests > 0)
   uint64_t seed = 0;
+  // The first this many requests (the ramp: with a fixed concurrency they all start at once)
+  // are sent but left out of every figure; throughput is over the rest's window.
+  int64_t warmup = 0;
 };
 
 // Round trips of the --bench_probe calls during the run (seconds).

@@ -97,6 +97,26 @@ TEST_F(BenchCliTest, FixedConcurrencyCountsEveryRequestAndReportsSaneNumbers) {
   EXPECT_NE(out.find("gRPC RTT (probe)"), std::string::npos) << out;
 }
 
+TEST_F(BenchCliTest, WarmupRequestsAreSentButNotCounted) {
+  ASSERT_NE(cluster_, nullptr);
+  const std::string json = MakeTempDir("bench") + "/warmup.json";
+  auto [rc, out] = RunCommand(Bench(absl::StrCat(
+      "--bench_concurrency 4 --bench_requests 20 --bench_warmup_requests 4 "
+      "--bench_prompt_tokens 8 --bench_output_tokens 3 --seed 5 --bench_json ",
+      json)));
+  ASSERT_EQ(rc, 0) << out;
+  nlohmann::json j = ReadJson(json);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_EQ(j["requests"], 16);
+  EXPECT_EQ(j["completed"], 16);
+  EXPECT_EQ(j["warmup_requests"], 4);
+  EXPECT_EQ(j["warmup_errors"], 0);
+  EXPECT_EQ(j["output_tokens"], 16 * 3);
+  EXPECT_EQ(j["ttft_ms"]["count"], 16);
+  EXPECT_NEAR(j["request_throughput"].get<double>() * j["duration_s"].get<double>(), 16, 0.01);
+  EXPECT_NE(out.find("4 warm-up requests"), std::string::npos) << out;
+}
+
 TEST_F(BenchCliTest, PoissonArrivalsStopAtTheDuration) {
   ASSERT_NE(cluster_, nullptr);
   const std::string json = MakeTempDir("bench") + "/poisson.json";
