@@ -48,8 +48,11 @@ ABSL_FLAG(std::string, engine_idle_spin, "",
           "dsv3 cluster: --engine_idle_spin for the workers (\"\": 100us with expert workers, "
           "whose processes wait on each other for every MoE layer on the same cores; the "
           "workers' default, 2ms, otherwise).");
-ABSL_FLAG(int, engine_compute_nice, 0,
-          "dsv3 cluster: --engine_compute_nice for the workers (0: not passed).");
+ABSL_FLAG(int, engine_compute_nice, 19,
+          "dsv3 cluster: --engine_compute_nice for the workers (0: not passed). Every process "
+          "shares this machine's cores, so by default the model's threads run below the "
+          "gRPC, UCX and router threads (router overhead p99 at 256 streams: ~8 ms at 0, "
+          "~5 ms at 19; bench/RESULTS.md).");
 ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
 ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
           "dsv3 cluster: the router rebalances the routed experts over the expert workers this "
