@@ -340,6 +340,24 @@ TEST(SpeculativeClusterTest, MtpSpeculativeGreedyEqualsPlainGreedy) {
     EXPECT_EQ(a.ids, ParseIds(out));
   }
   EXPECT_GT(drafted, 0) << "no draft was proposed: speculation did not run";
+  // Accepted drafts through the cluster: with random weights the MTP head rarely agrees with
+  // the model, but on these prompts the single-process loop accepts one draft each within
+  // 48 tokens; the cluster must give the same tokens and accept exactly as many.
+  int accepted = 0;
+  for (const std::vector<int32_t>& prompt :
+       std::vector<std::vector<int32_t>>{{0, 23}, {0, 24}, {0, 30}}) {
+    GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(prompt, 48));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, Generate(model, prompt, 48));
+    auto [src, sout] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model,
+                                               " --tokens \"", absl::StrJoin(prompt, " "),
+                                               "\" --max-tokens 48 --speculative mtp"));
+    ASSERT_EQ(src, 0) << sout;
+    EXPECT_THAT(sout, HasSubstr(absl::StrCat("drafted ", r.usage.draft_tokens(), " accepted ",
+                                             r.usage.accepted_draft_tokens())));
+    accepted += r.usage.accepted_draft_tokens();
+  }
+  EXPECT_GT(accepted, 0) << "no draft was accepted: the accepted path did not run";
 }
 
 // --- Capacity ------------------------------------------------------------------------------
