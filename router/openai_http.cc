@@ -27,6 +27,7 @@
 #include "router/openai_error.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
+#include "router/tcp_peer_state.h"
 
 namespace dsv3::router {
 namespace {
@@ -104,10 +105,14 @@ class Collector final : public GenerateObserver {
     absl::MutexLock lock(&mu_);
     if (!done_.has_value()) done_ = status;
   }
-  // Blocks until OnDone (the backend guarantees one, bounded by the request's deadline).
-  absl::Status Wait(std::vector<v1::GenerateResponse>* responses) {
+  // Waits up to `timeout` for OnDone (the backend guarantees one, bounded by the request's
+  // deadline); once it came, moves the responses out and returns the status.
+  std::optional<absl::Status> WaitFor(absl::Duration timeout,
+                                      std::vector<v1::GenerateResponse>* responses) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &Collector::DoneLocked));
+    if (!mu_.AwaitWithTimeout(absl::Condition(this, &Collector::DoneLocked), timeout)) {
+      return std::nullopt;
+    }
     *responses = std::move(responses_);
     return *done_;
   }
@@ -271,7 +276,7 @@ class OpenAiHttp {
     if (request->stream) {
       StartStream(*request, std::move(context), res);
     } else {
-      RunToCompletion(*request, context, res);
+      RunToCompletion(*request, context, req, res);
     }
   }
 
@@ -319,7 +324,7 @@ class OpenAiHttp {
   }
 
   void RunToCompletion(const OpenAiRequest& request, const ResponseContext& context,
-                       httplib::Response& res) {
+                       const httplib::Request& req, httplib::Response& res) {
     auto collector = std::make_shared<Collector>();
     absl::StatusOr<std::shared_ptr<GenerateHandle>> handle =
         backend_.Generate(request.generate, collector);
@@ -328,7 +333,19 @@ class OpenAiHttp {
       return;
     }
     std::vector<v1::GenerateResponse> responses;
-    absl::Status status = collector->Wait(&responses);
+    std::optional<absl::Status> done;
+    bool cancelled = false;
+    while (!(done = collector->WaitFor(options_.disconnect_check_interval, &responses))) {
+      // httplib gives no socket: ask the kernel whether the client closed the connection.
+      if (!cancelled && QueryTcpPeerState(req.local_addr, req.local_port, req.remote_addr,
+                                          req.remote_port) == TcpPeerState::kClosed) {
+        cancelled = true;
+        DSV3_LOG(DEBUG).With("request_id", request.generate.request_id())
+            << "the client closed the connection; cancelling";
+        (*handle)->Cancel();  // OnDone follows
+      }
+    }
+    const absl::Status status = *done;
     if (!status.ok()) {
       SendError(res, status);
       return;

@@ -9,7 +9,8 @@
 // Every request holds one httplib pool thread for its whole life (a stream included), so
 // the pool is sized by `threads`. A streaming response waits for queued chunks at most
 // `poll_interval` at a time and checks between waits that the client is still there; when
-// it left, the backend request is cancelled and the thread is released.
+// it left, the backend request is cancelled and the thread is released. A non-streaming
+// request checks the same through the kernel's view of its connection (tcp_peer_state.h).
 
 #include <cstddef>
 
@@ -29,6 +30,9 @@ struct OpenAiHttpOptions {
   int threads = 64;
   // How long a stream waits for the backend before checking that its client is still there.
   absl::Duration poll_interval = absl::Milliseconds(50);
+  // How often a non-streaming request asks the kernel whether its client closed the
+  // connection (tcp_peer_state.h); if so the request is cancelled.
+  absl::Duration disconnect_check_interval = absl::Milliseconds(200);
 };
 
 // Adds the routes, the error handler, the body limit and the thread pool to `server`

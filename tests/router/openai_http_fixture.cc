@@ -104,7 +104,7 @@ std::string CompletionWith(const std::string& extra) {
   return absl::StrCat(R"({"prompt": "hi", )", extra, "}");
 }
 
-std::string SendAndHangUp(int port, const std::string& request, const std::string& marker) {
+int ConnectAndSend(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -113,10 +113,16 @@ std::string SendAndHangUp(int port, const std::string& request, const std::strin
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
     ADD_FAILURE() << "connect failed";
-    return "";
+    return -1;
   }
   EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(request.size()));
+  return fd;
+}
+
+std::string SendAndHangUp(int port, const std::string& request, const std::string& marker) {
+  const int fd = ConnectAndSend(port, request);
+  if (fd < 0) return "";
   std::string received;
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (received.find(marker) == std::string::npos && absl::Now() < deadline) {

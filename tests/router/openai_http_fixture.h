@@ -58,6 +58,8 @@ std::string CompletionWith(const std::string& extra);
 // Connects, sends `request`, reads until `marker` shows up (or 5 s), returns what it read.
 // The socket is closed on return: the client disconnects mid-stream.
 std::string SendAndHangUp(int port, const std::string& request, const std::string& marker);
+// Connects to 127.0.0.1:port and sends `request`; returns the socket (-1 on failure).
+int ConnectAndSend(int port, const std::string& request);
 
 }  // namespace dsv3::router::testing
 

@@ -2,6 +2,7 @@
 // after the start, and cancellation when the client leaves or the server stops.
 
 #include <httplib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <string>
@@ -174,6 +175,30 @@ TEST_F(OpenAiHttpTest, ClientDisconnectWhileTheBackendIsSilentCancelsTheRequest)
   ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(1)));
   EXPECT_TRUE(backend_.WaitForCancels(1, absl::Seconds(1)))
       << "no Cancel within 1 s of the client leaving";
+  EXPECT_TRUE(backend_.WaitForRunning(0, absl::Seconds(2)));
+}
+
+// A non-streaming request holds its handler until the whole answer is ready: a client that
+// closes the connection meanwhile cancels it (the router asks the kernel for the
+// connection's state; httplib gives handlers no socket).
+TEST_F(OpenAiHttpTest, ClientDisconnectDuringANonStreamingRequestCancelsIt) {
+  Script script;
+  script.hold_after_first = true;
+  backend_.SetScript(script);
+  const std::string body = R"({"prompt": "x", "max_tokens": 8})";
+  const std::string request = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\nContent-Length: ",
+      body.size(), "\r\n\r\n", body);
+  const int fd = ConnectAndSend(port_, request);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(2)));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(backend_.cancels(), 0) << "cancelled while the client was still there";
+  close(fd);  // the client gives up
+  const bool cancelled = backend_.WaitForCancels(1, absl::Seconds(2));
+  EXPECT_TRUE(cancelled) << "no Cancel within 2 s of the client leaving";
+  if (!cancelled) backend_.ReleaseHeld();  // let the handler end
   EXPECT_TRUE(backend_.WaitForRunning(0, absl::Seconds(2)));
 }
 
