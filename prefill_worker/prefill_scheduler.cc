@@ -396,7 +396,9 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   if (!a.failure.ok()) return;
   const absl::Time flush_start = absl::Now();
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
-  if (absl::Status s = a.transfer->Flush(deadline); !s.ok()) {
+  DecodeLiveness::Probe probe = liveness_.ProbeFor(job.decode_address);
+  if (absl::Status s = a.transfer->Flush(deadline, [&probe] { return probe.Check(); });
+      !s.ok()) {
     a.failure = absl::Status(s.code(), absl::StrCat("decode worker ", job.decode_address, ": ",
                                                     s.message()));
     return;
@@ -427,7 +429,8 @@ void PrefillScheduler::EndWithError(Active& a, const absl::Status& status) {
   if (a.answered) return;
   if (a.transfer != nullptr) {
     // Puts already posted must land (or fail) before the caller may free the lease.
-    (void)a.transfer->Flush(absl::Now() + kQuiesceTimeout);
+    DecodeLiveness::Probe probe = liveness_.ProbeFor(a.job->decode_address);
+    (void)a.transfer->Flush(absl::Now() + kQuiesceTimeout, [&probe] { return probe.Check(); });
   }
   a.answered = true;
   a.job->done(status);

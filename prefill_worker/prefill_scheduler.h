@@ -32,6 +32,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "prefill_worker/decode_liveness.h"
 #include "transport/kv_transfer/kv_writer.h"
 
 namespace dsv3::prefill {
@@ -150,6 +151,7 @@ class PrefillScheduler {
   transport::KvWriter& writer_;
   const PrefillSchedulerOptions options_;
   std::unique_ptr<engine::KvCachePool> pool_;  // loop thread only
+  DecodeLiveness liveness_;  // flushes ask it whether their decode worker still answers
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Active>> queue_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,8 @@
 // back with a one-sided UCX get by this test process); blocks come back; bad input fails
 // cleanly. Over tcp and over shared memory.
 
+#include <signal.h>
+
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -487,6 +489,51 @@ TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWo
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->first_token_id(), g.greedy[0]);
   EXPECT_TRUE(Release(d2->lease_id()));
+}
+
+// A decode worker killed while a prompt's KV is on its way: the prefill ends with
+// UNAVAILABLE naming it within a few seconds (over TCP UCX notices the dead peer; over shared
+// memory, which does not, the flush sees the decode worker's gRPC port refuse connections),
+// not at its 10 s transfer timeout, and the prefill worker serves the next request. The pool
+// is the engine's own memory here: over shared memory its puts complete only when the decode
+// worker's progress thread takes them, the case that would wait for a dead target.
+TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePrefillPromptly) {
+  const std::string dir = MakeTempDir("killdecode");
+  Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--kv_pool_memory=engine"});
+  // One token per step: the prompt takes many steps, so the kill lands mid-transfer.
+  Worker prefill = StartWorker("dsv3-prefill", dir, GetParam(), {"--prefill_chunk_tokens=1"});
+  ASSERT_TRUE(decode.stub && prefill.stub);
+  std::vector<int32_t> prompt(1000);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7) % 1000);
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, 10);
+  v1::ReserveRequest req;
+  req.set_prompt_tokens(static_cast<int32_t>(prompt.size()));
+  req.set_max_new_tokens(4);
+  v1::ReserveResponse reserved;
+  ASSERT_TRUE(decode.stub->Reserve(&ctx, req, &reserved).ok());
+  auto call = PrefillJob(prefill, prompt, 91, reserved.destination());
+  // Kill as soon as the prompt is in the prefill worker: its first rows are on their way.
+  const absl::Time wait_until = absl::Now() + absl::Seconds(5);
+  while (Load(prefill).queued_prefill_tokens() == 0 && absl::Now() < wait_until) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  decode.process->Signal(SIGKILL);
+  const absl::Time killed = absl::Now();
+  auto result = call.get();
+  const absl::Duration took = absl::Now() - killed;
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable) << result.status();
+  EXPECT_THAT(result.status().message(), HasSubstr(decode.address));
+  EXPECT_LT(took, absl::Seconds(5)) << "the prefill waited for the dead decode worker";
+  // The prefill worker is free and serves the next request (on the fixture's decode worker).
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+  const GoldenPrompt g = LoadGolden().back();
+  auto d = Reserve(static_cast<int>(g.prompt.size()), 4);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto p = PrefillJob(prefill, g.prompt, 92, *d).get();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->first_token_id(), g.greedy[0]);
+  EXPECT_TRUE(Release(d->lease_id()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DisaggregatedWorkersTest,

@@ -59,8 +59,9 @@ absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, con
   return absl::OkStatus();
 }
 
-absl::Status KvTransfer::Flush(absl::Time deadline) {
-  absl::Status status = batch_.Flush(deadline);
+absl::Status KvTransfer::Flush(absl::Time deadline,
+                               const std::function<absl::Status()>& decode_alive) {
+  absl::Status status = batch_.Flush(deadline, decode_alive);
   if (status.ok()) return status;
   return absl::Status(status.code(),
                       absl::StrCat("KV transfer to the decode worker failed: ", status.message()));

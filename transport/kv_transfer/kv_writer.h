@@ -11,6 +11,7 @@
 //   transfer->Flush(deadline);                     // before reporting the first token
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,7 +41,9 @@ class KvTransfer {
   absl::Status PutLayerRows(int layer, int first_token, int count, const void* rows);
   // Waits until every row is in the decode worker's memory, or the deadline / a peer
   // failure (UNAVAILABLE naming the decode worker).
-  absl::Status Flush(absl::Time deadline);
+  // `decode_alive` (optional): asked every 100 ms while the flush waits (PutBatch::Flush).
+  absl::Status Flush(absl::Time deadline,
+                     const std::function<absl::Status()>& decode_alive = nullptr);
   int64_t bytes() const { return batch_.bytes(); }
 
  private:

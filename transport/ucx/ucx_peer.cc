@@ -84,7 +84,9 @@ absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_add
   return absl::OkStatus();
 }
 
-absl::Status PutBatch::Flush(absl::Time deadline) {
+absl::Status PutBatch::Flush(absl::Time deadline,
+                             const std::function<absl::Status()>& still_there,
+                             absl::Duration check_every) {
   if (!peer_->failed()) {
     {
       absl::MutexLock lock(&state_->mu);
@@ -100,19 +102,30 @@ absl::Status PutBatch::Flush(absl::Time deadline) {
     (void)Post(r.ok() ? *r : UCS_STATUS_PTR(UCS_ERR_CANCELED), state_, ref, "ucp_ep_flush_nbx");
     peer_->context().Wake();
   }
-  absl::ReleasableMutexLock lock(&state_->mu);
   auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
     return state_->pending == 0 || peer_->failed();
   };
-  state_->mu.AwaitWithDeadline(absl::Condition(&done), deadline);
-  if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
-  absl::Status error = peer_->failed() ? peer_->health() : absl::OkStatus();
+  absl::Status gone;  // what `still_there` said
+  int64_t pending = 0;
+  while (true) {
+    const absl::Time until =
+        still_there ? std::min(deadline, absl::Now() + check_every) : deadline;
+    absl::MutexLock lock(&state_->mu);
+    state_->mu.AwaitWithDeadline(absl::Condition(&done), until);
+    if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
+    pending = state_->pending;
+    if (peer_->failed() || absl::Now() >= deadline) break;
+    state_->mu.Unlock();  // ask without holding the lock the callbacks need
+    gone = still_there();
+    state_->mu.Lock();
+    if (!gone.ok()) break;
+  }
+  absl::Status error = peer_->failed() ? peer_->health() : gone;
   if (error.ok()) {
     error = absl::DeadlineExceededError(
-        absl::StrCat("UCX transfer not complete by its deadline (", state_->pending,
+        absl::StrCat("UCX transfer not complete by its deadline (", pending,
                      " operations outstanding)"));
   }
-  lock.Release();
   // Closing the endpoint completes the outstanding requests (with errors); their
   // callbacks hold the state alive until then.
   peer_->MarkFailed(error);

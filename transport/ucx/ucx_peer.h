@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,8 +39,13 @@ class PutBatch {
   absl::Status Put(const void* local, size_t length, uint64_t remote_address, ucp_rkey_h rkey);
   // Flushes the endpoint and waits until every put is complete at the target. On deadline
   // or peer failure the peer is marked failed and its endpoint closed, which completes
-  // whatever was outstanding.
-  absl::Status Flush(absl::Time deadline);
+  // whatever was outstanding. `still_there`, when given, is asked every `check_every` while
+  // the wait lasts: transports without peer-failure detection (shared memory in UCX 1.13)
+  // would otherwise wait for a dead peer until the deadline; an error from it fails the
+  // flush the same way.
+  absl::Status Flush(absl::Time deadline,
+                     const std::function<absl::Status()>& still_there = nullptr,
+                     absl::Duration check_every = absl::Milliseconds(100));
   int64_t bytes() const { return bytes_; }
 
   // Shared with in-flight requests, so a request completing after the waiter gave up
