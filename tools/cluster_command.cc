@@ -39,9 +39,12 @@ ABSL_FLAG(std::string, status_file, "", "dsv3 cluster: write the processes as JS
 // --tokenizer (defined by the tokenize command): the cluster's tokenizer directory
 // (default: --model's, when it has tokenizer.json).
 ABSL_DECLARE_FLAG(std::string, tokenizer);
-ABSL_FLAG(std::string, ucx_transports, "tcp",
-          "dsv3 cluster: UCX transports between prefill and decode (tcp detects a dead peer; "
-          "posix,cma,self is shared memory).");
+ABSL_FLAG(std::string, ucx_transports, "",
+          "dsv3 cluster: UCX transports of the workers. \"\" (default): shared memory "
+          "(posix,cma,self: the KV moves at memory speed, and a prefill worker notices a dead "
+          "decode worker by its gRPC port) without expert workers; tcp with them (the expert "
+          "all-to-all relies on UCX noticing a dead peer, which its shared-memory transports "
+          "do not). Or name them: tcp, posix,cma,self, ...");
 ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
 ABSL_FLAG(int, decode_max_running, 64, "dsv3 cluster: most sequences per decode step.");
 ABSL_FLAG(std::string, engine_idle_spin, "",
@@ -227,7 +230,8 @@ int RunCluster(const std::vector<std::string>&) {
   int next_port = base + 2;
   std::vector<Child> children;
   std::vector<std::string> prefill_addresses, decode_addresses, expert_addresses;
-  const std::string tls = absl::GetFlag(FLAGS_ucx_transports);
+  std::string tls = absl::GetFlag(FLAGS_ucx_transports);
+  if (tls.empty()) tls = n_experts > 0 ? "tcp" : "posix,cma,self";
   std::string idle_spin = absl::GetFlag(FLAGS_engine_idle_spin);
   // Measured on 2 cores (bench/RESULTS.md): spinning engine threads of one process starve
   // the expert workers it waits on; 100us instead of 2ms took decode batch 8 from 0.63x to
@@ -314,8 +318,8 @@ int RunCluster(const std::vector<std::string>&) {
   }
   std::fprintf(stderr,
                "dsv3 cluster: starting %d prefill, %d decode, %d expert workers and a router "
-               "(logs in %s)\n",
-               n_prefill, n_decode, n_experts, log_dir.c_str());
+               "(UCX over %s; logs in %s)\n",
+               n_prefill, n_decode, n_experts, tls.c_str(), log_dir.c_str());
 
   // Healthy = every process listening and the router serving the model.
   const absl::Time deadline = absl::Now() + absl::Minutes(10);

@@ -23,9 +23,14 @@ absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& 
   auto model = LoadModelFromFlags(load);
   if (!model.ok()) return model.status();
   r.model = std::move(*model);
-  auto ucx = transport::UcxContext::Create(UcxOptionsFromFlags());
+  const transport::UcxOptions ucx_options = UcxOptionsFromFlags();
+  auto ucx = transport::UcxContext::Create(ucx_options);
   if (!ucx.ok()) return ucx.status();
   r.ucx = std::move(*ucx);
+  DSV3_LOG(INFO) << "UCX transports: "
+                 << (ucx_options.transports.empty() ? "UCX's default" : ucx_options.transports)
+                 << (ucx_options.net_devices.empty() ? "" : ", devices " + ucx_options.net_devices)
+                 << ", peer error handling " << (ucx_options.peer_error_handling ? "on" : "off");
   if (RemoteExpertsConfigured(remote)) {
     auto experts = RemoteExpertExecutor::Create(r.model->config(), *r.ucx, remote);
     if (!experts.ok()) return experts.status();

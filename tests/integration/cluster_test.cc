@@ -305,6 +305,31 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
   }
 }
 
+// --- Transports ---------------------------------------------------------------------------
+
+// `dsv3 cluster` moves the KV over shared memory unless told otherwise (and over TCP with
+// expert workers); the same answers over loopback TCP, as pods on different nodes use it.
+TEST(TcpClusterTest, GreedyOverTcpEqualsTheReference) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17480, 128, {"--ucx_transports=tcp"});
+  ASSERT_NE(cluster, nullptr);
+  std::vector<std::thread> clients;
+  std::vector<GrpcResult> results(GoldenCases().size() * 3);
+  for (size_t i = 0; i < results.size(); ++i) {
+    clients.emplace_back([&, i] {
+      const Golden g = GoldenCases()[i % GoldenCases().size()];
+      results[i] = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids, GoldenCases()[i % GoldenCases().size()].greedy);
+  }
+  std::stringstream log;
+  log << std::ifstream(cluster->dir() + "/prefill-0.log").rdbuf();
+  EXPECT_THAT(log.str(), HasSubstr("UCX transports: tcp, devices lo"));
+}
+
 // --- MTP speculative decoding ------------------------------------------------------------
 
 TEST(SpeculativeClusterTest, MtpSpeculativeGreedyEqualsPlainGreedy) {
