@@ -1,5 +1,7 @@
 #include "decode_worker/decode_service.h"
 
+#include <sys/statvfs.h>
+
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -129,6 +131,17 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     // The region first: it owns the memory the scheduler's pool lives in.
     if (layout.total_bytes() <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("bad KV cache layout: ", layout.ToString()));
+    }
+    // UCX's shared-memory transports allocate it in /dev/shm (tmpfs): a pool larger than
+    // what is free there would fault (SIGBUS) when first touched, so refuse it clearly.
+    if (struct statvfs shm; statvfs("/dev/shm", &shm) == 0) {
+      const uint64_t free_bytes = static_cast<uint64_t>(shm.f_bavail) * shm.f_frsize;
+      if (free_bytes < static_cast<uint64_t>(layout.total_bytes())) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the KV pool (", layout.total_bytes() >> 20, " MiB) does not fit /dev/shm (",
+            free_bytes >> 20, " MiB free): enlarge /dev/shm (docker --shm-size, a Memory "
+            "emptyDir on Kubernetes), lower --kv_blocks, or use --kv_pool_memory=engine"));
+      }
     }
     auto region =
         transport::UcxMemoryRegion::Allocate(ucx, static_cast<size_t>(layout.total_bytes()));

@@ -2,6 +2,7 @@
 // over a real socket, /metrics over HTTP (checked by promtool), SIGTERM drains and exits 0.
 
 #include <signal.h>
+#include <sys/statvfs.h>
 
 #include <fstream>
 
@@ -132,6 +133,22 @@ TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
   auto [rc, out] = RunCommand(BinaryPath("dsv3-decode") + " --model=/nonexistent/dir");
   EXPECT_EQ(rc, 1);
   EXPECT_THAT(out, HasSubstr("/nonexistent/dir"));
+}
+
+// A decode pool that UCX would place in /dev/shm but that does not fit there is refused at
+// start-up with what to do, instead of faulting when its pages are first touched.
+TEST(ServerBinaryHelpTest, DecodePoolLargerThanDevShmIsAClearError) {
+  struct statvfs shm;
+  ASSERT_EQ(statvfs("/dev/shm", &shm), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(shm.f_bavail) * shm.f_frsize;
+  // The golden model's blocks are 60 KiB (3 layers x 64 rows x 320 B): ask for twice
+  // /dev/shm's free space.
+  const uint64_t blocks = free_bytes / (60 * 1024) * 2 + 1;
+  auto [rc, out] = RunCommand(absl::StrCat(
+      BinaryPath("dsv3-decode"), " --model=", kModel, " --kv_pool_memory=ucx --kv_blocks=", blocks,
+      " --ucx_tls=posix,cma,self --grpc_port=0 --http_port=0"));
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("does not fit /dev/shm"));
 }
 
 TEST(ServerBinaryHelpTest, UnknownFlagIsRejected) {
