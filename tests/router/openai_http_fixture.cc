@@ -104,6 +104,13 @@ std::string CompletionWith(const std::string& extra) {
   return absl::StrCat(R"({"prompt": "hi", )", extra, "}");
 }
 
+std::string RawJsonPost(const std::string& path, const std::string& body) {
+  return absl::StrCat("POST ", path,
+                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      "Content-Length: ",
+                      body.size(), "\r\n\r\n", body);
+}
+
 int ConnectAndSend(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -58,6 +58,8 @@ std::string CompletionWith(const std::string& extra);
 // Connects, sends `request`, reads until `marker` shows up (or 5 s), returns what it read.
 // The socket is closed on return: the client disconnects mid-stream.
 std::string SendAndHangUp(int port, const std::string& request, const std::string& marker);
+// An HTTP/1.1 POST of a JSON body to `path`, as bytes on the wire.
+std::string RawJsonPost(const std::string& path, const std::string& body);
 // Connects to 127.0.0.1:port and sends `request`; returns the socket (-1 on failure).
 int ConnectAndSend(int port, const std::string& request);
 

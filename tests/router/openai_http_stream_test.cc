@@ -139,10 +139,7 @@ TEST_F(OpenAiHttpTest, ClientDisconnectMidStreamCancelsTheRequest) {
   script.interval = absl::Milliseconds(20);
   backend_.SetScript(script);
   const std::string body = ChatWith(R"("stream": true)");
-  const std::string request = absl::StrCat(
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Content-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\n\r\n", body);
+  const std::string request = RawJsonPost("/v1/chat/completions", body);
   for (int round = 1; round <= 3; ++round) {
     SCOPED_TRACE(round);
     const std::string received = SendAndHangUp(port_, request, R"("content":" world")");
@@ -166,10 +163,7 @@ TEST_F(OpenAiHttpTest, ClientDisconnectWhileTheBackendIsSilentCancelsTheRequest)
   script.hold_after_first = true;
   backend_.SetScript(script);
   const std::string body = R"({"prompt": "x", "stream": true})";
-  const std::string request = absl::StrCat(
-      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Content-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\n\r\n", body);
+  const std::string request = RawJsonPost("/v1/completions", body);
   const std::string received = SendAndHangUp(port_, request, R"("text":"Hello")");
   ASSERT_THAT(received, HasSubstr(R"("text":"Hello")"));
   ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(1)));
@@ -186,10 +180,7 @@ TEST_F(OpenAiHttpTest, ClientDisconnectDuringANonStreamingRequestCancelsIt) {
   script.hold_after_first = true;
   backend_.SetScript(script);
   const std::string body = R"({"prompt": "x", "max_tokens": 8})";
-  const std::string request = absl::StrCat(
-      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Content-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\n\r\n", body);
+  const std::string request = RawJsonPost("/v1/completions", body);
   const int fd = ConnectAndSend(port_, request);
   ASSERT_GE(fd, 0);
   ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(2)));
