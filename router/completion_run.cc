@@ -14,6 +14,9 @@ namespace {
 // A prefill must finish this long before its lease expires (in-flight puts land in time).
 constexpr absl::Duration kLeaseMargin = absl::Seconds(1);
 constexpr int kLeaseMs = 30000;
+// How long a prefill worker may still write after its call timed out here: it notices at its
+// next step boundary, then waits up to 2 s (kQuiesceTimeout) for its in-flight puts.
+constexpr absl::Duration kWriteGrace = absl::Seconds(3);
 
 bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
@@ -266,7 +269,12 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   {
     absl::MutexLock lock(&mu_);
     prefill_pending_ = false;
-    lease_shared_ = false;  // nothing writes into the lease any more
+    if (lease_shared_ && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // The call ran out of time on this side; the worker ends the job at its next step
+      // boundary and waits for its writes: free the lease only after that could be done.
+      release_not_before_ = absl::Now() + kWriteGrace;
+    }
+    lease_shared_ = false;  // nothing writes into the lease any more (see above)
     ended = cancelled_ || finished_;
     reserved = reserved_;
     if (reserved_) {
@@ -451,6 +459,11 @@ void CompletionRun::Settle() {
     const bool over = cancelled_ || finished_;
     // A lease no Decode will take, once no prefill can write into it.
     release = over && reserved_ && !released_ && !prefill_pending_ && !decode_started_;
+    if (release && absl::Now() < release_not_before_) {
+      release = false;
+      auto self = shared_from_this();
+      delayed_.RunAt(release_not_before_, [self] { self->Settle(); });
+    }
     reason = cancelled_ ? "client cancelled" : "request failed";
     report_cancel = cancelled_ && !finished_ && !prefill_pending_ && !reserve_pending_ &&
                     !decode_started_;

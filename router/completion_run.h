@@ -103,6 +103,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   bool prefill_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool lease_shared_ ABSL_GUARDED_BY(mu_) = false;  // the pending prefill may write into it
   bool decode_started_ ABSL_GUARDED_BY(mu_) = false;
+  // A prefill call that timed out may leave writes in flight: no release before this.
+  absl::Time release_not_before_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   v1::KvDestination destination_ ABSL_GUARDED_BY(mu_);
   WorkerView prefill_ ABSL_GUARDED_BY(mu_);
   uint64_t job_id_ ABSL_GUARDED_BY(mu_) = 0;

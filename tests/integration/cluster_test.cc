@@ -497,6 +497,50 @@ TEST(ClusterFailureTest, ClientThatLeavesDuringPrefillEndsItThereAndFreesTheLeas
   EXPECT_EQ(r.ids, g.greedy);
 }
 
+// A request's own deadline (timeout_ms) ends it wherever it is: in a (frozen) prefill
+// worker, which then drops the job, or mid-stream in the decode worker; every block it held
+// comes back and the cluster serves on.
+TEST(ClusterFailureTest, RequestDeadlineEndsItEverywhereAndFreesWhatItHeld) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17470);
+  ASSERT_NE(cluster, nullptr);
+  const Proc& decode = cluster->Get("decode");
+  const Proc& prefill = cluster->Get("prefill");
+  const int free_at_start = DecodeFreeBlocks(decode);
+  ASSERT_GT(free_at_start, 0);
+  const Golden g = GoldenCases()[2];
+
+  // In the prefill worker.
+  kill(prefill.pid, SIGSTOP);
+  v1::GenerateRequest request = IdsRequest(g.prompt, 8);
+  request.set_timeout_ms(500);
+  absl::Time start = absl::Now();
+  GrpcResult r = GenerateGrpc(cluster->router(), request);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << r.status.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  kill(prefill.pid, SIGCONT);
+  // The lease is freed once the prefill worker can no longer write into it (a grace period
+  // after the call timed out).
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(10)))
+      << "blocks not returned: " << DecodeFreeBlocks(decode) << " of " << free_at_start;
+
+  // Mid-stream in the decode worker: a long generation with a short deadline.
+  request = IdsRequest(g.prompt, 2000);  // ~1 s of decoding on this model
+  request.set_timeout_ms(150);
+  start = absl::Now();
+  r = GenerateGrpc(cluster->router(), request);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << r.status.error_message();
+  EXPECT_GT(r.ids.size(), 1u) << "the deadline should fall mid-stream";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)))
+      << "blocks not returned: " << DecodeFreeBlocks(decode) << " of " << free_at_start;
+
+  r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.ids, g.greedy);
+}
+
 TEST(ClusterFailureTest, KilledPrefillWorkerIsRetriedElsewhereThenUnavailable) {
   auto cluster = Cluster::Start(kGolden, 2, 1, 17380);
   ASSERT_NE(cluster, nullptr);
