@@ -107,6 +107,12 @@ absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
   }
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("prefill worker shutting down");
+  auto it = updates_.find(job_id);
+  if (it != updates_.end() && !it->second.cancel.ok()) {
+    // A cancel not yet taken wins over anything that comes after it (the destination and
+    // the cancel are separate calls and may arrive in either order).
+    return result;
+  }
   updates_[job_id] = std::move(pending);
   updates_arrived_ = true;
   return result;
@@ -194,10 +200,6 @@ void PrefillScheduler::Loop() {
     // This step's chunks, oldest request first, within the token budget. Jobs computed
     // and waiting only for their destination hold their blocks, so a job that does not
     // fit now may once they leave.
-    bool others_hold_blocks = false;
-    for (auto& a : running_) {
-      if (a->failure.ok() && a->token.has_value()) others_hold_blocks = true;
-    }
     std::vector<Chunk> chunks;
     int64_t budget = options_.chunk_tokens;
     for (auto& a : running_) {
@@ -206,9 +208,12 @@ void PrefillScheduler::Loop() {
       const int64_t done = a->kv.num_tokens;
       const int64_t n = std::min<int64_t>(budget, a->job->prompt.size() - done);
       if (absl::Status s = pool_->Reserve(a->kv, done + n); !s.ok()) {
-        if (chunks.empty() && !others_hold_blocks) {
-          a->failure = s;  // cannot ever fit; others may once this finishes
-        }
+        // It cannot ever fit only if no other job holds blocks that will come back.
+        const bool others_hold_blocks =
+            std::any_of(running_.begin(), running_.end(), [&](const auto& b) {
+              return b.get() != a.get() && !b->kv.blocks.empty();
+            });
+        if (chunks.empty() && !others_hold_blocks) a->failure = s;
         break;
       }
       chunks.push_back(Chunk{a.get(), done, n});
@@ -328,6 +333,12 @@ absl::Status PrefillScheduler::RunMtp(std::vector<Chunk>& chunks,
 void PrefillScheduler::SendLayer(Chunk& c, int64_t layer, int64_t begin, int64_t count) {
   Active& a = *c.request;
   if (!a.failure.ok()) return;
+  if (absl::Now() > a.job->deadline) {
+    // Past it the lease may be freed and its blocks given to another request: no more
+    // writes; the job ends at the step boundary.
+    a.failure = absl::DeadlineExceededError("prefill deadline exceeded");
+    return;
+  }
   if (a.transfer == nullptr) {
     if (!TakeUpdate(a) || !a.failure.ok()) return;  // the rows wait in the local pool
     // The destination arrived mid-step: earlier steps' rows of every layer, and this

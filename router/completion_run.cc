@@ -107,6 +107,7 @@ void CompletionRun::Start() {
   if (!prefill.ok()) return Finish(prefill.status());
   {
     absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_) return;  // cancelled before it started: nothing to undo
     reserve_pending_ = true;
   }
   // Both at once: the prompt queues and computes on the prefill worker while the decode
@@ -118,10 +119,18 @@ void CompletionRun::Start() {
 
 void CompletionRun::ReserveOn(WorkerView decode) {
   tried_decode_.insert(decode.address);
+  bool over = false;
   {
     absl::MutexLock lock(&mu_);
-    decode_ = decode;
+    // The request may have ended meanwhile (a retry or a wait for capacity was under way).
+    over = cancelled_ || finished_;
+    if (over) {
+      reserve_pending_ = false;
+    } else {
+      decode_ = decode;
+    }
   }
+  if (over) return Settle();
   workers_.NoteAssigned(decode.address,
                         (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
                             std::max(1, decode.info.kv_layout().block_size()) + 1);
@@ -155,7 +164,13 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
         job_id = job_id_;
       }
     }
-    if (attach_to.has_value()) SendUpdate(*attach_to, job_id, &destination_, "");
+    if (attach_to.has_value()) {
+      // The worker stops writing a margin before the decode worker frees an unused lease.
+      v1::KvDestination destination = reserve_response_.destination();
+      destination.set_lease_expiry_unix_ms(destination.lease_expiry_unix_ms() -
+                                           absl::ToInt64Milliseconds(kLeaseMargin));
+      SendUpdate(*attach_to, job_id, &destination, "");
+    }
     return Settle();
   }
   if (!IsCancelled() && Retryable(status.error_code())) {
@@ -169,6 +184,9 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
   {
     absl::MutexLock lock(&mu_);
     decode_address = decode_.address;
+  }
+  if (IsCancelled()) {
+    return FailBeforeDecode(absl::CancelledError("cancelled"), /*reserve_ended=*/true);
   }
   FailBeforeDecode(absl::Status(FromGrpcStatus(status).code(),
                                 absl::StrCat("decode worker ", decode_address, ": ",
@@ -211,22 +229,32 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
   while (job_id == 0) job_id = rng();
   prefill_request_.set_job_id(job_id);
   absl::Time deadline = plan_->deadline;
+  bool over = false;
   {
     absl::MutexLock lock(&mu_);
-    prefill_ = prefill;
-    job_id_ = job_id;
-    prefill_pending_ = true;
-    if (reserved_) {
-      // The lease is granted already (a retry): the destination goes with the prompt.
-      *prefill_request_.mutable_destination() = destination_;
-      lease_shared_ = true;
-      deadline = std::min(deadline, absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) -
-                                        kLeaseMargin);
-    } else {
-      prefill_request_.clear_destination();
-      lease_shared_ = false;
+    // Ended while no prefill was pending (between a failed attempt and this retry, or
+    // before the first): send nothing, so nothing can write into the lease. Checked in the
+    // same critical section that marks the prefill pending, so a Cancel either sees it
+    // pending (and cancels the job) or is seen here.
+    over = cancelled_ || finished_;
+    if (!over) {
+      prefill_ = prefill;
+      job_id_ = job_id;
+      prefill_pending_ = true;
+      if (reserved_) {
+        // The lease is granted already (a retry): the destination goes with the prompt.
+        *prefill_request_.mutable_destination() = destination_;
+        lease_shared_ = true;
+        deadline = std::min(deadline,
+                            absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) -
+                                kLeaseMargin);
+      } else {
+        prefill_request_.clear_destination();
+        lease_shared_ = false;
+      }
     }
   }
+  if (over) return Settle();
   prefill_call_ = NewContext();
   prefill_call_->set_deadline(absl::ToChronoTime(deadline));
   auto self = shared_from_this();

@@ -482,6 +482,13 @@ TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWo
   EXPECT_EQ(refused.get().status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
 
+  // A cancel is not undone by a destination that comes after it (separate calls: here both
+  // even overtake their Prefill).
+  ASSERT_TRUE(Update(prefill, 82, nullptr, "cancelled first").ok());
+  ASSERT_TRUE(Update(prefill, 82, &*d2).ok());
+  auto after_cancel = PrefillJob(prefill, g.prompt, 82, std::nullopt).get();
+  EXPECT_EQ(after_cancel.status().code(), absl::StatusCode::kCancelled) << after_cancel.status();
+
   // Still serving, correctly.
   auto ok = PrefillJob(prefill, g.prompt, 81, std::nullopt);
   ASSERT_TRUE(Update(prefill, 81, &*d2).ok());

@@ -114,11 +114,15 @@ absl::Status PutBatch::Flush(absl::Time deadline,
     state_->mu.AwaitWithDeadline(absl::Condition(&done), until);
     if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
     pending = state_->pending;
-    if (peer_->failed() || absl::Now() >= deadline) break;
+    if (peer_->failed() || absl::Now() >= deadline || !still_there) break;
     state_->mu.Unlock();  // ask without holding the lock the callbacks need
     gone = still_there();
     state_->mu.Lock();
-    if (!gone.ok()) break;
+    if (!gone.ok()) {
+      // The flush may have completed while we asked.
+      if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
+      break;
+    }
   }
   absl::Status error = peer_->failed() ? peer_->health() : gone;
   if (error.ok()) {
