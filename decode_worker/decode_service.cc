@@ -140,7 +140,8 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
         return absl::ResourceExhaustedError(absl::StrCat(
             "the KV pool (", layout.total_bytes() >> 20, " MiB) does not fit /dev/shm (",
             free_bytes >> 20, " MiB free): enlarge /dev/shm (docker --shm-size, a Memory "
-            "emptyDir on Kubernetes), lower --kv_blocks, or use --kv_pool_memory=engine"));
+            "emptyDir on Kubernetes), lower --kv_blocks, or use --kv_pool_memory=engine "
+            "(with dsv3 cluster: --ucx_transports tcp)"));
       }
     }
     auto region =
