@@ -79,16 +79,31 @@ httplib::Client Cluster::Http() const {
   return client;
 }
 
-int DecodeFreeBlocks(const std::string& decode_grpc_address) {
+std::optional<v1::LoadReport> WorkerLoad(const std::string& worker_grpc_address) {
   auto stub = v1::Worker::NewStub(
-      grpc::CreateChannel(decode_grpc_address, grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(worker_grpc_address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
   v1::LoadReport report;
-  if (!reader->Read(&report)) return -1;
+  if (!reader->Read(&report)) return std::nullopt;
   ctx.TryCancel();
-  return report.kv_blocks_free();
+  return report;
+}
+
+int DecodeFreeBlocks(const std::string& decode_grpc_address) {
+  std::optional<v1::LoadReport> report = WorkerLoad(decode_grpc_address);
+  return report.has_value() ? report->kv_blocks_free() : -1;
+}
+
+bool WaitForFreeBlocks(const std::string& decode_grpc_address, int expected,
+                       absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (DecodeFreeBlocks(decode_grpc_address) == expected) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
 }
 
 std::vector<int32_t> ParseIds(const std::string& line) {

@@ -13,8 +13,9 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include "absl/time/time.h"
 #include "dsv3/v1/inference.grpc.pb.h"
-
+#include "dsv3/v1/worker.pb.h"
 #include "tests/support/subprocess.h"
 
 namespace dsv3::testing {
@@ -50,8 +51,13 @@ class Cluster {
   std::vector<ClusterProc> procs_;
 };
 
+// The first report on a worker's WatchLoad stream (nullopt: no answer within 5 s).
+std::optional<v1::LoadReport> WorkerLoad(const std::string& worker_grpc_address);
 // Free KV blocks a decode worker reports on its WatchLoad stream (-1: no answer).
 int DecodeFreeBlocks(const std::string& decode_grpc_address);
+// Polls until the decode worker reports `expected` free blocks; false at the timeout.
+bool WaitForFreeBlocks(const std::string& decode_grpc_address, int expected,
+                       absl::Duration timeout);
 
 // The golden checkpoint most cluster tests serve.
 inline constexpr char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
