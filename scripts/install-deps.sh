@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every build, test and run dependency of dsv3-serve from Debian 12 packages (and,
 # through install-npm-deps.sh, the npm registry). Idempotent: what is present is not fetched.
+#   scripts/install-deps.sh                   install what is missing
+#   scripts/install-deps.sh --print-packages  print the Debian packages it installs, one a line
+#                                             (what tests/deps/check_install_deps.sh checks against)
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -10,10 +13,18 @@ APT_PACKAGES=(
   libucx-dev ucx-utils
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev
-  libdnnl-dev libhwy-dev libopenblas-dev
+  # oneDNN's CMake package (dnnl-config.cmake) requires OpenCL, which libdnnl-dev only
+  # recommends: ocl-icd-opencl-dev brings libOpenCL.so and the CL headers.
+  libdnnl-dev ocl-icd-opencl-dev
   prometheus
   clang libclang-rt-14-dev
 )
+
+if [ "${1:-}" = "--print-packages" ]; then
+  # nodejs + npm: installed below when the image has no npm of its own.
+  printf '%s\n' "${APT_PACKAGES[@]}" nodejs npm
+  exit 0
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
