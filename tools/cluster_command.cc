@@ -27,6 +27,7 @@
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 ABSL_FLAG(int, prefill, 1, "dsv3 cluster: prefill workers to start.");
@@ -322,8 +323,11 @@ int RunCluster(const std::vector<std::string>&) {
                n_prefill, n_decode, n_experts, tls.c_str(), log_dir.c_str());
 
   // Healthy = every process listening and the router serving the model.
-  const absl::Time deadline = absl::Now() + absl::Minutes(10);
+  const absl::Time started = absl::Now();
+  const absl::Time deadline = started + absl::Minutes(10);
   std::string served;
+  std::string last_progress;
+  absl::Time last_print = started;
   while (true) {
     Reap(children);
     for (const Child& c : children) {
@@ -337,12 +341,27 @@ int RunCluster(const std::vector<std::string>&) {
         return 1;
       }
     }
-    bool ready = true;
-    for (Child& c : children) ready = ready && ReadReady(c);
+    int listening = 0;
+    for (Child& c : children) listening += ReadReady(c) ? 1 : 0;
+    const bool ready = listening == static_cast<int>(children.size());
     // Every worker up as the router sees it, and the router serving the model.
-    if (ready && WorkersUp(base + 1) == n_prefill + n_decode &&
+    const int workers_up = ready ? WorkersUp(base + 1) : 0;
+    if (ready && workers_up == n_prefill + n_decode &&
         RouterServes(absl::StrCat("127.0.0.1:", base), &served)) {
       break;
+    }
+    // Loading a model takes a while on a first run: say where the start-up is, when that
+    // changes and at least every 10 s, so a newcomer sees it is not stuck.
+    std::string progress =
+        ready ? absl::StrCat("all ", listening, " processes listening; the router sees ", workers_up,
+                             " of ", n_prefill + n_decode, " workers ready")
+              : absl::StrCat(listening, " of ", children.size(),
+                             " processes listening (workers load the model first)");
+    if (progress != last_progress || absl::Now() - last_print >= absl::Seconds(10)) {
+      std::fprintf(stderr, "dsv3 cluster: %s (%.0f s)\n", progress.c_str(),
+                   absl::ToDoubleSeconds(absl::Now() - started));
+      last_progress = std::move(progress);
+      last_print = absl::Now();
     }
     if (absl::Now() > deadline) {
       std::fprintf(stderr, "dsv3 cluster: not healthy after 10 minutes; stopping\n");
@@ -368,6 +387,8 @@ int RunCluster(const std::vector<std::string>&) {
     std::ofstream(path + ".tmp") << status.dump(2) << "\n";
     std::rename((path + ".tmp").c_str(), path.c_str());
   }
+  std::fprintf(stderr, "dsv3 cluster: healthy after %.1f s\n",
+               absl::ToDoubleSeconds(absl::Now() - started));
   std::printf(
       "dsv3 cluster: serving model '%s'%s\n"
       "  gRPC (dsv3.v1.Inference):   127.0.0.1:%d\n"
@@ -398,6 +419,13 @@ int RunCluster(const std::vector<std::string>&) {
 
 DSV3_REGISTER_COMMAND(cluster, "cluster",
                       "run router + prefill + decode workers on this machine (--model DIR)",
-                      RunCluster);
+                      RunCluster,
+                      {"model", {"model", "tokenizer", "speculative"}},
+                      {"processes",
+                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+                      {"workers",
+                       {"ucx_transports", "kv_pool_blocks", "decode_max_running",
+                        "engine_idle_spin", "engine_compute_nice"}},
+                      {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools
