@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
@@ -30,6 +31,56 @@ std::string FlagsHelpText(const std::string& usage) {
                     ")\n      ", flag->Help(), "\n");
   }
   return text;
+}
+
+std::string FlagsHelpText(const std::string& usage, const std::vector<FlagGroup>& groups) {
+  std::string text = usage + "\n";
+  for (const FlagGroup& group : groups) {
+    absl::StrAppend(&text, "\n", group.title, ":\n");
+    for (const std::string& name : group.names) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag == nullptr) {  // a command naming a flag nobody defines: a bug, shown as such
+        absl::StrAppend(&text, "  --", name, "  (NOT DEFINED: report this)\n");
+        continue;
+      }
+      std::string def = flag->DefaultValue();
+      absl::StrAppend(&text, "  --", name, "  (default: ", def.empty() ? "\"\"" : def, ")\n      ",
+                      flag->Help(), "\n");
+    }
+  }
+  return text;
+}
+
+namespace {
+bool IsAbseilOwnFlag(std::string_view name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  return flag != nullptr && absl::StrContains(flag->Filename(), "absl/");
+}
+}  // namespace
+
+std::vector<std::string> FlagsOnCommandLine(int argc, char** argv) {
+  std::vector<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') continue;  // a positional argument
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    const size_t eq = arg.find('=');
+    std::string name(arg.substr(0, eq));
+    std::replace(name.begin(), name.end(), '-', '_');
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      const absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
+      if (negated != nullptr && negated->IsOfType<bool>()) {
+        flag = negated;
+        name = name.substr(2);
+      }
+    }
+    if (flag != nullptr && eq == std::string_view::npos && !flag->IsOfType<bool>()) ++i;
+    if (IsAbseilOwnFlag(name)) continue;
+    names.push_back(std::move(name));
+  }
+  return names;
 }
 
 std::vector<char*> ParseCommandLineOrExit(int argc, char** argv, const std::string& usage) {

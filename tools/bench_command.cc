@@ -52,6 +52,7 @@
 #include "tools/bench_report.h"
 #include "tools/bench_workload.h"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 // Defined by complete_command.cc: the router address and the per-request deadline.
@@ -581,6 +582,17 @@ int RunBench(const std::vector<std::string>&) {
 DSV3_REGISTER_COMMAND(bench, "bench",
                       "load-test a router: fixed concurrency or Poisson arrivals; TTFT, ITL, "
                       "throughput (--router ADDR)",
-                      RunBench);
+                      RunBench,
+                      {"load",
+                       {"bench_concurrency", "bench_rate", "bench_requests", "bench_duration",
+                        "bench_warmup_requests"}},
+                      {"requests",
+                       {"bench_prompt_tokens", "bench_output_tokens", "bench_token_min",
+                        "bench_token_max", "bench_ignore_eos", "bench_dataset", "model",
+                        "temperature", "seed"}},
+                      {"where requests go",
+                       {"bench_channels", "bench_direct_prefill", "bench_direct_decode",
+                        "bench_probe", "bench_probe_interval"}},
+                      {"output", {"bench_json"}}, RouterClientFlags());
 
 }  // namespace dsv3::tools

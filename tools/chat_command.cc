@@ -21,6 +21,7 @@
 #include "absl/strings/ascii.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 // Defined by complete_command.cc.
@@ -143,6 +144,12 @@ int RunChat(const std::vector<std::string>&) {
 }  // namespace
 
 DSV3_REGISTER_COMMAND(chat, "chat",
-                      "interactive streaming chat through a router (--router ADDR)", RunChat);
+                      "interactive streaming chat through a router (--router ADDR)", RunChat,
+                      {"chat", {"chat_system", "model"}},
+                      {"sampling",
+                       {"max_tokens", "temperature", "top_p", "top_k", "min_p",
+                        "repetition_penalty", "presence_penalty", "frequency_penalty", "seed",
+                        "stop"}},
+                      RouterClientFlags());
 
 }  // namespace dsv3::tools

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 ABSL_FLAG(std::string, router, "127.0.0.1:50051", "Router gRPC address (host:port).");
@@ -90,6 +91,9 @@ int RunComplete(const std::vector<std::string>&) {
 
 DSV3_REGISTER_COMMAND(complete, "complete",
                       "one request through a router (--prompt TEXT or --tokens \"ids\")",
-                      RunComplete);
+                      RunComplete, {"request", {"prompt", "tokens", "chat"}},
+                      {"sampling",
+                       {"max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "stop"}},
+                      RouterClientFlags());
 
 }  // namespace dsv3::tools

@@ -9,6 +9,7 @@
 #include "engine/model.h"
 #include "engine/status_macros.h"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 namespace dsv3::tools {
@@ -58,4 +59,6 @@ int Generate(const std::vector<std::string>& args) {
 }  // namespace dsv3::tools
 
 DSV3_REGISTER_COMMAND(generate, "generate", "generate tokens in-process and print their ids",
-                      dsv3::tools::Generate);
+                      dsv3::tools::Generate,
+                      {"generate", {"tokens", "max_tokens", "speculative", "draft_tokens"}},
+                      dsv3::tools::ModelLoadFlags(), dsv3::tools::EngineSamplingFlags());

@@ -10,6 +10,7 @@
 #include "engine/mtp.h"
 #include "engine/status_macros.h"
 #include "tools/command_registry.h"
+#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
 
 namespace dsv3::tools {
@@ -76,4 +77,5 @@ int Logits(const std::vector<std::string>& args) {
 }  // namespace dsv3::tools
 
 DSV3_REGISTER_COMMAND(logits, "logits", "write the logits of one forward pass (float32 LE)",
-                      dsv3::tools::Logits);
+                      dsv3::tools::Logits, {"logits", {"tokens", "output", "mtp_output"}},
+                      dsv3::tools::ModelLoadFlags());

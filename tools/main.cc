@@ -1,11 +1,15 @@
 // `dsv3`: the operator CLI. `dsv3 <command> [--flags] [args]`; `dsv3 help` lists commands,
-// `dsv3 <command> --help` lists flags.
+// `dsv3 <command> --help` lists that command's flags; a flag the command does not take is an
+// error that names the command's flags (and the commands that do take it).
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "absl/strings/str_join.h"
 
 #include "common/cli.h"
 #include "common/mutex_mode.h"
@@ -20,6 +24,33 @@ void PrintCommands(FILE* out) {
             [](const auto& a, const auto& b) { return std::strcmp(a.name, b.name) < 0; });
   for (const auto& c : sorted) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
   std::fprintf(out, "\n'dsv3 <command> --help' lists the flags.\n");
+}
+
+// The flags `command` takes: those its groups name.
+std::set<std::string> FlagsOf(const dsv3::tools::Command& command) {
+  std::set<std::string> names;
+  for (const auto& group : command.flags) names.insert(group.names.begin(), group.names.end());
+  return names;
+}
+
+// Exits 1 when argv holds a flag `command` does not take, saying which commands take it.
+void RefuseForeignFlagsOrExit(const dsv3::tools::Command& command, int argc, char** argv) {
+  const std::set<std::string> own = FlagsOf(command);
+  for (const std::string& name : dsv3::FlagsOnCommandLine(argc, argv)) {
+    if (own.count(name) || name == "help" || name == "h") continue;
+    std::vector<std::string> takers;
+    for (const auto& c : dsv3::tools::Commands()) {
+      if (FlagsOf(c).count(name)) takers.push_back(c.name);
+    }
+    std::fprintf(stderr, "dsv3 %s: %s --%s", command.name,
+                 takers.empty() ? "unknown flag" : "does not take", name.c_str());
+    if (!takers.empty()) {
+      std::fprintf(stderr, " (it is a flag of: dsv3 %s)", absl::StrJoin(takers, ", dsv3 ").c_str());
+    }
+    std::fprintf(stderr, "\nflags of dsv3 %s: --%s\n('dsv3 %s --help' describes them)\n",
+                 command.name, absl::StrJoin(own, " --").c_str(), command.name);
+    std::exit(1);
+  }
 }
 
 }  // namespace
@@ -45,9 +76,20 @@ int main(int argc, char** argv) {
   std::vector<char*> sub_argv;
   sub_argv.push_back(program.data());
   for (int i = 2; i < argc; ++i) sub_argv.push_back(argv[i]);
-  std::vector<char*> positional = dsv3::ParseCommandLineOrExit(
-      static_cast<int>(sub_argv.size()), sub_argv.data(),
-      std::string(command->summary) + "\nusage: " + program + " [--flags] [args]");
+  const std::string usage =
+      program + ": " + command->summary + "\nusage: " + program + " [--flags] [args]";
+  const int sub_argc = static_cast<int>(sub_argv.size());
+  for (int i = 1; i < sub_argc; ++i) {
+    if (!std::strcmp(sub_argv[i], "--")) break;
+    if (!std::strcmp(sub_argv[i], "--help") || !std::strcmp(sub_argv[i], "-h") ||
+        !std::strcmp(sub_argv[i], "-help")) {
+      std::string text = dsv3::FlagsHelpText(usage, command->flags);
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      return 0;
+    }
+  }
+  RefuseForeignFlagsOrExit(*command, sub_argc, sub_argv.data());
+  std::vector<char*> positional = dsv3::ParseCommandLineOrExit(sub_argc, sub_argv.data(), usage);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   return command->run(args);
 }

@@ -65,4 +65,6 @@ int MakeModel(const std::vector<std::string>& args) {
 
 DSV3_REGISTER_COMMAND(make_model, "make-model",
                       "write a synthetic DeepSeek-V3 checkpoint (HF layout)",
-                      dsv3::tools::MakeModel);
+                      dsv3::tools::MakeModel,
+                      {"make-model",
+                       {"out", "preset", "dtype", "mtp", "seed", "tokenizer", "router_skew"}});

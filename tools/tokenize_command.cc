@@ -124,6 +124,7 @@ int RunDetokenize(const std::vector<std::string>& /*args*/) {
 
 DSV3_REGISTER_COMMAND(tokenize, "tokenize",
                       "JSON lines {\"text\"} or {\"messages\"} on stdin -> {\"ids\"} lines",
-                      dsv3::tools::RunTokenize);
+                      dsv3::tools::RunTokenize, {"tokenize", {"tokenizer"}});
 DSV3_REGISTER_COMMAND(detokenize, "detokenize", "JSON lines {\"ids\"} on stdin -> {\"text\"} lines",
-                      dsv3::tools::RunDetokenize);
+                      dsv3::tools::RunDetokenize,
+                      {"detokenize", {"tokenizer", "skip_special_tokens"}});
