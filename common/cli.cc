@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string_view>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
@@ -12,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace dsv3 {
 
@@ -52,7 +52,7 @@ std::string FlagsHelpText(const std::string& usage, const std::vector<FlagGroup>
 }
 
 namespace {
-bool IsAbseilOwnFlag(std::string_view name) {
+bool IsAbseilOwnFlag(absl::string_view name) {
   const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
   return flag != nullptr && absl::StrContains(flag->Filename(), "absl/");
 }
@@ -61,7 +61,7 @@ bool IsAbseilOwnFlag(std::string_view name) {
 std::vector<std::string> FlagsOnCommandLine(int argc, char** argv) {
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
+    absl::string_view arg = argv[i];
     if (arg == "--") break;
     if (arg.size() < 2 || arg[0] != '-') continue;  // a positional argument
     arg.remove_prefix(arg[1] == '-' ? 2 : 1);
@@ -76,7 +76,7 @@ std::vector<std::string> FlagsOnCommandLine(int argc, char** argv) {
         name = name.substr(2);
       }
     }
-    if (flag != nullptr && eq == std::string_view::npos && !flag->IsOfType<bool>()) ++i;
+    if (flag != nullptr && eq == absl::string_view::npos && !flag->IsOfType<bool>()) ++i;
     if (IsAbseilOwnFlag(name)) continue;
     names.push_back(std::move(name));
   }
