@@ -512,8 +512,11 @@ void CompletionRun::FailBeforeDecode(const absl::Status& status, bool reserve_en
       job_id = job_id_;
     }
   }
-  if (cancel_on.has_value()) SendUpdate(*cancel_on, job_id, nullptr, std::string(status.message()));
+  // Finished before the cancel goes out: the prefill call may answer CANCELLED at once, on
+  // another thread, and must find the run over (else its CANCELLED would be reported instead
+  // of `status`).
   Finish(status);
+  if (cancel_on.has_value()) SendUpdate(*cancel_on, job_id, nullptr, std::string(status.message()));
   Settle();
 }
 
