@@ -15,18 +15,18 @@
 #include <string>
 #include <vector>
 
-#include "router/eplb.h"
-#include "transport/expert_dispatch/expert_placement.h"
+#include "experts/eplb.h"
+#include "experts/expert_placement.h"
 
 namespace {
 
-using dsv3::router::EplbOptions;
-using dsv3::router::ExpertLoad;
-using dsv3::router::Imbalance;
-using dsv3::router::MeasureImbalance;
-using dsv3::router::RebalanceExperts;
-using dsv3::transport::DefaultExpertPlacement;
-using dsv3::transport::ExpertPlacement;
+using dsv3::experts::EplbOptions;
+using dsv3::experts::ExpertLoad;
+using dsv3::experts::Imbalance;
+using dsv3::experts::MeasureImbalance;
+using dsv3::experts::RebalanceExperts;
+using dsv3::experts::DefaultExpertPlacement;
+using dsv3::experts::ExpertPlacement;
 
 struct Shape {
   const char* name;
@@ -45,7 +45,7 @@ double StepFloor(const ExpertLoad& load, int32_t workers, int32_t redundant) {
   for (const std::vector<double>& t : load.tokens) {
     const int64_t slots = static_cast<int64_t>(t.size()) + redundant;
     const std::vector<int32_t> counts =
-        dsv3::router::eplb_internal::ReplicateExperts(t, slots, workers);
+        dsv3::experts::eplb_internal::ReplicateExperts(t, slots, workers);
     std::vector<double> copies;
     double total = 0;
     for (size_t e = 0; e < t.size(); ++e) {
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     for (int64_t l = 0; l < shape.layers; ++l) layers.push_back(shape.first_layer + l);
     for (double s : zipf) {
       const ExpertLoad load =
-          dsv3::router::ZipfExpertLoad(layers, shape.experts, s, 8192.0 * 8, 2025);
+          dsv3::experts::ZipfExpertLoad(layers, shape.experts, s, 8192.0 * 8, 2025);
       for (int32_t workers : worker_counts) {
         const ExpertPlacement def =
             DefaultExpertPlacement(layers, shape.experts, shape.groups, workers);

@@ -29,10 +29,10 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/kv_transfer_bench_proc.h"
 #include "common/mutex_mode.h"
-#include "transport/expert_dispatch/dispatch_plan.h"
-#include "transport/expert_dispatch/expert_placement.h"
-#include "transport/expert_dispatch/ucx_expert_client.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
+#include "experts/dispatch_plan.h"
+#include "experts/expert_placement.h"
+#include "transport/ucx/ucx_expert_client.h"
+#include "transport/ucx/ucx_expert_server.h"
 #include "transport/ucx/ucx_peer.h"
 
 ABSL_FLAG(std::string, role, "initiator", "initiator (default) or target (internal)");
@@ -232,17 +232,17 @@ int RunInitiator(const char* self) {
 
     for (int tokens : token_counts) {
       const int64_t num_experts = 256;
-      transport::ExpertPlacement placement =
-          transport::DefaultExpertPlacement({3}, num_experts, 8, 1);
+      experts::ExpertPlacement placement =
+          experts::DefaultExpertPlacement({3}, num_experts, 8, 1);
       std::vector<int32_t> experts(static_cast<size_t>(tokens * top_k));
       for (int t = 0; t < tokens; ++t) {
         for (int i = 0; i < top_k; ++i) experts[t * top_k + i] = (t * 37 + i * 29) % 256;
       }
       std::vector<float> x(static_cast<size_t>(tokens) * hidden, 0.25f);
       std::vector<const float*> slots(static_cast<size_t>(tokens) * top_k);
-      auto plan = transport::PlanDispatch(placement.layers[0], experts.data(), tokens, top_k, 1,
+      auto plan = experts::PlanDispatch(placement.layers[0], experts.data(), tokens, top_k, 1,
                                           {});
-      const int64_t dispatch_bytes = transport::DispatchPayloadBytes(
+      const int64_t dispatch_bytes = experts::DispatchPayloadBytes(
           tokens, plan->destinations[0].num_pairs(), hidden);
       const int64_t combine_bytes =
           plan->destinations[0].num_pairs() * hidden * static_cast<int64_t>(sizeof(float));
@@ -260,8 +260,8 @@ int RunInitiator(const char* self) {
         const absl::Time start = absl::Now();
         transport::ExchangeResult r = (*client)->Exchange(req, [] {});
         if (!r.status.ok()) return false;
-        transport::SlotOutputRows(*plan, {r.outputs[0].data()}, hidden, slots.data());
-        for (transport::FloatBuffer& b : r.outputs) (*client)->pool()->Give(std::move(b));
+        experts::SlotOutputRows(*plan, {r.outputs[0].data()}, hidden, slots.data());
+        for (experts::FloatBuffer& b : r.outputs) (*client)->pool()->Give(std::move(b));
         ours.us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
         return true;
       };

@@ -120,16 +120,16 @@ const std::vector<Definition>& Definitions() {
        "Per MoE layer, time from dispatching tokens to expert workers to having their "
        "combined outputs, in seconds.",
        metrics::ExponentialBuckets(0.00005, 2, 18)},
-      // EPLB (router).
-      {{"dsv3_eplb_imbalance_ratio", MetricType::kGauge, {"placement"}, "router"},
+      // EPLB (rebalancer).
+      {{"dsv3_eplb_imbalance_ratio", MetricType::kGauge, {"placement"}, "rebalancer"},
        "Max over mean of the routed tokens per expert worker over the last EPLB window, for "
        "the placement in effect (current) and the rebalancer's proposal (proposed).",
        {}},
-      {{"dsv3_eplb_rebalances_total", MetricType::kCounter, {"status"}, "router"},
+      {{"dsv3_eplb_rebalances_total", MetricType::kCounter, {"status"}, "rebalancer"},
        "EPLB placement changes attempted, by outcome (ok: every expert worker holds the new "
        "placement).",
        {}},
-      {{"dsv3_expert_placement_version", MetricType::kGauge, {}, "router"},
+      {{"dsv3_expert_placement_version", MetricType::kGauge, {}, "rebalancer"},
        "Version of the expert placement in effect, as the EPLB rebalancer knows it.",
        {}},
   };

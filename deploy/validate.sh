@@ -107,11 +107,17 @@ has default 'nvidia.com/gpu: 1'
 has default '^kind: StatefulSet$'
 has default '--expert_dns=dsv3-expert-headless\.dsv3\.svc\.cluster\.local:50051'
 has default '--shard_index=\$\(POD_INDEX\)'
+# One rebalancer role (EPLB, failover) with the expert pods, electing its leader among its own
+# replicas; the router no longer runs it.
+has default 'command: \["/usr/local/bin/dsv3-rebalancer"\]'
+has default '--leader_dns=dsv3-rebalancer-headless\.dsv3\.svc\.cluster\.local:50051'
+hasnt default '--eplb_self|--eplb_leader_dns'
 has default-operator '^kind: ServiceMonitor$'
 hasnt cpu 'nvidia.com/gpu'
 hasnt cpu 'rdma/'
 hasnt cpu '^kind: StatefulSet$'            # experts colocated
 hasnt cpu '--expert_dns'
+hasnt cpu 'dsv3-rebalancer'
 has cpu '--ucx_tls=tcp,self'
 has gpu 'nvidia.com/gpu: 8'
 has gpu 'rdma/hca_shared_devices_a: 1'
@@ -121,7 +127,7 @@ has gpu 'hostPath:'
 
 # --- every flag the chart passes is known to its binary (when the binaries are built) -----
 bin="${DSV3_BIN_DIR:-$root/build/bin}"
-if [ -x "$bin/dsv3-router" ] && [ -x "$bin/dsv3-expert" ]; then
+if [ -x "$bin/dsv3-router" ] && [ -x "$bin/dsv3-expert" ] && [ -x "$bin/dsv3-rebalancer" ]; then
   for r in default cpu gpu; do
     NODE_MODULES="$node_modules" node "$root/deploy/validate/chart-flags.mjs" "$work/$r.yaml" "$bin" \
       >"$work/$r.flags.log" 2>&1 || { cat "$work/$r.flags.log" >&2; fail "$r: a flag the binary does not know"; }
@@ -140,7 +146,7 @@ for f in "$root"/deploy/docker/Dockerfile.cpu "$root"/deploy/docker/Dockerfile.c
   grep -qE '^USER [1-9][0-9]*:[1-9][0-9]*$' "$f" || fail "$name: runtime must run as a numeric non-root user"
   [ "$(grep -c '^FROM ' "$f")" -ge 2 ] || fail "$name: not multi-stage"
   # Every binary the chart starts is in the image.
-  for role in router prefill decode expert; do
+  for role in router prefill decode expert rebalancer; do
     grep -q "/build/bin/dsv3-$role" "$f" || fail "$name: dsv3-$role not installed"
   done
   [ -f "$f.dockerignore" ] || fail "$name: no $name.dockerignore"

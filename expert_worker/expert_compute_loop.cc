@@ -8,7 +8,7 @@
 #include "common/serving_metrics.h"
 #include "engine/routed_experts.h"
 #include "engine/thread_pool.h"
-#include "transport/expert_dispatch/dispatch_plan.h"
+#include "experts/dispatch_plan.h"
 
 namespace dsv3::expert {
 
@@ -73,7 +73,7 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
                            : -1;
   // Check every dispatch; a bad one is answered with its error, the rest run together.
   std::vector<transport::ExpertDispatch*> ok;
-  std::vector<transport::DispatchView> views;
+  std::vector<experts::DispatchView> views;
   for (transport::ExpertDispatch* d : group) {
     absl::Status st;
     if (slot < 0) {
@@ -82,10 +82,10 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
       st = absl::InvalidArgumentError(
           absl::StrCat("hidden size ", d->hidden, " where the model has ", hidden));
     }
-    absl::StatusOr<transport::DispatchView> view =
-        st.ok() ? transport::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs,
+    absl::StatusOr<experts::DispatchView> view =
+        st.ok() ? experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs,
                                             hidden)
-                : absl::StatusOr<transport::DispatchView>(st);
+                : absl::StatusOr<experts::DispatchView>(st);
     if (!view.ok()) {
       server_.Reply(*d, view.status(), nullptr, nullptr, holding.placement.version);
       continue;

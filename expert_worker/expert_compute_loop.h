@@ -13,7 +13,7 @@
 
 #include "common/metrics.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
+#include "transport/ucx/ucx_expert_server.h"
 
 namespace dsv3::expert {
 

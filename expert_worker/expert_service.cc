@@ -4,7 +4,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
-#include "transport/expert_dispatch/placement_proto.h"
+#include "experts/placement_proto.h"
 
 namespace dsv3::expert {
 
@@ -42,21 +42,21 @@ grpc::Status ExpertService::Join(grpc::ServerContext*, const v1::JoinRequest* re
   response->set_transport(v1::EXPERT_TRANSPORT_UCX);
   response->set_ucx_worker_address(ucx_.worker_address());
   response->set_member_index(*member);
-  transport::PlacementToProto(holding->placement, response->mutable_placement());
+  experts::PlacementToProto(holding->placement, response->mutable_placement());
   DSV3_LOG(INFO) << "member " << request->member_id() << " joined as " << *member;
   return grpc::Status::OK;
 }
 
 grpc::Status ExpertService::GetPlacement(grpc::ServerContext*, const v1::GetPlacementRequest*,
                                          v1::ExpertPlacement* response) {
-  transport::PlacementToProto(shard_.current()->placement, response);
+  experts::PlacementToProto(shard_.current()->placement, response);
   return grpc::Status::OK;
 }
 
 grpc::Status ExpertService::ApplyPlacement(grpc::ServerContext*,
                                            const v1::ExpertPlacement* request,
                                            v1::ApplyPlacementResponse* response) {
-  transport::ExpertPlacement next = transport::PlacementFromProto(*request);
+  experts::ExpertPlacement next = experts::PlacementFromProto(*request);
   const int64_t version = next.version;
   DSV3_LOG(INFO) << "applying expert placement version " << version;
   absl::Status st = shard_.Apply(std::move(next));

@@ -14,7 +14,7 @@
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
+#include "transport/ucx/ucx_expert_server.h"
 #include "transport/ucx/ucx_context.h"
 
 namespace dsv3::expert {

@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
     return absl::FailedPreconditionError(absl::StrCat(dir, " has no routed experts"));
   }
   std::unique_ptr<ExpertShard> shard(new ExpertShard(dir, *config, worker_index));
-  transport::ExpertPlacement placement = transport::DefaultExpertPlacement(
+  experts::ExpertPlacement placement = experts::DefaultExpertPlacement(
       shard->moe_layers_, config->n_routed_experts, config->n_group, num_workers);
   auto holding = shard->LoadHolding(placement, nullptr);
   if (!holding.ok()) return holding.status();
@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
 }
 
 absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
-    const transport::ExpertPlacement& placement,
-    const transport::ExpertPlacement* previous) const {
+    const experts::ExpertPlacement& placement,
+    const experts::ExpertPlacement* previous) const {
   absl::Status valid = placement.Validate(moe_layers_, config_.n_routed_experts);
   if (!valid.ok()) return valid;
   if (worker_index_ >= placement.num_workers) {
@@ -79,7 +79,7 @@ std::shared_ptr<const ExpertHolding> ExpertShard::current() const {
   return current_;
 }
 
-absl::Status ExpertShard::Apply(transport::ExpertPlacement next) {
+absl::Status ExpertShard::Apply(experts::ExpertPlacement next) {
   absl::MutexLock apply(&apply_mu_);
   std::shared_ptr<const ExpertHolding> now = current();
   if (next.version == now->placement.version) return absl::OkStatus();

@@ -17,13 +17,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/model.h"
-#include "transport/expert_dispatch/expert_placement.h"
+#include "experts/expert_placement.h"
 
 namespace dsv3::expert {
 
 struct ExpertHolding {
   std::shared_ptr<const engine::Model> model;  // role kRoutedExperts
-  transport::ExpertPlacement placement;        // the map in effect
+  experts::ExpertPlacement placement;        // the map in effect
   int64_t experts_held = 0;                    // (layer, expert) pairs loaded
   int64_t expert_bytes = 0;                    // their checkpoint bytes
 };
@@ -40,7 +40,7 @@ class ExpertShard {
   // Makes `next` the placement in effect after loading what it assigns to this worker.
   // Versions only go up: an older one is FAILED_PRECONDITION, the same one is a no-op.
   // Serialised; the current holding keeps serving while this loads.
-  absl::Status Apply(transport::ExpertPlacement next);
+  absl::Status Apply(experts::ExpertPlacement next);
 
   const engine::ModelConfig& config() const { return config_; }
   const std::vector<int64_t>& moe_layers() const { return moe_layers_; }
@@ -49,8 +49,8 @@ class ExpertShard {
  private:
   ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index);
   absl::StatusOr<std::shared_ptr<const ExpertHolding>> LoadHolding(
-      const transport::ExpertPlacement& placement,
-      const transport::ExpertPlacement* previous) const;
+      const experts::ExpertPlacement& placement,
+      const experts::ExpertPlacement* previous) const;
 
   const std::string dir_;
   const engine::ModelConfig config_;

@@ -10,8 +10,8 @@
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_service.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
-#include "transport/nccl_support.h"
+#include "transport/ucx/ucx_expert_server.h"
+#include "transport/nccl/nccl_support.h"
 #include "worker_common/process_flags.h"
 
 ABSL_FLAG(int, num_shards, 1, "Expert workers in the cluster (the default placement's size).");

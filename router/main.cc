@@ -5,7 +5,6 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/server_main.h"
-#include "router/expert_rebalancer.h"
 #include "router/front_ends.h"
 #include "router/router_backend.h"
 #include "router/worker_registry.h"
@@ -22,29 +21,6 @@ ABSL_FLAG(absl::Duration, dns_interval, absl::Seconds(5), "How often DNS names a
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens when a request does not say.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Deadline of a request that sets none.");
-ABSL_FLAG(std::vector<std::string>, expert_workers, {},
-          "Expert workers (dsv3-expert gRPC), host:port,...: whose load EPLB balances.");
-ABSL_FLAG(std::string, expert_dns, "",
-          "name:port resolved periodically to the expert workers (a headless Service).");
-ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
-          "EPLB: how often the routed experts are rebalanced over the expert workers, from "
-          "the load of the last interval (e.g. 60s); 0: never.");
-ABSL_FLAG(int, eplb_redundant_experts, -1,
-          "EPLB: redundant expert copies per MoE layer; -1: one per expert worker.");
-ABSL_FLAG(int64_t, eplb_min_tokens, 1000,
-          "EPLB: no change on fewer routed (token, expert) pairs than this in an interval "
-          "(summed over MoE layers).");
-ABSL_FLAG(double, eplb_min_gain, 0.05,
-          "EPLB: apply a new placement only when it lowers the imbalance (max/mean tokens per "
-          "expert worker) by more than this fraction.");
-ABSL_FLAG(std::string, eplb_leader_dns, "",
-          "EPLB with several routers: name:port of the routers (headless Service); only the "
-          "router whose --eplb_self is the lowest address behind it rebalances.");
-ABSL_FLAG(absl::Duration, expert_failover_after, absl::Seconds(30),
-          "An expert worker unreachable this long: its experts get copies on the live expert "
-          "workers (0: never; it serves again only when it returns).");
-ABSL_FLAG(std::string, eplb_self, "", "EPLB: this router's ip:port as --eplb_leader_dns lists it.");
-
 int main(int argc, char** argv) {
   return dsv3::RunServerMain(
       argc, argv, "router",
@@ -77,31 +53,6 @@ int main(int argc, char** argv) {
         // Destroyed in order, after the services: the backend, then the registry it uses.
         parts.keep_alive.push_back(backend);
         parts.keep_alive.push_back(registry);
-        const bool experts = !absl::GetFlag(FLAGS_expert_workers).empty() ||
-                             !absl::GetFlag(FLAGS_expert_dns).empty();
-        if (experts && (absl::GetFlag(FLAGS_eplb_interval) > absl::ZeroDuration() ||
-                        absl::GetFlag(FLAGS_expert_failover_after) > absl::ZeroDuration())) {
-          dsv3::router::ExpertRebalancerOptions eplb;
-          eplb.addresses = absl::GetFlag(FLAGS_expert_workers);
-          eplb.dns = absl::GetFlag(FLAGS_expert_dns);
-          eplb.dns_interval = absl::GetFlag(FLAGS_dns_interval);
-          eplb.interval = absl::GetFlag(FLAGS_eplb_interval);
-          eplb.redundant_per_layer = absl::GetFlag(FLAGS_eplb_redundant_experts);
-          eplb.min_tokens = absl::GetFlag(FLAGS_eplb_min_tokens);
-          eplb.min_gain = absl::GetFlag(FLAGS_eplb_min_gain);
-          eplb.leader_dns = absl::GetFlag(FLAGS_eplb_leader_dns);
-          eplb.self_address = absl::GetFlag(FLAGS_eplb_self);
-          eplb.failover_after = absl::GetFlag(FLAGS_expert_failover_after);
-          auto rebalancer = dsv3::router::ExpertRebalancer::Start(std::move(eplb));
-          if (!rebalancer.ok()) return rebalancer.status();
-          parts.keep_alive.push_back(
-              std::shared_ptr<dsv3::router::ExpertRebalancer>(std::move(*rebalancer)));
-        } else if (absl::GetFlag(FLAGS_eplb_interval) > absl::ZeroDuration()) {
-          return absl::InvalidArgumentError(
-              "--eplb_interval needs the expert workers (--expert_workers or --expert_dns)");
-        } else if (experts) {
-          DSV3_LOG(INFO) << "EPLB off (--eplb_interval=0): the expert placement stays as it is";
-        }
         dsv3::router::AddFrontEnds(*backend, parts);
         return parts;
       });

@@ -59,10 +59,10 @@ ABSL_FLAG(int, engine_compute_nice, 19,
           "~5 ms at 19; bench/RESULTS.md).");
 ABSL_FLAG(std::string, log_dir, "", "dsv3 cluster: where process logs go (default: a temp dir).");
 ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
-          "dsv3 cluster: the router rebalances the routed experts over the expert workers this "
+          "dsv3 cluster: the rebalancer moves the routed experts over the expert workers this "
           "often (EPLB; needs --experts); 0: never.");
 ABSL_FLAG(std::string, expert_failover_after, "",
-          "dsv3 cluster: the router's --expert_failover_after (\"\": the router's default).");
+          "dsv3 cluster: the rebalancer's --expert_failover_after (\"\": its default).");
 
 extern char** environ;
 
@@ -303,24 +303,38 @@ int RunCluster(const std::vector<std::string>&) {
       "--prefill=" + absl::StrJoin(prefill_addresses, ","),
       "--decode=" + absl::StrJoin(decode_addresses, ",")};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
-  if (!expert_addresses.empty()) {
-    router_argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
-  }
-  if (eplb_interval > absl::ZeroDuration()) {
-    router_argv.push_back("--eplb_interval=" + absl::FormatDuration(eplb_interval));
-  }
-  if (!absl::GetFlag(FLAGS_expert_failover_after).empty()) {
-    router_argv.push_back("--expert_failover_after=" + absl::GetFlag(FLAGS_expert_failover_after));
-  }
   if (Spawn(router, router_argv)) children.push_back(router);
-  if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1)) {
+  // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
+  const int n_rebalancers = n_experts > 0 ? 1 : 0;
+  if (n_rebalancers > 0) {
+    Child rebalancer;
+    rebalancer.role = "rebalancer";
+    rebalancer.grpc_port = next_port++;
+    rebalancer.http_port = next_port++;
+    rebalancer.ready_file = log_dir + "/rebalancer.ready";
+    rebalancer.log = log_dir + "/rebalancer.log";
+    std::vector<std::string> argv = {
+        bin + "/dsv3-rebalancer", absl::StrCat("--grpc_port=", rebalancer.grpc_port),
+        absl::StrCat("--http_port=", rebalancer.http_port),
+        "--ready_file=" + rebalancer.ready_file,
+        "--expert_workers=" + absl::StrJoin(expert_addresses, ",")};
+    if (eplb_interval > absl::ZeroDuration()) {
+      argv.push_back("--eplb_interval=" + absl::FormatDuration(eplb_interval));
+    }
+    if (!absl::GetFlag(FLAGS_expert_failover_after).empty()) {
+      argv.push_back("--expert_failover_after=" + absl::GetFlag(FLAGS_expert_failover_after));
+    }
+    if (Spawn(rebalancer, argv)) children.push_back(rebalancer);
+  }
+  if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1 + n_rebalancers)) {
     StopAll(children);
     return 1;
   }
   std::fprintf(stderr,
-               "dsv3 cluster: starting %d prefill, %d decode, %d expert workers and a router "
+               "dsv3 cluster: starting %d prefill, %d decode, %d expert workers, a router%s "
                "(UCX over %s; logs in %s)\n",
-               n_prefill, n_decode, n_experts, tls.c_str(), log_dir.c_str());
+               n_prefill, n_decode, n_experts, n_rebalancers > 0 ? " and a rebalancer" : "",
+               tls.c_str(), log_dir.c_str());
 
   // Healthy = every process listening and the router serving the model.
   const absl::Time started = absl::Now();

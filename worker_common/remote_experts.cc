@@ -11,7 +11,7 @@
 #include "common/resolve_addresses.h"
 #include "common/serving_metrics.h"
 #include "dsv3/v1/expert.grpc.pb.h"
-#include "transport/expert_dispatch/placement_proto.h"
+#include "experts/placement_proto.h"
 
 ABSL_FLAG(std::string, expert_workers, "",
           "Expert workers (dsv3-expert gRPC host:port, comma separated) that run the routed "
@@ -111,7 +111,7 @@ absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   absl::Status st = FromGrpcStatus(stub->Join(&ctx, request, &response));
   if (!st.ok()) return st;
-  transport::ExpertPlacement placement = transport::PlacementFromProto(response.placement());
+  experts::ExpertPlacement placement = experts::PlacementFromProto(response.placement());
   st = placement.Validate(moe_layers_, config_.n_routed_experts);
   if (!st.ok())
     return absl::FailedPreconditionError(
@@ -128,9 +128,9 @@ absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
   address_of_[index] = address;
   if (placement_ == nullptr || placement.version > placement_->version) {
     if (placement_ == nullptr) {
-      placement_ = std::make_shared<const transport::ExpertPlacement>(std::move(placement));
+      placement_ = std::make_shared<const experts::ExpertPlacement>(std::move(placement));
     } else if (next_placement_ == nullptr || placement.version > next_placement_->version) {
-      next_placement_ = std::make_shared<const transport::ExpertPlacement>(std::move(placement));
+      next_placement_ = std::make_shared<const experts::ExpertPlacement>(std::move(placement));
     }
   }
   DSV3_LOG(INFO) << "joined expert worker " << index << " at " << address;
@@ -151,12 +151,12 @@ void RemoteExpertExecutor::FetchPlacement(int64_t version) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     v1::ExpertPlacement proto;
     if (!stub->GetPlacement(&ctx, v1::GetPlacementRequest(), &proto).ok()) continue;
-    transport::ExpertPlacement p = transport::PlacementFromProto(proto);
+    experts::ExpertPlacement p = experts::PlacementFromProto(proto);
     if (p.version < version || !p.Validate(moe_layers_, config_.n_routed_experts).ok()) continue;
     absl::MutexLock lock(&mu_);
     if (next_placement_ == nullptr || p.version > next_placement_->version) {
       DSV3_LOG(INFO) << "expert placement version " << p.version << " fetched from " << address;
-      next_placement_ = std::make_shared<const transport::ExpertPlacement>(std::move(p));
+      next_placement_ = std::make_shared<const experts::ExpertPlacement>(std::move(p));
     }
     return;
   }
@@ -207,7 +207,7 @@ std::vector<bool> RemoteExpertExecutor::WorkersUp(int32_t num_workers) const {
 }
 
 bool RemoteExpertExecutor::ready() const {
-  std::shared_ptr<const transport::ExpertPlacement> p;
+  std::shared_ptr<const experts::ExpertPlacement> p;
   {
     absl::MutexLock lock(&mu_);
     p = placement_;
@@ -265,7 +265,7 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
       overlapped();
     }
   };
-  std::shared_ptr<const transport::ExpertPlacement> placement;
+  std::shared_ptr<const experts::ExpertPlacement> placement;
   {
     absl::MutexLock lock(&mu_);
     // A new map takes effect at a step boundary: the first MoE layer of a forward step.
@@ -280,7 +280,7 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
     overlapped_once();
     return absl::UnavailableError("not joined to any expert worker yet");
   }
-  const transport::ExpertPlacement::Layer* lp = placement->Find(layer);
+  const experts::ExpertPlacement::Layer* lp = placement->Find(layer);
   if (lp == nullptr) {
     overlapped_once();
     return absl::InternalError(absl::StrCat("layer ", layer, " is not in the expert placement"));
@@ -288,7 +288,7 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
   std::vector<bool> up = WorkersUp(placement->num_workers);
   // One retry: a worker that fails mid-exchange may have replicas for all it held.
   for (int attempt = 0;; ++attempt) {
-    absl::StatusOr<transport::DispatchPlan> plan = transport::PlanDispatch(
+    absl::StatusOr<experts::DispatchPlan> plan = experts::PlanDispatch(
         *lp, experts, rows, top_k, placement->num_workers, up, spread_.fetch_add(1));
     if (!plan.ok()) {
       overlapped_once();
@@ -313,17 +313,17 @@ absl::Status RemoteExpertExecutor::Run(int64_t layer, const float* x, int64_t ro
     if (result.status.ok()) {
       // The rows stay where the combine answers landed.
       // Given back to the client's pool once the engine has added them.
-      auto received = std::shared_ptr<std::vector<transport::FloatBuffer>>(
-          new std::vector<transport::FloatBuffer>(std::move(result.outputs)),
-          [pool = client_->pool()](std::vector<transport::FloatBuffer>* buffers) {
-            for (transport::FloatBuffer& b : *buffers) pool->Give(std::move(b));
+      auto received = std::shared_ptr<std::vector<experts::FloatBuffer>>(
+          new std::vector<experts::FloatBuffer>(std::move(result.outputs)),
+          [pool = client_->pool()](std::vector<experts::FloatBuffer>* buffers) {
+            for (experts::FloatBuffer& b : *buffers) pool->Give(std::move(b));
             delete buffers;
           });
       std::vector<const float*> by_worker;
       by_worker.reserve(received->size());
-      for (const transport::FloatBuffer& o : *received) by_worker.push_back(o.data());
+      for (const experts::FloatBuffer& o : *received) by_worker.push_back(o.data());
       outputs->slots.resize(static_cast<size_t>(rows * top_k));
-      transport::SlotOutputRows(*plan, by_worker, hidden, outputs->slots.data());
+      experts::SlotOutputRows(*plan, by_worker, hidden, outputs->slots.data());
       outputs->storage = std::move(received);
       return absl::OkStatus();
     }

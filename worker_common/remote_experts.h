@@ -28,8 +28,8 @@
 #include "common/metrics.h"
 #include "engine/model_config.h"
 #include "engine/routed_experts.h"
-#include "transport/expert_dispatch/expert_placement.h"
-#include "transport/expert_dispatch/ucx_expert_client.h"
+#include "experts/expert_placement.h"
+#include "transport/ucx/ucx_expert_client.h"
 
 ABSL_DECLARE_FLAG(std::string, expert_workers);
 ABSL_DECLARE_FLAG(std::string, expert_dns);
@@ -85,8 +85,8 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
   metrics::Histogram* const dispatch_seconds_;  // dsv3_expert_dispatch_seconds{backend="ucx"}
 
   mutable absl::Mutex mu_;
-  std::shared_ptr<const transport::ExpertPlacement> placement_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const transport::ExpertPlacement> next_placement_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const experts::ExpertPlacement> placement_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const experts::ExpertPlacement> next_placement_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int32_t> joined_ ABSL_GUARDED_BY(mu_);  // address -> worker index
   std::map<int32_t, std::string> address_of_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);

@@ -47,7 +47,7 @@ for (const d of docs) {
   if (!spec) continue;
   for (const c of [...(spec.containers || []), ...(spec.initContainers || [])]) {
     const cmd = (c.command || [])[0] || '';
-    const m = /dsv3-(router|prefill|decode|expert)$/.exec(cmd);
+    const m = /dsv3-(router|prefill|decode|expert|rebalancer)$/.exec(cmd);
     if (!m) continue;
     const role = m[1];
     if (!known[role]) {

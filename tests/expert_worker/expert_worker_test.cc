@@ -12,9 +12,9 @@
 #include "engine/routed_experts.h"
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/expert_dispatch/dispatch_plan.h"
-#include "transport/expert_dispatch/ucx_expert_client.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
+#include "experts/dispatch_plan.h"
+#include "transport/ucx/ucx_expert_client.h"
+#include "transport/ucx/ucx_expert_server.h"
 
 namespace dsv3::expert {
 namespace {
@@ -48,7 +48,7 @@ TEST(ExpertShardTest, HoldsOnlyItsExpertsAndKeepsThePreviousOnesUntilTheNextChan
   EXPECT_GE(h->expert_bytes, 16 * per_expert);
 
   // Version 2 moves expert 0 of layer 1 here: loaded, and 8-15 kept (the previous map's).
-  transport::ExpertPlacement next = h->placement;
+  experts::ExpertPlacement next = h->placement;
   next.version = 2;
   next.layers[0].replicas[0] = {0, 1};
   ASSERT_TRUE((*shard)->Apply(next).ok());
@@ -105,8 +105,8 @@ TEST(ExpertComputeLoopTest, AnswersEqualInProcessExpertsAndBatchAcrossAttentionW
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.03f - 0.2f;
   std::vector<int32_t> experts(static_cast<size_t>(rows * top_k));
   for (size_t i = 0; i < experts.size(); ++i) experts[i] = static_cast<int32_t>((i * 5) % 16);
-  const transport::ExpertPlacement& placement = (*shard)->current()->placement;
-  auto plan = transport::PlanDispatch(placement.layers[1], experts.data(), rows, top_k, 1, {});
+  const experts::ExpertPlacement& placement = (*shard)->current()->placement;
+  auto plan = experts::PlanDispatch(placement.layers[1], experts.data(), rows, top_k, 1, {});
   ASSERT_TRUE(plan.ok());
   transport::ExchangeResult ra, rb;
   std::thread ta([&] {
@@ -132,7 +132,7 @@ TEST(ExpertComputeLoopTest, AnswersEqualInProcessExpertsAndBatchAcrossAttentionW
                   .ok());
   for (const transport::ExchangeResult* r : {&ra, &rb}) {
     std::vector<const float*> slots(static_cast<size_t>(rows * top_k));
-    transport::SlotOutputRows(*plan, {r->outputs[0].data()}, hidden, slots.data());
+    experts::SlotOutputRows(*plan, {r->outputs[0].data()}, hidden, slots.data());
     for (size_t s = 0; s < slots.size(); ++s) {
       for (int64_t j = 0; j < hidden; ++j) ASSERT_EQ(slots[s][j], local.slots[s][j]) << s;
     }

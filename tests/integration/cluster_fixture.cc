@@ -72,8 +72,8 @@ std::string Cluster::Address(const std::string& role, const std::string& api) co
   return api == "http" ? p.http : p.grpc;
 }
 
-httplib::Client Cluster::Http() const {
-  std::vector<std::string> hp = absl::StrSplit(Get("router").http, ':');
+httplib::Client Cluster::Http(const std::string& role) const {
+  std::vector<std::string> hp = absl::StrSplit(Get(role).http, ':');
   httplib::Client client(hp[0], std::stoi(hp[1]));
   client.set_read_timeout(60);
   return client;

@@ -41,7 +41,8 @@ class Cluster {
   std::string Address(const std::string& role, const std::string& api = "grpc") const;
   std::string router() const { return Get("router").grpc; }
   // A client of the router's HTTP API (OpenAI routes, /metrics).
-  httplib::Client Http() const;
+  // HTTP (/metrics; the OpenAI API on the router) of the first process of `role`.
+  httplib::Client Http(const std::string& role = "router") const;
   const std::string& dir() const { return dir_; }
 
  private:

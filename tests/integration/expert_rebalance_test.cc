@@ -192,9 +192,9 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-// The value of one sample of the router's /metrics (-1 when absent).
+// The value of one sample of the rebalancer's /metrics (-1 when absent).
 double MetricValue(const Cluster& cluster, const std::string& series) {
-  auto res = cluster.Http().Get("/metrics");
+  auto res = cluster.Http("rebalancer").Get("/metrics");
   if (!res || res->status != 200) return -1;
   for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
     if (!absl::ConsumePrefix(&line, series + " ")) continue;

@@ -32,6 +32,7 @@ struct ServerCase {
   std::string binary;
   std::string role;
   bool needs_model = false;
+  std::vector<std::string> args = {};
 };
 const char kModel[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
 void PrintTo(const ServerCase& c, std::ostream* os) { *os << c.binary; }
@@ -45,6 +46,7 @@ class ServerBinaryTest : public ::testing::TestWithParam<ServerCase> {
     std::vector<std::string> argv = {BinaryPath(GetParam().binary), "--ready_file=" + ready,
                                      "--drain_timeout=3s"};
     if (GetParam().needs_model) argv.push_back(std::string("--model=") + kModel);
+    argv.insert(argv.end(), GetParam().args.begin(), GetParam().args.end());
     auto process = Subprocess::Start(argv, dir_ + "/log.txt");
     ASSERT_TRUE(process.ok()) << process.status();
     process_.emplace(std::move(*process));
@@ -109,11 +111,15 @@ INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
                          ::testing::Values(ServerCase{"dsv3-router", "router"},
                                            ServerCase{"dsv3-prefill", "prefill", true},
                                            ServerCase{"dsv3-decode", "decode", true},
-                                           ServerCase{"dsv3-expert", "expert", true}),
+                                           ServerCase{"dsv3-expert", "expert", true},
+                                           // Watches an expert worker that is not there (yet).
+                                           ServerCase{"dsv3-rebalancer", "rebalancer", false,
+                                                      {"--expert_workers=127.0.0.1:1"}}),
                          [](const auto& info) { return info.param.role; });
 
 TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
-  for (const char* binary : {"dsv3-router", "dsv3-prefill", "dsv3-decode", "dsv3-expert"}) {
+  for (const char* binary :
+       {"dsv3-router", "dsv3-prefill", "dsv3-decode", "dsv3-expert", "dsv3-rebalancer"}) {
     auto [rc, out] = RunCommand(BinaryPath(binary) + " --help");
     EXPECT_EQ(rc, 0) << binary << ": " << out;
     EXPECT_THAT(out, HasSubstr("--grpc_port")) << binary;
@@ -133,6 +139,9 @@ TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
   auto [rc, out] = RunCommand(BinaryPath("dsv3-decode") + " --model=/nonexistent/dir");
   EXPECT_EQ(rc, 1);
   EXPECT_THAT(out, HasSubstr("/nonexistent/dir"));
+  auto [rc2, out2] = RunCommand(BinaryPath("dsv3-rebalancer"));
+  EXPECT_EQ(rc2, 1);
+  EXPECT_THAT(out2, HasSubstr("--expert_workers or --expert_dns"));
 }
 
 // A decode pool that UCX would place in /dev/shm but that does not fit there is refused at

@@ -3,7 +3,7 @@
 // memcpy where NCCL would move the bytes. With CUDA built, also what the NCCL backend does
 // without a GPU.
 
-#include "transport/expert_dispatch/all_to_all_layout.h"
+#include "transport/nccl/all_to_all_layout.h"
 
 #include <gtest/gtest.h>
 
@@ -12,13 +12,13 @@
 #include <set>
 #include <vector>
 
-#include "transport/expert_dispatch/dispatch_plan.h"
-#include "transport/expert_dispatch/expert_placement.h"
+#include "experts/dispatch_plan.h"
+#include "experts/expert_placement.h"
 
 #if DSV3_TEST_NCCL
 #include <cuda_runtime_api.h>
 
-#include "transport/expert_dispatch/nccl_expert_all_to_all.h"
+#include "transport/nccl/nccl_expert_all_to_all.h"
 #endif
 
 namespace dsv3::transport {
@@ -131,12 +131,12 @@ TEST(AllToAllLayoutTest, AlignSegment) {
 }
 
 // Layer 3: 8 experts, expert e on worker e % 3; `experts` is [rows, 2] (top-2).
-DispatchPlan SmallPlan(int32_t num_workers, const std::vector<int32_t>& experts) {
-  ExpertPlacement::Layer layer;
+experts::DispatchPlan SmallPlan(int32_t num_workers, const std::vector<int32_t>& experts) {
+  experts::ExpertPlacement::Layer layer;
   layer.layer = 3;
   for (int32_t e = 0; e < 8; ++e) layer.replicas.push_back({e % 3});
-  absl::StatusOr<DispatchPlan> plan =
-      PlanDispatch(layer, experts.data(), static_cast<int64_t>(experts.size()) / 2, 2, num_workers,
+  absl::StatusOr<experts::DispatchPlan> plan =
+      experts::PlanDispatch(layer, experts.data(), static_cast<int64_t>(experts.size()) / 2, 2, num_workers,
                    std::vector<bool>(static_cast<size_t>(num_workers), true));
   EXPECT_TRUE(plan.ok()) << plan.status();
   return *plan;
@@ -147,7 +147,7 @@ TEST(AllToAllLayoutTest, SendLayoutPerExpertWorker) {
   // worker 1 gets 1,4,7 (rows 1,3), worker 2 gets 2 (row 2); worker 3 is in the
   // communicator but holds nothing.
   const std::vector<int32_t> experts = {0, 3, 1, 4, 0, 2, 6, 7};
-  DispatchPlan plan = SmallPlan(3, experts);
+  experts::DispatchPlan plan = SmallPlan(3, experts);
   DispatchHeader common;
   common.sequence = 2;
   common.layer = 3;
@@ -168,7 +168,7 @@ TEST(AllToAllLayoutTest, SendLayoutPerExpertWorker) {
     EXPECT_EQ(h.pairs, pairs[w]) << w;
     EXPECT_EQ(layout->send_offset[w], expected_send) << w;
     EXPECT_EQ(layout->send_offset[w] % kSegmentAlignment, 0);
-    EXPECT_EQ(layout->send_bytes[w], DispatchPayloadBytes(h.rows, h.pairs, 6)) << w;
+    EXPECT_EQ(layout->send_bytes[w], experts::DispatchPayloadBytes(h.rows, h.pairs, 6)) << w;
     expected_send += AlignSegment(layout->send_bytes[w]);
     EXPECT_EQ(layout->recv_offset[w], expected_recv) << w;
     EXPECT_EQ(layout->recv_floats[w], h.pairs * 6) << w;
@@ -185,7 +185,7 @@ TEST(AllToAllLayoutTest, SendLayoutPerExpertWorker) {
   PackDispatchBuffer(plan, *layout, x.data(), buffer.data());
   for (size_t w = 0; w < 3; ++w) {
     std::vector<uint8_t> alone(static_cast<size_t>(layout->send_bytes[w]));
-    PackDispatch(plan.destinations[w], x.data(), 6, alone.data());
+    experts::PackDispatch(plan.destinations[w], x.data(), 6, alone.data());
     EXPECT_EQ(0, std::memcmp(alone.data(), buffer.data() + layout->send_offset[w], alone.size()))
         << w;
   }
@@ -262,7 +262,7 @@ void ComputeFake(std::vector<ExpertStepInput>& inputs) {
 
 // One attention rank's side of a simulated step.
 struct AttentionSide {
-  DispatchPlan plan;
+  experts::DispatchPlan plan;
   std::vector<float> x;
   DispatchSendLayout layout;
   std::vector<uint8_t> send;
@@ -361,7 +361,7 @@ TEST(AllToAllLayoutTest, SimulatedStepMatchesDirectComputation) {
     }
     const int64_t slots = s.plan.rows * s.plan.top_k;
     std::vector<float> ys(static_cast<size_t>(slots * kHidden), -1.0f);
-    GatherOutputs(s.plan, outs, kHidden, ys.data());
+    experts::GatherOutputs(s.plan, outs, kHidden, ys.data());
     for (int64_t slot = 0; slot < slots; ++slot) {
       const int64_t t = slot / 2;
       const int32_t w = s.plan.slot_worker[slot];
@@ -454,7 +454,7 @@ TEST(AllToAllLayoutTest, FinishExchangeReportsFailedWorkers) {
   EXPECT_EQ(result.failed_workers, (std::vector<int32_t>{1, 3}));
   EXPECT_EQ(result.newest_placement_version, 9);  // well-formed answers only
   ASSERT_EQ(result.outputs.size(), 4u);
-  EXPECT_EQ(result.outputs[0], (FloatBuffer{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(result.outputs[0], (experts::FloatBuffer{0, 1, 2, 3, 4, 5}));
   EXPECT_TRUE(result.outputs[1].empty());
   EXPECT_TRUE(result.outputs[2].empty());
 
@@ -467,7 +467,7 @@ TEST(AllToAllLayoutTest, FinishExchangeReportsFailedWorkers) {
   EXPECT_TRUE(ok.status.ok()) << ok.status;
   EXPECT_TRUE(ok.failed_workers.empty());
   const float first = static_cast<float>(kSegmentAlignment / 4);  // worker 1's segment
-  EXPECT_EQ(ok.outputs[1], (FloatBuffer{first, first + 1, first + 2}));
+  EXPECT_EQ(ok.outputs[1], (experts::FloatBuffer{first, first + 1, first + 2}));
 
   // A garbled answer (wrong magic) is out of step.
   words[4] = 0;

@@ -9,10 +9,10 @@
 #include <thread>
 #include <vector>
 
-#include "transport/expert_dispatch/dispatch_plan.h"
-#include "transport/expert_dispatch/expert_placement.h"
-#include "transport/expert_dispatch/ucx_expert_client.h"
-#include "transport/expert_dispatch/ucx_expert_server.h"
+#include "experts/dispatch_plan.h"
+#include "experts/expert_placement.h"
+#include "transport/ucx/ucx_expert_client.h"
+#include "transport/ucx/ucx_expert_server.h"
 
 namespace dsv3::transport {
 namespace {
@@ -42,7 +42,7 @@ class FakeExpertWorker {
                            nullptr, nullptr, 5);
             continue;
           }
-          auto view = UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, d->hidden);
+          auto view = experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, d->hidden);
           ASSERT_TRUE(view.ok()) << view.status();
           auto owner = std::make_shared<std::vector<float>>(static_cast<size_t>(d->pairs * d->hidden));
           std::vector<float>& out = *owner;
@@ -98,14 +98,14 @@ struct Client {
 // checks every slot's output.
 void ExchangeAndCheck(UcxExpertClient& client, int64_t rows, int64_t hidden, int seed) {
   const int64_t top_k = 8;
-  ExpertPlacement placement = DefaultExpertPlacement({3}, 16, 4, 2);
+  experts::ExpertPlacement placement = experts::DefaultExpertPlacement({3}, 16, 4, 2);
   std::vector<int32_t> experts(static_cast<size_t>(rows * top_k));
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t i = 0; i < top_k; ++i) experts[t * top_k + i] = (t + seed + 2 * i) % 16;
   }
   std::vector<float> x(static_cast<size_t>(rows * hidden));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7 + seed) % 101) * 0.5f;
-  auto plan = PlanDispatch(placement.layers[0], experts.data(), rows, top_k, 2, {});
+  auto plan = experts::PlanDispatch(placement.layers[0], experts.data(), rows, top_k, 2, {});
   ASSERT_TRUE(plan.ok());
   ExchangeRequest req;
   req.layer = 3;
@@ -122,7 +122,7 @@ void ExchangeAndCheck(UcxExpertClient& client, int64_t rows, int64_t hidden, int
   std::vector<const float*> outs;
   for (auto& o : r.outputs) outs.push_back(o.data());
   std::vector<float> ys(static_cast<size_t>(rows * top_k * hidden));
-  GatherOutputs(*plan, outs, hidden, ys.data());
+  experts::GatherOutputs(*plan, outs, hidden, ys.data());
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t i = 0; i < top_k; ++i) {
       const int32_t e = experts[t * top_k + i];
@@ -174,9 +174,9 @@ TEST_P(UcxExpertAllToAllTest, ErrorAnswerIsTheCallersStatus) {
   Client c(GetParam());
   c.Join(w0, 0);
   c.Join(w1, 1);
-  ExpertPlacement placement = DefaultExpertPlacement({3}, 16, 4, 2);
+  experts::ExpertPlacement placement = experts::DefaultExpertPlacement({3}, 16, 4, 2);
   const int32_t experts[] = {3};
-  auto plan = PlanDispatch(placement.layers[0], experts, 1, 1, 2, {});
+  auto plan = experts::PlanDispatch(placement.layers[0], experts, 1, 1, 2, {});
   std::vector<float> x(8, 1.0f);
   ExchangeRequest req{3, 1, &*plan, x.data(), 8, absl::Now() + absl::Seconds(10)};
   w0.fail_next_ = true;
@@ -204,9 +204,9 @@ TEST(UcxExpertFailureTest, DeadWorkerFailsTheExchangeAtOnce) {
   c.Join(w1, 1);
   ExchangeAndCheck(*c.client, 2, 64, 0);
   w1.Kill();
-  ExpertPlacement placement = DefaultExpertPlacement({3}, 16, 4, 2);
+  experts::ExpertPlacement placement = experts::DefaultExpertPlacement({3}, 16, 4, 2);
   const int32_t experts[] = {1, 12};  // one on each worker
-  auto plan = PlanDispatch(placement.layers[0], experts, 1, 2, 2, {});
+  auto plan = experts::PlanDispatch(placement.layers[0], experts, 1, 2, 2, {});
   std::vector<float> x(64, 1.0f);
   const absl::Time start = absl::Now();
   ExchangeResult r = c.client->Exchange(
@@ -217,7 +217,7 @@ TEST(UcxExpertFailureTest, DeadWorkerFailsTheExchangeAtOnce) {
   EXPECT_FALSE(c.client->connected(1));
   // Worker 0 alone still serves what it holds.
   const int32_t mine[] = {2};
-  auto plan0 = PlanDispatch(placement.layers[0], mine, 1, 1, 2, {});
+  auto plan0 = experts::PlanDispatch(placement.layers[0], mine, 1, 1, 2, {});
   r = c.client->Exchange(
       ExchangeRequest{3, 1, &*plan0, x.data(), 64, absl::Now() + absl::Seconds(10)}, [] {});
   EXPECT_TRUE(r.status.ok()) << r.status;
@@ -227,9 +227,9 @@ TEST(UcxExpertFailureTest, SilentWorkerHitsTheDeadline) {
   FakeExpertWorker w0("tcp", 0, /*answer=*/false);
   Client c("tcp");
   c.Join(w0, 0);
-  ExpertPlacement placement = DefaultExpertPlacement({3}, 4, 1, 1);
+  experts::ExpertPlacement placement = experts::DefaultExpertPlacement({3}, 4, 1, 1);
   const int32_t experts[] = {1};
-  auto plan = PlanDispatch(placement.layers[0], experts, 1, 1, 1, {});
+  auto plan = experts::PlanDispatch(placement.layers[0], experts, 1, 1, 1, {});
   std::vector<float> x(16, 1.0f);
   const absl::Time start = absl::Now();
   ExchangeResult r = c.client->Exchange(

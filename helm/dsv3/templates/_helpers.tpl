@@ -82,7 +82,7 @@ resources cannot be overcommitted).
 {{- $_ := set $requests .root.Values.gpu.resourceName $gpus }}
 {{- $_ := set $limits .root.Values.gpu.resourceName $gpus }}
 {{- end }}
-{{- if and .root.Values.rdma.enabled (ne .role "router") }}
+{{- if and .root.Values.rdma.enabled (not (has .role (list "router" "rebalancer"))) }}
 {{- $_ := set $requests .root.Values.rdma.resourceName (int .root.Values.rdma.count) }}
 {{- $_ := set $limits .root.Values.rdma.resourceName (int .root.Values.rdma.count) }}
 {{- end }}
@@ -170,7 +170,7 @@ spec:
         {{- include "dsv3.resources" . | nindent 8 }}
       securityContext:
         {{- $sc := deepCopy $root.Values.securityContext }}
-        {{- if and $root.Values.rdma.enabled (ne .role "router") }}
+        {{- if and $root.Values.rdma.enabled (not (has .role (list "router" "rebalancer"))) }}
         {{- $caps := deepCopy ($sc.capabilities | default dict) }}
         {{- $_ := set $caps "add" (list "IPC_LOCK") }}
         {{- $_ := set $sc "capabilities" $caps }}
