@@ -14,7 +14,6 @@
 namespace dsv3::experts {
 namespace {
 
-using ExpertPlacement;
 
 // Slots per worker for `total` copies on `n` workers: equal, the remainder one each to the
 // workers from `offset` on (wrapping), so rotating `offset` over layers evens the totals.

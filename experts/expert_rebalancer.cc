@@ -14,7 +14,6 @@
 namespace dsv3::experts {
 namespace {
 
-using ExpertPlacement;
 
 // "[::1]:5" and "::1:5" name the same endpoint; ResolveAddresses brackets IPv6 hosts, a pod's
 // $(POD_IP) does not.
@@ -200,6 +199,22 @@ void ExpertRebalancer::ResolveDns() {
   for (auto& w : gone) {
     if (w->watch.joinable()) w->watch.join();
   }
+}
+
+v1::RebalancerStatus ExpertRebalancer::Status() const {
+  v1::RebalancerStatus status;
+  absl::MutexLock lock(&mu_);
+  status.set_leader(leader_);
+  status.set_placement_version(max_version_seen_);
+  for (const auto& [address, worker] : workers_) {
+    if (worker->removed) continue;
+    v1::RebalancerStatus::ExpertWorker* w = status.add_expert_workers();
+    w->set_address(address);
+    w->set_up(worker->up);
+    w->set_index(worker->index);
+    w->set_placement_version(worker->version);
+  }
+  return status;
 }
 
 bool ExpertRebalancer::IsLeader() {
@@ -535,6 +550,10 @@ void ExpertRebalancer::Control() {
     }
     SyncCurrent();
     const bool leader = IsLeader();
+    {
+      absl::MutexLock lock(&mu_);
+      leader_ = leader;
+    }
     if (leader) {
       ConvergeStale();
       Failover();

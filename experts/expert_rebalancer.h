@@ -74,6 +74,9 @@ class ExpertRebalancer {
   // Starts watching and deciding; InvalidArgument on unusable options.
   static absl::StatusOr<std::unique_ptr<ExpertRebalancer>> Start(ExpertRebalancerOptions options);
   ~ExpertRebalancer();
+
+  // What this replica sees now (the Rebalancer service's answer).
+  v1::RebalancerStatus Status() const;
   ExpertRebalancer(const ExpertRebalancer&) = delete;
   ExpertRebalancer& operator=(const ExpertRebalancer&) = delete;
 
@@ -108,6 +111,7 @@ class ExpertRebalancer {
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
   ExpertLoadWindow window_ ABSL_GUARDED_BY(mu_);
   int64_t max_version_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool leader_ ABSL_GUARDED_BY(mu_) = false;  // as the control thread last decided
   std::vector<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // cancelled on shutdown
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 

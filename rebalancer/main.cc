@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "common/server_main.h"
 #include "experts/expert_rebalancer.h"
+#include "rebalancer/rebalancer_service.h"
 
 ABSL_FLAG(std::vector<std::string>, expert_workers, {},
           "Expert workers (dsv3-expert gRPC), host:port,...: whose load EPLB balances.");
@@ -51,9 +52,10 @@ int main(int argc, char** argv) {
         options.failover_after = absl::GetFlag(FLAGS_expert_failover_after);
         auto rebalancer = dsv3::experts::ExpertRebalancer::Start(std::move(options));
         if (!rebalancer.ok()) return rebalancer.status();
+        std::shared_ptr<dsv3::experts::ExpertRebalancer> shared = std::move(*rebalancer);
         dsv3::ServerParts parts;
-        parts.keep_alive.push_back(
-            std::shared_ptr<dsv3::experts::ExpertRebalancer>(std::move(*rebalancer)));
+        parts.services.push_back(std::make_unique<dsv3::rebalancer::RebalancerService>(*shared));
+        parts.keep_alive.push_back(shared);  // destroyed after the service
         return parts;
       });
 }

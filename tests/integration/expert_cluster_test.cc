@@ -171,7 +171,7 @@ TEST(ExpertBenchPresetTest, TwoExpertWorkersEqualColocatedAndGenerate) {
       colocated.push_back(r.ids);
     }
   }
-  auto cluster = Cluster::Start(model, 1, 1, 17970, 64, {"--experts=2"});
+  auto cluster = Cluster::Start(model, 1, 1, 18000, 64, {"--experts=2"});
   ASSERT_NE(cluster, nullptr);
   for (size_t i = 0; i < prompts.size(); ++i) {
     GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(prompts[i], kTokens), 300);

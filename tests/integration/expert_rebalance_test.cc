@@ -292,12 +292,12 @@ TEST(ExpertRebalanceTest, SkewedLoadIsRebalancedWithoutFailingARequest) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_GT(recorder.NewestSeen(), 1) << "no rebalance within 30 s\n"
-                                      << ReadAll(cluster->dir() + "/router.log");
+                                      << ReadAll(cluster->dir() + "/rebalancer.log");
   const std::vector<int64_t> before = recorder.Window();
 
   // Every expert worker on the same, newer placement, and the attention workers on it.
   const int64_t version = WaitForCommonVersion(experts, 2, absl::Seconds(30));
-  ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/router.log");
+  ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/rebalancer.log");
   ASSERT_TRUE(WaitForAttentionWorkers(*cluster, version));
 
   // A window on the new placement.
@@ -351,7 +351,7 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
   {
     Load load(cluster->router(), jobs, 3);
     version = WaitForCommonVersion(experts, 2, absl::Seconds(30));
-    ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/router.log");
+    ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/rebalancer.log");
   }
 
   const testing::ClusterProc victim = cluster->Get("expert", 1);
@@ -366,8 +366,8 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
   ASSERT_TRUE(back.ok()) << back.status();
   // Back on version 1 at first, then on the placement in effect (or a later one).
   EXPECT_GE(WaitForCommonVersion(experts, version, absl::Seconds(30)), version)
-      << ReadAll(cluster->dir() + "/router.log");
-  EXPECT_TRUE(absl::StrContains(ReadAll(cluster->dir() + "/router.log"), "(restarted?)"));
+      << ReadAll(cluster->dir() + "/rebalancer.log");
+  EXPECT_TRUE(absl::StrContains(ReadAll(cluster->dir() + "/rebalancer.log"), "(restarted?)"));
 
   // The attention workers re-join it in the background; then the tokens are the same.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);

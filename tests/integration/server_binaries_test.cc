@@ -117,6 +117,39 @@ INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
                                                       {"--expert_workers=127.0.0.1:1"}}),
                          [](const auto& info) { return info.param.role; });
 
+// dsv3.v1.Rebalancer answers what the rebalancer sees: it acts (no --leader_dns), no placement
+// yet, and the one expert worker it was given, not up.
+TEST(RebalancerBinaryTest, StatusNamesTheExpertWorkersItWatches) {
+  std::string dir = MakeTempDir("rebalancer");
+  auto process = Subprocess::Start({BinaryPath("dsv3-rebalancer"), "--ready_file=" + dir + "/ready",
+                                    "--expert_workers=127.0.0.1:1", "--drain_timeout=2s"},
+                                   dir + "/log.txt");
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto info = testing::WaitForReadyFile(dir + "/ready", *process, absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto stub = v1::Rebalancer::NewStub(
+      grpc::CreateChannel(info->grpc, grpc::InsecureChannelCredentials()));
+  v1::RebalancerStatus status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {  // the control thread decides leadership within its first 100 ms
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ASSERT_TRUE(stub->GetRebalancerStatus(&ctx, v1::GetRebalancerStatusRequest(), &status).ok());
+    if (status.leader()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  } while (absl::Now() < deadline);
+  EXPECT_TRUE(status.leader());
+  EXPECT_EQ(status.placement_version(), 0);
+  ASSERT_EQ(status.expert_workers_size(), 1);
+  EXPECT_EQ(status.expert_workers(0).address(), "127.0.0.1:1");
+  EXPECT_FALSE(status.expert_workers(0).up());
+  EXPECT_EQ(status.expert_workers(0).index(), -1);
+  process->Signal(SIGTERM);
+  auto code = process->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << process->ReadLog();
+}
+
 TEST(ServerBinaryHelpTest, EveryBinaryPrintsHelp) {
   for (const char* binary :
        {"dsv3-router", "dsv3-prefill", "dsv3-decode", "dsv3-expert", "dsv3-rebalancer"}) {
