@@ -17,7 +17,7 @@ APT_PACKAGES=(
   # recommends: ocl-icd-opencl-dev brings libOpenCL.so and the CL headers.
   libdnnl-dev ocl-icd-opencl-dev
   prometheus
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
 )
 
 if [ "${1:-}" = "--print-packages" ]; then

@@ -12,6 +12,9 @@ source "$root/scripts/phase.sh"
 phase_begin "installing dependencies (apt, npm)"
 "$root/scripts/install-deps.sh"
 
+phase_begin "format: every C++ file as .clang-format says"
+"$root/scripts/check-format.sh"
+
 phase_begin "building build/ (RelWithDebInfo, DSV3_CUDA=AUTO)"
 "$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV3_CUDA=AUTO
 phase_begin "unit and integration tests (ctest)"

@@ -99,7 +99,7 @@ for dir in "${build_dirs[@]}"; do
     awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $1 !~ /:$/ { print $1 }' >>"$work/files"
 done
 # Run-time tools the tests, benches and scripts call by name.
-for tool in prometheus promtool node ucx_perftest ucx_info clang clang++ cmake ninja ccache \
+for tool in prometheus promtool node ucx_perftest ucx_info clang clang++ clang-format cmake ninja ccache \
             pkg-config git protoc grpc_cpp_plugin c++ cc ldd; do
   p="$(command -v "$tool" || true)"
   [ -n "$p" ] || { echo "check-install-deps: FAIL: the tests call '$tool', which is not installed" >&2; exit 1; }
