@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -52,9 +52,9 @@ using engine::KvSequence;
 using engine::Model;
 using engine::SequenceInput;
 
-constexpr int64_t kDecodePrompt = 32;   // context each decoding sequence starts from
+constexpr int64_t kDecodePrompt = 32;  // context each decoding sequence starts from
 constexpr int64_t kPrefillTokens = 512;
-constexpr int64_t kPoolBlocks = 64;     // 4096 positions: batch 32 x 64, or the prefill
+constexpr int64_t kPoolBlocks = 64;  // 4096 positions: batch 32 x 64, or the prefill
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -66,7 +66,8 @@ int32_t Argmax(std::span<const float> row) {
 
 std::vector<int32_t> PromptTokens(int64_t n, int64_t vocab, int64_t salt) {
   std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 7919 + salt * 104729 + 3) % vocab);
+  for (int64_t i = 0; i < n; ++i)
+    t[i] = static_cast<int32_t>((i * 7919 + salt * 104729 + 3) % vocab);
   return t;
 }
 
@@ -98,8 +99,8 @@ int64_t DecodeTokenWeightBytes(const Model& model) {
 // expanded attention, the LM head for the last token only).
 double PrefillFlops(const Model& model, int64_t n) {
   const engine::ModelConfig& c = model.config();
-  const int64_t head = model.weights().lm_head.weight_bytes() / engine::DTypeSize(
-                                                                   model.weights().lm_head.dtype);
+  const int64_t head =
+      model.weights().lm_head.weight_bytes() / engine::DTypeSize(model.weights().lm_head.dtype);
   const int64_t per_token_params =
       (DecodeTokenWeightBytes(model) - model.weights().lm_head.weight_bytes()) / 2;  // bf16
   double flops = 2.0 * static_cast<double>(per_token_params) * n + 2.0 * head;
@@ -122,7 +123,8 @@ absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool
   std::vector<KvSequence> seqs(static_cast<size_t>(batch));
   std::vector<std::vector<int32_t>> next(static_cast<size_t>(batch));
   std::vector<SequenceInput> in(static_cast<size_t>(batch));
-  for (int64_t b = 0; b < batch; ++b) next[b] = PromptTokens(kDecodePrompt, model.config().vocab_size, b);
+  for (int64_t b = 0; b < batch; ++b)
+    next[b] = PromptTokens(kDecodePrompt, model.config().vocab_size, b);
   auto step = [&]() -> absl::Status {
     for (int64_t b = 0; b < batch; ++b) in[b] = SequenceInput{next[b], &seqs[b], false};
     DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward(in, pool));
@@ -157,7 +159,8 @@ absl::Status EnsureModel(std::string* dir) {
   *dir = absl::GetFlag(FLAGS_workdir);
   struct stat st;
   if (::stat((*dir + "/config.json").c_str(), &st) == 0) return absl::OkStatus();
-  std::fprintf(stderr, "engine_bench: writing the bench preset model to %s (~2 GB)\n", dir->c_str());
+  std::fprintf(stderr, "engine_bench: writing the bench preset model to %s (~2 GB)\n",
+               dir->c_str());
   engine::SyntheticOptions options;
   options.preset = "bench";
   return engine::WriteSyntheticCheckpoint(*dir, options);
@@ -177,10 +180,11 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   j["weights_bytes"] = weight_bytes;
   j["kv_pool_bytes"] = pool->size_bytes();
   j["decode_token_weight_bytes"] = token_bytes;
-  std::printf("model: %s, weights %.2f GB, KV pool %.1f MB, load %.2f s; a batch-1 decode token "
-              "streams %.1f MB of weights\n",
-              dir.c_str(), weight_bytes / 1e9, pool->size_bytes() / 1e6, j["load_s"].get<double>(),
-              token_bytes / 1e6);
+  std::printf(
+      "model: %s, weights %.2f GB, KV pool %.1f MB, load %.2f s; a batch-1 decode token "
+      "streams %.1f MB of weights\n",
+      dir.c_str(), weight_bytes / 1e9, pool->size_bytes() / 1e6, j["load_s"].get<double>(),
+      token_bytes / 1e6);
 
   const struct { int64_t batch, steps; } kDecode[] = {{1, 32}, {8, 16}, {32, 8}};
   for (const auto& d : kDecode) {
@@ -243,8 +247,10 @@ absl::Status Run() {
     peak = GemmPeakGflops(256, 4096, 4096, 5);
     j["stream_triad_gb_s"] = bandwidth;
     j["gemm_f32_peak_gflop_s"] = peak;
-    std::printf("machine: STREAM triad %.1f GB/s (%d threads), f32 GEMM peak %.1f GFLOP/s "
-                "(oneDNN, M=256 N=K=4096)\n", bandwidth, hw_threads, peak);
+    std::printf(
+        "machine: STREAM triad %.1f GB/s (%d threads), f32 GEMM peak %.1f GFLOP/s "
+        "(oneDNN, M=256 N=K=4096)\n",
+        bandwidth, hw_threads, peak);
   }
 
   std::string dir;
@@ -253,7 +259,9 @@ absl::Status Run() {
     DSV3_RETURN_IF_ERROR(MeasureSpeed(dir, threads, reps, bandwidth, peak, j));
   }
   if (absl::GetFlag(FLAGS_roles)) {
-    DSV3_ASSIGN_OR_RETURN(j["roles"], MeasureRoles(std::filesystem::read_symlink("/proc/self/exe").string(), dir, threads));
+    DSV3_ASSIGN_OR_RETURN(
+        j["roles"],
+        MeasureRoles(std::filesystem::read_symlink("/proc/self/exe").string(), dir, threads));
   }
   const std::string json_path = absl::GetFlag(FLAGS_json);
   if (json_path == "-") {

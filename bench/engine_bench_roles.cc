@@ -104,7 +104,8 @@ absl::StatusOr<nlohmann::json> MeasureRoles(const std::string& self, const std::
     char buf[4096];
     while (std::fgets(buf, sizeof(buf), pipe.get()) != nullptr) out += buf;
     nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
-    if (j.is_discarded()) return absl::InternalError(absl::StrCat("role child '", role, "' failed"));
+    if (j.is_discarded())
+      return absl::InternalError(absl::StrCat("role child '", role, "' failed"));
     const double held = j["held_bytes"].get<double>();
     const double rss = j["rss_bytes"].get<double>();
     const double base = j["rss_before_bytes"].get<double>();

@@ -20,13 +20,13 @@
 
 namespace {
 
+using dsv3::experts::DefaultExpertPlacement;
 using dsv3::experts::EplbOptions;
 using dsv3::experts::ExpertLoad;
+using dsv3::experts::ExpertPlacement;
 using dsv3::experts::Imbalance;
 using dsv3::experts::MeasureImbalance;
 using dsv3::experts::RebalanceExperts;
-using dsv3::experts::DefaultExpertPlacement;
-using dsv3::experts::ExpertPlacement;
 
 struct Shape {
   const char* name;

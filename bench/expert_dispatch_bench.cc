@@ -189,12 +189,12 @@ int RunInitiator(const char* self) {
   }
   const int hidden = absl::GetFlag(FLAGS_hidden);
   const int top_k = absl::GetFlag(FLAGS_top_k);
-  std::printf("# expert dispatch+combine per MoE layer vs raw UCX AM ping-pong of the same "
-              "bytes; hidden %d, top-%d, 1 expert worker (another process); microseconds\n",
-              hidden, top_k);
-  std::printf("%-5s %6s %12s %12s | %10s %10s | %10s %10s | %6s\n", "tls", "tokens",
-              "dispatch_B", "combine_B", "ours_p50", "ours_p90", "raw_p50", "raw_p90",
-              "ratio");
+  std::printf(
+      "# expert dispatch+combine per MoE layer vs raw UCX AM ping-pong of the same "
+      "bytes; hidden %d, top-%d, 1 expert worker (another process); microseconds\n",
+      hidden, top_k);
+  std::printf("%-5s %6s %12s %12s | %10s %10s | %10s %10s | %6s\n", "tls", "tokens", "dispatch_B",
+              "combine_B", "ours_p50", "ours_p90", "raw_p50", "raw_p90", "ratio");
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_transports), ',')) {
     transport::UcxOptions options;
     if (name == "tcp") {
@@ -204,11 +204,11 @@ int RunInitiator(const char* self) {
       options.transports = "posix,cma,self";
       options.peer_error_handling = false;
     }
-    auto target = ChildProcess::Start(
-        {self, "--role=target", "--tls=" + options.transports,
-         "--net_devices=" + options.net_devices,
-         absl::StrCat("--peer_error_handling=", options.peer_error_handling)},
-        {});
+    auto target =
+        ChildProcess::Start({self, "--role=target", "--tls=" + options.transports,
+                             "--net_devices=" + options.net_devices,
+                             absl::StrCat("--peer_error_handling=", options.peer_error_handling)},
+                            {});
     if (!target.ok()) return 1;
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     auto ready = target->ReadLine(deadline);
@@ -232,18 +232,16 @@ int RunInitiator(const char* self) {
 
     for (int tokens : token_counts) {
       const int64_t num_experts = 256;
-      experts::ExpertPlacement placement =
-          experts::DefaultExpertPlacement({3}, num_experts, 8, 1);
+      experts::ExpertPlacement placement = experts::DefaultExpertPlacement({3}, num_experts, 8, 1);
       std::vector<int32_t> experts(static_cast<size_t>(tokens * top_k));
       for (int t = 0; t < tokens; ++t) {
         for (int i = 0; i < top_k; ++i) experts[t * top_k + i] = (t * 37 + i * 29) % 256;
       }
       std::vector<float> x(static_cast<size_t>(tokens) * hidden, 0.25f);
       std::vector<const float*> slots(static_cast<size_t>(tokens) * top_k);
-      auto plan = experts::PlanDispatch(placement.layers[0], experts.data(), tokens, top_k, 1,
-                                          {});
-      const int64_t dispatch_bytes = experts::DispatchPayloadBytes(
-          tokens, plan->destinations[0].num_pairs(), hidden);
+      auto plan = experts::PlanDispatch(placement.layers[0], experts.data(), tokens, top_k, 1, {});
+      const int64_t dispatch_bytes =
+          experts::DispatchPayloadBytes(tokens, plan->destinations[0].num_pairs(), hidden);
       const int64_t combine_bytes =
           plan->destinations[0].num_pairs() * hidden * static_cast<int64_t>(sizeof(float));
       std::vector<char> raw_payload(static_cast<size_t>(dispatch_bytes));

@@ -26,10 +26,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -51,8 +50,9 @@ ABSL_FLAG(std::string, transports, "tcp,shm",
           "shm (UCX_TLS=posix,cma,self, peer error handling off)");
 ABSL_FLAG(std::string, shapes, "bench,dsv3,dsv3-bf16",
           "KV shapes: bench (8 layers x 1280 B rows), dsv3 (61 x 2304 B), dsv3-bf16 (61 x 1152 B)");
-ABSL_FLAG(int, tokens, 2048, "prompt tokens per transfer (a multiple of the block size keeps "
-                             "every put the same size)");
+ABSL_FLAG(int, tokens, 2048,
+          "prompt tokens per transfer (a multiple of the block size keeps "
+          "every put the same size)");
 ABSL_FLAG(int, block_size, 64, "tokens per KV block");
 ABSL_FLAG(int, rounds, 3, "rounds per configuration, ours and ucx_perftest alternating");
 ABSL_FLAG(int, reps, 3, "transfers per round (each a whole prompt's KV)");
@@ -125,9 +125,9 @@ int32_t BlockId(int index, int num_blocks) { return num_blocks - 1 - index; }
 
 // The 8-byte word j of (layer, token)'s row: what the initiator writes and the target checks.
 uint64_t Word(int layer, int token, int64_t j) {
-  uint64_t x = (static_cast<uint64_t>(layer) << 32 | static_cast<uint32_t>(token)) *
-                   0x9E3779B97F4A7C15ull +
-               static_cast<uint64_t>(j);
+  uint64_t x =
+      (static_cast<uint64_t>(layer) << 32 | static_cast<uint32_t>(token)) * 0x9E3779B97F4A7C15ull +
+      static_cast<uint64_t>(j);
   return x ^ (x >> 29);
 }
 
@@ -164,10 +164,8 @@ int RunTarget() {
     return 1;
   }
   void* pool = (*region)->base();
-  std::printf("READY %s %s %" PRIu64 "\n",
-              absl::BytesToHexString((*ucx)->worker_address()).c_str(),
-              absl::BytesToHexString((*region)->packed_rkey()).c_str(),
-              (*region)->base_address());
+  std::printf("READY %s %s %" PRIu64 "\n", absl::BytesToHexString((*ucx)->worker_address()).c_str(),
+              absl::BytesToHexString((*region)->packed_rkey()).c_str(), (*region)->base_address());
   std::fflush(stdout);
   // The progress thread serves the puts; the main thread answers commands until EOF.
   std::string line;
@@ -435,8 +433,7 @@ ConfigResult RunConfig(const TransportConfig& t, const Shape& s) {
   r.shape = s.name;
   auto fail = [&r](const absl::Status& st) {
     r.error = st.ToString();
-    std::fprintf(stderr, "  %s/%s: %s\n", r.transport.c_str(), r.shape.c_str(),
-                 r.error.c_str());
+    std::fprintf(stderr, "  %s/%s: %s\n", r.transport.c_str(), r.shape.c_str(), r.error.c_str());
     return r;
   };
   Initiator init(t, s);
@@ -456,25 +453,24 @@ ConfigResult RunConfig(const TransportConfig& t, const Shape& s) {
       if (!took.ok()) return fail(took.status());
       copy_total += *took;
     }
-    rr.memcpy_gbps = static_cast<double>(r.transfer_bytes) * reps /
-                     absl::ToDoubleSeconds(copy_total) / 1e9;
+    rr.memcpy_gbps =
+        static_cast<double>(r.transfer_bytes) * reps / absl::ToDoubleSeconds(copy_total) / 1e9;
     for (int i = 0; i < reps; ++i) {
       auto took = init.Transfer();
       if (!took.ok()) return fail(took.status());
       total += *took;
       rr.flush_ms += absl::ToDoubleMilliseconds(init.last_flush()) / reps;
     }
-    rr.ours_gbps = static_cast<double>(r.transfer_bytes) * reps /
-                   absl::ToDoubleSeconds(total) / 1e9;
+    rr.ours_gbps =
+        static_cast<double>(r.transfer_bytes) * reps / absl::ToDoubleSeconds(total) / 1e9;
     if (!absl::GetFlag(FLAGS_perftest).empty()) {  // "" skips it (A/B runs of ours only)
       auto pt = RunPerftest(t, r.put_bytes, r.puts_per_transfer * reps, timeout);
       if (!pt.ok()) return fail(pt.status());
       rr.perftest_gbps = *pt;
     }
-    std::fprintf(stderr,
-                 "  %s/%s round %d: ours %.3f GB/s, ucx_perftest %.3f GB/s, memcpy %.3f GB/s\n",
-                 t.name.c_str(), s.name.c_str(), round, rr.ours_gbps, rr.perftest_gbps,
-                 rr.memcpy_gbps);
+    std::fprintf(
+        stderr, "  %s/%s round %d: ours %.3f GB/s, ucx_perftest %.3f GB/s, memcpy %.3f GB/s\n",
+        t.name.c_str(), s.name.c_str(), round, rr.ours_gbps, rr.perftest_gbps, rr.memcpy_gbps);
     r.rounds.push_back(rr);
   }
   auto verified = init.Verify();
@@ -532,14 +528,15 @@ int RunInitiator() {
   j["compute_ms_per_layer"] = absl::GetFlag(FLAGS_compute_ms_per_layer);
   bool all_ok = true;
   for (const ConfigResult& r : results) {
-    nlohmann::json e{{"transport", r.transport}, {"shape", r.shape},
-                     {"put_bytes", r.put_bytes}, {"puts_per_transfer", r.puts_per_transfer},
+    nlohmann::json e{{"transport", r.transport},
+                     {"shape", r.shape},
+                     {"put_bytes", r.put_bytes},
+                     {"puts_per_transfer", r.puts_per_transfer},
                      {"transfer_bytes", r.transfer_bytes}};
     if (!r.error.empty()) {
       all_ok = false;
       e["error"] = r.error;
-      std::printf("%-5s %-10s error: %s\n", r.transport.c_str(), r.shape.c_str(),
-                  r.error.c_str());
+      std::printf("%-5s %-10s error: %s\n", r.transport.c_str(), r.shape.c_str(), r.error.c_str());
     } else {
       all_ok = all_ok && r.verified;
       std::printf("%-5s %-10s %8.0f %9.1f %10.3f %14.3f %5.0f%% %12.3f %9.2f %s\n",

@@ -21,11 +21,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -39,8 +38,9 @@
 
 ABSL_FLAG(std::string, model, "/tmp/dsv3-bench-model", "model directory");
 ABSL_FLAG(int, prompt_tokens, 2000, "prompt length");
-ABSL_FLAG(int, chunk_tokens, 512, "chunk size of the chunked colocated run (the prefill "
-                                  "worker's --prefill_chunk_tokens default)");
+ABSL_FLAG(int, chunk_tokens, 512,
+          "chunk size of the chunked colocated run (the prefill "
+          "worker's --prefill_chunk_tokens default)");
 ABSL_FLAG(int, reps, 3, "measured prompts per mode (after one warm-up)");
 ABSL_FLAG(int, threads, 0, "engine threads in the colocated run (0: all)");
 ABSL_FLAG(std::string, transports, "tcp;posix,cma,self",
@@ -207,8 +207,8 @@ absl::StatusOr<nlohmann::json> RunCluster(const std::string& tls, Colocated* col
     result["colocated_interleaved_median_s"] = Median(local);
     result["colocated_interleaved_min_s"] = *std::min_element(local.begin(), local.end());
     result["ratio_median"] = Median(ttft) / Median(local);
-    result["ratio_min"] = result["ttft_min_s"].get<double>() /
-                          result["colocated_interleaved_min_s"].get<double>();
+    result["ratio_min"] =
+        result["ttft_min_s"].get<double>() / result["colocated_interleaved_min_s"].get<double>();
   }
   return result;
 }
@@ -240,9 +240,8 @@ int Main() {
   const double one = j.contains("colocated_one_forward")
                          ? j["colocated_one_forward"]["median_s"].get<double>()
                          : 0;
-  const double chunked = j.contains("colocated_chunked")
-                             ? j["colocated_chunked"]["median_s"].get<double>()
-                             : 0;
+  const double chunked =
+      j.contains("colocated_chunked") ? j["colocated_chunked"]["median_s"].get<double>() : 0;
   std::printf("prompt %d tokens, model %s\n", absl::GetFlag(FLAGS_prompt_tokens),
               absl::GetFlag(FLAGS_model).c_str());
   if (one > 0) std::printf("colocated, one Forward:      %8.3f s\n", one);
@@ -257,11 +256,12 @@ int Main() {
       std::printf("cluster (%s) TTFT median:  %8.3f s (min %.3f)", tls.c_str(), ttft,
                   r["ttft_min_s"].get<double>());
       if (r.contains("ratio_median")) {
-        std::printf("; colocated alternating with it: median %.3f s (min %.3f); ratio x%.3f "
-                    "(of minima x%.3f)",
-                    r["colocated_interleaved_median_s"].get<double>(),
-                    r["colocated_interleaved_min_s"].get<double>(),
-                    r["ratio_median"].get<double>(), r["ratio_min"].get<double>());
+        std::printf(
+            "; colocated alternating with it: median %.3f s (min %.3f); ratio x%.3f "
+            "(of minima x%.3f)",
+            r["colocated_interleaved_median_s"].get<double>(),
+            r["colocated_interleaved_min_s"].get<double>(), r["ratio_median"].get<double>(),
+            r["ratio_min"].get<double>());
       }
       std::printf("\n");
     }

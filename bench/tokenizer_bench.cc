@@ -30,7 +30,9 @@ int main(int argc, char** argv) {
     bytes += docs.back().size();
   }
   using Clock = std::chrono::steady_clock;
-  auto seconds = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  auto seconds = [](Clock::time_point a) {
+    return std::chrono::duration<double>(Clock::now() - a).count();
+  };
   std::vector<std::vector<int32_t>> all(docs.size());
   size_t tokens = 0;
   auto t0 = Clock::now();
@@ -55,10 +57,11 @@ int main(int argc, char** argv) {
   t0 = Clock::now();
   const size_t prompt_tokens = (*tok)->Encode(prompt).value().size();
   const double prompt_s = seconds(t0);
-  std::printf("{\"impl\": \"c++ dsv3_tokenizer\", \"docs\": %zu, \"bytes\": %zu, \"tokens\": %zu, "
-              "\"encode_mb_s\": %.2f, \"decode_mb_s\": %.2f, \"prompt_tokens\": %zu, "
-              "\"prompt_ms\": %.2f}\n",
-              docs.size(), bytes, tokens, bytes / 1e6 / encode_s, decoded / 1e6 / decode_s,
-              prompt_tokens, prompt_s * 1e3);
+  std::printf(
+      "{\"impl\": \"c++ dsv3_tokenizer\", \"docs\": %zu, \"bytes\": %zu, \"tokens\": %zu, "
+      "\"encode_mb_s\": %.2f, \"decode_mb_s\": %.2f, \"prompt_tokens\": %zu, "
+      "\"prompt_ms\": %.2f}\n",
+      docs.size(), bytes, tokens, bytes / 1e6 / encode_s, decoded / 1e6 / decode_s, prompt_tokens,
+      prompt_s * 1e3);
   return 0;
 }

@@ -27,8 +27,7 @@ void LogComputePlacement() {
   if (p.device_count > 0) {
     DSV3_LOG(INFO) << "CUDA devices: " << p.detail;
   } else if (p.cuda_compiled) {
-    DSV3_LOG(INFO) << "built with CUDA but no usable GPU (" << p.detail
-                   << "): running on the CPU";
+    DSV3_LOG(INFO) << "built with CUDA but no usable GPU (" << p.detail << "): running on the CPU";
   } else {
     DSV3_LOG(INFO) << "running on the CPU (" << p.detail << ")";
   }

@@ -5,10 +5,10 @@
 // expert workers): insecure (pods talk inside the cluster network), and reconnecting within
 // a second after the peer restarts instead of gRPC's default backoff of up to two minutes.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 namespace dsv3 {
 

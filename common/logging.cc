@@ -23,10 +23,14 @@ std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }
@@ -60,11 +64,16 @@ void ConfigureLogging(const LogConfig& config) {
 
 bool ParseLogLevel(absl::string_view text, LogLevel* level) {
   std::string lower = absl::AsciiStrToLower(text);
-  if (lower == "debug") *level = LogLevel::kDebug;
-  else if (lower == "info") *level = LogLevel::kInfo;
-  else if (lower == "warning" || lower == "warn") *level = LogLevel::kWarning;
-  else if (lower == "error") *level = LogLevel::kError;
-  else return false;
+  if (lower == "debug")
+    *level = LogLevel::kDebug;
+  else if (lower == "info")
+    *level = LogLevel::kInfo;
+  else if (lower == "warning" || lower == "warn")
+    *level = LogLevel::kWarning;
+  else if (lower == "error")
+    *level = LogLevel::kError;
+  else
+    return false;
   return true;
 }
 
@@ -76,11 +85,21 @@ bool LogLevelEnabled(LogLevel level) {
 void AppendJsonEscaped(absl::string_view text, std::string* out) {
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20) {
           absl::StrAppendFormat(out, "\\u%04x", c);
@@ -98,8 +117,7 @@ LogRecord::~LogRecord() {
   const LogConfig& config = Config();
   std::string line;
   if (config.json) {
-    line = "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + LevelName(level_) +
-           "\",\"role\":\"";
+    line = "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + LevelName(level_) + "\",\"role\":\"";
     AppendJsonEscaped(config.role, &line);
     absl::StrAppend(&line, "\",\"src\":\"", BaseName(file_), ":", line_, "\"");
     for (const auto& [key, value] : fields_) {

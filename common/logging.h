@@ -10,9 +10,10 @@
 
 #include <sstream>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace dsv3 {
 

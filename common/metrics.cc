@@ -12,18 +12,25 @@ namespace {
 
 void AppendEscapedHelp(absl::string_view help, std::string* out) {
   for (char c : help) {
-    if (c == '\\') out->append("\\\\");
-    else if (c == '\n') out->append("\\n");
-    else out->push_back(c);
+    if (c == '\\')
+      out->append("\\\\");
+    else if (c == '\n')
+      out->append("\\n");
+    else
+      out->push_back(c);
   }
 }
 
 void AppendEscapedLabelValue(absl::string_view value, std::string* out) {
   for (char c : value) {
-    if (c == '\\') out->append("\\\\");
-    else if (c == '\n') out->append("\\n");
-    else if (c == '"') out->append("\\\"");
-    else out->push_back(c);
+    if (c == '\\')
+      out->append("\\\\");
+    else if (c == '\n')
+      out->append("\\n");
+    else if (c == '"')
+      out->append("\\\"");
+    else
+      out->push_back(c);
   }
 }
 
@@ -47,9 +54,12 @@ void AppendLabels(const std::vector<std::string>& names, const std::vector<std::
 
 const char* TypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -108,15 +118,15 @@ std::vector<double> LinearBuckets(double start, double width, int count) {
 }
 
 std::vector<double> LatencyBuckets() {
-  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
-          0.3,    0.5,   0.75,   1.0,   1.5,  2.5,   5.0,  7.5,   10,  20,   30, 60};
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+          0.5,    0.75,  1.0,    1.5,   2.5,  5.0,   7.5,  10,    20,  30,   60};
 }
 
 template <typename T>
 T& Family<T>::WithLabels(const std::vector<std::string>& label_values) {
   if (label_values.size() != label_names_.size()) {
-    Die(absl::StrCat(name_, ": ", label_values.size(), " label values for ",
-                     label_names_.size(), " labels"));
+    Die(absl::StrCat(name_, ": ", label_values.size(), " label values for ", label_names_.size(),
+                     " labels"));
   }
   absl::MutexLock lock(&mu_);
   auto& child = children_[label_values];

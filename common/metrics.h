@@ -16,11 +16,11 @@
 #include <map>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
 namespace dsv3::metrics {
@@ -52,8 +52,8 @@ class Histogram {
   void Observe(double value);
 
   struct Snapshot {
-    std::vector<double> upper_bounds;     // without +Inf
-    std::vector<uint64_t> cumulative;     // one per bound, then +Inf
+    std::vector<double> upper_bounds;  // without +Inf
+    std::vector<uint64_t> cumulative;  // one per bound, then +Inf
     double sum = 0;
     uint64_t count = 0;
   };

@@ -29,12 +29,12 @@ void RegisterProcessMetrics(const std::string& role, metrics::Registry& registry
       .Set(1);
 
   const auto start = std::chrono::system_clock::now();
-  const double start_seconds =
-      std::chrono::duration<double>(start.time_since_epoch()).count();
+  const double start_seconds = std::chrono::duration<double>(start.time_since_epoch()).count();
   registry.AddGauge("dsv3_process_start_time_seconds", "Start time of the process, Unix seconds.")
       .Get()
       .Set(start_seconds);
-  auto& uptime = registry.AddGauge("dsv3_uptime_seconds", "Seconds since the process started.").Get();
+  auto& uptime =
+      registry.AddGauge("dsv3_uptime_seconds", "Seconds since the process started.").Get();
   auto& rss = registry
                   .AddGauge("dsv3_process_resident_memory_bytes",
                             "Resident set size of the process in bytes.")
@@ -44,13 +44,12 @@ void RegisterProcessMetrics(const std::string& role, metrics::Registry& registry
                               "User and system CPU time of the process in seconds.")
                   .Get();
   registry.AddCollector([start, &uptime, &rss, &cpu] {
-    uptime.Set(
-        std::chrono::duration<double>(std::chrono::system_clock::now() - start).count());
+    uptime.Set(std::chrono::duration<double>(std::chrono::system_clock::now() - start).count());
     rss.Set(static_cast<double>(ResidentMemoryBytes()));
     rusage usage{};
     if (getrusage(RUSAGE_SELF, &usage) == 0) {
-      double total = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6 +
-                     usage.ru_stime.tv_sec + usage.ru_stime.tv_usec * 1e-6;
+      double total = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6 + usage.ru_stime.tv_sec +
+                     usage.ru_stime.tv_usec * 1e-6;
       cpu.Increment(total - cpu.Value());  // a counter that follows the kernel's total
     }
   });

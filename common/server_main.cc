@@ -16,8 +16,7 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
   ParseCommandLineOrExit(argc, argv, usage);
   ServiceHostOptions options = ServiceHostOptionsFromFlags(role);
   const BuildInfo& build = GetBuildInfo();
-  DSV3_LOG(INFO) << "dsv3-" << role << " " << build.version << " (" << build.git_revision
-                 << ")";
+  DSV3_LOG(INFO) << "dsv3-" << role << " " << build.version << " (" << build.git_revision << ")";
   LogComputePlacement();
 
   absl::StatusOr<ServerParts> parts = make_parts();

@@ -5,13 +5,13 @@
 // runs, start the ServiceHost with the binary's services, wait for SIGTERM/SIGINT, drain,
 // exit 0.
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/service_type.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/service_type.h>
 
 #include "absl/status/statusor.h"
 #include "common/service_host.h"

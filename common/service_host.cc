@@ -1,13 +1,12 @@
 #include "common/service_host.h"
 
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
-
-#include <grpcpp/health_check_service_interface.h>
-#include <httplib.h>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -106,9 +105,8 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen for HTTP on ", opts.host, ":", opts.http_port));
   }
-  host->http_thread_ = std::thread([server = host->http_server_.get()] {
-    server->listen_after_bind();
-  });
+  host->http_thread_ =
+      std::thread([server = host->http_server_.get()] { server->listen_after_bind(); });
 
   host->SetServing(true);
   DSV3_LOG(INFO) << "listening: grpc " << opts.host << ":" << host->grpc_port_ << ", http "
@@ -119,9 +117,9 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     std::string tmp = opts.ready_file + ".tmp";
     {
       std::ofstream out(tmp);
-      out << "{\"role\":\"" << opts.role << "\",\"pid\":" << getpid() << ",\"grpc\":\""
-          << opts.host << ":" << host->grpc_port_ << "\",\"http\":\"" << opts.host << ":"
-          << host->http_port_ << "\"}\n";
+      out << "{\"role\":\"" << opts.role << "\",\"pid\":" << getpid() << ",\"grpc\":\"" << opts.host
+          << ":" << host->grpc_port_ << "\",\"http\":\"" << opts.host << ":" << host->http_port_
+          << "\"}\n";
       if (!out) return absl::InternalError("cannot write ready file " + tmp);
     }
     if (std::rename(tmp.c_str(), opts.ready_file.c_str()) != 0) {

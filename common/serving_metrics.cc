@@ -106,12 +106,16 @@ const std::vector<Definition>& Definitions() {
        "Draft tokens accepted by the verification pass.",
        {}},
       // MoE.
-      {{"dsv3_expert_tokens_total", MetricType::kCounter, {"layer", "expert"},
+      {{"dsv3_expert_tokens_total",
+        MetricType::kCounter,
+        {"layer", "expert"},
         "expert (prefill, decode when colocated)"},
        "Tokens routed to each expert this process computes (at most 16384 series per "
        "process; see docs/metrics.md).",
        {}},
-      {{"dsv3_expert_tokens_dropped_total", MetricType::kCounter, {},
+      {{"dsv3_expert_tokens_dropped_total",
+        MetricType::kCounter,
+        {},
         "expert (prefill, decode when colocated)"},
        "Lookups of a new (layer, expert) series refused because the process already "
        "exports the bound (16384).",
@@ -210,8 +214,8 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
 }
 
 const ServingMetrics& Metrics() {
-  static const auto* serving = new ServingMetrics(
-      ServingMetrics::Register(metrics::Registry::Default()));
+  static const auto* serving =
+      new ServingMetrics(ServingMetrics::Register(metrics::Registry::Default()));
   return *serving;
 }
 

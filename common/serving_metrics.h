@@ -41,36 +41,36 @@ struct ExpertSeriesIndex;
 
 struct ServingMetrics {
   // --- router: request level (labels model[, status]) ---------------------------------
-  metrics::Family<metrics::Counter>& requests;              // dsv3_requests_total{model,status}
-  metrics::Family<metrics::Counter>& prompt_tokens;         // dsv3_prompt_tokens_total{model}
-  metrics::Family<metrics::Counter>& generation_tokens;     // dsv3_generation_tokens_total{model}
-  metrics::Family<metrics::Histogram>& ttft_seconds;        // dsv3_time_to_first_token_seconds
+  metrics::Family<metrics::Counter>& requests;           // dsv3_requests_total{model,status}
+  metrics::Family<metrics::Counter>& prompt_tokens;      // dsv3_prompt_tokens_total{model}
+  metrics::Family<metrics::Counter>& generation_tokens;  // dsv3_generation_tokens_total{model}
+  metrics::Family<metrics::Histogram>& ttft_seconds;     // dsv3_time_to_first_token_seconds
   metrics::Family<metrics::Histogram>& inter_token_latency_seconds;
-  metrics::Family<metrics::Histogram>& e2e_latency_seconds;  // dsv3_e2e_request_latency_seconds
+  metrics::Family<metrics::Histogram>& e2e_latency_seconds;      // dsv3_e2e_request_latency_seconds
   metrics::Family<metrics::Histogram>& router_overhead_seconds;  // dsv3_router_overhead_seconds
-  metrics::Family<metrics::Histogram>& reserve_seconds;     // dsv3_reserve_seconds
+  metrics::Family<metrics::Histogram>& reserve_seconds;          // dsv3_reserve_seconds
   // --- router: worker health as the router sees it (labels role, address) -------------
-  metrics::Family<metrics::Gauge>& worker_up;               // dsv3_worker_up{role,address}
+  metrics::Family<metrics::Gauge>& worker_up;  // dsv3_worker_up{role,address}
   // --- prefill and decode: scheduler state (label model) ------------------------------
-  metrics::Family<metrics::Histogram>& queue_time_seconds;  // dsv3_request_queue_time_seconds
-  metrics::Family<metrics::Gauge>& requests_running;        // dsv3_num_requests_running
-  metrics::Family<metrics::Gauge>& requests_waiting;        // dsv3_num_requests_waiting
+  metrics::Family<metrics::Histogram>& queue_time_seconds;    // dsv3_request_queue_time_seconds
+  metrics::Family<metrics::Gauge>& requests_running;          // dsv3_num_requests_running
+  metrics::Family<metrics::Gauge>& requests_waiting;          // dsv3_num_requests_waiting
   metrics::Family<metrics::Histogram>& prefill_batch_tokens;  // dsv3_prefill_batch_tokens
-  metrics::Family<metrics::Histogram>& decode_batch_size;   // dsv3_decode_batch_size
+  metrics::Family<metrics::Histogram>& decode_batch_size;     // dsv3_decode_batch_size
   // --- decode: paged latent KV pool (label model) -------------------------------------
-  metrics::Family<metrics::Gauge>& kv_blocks_used;          // dsv3_kv_cache_used_blocks
-  metrics::Family<metrics::Gauge>& kv_blocks_total;         // dsv3_kv_cache_total_blocks
-  metrics::Family<metrics::Gauge>& kv_usage_ratio;          // dsv3_kv_cache_usage_ratio
+  metrics::Family<metrics::Gauge>& kv_blocks_used;   // dsv3_kv_cache_used_blocks
+  metrics::Family<metrics::Gauge>& kv_blocks_total;  // dsv3_kv_cache_total_blocks
+  metrics::Family<metrics::Gauge>& kv_usage_ratio;   // dsv3_kv_cache_usage_ratio
   // --- prefill: KV transfer to decode workers (label model) ---------------------------
-  metrics::Family<metrics::Counter>& kv_transfer_bytes;     // dsv3_kv_transfer_bytes_total
+  metrics::Family<metrics::Counter>& kv_transfer_bytes;      // dsv3_kv_transfer_bytes_total
   metrics::Family<metrics::Histogram>& kv_transfer_seconds;  // dsv3_kv_transfer_seconds
   // --- decode: MTP speculative decoding (label model) ---------------------------------
   metrics::Family<metrics::Counter>& spec_drafts;           // dsv3_spec_decode_drafts_total
   metrics::Family<metrics::Counter>& spec_draft_tokens;     // dsv3_spec_decode_draft_tokens_total
   metrics::Family<metrics::Counter>& spec_accepted_tokens;  // ..._accepted_tokens_total
   // --- MoE (labels layer, expert / backend) -------------------------------------------
-  metrics::Family<metrics::Counter>& expert_tokens;         // dsv3_expert_tokens_total
-  metrics::Family<metrics::Counter>& expert_tokens_dropped;  // over the series bound
+  metrics::Family<metrics::Counter>& expert_tokens;              // dsv3_expert_tokens_total
+  metrics::Family<metrics::Counter>& expert_tokens_dropped;      // over the series bound
   metrics::Family<metrics::Histogram>& expert_dispatch_seconds;  // dsv3_expert_dispatch_seconds
   // --- router: EPLB rebalancer -------------------------------------------------------
   metrics::Family<metrics::Gauge>& eplb_imbalance_ratio;  // dsv3_eplb_imbalance_ratio{placement}
@@ -92,15 +92,14 @@ const ServingMetrics& Metrics();
 std::string StatusLabel(absl::StatusCode code);
 
 // Sets the three KV pool gauges of `model` consistently (usage ratio 0 when total is 0).
-void RecordKvBlocks(const ServingMetrics& m, const std::string& model, int64_t used,
-                    int64_t total);
+void RecordKvBlocks(const ServingMetrics& m, const std::string& model, int64_t used, int64_t total);
 
 // One family of the catalog, for docs and checks.
 struct MetricSpec {
-  std::string name;               // without _bucket/_sum/_count
+  std::string name;  // without _bucket/_sum/_count
   metrics::MetricType type;
   std::vector<std::string> labels;
-  std::string emitted_by;         // roles that set samples: "router", "prefill, decode", ...
+  std::string emitted_by;  // roles that set samples: "router", "prefill, decode", ...
 };
 // Every family of the catalog, in a stable order.
 const std::vector<MetricSpec>& ServingMetricSpecs();

@@ -5,15 +5,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "engine/thread_pool.h"
 #include "common/serving_metrics.h"
 #include "engine/mtp.h"
+#include "engine/thread_pool.h"
 
 namespace dsv3::decode {
 
 absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
-    const engine::Model& model, const engine::KvCacheLayout& layout,
-    DecodeSchedulerOptions options, void* pool_memory, size_t pool_memory_bytes) {
+    const engine::Model& model, const engine::KvCacheLayout& layout, DecodeSchedulerOptions options,
+    void* pool_memory, size_t pool_memory_bytes) {
   std::unique_ptr<DecodeScheduler> s(new DecodeScheduler(model, options));
   auto pool = pool_memory != nullptr
                   ? engine::KvCachePool::CreateOver(layout, pool_memory, pool_memory_bytes)
@@ -48,19 +48,19 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
     return absl::InvalidArgumentError("Reserve needs prompt_tokens > 0 and max_new_tokens > 0");
   }
   if (static_cast<int64_t>(prompt_tokens) + max_new_tokens > context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", prompt_tokens, " tokens) + max_new_tokens (", max_new_tokens,
-        ") exceeds the model context of ", context, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", prompt_tokens, " tokens) + max_new_tokens (", max_new_tokens,
+                     ") exceeds the model context of ", context, " tokens"));
   }
   if (lease <= absl::ZeroDuration()) lease = options_.default_lease;
   const int64_t block_size = pool_->layout().block_size;
   const int64_t blocks = (prompt_tokens + max_new_tokens + 1 + block_size - 1) / block_size;
   if (blocks > pool_->layout().num_blocks) {
     // Not "full now": this request can never fit, so waiting would not help.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt + max_new_tokens (", prompt_tokens + max_new_tokens,
-        " tokens) exceeds this decode worker's whole KV pool (",
-        pool_->layout().num_blocks * block_size, " tokens)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt + max_new_tokens (", prompt_tokens + max_new_tokens,
+                     " tokens) exceeds this decode worker's whole KV pool (",
+                     pool_->layout().num_blocks * block_size, " tokens)"));
   }
   absl::MutexLock lock(&mu_);
   engine::KvSequence kv;
@@ -86,8 +86,8 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   if (stop_) return absl::UnavailableError("decode worker shutting down");
   auto it = leases_.find(start.lease_id);
   if (it == leases_.end()) {
-    return absl::NotFoundError(absl::StrCat("lease ", start.lease_id,
-                                            " is unknown, expired or already used"));
+    return absl::NotFoundError(
+        absl::StrCat("lease ", start.lease_id, " is unknown, expired or already used"));
   }
   Lease& lease = it->second;
   if (static_cast<int>(start.prompt.size()) != lease.prompt_tokens) {
@@ -95,8 +95,8 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
                                                    lease.prompt_tokens, " prompt tokens, not ",
                                                    start.prompt.size()));
   }
-  auto sampler = engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
-                                                start.prompt);
+  auto sampler =
+      engine::RequestSampler::Create(start.sampling, model_.config().vocab_size, start.prompt);
   if (!sampler.ok()) return sampler.status();
   auto seq = std::make_unique<Sequence>();
   seq->lease_id = start.lease_id;
@@ -199,7 +199,8 @@ void DecodeScheduler::Loop() {
       }
       running_ = std::move(kept);
       while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
-        Metrics().queue_time_seconds.WithLabels({options_.model_name})
+        Metrics()
+            .queue_time_seconds.WithLabels({options_.model_name})
             .Observe(absl::ToDoubleSeconds(now - waiting_.front()->started));
         running_.push_back(waiting_.front());
         waiting_.pop_front();
@@ -208,7 +209,8 @@ void DecodeScheduler::Loop() {
       batch = running_;
     }
     if (batch.empty()) continue;
-    Metrics().decode_batch_size.WithLabels({options_.model_name})
+    Metrics()
+        .decode_batch_size.WithLabels({options_.model_name})
         .Observe(static_cast<double>(batch.size()));
     const absl::Time start = absl::Now();
     std::vector<Sequence*> finished = Step(batch);
@@ -245,14 +247,13 @@ std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active
   }
   for (size_t j = 0; j < which.size(); ++j) {
     std::span<const float> logits = out->LastLogits(j);
-    drafts[which[j]] = static_cast<int32_t>(
-        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    drafts[which[j]] =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   return drafts;
 }
 
-std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
-    const std::vector<Sequence*>& batch) {
+std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<Sequence*>& batch) {
   std::vector<Sequence*> finished;
   std::vector<Sequence*> active;
   std::vector<engine::SequenceInput> inputs;
@@ -286,9 +287,8 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(
     inputs.push_back(engine::SequenceInput{tokens[i], &active[i]->kv, drafts[i] >= 0});
   }
   engine::ForwardOptions options;
-  options.return_hidden = any_draft || std::any_of(active.begin(), active.end(), [](Sequence* s) {
-                            return s->speculative;
-                          });
+  options.return_hidden = any_draft || std::any_of(active.begin(), active.end(),
+                                                   [](Sequence* s) { return s->speculative; });
   absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_, options);
   if (!out.ok()) {
     DSV3_LOG(ERROR) << "decode step failed: " << out.status();

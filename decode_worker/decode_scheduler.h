@@ -10,10 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <string>
 #include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -57,11 +57,11 @@ class DecodeSink {
 
 struct DecodeStart {
   uint64_t lease_id = 0;
-  std::vector<int32_t> prompt;   // the whole prompt (penalties need it)
-  int32_t first_token = 0;       // sampled by the prefill worker; fed first
+  std::vector<int32_t> prompt;  // the whole prompt (penalties need it)
+  int32_t first_token = 0;      // sampled by the prefill worker; fed first
   engine::SamplingParams sampling;
-  int32_t max_tokens = 16;       // completion tokens in all, the first token included
-  int32_t eos_token_id = -1;     // -1: none
+  int32_t max_tokens = 16;    // completion tokens in all, the first token included
+  int32_t eos_token_id = -1;  // -1: none
   // The main model's final-normed state at the last prompt position (float32 bytes), from
   // the prefill worker; with it (and the MTP rows of the prompt in the lease) MTP drafts.
   std::string last_hidden_state;
@@ -82,8 +82,7 @@ class DecodeScheduler {
   // `pool_memory_bytes` (at least layout.total_bytes()) that must outlive the scheduler.
   static absl::StatusOr<std::unique_ptr<DecodeScheduler>> Create(
       const engine::Model& model, const engine::KvCacheLayout& layout,
-      DecodeSchedulerOptions options, void* pool_memory = nullptr,
-      size_t pool_memory_bytes = 0);
+      DecodeSchedulerOptions options, void* pool_memory = nullptr, size_t pool_memory_bytes = 0);
   // Stops the loop; sequences still running end with UNAVAILABLE.
   ~DecodeScheduler();
   DecodeScheduler(const DecodeScheduler&) = delete;
@@ -93,8 +92,7 @@ class DecodeScheduler {
 
   // Allocates blocks for prompt_tokens + max_new_tokens positions. RESOURCE_EXHAUSTED
   // when the pool lacks them; INVALID_ARGUMENT when they exceed the model's context.
-  absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens,
-                                     absl::Duration lease);
+  absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens, absl::Duration lease);
   // Frees a lease that has not started. False when it is unknown (expired, started, freed).
   bool Release(uint64_t lease_id);
   // Starts decoding a lease whose prompt KV is now in its blocks. NOT_FOUND for an unknown

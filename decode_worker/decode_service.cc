@@ -56,9 +56,8 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
     response.set_finish_reason(reason);
     *response.mutable_usage() = usage;
     // A cancelled sequence ends its stream with CANCELLED; errors with their status.
-    grpc::Status final = reason == v1::FINISH_REASON_CANCELLED
-                             ? grpc::Status::CANCELLED
-                             : ToGrpcStatus(status);
+    grpc::Status final =
+        reason == v1::FINISH_REASON_CANCELLED ? grpc::Status::CANCELLED : ToGrpcStatus(status);
     Push(std::move(response), final);
   }
 
@@ -139,7 +138,8 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
       if (free_bytes < static_cast<uint64_t>(layout.total_bytes())) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "the KV pool (", layout.total_bytes() >> 20, " MiB) does not fit /dev/shm (",
-            free_bytes >> 20, " MiB free): enlarge /dev/shm (docker --shm-size, a Memory "
+            free_bytes >> 20,
+            " MiB free): enlarge /dev/shm (docker --shm-size, a Memory "
             "emptyDir on Kubernetes), lower --kv_blocks, or use --kv_pool_memory=engine "
             "(with dsv3 cluster: --ucx_transports tcp)"));
       }
@@ -147,10 +147,10 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     auto region =
         transport::UcxMemoryRegion::Allocate(ucx, static_cast<size_t>(layout.total_bytes()));
     if (!region.ok()) {
-      return absl::Status(region.status().code(),
-                          absl::StrCat("allocating the KV pool with UCX: ",
-                                       region.status().message(),
-                                       " (--kv_pool_memory=engine uses the engine's own)"));
+      return absl::Status(
+          region.status().code(),
+          absl::StrCat("allocating the KV pool with UCX: ", region.status().message(),
+                       " (--kv_pool_memory=engine uses the engine's own)"));
     }
     s->pool_region_ = std::move(*region);
     auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler,
@@ -166,9 +166,8 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     if (!region.ok()) return region.status();
     s->pool_region_ = std::move(*region);
   }
-  s->watchers_ = std::make_unique<worker::LoadWatchers>([raw = s.get()] {
-    return raw->LoadSnapshot();
-  });
+  s->watchers_ =
+      std::make_unique<worker::LoadWatchers>([raw = s.get()] { return raw->LoadSnapshot(); });
   DSV3_LOG(INFO) << "KV pool: " << layout.ToString() << ", " << layout.total_bytes() / (1 << 20)
                  << " MiB "
                  << (s->options_.kv_pool_memory == KvPoolMemory::kUcx ? "allocated by"
@@ -190,8 +189,8 @@ DecodeService::~DecodeService() {
 
 v1::KvLayout DecodeService::WireLayout() const {
   const engine::KvCacheLayout& layout = scheduler_->pool().layout();
-  return worker::ToWireLayout(layout, static_cast<int>(layout.num_layers -
-                                                       model_.config().num_hidden_layers));
+  return worker::ToWireLayout(
+      layout, static_cast<int>(layout.num_layers - model_.config().num_hidden_layers));
 }
 
 v1::LoadReport DecodeService::LoadSnapshot() const {
@@ -246,8 +245,8 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   start.prompt.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
   start.first_token = request->first_token_id();
   start.sampling = worker::ToEngineSampling(request->sampling());
-  start.max_tokens = request->sampling().max_tokens() > 0 ? request->sampling().max_tokens()
-                                                           : 1 << 30;
+  start.max_tokens =
+      request->sampling().max_tokens() > 0 ? request->sampling().max_tokens() : 1 << 30;
   start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
   start.last_hidden_state = request->last_hidden_state();
   absl::Status started = scheduler_->Start(std::move(start), stream);

@@ -10,7 +10,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
 #include "decode_worker/decode_scheduler.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "engine/model.h"
@@ -44,9 +43,10 @@ class DecodeService final : public v1::Worker::CallbackService {
  public:
   // Allocates the KV pool with `ucx`, or registers the scheduler's own pool with it
   // (options.kv_pool_memory), once, for the life of the service.
-  static absl::StatusOr<std::unique_ptr<DecodeService>> Create(
-      const engine::Model& model, const engine::KvCacheLayout& layout,
-      transport::UcxContext& ucx, DecodeServiceOptions options);
+  static absl::StatusOr<std::unique_ptr<DecodeService>> Create(const engine::Model& model,
+                                                               const engine::KvCacheLayout& layout,
+                                                               transport::UcxContext& ucx,
+                                                               DecodeServiceOptions options);
   ~DecodeService() override;
 
   grpc::ServerUnaryReactor* Reserve(grpc::CallbackServerContext* context,

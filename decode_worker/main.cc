@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
         if (!pool_memory.ok()) return pool_memory.status();
         options.kv_pool_memory = *pool_memory;
         auto created = dsv3::decode::DecodeService::Create(
-            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
-            *resources->ucx, options);
+            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model), *resources->ucx,
+            options);
         if (!created.ok()) return created.status();
         service = created->get();
         dsv3::ServerParts parts;

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace dsv3::engine {
 namespace {
@@ -68,8 +68,8 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   if (name == "BF16") return DType::kBF16;
   if (name == "F16") return DType::kF16;
   if (name == "F8_E4M3") return DType::kF8E4M3;
-  return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", name,
-                                                 "' (supported: F32, BF16, F16, F8_E4M3)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported dtype '", name, "' (supported: F32, BF16, F16, F8_E4M3)"));
 }
 
 uint16_t FloatToBF16(float f) {
@@ -105,7 +105,7 @@ uint16_t FloatToF16(float f) {
     return sign | static_cast<uint16_t>(q);
   }
   int e;
-  const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  const float m = std::frexp(a, &e);            // a = m * 2^e, m in [0.5, 1)
   float q = std::nearbyint(std::ldexp(m, 11));  // 11 significant bits
   if (q >= 2048.0f) {
     q /= 2.0f;

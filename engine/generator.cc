@@ -74,7 +74,8 @@ class Session {
   int64_t DraftBudget() const {
     const int64_t remaining = options_.max_new_tokens - static_cast<int64_t>(result_.tokens.size());
     const int64_t room = model_.config().max_position_embeddings - seq_.num_tokens - 1;
-    return std::max<int64_t>(0, std::min<int64_t>({options_.num_draft_tokens, remaining - 1, room}));
+    return std::max<int64_t>(0,
+                             std::min<int64_t>({options_.num_draft_tokens, remaining - 1, room}));
   }
 
   absl::Status RunSpeculative(std::span<const int32_t> prompt) {
@@ -90,9 +91,9 @@ class Session {
     // MTP rows 0..n-1: (h_i, t_{i+1}), the last one with the token just sampled.
     std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
     next.push_back(result_.tokens.back().token);
-    DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> drafts,
-                          Draft(std::span<const float>(out.hidden).subspan(0, n * h), next,
-                                DraftBudget()));
+    DSV3_ASSIGN_OR_RETURN(
+        std::vector<int32_t> drafts,
+        Draft(std::span<const float>(out.hidden).subspan(0, n * h), next, DraftBudget()));
     for (;;) {
       const int64_t base = seq_.num_tokens;  // position of the last emitted token
       std::vector<int32_t> verify = {result_.tokens.back().token};
@@ -157,12 +158,13 @@ absl::StatusOr<GenerateResult> Generate(const Model& model, std::span<const int3
   DSV3_RETURN_IF_ERROR(model.ValidateTokens(prompt, 0));
   const int64_t total = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
   if (total > model.config().max_position_embeddings) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "prompt (", prompt.size(), ") + max_new_tokens (", options.max_new_tokens,
-        ") exceeds max_position_embeddings ", model.config().max_position_embeddings));
+    return absl::OutOfRangeError(
+        absl::StrCat("prompt (", prompt.size(), ") + max_new_tokens (", options.max_new_tokens,
+                     ") exceeds max_position_embeddings ", model.config().max_position_embeddings));
   }
-  DSV3_ASSIGN_OR_RETURN(RequestSampler sampler,
-                        RequestSampler::Create(options.sampling, model.config().vocab_size, prompt));
+  DSV3_ASSIGN_OR_RETURN(
+      RequestSampler sampler,
+      RequestSampler::Create(options.sampling, model.config().vocab_size, prompt));
   Session session(model, options, std::move(sampler));
   const int64_t drafts = options.speculative_mtp ? options.num_draft_tokens : 0;
   DSV3_RETURN_IF_ERROR(session.Init(total + drafts + 1));

@@ -57,15 +57,14 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::CreateOver(const KvCac
     return absl::InvalidArgumentError("KV cache pool over a null buffer");
   }
   if (reinterpret_cast<uintptr_t>(base) % kMinAlignment != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV cache pool buffer at ", absl::Hex(reinterpret_cast<uintptr_t>(base)),
-        " is not aligned to ", kMinAlignment, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat("KV cache pool buffer at ",
+                                                   absl::Hex(reinterpret_cast<uintptr_t>(base)),
+                                                   " is not aligned to ", kMinAlignment, " bytes"));
   }
   if (bytes < static_cast<uint64_t>(layout.total_bytes())) {
-    return absl::InvalidArgumentError(absl::StrCat("KV cache pool buffer of ", bytes,
-                                                   " bytes is smaller than the layout's ",
-                                                   layout.total_bytes(), " (",
-                                                   layout.ToString(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache pool buffer of ", bytes, " bytes is smaller than the layout's ",
+                     layout.total_bytes(), " (", layout.ToString(), ")"));
   }
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
   pool->base_ = static_cast<float*>(base);
@@ -96,10 +95,10 @@ absl::Status KvCachePool::Reserve(KvSequence& seq, int64_t num_positions) {
   const int64_t have = static_cast<int64_t>(seq.blocks.size());
   if (needed <= have) return absl::OkStatus();
   if (needed - have > free_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "KV cache pool full: ", num_positions, " positions need ", needed - have,
-        " more blocks of ", layout_.block_size, ", ", free_blocks(), " free of ",
-        layout_.num_blocks));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV cache pool full: ", num_positions, " positions need ", needed - have,
+                     " more blocks of ", layout_.block_size, ", ", free_blocks(), " free of ",
+                     layout_.num_blocks));
   }
   for (int64_t i = have; i < needed; ++i) {
     seq.blocks.push_back(free_.back());

@@ -101,7 +101,7 @@ class KvCachePool {
   void InitFreeList();
   KvCacheLayout layout_;
   float* base_ = nullptr;
-  bool owns_memory_ = false;  // base_ is this pool's mmap
+  bool owns_memory_ = false;   // base_ is this pool's mmap
   std::vector<int32_t> free_;  // stack of free block ids
 };
 

@@ -66,11 +66,11 @@ void LoadProgress::PrintLocked(bool final_line) {
     return;
   }
   const double eta = rate > 0 ? GB(total_bytes_ - bytes_) / rate : 0.0;
-  std::fprintf(stderr,
-               "dsv3: loading %s: %.2f/%.2f GB (%.0f%%), %lld/%lld tensors, %.2f GB/s, ETA %.0f s\n",
-               label_.c_str(), GB(bytes_), GB(total_bytes_),
-               100.0 * static_cast<double>(bytes_) / static_cast<double>(total_bytes_),
-               static_cast<long long>(tensors_), static_cast<long long>(total_tensors_), rate, eta);
+  std::fprintf(
+      stderr, "dsv3: loading %s: %.2f/%.2f GB (%.0f%%), %lld/%lld tensors, %.2f GB/s, ETA %.0f s\n",
+      label_.c_str(), GB(bytes_), GB(total_bytes_),
+      100.0 * static_cast<double>(bytes_) / static_cast<double>(total_bytes_),
+      static_cast<long long>(tensors_), static_cast<long long>(total_tensors_), rate, eta);
 }
 
 }  // namespace dsv3::engine

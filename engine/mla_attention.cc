@@ -54,12 +54,13 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
       RmsNorm(src, w.kv_a_norm.data(), latent, eps, row);
       std::memcpy(row + latent, src + latent, sizeof(float) * rope);
       Rope::Apply(cos.data(), sin.data(), rope, row + latent, 1, 0);
-      Rope::Apply(cos.data(), sin.data(), rope, &q[static_cast<size_t>(t * heads * dq + c.qk_nope_head_dim)],
-                  heads, dq);
+      Rope::Apply(cos.data(), sin.data(), rope,
+                  &q[static_cast<size_t>(t * heads * dq + c.qk_nope_head_dim)], heads, dq);
     }
   }
 
-  std::vector<float> attn(static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
+  std::vector<float> attn(
+      static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
   std::vector<const SequenceSlice*> absorbed;
   for (const SequenceSlice& s : seqs) {
     const bool use_absorbed = form == AttentionForm::kAbsorbed ||
@@ -154,8 +155,8 @@ void MlaAttention::AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
   }
   MatMulTransposedRows(qh.data(), n, dq, w.kv_b, h * (nope + vdim), nope, qcat.data(), width);
   for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(&qcat[static_cast<size_t>(i * width + latent)], &qh[static_cast<size_t>(i * dq + nope)],
-                sizeof(float) * rope);
+    std::memcpy(&qcat[static_cast<size_t>(i * width + latent)],
+                &qh[static_cast<size_t>(i * dq + nope)], sizeof(float) * rope);
   }
   r = 0;
   for (const SequenceSlice* s : slices) {
@@ -170,7 +171,8 @@ void MlaAttention::AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
       SoftmaxInPlace(scores.data(), visible);
       float* o = &olat[static_cast<size_t>(r * latent)];
       std::memset(o, 0, sizeof(float) * latent);
-      for (int64_t j = 0; j < visible; ++j) Axpy(scores[j], pool.Row(cache_layer, *s->kv, j), o, latent);
+      for (int64_t j = 0; j < visible; ++j)
+        Axpy(scores[j], pool.Row(cache_layer, *s->kv, j), o, latent);
     }
   }
   // {n, v} = olat W_UV^T, W_UV = kv_b rows of this head's v part.

@@ -28,9 +28,9 @@ class MlaAttention {
   // x: [num_rows, hidden] (already input_layernorm-ed); out: [num_rows, hidden].
   // Writes each new token's latent row into `cache_layer` of `pool`, then attends causally
   // over positions 0..p of its sequence.
-  absl::Status Forward(const MlaWeights& w, int64_t cache_layer, const float* x,
-                       int64_t num_rows, std::span<const SequenceSlice> seqs, KvCachePool& pool,
-                       AttentionForm form, float* out) const;
+  absl::Status Forward(const MlaWeights& w, int64_t cache_layer, const float* x, int64_t num_rows,
+                       std::span<const SequenceSlice> seqs, KvCachePool& pool, AttentionForm form,
+                       float* out) const;
 
  private:
   void Expanded(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,

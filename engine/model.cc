@@ -69,9 +69,8 @@ absl::Status Model::ValidateTokens(std::span<const int32_t> tokens, int64_t star
   if (tokens.empty()) return absl::InvalidArgumentError("empty token input");
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at index ", i,
-                                                     " out of range [0, ", config_.vocab_size,
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", tokens[i], " at index ", i, " out of range [0, ", config_.vocab_size, ")"));
     }
   }
   const int64_t end = start + static_cast<int64_t>(tokens.size());
@@ -130,8 +129,8 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
   }
   const LayerContext ctx = MakeLayerContext(pool, options);
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    DSV3_RETURN_IF_ERROR(
-        DecoderLayerForward(ctx, weights_.layers[static_cast<size_t>(l)], l, slices, rows, x.data()));
+    DSV3_RETURN_IF_ERROR(DecoderLayerForward(ctx, weights_.layers[static_cast<size_t>(l)], l,
+                                             slices, rows, x.data()));
     if (options.on_layer_kv_written) options.on_layer_kv_written(l);
   }
   RmsNormRows(x.data(), hidden, weights_.final_norm.data(), hidden, rows,

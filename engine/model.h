@@ -7,8 +7,8 @@
 //   auto pool = KvCachePool::Create(model->KvLayout(256)); // 256 blocks of 64 positions
 //   KvSequence seq;                                       // one per request
 //   SequenceInput in{tokens, &seq, /*all_logits=*/false};
-//   auto out = model->Forward({&in, 1}, **pool);          // appends tokens' KV, seq.num_tokens += n
-//   out->LastLogits(0)                                    // next-token logits
+//   auto out = model->Forward({&in, 1}, **pool);          // appends tokens' KV, seq.num_tokens +=
+//   n out->LastLogits(0)                                    // next-token logits
 //
 // Forward validates every sequence (non-empty, ids < vocab_size, positions within
 // max_position_embeddings, blocks available) before computing anything. A sequence's logits do

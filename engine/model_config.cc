@@ -5,9 +5,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -45,7 +45,8 @@ absl::Status GetDouble(const Json& j, absl::string_view field, bool required, do
   if (it == j.end() || it->is_null()) {
     return required ? FieldError(field, "missing") : absl::OkStatus();
   }
-  if (!it->is_number()) return FieldError(field, absl::StrCat("expected a number, got ", it->dump()));
+  if (!it->is_number())
+    return FieldError(field, absl::StrCat("expected a number, got ", it->dump()));
   *out = it->get<double>();
   return absl::OkStatus();
 }
@@ -53,7 +54,8 @@ absl::Status GetDouble(const Json& j, absl::string_view field, bool required, do
 absl::Status GetBool(const Json& j, absl::string_view field, bool* out) {
   auto it = j.find(std::string(field));
   if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) return FieldError(field, absl::StrCat("expected a boolean, got ", it->dump()));
+  if (!it->is_boolean())
+    return FieldError(field, absl::StrCat("expected a boolean, got ", it->dump()));
   *out = it->get<bool>();
   return absl::OkStatus();
 }
@@ -62,7 +64,8 @@ absl::Status GetBool(const Json& j, absl::string_view field, bool* out) {
 absl::StatusOr<std::string> GetString(const Json& j, absl::string_view field) {
   auto it = j.find(std::string(field));
   if (it == j.end() || it->is_null()) return std::string();
-  if (!it->is_string()) return FieldError(field, absl::StrCat("expected a string, got ", it->dump()));
+  if (!it->is_string())
+    return FieldError(field, absl::StrCat("expected a string, got ", it->dump()));
   return it->get<std::string>();
 }
 
@@ -85,8 +88,8 @@ absl::Status ParseRopeScaling(const Json& rs, ModelConfig* c) {
   YarnConfig y;
   DSV3_RETURN_IF_ERROR(GetDouble(rs, "factor", true, &y.factor));
   if (!(y.factor >= 1.0)) return FieldError("rope_scaling.factor", "must be >= 1");
-  DSV3_RETURN_IF_ERROR(GetInt(rs, "original_max_position_embeddings", true,
-                              &y.original_max_position_embeddings));
+  DSV3_RETURN_IF_ERROR(
+      GetInt(rs, "original_max_position_embeddings", true, &y.original_max_position_embeddings));
   DSV3_RETURN_IF_ERROR(RequirePositive("rope_scaling.original_max_position_embeddings",
                                        y.original_max_position_embeddings));
   DSV3_RETURN_IF_ERROR(GetDouble(rs, "beta_fast", false, &y.beta_fast));
@@ -181,8 +184,9 @@ absl::Status ParseMoe(const Json& j, bool v2, ModelConfig* c) {
   }
   if (c->topk_group > c->n_group) return FieldError("topk_group", "exceeds n_group");
   if (c->topk_method == TopkMethod::kGreedy && c->n_group > 1 && c->topk_group < c->n_group) {
-    return FieldError("topk_method", "greedy does not limit groups; use group_limited_greedy "
-                                     "with n_group/topk_group");
+    return FieldError("topk_method",
+                      "greedy does not limit groups; use group_limited_greedy "
+                      "with n_group/topk_group");
   }
   if (c->topk_method == TopkMethod::kNoauxTc && c->n_group > 1 &&
       c->n_routed_experts / c->n_group < 2) {
@@ -216,8 +220,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text) {
   if (!j.is_object()) return absl::InvalidArgumentError("config.json: not a JSON object");
   ModelConfig c;
   DSV3_ASSIGN_OR_RETURN(c.model_type, GetString(j, "model_type"));
-  if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" &&
-      c.model_type != "kimi_k2") {
+  if (c.model_type != "deepseek_v3" && c.model_type != "deepseek_v2" && c.model_type != "kimi_k2") {
     return FieldError("model_type", absl::StrCat("unsupported value '", c.model_type,
                                                  "' (supported: deepseek_v3, kimi_k2, "
                                                  "deepseek_v2)"));
@@ -225,7 +228,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text) {
   const bool v2 = c.model_type == "deepseek_v2";
   DSV3_ASSIGN_OR_RETURN(std::string act, GetString(j, "hidden_act"));
   if (!act.empty() && act != "silu") {
-    return FieldError("hidden_act", absl::StrCat("unsupported value '", act, "' (supported: silu)"));
+    return FieldError("hidden_act",
+                      absl::StrCat("unsupported value '", act, "' (supported: silu)"));
   }
   bool attention_bias = false;
   DSV3_RETURN_IF_ERROR(GetBool(j, "attention_bias", &attention_bias));
@@ -235,16 +239,15 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text) {
     const char* name;
     int64_t* dst;
   };
-  for (const IntField& f : {IntField{"vocab_size", &c.vocab_size},
-                            IntField{"hidden_size", &c.hidden_size},
-                            IntField{"intermediate_size", &c.intermediate_size},
-                            IntField{"num_hidden_layers", &c.num_hidden_layers},
-                            IntField{"num_attention_heads", &c.num_attention_heads},
-                            IntField{"kv_lora_rank", &c.kv_lora_rank},
-                            IntField{"qk_nope_head_dim", &c.qk_nope_head_dim},
-                            IntField{"qk_rope_head_dim", &c.qk_rope_head_dim},
-                            IntField{"v_head_dim", &c.v_head_dim},
-                            IntField{"max_position_embeddings", &c.max_position_embeddings}}) {
+  for (const IntField& f :
+       {IntField{"vocab_size", &c.vocab_size}, IntField{"hidden_size", &c.hidden_size},
+        IntField{"intermediate_size", &c.intermediate_size},
+        IntField{"num_hidden_layers", &c.num_hidden_layers},
+        IntField{"num_attention_heads", &c.num_attention_heads},
+        IntField{"kv_lora_rank", &c.kv_lora_rank},
+        IntField{"qk_nope_head_dim", &c.qk_nope_head_dim},
+        IntField{"qk_rope_head_dim", &c.qk_rope_head_dim}, IntField{"v_head_dim", &c.v_head_dim},
+        IntField{"max_position_embeddings", &c.max_position_embeddings}}) {
     DSV3_RETURN_IF_ERROR(GetInt(j, f.name, true, f.dst));
     DSV3_RETURN_IF_ERROR(RequirePositive(f.name, *f.dst));
   }
@@ -291,7 +294,7 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
 std::string ModelConfigToJson(const ModelConfig& c) {
   Json j;
   j["architectures"] = {c.model_type == "deepseek_v2" ? "DeepseekV2ForCausalLM"
-                                                       : "DeepseekV3ForCausalLM"};
+                                                      : "DeepseekV3ForCausalLM"};
   j["model_type"] = c.model_type;
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
@@ -312,7 +315,7 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["num_experts_per_tok"] = c.num_experts_per_tok;
   j["n_group"] = c.n_group;
   j["topk_group"] = c.topk_group;
-  j["topk_method"] = c.topk_method == TopkMethod::kNoauxTc   ? "noaux_tc"
+  j["topk_method"] = c.topk_method == TopkMethod::kNoauxTc  ? "noaux_tc"
                      : c.topk_method == TopkMethod::kGreedy ? "greedy"
                                                             : "group_limited_greedy";
   j["scoring_func"] = c.scoring_func == ScoringFunc::kSigmoid ? "sigmoid" : "softmax";
@@ -355,13 +358,13 @@ std::string ModelConfigHash(const ModelConfig& c) {
       "nope=%d;rope=%d;v=%d;dense=%d;freq=%d;routed=%d;shared=%d;topk=%d;groups=%d/%d;method=%d;"
       "scoring=%d;norm=%d;scale=%.17g;eps=%.17g;theta=%.17g;maxpos=%d;mtp=%d;tie=%d;block=%dx%d",
       c.model_type, c.vocab_size, c.hidden_size, c.intermediate_size, c.moe_intermediate_size,
-      c.num_hidden_layers, c.num_attention_heads, c.q_lora_rank, c.kv_lora_rank,
-      c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.first_k_dense_replace,
-      c.moe_layer_freq, c.n_routed_experts, c.n_shared_experts, c.num_experts_per_tok, c.n_group,
-      c.topk_group, static_cast<int>(c.topk_method), static_cast<int>(c.scoring_func),
-      c.norm_topk_prob ? 1 : 0, c.routed_scaling_factor, c.rms_norm_eps, c.rope_theta,
-      c.max_position_embeddings, c.num_nextn_predict_layers, c.tie_word_embeddings ? 1 : 0,
-      c.weight_block_rows, c.weight_block_cols);
+      c.num_hidden_layers, c.num_attention_heads, c.q_lora_rank, c.kv_lora_rank, c.qk_nope_head_dim,
+      c.qk_rope_head_dim, c.v_head_dim, c.first_k_dense_replace, c.moe_layer_freq,
+      c.n_routed_experts, c.n_shared_experts, c.num_experts_per_tok, c.n_group, c.topk_group,
+      static_cast<int>(c.topk_method), static_cast<int>(c.scoring_func), c.norm_topk_prob ? 1 : 0,
+      c.routed_scaling_factor, c.rms_norm_eps, c.rope_theta, c.max_position_embeddings,
+      c.num_nextn_predict_layers, c.tie_word_embeddings ? 1 : 0, c.weight_block_rows,
+      c.weight_block_cols);
   if (c.rope_yarn.has_value()) {
     const YarnConfig& y = *c.rope_yarn;
     absl::StrAppendFormat(&s, ";yarn=%.17g/%d/%.17g/%.17g/%.17g/%.17g", y.factor,

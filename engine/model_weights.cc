@@ -2,9 +2,9 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "engine/status_macros.h"
 #include "engine/weight_residency.h"
 
@@ -63,9 +63,9 @@ class Binder {
   absl::StatusOr<TensorView> Take(const std::string& name, const std::vector<int64_t>& shape) {
     DSV3_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name));
     if (v.shape() != shape) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          *v.file, ": tensor '", name, "': shape ", ShapeString(v.shape()),
-          " disagrees with config.json (expected ", ShapeString(shape), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(*v.file, ": tensor '", name, "': shape ", ShapeString(v.shape()),
+                       " disagrees with config.json (expected ", ShapeString(shape), ")"));
     }
     used_.insert(name);
     bytes_ += v.info->nbytes;
@@ -115,8 +115,8 @@ class Binder {
     auto scale = Take(name + "_scale_inv", {sr, sc});
     if (!scale.ok()) {
       return absl::Status(scale.status().code(),
-                          absl::StrCat("FP8 tensor '", name, "' needs its block scales: ",
-                                       scale.status().message()));
+                          absl::StrCat("FP8 tensor '", name,
+                                       "' needs its block scales: ", scale.status().message()));
     }
     if (scale->dtype() == DType::kF8E4M3) {
       return absl::InvalidArgumentError(
@@ -150,16 +150,17 @@ class Binder {
     if (c.q_lora_rank > 0) {
       DSV3_ASSIGN_OR_RETURN(w.attn.q_a, Proj(a + "q_a_proj", c.q_lora_rank, h));
       DSV3_ASSIGN_OR_RETURN(w.attn.q_a_norm, Vector(a + "q_a_layernorm.weight", c.q_lora_rank));
-      DSV3_ASSIGN_OR_RETURN(w.attn.q_b, Proj(a + "q_b_proj", heads * c.qk_head_dim(), c.q_lora_rank));
+      DSV3_ASSIGN_OR_RETURN(w.attn.q_b,
+                            Proj(a + "q_b_proj", heads * c.qk_head_dim(), c.q_lora_rank));
     } else {
       DSV3_ASSIGN_OR_RETURN(w.attn.q_proj, Proj(a + "q_proj", heads * c.qk_head_dim(), h));
     }
-    DSV3_ASSIGN_OR_RETURN(w.attn.kv_a, Proj(a + "kv_a_proj_with_mqa",
-                                            c.kv_lora_rank + c.qk_rope_head_dim, h));
+    DSV3_ASSIGN_OR_RETURN(w.attn.kv_a,
+                          Proj(a + "kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, h));
     DSV3_ASSIGN_OR_RETURN(w.attn.kv_a_norm, Vector(a + "kv_a_layernorm.weight", c.kv_lora_rank));
-    DSV3_ASSIGN_OR_RETURN(w.attn.kv_b, Proj(a + "kv_b_proj",
-                                            heads * (c.qk_nope_head_dim + c.v_head_dim),
-                                            c.kv_lora_rank));
+    DSV3_ASSIGN_OR_RETURN(
+        w.attn.kv_b,
+        Proj(a + "kv_b_proj", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank));
     DSV3_ASSIGN_OR_RETURN(w.attn.o, Proj(a + "o_proj", h, heads * c.v_head_dim));
     if (!is_moe) {
       DSV3_ASSIGN_OR_RETURN(w.mlp, Mlp(p + "mlp", c.intermediate_size));

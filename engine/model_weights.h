@@ -18,14 +18,14 @@
 namespace dsv3::engine {
 
 struct MlaWeights {
-  Linear q_a;      // [q_lora_rank, hidden]               (q LoRA)
+  Linear q_a;  // [q_lora_rank, hidden]               (q LoRA)
   std::vector<float> q_a_norm;
-  Linear q_b;      // [heads * qk_head_dim, q_lora_rank]  (q LoRA)
-  Linear q_proj;   // [heads * qk_head_dim, hidden]       (q_lora_rank null)
-  Linear kv_a;     // [kv_lora_rank + qk_rope_head_dim, hidden]: [latent | k_pe]
+  Linear q_b;                    // [heads * qk_head_dim, q_lora_rank]  (q LoRA)
+  Linear q_proj;                 // [heads * qk_head_dim, hidden]       (q_lora_rank null)
+  Linear kv_a;                   // [kv_lora_rank + qk_rope_head_dim, hidden]: [latent | k_pe]
   std::vector<float> kv_a_norm;  // [kv_lora_rank]
-  Linear kv_b;     // [heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank], per head [k_nope | v]
-  Linear o;        // [hidden, heads * v_head_dim]
+  Linear kv_b;  // [heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank], per head [k_nope | v]
+  Linear o;     // [hidden, heads * v_head_dim]
 };
 
 struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x))
@@ -84,7 +84,7 @@ struct ModelWeights {
   std::vector<float> final_norm;
   Linear lm_head;  // [vocab, hidden] (the embedding when tie_word_embeddings)
   std::vector<MtpWeights> mtp;
-  int64_t bytes = 0;  // bytes of the checkpoint tensors bound
+  int64_t bytes = 0;    // bytes of the checkpoint tensors bound
   int64_t tensors = 0;  // number of checkpoint tensors bound
   LoadRole role = LoadRole::kEverything;
 

@@ -13,9 +13,8 @@ namespace {
 std::vector<int32_t> TopK(const std::vector<float>& v, int64_t k) {
   std::vector<int32_t> idx(v.size());
   std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-    return v[a] != v[b] ? v[a] > v[b] : a < b;
-  });
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int32_t a, int32_t b) { return v[a] != v[b] ? v[a] > v[b] : a < b; });
   idx.resize(static_cast<size_t>(k));
   return idx;
 }
@@ -49,8 +48,8 @@ void RouteTokens(const ModelConfig& c, const float* logits, const float* bias, i
         std::vector<float> members(choice.begin() + g * per_group,
                                    choice.begin() + (g + 1) * per_group);
         std::sort(members.begin(), members.end(), std::greater<float>());
-        group_score[g] = c.topk_method == TopkMethod::kNoauxTc ? members[0] + members[1]
-                                                               : members[0];
+        group_score[g] =
+            c.topk_method == TopkMethod::kNoauxTc ? members[0] + members[1] : members[0];
       }
       std::vector<int32_t> keep = TopK(group_score, c.topk_group);
       std::vector<bool> kept(static_cast<size_t>(c.n_group), false);

@@ -36,8 +36,8 @@ absl::StatusOr<ForwardResult> MtpForward(const Model& model, std::span<const Mtp
     }
     const int64_t n = static_cast<int64_t>(in.next_tokens.size());
     if (static_cast<int64_t>(in.hidden.size()) != n * hidden) {
-      return absl::InvalidArgumentError(absl::StrCat("MTP input: ", in.hidden.size(),
-                                                     " hidden floats for ", n, " tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("MTP input: ", in.hidden.size(), " hidden floats for ", n, " tokens"));
     }
     DSV3_RETURN_IF_ERROR(model.ValidateTokens(in.next_tokens, in.kv->mtp_num_tokens));
     slices.push_back({rows, n, in.kv->mtp_num_tokens, in.kv});
@@ -67,7 +67,8 @@ absl::StatusOr<ForwardResult> MtpForward(const Model& model, std::span<const Mtp
   for (const MtpInput& in : batch) all_logits.push_back(in.all_logits);
   ForwardResult out = ApplyHead(slices, all_logits, x, hidden, w.head);
   out.hidden = std::move(x);
-  for (const MtpInput& in : batch) in.kv->mtp_num_tokens += static_cast<int64_t>(in.next_tokens.size());
+  for (const MtpInput& in : batch)
+    in.kv->mtp_num_tokens += static_cast<int64_t>(in.next_tokens.size());
   return out;
 }
 

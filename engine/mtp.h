@@ -17,8 +17,8 @@
 namespace dsv3::engine {
 
 struct MtpInput {
-  std::span<const float> hidden;          // [n, hidden]: h at positions kv->mtp_num_tokens ...
-  std::span<const int32_t> next_tokens;   // [n]: the token after each of those positions
+  std::span<const float> hidden;         // [n, hidden]: h at positions kv->mtp_num_tokens ...
+  std::span<const int32_t> next_tokens;  // [n]: the token after each of those positions
   KvSequence* kv = nullptr;
   bool all_logits = false;
 };

@@ -75,8 +75,7 @@ absl::Status ComputeExpertPairs(const ModelWeights& weights, int64_t layer, cons
 }
 
 absl::Status LocalExpertExecutor::Run(int64_t layer, const float* x, int64_t rows, int64_t hidden,
-                                      int64_t top_k, const int32_t* experts,
-                                      ExpertOutputs* outputs,
+                                      int64_t top_k, const int32_t* experts, ExpertOutputs* outputs,
                                       absl::FunctionRef<void()> overlapped) {
   overlapped();
   // Slot s = t * top_k + i is pair s: token t, expert experts[s].

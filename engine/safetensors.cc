@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -60,10 +60,10 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const Json& e, ui
   const uint64_t begin = (*off)[0].get<uint64_t>();
   const uint64_t end = (*off)[1].get<uint64_t>();
   if (begin > end || end > data_size) {
-    return HeaderError(label, name,
-                       absl::StrCat("data_offsets [", begin, ", ", end,
-                                    ") out of range of the data buffer (", data_size,
-                                    " bytes; truncated file?)"));
+    return HeaderError(
+        label, name,
+        absl::StrCat("data_offsets [", begin, ", ", end, ") out of range of the data buffer (",
+                     data_size, " bytes; truncated file?)"));
   }
   const uint64_t expected = numel * static_cast<uint64_t>(DTypeSize(t.dtype));
   if (end - begin != expected) {
@@ -111,8 +111,7 @@ absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsHeader(absl::string_view
   std::vector<const TensorInfo*> order;
   for (const TensorInfo& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
-    return a->data_begin != b->data_begin ? a->data_begin < b->data_begin
-                                          : a->nbytes < b->nbytes;
+    return a->data_begin != b->data_begin ? a->data_begin < b->data_begin : a->nbytes < b->nbytes;
   });
   int64_t cursor = 0;
   const TensorInfo* prev = nullptr;
@@ -122,9 +121,9 @@ absl::StatusOr<std::vector<TensorInfo>> ParseSafetensorsHeader(absl::string_view
                          absl::StrCat("data_offsets overlap tensor '", prev->name, "'"));
     }
     if (t->data_begin > cursor) {
-      return HeaderError(label, t->name,
-                         absl::StrCat("hole of ", t->data_begin - cursor,
-                                      " unindexed bytes before this tensor"));
+      return HeaderError(
+          label, t->name,
+          absl::StrCat("hole of ", t->data_begin - cursor, " unindexed bytes before this tensor"));
     }
     cursor = t->data_begin + t->nbytes;
     prev = t;
@@ -150,8 +149,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": truncated file (", size, " bytes, less than the 8-byte header size)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated file (", size,
+                                                   " bytes, less than the 8-byte header size)"));
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -244,9 +243,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const TensorInfo& t : file->tensors()) {
       auto it = expected.find(t.name);
       if (it == expected.end() || opened[it->second] != file.get()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file->path(), ": unexpected tensor '", t.name, "' (not listed for this shard in ",
-            index_path, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(file->path(), ": unexpected tensor '",
+                                                       t.name, "' (not listed for this shard in ",
+                                                       index_path, ")"));
       }
     }
   }

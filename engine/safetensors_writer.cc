@@ -32,7 +32,8 @@ absl::Status WriteSafetensorsFile(const std::string& path, const std::vector<Ten
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   if (!f) return absl::InternalError(absl::StrCat(path, ": cannot create"));
   uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
   bool ok = std::fwrite(len, 1, 8, f.get()) == 8 &&
             std::fwrite(text.data(), 1, text.size(), f.get()) == text.size();
   std::vector<uint8_t> buf;

@@ -23,7 +23,8 @@ uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", p.temperature));
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be >= 0, got ", p.temperature));
   }
   if (p.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0 (0 disables it)");
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
@@ -39,7 +40,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size)
     return absl::InvalidArgumentError("presence/frequency penalties must be finite");
   }
   if (p.top_logprobs < 0 || p.top_logprobs > vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in [0, ", vocab_size, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_logprobs must be in [0, ", vocab_size, "]"));
   }
   for (int32_t t : p.stop_token_ids) {
     if (t < 0 || t >= vocab_size) {
@@ -88,8 +90,8 @@ double RequestSampler::NextUniform() { return static_cast<double>(NextRandom() >
 
 absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logits) {
   if (static_cast<int64_t>(logits.size()) != vocab_size_) {
-    return absl::InvalidArgumentError(absl::StrCat("logits row has ", logits.size(),
-                                                   " entries, vocab is ", vocab_size_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("logits row has ", logits.size(), " entries, vocab is ", vocab_size_));
   }
   const SamplingParams& p = params_;
   std::vector<float> l(logits.begin(), logits.end());
@@ -155,7 +157,8 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + p.top_logprobs, order.end(),
                       [&](int32_t a, int32_t b) { return l[a] != l[b] ? l[a] > l[b] : a < b; });
-    for (int32_t i = 0; i < p.top_logprobs; ++i) out.top_logprobs.push_back({order[i], logprob(order[i])});
+    for (int32_t i = 0; i < p.top_logprobs; ++i)
+      out.top_logprobs.push_back({order[i], logprob(order[i])});
   }
   out.is_stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), out.token) !=
                 p.stop_token_ids.end();

@@ -10,10 +10,10 @@
 #define DSV3_STATUS_CONCAT_(a, b) DSV3_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define DSV3_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    ::absl::Status dsv3_status_ = (expr);           \
-    if (!dsv3_status_.ok()) return dsv3_status_;    \
+#define DSV3_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status dsv3_status_ = (expr);        \
+    if (!dsv3_status_.ok()) return dsv3_status_; \
   } while (0)
 
 // `DSV3_ASSIGN_OR_RETURN(auto x, MakeX());` or `DSV3_ASSIGN_OR_RETURN(x, MakeX());`

@@ -66,7 +66,8 @@ class SpecBuilder {
     const std::string name = prefix + ".weight";
     if (c_.quantized() && IsQuantisedProjection(name)) {
       specs_.push_back({name, DType::kF8E4M3, {out, in}});
-      specs_.push_back({name + "_scale_inv", DType::kF32,
+      specs_.push_back({name + "_scale_inv",
+                        DType::kF32,
                         {(out + c_.weight_block_rows - 1) / c_.weight_block_rows,
                          (in + c_.weight_block_cols - 1) / c_.weight_block_cols}});
     } else {
@@ -225,7 +226,8 @@ class Filler {
 
 absl::Status MakeDir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat(dir, ": cannot create directory: ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat(dir, ": cannot create directory: ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -328,10 +330,9 @@ absl::Status WriteSyntheticCheckpoint(const std::string& dir, const SyntheticOpt
   int64_t shard = options.max_shard_bytes;
   if (shard <= 0) shard = options.preset == "tiny" ? (2 << 20) : (int64_t{1} << 30);
   Filler filler(c, options.seed, options.router_skew);
-  return WriteShardedCheckpoint(dir, CheckpointTensorSpecs(c), shard,
-                                [&](const TensorSpec& s, std::span<uint8_t> out) {
-                                  return filler.Fill(s, out);
-                                });
+  return WriteShardedCheckpoint(
+      dir, CheckpointTensorSpecs(c), shard,
+      [&](const TensorSpec& s, std::span<uint8_t> out) { return filler.Fill(s, out); });
 }
 
 }  // namespace dsv3::engine

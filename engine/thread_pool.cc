@@ -1,12 +1,12 @@
 #include "engine/thread_pool.h"
 
-#include <algorithm>
-#include <chrono>
-#include <memory>
-
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -30,11 +30,13 @@ inline void CpuRelax() {
 }
 
 std::mutex g_default_mu;
-int g_default_threads = 0;                 // guarded by g_default_mu; 0 = hardware threads
-std::unique_ptr<ThreadPool> g_default;     // guarded by g_default_mu
+int g_default_threads = 0;                        // guarded by g_default_mu; 0 = hardware threads
+std::unique_ptr<ThreadPool> g_default;            // guarded by g_default_mu
 std::atomic<ThreadPool*> g_default_ptr{nullptr};  // acquire/release: published after creation
 
-int HardwareThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+int HardwareThreads() {
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 // Marks the current thread as inside a job for the scope.
 class InJobScope {
@@ -67,8 +69,8 @@ ThreadPool& ThreadPool::Default() {
   if (p != nullptr) return *p;
   std::lock_guard<std::mutex> lock(g_default_mu);
   if (g_default == nullptr) {
-    g_default = std::make_unique<ThreadPool>(g_default_threads > 0 ? g_default_threads
-                                                                   : HardwareThreads());
+    g_default =
+        std::make_unique<ThreadPool>(g_default_threads > 0 ? g_default_threads : HardwareThreads());
     g_default_ptr.store(g_default.get(), std::memory_order_release);
   }
   return *g_default;
@@ -139,12 +141,13 @@ void ThreadPool::MarkComputeThread() {
 
 void ThreadPool::WorkerLoop(int index) {
   MarkComputeThread();
-  t_in_job = true;  // a worker only ever runs jobs: its nested parallel calls go inline
+  t_in_job = true;    // a worker only ever runs jobs: its nested parallel calls go inline
   uint64_t seen = 0;  // generation 0 is never a job
   for (;;) {
     uint64_t s = state_.load(std::memory_order_acquire);
     const auto spin_start = std::chrono::steady_clock::now();
-    const auto spin_limit = std::chrono::microseconds(g_idle_spin_us.load(std::memory_order_relaxed));
+    const auto spin_limit =
+        std::chrono::microseconds(g_idle_spin_us.load(std::memory_order_relaxed));
     for (int spins = 0; (s >> 32) == seen; ++spins) {
       CpuRelax();
       if ((spins & 255) == 255 && std::chrono::steady_clock::now() - spin_start > spin_limit) {

@@ -75,7 +75,7 @@ class ThreadPool {
 
   std::mutex run_mu_;  // one Run() at a time; try_lock'ed, a busy pool runs jobs inline
   const std::function<void(int)>* job_ = nullptr;  // written by Run() before publishing state_
-  uint64_t generation_ = 0;                         // guarded by run_mu_
+  uint64_t generation_ = 0;                        // guarded by run_mu_
   // (generation << 32) | kClosed | workers inside the job. Run() stores a new generation
   // (release: publishes job_); a worker joins with a CAS that increments the count while the
   // job is open (acquire: sees job_) and leaves with a decrement (release: its writes are

@@ -60,12 +60,13 @@ void MakeResident(std::span<const MappedRegion> regions, LoadProgress* progress)
     pieces.back().bytes += r.bytes - accounted;
     pieces.back().tensors = 1;
   }
-  ThreadPool::Default().ParallelForDynamic(
-      static_cast<int64_t>(pieces.size()), [&](int64_t i, int) {
-        const Piece& piece = pieces[static_cast<size_t>(i)];
-        Populate(piece.begin, piece.end);
-        if (progress != nullptr) progress->Add(piece.bytes, piece.tensors);
-      });
+  ThreadPool::Default().ParallelForDynamic(static_cast<int64_t>(pieces.size()),
+                                           [&](int64_t i, int) {
+                                             const Piece& piece = pieces[static_cast<size_t>(i)];
+                                             Populate(piece.begin, piece.end);
+                                             if (progress != nullptr)
+                                               progress->Add(piece.bytes, piece.tensors);
+                                           });
 }
 
 }  // namespace dsv3::engine

@@ -83,8 +83,7 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
           absl::StrCat("hidden size ", d->hidden, " where the model has ", hidden));
     }
     absl::StatusOr<experts::DispatchView> view =
-        st.ok() ? experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs,
-                                            hidden)
+        st.ok() ? experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, hidden)
                 : absl::StatusOr<experts::DispatchView>(st);
     if (!view.ok()) {
       server_.Reply(*d, view.status(), nullptr, nullptr, holding.placement.version);
@@ -129,14 +128,13 @@ void ExpertComputeLoop::RunLayer(const ExpertHolding& holding, int64_t layer,
     queue_ns_.fetch_add(absl::ToInt64Nanoseconds(start - d->arrived));
   }
   const absl::Status status =
-      engine::ComputeExpertPairs(holding.model->weights(), layer, x, hidden,
-                                 pair_token.data(), pair_expert.data(), pairs, ys.data());
+      engine::ComputeExpertPairs(holding.model->weights(), layer, x, hidden, pair_token.data(),
+                                 pair_expert.data(), pairs, ys.data());
   compute_ns_.fetch_add(absl::ToInt64Nanoseconds(absl::Now() - start));
   batches_.fetch_add(1);
   int64_t offset = 0;
   for (size_t i = 0; i < ok.size(); ++i) {
-    server_.Reply(*ok[i], status, ys_owner, ys.data() + offset * hidden,
-                  holding.placement.version);
+    server_.Reply(*ok[i], status, ys_owner, ys.data() + offset * hidden, holding.placement.version);
     offset += static_cast<int64_t>(views[i].pair_expert.size());
   }
   dispatches_.fetch_add(static_cast<int64_t>(ok.size()));

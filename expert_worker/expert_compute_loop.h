@@ -22,7 +22,7 @@ struct ExpertLoadSnapshot {
   std::vector<int64_t> tokens;  // [moe layer index, expert]
   int64_t queue_ns = 0;
   int64_t compute_ns = 0;
-  int64_t batches = 0;    // grouped computations run
+  int64_t batches = 0;     // grouped computations run
   int64_t dispatches = 0;  // dispatch messages answered
 };
 

@@ -19,9 +19,9 @@ ExpertService::ExpertService(ExpertShard& shard, transport::UcxContext& ucx,
 grpc::Status ExpertService::Join(grpc::ServerContext*, const v1::JoinRequest* request,
                                  v1::JoinResponse* response) {
   if (!request->config_hash().empty() && request->config_hash() != config_hash_) {
-    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
-        "model config mismatch: member ", request->member_id(), " has ", request->config_hash(),
-        ", this expert worker ", config_hash_)));
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        absl::StrCat("model config mismatch: member ", request->member_id(), " has ",
+                     request->config_hash(), ", this expert worker ", config_hash_)));
   }
   if (request->transport() != v1::EXPERT_TRANSPORT_UCX &&
       request->transport() != v1::EXPERT_TRANSPORT_UNSPECIFIED) {
@@ -53,8 +53,7 @@ grpc::Status ExpertService::GetPlacement(grpc::ServerContext*, const v1::GetPlac
   return grpc::Status::OK;
 }
 
-grpc::Status ExpertService::ApplyPlacement(grpc::ServerContext*,
-                                           const v1::ExpertPlacement* request,
+grpc::Status ExpertService::ApplyPlacement(grpc::ServerContext*, const v1::ExpertPlacement* request,
                                            v1::ApplyPlacementResponse* response) {
   experts::ExpertPlacement next = experts::PlacementFromProto(*request);
   const int64_t version = next.version;

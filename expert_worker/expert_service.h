@@ -6,23 +6,23 @@
 // (from the EPLB rebalancer), WatchExpertLoad (tokens per expert, queue and compute time
 // since the previous report of that stream).
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/ucx/ucx_expert_server.h"
 #include "transport/ucx/ucx_context.h"
+#include "transport/ucx/ucx_expert_server.h"
 
 namespace dsv3::expert {
 
 class ExpertService final : public v1::Expert::Service {
  public:
-  ExpertService(ExpertShard& shard, transport::UcxContext& ucx,
-                transport::UcxExpertServer& server, ExpertComputeLoop& loop);
+  ExpertService(ExpertShard& shard, transport::UcxContext& ucx, transport::UcxExpertServer& server,
+                ExpertComputeLoop& loop);
 
   grpc::Status Join(grpc::ServerContext* context, const v1::JoinRequest* request,
                     v1::JoinResponse* response) override;

@@ -21,8 +21,8 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
                                                                int32_t worker_index,
                                                                int32_t num_workers) {
   if (num_workers < 1 || worker_index < 0 || worker_index >= num_workers) {
-    return absl::InvalidArgumentError(absl::StrCat("shard index ", worker_index,
-                                                   " is not in [0, ", num_workers, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard index ", worker_index, " is not in [0, ", num_workers, ")"));
   }
   absl::StatusOr<engine::ModelConfig> config = engine::LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -40,8 +40,7 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
 }
 
 absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
-    const experts::ExpertPlacement& placement,
-    const experts::ExpertPlacement* previous) const {
+    const experts::ExpertPlacement& placement, const experts::ExpertPlacement* previous) const {
   absl::Status valid = placement.Validate(moe_layers_, config_.n_routed_experts);
   if (!valid.ok()) return valid;
   if (worker_index_ >= placement.num_workers) {

@@ -23,7 +23,7 @@ namespace dsv3::expert {
 
 struct ExpertHolding {
   std::shared_ptr<const engine::Model> model;  // role kRoutedExperts
-  experts::ExpertPlacement placement;        // the map in effect
+  experts::ExpertPlacement placement;          // the map in effect
   int64_t experts_held = 0;                    // (layer, expert) pairs loaded
   int64_t expert_bytes = 0;                    // their checkpoint bytes
 };
@@ -49,8 +49,7 @@ class ExpertShard {
  private:
   ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index);
   absl::StatusOr<std::shared_ptr<const ExpertHolding>> LoadHolding(
-      const experts::ExpertPlacement& placement,
-      const experts::ExpertPlacement* previous) const;
+      const experts::ExpertPlacement& placement, const experts::ExpertPlacement* previous) const;
 
   const std::string dir_;
   const engine::ModelConfig config_;

@@ -10,8 +10,8 @@
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_service.h"
 #include "expert_worker/expert_shard.h"
-#include "transport/ucx/ucx_expert_server.h"
 #include "transport/nccl/nccl_support.h"
+#include "transport/ucx/ucx_expert_server.h"
 #include "worker_common/process_flags.h"
 
 ABSL_FLAG(int, num_shards, 1, "Expert workers in the cluster (the default placement's size).");
@@ -40,13 +40,13 @@ int main(int argc, char** argv) {
         auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
         if (!ucx.ok()) return ucx.status();
         std::shared_ptr<dsv3::transport::UcxContext> context = std::move(*ucx);
-        auto server = dsv3::transport::UcxExpertServer::Create(
-            *context, absl::GetFlag(FLAGS_shard_index));
+        auto server =
+            dsv3::transport::UcxExpertServer::Create(*context, absl::GetFlag(FLAGS_shard_index));
         if (!server.ok()) return server.status();
         std::shared_ptr<dsv3::transport::UcxExpertServer> transport_server = std::move(*server);
         std::shared_ptr<dsv3::expert::ExpertShard> shared_shard = std::move(*shard);
-        auto compute = std::make_shared<dsv3::expert::ExpertComputeLoop>(*shared_shard,
-                                                                         *transport_server);
+        auto compute =
+            std::make_shared<dsv3::expert::ExpertComputeLoop>(*shared_shard, *transport_server);
         loop = compute.get();
         auto svc = std::make_unique<dsv3::expert::ExpertService>(*shared_shard, *context,
                                                                  *transport_server, *compute);

@@ -35,8 +35,8 @@ absl::StatusOr<DispatchPlan> PlanDispatch(const ExpertPlacement::Layer& layer,
         }
       }
       if (live.empty()) {
-        return absl::UnavailableError(absl::StrCat("no expert worker up holds expert ", e,
-                                                   " of layer ", layer.layer));
+        return absl::UnavailableError(
+            absl::StrCat("no expert worker up holds expert ", e, " of layer ", layer.layer));
       }
       const int32_t w = live[turn[static_cast<size_t>(e)]++ % live.size()];
       DispatchPlan::Destination& d = plan.destinations[static_cast<size_t>(w)];

@@ -66,8 +66,7 @@ absl::StatusOr<DispatchPlan> PlanDispatch(const ExpertPlacement::Layer& layer,
 // Wire layout of one destination's dispatch payload: the rows' hidden states
 // ([rows, hidden] f32), then the pairs ([pairs] x {int32 row index, int32 expert}).
 int64_t DispatchPayloadBytes(int64_t rows, int64_t pairs, int64_t hidden);
-void PackDispatch(const DispatchPlan::Destination& d, const float* x, int64_t hidden,
-                  uint8_t* out);
+void PackDispatch(const DispatchPlan::Destination& d, const float* x, int64_t hidden, uint8_t* out);
 
 // A received dispatch payload, checked: sizes agree and every pair's row index is in range.
 struct DispatchView {

@@ -14,7 +14,6 @@
 namespace dsv3::experts {
 namespace {
 
-
 // Slots per worker for `total` copies on `n` workers: equal, the remainder one each to the
 // workers from `offset` on (wrapping), so rotating `offset` over layers evens the totals.
 std::vector<int64_t> SlotCaps(int64_t total, int64_t n, int64_t offset) {

@@ -47,11 +47,9 @@ struct EplbOptions {
 // Every expert keeps at least one replica; no worker holds an expert twice. Deterministic.
 // InvalidArgument on bad input (no layers, ragged or negative loads, num_workers <= 0,
 // redundant_per_layer < 0 or more copies than num_experts * num_workers, bad hierarchy).
-absl::StatusOr<ExpertPlacement> RebalanceExperts(const ExpertLoad& load,
-                                                            int32_t num_workers,
-                                                            int32_t redundant_per_layer,
-                                                            int64_t new_version,
-                                                            const EplbOptions& options = {});
+absl::StatusOr<ExpertPlacement> RebalanceExperts(const ExpertLoad& load, int32_t num_workers,
+                                                 int32_t redundant_per_layer, int64_t new_version,
+                                                 const EplbOptions& options = {});
 
 // Load imbalance of `placement` under `load`: a replicated expert's tokens count evenly on its
 // replicas. Layers of `load` missing from `placement`, and experts beyond a placement layer's

@@ -42,21 +42,18 @@ absl::Status ExpertPlacement::Validate(const std::vector<int64_t>& moe_layers,
                                        int64_t num_experts) const {
   if (num_workers <= 0) return absl::InvalidArgumentError("placement has no workers");
   if (layers.size() != moe_layers.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("placement covers ", layers.size(),
-                                                   " MoE layers, the model has ",
-                                                   moe_layers.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "placement covers ", layers.size(), " MoE layers, the model has ", moe_layers.size()));
   }
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     if (l.layer != moe_layers[i]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("placement layer ", l.layer, " where the model has MoE layer ",
-                       moe_layers[i]));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "placement layer ", l.layer, " where the model has MoE layer ", moe_layers[i]));
     }
     if (static_cast<int64_t>(l.replicas.size()) != num_experts) {
-      return absl::InvalidArgumentError(absl::StrCat("placement layer ", l.layer, " has ",
-                                                     l.replicas.size(), " experts, not ",
-                                                     num_experts));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "placement layer ", l.layer, " has ", l.replicas.size(), " experts, not ", num_experts));
     }
     for (size_t e = 0; e < l.replicas.size(); ++e) {
       const std::vector<int32_t>& r = l.replicas[e];
@@ -67,8 +64,8 @@ absl::Status ExpertPlacement::Validate(const std::vector<int64_t>& moe_layers,
       std::set<int32_t> seen;
       for (int32_t w : r) {
         if (w < 0 || w >= num_workers || !seen.insert(w).second) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "expert ", e, " of layer ", l.layer, ": bad or repeated worker ", w));
+          return absl::InvalidArgumentError(
+              absl::StrCat("expert ", e, " of layer ", l.layer, ": bad or repeated worker ", w));
         }
       }
     }
@@ -76,9 +73,8 @@ absl::Status ExpertPlacement::Validate(const std::vector<int64_t>& moe_layers,
   return absl::OkStatus();
 }
 
-ExpertPlacement DefaultExpertPlacement(const std::vector<int64_t>& moe_layers,
-                                       int64_t num_experts, int64_t n_group,
-                                       int32_t num_workers) {
+ExpertPlacement DefaultExpertPlacement(const std::vector<int64_t>& moe_layers, int64_t num_experts,
+                                       int64_t n_group, int32_t num_workers) {
   ExpertPlacement p;
   p.version = 1;
   p.num_workers = num_workers;

@@ -43,8 +43,8 @@ struct ExpertPlacement {
 // groups go to a worker when there are at least as many groups as workers, so a token's
 // experts (at most topk_group groups) live on at most topk_group workers; with more workers
 // than groups each group is split over as few workers as possible.
-ExpertPlacement DefaultExpertPlacement(const std::vector<int64_t>& moe_layers,
-                                       int64_t num_experts, int64_t n_group, int32_t num_workers);
+ExpertPlacement DefaultExpertPlacement(const std::vector<int64_t>& moe_layers, int64_t num_experts,
+                                       int64_t n_group, int32_t num_workers);
 
 }  // namespace dsv3::experts
 

@@ -14,7 +14,6 @@
 namespace dsv3::experts {
 namespace {
 
-
 // "[::1]:5" and "::1:5" name the same endpoint; ResolveAddresses brackets IPv6 hosts, a pod's
 // $(POD_IP) does not.
 std::string Unbracketed(const std::string& address) {
@@ -51,12 +50,11 @@ absl::StatusOr<std::unique_ptr<ExpertRebalancer>> ExpertRebalancer::Start(
     return absl::InvalidArgumentError(
         "EPLB needs the expert workers: --expert_workers or --expert_dns");
   }
-  if (options.interval < absl::ZeroDuration() ||
-      (options.interval == absl::ZeroDuration() &&
-       options.failover_after <= absl::ZeroDuration())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "EPLB needs an interval > 0 or failover, got interval ",
-        absl::FormatDuration(options.interval)));
+  if (options.interval < absl::ZeroDuration() || (options.interval == absl::ZeroDuration() &&
+                                                  options.failover_after <= absl::ZeroDuration())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EPLB needs an interval > 0 or failover, got interval ",
+                     absl::FormatDuration(options.interval)));
   }
   if (!(options.min_gain >= 0 && options.min_gain < 1)) {
     return absl::InvalidArgumentError(
@@ -81,8 +79,7 @@ absl::StatusOr<std::unique_ptr<ExpertRebalancer>> ExpertRebalancer::Start(
                    << " get their experts copied to the live ones";
   } else {
     DSV3_LOG(INFO) << "EPLB: rebalancing the routed experts every "
-                   << absl::FormatDuration(r->options_.interval)
-                   << " (redundant copies per layer: "
+                   << absl::FormatDuration(r->options_.interval) << " (redundant copies per layer: "
                    << (r->options_.redundant_per_layer < 0
                            ? std::string("one per expert worker")
                            : absl::StrCat(r->options_.redundant_per_layer))
@@ -444,10 +441,9 @@ void ExpertRebalancer::Failover() {
   absl::Status st;
   for (PlacementStep& step : steps) {
     // Only live workers are asked; a returning one gets the placement from ConvergeStale.
-    step.erase(std::remove_if(step.begin(), step.end(),
-                              [&](const PlacementApply& a) {
-                                return !live[static_cast<size_t>(a.worker)];
-                              }),
+    step.erase(std::remove_if(
+                   step.begin(), step.end(),
+                   [&](const PlacementApply& a) { return !live[static_cast<size_t>(a.worker)]; }),
                step.end());
     if (step.empty()) continue;
     st = ApplyStep(step);

@@ -2,10 +2,10 @@
 #define DSV3_EXPERTS_EXPERT_REBALANCER_H_
 
 // EPLB in a live cluster (the dsv3-rebalancer process): it watches every expert worker's
-// WatchExpertLoad stream, adds up the tokens per (layer, expert) over a window, and once per interval weighs the
-// placement in effect against RebalanceExperts' proposal on that window's load. A proposal
-// that lowers the imbalance (max/mean tokens per worker) by more than min_gain is applied
-// to every expert worker with ApplyPlacement.
+// WatchExpertLoad stream, adds up the tokens per (layer, expert) over a window, and once per
+// interval weighs the placement in effect against RebalanceExperts' proposal on that window's load.
+// A proposal that lowers the imbalance (max/mean tokens per worker) by more than min_gain is
+// applied to every expert worker with ApplyPlacement.
 //
 // The switch never routes a token to a worker that does not hold its expert yet. An
 // attention worker takes the newest placement any expert worker announces, so a plain "apply
@@ -21,9 +21,12 @@
 // effect and re-applied to every worker that reports an older one (which is also how an
 // expert worker that restarted, back on the default map, gets the current one again).
 //
-// With several rebalancer replicas (a rolling update) only one must act (two could apply different maps under the
-// same version): with leader_dns set, a replica acts only while its self_address is the lowest
-// address that name resolves to (the rebalancers' headless Service); the others only watch.
+// With several rebalancer replicas (a rolling update) only one must act (two could apply different
+// maps under the same version): with leader_dns set, a replica acts only while its self_address is
+// the lowest address that name resolves to (the rebalancers' headless Service); the others only
+// watch.
+
+#include <grpcpp/grpcpp.h>
 
 #include <cstdint>
 #include <map>
@@ -32,16 +35,14 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "experts/eplb.h"
-#include "experts/rebalance_plan.h"
 #include "experts/expert_placement.h"
+#include "experts/rebalance_plan.h"
 
 namespace dsv3::experts {
 

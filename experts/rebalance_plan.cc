@@ -9,7 +9,6 @@
 namespace dsv3::experts {
 namespace {
 
-
 std::string Figures(const Imbalance& i) {
   return absl::StrFormat("%.3f (per step %.3f)", i.overall, i.per_step);
 }

@@ -34,9 +34,9 @@ class ExpertLoadWindow {
 
 // One interval's decision.
 struct RebalanceDecision {
-  int64_t tokens = 0;                    // routed (token, expert) pairs in the window
-  Imbalance current;                     // the placement in effect on the window's load
-  Imbalance proposed;                    // RebalanceExperts' placement on the same load
+  int64_t tokens = 0;         // routed (token, expert) pairs in the window
+  Imbalance current;          // the placement in effect on the window's load
+  Imbalance proposed;         // RebalanceExperts' placement on the same load
   ExpertPlacement placement;  // the proposal (version new_version)
   bool apply = false;
   std::string reason;  // why (not), with the figures, for the log
@@ -60,17 +60,15 @@ using PlacementStep = std::vector<PlacementApply>;
 // Versions first_version, first_version + 1, ...; `to` gets the highest. Both maps must have
 // the same layers, experts and workers; worker_addresses are `to`'s.
 std::vector<PlacementStep> PlanPlacementSwitch(const ExpertPlacement& from,
-                                               const ExpertPlacement& to,
-                                               int64_t first_version);
+                                               const ExpertPlacement& to, int64_t first_version);
 
 // Failover: `current` plus, for every expert whose copies are all on workers with
 // gone[w], one copy on the live[w] worker holding the fewest copies of that layer. `added`
 // (optional) gets how many copies were added; 0 (and `current` unchanged) when nothing needs
 // one or no worker is live.
 ExpertPlacement AddCopiesForGoneWorkers(const ExpertPlacement& current,
-                                                   const std::vector<bool>& live,
-                                                   const std::vector<bool>& gone,
-                                                   int64_t* added);
+                                        const std::vector<bool>& live,
+                                        const std::vector<bool>& gone, int64_t* added);
 
 }  // namespace dsv3::experts
 

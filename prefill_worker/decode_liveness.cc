@@ -22,9 +22,9 @@ absl::Status DecodeLiveness::Probe::Check() {
   // A channel in backoff may be stale (the worker came back): try again now, and count.
   grpc::experimental::ChannelResetConnectionBackoff(channel_.get());
   if (++failures_ < kFailuresInARow) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("decode worker ", address_, " does not answer (its gRPC port refuses "
-                   "connections) while the KV transfer waits"));
+  return absl::UnavailableError(absl::StrCat("decode worker ", address_,
+                                             " does not answer (its gRPC port refuses "
+                                             "connections) while the KV transfer waits"));
 }
 
 }  // namespace dsv3::prefill

@@ -7,10 +7,10 @@
 // blocked. The flush asks this every 100 ms instead (PutBatch::Flush), and gives up once the
 // decode worker's gRPC port has refused connections for a few checks in a row.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -39,8 +39,7 @@ class DecodeLiveness {
 
  private:
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<grpc::Channel>> channels_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dsv3::prefill

@@ -24,8 +24,8 @@ int main(int argc, char** argv) {
         options.scheduler.chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
         options.scheduler.transfer_timeout = absl::GetFlag(FLAGS_kv_transfer_timeout);
         auto created = dsv3::prefill::PrefillService::Create(
-            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model),
-            *resources->ucx, options);
+            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model), *resources->ucx,
+            options);
         if (!created.ok()) return created.status();
         service = created->get();
         dsv3::ServerParts parts;

@@ -4,9 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "engine/thread_pool.h"
 #include "common/serving_metrics.h"
 #include "engine/mtp.h"
+#include "engine/thread_pool.h"
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::prefill {
@@ -64,9 +64,9 @@ absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
   if (job->target.has_value()) {
     auto transfer = writer_.Begin(*job->target);
     if (!transfer.ok()) {
-      return absl::Status(transfer.status().code(),
-                          absl::StrCat("decode worker ", job->decode_address, ": ",
-                                       transfer.status().message()));
+      return absl::Status(
+          transfer.status().code(),
+          absl::StrCat("decode worker ", job->decode_address, ": ", transfer.status().message()));
     }
     active->transfer = std::move(*transfer);
   }
@@ -99,9 +99,9 @@ absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
       pending.transfer = std::move(*transfer);
     } else {
       // The job cannot write there: it fails with the reason, and so does this call.
-      result = absl::Status(transfer.status().code(),
-                            absl::StrCat("decode worker ", update.decode_address, ": ",
-                                         transfer.status().message()));
+      result = absl::Status(
+          transfer.status().code(),
+          absl::StrCat("decode worker ", update.decode_address, ": ", transfer.status().message()));
       pending.cancel = result;
     }
   }
@@ -210,9 +210,8 @@ void PrefillScheduler::Loop() {
       if (absl::Status s = pool_->Reserve(a->kv, done + n); !s.ok()) {
         // It cannot ever fit only if no other job holds blocks that will come back.
         const bool others_hold_blocks =
-            std::any_of(running_.begin(), running_.end(), [&](const auto& b) {
-              return b.get() != a.get() && !b->kv.blocks.empty();
-            });
+            std::any_of(running_.begin(), running_.end(),
+                        [&](const auto& b) { return b.get() != a.get() && !b->kv.blocks.empty(); });
         if (chunks.empty() && !others_hold_blocks) a->failure = s;
         break;
       }
@@ -261,17 +260,18 @@ void PrefillScheduler::RunStep(std::vector<Chunk>& chunks) {
   for (Chunk& c : chunks) {
     if (c.request->first_step == absl::InfinitePast()) {
       c.request->first_step = absl::Now();
-      Metrics().queue_time_seconds.WithLabels({options_.model_name})
+      Metrics()
+          .queue_time_seconds.WithLabels({options_.model_name})
           .Observe(absl::ToDoubleSeconds(c.request->first_step - c.request->enqueued));
     }
     c.request->step_begin = c.begin;
     c.request->step_end = c.begin + c.count;
     inputs.push_back(engine::SequenceInput{
-        std::span<const int32_t>(c.request->job->prompt).subspan(c.begin, c.count),
-        &c.request->kv, false});
+        std::span<const int32_t>(c.request->job->prompt).subspan(c.begin, c.count), &c.request->kv,
+        false});
   }
-  const bool mtp = model_.has_mtp() &&
-                   pool_->layout().num_layers > model_.config().num_hidden_layers;
+  const bool mtp =
+      model_.has_mtp() && pool_->layout().num_layers > model_.config().num_hidden_layers;
   engine::ForwardOptions options;
   options.return_hidden = mtp;
   // Each layer's rows leave for the decode workers while the next layer computes.
@@ -350,8 +350,8 @@ void PrefillScheduler::SendLayer(Chunk& c, int64_t layer, int64_t begin, int64_t
   SendRows(a, layer, layer + 1, begin, begin + count);
 }
 
-void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_layer,
-                                int64_t begin, int64_t end) {
+void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_layer, int64_t begin,
+                                int64_t end) {
   const int64_t block_size = pool_->layout().block_size;
   const int64_t main_layers = model_.config().num_hidden_layers;
   const int64_t prompt = static_cast<int64_t>(a.job->prompt.size());
@@ -367,8 +367,7 @@ void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_laye
                                                 static_cast<int>(run), rows);
       if (!s.ok()) {
         a.failure = absl::Status(s.code(), absl::StrCat("KV transfer to decode worker ",
-                                                        a.job->decode_address, ": ",
-                                                        s.message()));
+                                                        a.job->decode_address, ": ", s.message()));
         return;
       }
       pos += run;
@@ -408,10 +407,9 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   const absl::Time flush_start = absl::Now();
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
   DecodeLiveness::Probe probe = liveness_.ProbeFor(job.decode_address);
-  if (absl::Status s = a.transfer->Flush(deadline, [&probe] { return probe.Check(); });
-      !s.ok()) {
-    a.failure = absl::Status(s.code(), absl::StrCat("decode worker ", job.decode_address, ": ",
-                                                    s.message()));
+  if (absl::Status s = a.transfer->Flush(deadline, [&probe] { return probe.Check(); }); !s.ok()) {
+    a.failure = absl::Status(s.code(),
+                             absl::StrCat("decode worker ", job.decode_address, ": ", s.message()));
     return;
   }
   const ServingMetrics& m = Metrics();

@@ -53,7 +53,7 @@ struct PrefillJob {
   engine::SamplingParams sampling;
   int32_t logprobs = 0;
   std::optional<transport::KvWriteTarget> target;  // absent: comes with Update
-  std::string decode_address;  // for error messages
+  std::string decode_address;                      // for error messages
   absl::Time deadline = absl::InfiniteFuture();
   // True once the caller has gone (the call was cancelled); polled between steps.
   std::function<bool()> caller_gone;
@@ -78,8 +78,8 @@ struct PrefillLoad {
 class PrefillScheduler {
  public:
   static absl::StatusOr<std::unique_ptr<PrefillScheduler>> Create(
-      const engine::Model& model, const engine::KvCacheLayout& layout,
-      transport::KvWriter& writer, PrefillSchedulerOptions options);
+      const engine::Model& model, const engine::KvCacheLayout& layout, transport::KvWriter& writer,
+      PrefillSchedulerOptions options);
   // Stops the loop; queued requests end with UNAVAILABLE.
   ~PrefillScheduler();
 
@@ -93,7 +93,7 @@ class PrefillScheduler {
  private:
   struct Active {
     std::unique_ptr<PrefillJob> job;
-    engine::KvSequence kv;  // in the local pool
+    engine::KvSequence kv;                            // in the local pool
     std::unique_ptr<transport::KvTransfer> transfer;  // null until the destination is known
     absl::Status failure;
     absl::Time enqueued;

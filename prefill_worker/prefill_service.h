@@ -24,9 +24,10 @@ struct PrefillServiceOptions {
 class PrefillService final : public v1::Worker::CallbackService {
  public:
   // `layout`: the local KV pool; decode workers must use the same layout (but pool size).
-  static absl::StatusOr<std::unique_ptr<PrefillService>> Create(
-      const engine::Model& model, const engine::KvCacheLayout& layout,
-      transport::UcxContext& ucx, PrefillServiceOptions options);
+  static absl::StatusOr<std::unique_ptr<PrefillService>> Create(const engine::Model& model,
+                                                                const engine::KvCacheLayout& layout,
+                                                                transport::UcxContext& ucx,
+                                                                PrefillServiceOptions options);
   ~PrefillService() override;
 
   grpc::ServerUnaryReactor* Prefill(grpc::CallbackServerContext* context,

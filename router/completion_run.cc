@@ -45,8 +45,7 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
                                            response_.logprobs().end());
     const bool last = response_.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
     if (last) saw_finish_ = true;
-    if (run_->Emit(ids, logprobs, response_.finish_reason(),
-                   last ? &response_.usage() : nullptr)) {
+    if (run_->Emit(ids, logprobs, response_.finish_reason(), last ? &response_.usage() : nullptr)) {
       stopped_by_router_ = true;
       context_->TryCancel();  // the decode worker frees the sequence's blocks
       return;
@@ -61,9 +60,9 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
       result = status.ok() ? absl::UnavailableError("decode stream ended without a finish")
                            : FromGrpcStatus(status);
       if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-        result = absl::UnavailableError(absl::StrCat("decode worker ", run->decode_.address,
-                                                     " failed mid-stream: ",
-                                                     status.error_message()));
+        result =
+            absl::UnavailableError(absl::StrCat("decode worker ", run->decode_.address,
+                                                " failed mid-stream: ", status.error_message()));
       }
     }
     run->Finish(result);
@@ -80,8 +79,8 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
 };
 
 CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
-                             WorkerRegistry& workers, DelayedTasks& delayed,
-                             ResponseFn on_response, DoneFn on_done)
+                             WorkerRegistry& workers, DelayedTasks& delayed, ResponseFn on_response,
+                             DoneFn on_done)
     : plan_(std::move(plan)),
       index_(index),
       workers_(workers),
@@ -131,9 +130,10 @@ void CompletionRun::ReserveOn(WorkerView decode) {
     }
   }
   if (over) return Settle();
-  workers_.NoteAssigned(decode.address,
-                        (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
-                            std::max(1, decode.info.kv_layout().block_size()) + 1);
+  workers_.NoteAssigned(
+      decode.address, (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
+                              std::max(1, decode.info.kv_layout().block_size()) +
+                          1);
   reserve_request_.set_request_id(plan_->request_id);
   reserve_request_.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
   reserve_request_.set_max_new_tokens(plan_->sampling.max_tokens());
@@ -148,7 +148,8 @@ void CompletionRun::ReserveOn(WorkerView decode) {
 
 void CompletionRun::OnReserved(const grpc::Status& status) {
   if (status.ok()) {
-    Metrics().reserve_seconds.WithLabels({plan_->model_name})
+    Metrics()
+        .reserve_seconds.WithLabels({plan_->model_name})
         .Observe(absl::ToDoubleSeconds(absl::Now() - reserve_sent_));
     std::optional<WorkerView> attach_to;
     uint64_t job_id = 0;
@@ -188,10 +189,10 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
   if (IsCancelled()) {
     return FailBeforeDecode(absl::CancelledError("cancelled"), /*reserve_ended=*/true);
   }
-  FailBeforeDecode(absl::Status(FromGrpcStatus(status).code(),
-                                absl::StrCat("decode worker ", decode_address, ": ",
-                                             status.error_message())),
-                   /*reserve_ended=*/true);
+  FailBeforeDecode(
+      absl::Status(FromGrpcStatus(status).code(),
+                   absl::StrCat("decode worker ", decode_address, ": ", status.error_message())),
+      /*reserve_ended=*/true);
 }
 
 void CompletionRun::WaitForCapacity(const absl::Status& last_error) {
@@ -245,9 +246,8 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
         // The lease is granted already (a retry): the destination goes with the prompt.
         *prefill_request_.mutable_destination() = destination_;
         lease_shared_ = true;
-        deadline = std::min(deadline,
-                            absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) -
-                                kLeaseMargin);
+        deadline = std::min(
+            deadline, absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) - kLeaseMargin);
       } else {
         prefill_request_.clear_destination();
         lease_shared_ = false;
@@ -312,9 +312,9 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   }
   if (ended) return Settle();  // frees the lease, reports a cancellation
   if (!status.ok()) {
-    const absl::Status failure(FromGrpcStatus(status).code(),
-                               absl::StrCat("prefill worker ", address, ": ",
-                                            status.error_message()));
+    const absl::Status failure(
+        FromGrpcStatus(status).code(),
+        absl::StrCat("prefill worker ", address, ": ", status.error_message()));
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < lease_end &&
         absl::Now() < plan_->deadline) {
       auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
@@ -493,8 +493,8 @@ void CompletionRun::Settle() {
       delayed_.RunAt(release_not_before_, [self] { self->Settle(); });
     }
     reason = cancelled_ ? "client cancelled" : "request failed";
-    report_cancel = cancelled_ && !finished_ && !prefill_pending_ && !reserve_pending_ &&
-                    !decode_started_;
+    report_cancel =
+        cancelled_ && !finished_ && !prefill_pending_ && !reserve_pending_ && !decode_started_;
   }
   if (release) ReleaseLease(reason);
   if (report_cancel) Finish(absl::CancelledError("cancelled"));

@@ -17,13 +17,13 @@
 // A lease is released only once no prefill can write into it any more (its call returned),
 // so no KV write can land in blocks given to someone else.
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -70,8 +70,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   void PrefillOn(WorkerView prefill);
   void OnPrefilled(const grpc::Status& status);
   // UpdatePrefill: the destination (non-null) or a cancellation with `cancel` as reason.
-  void SendUpdate(const WorkerView& prefill, uint64_t job_id,
-                  const v1::KvDestination* destination, const std::string& cancel);
+  void SendUpdate(const WorkerView& prefill, uint64_t job_id, const v1::KvDestination* destination,
+                  const std::string& cancel);
   // Ends the request with `status` before its Decode; stops a running prefill.
   void FailBeforeDecode(const absl::Status& status, bool reserve_ended);
   // After every state change: frees a lease nothing will use once no prefill can write

@@ -13,8 +13,8 @@ size_t Utf8Floor(const std::string& s, size_t cut) {
 
 }  // namespace
 
-CompletionText::CompletionText(const tokenizer::Tokenizer* tokenizer,
-                               std::vector<std::string> stop, bool skip_special_tokens)
+CompletionText::CompletionText(const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stop,
+                               bool skip_special_tokens)
     : tokenizer_(tokenizer), stop_(std::move(stop)) {
   if (tokenizer_ != nullptr) {
     tokenizer::DecodeOptions options;
@@ -52,8 +52,7 @@ CompletionText::Delta CompletionText::Release(bool final) {
     pending_.clear();
     return d;
   }
-  size_t cut = final ? pending_.size()
-                     : (pending_.size() > hold_ ? pending_.size() - hold_ : 0);
+  size_t cut = final ? pending_.size() : (pending_.size() > hold_ ? pending_.size() - hold_ : 0);
   cut = Utf8Floor(pending_, cut);
   d.text = pending_.substr(0, cut);
   pending_.erase(0, cut);

@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
         options.model_name = absl::GetFlag(FLAGS_model_name);
         options.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
         options.default_timeout = absl::GetFlag(FLAGS_request_timeout);
-        auto backend = std::make_shared<dsv3::router::RouterBackend>(options, *registry,
-                                                                     std::move(tokenizer));
+        auto backend =
+            std::make_shared<dsv3::router::RouterBackend>(options, *registry, std::move(tokenizer));
         dsv3::ServerParts parts;
         // Destroyed in order, after the services: the backend, then the registry it uses.
         parts.keep_alive.push_back(backend);

@@ -20,19 +20,19 @@ absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64
   if (s.max_tokens() < 0) return Invalid("max_tokens must be >= 0");
   if (prompt_tokens >= context) {
     return Invalid(absl::StrCat("prompt of ", prompt_tokens,
-                                " tokens does not fit the model context of ", context,
-                                " tokens"));
+                                " tokens does not fit the model context of ", context, " tokens"));
   }
   if (s.max_tokens() == 0) {
-    s.set_max_tokens(static_cast<int32_t>(
-        std::min<int64_t>(default_max_tokens, context - prompt_tokens)));
+    s.set_max_tokens(
+        static_cast<int32_t>(std::min<int64_t>(default_max_tokens, context - prompt_tokens)));
   }
   if (prompt_tokens + s.max_tokens() > context) {
     return Invalid(absl::StrCat("prompt (", prompt_tokens, " tokens) + max_tokens (",
                                 s.max_tokens(), ") exceeds the model context of ", context,
                                 " tokens"));
   }
-  if (!(s.temperature() >= 0 && s.temperature() <= 2)) return Invalid("temperature must be in [0, 2]");
+  if (!(s.temperature() >= 0 && s.temperature() <= 2))
+    return Invalid("temperature must be in [0, 2]");
   if (!(s.top_p() >= 0 && s.top_p() <= 1)) return Invalid("top_p must be in [0, 1]");
   if (s.top_k() < 0) return Invalid("top_k must be >= 0");
   if (!(s.min_p() >= 0 && s.min_p() <= 1)) return Invalid("min_p must be in [0, 1]");
@@ -46,7 +46,8 @@ absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64
     return Invalid("frequency_penalty must be in [-2, 2]");
   }
   if (s.logprobs() < 0 || s.logprobs() > 20) return Invalid("logprobs must be in [0, 20]");
-  if (s.stop_size() > max_stops) return Invalid(absl::StrCat("at most ", max_stops, " stop strings"));
+  if (s.stop_size() > max_stops)
+    return Invalid(absl::StrCat("at most ", max_stops, " stop strings"));
   for (const auto& stop : s.stop()) {
     if (stop.empty()) return Invalid("stop strings must not be empty");
   }
@@ -64,8 +65,11 @@ class RequestGroup : public GenerateHandle, public std::enable_shared_from_this<
  public:
   RequestGroup(std::shared_ptr<GenerateObserver> observer, int n, std::string model,
                std::string request_id, absl::Time arrival)
-      : observer_(std::move(observer)), model_(std::move(model)),
-        request_id_(std::move(request_id)), arrival_(arrival), remaining_(n) {}
+      : observer_(std::move(observer)),
+        model_(std::move(model)),
+        request_id_(std::move(request_id)),
+        arrival_(arrival),
+        remaining_(n) {}
 
   void Add(std::shared_ptr<CompletionRun> run) { runs_.push_back(std::move(run)); }
 
@@ -156,8 +160,8 @@ absl::StatusOr<v1::WorkerInfo> RouterBackend::ServedModel(const std::string& req
   if (!info.has_value()) return absl::UnavailableError("no worker is up");
   const std::string name = options_.model_name.empty() ? info->model_name() : options_.model_name;
   if (!requested.empty() && requested != name) {
-    return absl::NotFoundError(absl::StrCat("model '", requested, "' is not served here (",
-                                            name, " is)"));
+    return absl::NotFoundError(
+        absl::StrCat("model '", requested, "' is not served here (", name, " is)"));
   }
   info->set_model_name(name);
   return *info;
@@ -196,8 +200,8 @@ absl::StatusOr<std::string> RouterBackend::RenderChat(const v1::ChatPrompt& chat
       nlohmann::ordered_json params = nlohmann::ordered_json::parse(
           t.parameters_json().empty() ? "{}" : t.parameters_json(), nullptr, false);
       if (params.is_discarded()) {
-        return absl::InvalidArgumentError(absl::StrCat("tool '", t.name(),
-                                                       "': parameters are not valid JSON"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tool '", t.name(), "': parameters are not valid JSON"));
       }
       options.tools.push_back(
           {{"type", "function"},
@@ -244,8 +248,9 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
     // Refused before it started: counted here (started requests count when they end).
     auto model = ServedModel("");
     Metrics()
-        .requests.WithLabels({model.ok() ? model->model_name() : request.model(),
-                              StatusLabel(handle.status().code())})
+        .requests
+        .WithLabels({model.ok() ? model->model_name() : request.model(),
+                     StatusLabel(handle.status().code())})
         .Increment();
   }
   return handle;
@@ -260,8 +265,8 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   if (prompt->empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (size_t i = 0; i < prompt->size(); ++i) {
     if ((*prompt)[i] < 0 || (*prompt)[i] >= model->vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", (*prompt)[i], " at position ",
-                                                     i, " is outside the vocabulary of ",
+      return absl::InvalidArgumentError(absl::StrCat("token id ", (*prompt)[i], " at position ", i,
+                                                     " is outside the vocabulary of ",
                                                      model->vocab_size()));
     }
   }
@@ -288,16 +293,18 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   if (!plan->sampling.ignore_eos() && tokenizer_ != nullptr && tokenizer_->eos_id().has_value()) {
     plan->eos_token_id = *tokenizer_->eos_id();
   }
-  plan->return_text = (!request.has_return_text() || request.return_text()) && tokenizer_ != nullptr;
+  plan->return_text =
+      (!request.has_return_text() || request.return_text()) && tokenizer_ != nullptr;
   plan->tokenizer = tokenizer_.get();
   plan->config_hash = model->config_hash();
   plan->arrival = absl::Now();
-  absl::Duration timeout =
-      request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms()) : options_.default_timeout;
+  absl::Duration timeout = request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms())
+                                                    : options_.default_timeout;
   plan->deadline = plan->arrival + timeout;
 
   plan->model_name = model->model_name();
-  Metrics().prompt_tokens.WithLabels({plan->model_name})
+  Metrics()
+      .prompt_tokens.WithLabels({plan->model_name})
       .Increment(static_cast<double>(plan->prompt.size() * n));
   auto group = std::make_shared<RequestGroup>(std::move(observer), n, plan->model_name,
                                               plan->request_id, plan->arrival);

@@ -120,8 +120,7 @@ void WorkerRegistry::Monitor(Worker* w) {
     {
       absl::MutexLock lock(&mu_);
       if (w->up) {
-        DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << w->address
-                          << " is down";
+        DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << w->address << " is down";
       }
       w->up = false;
       SetUpGauge(*w);
@@ -173,8 +172,8 @@ void WorkerRegistry::ResolveDns() {
       absl::MutexLock lock(&mu_);
       for (const auto& a : *addresses) AddWorker(a, kind);
       // Workers of this kind that came from DNS and no longer resolve leave.
-      const auto& statics = kind == WorkerKind::kPrefill ? options_.prefill_addresses
-                                                         : options_.decode_addresses;
+      const auto& statics =
+          kind == WorkerKind::kPrefill ? options_.prefill_addresses : options_.decode_addresses;
       for (auto it = workers_.begin(); it != workers_.end();) {
         Worker& w = *it->second;
         bool listed = std::count(addresses->begin(), addresses->end(), w.address) ||
@@ -215,8 +214,8 @@ absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
     if (best == nullptr || score(*w) < score(*best)) best = w.get();
   }
   if (best == nullptr) {
-    return absl::UnavailableError(absl::StrCat("no ", WorkerKindName(kind),
-                                               " worker is up", exclude.empty() ? "" : " (others tried)"));
+    return absl::UnavailableError(absl::StrCat("no ", WorkerKindName(kind), " worker is up",
+                                               exclude.empty() ? "" : " (others tried)"));
   }
   WorkerView v;
   v.address = best->address;
@@ -271,6 +270,5 @@ bool WorkerRegistry::WaitUntilReady(absl::Duration timeout) const {
   };
   return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
 }
-
 
 }  // namespace dsv3::router

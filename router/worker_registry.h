@@ -6,15 +6,15 @@
 // its WatchLoad stream; a worker whose stream breaks or goes quiet for `down_after` is taken
 // out, and put back as soon as it answers again.
 
+#include <grpcpp/grpcpp.h>
+
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -84,7 +84,6 @@ class WorkerRegistry {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread housekeeping_;
 };
-
 
 }  // namespace dsv3::router
 

@@ -92,16 +92,19 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(const nlohmann::json& 
       token.rstrip = t.value("rstrip", false);
       token.normalized = t.value("normalized", !token.special);
       if (t.value("single_word", false)) {
-        return absl::UnimplementedError(absl::StrCat(
-            "tokenizer.json: added token \"", token.content, "\" has single_word=true, which is not supported"));
+        return absl::UnimplementedError(
+            absl::StrCat("tokenizer.json: added token \"", token.content,
+                         "\" has single_word=true, which is not supported"));
       }
       if (token.content.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: added token ", token.id, " is empty"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer.json: added token ", token.id, " is empty"));
       }
       if (absl::Status s = ValidateUtf8(token.content); !s.ok()) return s;
       const int32_t index = static_cast<int32_t>(vocab.tokens_.size());
       if (!vocab.by_id_.emplace(token.id, index).second) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: added token id ", token.id, " repeats"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer.json: added token id ", token.id, " repeats"));
       }
       vocab.by_content_.emplace(token.content, index);
       (token.normalized ? vocab.normalized_trie_ : vocab.raw_trie_).Insert(token.content, index);
@@ -117,8 +120,8 @@ void AddedVocabulary::Split(absl::string_view text, std::vector<Segment>* out) c
   SplitPass(raw_trie_, text, out, &normalized_trie_);
 }
 
-void AddedVocabulary::SplitPass(const Trie& trie, absl::string_view text,
-                                std::vector<Segment>* out, const Trie* next_pass) const {
+void AddedVocabulary::SplitPass(const Trie& trie, absl::string_view text, std::vector<Segment>* out,
+                                const Trie* next_pass) const {
   auto emit_text = [&](size_t from, size_t to) {
     if (to <= from) return;
     if (next_pass != nullptr) {
@@ -127,8 +130,8 @@ void AddedVocabulary::SplitPass(const Trie& trie, absl::string_view text,
       out->push_back({text.substr(from, to - from), -1});
     }
   };
-  size_t pos = 0;       // start of text not yet emitted
-  size_t search = 0;    // where to look for the next match
+  size_t pos = 0;     // start of text not yet emitted
+  size_t search = 0;  // where to look for the next match
   size_t start, end;
   int32_t index;
   while (trie.Find(text, search, &start, &end, &index)) {

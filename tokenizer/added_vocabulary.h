@@ -11,11 +11,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace dsv3::tokenizer {
@@ -68,8 +68,8 @@ class AddedVocabulary {
   std::vector<AddedToken> tokens_;
   absl::flat_hash_map<int32_t, int32_t> by_id_;           // id -> index in tokens_
   absl::flat_hash_map<std::string, int32_t> by_content_;  // content -> index in tokens_
-  Trie raw_trie_;         // normalized == false
-  Trie normalized_trie_;  // normalized == true
+  Trie raw_trie_;                                         // normalized == false
+  Trie normalized_trie_;                                  // normalized == true
 };
 
 }  // namespace dsv3::tokenizer

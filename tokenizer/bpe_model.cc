@@ -30,11 +30,12 @@ bool IsNullOrEmpty(const nlohmann::json& v) {
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::json& model) {
   try {
-    if (!model.is_object()) return absl::InvalidArgumentError("tokenizer.json: \"model\" is not an object");
+    if (!model.is_object())
+      return absl::InvalidArgumentError("tokenizer.json: \"model\" is not an object");
     const std::string type = model.value("type", std::string("BPE"));
     if (type != "BPE") {
-      return absl::UnimplementedError(absl::StrCat(
-          "tokenizer.json: model type \"", type, "\" is not supported (only byte-level BPE)"));
+      return absl::UnimplementedError(absl::StrCat("tokenizer.json: model type \"", type,
+                                                   "\" is not supported (only byte-level BPE)"));
     }
     if (model.contains("dropout") && !model["dropout"].is_null() &&
         model["dropout"].get<double>() != 0.0) {
@@ -50,12 +51,14 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
     bpe->ignore_merges_ = model.value("ignore_merges", false);
 
     const nlohmann::json& vocab = model.at("vocab");
-    if (!vocab.is_object()) return absl::InvalidArgumentError("tokenizer.json: BPE vocab is not an object");
+    if (!vocab.is_object())
+      return absl::InvalidArgumentError("tokenizer.json: BPE vocab is not an object");
     bpe->token_to_id_.reserve(vocab.size());
     for (const auto& [token, id_json] : vocab.items()) {
       const int64_t id = id_json.get<int64_t>();
       if (id < 0 || id > INT32_MAX / 2) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: bad id ", id, " for \"", token, "\""));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer.json: bad id ", id, " for \"", token, "\""));
       }
       if (static_cast<size_t>(id) >= bpe->id_to_token_.size()) bpe->id_to_token_.resize(id + 1);
       bpe->id_to_token_[id] = token;
@@ -69,9 +72,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
       AppendCodePoint(alphabet.CodePoint(static_cast<uint8_t>(b)), &ch);
       auto it = bpe->token_to_id_.find(ch);
       if (it == bpe->token_to_id_.end()) {
-        return absl::UnimplementedError(absl::StrCat(
-            "tokenizer.json: BPE vocab lacks the byte-level token for byte 0x",
-            absl::Hex(b, absl::kZeroPad2), " (not a byte-level BPE vocab?)"));
+        return absl::UnimplementedError(
+            absl::StrCat("tokenizer.json: BPE vocab lacks the byte-level token for byte 0x",
+                         absl::Hex(b, absl::kZeroPad2), " (not a byte-level BPE vocab?)"));
       }
       bpe->byte_ids_[b] = it->second;
     }

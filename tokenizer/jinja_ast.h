@@ -14,20 +14,20 @@ namespace dsv3::tokenizer::jinja {
 
 struct Expr {
   enum class Kind {
-    kLiteral,   // json
-    kName,      // name
-    kList,      // kids
-    kTuple,     // kids
-    kDict,      // kids: key, value, key, value...
-    kMember,    // kids[0].name
-    kIndex,     // kids[0][kids[1]]
-    kSlice,     // kids[0][kids[1]:kids[2]:kids[3]] (null kids allowed)
-    kCall,      // kids[0](kids[1..], keywords) -- keyword args are the last keywords.size() kids
-    kFilter,    // kids[0] | name(kids[1..], keywords)
-    kTest,      // kids[0] is [not] name(kids[1..]); negate
-    kUnary,     // op kids[0]: "not", "-", "+"
-    kBinary,    // kids[0] op kids[1]
-    kTernary,   // kids[1] if kids[0] else kids[2] (kids[2] may be null)
+    kLiteral,  // json
+    kName,     // name
+    kList,     // kids
+    kTuple,    // kids
+    kDict,     // kids: key, value, key, value...
+    kMember,   // kids[0].name
+    kIndex,    // kids[0][kids[1]]
+    kSlice,    // kids[0][kids[1]:kids[2]:kids[3]] (null kids allowed)
+    kCall,     // kids[0](kids[1..], keywords) -- keyword args are the last keywords.size() kids
+    kFilter,   // kids[0] | name(kids[1..], keywords)
+    kTest,     // kids[0] is [not] name(kids[1..]); negate
+    kUnary,    // op kids[0]: "not", "-", "+"
+    kBinary,   // kids[0] op kids[1]
+    kTernary,  // kids[1] if kids[0] else kids[2] (kids[2] may be null)
   };
   Kind kind;
   std::string name;  // identifier, member, filter/test name or operator
@@ -50,14 +50,14 @@ struct MacroDef {
 struct Stmt {
   enum class Kind { kText, kOutput, kIf, kFor, kSet, kMacro, kBreak, kContinue };
   Kind kind;
-  std::string text;                                 // kText
-  std::unique_ptr<Expr> expr;                       // kOutput; kFor iterable; kSet value
+  std::string text;            // kText
+  std::unique_ptr<Expr> expr;  // kOutput; kFor iterable; kSet value
   std::vector<std::pair<std::unique_ptr<Expr>, Body>> branches;  // kIf: condition, body
-  Body body;                                        // kFor body
-  Body else_body;                                   // kIf / kFor else
-  std::vector<std::string> targets;                 // kFor loop variables; kSet name[, attr]
-  std::unique_ptr<Expr> filter;                     // kFor ... if filter
-  std::unique_ptr<MacroDef> macro;                  // kMacro
+  Body body;                                                     // kFor body
+  Body else_body;                                                // kIf / kFor else
+  std::vector<std::string> targets;  // kFor loop variables; kSet name[, attr]
+  std::unique_ptr<Expr> filter;      // kFor ... if filter
+  std::unique_ptr<MacroDef> macro;   // kMacro
 };
 
 // Internal error type of the interpreter; never leaves tokenizer/ (converted to absl::Status

@@ -20,7 +20,8 @@ class Interpreter {
  public:
   explicit Interpreter(const Json& context) {
     scopes_.emplace_back();
-    for (auto it = context.begin(); it != context.end(); ++it) scopes_[0][it.key()] = Value::Data(*it);
+    for (auto it = context.begin(); it != context.end(); ++it)
+      scopes_[0][it.key()] = Value::Data(*it);
   }
 
   void Run(const Body& body, std::string* out) {
@@ -89,11 +90,13 @@ class Interpreter {
     if (iterable.is_array()) {
       items.assign(iterable.json.begin(), iterable.json.end());
     } else if (iterable.is_object()) {
-      for (auto it = iterable.json.begin(); it != iterable.json.end(); ++it) items.push_back(it.key());
+      for (auto it = iterable.json.begin(); it != iterable.json.end(); ++it)
+        items.push_back(it.key());
     } else if (iterable.is_string()) {
       Fail("iterating over a string is not supported");
     } else {
-      Fail("cannot iterate over " + std::string(iterable.is_undefined() ? "undefined" : iterable.json.type_name()));
+      Fail("cannot iterate over " +
+           std::string(iterable.is_undefined() ? "undefined" : iterable.json.type_name()));
     }
     std::vector<Json> selected;
     for (Json& item : items) {
@@ -111,9 +114,13 @@ class Interpreter {
     for (int64_t i = 0; i < n; ++i) {
       scopes_.emplace_back();
       Bind(s.targets, selected[i]);
-      scopes_.back()["loop"] = Value::Data(Json{{"index", i + 1}, {"index0", i}, {"revindex", n - i},
-                                               {"revindex0", n - i - 1}, {"first", i == 0},
-                                               {"last", i == n - 1}, {"length", n}});
+      scopes_.back()["loop"] = Value::Data(Json{{"index", i + 1},
+                                                {"index0", i},
+                                                {"revindex", n - i},
+                                                {"revindex0", n - i - 1},
+                                                {"first", i == 0},
+                                                {"last", i == n - 1},
+                                                {"length", n}});
       Run(s.body, out);
       scopes_.pop_back();
       if (loop_control_ == LoopControl::kBreak) {
@@ -250,7 +257,10 @@ class Interpreter {
     Json arr = Json::array();
     std::string str;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-      if (obj.is_array()) arr.push_back(obj.json[i]); else str += chars[i];
+      if (obj.is_array())
+        arr.push_back(obj.json[i]);
+      else
+        str += chars[i];
     }
     return obj.is_array() ? Value::Data(std::move(arr)) : Value::Data(std::move(str));
   }
@@ -308,9 +318,12 @@ class Interpreter {
     scopes_.emplace_back();
     for (size_t i = 0; i < m.params.size(); ++i) {
       Value v;
-      if (i < args.size()) v = args[i];
-      else if (auto it = kwargs.find(m.params[i]); it != kwargs.end()) v = it->second;
-      else if (m.defaults[i]) v = Eval(*m.defaults[i]);
+      if (i < args.size())
+        v = args[i];
+      else if (auto it = kwargs.find(m.params[i]); it != kwargs.end())
+        v = it->second;
+      else if (m.defaults[i])
+        v = Eval(*m.defaults[i]);
       scopes_.back()[m.params[i]] = v;
     }
     std::string out;
@@ -333,15 +346,22 @@ class Interpreter {
       if (name == "startswith") return Value::Data(s.rfind(arg_str(0), 0) == 0);
       if (name == "endswith") {
         const std::string& t = arg_str(0);
-        return Value::Data(s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0);
+        return Value::Data(s.size() >= t.size() &&
+                           s.compare(s.size() - t.size(), t.size(), t) == 0);
       }
       if (name == "upper" || name == "lower") {
         std::string r = s;
-        for (char& c : r) c = name == "upper" ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c));
+        for (char& c : r)
+          c = name == "upper" ? std::toupper(static_cast<unsigned char>(c))
+                              : std::tolower(static_cast<unsigned char>(c));
         return Value::Data(r);
       }
       if (name == "replace") return Value::Data(Replace(s, arg_str(0), arg_str(1)));
-      if (name == "split") return Value::Data(Split(s, args.empty() || args[0].is_none() ? nullptr : &arg_str(0), args.size() > 1 && args[1].json.is_number_integer() ? args[1].json.get<int64_t>() : -1));
+      if (name == "split")
+        return Value::Data(Split(s, args.empty() || args[0].is_none() ? nullptr : &arg_str(0),
+                                 args.size() > 1 && args[1].json.is_number_integer()
+                                     ? args[1].json.get<int64_t>()
+                                     : -1));
     }
     if (obj.is_object()) {
       if (name == "get") {
@@ -352,12 +372,14 @@ class Interpreter {
       }
       if (name == "items") {
         Json a = Json::array();
-        for (auto it = obj.json.begin(); it != obj.json.end(); ++it) a.push_back(Json::array({it.key(), *it}));
+        for (auto it = obj.json.begin(); it != obj.json.end(); ++it)
+          a.push_back(Json::array({it.key(), *it}));
         return Value::Data(std::move(a));
       }
       if (name == "keys" || name == "values") {
         Json a = Json::array();
-        for (auto it = obj.json.begin(); it != obj.json.end(); ++it) a.push_back(name == "keys" ? Json(it.key()) : *it);
+        for (auto it = obj.json.begin(); it != obj.json.end(); ++it)
+          a.push_back(name == "keys" ? Json(it.key()) : *it);
         return Value::Data(std::move(a));
       }
     }
@@ -387,12 +409,16 @@ class Interpreter {
     if (f == "upper" || f == "lower") return Method(Value::Data(ToText(v)), f, {});
     if (f == "capitalize") {
       std::string s = ToText(v);
-      for (size_t i = 0; i < s.size(); ++i) s[i] = i ? std::tolower(static_cast<unsigned char>(s[i])) : std::toupper(static_cast<unsigned char>(s[i]));
+      for (size_t i = 0; i < s.size(); ++i)
+        s[i] = i ? std::tolower(static_cast<unsigned char>(s[i]))
+                 : std::toupper(static_cast<unsigned char>(s[i]));
       return Value::Data(s);
     }
     if (f == "tojson") {
       int indent = 0;
-      if (auto it = kwargs.find("indent"); it != kwargs.end() && it->second.json.is_number_integer()) indent = it->second.json.get<int>();
+      if (auto it = kwargs.find("indent");
+          it != kwargs.end() && it->second.json.is_number_integer())
+        indent = it->second.json.get<int>();
       if (!args.empty() && args[0].json.is_number_integer()) indent = args[0].json.get<int>();
       return Value::Data(ToJsonText(ToJson(v), indent));
     }
@@ -410,7 +436,8 @@ class Interpreter {
     }
     if (f == "default" || f == "d") {
       const bool boolean = args.size() > 1 && Truthy(args[1]);
-      if (v.is_undefined() || (boolean && !Truthy(v))) return args.empty() ? Value::Data("") : args[0];
+      if (v.is_undefined() || (boolean && !Truthy(v)))
+        return args.empty() ? Value::Data("") : args[0];
       return v;
     }
     if (f == "items") return Method(v, "items", {});
@@ -458,8 +485,10 @@ class Interpreter {
     if (t == "integer") return v.kind == Value::Kind::kData && v.json.is_number_integer();
     if (t == "float") return v.kind == Value::Kind::kData && v.json.is_number_float();
     if (t == "boolean") return v.kind == Value::Kind::kData && v.json.is_boolean();
-    if (t == "true") return v.kind == Value::Kind::kData && v.json.is_boolean() && v.json.get<bool>();
-    if (t == "false") return v.kind == Value::Kind::kData && v.json.is_boolean() && !v.json.get<bool>();
+    if (t == "true")
+      return v.kind == Value::Kind::kData && v.json.is_boolean() && v.json.get<bool>();
+    if (t == "false")
+      return v.kind == Value::Kind::kData && v.json.is_boolean() && !v.json.get<bool>();
     if (t == "mapping") return v.is_object();
     if (t == "iterable") return v.is_array() || v.is_object() || v.is_string();
     if (t == "sequence") return v.is_array() || v.is_string();
@@ -508,7 +537,9 @@ class Interpreter {
       return Value::Data(std::move(r));
     }
     if (op == "+" && (a.is_string() || b.is_string())) {
-      auto raw = [](const Value& v) { return v.json.is_number_float() ? Json(v.json).dump() : ToText(v); };
+      auto raw = [](const Value& v) {
+        return v.json.is_number_float() ? Json(v.json).dump() : ToText(v);
+      };
       return Value::Data(raw(a) + raw(b));
     }
     if (a.is_string() && b.is_string() && (op == "<" || op == ">" || op == "<=" || op == ">=")) {
@@ -527,13 +558,20 @@ class Interpreter {
     if (op == ">=") return Value::Data(x >= y);
     if (op == "/") return Value::Data(x / y);
     double r;
-    if (op == "+") r = x + y;
-    else if (op == "-") r = x - y;
-    else if (op == "*") r = x * y;
-    else if (op == "//") r = std::floor(x / y);
-    else if (op == "%") r = std::fmod(x, y);
-    else if (op == "**") r = std::pow(x, y);
-    else Fail("unsupported operator '" + op + "'");
+    if (op == "+")
+      r = x + y;
+    else if (op == "-")
+      r = x - y;
+    else if (op == "*")
+      r = x * y;
+    else if (op == "//")
+      r = std::floor(x / y);
+    else if (op == "%")
+      r = std::fmod(x, y);
+    else if (op == "**")
+      r = std::pow(x, y);
+    else
+      Fail("unsupported operator '" + op + "'");
     if (ints && !(op == "**" && y < 0)) return Value::Data(static_cast<int64_t>(r));
     return Value::Data(r);
   }

@@ -7,7 +7,9 @@
 namespace dsv3::tokenizer::jinja {
 namespace {
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
@@ -44,7 +46,8 @@ absl::StatusOr<std::vector<Token>> Lex(absl::string_view source) {
       ++open;
     }
     std::string text = src.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
-    const bool strip_before = open != std::string::npos && open + 2 < src.size() && src[open + 2] == '-';
+    const bool strip_before =
+        open != std::string::npos && open + 2 < src.size() && src[open + 2] == '-';
     if (strip_next_text) {
       size_t i = 0;
       while (i < text.size() && IsSpace(text[i])) ++i;
@@ -72,8 +75,10 @@ absl::StatusOr<std::vector<Token>> Lex(absl::string_view source) {
     for (;;) {
       while (pos < src.size() && IsSpace(src[pos])) ++pos;
       if (pos >= src.size()) return error(open, "unterminated tag");
-      const bool minus_close = src[pos] == '-' && pos + 2 < src.size() && src[pos + 1] == closer && src[pos + 2] == '}';
-      if (depth == 0 && (minus_close || (src[pos] == closer && pos + 1 < src.size() && src[pos + 1] == '}'))) {
+      const bool minus_close =
+          src[pos] == '-' && pos + 2 < src.size() && src[pos + 1] == closer && src[pos + 2] == '}';
+      if (depth == 0 &&
+          (minus_close || (src[pos] == closer && pos + 1 < src.size() && src[pos + 1] == '}'))) {
         strip_next_text = minus_close;
         pos += minus_close ? 3 : 2;
         tokens.push_back({is_expr ? Token::Kind::kExprClose : Token::Kind::kStmtClose, "", pos});
@@ -88,14 +93,32 @@ absl::StatusOr<std::vector<Token>> Lex(absl::string_view source) {
           if (src[pos] == '\\' && pos + 1 < src.size()) {
             const char e = src[++pos];
             switch (e) {
-              case 'n': value += '\n'; break;
-              case 't': value += '\t'; break;
-              case 'r': value += '\r'; break;
-              case 'b': value += '\b'; break;
-              case 'f': value += '\f'; break;
-              case 'v': value += '\v'; break;
-              case '\'': case '"': case '\\': value += e; break;
-              default: value += '\\'; value += e;
+              case 'n':
+                value += '\n';
+                break;
+              case 't':
+                value += '\t';
+                break;
+              case 'r':
+                value += '\r';
+                break;
+              case 'b':
+                value += '\b';
+                break;
+              case 'f':
+                value += '\f';
+                break;
+              case 'v':
+                value += '\v';
+                break;
+              case '\'':
+              case '"':
+              case '\\':
+                value += e;
+                break;
+              default:
+                value += '\\';
+                value += e;
             }
             ++pos;
           } else {

@@ -14,8 +14,19 @@
 namespace dsv3::tokenizer::jinja {
 
 struct Token {
-  enum class Kind { kText, kExprOpen, kExprClose, kStmtOpen, kStmtClose, kName, kString,
-                    kInteger, kFloat, kOperator, kEnd };
+  enum class Kind {
+    kText,
+    kExprOpen,
+    kExprClose,
+    kStmtOpen,
+    kStmtClose,
+    kName,
+    kString,
+    kInteger,
+    kFloat,
+    kOperator,
+    kEnd
+  };
   Kind kind;
   std::string text;  // text, name, decoded string literal, number or operator
   size_t offset;     // in the preprocessed source, for error messages

@@ -30,8 +30,9 @@ class Parser {
     return t;
   }
   [[noreturn]] void Fail(absl::string_view what) const {
-    throw JinjaError{absl::StrCat("chat template: ", what, " at offset ", Peek().offset,
-                                  Peek().text.empty() ? "" : absl::StrCat(" ('", Peek().text, "')"))};
+    throw JinjaError{
+        absl::StrCat("chat template: ", what, " at offset ", Peek().offset,
+                     Peek().text.empty() ? "" : absl::StrCat(" ('", Peek().text, "')"))};
   }
   bool IsOp(absl::string_view op, size_t ahead = 0) const {
     return Peek(ahead).kind == Token::Kind::kOperator && Peek(ahead).text == op;

@@ -21,7 +21,8 @@ std::string Strip(const std::string& s, const std::string* chars, bool left, boo
 }
 
 std::string Replace(std::string s, const std::string& from, const std::string& to) {
-  if (from.empty()) throw JinjaError{"chat template: replace() of an empty string is not supported"};
+  if (from.empty())
+    throw JinjaError{"chat template: replace() of an empty string is not supported"};
   for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) {
     s.replace(p, from.size(), to);
   }

@@ -13,8 +13,7 @@ constexpr char kGpt2Pattern[] =
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(
-    const nlohmann::json& config) {
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(const nlohmann::json& config) {
   auto pre = std::unique_ptr<PreTokenizer>(new PreTokenizer());
   bool saw_byte_level = false;
   try {
@@ -34,8 +33,8 @@ absl::Status PreTokenizer::AddConfig(const nlohmann::json& config, bool* saw_byt
   if (config.is_null()) return absl::OkStatus();
   const std::string type = config.at("type").get<std::string>();
   if (*saw_byte_level) {
-    return absl::UnimplementedError(absl::StrCat(
-        "tokenizer.json: pre_tokenizer step \"", type, "\" after ByteLevel is not supported"));
+    return absl::UnimplementedError(absl::StrCat("tokenizer.json: pre_tokenizer step \"", type,
+                                                 "\" after ByteLevel is not supported"));
   }
   if (type == "Sequence") {
     for (const auto& step : config.at("pretokenizers")) {
@@ -52,8 +51,8 @@ absl::Status PreTokenizer::AddConfig(const nlohmann::json& config, bool* saw_byt
     } else if (behavior == "Removed") {
       b = Behavior::kRemoved;
     } else {
-      return absl::UnimplementedError(absl::StrCat(
-          "tokenizer.json: Split behavior \"", behavior, "\" is not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat("tokenizer.json: Split behavior \"", behavior, "\" is not supported"));
     }
     const bool invert = config.value("invert", false);
     if (pattern.contains("Regex")) {
@@ -62,8 +61,8 @@ absl::Status PreTokenizer::AddConfig(const nlohmann::json& config, bool* saw_byt
     if (pattern.contains("String")) {
       return AddSplit(pattern["String"].get<std::string>(), /*literal=*/true, b, invert);
     }
-    return absl::InvalidArgumentError(
-        absl::StrCat("tokenizer.json: Split pattern ", pattern.dump(), " is neither Regex nor String"));
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: Split pattern ", pattern.dump(),
+                                                   " is neither Regex nor String"));
   }
   if (type == "ByteLevel") {
     if (config.value("add_prefix_space", false)) {

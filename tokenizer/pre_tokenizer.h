@@ -7,10 +7,10 @@
 // adds the GPT-2 split). Anything else is UNIMPLEMENTED at load time.
 
 #include <memory>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/split_regex.h"
 

@@ -50,8 +50,8 @@ MatchState& ThreadMatchState() {
 }
 
 absl::Status Unsupported(absl::string_view what, absl::string_view pattern) {
-  return absl::UnimplementedError(absl::StrCat("pre-tokenizer regex: ", what,
-                                               " is not supported (pattern: ", pattern, ")"));
+  return absl::UnimplementedError(
+      absl::StrCat("pre-tokenizer regex: ", what, " is not supported (pattern: ", pattern, ")"));
 }
 
 // A set of General_Category values: bit k is GeneralCategory k.
@@ -266,10 +266,23 @@ absl::StatusOr<std::string> TranslateOnigurumaPattern(absl::string_view pattern,
       case 'D':
         emit_property("Nd", true);
         break;
-      case 'w': case 'W': case 'b': case 'B': case 'h': case 'H': case 'G': case 'K':
-      case 'R': case 'X': case 'y': case 'Y': case 'O': case 'N':
+      case 'w':
+      case 'W':
+      case 'b':
+      case 'B':
+      case 'h':
+      case 'H':
+      case 'G':
+      case 'K':
+      case 'R':
+      case 'X':
+      case 'y':
+      case 'Y':
+      case 'O':
+      case 'N':
         return Unsupported(absl::StrCat("\\", absl::string_view(&e, 1)), pattern);
-      case 'p': case 'P': {
+      case 'p':
+      case 'P': {
         absl::string_view name;
         if (i + 1 < pattern.size() && pattern[i + 1] == '{') {
           const size_t close = pattern.find('}', i + 1);
@@ -437,9 +450,9 @@ absl::Status SplitRegex::ForEachMatch(absl::string_view text, bool has_gc_table_
     if (rc < 0) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof(message));
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "pre-tokenizer regex failed at byte ", offset, " of a ", length,
-          "-byte piece: ", reinterpret_cast<const char*>(message)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("pre-tokenizer regex failed at byte ", offset, " of a ", length,
+                       "-byte piece: ", reinterpret_cast<const char*>(message)));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.match_data);
     const size_t start = ovector[0], end = ovector[1];

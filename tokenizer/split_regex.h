@@ -17,10 +17,10 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace dsv3::tokenizer {
 
@@ -50,8 +50,8 @@ class SplitRegex {
   // Calls `on_match(start, end)` for each non-overlapping match in `text`, left to right
   // (byte offsets into `text`; empty matches are skipped). `text` must be valid UTF-8.
   // Fails (RESOURCE_EXHAUSTED) only when PCRE2 runs out of its match limits.
-  [[nodiscard]] absl::Status ForEachMatch(absl::string_view text,
-                    absl::FunctionRef<void(size_t start, size_t end)> on_match) const;
+  [[nodiscard]] absl::Status ForEachMatch(
+      absl::string_view text, absl::FunctionRef<void(size_t start, size_t end)> on_match) const;
   // The same, when the caller knows HasGcTableCodePoint(text) (a false `true` costs only speed).
   [[nodiscard]] absl::Status ForEachMatch(
       absl::string_view text, bool has_gc_table_code_point,

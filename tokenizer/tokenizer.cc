@@ -25,8 +25,8 @@ absl::Status CheckDecoder(const nlohmann::json& decoder) {
   const std::string type =
       decoder.is_object() ? decoder.value("type", std::string()) : std::string("null");
   if (type == "ByteLevel") return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat(
-      "tokenizer.json: decoder \"", type, "\" is not supported (only ByteLevel)"));
+  return absl::UnimplementedError(
+      absl::StrCat("tokenizer.json: decoder \"", type, "\" is not supported (only ByteLevel)"));
 }
 
 }  // namespace
@@ -68,7 +68,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
 }
 
 absl::Status Tokenizer::Init(absl::string_view tokenizer_json) {
-  nlohmann::json root = nlohmann::json::parse(tokenizer_json.begin(), tokenizer_json.end(), nullptr, /*allow_exceptions=*/false);
+  nlohmann::json root = nlohmann::json::parse(tokenizer_json.begin(), tokenizer_json.end(), nullptr,
+                                              /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return absl::InvalidArgumentError("tokenizer.json is not a JSON object");
   }
@@ -76,7 +77,8 @@ absl::Status Tokenizer::Init(absl::string_view tokenizer_json) {
   absl::StatusOr<std::unique_ptr<BpeModel>> bpe = BpeModel::FromJson(root["model"]);
   if (!bpe.ok()) return bpe.status();
   bpe_ = *std::move(bpe);
-  if (absl::Status s = CheckIdentityNormalizer(root.value("normalizer", nlohmann::json())); !s.ok()) {
+  if (absl::Status s = CheckIdentityNormalizer(root.value("normalizer", nlohmann::json()));
+      !s.ok()) {
     return s;
   }
   absl::StatusOr<std::unique_ptr<PreTokenizer>> pre =
@@ -119,10 +121,9 @@ absl::Status Tokenizer::Init(absl::string_view tokenizer_json) {
   bos_id_ = find_id(config_.bos_token);
   eos_id_ = find_id(config_.eos_token);
   pad_id_ = find_id(config_.pad_token);
-  for (const auto& [name, content, id] :
-       {std::tuple{"bos_token", &config_.bos_token, bos_id_},
-        std::tuple{"eos_token", &config_.eos_token, eos_id_},
-        std::tuple{"pad_token", &config_.pad_token, pad_id_}}) {
+  for (const auto& [name, content, id] : {std::tuple{"bos_token", &config_.bos_token, bos_id_},
+                                          std::tuple{"eos_token", &config_.eos_token, eos_id_},
+                                          std::tuple{"pad_token", &config_.pad_token, pad_id_}}) {
     if (!content->empty() && !id.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat("tokenizer_config.json: ", name, " \"",
                                                      *content, "\" is not in the vocabulary"));
@@ -136,11 +137,13 @@ absl::Status Tokenizer::InitPostProcessor(const nlohmann::json& post_processor) 
   // add_bos_token / add_eos_token; when the config says neither, the tokenizer.json one rules.
   if (config_.add_bos_token.has_value() || config_.add_eos_token.has_value()) {
     if (config_.add_bos_token.value_or(false)) {
-      if (!bos_id_) return absl::InvalidArgumentError("add_bos_token is set but there is no bos_token");
+      if (!bos_id_)
+        return absl::InvalidArgumentError("add_bos_token is set but there is no bos_token");
       prefix_ids_.push_back(*bos_id_);
     }
     if (config_.add_eos_token.value_or(false)) {
-      if (!eos_id_) return absl::InvalidArgumentError("add_eos_token is set but there is no eos_token");
+      if (!eos_id_)
+        return absl::InvalidArgumentError("add_eos_token is set but there is no eos_token");
       suffix_ids_.push_back(*eos_id_);
     }
     return absl::OkStatus();
@@ -206,7 +209,7 @@ absl::Status Tokenizer::EncodeTo(absl::string_view text, const EncodeOptions& op
 }
 
 absl::StatusOr<absl::string_view> Tokenizer::TokenBytes(int32_t id,
-                                                       const DecodeOptions& options) const {
+                                                        const DecodeOptions& options) const {
   if (id < 0 || id >= IdLimit() || !(id_flags_[id] & kValid)) {
     return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is not in the vocabulary"));
   }

@@ -11,10 +11,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tokenizer/added_vocabulary.h"
 #include "tokenizer/bpe_model.h"
@@ -48,8 +48,8 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // INVALID_ARGUMENT (naming the byte offset) when `text` is not valid UTF-8.
-  [[nodiscard]] absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
-                                                            const EncodeOptions& options = {}) const;
+  [[nodiscard]] absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view text, const EncodeOptions& options = {}) const;
   // Appends to `ids` (reuse one vector to avoid allocations).
   [[nodiscard]] absl::Status EncodeTo(absl::string_view text, const EncodeOptions& options,
                                       std::vector<int32_t>* ids) const;
@@ -62,7 +62,7 @@ class Tokenizer {
   // The raw bytes `id` stands for in a decode (possibly part of a UTF-8 character); empty
   // when it is skipped. INVALID_ARGUMENT for an unknown id.
   [[nodiscard]] absl::StatusOr<absl::string_view> TokenBytes(int32_t id,
-                                                            const DecodeOptions& options) const;
+                                                             const DecodeOptions& options) const;
 
   std::optional<int32_t> TokenToId(absl::string_view token) const;  // vocab or added token
   bool IsSpecial(int32_t id) const;

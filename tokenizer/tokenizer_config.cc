@@ -21,7 +21,8 @@ absl::StatusOr<std::string> TokenContent(const nlohmann::json& config, const cha
 }  // namespace
 
 absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view json_text) {
-  nlohmann::json config = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
+  nlohmann::json config = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr,
+                                                /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     return absl::InvalidArgumentError("tokenizer_config.json is not a JSON object");
   }
@@ -34,8 +35,9 @@ absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view json_text
       const char* key;
       std::string* dest;
     };
-    for (const Field& f : {Field{"bos_token", &out.bos_token}, Field{"eos_token", &out.eos_token},
-                           Field{"pad_token", &out.pad_token}, Field{"unk_token", &out.unk_token}}) {
+    for (const Field& f :
+         {Field{"bos_token", &out.bos_token}, Field{"eos_token", &out.eos_token},
+          Field{"pad_token", &out.pad_token}, Field{"unk_token", &out.unk_token}}) {
       absl::StatusOr<std::string> content = TokenContent(config, f.key);
       if (!content.ok()) return content.status();
       *f.dest = *std::move(content);

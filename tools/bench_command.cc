@@ -21,6 +21,7 @@
 // the run's load (bench_probe.h): a figure that includes a call to a worker, like the
 // router's overhead, is compared against it from the same run.
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,8 +35,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
@@ -52,8 +51,8 @@
 #include "tools/bench_report.h"
 #include "tools/bench_workload.h"
 #include "tools/command_registry.h"
-#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
+#include "tools/flag_groups.h"
 
 // Defined by complete_command.cc: the router address and the per-request deadline.
 ABSL_DECLARE_FLAG(std::string, router);
@@ -82,8 +81,7 @@ ABSL_FLAG(std::string, bench_dataset, "",
           "dsv3 bench: JSONL prompts instead of random ids, one per line: {\"prompt\": TEXT} "
           "or {\"token_ids\": [...]}, optional \"max_tokens\"; used in order, cyclically.");
 ABSL_FLAG(std::string, bench_json, "", "dsv3 bench: write the results as JSON to this file.");
-ABSL_FLAG(int, bench_channels, 1,
-          "dsv3 bench: gRPC connections to spread the streams over.");
+ABSL_FLAG(int, bench_channels, 1, "dsv3 bench: gRPC connections to spread the streams over.");
 ABSL_FLAG(std::string, bench_direct_prefill, "",
           "dsv3 bench: prefill worker HOST:PORT; with --bench_direct_decode, bench Reserve + "
           "Prefill against the workers directly (no router).");
@@ -104,10 +102,10 @@ namespace {
 using bench::CodeName;
 using bench::Prompt;
 using bench::ReadDataset;
-using bench::Workload;
 using bench::Report;
 using bench::Result;
 using bench::RunOptions;
+using bench::Workload;
 
 using Clock = std::chrono::steady_clock;
 
@@ -116,9 +114,6 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 std::chrono::system_clock::time_point DeadlineIn(int seconds) {
   return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
 }
-
-
-
 
 // --- Requests in flight ----------------------------------------------------------------
 
@@ -231,10 +226,9 @@ class DirectPrefillCall {
     release_request_.set_lease_id(reserve_response_.destination().lease_id());
     release_request_.set_reason("dsv3 bench: direct prefill");
     release_ctx_.set_deadline(DeadlineIn(timeout_s_));
-    decode_->async()->Release(&release_ctx_, &release_request_, &release_response_,
-                              [this](grpc::Status s) {
-                                Finish(prefill_status_.ok() ? s : prefill_status_);
-                              });
+    decode_->async()->Release(
+        &release_ctx_, &release_request_, &release_response_,
+        [this](grpc::Status s) { Finish(prefill_status_.ok() ? s : prefill_status_); });
   }
 
   void Finish(const grpc::Status& status) {
@@ -263,7 +257,6 @@ class DirectPrefillCall {
 
 // --- The arrival process and progress -----------------------------------------------------
 
-
 class Driver final : public ResultSink {
  public:
   // `launch(index)` starts request `index`; it must call Add() exactly once, later.
@@ -286,10 +279,9 @@ class Driver final : public ResultSink {
     std::exponential_distribution<double> gap(poisson ? options_.rate : 1.0);
     start_ = last_progress_ = Clock::now();
     const Clock::time_point stop_sending =
-        options_.duration > 0
-            ? start_ + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(options_.duration))
-            : Clock::time_point::max();
+        options_.duration > 0 ? start_ + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(options_.duration))
+                              : Clock::time_point::max();
     Clock::time_point next_arrival = start_;
     int64_t issued = 0;
     while (options_.requests == 0 || issued < options_.requests) {
@@ -315,8 +307,8 @@ class Driver final : public ResultSink {
       }
       launch_(issued++);
       if (poisson) {
-        next_arrival += std::chrono::duration_cast<Clock::duration>(
-            std::chrono::duration<double>(gap(rng)));
+        next_arrival +=
+            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
       }
     }
     // Drain: every request has a deadline, so this ends.
@@ -357,8 +349,8 @@ class Driver final : public ResultSink {
   void Progress(bool final) {
     const Clock::time_point now = Clock::now();
     const bool tty = isatty(STDERR_FILENO);
-    if (!final && now - last_progress_ < (tty ? std::chrono::milliseconds(100)
-                                              : std::chrono::milliseconds(5000))) {
+    if (!final && now - last_progress_ <
+                      (tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(5000))) {
       return;
     }
     if (!tty && final) return;
@@ -376,13 +368,12 @@ class Driver final : public ResultSink {
     double fraction = 0;
     if (options_.requests > 0) fraction = static_cast<double>(done) / options_.requests;
     if (options_.duration > 0) {
-      fraction = std::max(fraction, std::min(1.0, elapsed / options_.duration) *
-                                        (in_flight == 0 ? 1.0 : 0.99));
+      fraction = std::max(
+          fraction, std::min(1.0, elapsed / options_.duration) * (in_flight == 0 ? 1.0 : 0.99));
     }
-    const std::string counts =
-        absl::StrCat(done, options_.requests > 0 ? absl::StrCat("/", options_.requests) : "",
-                     " done, ", in_flight, " in flight, ", errors, " errors, ",
-                     absl::StrFormat("%.1f s", elapsed));
+    const std::string counts = absl::StrCat(
+        done, options_.requests > 0 ? absl::StrCat("/", options_.requests) : "", " done, ",
+        in_flight, " in flight, ", errors, " errors, ", absl::StrFormat("%.1f s", elapsed));
     if (!tty) {
       std::fprintf(stderr, "dsv3 bench: %s\n", counts.c_str());
       return;
@@ -431,9 +422,10 @@ int RunBench(const std::vector<std::string>&) {
   options.duration = absl::GetFlag(FLAGS_bench_duration);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.warmup = absl::GetFlag(FLAGS_bench_warmup_requests);
-  if (options.concurrency < 0 || options.rate < 0 || options.requests < 0 ||
-      options.duration < 0 || options.warmup < 0) {
-    std::fprintf(stderr, "dsv3 bench: concurrency, rate, requests, duration and warmup must be >= 0\n");
+  if (options.concurrency < 0 || options.rate < 0 || options.requests < 0 || options.duration < 0 ||
+      options.warmup < 0) {
+    std::fprintf(stderr,
+                 "dsv3 bench: concurrency, rate, requests, duration and warmup must be >= 0\n");
     return 2;
   }
   if (options.requests == 0 && options.duration == 0) options.requests = 100;
@@ -441,8 +433,9 @@ int RunBench(const std::vector<std::string>&) {
   const int output_tokens = absl::GetFlag(FLAGS_bench_output_tokens);
   const int prompt_tokens = absl::GetFlag(FLAGS_bench_prompt_tokens);
   if (timeout_s <= 0 || output_tokens < 1 || prompt_tokens < 1) {
-    std::fprintf(stderr, "dsv3 bench: --timeout_s, --bench_output_tokens and "
-                         "--bench_prompt_tokens must be >= 1\n");
+    std::fprintf(stderr,
+                 "dsv3 bench: --timeout_s, --bench_output_tokens and "
+                 "--bench_prompt_tokens must be >= 1\n");
     return 2;
   }
 
@@ -455,8 +448,7 @@ int RunBench(const std::vector<std::string>&) {
     dataset = std::move(*read);
     workload = absl::StrCat("dataset ", dataset_path, " (", dataset.size(), " prompts)");
   } else {
-    workload = absl::StrCat("prompt ", prompt_tokens, " tokens, output ", output_tokens,
-                            " tokens");
+    workload = absl::StrCat("prompt ", prompt_tokens, " tokens, output ", output_tokens, " tokens");
   }
 
   const std::string direct_prefill = absl::GetFlag(FLAGS_bench_direct_prefill);
@@ -472,29 +464,31 @@ int RunBench(const std::vector<std::string>&) {
   int vocab_size = 0;
   bool has_tokenizer = false;
   std::string config_hash;
-  const std::string target = direct ? absl::StrCat("prefill ", direct_prefill, " + decode ",
-                                                   direct_decode, " (no router)")
-                                    : absl::StrCat("router ", absl::GetFlag(FLAGS_router));
+  const std::string target =
+      direct ? absl::StrCat("prefill ", direct_prefill, " + decode ", direct_decode, " (no router)")
+             : absl::StrCat("router ", absl::GetFlag(FLAGS_router));
   auto router_channels = Channels(absl::GetFlag(FLAGS_router), absl::GetFlag(FLAGS_bench_channels));
   std::vector<std::unique_ptr<v1::Inference::Stub>> router_stubs;
   std::unique_ptr<v1::Worker::Stub> prefill_stub, decode_stub;
   if (direct) {
     prefill_stub = v1::Worker::NewStub(
         grpc::CreateChannel(direct_prefill, grpc::InsecureChannelCredentials()));
-    decode_stub = v1::Worker::NewStub(
-        grpc::CreateChannel(direct_decode, grpc::InsecureChannelCredentials()));
+    decode_stub =
+        v1::Worker::NewStub(grpc::CreateChannel(direct_decode, grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(10));
     v1::WorkerInfo info;
     grpc::Status s = decode_stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
-    if (!s.ok()) return Fail(absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));
+    if (!s.ok())
+      return Fail(absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));
     vocab_size = info.vocab_size();
     config_hash = info.config_hash();
     for (const Prompt& p : dataset) {
       if (!p.text.empty()) return Fail("direct mode takes token ids only (no tokenizer)");
     }
   } else {
-    for (const auto& channel : router_channels) router_stubs.push_back(v1::Inference::NewStub(channel));
+    for (const auto& channel : router_channels)
+      router_stubs.push_back(v1::Inference::NewStub(channel));
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(10));
     v1::GetModelInfoRequest request;
@@ -508,8 +502,9 @@ int RunBench(const std::vector<std::string>&) {
     has_tokenizer = info.has_tokenizer();
   }
   const int token_min = absl::GetFlag(FLAGS_bench_token_min);
-  const int token_max =
-      absl::GetFlag(FLAGS_bench_token_max) > 0 ? absl::GetFlag(FLAGS_bench_token_max) : vocab_size - 1;
+  const int token_max = absl::GetFlag(FLAGS_bench_token_max) > 0
+                            ? absl::GetFlag(FLAGS_bench_token_max)
+                            : vocab_size - 1;
   if (dataset.empty() && (token_min < 0 || token_max < token_min)) {
     return Fail(absl::StrCat("bad token id range [", token_min, ", ", token_max, "]"));
   }
@@ -550,8 +545,8 @@ int RunBench(const std::vector<std::string>&) {
   const std::string probe_address = absl::GetFlag(FLAGS_bench_probe);
   std::unique_ptr<bench::RttProbe> probe;
   if (!probe_address.empty()) {
-    probe = std::make_unique<bench::RttProbe>(probe_address,
-                                              absl::GetFlag(FLAGS_bench_probe_interval));
+    probe =
+        std::make_unique<bench::RttProbe>(probe_address, absl::GetFlag(FLAGS_bench_probe_interval));
     probe->Start();
   }
   double wall = 0;

@@ -1,8 +1,8 @@
 #include "tools/bench_probe.h"
 
-#include <chrono>
-
 #include <grpcpp/grpcpp.h>
+
+#include <chrono>
 
 namespace dsv3::tools::bench {
 

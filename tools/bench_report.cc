@@ -9,12 +9,23 @@
 namespace dsv3::tools::bench {
 
 const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
 }
@@ -50,11 +61,9 @@ Summary Summarize(std::vector<double> v) {
 }
 
 nlohmann::json SummaryJsonMs(const Summary& s) {
-  return {{"count", s.count}, {"mean", s.mean * 1e3}, {"p50", s.p50 * 1e3},
-          {"p90", s.p90 * 1e3}, {"p99", s.p99 * 1e3}, {"min", s.min * 1e3},
-          {"max", s.max * 1e3}};
+  return {{"count", s.count},   {"mean", s.mean * 1e3}, {"p50", s.p50 * 1e3}, {"p90", s.p90 * 1e3},
+          {"p99", s.p99 * 1e3}, {"min", s.min * 1e3},   {"max", s.max * 1e3}};
 }
-
 
 }  // namespace
 
@@ -135,17 +144,17 @@ Report BuildReport(const std::vector<Result>& all_results, double wall, const Ru
   j["e2e_ms"] = SummaryJsonMs(s_e2e);
 
   std::string& t = report.table;
-  absl::StrAppend(&t, "dsv3 bench: ", target, ", ",
-                  options.rate > 0
-                      ? absl::StrCat(absl::StrFormat("Poisson %.2f req/s", options.rate),
-                                     options.concurrency > 0
-                                         ? absl::StrCat(" (at most ", options.concurrency,
-                                                        " in flight)")
-                                         : "")
-                      : absl::StrCat("concurrency ", std::max(1, options.concurrency)),
-                  ", ", workload, "\n");
-  absl::StrAppend(&t, absl::StrFormat("requests     %d sent, %d ok, %d errors\n",
-                                      results.size(), ok, n_errors));
+  absl::StrAppend(
+      &t, "dsv3 bench: ", target, ", ",
+      options.rate > 0
+          ? absl::StrCat(absl::StrFormat("Poisson %.2f req/s", options.rate),
+                         options.concurrency > 0
+                             ? absl::StrCat(" (at most ", options.concurrency, " in flight)")
+                             : "")
+          : absl::StrCat("concurrency ", std::max(1, options.concurrency)),
+      ", ", workload, "\n");
+  absl::StrAppend(&t, absl::StrFormat("requests     %d sent, %d ok, %d errors\n", results.size(),
+                                      ok, n_errors));
   if (options.warmup > 0) {
     absl::StrAppend(&t, "  (after ", options.warmup, " warm-up requests, not counted; ",
                     warmup_errors, " of them failed)\n");
@@ -153,17 +162,15 @@ Report BuildReport(const std::vector<Result>& all_results, double wall, const Ru
   for (const auto& [code, n] : errors) absl::StrAppend(&t, "  ", code, ": ", n, "\n");
   if (!first_error.empty()) absl::StrAppend(&t, "  first error: ", first_error, "\n");
   absl::StrAppend(&t, absl::StrFormat("duration     %.3f s\n", wall));
-  absl::StrAppend(&t, absl::StrFormat(
-                          "throughput   %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
-                          ok / secs, output_tokens / secs,
-                          (prompt_tokens + output_tokens) / secs));
-  absl::StrAppend(&t, absl::StrFormat("%-22s %9s %9s %9s %9s %9s\n", "latency (ms)", "mean",
-                                      "p50", "p90", "p99", "max"));
+  absl::StrAppend(
+      &t, absl::StrFormat("throughput   %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
+                          ok / secs, output_tokens / secs, (prompt_tokens + output_tokens) / secs));
+  absl::StrAppend(&t, absl::StrFormat("%-22s %9s %9s %9s %9s %9s\n", "latency (ms)", "mean", "p50",
+                                      "p90", "p99", "max"));
   auto row = [&](const char* name, const Summary& s) {
     if (s.count == 0) return;
-    absl::StrAppend(&t, absl::StrFormat("%-22s %9.3f %9.3f %9.3f %9.3f %9.3f\n", name,
-                                        s.mean * 1e3, s.p50 * 1e3, s.p90 * 1e3, s.p99 * 1e3,
-                                        s.max * 1e3));
+    absl::StrAppend(&t, absl::StrFormat("%-22s %9.3f %9.3f %9.3f %9.3f %9.3f\n", name, s.mean * 1e3,
+                                        s.p50 * 1e3, s.p90 * 1e3, s.p99 * 1e3, s.max * 1e3));
   };
   row(direct ? "TTFT (reserve+prefill)" : "TTFT", s_ttft);
   row("ITL", s_itl);

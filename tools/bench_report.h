@@ -4,11 +4,11 @@
 // `dsv3 bench`'s measurements and what it reports from them: per-request results, latency
 // summaries (mean and percentiles), the table for people and the JSON for machines.
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "nlohmann/json.hpp"
 
@@ -16,8 +16,8 @@ namespace dsv3::tools::bench {
 
 // What one request measured. Times in seconds.
 struct Result {
-  int64_t index = 0;   // the order in which the request was sent
-  double start = 0;    // when it was sent (steady clock, seconds)
+  int64_t index = 0;  // the order in which the request was sent
+  double start = 0;   // when it was sent (steady clock, seconds)
   grpc::StatusCode code = grpc::StatusCode::OK;
   std::string error;
   double ttft = 0;

@@ -6,6 +6,7 @@
 // `/quit` or end of input ends. On a terminal a prompt and per-turn timing go to stderr; with
 // stdin a pipe, stdout holds only the replies, one per user line, each ended by a newline.
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,23 +14,22 @@
 #include <iostream>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
-#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
+#include "tools/flag_groups.h"
 
 // Defined by complete_command.cc.
 ABSL_DECLARE_FLAG(std::string, router);
 ABSL_DECLARE_FLAG(std::vector<std::string>, stop);
 ABSL_DECLARE_FLAG(int, timeout_s);
 
-ABSL_FLAG(std::string, chat_system, "", "dsv3 chat: a system message that opens every conversation.");
+ABSL_FLAG(std::string, chat_system, "",
+          "dsv3 chat: a system message that opens every conversation.");
 
 namespace dsv3::tools {
 namespace {
@@ -44,7 +44,8 @@ bool FlagChanged(absl::string_view name) {
 v1::SamplingParams SamplingFromFlags() {
   v1::SamplingParams s;
   // --max_tokens left at its default: the router's default, not the engine commands' 16.
-  if (FlagChanged("max_tokens")) s.set_max_tokens(static_cast<int32_t>(absl::GetFlag(FLAGS_max_tokens)));
+  if (FlagChanged("max_tokens"))
+    s.set_max_tokens(static_cast<int32_t>(absl::GetFlag(FLAGS_max_tokens)));
   s.set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   s.set_top_p(static_cast<float>(absl::GetFlag(FLAGS_top_p)));
   s.set_top_k(absl::GetFlag(FLAGS_top_k));
@@ -143,9 +144,8 @@ int RunChat(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(chat, "chat",
-                      "interactive streaming chat through a router (--router ADDR)", RunChat,
-                      {"chat", {"chat_system", "model"}},
+DSV3_REGISTER_COMMAND(chat, "chat", "interactive streaming chat through a router (--router ADDR)",
+                      RunChat, {"chat", {"chat_system", "model"}},
                       {"sampling",
                        {"max_tokens", "temperature", "top_p", "top_k", "min_p",
                         "repetition_penalty", "presence_penalty", "frequency_penalty", "seed",

@@ -4,6 +4,8 @@
 // stops every process it started (drain, then kill what lingers).
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -14,21 +16,18 @@
 #include <fstream>
 #include <sstream>
 
-#include <grpcpp/grpcpp.h>
-#include <httplib.h>
-
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/command_registry.h"
-#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
+#include "tools/flag_groups.h"
 
 ABSL_FLAG(int, prefill, 1, "dsv3 cluster: prefill workers to start.");
 ABSL_FLAG(int, decode, 1, "dsv3 cluster: decode workers to start.");
@@ -172,7 +171,8 @@ int WorkersUp(int http_port) {
 
 // The router answers ListModels with a model once it sees healthy workers.
 bool RouterServes(const std::string& address, std::string* model) {
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
   v1::ListModelsResponse response;
@@ -191,8 +191,7 @@ int RunCluster(const std::vector<std::string>&) {
   const int n_prefill = absl::GetFlag(FLAGS_prefill), n_decode = absl::GetFlag(FLAGS_decode);
   const int n_experts = absl::GetFlag(FLAGS_experts);
   if (n_prefill < 1 || n_decode < 1 || n_experts < 0) {
-    std::fprintf(stderr,
-                 "dsv3 cluster: --prefill and --decode must be >= 1, --experts >= 0\n");
+    std::fprintf(stderr, "dsv3 cluster: --prefill and --decode must be >= 1, --experts >= 0\n");
     return 2;
   }
   const absl::Duration eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
@@ -246,15 +245,19 @@ int RunCluster(const std::vector<std::string>&) {
     c.http_port = next_port++;
     c.ready_file = absl::StrCat(log_dir, "/expert-", i, ".ready");
     c.log = absl::StrCat(log_dir, "/expert-", i, ".log");
-    std::vector<std::string> argv = {
-        bin + "/dsv3-expert", "--model=" + model, absl::StrCat("--num_shards=", n_experts),
-        absl::StrCat("--shard_index=", i), absl::StrCat("--grpc_port=", c.grpc_port),
-        absl::StrCat("--http_port=", c.http_port), "--ready_file=" + c.ready_file,
-        "--ucx_tls=" + tls};
+    std::vector<std::string> argv = {bin + "/dsv3-expert",
+                                     "--model=" + model,
+                                     absl::StrCat("--num_shards=", n_experts),
+                                     absl::StrCat("--shard_index=", i),
+                                     absl::StrCat("--grpc_port=", c.grpc_port),
+                                     absl::StrCat("--http_port=", c.http_port),
+                                     "--ready_file=" + c.ready_file,
+                                     "--ucx_tls=" + tls};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
     if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
-      argv.push_back(absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
+      argv.push_back(
+          absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
     }
     expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
     if (Spawn(c, argv)) children.push_back(c);
@@ -267,9 +270,12 @@ int RunCluster(const std::vector<std::string>&) {
     c.ready_file = absl::StrCat(log_dir, "/", role, "-", index, ".ready");
     c.log = absl::StrCat(log_dir, "/", role, "-", index, ".log");
     std::vector<std::string> argv = {
-        absl::StrCat(bin, "/dsv3-", role), "--model=" + model,
-        absl::StrCat("--grpc_port=", c.grpc_port), absl::StrCat("--http_port=", c.http_port),
-        "--ready_file=" + c.ready_file, "--ucx_tls=" + tls,
+        absl::StrCat(bin, "/dsv3-", role),
+        "--model=" + model,
+        absl::StrCat("--grpc_port=", c.grpc_port),
+        absl::StrCat("--http_port=", c.http_port),
+        "--ready_file=" + c.ready_file,
+        "--ucx_tls=" + tls,
         absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks))};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!expert_addresses.empty()) {
@@ -277,7 +283,8 @@ int RunCluster(const std::vector<std::string>&) {
     }
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
     if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
-      argv.push_back(absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
+      argv.push_back(
+          absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
     }
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
@@ -297,11 +304,12 @@ int RunCluster(const std::vector<std::string>&) {
   router.http_port = base + 1;
   router.ready_file = log_dir + "/router.ready";
   router.log = log_dir + "/router.log";
-  std::vector<std::string> router_argv = {
-      bin + "/dsv3-router", absl::StrCat("--grpc_port=", base),
-      absl::StrCat("--http_port=", base + 1), "--ready_file=" + router.ready_file,
-      "--prefill=" + absl::StrJoin(prefill_addresses, ","),
-      "--decode=" + absl::StrJoin(decode_addresses, ",")};
+  std::vector<std::string> router_argv = {bin + "/dsv3-router",
+                                          absl::StrCat("--grpc_port=", base),
+                                          absl::StrCat("--http_port=", base + 1),
+                                          "--ready_file=" + router.ready_file,
+                                          "--prefill=" + absl::StrJoin(prefill_addresses, ","),
+                                          "--decode=" + absl::StrJoin(decode_addresses, ",")};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -315,8 +323,7 @@ int RunCluster(const std::vector<std::string>&) {
     rebalancer.log = log_dir + "/rebalancer.log";
     std::vector<std::string> argv = {
         bin + "/dsv3-rebalancer", absl::StrCat("--grpc_port=", rebalancer.grpc_port),
-        absl::StrCat("--http_port=", rebalancer.http_port),
-        "--ready_file=" + rebalancer.ready_file,
+        absl::StrCat("--http_port=", rebalancer.http_port), "--ready_file=" + rebalancer.ready_file,
         "--expert_workers=" + absl::StrJoin(expert_addresses, ",")};
     if (eplb_interval > absl::ZeroDuration()) {
       argv.push_back("--eplb_interval=" + absl::FormatDuration(eplb_interval));
@@ -326,7 +333,8 @@ int RunCluster(const std::vector<std::string>&) {
     }
     if (Spawn(rebalancer, argv)) children.push_back(rebalancer);
   }
-  if (children.size() != static_cast<size_t>(n_prefill + n_decode + n_experts + 1 + n_rebalancers)) {
+  if (children.size() !=
+      static_cast<size_t>(n_prefill + n_decode + n_experts + 1 + n_rebalancers)) {
     StopAll(children);
     return 1;
   }
@@ -367,8 +375,8 @@ int RunCluster(const std::vector<std::string>&) {
     // Loading a model takes a while on a first run: say where the start-up is, when that
     // changes and at least every 10 s, so a newcomer sees it is not stuck.
     std::string progress =
-        ready ? absl::StrCat("all ", listening, " processes listening; the router sees ", workers_up,
-                             " of ", n_prefill + n_decode, " workers ready")
+        ready ? absl::StrCat("all ", listening, " processes listening; the router sees ",
+                             workers_up, " of ", n_prefill + n_decode, " workers ready")
               : absl::StrCat(listening, " of ", children.size(),
                              " processes listening (workers load the model first)");
     if (progress != last_progress || absl::Now() - last_print >= absl::Seconds(10)) {
@@ -414,7 +422,8 @@ int RunCluster(const std::vector<std::string>&) {
       "Ctrl-C stops the cluster.\n",
       served.c_str(), tokenizer.empty() ? " (token ids only: no tokenizer)" : "", base, base + 1,
       bin.c_str(), base,
-      tokenizer.empty() ? "--tokens \"0 17 5\" --max-tokens 8" : "--prompt \"Hello\" --max-tokens 16",
+      tokenizer.empty() ? "--tokens \"0 17 5\" --max-tokens 8"
+                        : "--prompt \"Hello\" --max-tokens 16",
       base + 1, served.c_str(), tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
   std::fflush(stdout);
 
@@ -433,8 +442,7 @@ int RunCluster(const std::vector<std::string>&) {
 
 DSV3_REGISTER_COMMAND(cluster, "cluster",
                       "run router + prefill + decode workers on this machine (--model DIR)",
-                      RunCluster,
-                      {"model", {"model", "tokenizer", "speculative"}},
+                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
                       {"processes",
                        {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
                       {"workers",

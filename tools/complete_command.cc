@@ -2,10 +2,10 @@
 // streams. With --tokens it prints the generated ids on one line, exactly as
 // `dsv3 generate` does, so the two can be compared.
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdio>
 #include <iostream>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
@@ -13,8 +13,8 @@
 #include "absl/strings/str_split.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
-#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
+#include "tools/flag_groups.h"
 
 ABSL_FLAG(std::string, router, "127.0.0.1:50051", "Router gRPC address (host:port).");
 ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized by the router).");

@@ -12,7 +12,8 @@ ABSL_FLAG(std::string, mtp_output, "", "also write the first MTP layer's logits 
 ABSL_FLAG(int64_t, max_tokens, 16, "tokens to generate");
 ABSL_FLAG(std::string, speculative, "", "speculative decoding method: '' (off) or 'mtp'");
 ABSL_FLAG(int32_t, draft_tokens, 1, "draft tokens per verification step (--speculative mtp)");
-ABSL_FLAG(std::string, preset, "tiny", "synthetic model shape: tiny, demo (tiny with the DeepSeek-V3 vocabulary) or bench");
+ABSL_FLAG(std::string, preset, "tiny",
+          "synthetic model shape: tiny, demo (tiny with the DeepSeek-V3 vocabulary) or bench");
 ABSL_FLAG(std::string, dtype, "bf16", "synthetic weight dtype: bf16 or fp8");
 ABSL_FLAG(int32_t, mtp, 0, "MTP layers of the synthetic model (0 or 1)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed (weights for make-model, sampling for generate)");
@@ -31,7 +32,8 @@ namespace dsv3::tools {
 
 absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
   std::vector<int32_t> ids;
-  for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(" ,\t\n"), absl::SkipEmpty())) {
+  for (absl::string_view part :
+       absl::StrSplit(text, absl::ByAnyChar(" ,\t\n"), absl::SkipEmpty())) {
     int32_t id;
     if (!absl::SimpleAtoi(part, &id)) {
       return absl::InvalidArgumentError(absl::StrCat("bad token id '", part, "'"));

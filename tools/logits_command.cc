@@ -10,8 +10,8 @@
 #include "engine/mtp.h"
 #include "engine/status_macros.h"
 #include "tools/command_registry.h"
-#include "tools/flag_groups.h"
 #include "tools/engine_flags.h"
+#include "tools/flag_groups.h"
 
 namespace dsv3::tools {
 namespace {

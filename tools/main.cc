@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-
 #include "common/cli.h"
 #include "common/mutex_mode.h"
 #include "tools/command_registry.h"

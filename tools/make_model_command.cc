@@ -1,7 +1,6 @@
 // `dsv3 make-model`: writes a synthetic checkpoint in the Hugging Face layout.
 
 #include <cstdio>
-
 #include <filesystem>
 
 #include "absl/flags/declare.h"

@@ -10,7 +10,8 @@ constexpr int kMinIntervalMs = 20;
 
 class LoadWatchers::Reactor : public grpc::ServerWriteReactor<v1::LoadReport> {
  public:
-  Reactor(LoadWatchers* owner, int interval_ms) : owner_(owner), interval_(absl::Milliseconds(interval_ms)) {}
+  Reactor(LoadWatchers* owner, int interval_ms)
+      : owner_(owner), interval_(absl::Milliseconds(interval_ms)) {}
 
   // From the tick thread: send a report when due and the previous write is done.
   void MaybeSend(const v1::LoadReport& report, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_) {

@@ -5,13 +5,13 @@
 // until it cancels. One thread ticks for all watchers; a watcher whose previous report is
 // still being written skips a tick (reports are snapshots; the newest one matters).
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"

@@ -11,14 +11,14 @@
 // EPLB rebalancer's) announced in combine answers is fetched in the background and taken
 // at the next step boundary (the first MoE layer of a forward step).
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/flags/declare.h"
@@ -42,7 +42,7 @@ struct RemoteExpertsOptions {
   std::vector<std::string> addresses;  // gRPC host:port of each expert worker
   std::string dns;                     // host:port resolved to every address behind it
   absl::Duration exchange_timeout = absl::Seconds(10);  // one MoE layer's all-to-all
-  std::string member_id;               // how this worker names itself in Join
+  std::string member_id;                                // how this worker names itself in Join
 };
 
 // From --expert_workers / --expert_dns / --expert_timeout; nullopt-like empty addresses and

@@ -36,11 +36,10 @@ absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& 
     if (!experts.ok()) return experts.status();
     DSV3_LOG(INFO) << "routed experts run on expert workers; waiting until they hold every "
                       "expert";
-    absl::Status ready =
-        (*experts)->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
+    absl::Status ready = (*experts)->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
     if (!ready.ok()) return ready;
-    DSV3_LOG(INFO) << "expert workers ready (placement version "
-                   << (*experts)->placement_version() << ")";
+    DSV3_LOG(INFO) << "expert workers ready (placement version " << (*experts)->placement_version()
+                   << ")";
     r.experts = std::move(*experts);
   } else if (r.model->config().n_routed_experts > 0) {
     r.experts = std::make_shared<ColocatedExpertExecutor>(*r.model);

@@ -39,8 +39,8 @@ void MatMulRowsTiled(const float* x, int64_t m, int64_t ldx, const Linear& w, in
   }
 }
 
-void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w,
-                         int64_t row_begin, int64_t row_count, float* y, int64_t ldy) {
+void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
+                         int64_t row_count, float* y, int64_t ldy) {
   if (m <= kDirectMaxRows) {
     MatMulRowsDirect(x, m, ldx, w, row_begin, row_count, y, ldy);
   } else {
@@ -96,7 +96,8 @@ void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& 
     const int64_t rows = std::min(kTileRows, row_count - r0);
     for (int64_t r = 0; r < rows; ++r) DequantRowFast(w, row_begin + r0 + r, &tile[r * in]);
     if (m >= 4) {
-      Gemm(x + r0, ldx, tile.data(), in, BLayout::kKN, y, ldy, m, in, rows, GemmOutput::kAccumulate);
+      Gemm(x + r0, ldx, tile.data(), in, BLayout::kKN, y, ldy, m, in, rows,
+           GemmOutput::kAccumulate);
       continue;
     }
     for (int64_t i = 0; i < m; ++i) {

@@ -52,7 +52,8 @@ DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
   } else {
     const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p));
     const __m512i moved = _mm512_srai_epi32(_mm512_slli_epi32(c, 24), 4);
-    return _mm512_castsi512_ps(_mm512_and_si512(moved, _mm512_set1_epi32(static_cast<int>(0x87F00000u))));
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(moved, _mm512_set1_epi32(static_cast<int>(0x87F00000u))));
   }
 }
 
@@ -90,8 +91,8 @@ DSV3_AVX512_INLINE void Step(const float* x, int64_t ldx, const uint8_t* pa, con
   const __m512 wb = LoadScaled<D, kMasked>(pb + c * kElemBytes<D>, mask, sb);
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i) {
-    const __m512 xv = kMasked ? _mm512_maskz_loadu_ps(mask, x + i * ldx + c)
-                              : _mm512_loadu_ps(x + i * ldx + c);
+    const __m512 xv =
+        kMasked ? _mm512_maskz_loadu_ps(mask, x + i * ldx + c) : _mm512_loadu_ps(x + i * ldx + c);
     acc_a[i] = _mm512_fmadd_ps(wa, xv, acc_a[i]);
     acc_b[i] = _mm512_fmadd_ps(wb, xv, acc_b[i]);
   }
@@ -150,14 +151,30 @@ DSV3_AVX512 void RowsAvx512(const float* x, int64_t m, int64_t ldx, const Linear
       const int mb = static_cast<int>(std::min<int64_t>(8, m - i0));
       const float* xi = x + i0 * ldx;
       switch (mb) {
-        case 1: Block<D, 1>(xi, ldx, w, ra, rb, out); break;
-        case 2: Block<D, 2>(xi, ldx, w, ra, rb, out); break;
-        case 3: Block<D, 3>(xi, ldx, w, ra, rb, out); break;
-        case 4: Block<D, 4>(xi, ldx, w, ra, rb, out); break;
-        case 5: Block<D, 5>(xi, ldx, w, ra, rb, out); break;
-        case 6: Block<D, 6>(xi, ldx, w, ra, rb, out); break;
-        case 7: Block<D, 7>(xi, ldx, w, ra, rb, out); break;
-        default: Block<D, 8>(xi, ldx, w, ra, rb, out); break;
+        case 1:
+          Block<D, 1>(xi, ldx, w, ra, rb, out);
+          break;
+        case 2:
+          Block<D, 2>(xi, ldx, w, ra, rb, out);
+          break;
+        case 3:
+          Block<D, 3>(xi, ldx, w, ra, rb, out);
+          break;
+        case 4:
+          Block<D, 4>(xi, ldx, w, ra, rb, out);
+          break;
+        case 5:
+          Block<D, 5>(xi, ldx, w, ra, rb, out);
+          break;
+        case 6:
+          Block<D, 6>(xi, ldx, w, ra, rb, out);
+          break;
+        case 7:
+          Block<D, 7>(xi, ldx, w, ra, rb, out);
+          break;
+        default:
+          Block<D, 8>(xi, ldx, w, ra, rb, out);
+          break;
       }
       for (int i = 0; i < mb; ++i) {
         y[(i0 + i) * ldy + j] = out[0][i];

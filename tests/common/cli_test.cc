@@ -1,10 +1,10 @@
 #include "common/cli.h"
 
-#include <string>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 
@@ -27,7 +27,8 @@ TEST(FlagsOnCommandLineTest, ReadsNamesAsAbseilWould) {
   EXPECT_THAT(Names({"prog", "--cli_test_count", "3", "pos", "--cli-test-verbose"}),
               ElementsAre("cli_test_count", "cli_test_verbose"));
   // A separate value that looks like a flag is still the value of a non-bool flag.
-  EXPECT_THAT(Names({"prog", "--cli_test_count", "--cli_test_verbose"}), ElementsAre("cli_test_count"));
+  EXPECT_THAT(Names({"prog", "--cli_test_count", "--cli_test_verbose"}),
+              ElementsAre("cli_test_count"));
   // A bool flag takes no separate value; --noNAME is NAME.
   EXPECT_THAT(Names({"prog", "--cli_test_verbose", "--nocli_test_verbose", "x"}),
               ElementsAre("cli_test_verbose", "cli_test_verbose"));

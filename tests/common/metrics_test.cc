@@ -1,11 +1,11 @@
 #include "common/metrics.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <fstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/support/subprocess.h"
 
@@ -62,9 +62,7 @@ TEST(MetricsTest, HistogramWithLabelsPutsLeLast) {
 
 TEST(MetricsTest, EscapesHelpAndLabelValues) {
   Registry r;
-  r.AddGauge("dsv3_g", "line one\nback\\slash", {"path"})
-      .WithLabels({"a\"b\\c\nd"})
-      .Set(1);
+  r.AddGauge("dsv3_g", "line one\nback\\slash", {"path"}).WithLabels({"a\"b\\c\nd"}).Set(1);
   std::string text = r.Expose();
   EXPECT_THAT(text, HasSubstr("# HELP dsv3_g line one\\nback\\\\slash\n"));
   EXPECT_THAT(text, HasSubstr("dsv3_g{path=\"a\\\"b\\\\c\\nd\"} 1\n"));
@@ -132,8 +130,8 @@ TEST(MetricsTest, PromtoolAcceptsExposition) {
   Registry r;
   r.AddCounter("dsv3_requests_total", "Requests.", {"status"}).WithLabels({"ok"}).Increment();
   r.AddGauge("dsv3_kv_usage_ratio", "KV usage.").Get().Set(0.25);
-  auto& h = r.AddHistogram("dsv3_time_to_first_token_seconds", "TTFT.", LatencyBuckets(),
-                           {"model"});
+  auto& h =
+      r.AddHistogram("dsv3_time_to_first_token_seconds", "TTFT.", LatencyBuckets(), {"model"});
   h.WithLabels({"tiny \"q\""}).Observe(0.003);
   h.WithLabels({"other"}).Observe(INFINITY);
   r.AddGauge("dsv3_unused", "A family without children.");

@@ -3,12 +3,12 @@
 
 #include "common/serving_metrics.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -73,12 +73,13 @@ TEST(ServingMetricsTest, PopulatedCatalogPassesPromtool) {
   const ServingMetrics m = ServingMetrics::Register(registry);
   PopulateEveryFamily(m);
   std::string text = registry.Expose();
-  EXPECT_THAT(text, HasSubstr(
-      "dsv3_requests_total{model=\"deepseek-ai/DeepSeek-V3\",status=\"resource_exhausted\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("dsv3_kv_cache_usage_ratio{model=\"deepseek-ai/DeepSeek-V3\"} 0.25\n"));
+  EXPECT_THAT(text, HasSubstr("dsv3_requests_total{model=\"deepseek-ai/"
+                              "DeepSeek-V3\",status=\"resource_exhausted\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("dsv3_kv_cache_usage_ratio{model=\"deepseek-ai/DeepSeek-V3\"} 0.25\n"));
   EXPECT_THAT(text, HasSubstr("dsv3_expert_tokens_total{layer=\"3\",expert=\"17\"} 8\n"));
-  EXPECT_THAT(text, HasSubstr(
-      "dsv3_time_to_first_token_seconds_bucket{model=\"deepseek-ai/DeepSeek-V3\",le=\"+Inf\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dsv3_time_to_first_token_seconds_bucket{model=\"deepseek-ai/"
+                              "DeepSeek-V3\",le=\"+Inf\"} 1\n"));
   auto [rc, out] = PromtoolCheck(text);
   EXPECT_EQ(rc, 0) << out << "\n" << text;
 }

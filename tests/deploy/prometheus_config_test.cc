@@ -1,11 +1,11 @@
 // deploy/prometheus with the real promtool: the rules and both scrape configurations check,
 // the rules' unit tests pass, and broken inputs are rejected (so the checks can fail).
 
-#include <fstream>
-#include <sstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -43,9 +43,8 @@ TEST(PrometheusConfigTest, RulesCheck) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_THAT(out, HasSubstr(absl::StrCat("SUCCESS: ", alerts, " rules found")));
   // The alerts the operations issue asks for.
-  for (const char* name : {"Dsv3HighTimeToFirstToken", "Dsv3KvCacheNearlyFull",
-                           "Dsv3TargetDown", "Dsv3WorkerUnreachableFromRouter",
-                           "Dsv3HighErrorRatio"}) {
+  for (const char* name : {"Dsv3HighTimeToFirstToken", "Dsv3KvCacheNearlyFull", "Dsv3TargetDown",
+                           "Dsv3WorkerUnreachableFromRouter", "Dsv3HighErrorRatio"}) {
     EXPECT_THAT(rules, HasSubstr(absl::StrCat("- alert: ", name, "\n"))) << name;
   }
 }
@@ -71,15 +70,15 @@ TEST(PrometheusConfigTest, BrokenInputsAreRejected) {
   std::string rules = ReadFile(kPrometheusDir + "/dsv3-rules.yml");
 
   // A parse error in an expression.
-  std::ofstream(dir + "/bad-rules.yml")
-      << absl::StrReplaceAll(rules, {{"> 0.95", "> 0.95)"}});
+  std::ofstream(dir + "/bad-rules.yml") << absl::StrReplaceAll(rules, {{"> 0.95", "> 0.95)"}});
   auto [rules_rc, rules_out] = RunCommand("promtool check rules " + dir + "/bad-rules.yml");
   EXPECT_NE(rules_rc, 0) << rules_out;
 
   // A threshold the unit tests do not expect: the KV alert no longer fires at 97%.
   std::ofstream(dir + "/dsv3-rules.yml") << absl::StrReplaceAll(rules, {{"> 0.95", "> 0.98"}});
   std::ofstream(dir + "/dsv3-rules.test.yml") << ReadFile(kPrometheusDir + "/dsv3-rules.test.yml");
-  auto [test_rc, test_out] = RunCommand("cd " + dir + " && promtool test rules dsv3-rules.test.yml");
+  auto [test_rc, test_out] =
+      RunCommand("cd " + dir + " && promtool test rules dsv3-rules.test.yml");
   EXPECT_NE(test_rc, 0) << test_out;
   EXPECT_THAT(test_out, HasSubstr("Dsv3KvCacheNearlyFull"));
 

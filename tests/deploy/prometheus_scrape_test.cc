@@ -5,37 +5,36 @@
 // expression of the rules and the Grafana dashboard against it.
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <grpcpp/grpcpp.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
-#include "tests/deploy/promql_names.h"
 #include "dsv3/v1/inference.grpc.pb.h"
+#include "tests/deploy/promql_names.h"
 #include "tests/support/subprocess.h"
 
 namespace dsv3 {
@@ -102,7 +101,8 @@ std::pair<std::string, int> SplitHostPort(const std::string& address) {
 // Prometheus' HTTP API: the `data` of a successful answer, or the error it gave.
 absl::StatusOr<json> ApiGet(httplib::Client& client, const std::string& path,
                             const httplib::Params& params = {}) {
-  httplib::Result res = params.empty() ? client.Get(path.c_str()) : client.Post(path.c_str(), params);
+  httplib::Result res =
+      params.empty() ? client.Get(path.c_str()) : client.Post(path.c_str(), params);
   if (!res) return absl::UnavailableError(absl::StrCat("no answer to ", path));
   json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
@@ -145,9 +145,9 @@ class PrometheusScrapeTest : public ::testing::Test {
     // The launcher's status file, turned into file_sd targets by the shipped script.
     std::ofstream(dir_ + "/status.json") << status.dump(2);
     ASSERT_EQ(mkdir((dir_ + "/targets").c_str(), 0755), 0);
-    auto [sd_rc, sd_out] = RunCommand(
-        absl::StrCat("node ", kSourceDir, "/deploy/prometheus/file_sd_from_status.mjs ", dir_,
-                     "/status.json ", dir_, "/targets/dsv3.json"));
+    auto [sd_rc, sd_out] =
+        RunCommand(absl::StrCat("node ", kSourceDir, "/deploy/prometheus/file_sd_from_status.mjs ",
+                                dir_, "/status.json ", dir_, "/targets/dsv3.json"));
     ASSERT_EQ(sd_rc, 0) << sd_out;
 
     // The shipped configuration and rules, unchanged.
@@ -205,9 +205,13 @@ class PrometheusScrapeTest : public ::testing::Test {
   // Sample names the dsv3 processes can expose (from their /metrics # TYPE lines, so
   // families without samples count), plus Prometheus' own series.
   std::set<std::string> KnownNames() {
-    std::set<std::string> names = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
+    std::set<std::string> names = {"up",
+                                   "scrape_duration_seconds",
+                                   "scrape_samples_scraped",
                                    "scrape_samples_post_metric_relabeling",
-                                   "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE"};
+                                   "scrape_series_added",
+                                   "ALERTS",
+                                   "ALERTS_FOR_STATE"};
     for (const ReadyInfo& info : infos_) {
       auto [host, port] = SplitHostPort(info.http);
       httplib::Client c(host, port);
@@ -288,7 +292,8 @@ TEST_F(PrometheusScrapeTest, ScrapesEveryProcessAndSeriesMove) {
     last = *data;
     for (const json& series : (*data)["result"]) {
       std::string instance = series["metric"]["instance"];
-      if (std::stod(series["value"][1].get<std::string>()) > uptime[instance]) moved.insert(instance);
+      if (std::stod(series["value"][1].get<std::string>()) > uptime[instance])
+        moved.insert(instance);
     }
     if (moved.size() < kRoles.size()) absl::SleepFor(absl::Milliseconds(250));
   }
@@ -390,10 +395,8 @@ TEST_F(PrometheusScrapeTest, ServingSeriesFollowRealRequests) {
   EXPECT_EQ(scalar("sum(dsv3_generation_tokens_total)", equals(kRequests * kMaxTokens)),
             kRequests * kMaxTokens);
   EXPECT_EQ(scalar("sum(dsv3_prompt_tokens_total)", equals(kRequests * 4)), kRequests * 4);
-  EXPECT_EQ(scalar("sum(dsv3_time_to_first_token_seconds_count)", equals(kRequests)),
-            kRequests);
-  EXPECT_EQ(scalar("sum(dsv3_e2e_request_latency_seconds_count)", equals(kRequests)),
-            kRequests);
+  EXPECT_EQ(scalar("sum(dsv3_time_to_first_token_seconds_count)", equals(kRequests)), kRequests);
+  EXPECT_EQ(scalar("sum(dsv3_e2e_request_latency_seconds_count)", equals(kRequests)), kRequests);
   // The routed experts ran on the expert worker: each of the 4 prompt tokens (prefill) and
   // the kMaxTokens - 1 fed-back tokens (decode) chose 4 experts in each of 2 MoE layers.
   const double pairs = kRequests * (4 + kMaxTokens - 1) * 2 * 4;
@@ -465,8 +468,8 @@ TEST_F(PrometheusScrapeTest, EveryRuleAndDashboardExpressionEvaluates) {
     std::string q = var["query"].is_object() ? var["query"]["query"].get<std::string>()
                                              : var["query"].get<std::string>();
     ASSERT_TRUE(absl::StartsWith(q, "label_values(")) << q;
-    std::string metric(absl::StripAsciiWhitespace(
-        std::vector<std::string>(absl::StrSplit(q.substr(13), ','))[0]));
+    std::string metric(
+        absl::StripAsciiWhitespace(std::vector<std::string>(absl::StrSplit(q.substr(13), ','))[0]));
     EXPECT_TRUE(known.count(metric)) << "variable " << var["name"] << ": unknown " << metric;
   }
   EXPECT_GE(dashboard_exprs, 20);
@@ -475,8 +478,7 @@ TEST_F(PrometheusScrapeTest, EveryRuleAndDashboardExpressionEvaluates) {
        {"dsv3_time_to_first_token_seconds_bucket", "dsv3_inter_token_latency_seconds_bucket",
         "dsv3_e2e_request_latency_seconds_bucket", "dsv3_generation_tokens_total",
         "dsv3_kv_cache_usage_ratio", "dsv3_kv_transfer_bytes_total", "dsv3_expert_tokens_total",
-        "dsv3_spec_decode_accepted_tokens_total", "dsv3_requests_total", "dsv3_worker_up",
-        "up{"}) {
+        "dsv3_spec_decode_accepted_tokens_total", "dsv3_requests_total", "dsv3_worker_up", "up{"}) {
     EXPECT_THAT(all_exprs, HasSubstr(family));
   }
   std::cout << "evaluated " << evaluated_ << " expressions (" << loaded << " rules, "

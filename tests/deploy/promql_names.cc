@@ -8,7 +8,9 @@
 namespace dsv3::testing {
 namespace {
 
-bool IsNameStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':'; }
+bool IsNameStart(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+}
 bool IsNameChar(char c) { return IsNameStart(c) || std::isdigit(static_cast<unsigned char>(c)); }
 
 // Index just past the string literal that starts at `i` (quote char expr[i]).
@@ -48,9 +50,9 @@ size_t SkipSpace(absl::string_view expr, size_t i) {
 // rather than by their parenthesised arguments.
 bool IsKeyword(absl::string_view word) {
   static const std::set<std::string, std::less<>> kKeywords = {
-      "and", "or", "unless", "bool", "offset", "start", "end", "inf", "nan", "Inf", "NaN",
-      "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
-      "bottomk", "topk", "quantile"};
+      "and",    "or",     "unless", "bool",         "offset",  "start", "end",     "inf",
+      "nan",    "Inf",    "NaN",    "sum",          "min",     "max",   "avg",     "group",
+      "stddev", "stdvar", "count",  "count_values", "bottomk", "topk",  "quantile"};
   return kKeywords.count(word) > 0;
 }
 
@@ -109,8 +111,8 @@ std::string SubstituteGrafanaVariables(absl::string_view expr) {
       } else {
         while (end < expr.size() && IsNameChar(expr[end])) ++end;
       }
-      absl::string_view name = expr.substr(start + (braced ? 1 : 0),
-                                           end - start - (braced ? 1 : 0));
+      absl::string_view name =
+          expr.substr(start + (braced ? 1 : 0), end - start - (braced ? 1 : 0));
       // ${var:format} -> var
       name = name.substr(0, name.find(':'));
       if (name == "__rate_interval" || name == "__interval") {

@@ -13,10 +13,10 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 
 TEST(PromqlNamesTest, FindsSelectedMetricsOnly) {
-  EXPECT_THAT(MetricNamesInPromQL(
-                  "histogram_quantile(0.99, sum by (model, le) "
-                  "(rate(dsv3_time_to_first_token_seconds_bucket{model=~\"a|b\"}[5m])))"),
-              ElementsAre("dsv3_time_to_first_token_seconds_bucket"));
+  EXPECT_THAT(
+      MetricNamesInPromQL("histogram_quantile(0.99, sum by (model, le) "
+                          "(rate(dsv3_time_to_first_token_seconds_bucket{model=~\"a|b\"}[5m])))"),
+      ElementsAre("dsv3_time_to_first_token_seconds_bucket"));
   EXPECT_THAT(MetricNamesInPromQL(
                   "sum(rate(a_total{status!~\"ok|x\"}[5m] offset 1h)) / on (model) "
                   "group_left(role) sum without (instance) (b) > bool 0.5 and c unless d or "
@@ -32,9 +32,10 @@ TEST(PromqlNamesTest, FindsSelectedMetricsOnly) {
 }
 
 TEST(PromqlNamesTest, SubstitutesGrafanaVariables) {
-  EXPECT_EQ(SubstituteGrafanaVariables(
-                "rate(x{model=~\"$model\",l=~\"${layer:regex}\",z=~\"[[old]]\"}[$__rate_interval])"),
-            "rate(x{model=~\".*\",l=~\".*\",z=~\".*\"}[1m])");
+  EXPECT_EQ(
+      SubstituteGrafanaVariables(
+          "rate(x{model=~\"$model\",l=~\"${layer:regex}\",z=~\"[[old]]\"}[$__rate_interval])"),
+      "rate(x{model=~\".*\",l=~\".*\",z=~\".*\"}[1m])");
   EXPECT_EQ(SubstituteGrafanaVariables("increase(x[$__range])"), "increase(x[1h])");
 }
 

@@ -15,8 +15,8 @@ namespace {
 
 TEST(DTypeTest, E4M3Decoding) {
   EXPECT_EQ(E4M3ToFloat(0x00), 0.0f);
-  EXPECT_EQ(E4M3ToFloat(0x38), 1.0f);          // exp 7, mant 0
-  EXPECT_EQ(E4M3ToFloat(0x7E), 448.0f);        // max finite
+  EXPECT_EQ(E4M3ToFloat(0x38), 1.0f);    // exp 7, mant 0
+  EXPECT_EQ(E4M3ToFloat(0x7E), 448.0f);  // max finite
   EXPECT_EQ(E4M3ToFloat(0xFE), -448.0f);
   EXPECT_EQ(E4M3ToFloat(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
   EXPECT_EQ(E4M3ToFloat(0x08), std::ldexp(1.0f, -6));  // smallest normal
@@ -30,7 +30,7 @@ TEST(DTypeTest, EncodersRoundTrip) {
     if (c == 0x7F || c == 0xFF || c == 0x80) continue;
     EXPECT_EQ(FloatToE4M3(E4M3ToFloat(static_cast<uint8_t>(c))), c) << c;
   }
-  EXPECT_EQ(FloatToE4M3(1000.0f), 0x7E);  // saturates
+  EXPECT_EQ(FloatToE4M3(1000.0f), 0x7E);                // saturates
   EXPECT_EQ(E4M3ToFloat(FloatToE4M3(1.0625f)), 1.0f);   // tie -> even
   EXPECT_EQ(E4M3ToFloat(FloatToE4M3(1.1875f)), 1.25f);  // tie -> even
   EXPECT_EQ(BF16ToFloat(FloatToBF16(3.140625f)), 3.140625f);

@@ -60,8 +60,8 @@ TEST(KvCachePoolTest, CreateOverUsesTheCallersBuffer) {
       for (int64_t pos = 0; pos < 6; ++pos) {
         float* row = (*pool)->Row(layer, seq, pos);
         const int64_t block = seq.blocks[static_cast<size_t>(pos / layout.block_size)];
-        const int64_t offset = layout.BlockOffset(layer, block) +
-                               (pos % layout.block_size) * layout.row_floats() * 4;
+        const int64_t offset =
+            layout.BlockOffset(layer, block) + (pos % layout.block_size) * layout.row_floats() * 4;
         EXPECT_EQ(reinterpret_cast<unsigned char*>(row), buffer.get() + offset);
         unsigned char first;
         std::memcpy(&first, row, 1);
@@ -115,8 +115,7 @@ TEST(KvCachePoolTest, CreateOverRejectsBadBuffers) {
     auto misaligned = KvCachePool::CreateOver(layout, buffer.get() + misalign, bytes);
     EXPECT_EQ(misaligned.status().code(), absl::StatusCode::kInvalidArgument) << misalign;
   }
-  auto aligned =
-      KvCachePool::CreateOver(layout, buffer.get() + KvCachePool::kMinAlignment, bytes);
+  auto aligned = KvCachePool::CreateOver(layout, buffer.get() + KvCachePool::kMinAlignment, bytes);
   EXPECT_TRUE(aligned.ok()) << aligned.status();
 
   KvCacheLayout bad = layout;

@@ -82,15 +82,13 @@ TEST_F(LoadRoleTest, AttentionSidePlusExpertRoleEqualsWholeModel) {
   // The roles partition the checkpoint.
   EXPECT_LT((*front)->weights().bytes, (*whole)->weights().bytes);
   EXPECT_EQ((*front)->weights().bytes + (*back)->weights().bytes, (*whole)->weights().bytes);
-  EXPECT_EQ((*front)->weights().tensors + (*back)->weights().tensors,
-            (*whole)->weights().tensors);
+  EXPECT_EQ((*front)->weights().tensors + (*back)->weights().tensors, (*whole)->weights().tensors);
 
   // Without an executor the attention side cannot run the routed experts.
   auto missing = LastLogits(**front);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(missing.status().message().find("not loaded"), std::string::npos)
-      << missing.status();
+  EXPECT_NE(missing.status().message().find("not loaded"), std::string::npos) << missing.status();
   // The expert role cannot run a forward step at all.
   auto no_attention = LastLogits(**back);
   ASSERT_FALSE(no_attention.ok());
@@ -137,8 +135,7 @@ TEST_F(LoadRoleTest, ExpertSubsetHoldsOnlyThoseExperts) {
   const int32_t held[2] = {1, 2};
   int overlapped = 0;
   LocalExpertExecutor& ex = (*part)->local_expert_executor();
-  EXPECT_TRUE(
-      ex.Run(moe_layer, x.data(), 1, hidden, 2, held, &ys, [&] { ++overlapped; }).ok());
+  EXPECT_TRUE(ex.Run(moe_layer, x.data(), 1, hidden, 2, held, &ys, [&] { ++overlapped; }).ok());
   EXPECT_EQ(ys.slots.size(), 2u);
   EXPECT_EQ(overlapped, 1);
   const int32_t other[2] = {1, 5};

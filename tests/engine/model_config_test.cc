@@ -61,9 +61,10 @@ TEST(ModelConfigTest, ParsesGoldenConfigs) {
 
 TEST(ModelConfigTest, YarnAndSoftmaxScale) {
   nlohmann::json j = BaseConfig();
-  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 40}, {"original_max_position_embeddings", 4096},
-                       {"beta_fast", 32}, {"beta_slow", 1}, {"mscale", 1.0},
-                       {"mscale_all_dim", 1.0}};
+  j["rope_scaling"] = {
+      {"type", "yarn"},       {"factor", 40},   {"original_max_position_embeddings", 4096},
+      {"beta_fast", 32},      {"beta_slow", 1}, {"mscale", 1.0},
+      {"mscale_all_dim", 1.0}};
   auto c = ParseModelConfig(j.dump());
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE(c->rope_yarn.has_value());
@@ -109,9 +110,10 @@ TEST(ModelConfigTest, UnsupportedValuesNameTheField) {
                    "original_max_position_embeddings");
   ExpectFieldError(ParseWith("quantization_config", {{"quant_method", "awq"}}),
                    "quantization_config.quant_method");
-  ExpectFieldError(ParseWith("quantization_config", {{"quant_method", "fp8"}, {"fmt", "e5m2"},
-                                                     {"weight_block_size", {128, 128}}}),
-                   "quantization_config.fmt");
+  ExpectFieldError(
+      ParseWith("quantization_config",
+                {{"quant_method", "fp8"}, {"fmt", "e5m2"}, {"weight_block_size", {128, 128}}}),
+      "quantization_config.fmt");
   ExpectFieldError(ParseWith("quantization_config", {{"quant_method", "fp8"}}),
                    "quantization_config.weight_block_size");
   ExpectFieldError(ParseWith("attention_bias", true), "attention_bias");

@@ -29,7 +29,8 @@ class SafetensorsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Writes a file with an arbitrary header and `data_bytes` zero bytes of data.
-  std::string Raw(const std::string& header, size_t data_bytes, const char* name = "x.safetensors") {
+  std::string Raw(const std::string& header, size_t data_bytes,
+                  const char* name = "x.safetensors") {
     const std::string path = (dir_ / name).string();
     std::ofstream f(path, std::ios::binary);
     uint64_t n = header.size();
@@ -49,12 +50,12 @@ class SafetensorsTest : public ::testing::Test {
 };
 
 TEST_F(SafetensorsTest, WriterRoundTrip) {
-  std::vector<TensorSpec> specs = {{"a", DType::kF32, {2, 3}},
-                                   {"b", DType::kF8E4M3, {5}},
-                                   {"c", DType::kBF16, {3}}};
+  std::vector<TensorSpec> specs = {
+      {"a", DType::kF32, {2, 3}}, {"b", DType::kF8E4M3, {5}}, {"c", DType::kBF16, {3}}};
   const std::string path = (dir_ / "ok.safetensors").string();
   ASSERT_TRUE(WriteSafetensorsFile(path, specs, [](const TensorSpec& s, std::span<uint8_t> out) {
-                for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(i + s.name[0]);
+                for (size_t i = 0; i < out.size(); ++i)
+                  out[i] = static_cast<uint8_t>(i + s.name[0]);
                 return absl::OkStatus();
               }).ok());
   auto f = SafetensorsFile::Open(path);
@@ -83,10 +84,10 @@ TEST_F(SafetensorsTest, RejectsBrokenFiles) {
   ExpectError(Raw(R"({"t": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})", 16),
               "unsupported dtype");
   ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                      "u": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
+                      "u": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                  12),
               "overlap");
-  ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12),
-              "hole");
+  ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12), "hole");
   ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8),
               "bad shape");
   // Header length larger than the file.
@@ -147,8 +148,7 @@ TEST_F(SafetensorsTest, ShardedIndexValidation) {
                             "b": "model-00001-of-00002.safetensors"}})";
   auto misplaced = Checkpoint::Open(dir_.string());
   ASSERT_FALSE(misplaced.ok());
-  EXPECT_NE(std::string(misplaced.status().message()).find("missing tensor 'b'"),
-            std::string::npos)
+  EXPECT_NE(std::string(misplaced.status().message()).find("missing tensor 'b'"), std::string::npos)
       << misplaced.status();
   ASSERT_TRUE(WriteShardedCheckpoint(dir_.string(), specs, 1 << 20, zero).ok());  // one shard
   std::ofstream(dir_ / "model.safetensors.index.json")

@@ -1,11 +1,12 @@
 // The experts module: default placement, the dispatch plan, packing, gathering.
 
+#include "experts/dispatch_plan.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
 #include <vector>
 
-#include "experts/dispatch_plan.h"
 #include "experts/expert_placement.h"
 #include "experts/placement_proto.h"
 
@@ -69,8 +70,8 @@ TEST(ExpertPlacementTest, ProtoRoundTrip) {
 
 TEST(DispatchPlanTest, RowsOncePerWorkerPairsPerSlot) {
   ExpertPlacement p = DefaultExpertPlacement({0}, 4, 1, 2);  // experts 0,1 -> w0; 2,3 -> w1
-  const int32_t experts[] = {0, 1, 2,   // row 0: two pairs on w0, one on w1
-                             3, 2, 3};  // row 1: w1 only (expert 3 twice)
+  const int32_t experts[] = {0, 1, 2,                        // row 0: two pairs on w0, one on w1
+                             3, 2, 3};                       // row 1: w1 only (expert 3 twice)
   auto plan = PlanDispatch(p.layers[0], experts, 2, 3, 2, {});
   ASSERT_TRUE(plan.ok()) << plan.status();
   const auto& d0 = plan->destinations[0];

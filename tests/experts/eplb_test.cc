@@ -19,7 +19,6 @@
 namespace dsv3::experts {
 namespace {
 
-
 std::vector<int64_t> Layers(int64_t n, int64_t first = 3) {
   std::vector<int64_t> layers(static_cast<size_t>(n));
   std::iota(layers.begin(), layers.end(), first);

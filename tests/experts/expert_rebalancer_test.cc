@@ -4,11 +4,11 @@
 
 #include "experts/expert_rebalancer.h"
 
-#include <set>
-#include <tuple>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <set>
+#include <tuple>
 
 namespace dsv3::experts {
 namespace {

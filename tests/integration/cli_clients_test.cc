@@ -2,6 +2,9 @@
 // `dsv3 bench` (fixed concurrency, Poisson arrivals, a JSONL dataset, the direct
 // Reserve+Prefill mode) and `dsv3 chat` fed through a pipe.
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <cstdlib>
@@ -9,10 +12,6 @@
 #include <memory>
 #include <optional>
 #include <sstream>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -26,10 +25,10 @@ namespace dsv3 {
 namespace {
 
 using ::dsv3::testing::BinaryPath;
-using ::dsv3::testing::MakeTempDir;
-using ::dsv3::testing::RunCommand;
 using ::dsv3::testing::Cluster;
 using ::dsv3::testing::DecodeFreeBlocks;
+using ::dsv3::testing::MakeTempDir;
+using ::dsv3::testing::RunCommand;
 using ::dsv3::testing::Subprocess;
 
 const char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
@@ -64,10 +63,10 @@ Cluster* BenchCliTest::cluster_ = nullptr;
 TEST_F(BenchCliTest, FixedConcurrencyCountsEveryRequestAndReportsSaneNumbers) {
   ASSERT_NE(cluster_, nullptr);
   const std::string json = MakeTempDir("bench") + "/bench.json";
-  auto [rc, out] = RunCommand(Bench(absl::StrCat(
-      "--bench_concurrency 8 --bench_requests 40 --bench_prompt_tokens 16 "
-      "--bench_output_tokens 6 --seed 7 --bench_probe_interval 2ms --bench_probe ",
-      cluster_->Get("prefill").grpc, " --bench_json ", json)));
+  auto [rc, out] = RunCommand(Bench(
+      absl::StrCat("--bench_concurrency 8 --bench_requests 40 --bench_prompt_tokens 16 "
+                   "--bench_output_tokens 6 --seed 7 --bench_probe_interval 2ms --bench_probe ",
+                   cluster_->Get("prefill").grpc, " --bench_json ", json)));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("TTFT"), std::string::npos) << out;
   nlohmann::json j = ReadJson(json);
@@ -100,10 +99,10 @@ TEST_F(BenchCliTest, FixedConcurrencyCountsEveryRequestAndReportsSaneNumbers) {
 TEST_F(BenchCliTest, WarmupRequestsAreSentButNotCounted) {
   ASSERT_NE(cluster_, nullptr);
   const std::string json = MakeTempDir("bench") + "/warmup.json";
-  auto [rc, out] = RunCommand(Bench(absl::StrCat(
-      "--bench_concurrency 4 --bench_requests 20 --bench_warmup_requests 4 "
-      "--bench_prompt_tokens 8 --bench_output_tokens 3 --seed 5 --bench_json ",
-      json)));
+  auto [rc, out] = RunCommand(
+      Bench(absl::StrCat("--bench_concurrency 4 --bench_requests 20 --bench_warmup_requests 4 "
+                         "--bench_prompt_tokens 8 --bench_output_tokens 3 --seed 5 --bench_json ",
+                         json)));
   ASSERT_EQ(rc, 0) << out;
   nlohmann::json j = ReadJson(json);
   ASSERT_FALSE(j.is_discarded()) << out;
@@ -144,14 +143,18 @@ TEST_F(BenchCliTest, DatasetPromptsAndErrorsByStatusCode) {
   const std::string dir = MakeTempDir("bench");
   // Three id prompts with their own lengths, and a text prompt this model (no tokenizer)
   // must refuse with INVALID_ARGUMENT.
-  std::ofstream(dir + "/data.jsonl") << R"({"token_ids": [0, 17, 5], "max_tokens": 2})" << "\n"
-                                     << R"({"token_ids": [3, 4], "max_tokens": 3})" << "\n"
+  std::ofstream(dir + "/data.jsonl") << R"({"token_ids": [0, 17, 5], "max_tokens": 2})"
                                      << "\n"
-                                     << R"({"token_ids": [9], "max_tokens": 4})" << "\n"
-                                     << R"({"prompt": "text needs a tokenizer"})" << "\n";
-  auto [rc, out] = RunCommand(Bench(absl::StrCat("--bench_concurrency 4 --bench_requests 4 ",
-                                                 "--bench_dataset ", dir, "/data.jsonl ",
-                                                 "--bench_json ", dir, "/out.json")));
+                                     << R"({"token_ids": [3, 4], "max_tokens": 3})"
+                                     << "\n"
+                                     << "\n"
+                                     << R"({"token_ids": [9], "max_tokens": 4})"
+                                     << "\n"
+                                     << R"({"prompt": "text needs a tokenizer"})"
+                                     << "\n";
+  auto [rc, out] =
+      RunCommand(Bench(absl::StrCat("--bench_concurrency 4 --bench_requests 4 ", "--bench_dataset ",
+                                    dir, "/data.jsonl ", "--bench_json ", dir, "/out.json")));
   EXPECT_EQ(rc, 1) << out;  // errors make the exit code non-zero
   nlohmann::json j = ReadJson(dir + "/out.json");
   ASSERT_FALSE(j.is_discarded()) << out;
@@ -230,10 +233,9 @@ TEST(ChatCliTest, PipedConversationStreamsTwoRepliesAndEndsAtEof) {
   ASSERT_NE(cluster, nullptr);
   const std::string err = cluster->dir() + "/chat.err";
   // stdout only (stderr to a file): the replies, one per user line.
-  auto [rc, out] = RunCommand(absl::StrCat("(printf 'Hello there\\n\\nWhat is 2+2?\\n' | ",
-                                           BinaryPath("dsv3"), " chat --router ",
-                                           cluster->Address("router"),
-                                           " --max_tokens 8 --timeout_s 30 2>", err, ")"));
+  auto [rc, out] = RunCommand(absl::StrCat(
+      "(printf 'Hello there\\n\\nWhat is 2+2?\\n' | ", BinaryPath("dsv3"), " chat --router ",
+      cluster->Address("router"), " --max_tokens 8 --timeout_s 30 2>", err, ")"));
   std::ifstream in(err);
   std::stringstream err_text;
   err_text << in.rdbuf();
@@ -252,10 +254,10 @@ TEST(ChatCliTest, PipedConversationStreamsTwoRepliesAndEndsAtEof) {
 
   // /reset drops the history: the reply to the same line is the first reply again; /quit
   // ends before the last line.
-  auto [rrc, rout] = RunCommand(absl::StrCat(
-      "(printf 'Hello there\\n/reset\\nHello there\\n/quit\\nnever sent\\n' | ",
-      BinaryPath("dsv3"), " chat --router ", cluster->Address("router"),
-      " --max_tokens 8 --timeout_s 30 2>/dev/null)"));
+  auto [rrc, rout] = RunCommand(
+      absl::StrCat("(printf 'Hello there\\n/reset\\nHello there\\n/quit\\nnever sent\\n' | ",
+                   BinaryPath("dsv3"), " chat --router ", cluster->Address("router"),
+                   " --max_tokens 8 --timeout_s 30 2>/dev/null)"));
   ASSERT_EQ(rrc, 0) << rout;
   EXPECT_EQ(rout, first + "\n" + first + "\n");
 }

@@ -2,14 +2,14 @@
 // flag a command does not take is refused with the command's flags and the commands that do
 // take it. Runs the real binary.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
@@ -30,7 +30,10 @@ std::vector<std::string> Commands() {
   std::vector<std::string> names;
   bool in_list = false;
   for (absl::string_view line : absl::StrSplit(out, '\n')) {
-    if (line == "commands:") { in_list = true; continue; }
+    if (line == "commands:") {
+      in_list = true;
+      continue;
+    }
     if (in_list && line.empty()) break;
     if (in_list) {
       std::vector<std::string> words =
@@ -79,7 +82,9 @@ TEST(CliFlagsTest, BenchHelpListsTheBenchFlagsAndTheRouterConnection) {
 TEST(CliFlagsTest, AFlagOfAnotherCommandIsRefusedNamingWhereItBelongs) {
   auto [rc, out] = RunCommand(BinaryPath("dsv3") + " generate --bench_concurrency 4 --tokens 1");
   EXPECT_EQ(rc, 1) << out;
-  EXPECT_THAT(out, HasSubstr("dsv3 generate: does not take --bench_concurrency (it is a flag of: dsv3 bench)"));
+  EXPECT_THAT(
+      out,
+      HasSubstr("dsv3 generate: does not take --bench_concurrency (it is a flag of: dsv3 bench)"));
   EXPECT_THAT(out, HasSubstr("flags of dsv3 generate: --"));
   EXPECT_THAT(out, HasSubstr("--draft_tokens"));
   // Spelled with dashes, and a negated bool flag.
@@ -88,7 +93,8 @@ TEST(CliFlagsTest, AFlagOfAnotherCommandIsRefusedNamingWhereItBelongs) {
   EXPECT_THAT(out2, HasSubstr("does not take --bench_ignore_eos"));
   auto [rc3, out3] = RunCommand(BinaryPath("dsv3") + " tokenize --nochat");
   EXPECT_EQ(rc3, 1) << out3;
-  EXPECT_THAT(out3, HasSubstr("dsv3 tokenize: does not take --chat (it is a flag of: dsv3 complete)"));
+  EXPECT_THAT(out3,
+              HasSubstr("dsv3 tokenize: does not take --chat (it is a flag of: dsv3 complete)"));
   // A process-wide flag no command takes.
   auto [rc4, out4] = RunCommand(BinaryPath("dsv3") + " logits --grpc_port=5");
   EXPECT_EQ(rc4, 1) << out4;
@@ -128,9 +134,9 @@ TEST(CliFlagsTest, EveryToolsFlagBelongsToACommandAndEveryListedFlagExists) {
   }
   const std::regex kDefinition(R"(ABSL_FLAG\(\s*[A-Za-z_:0-9<>]+\s*,\s*([a-z0-9_]+))");
   int defined = 0;
-  for (const char* file : {"bench_command.cc", "chat_command.cc", "cluster_command.cc",
-                           "complete_command.cc", "engine_flags.cc", "make_model_command.cc",
-                           "tokenize_command.cc"}) {
+  for (const char* file :
+       {"bench_command.cc", "chat_command.cc", "cluster_command.cc", "complete_command.cc",
+        "engine_flags.cc", "make_model_command.cc", "tokenize_command.cc"}) {
     std::ifstream in(std::string(DSV3_SOURCE_DIR) + "/tools/" + file);
     ASSERT_TRUE(in) << file;
     std::stringstream text;
@@ -138,8 +144,8 @@ TEST(CliFlagsTest, EveryToolsFlagBelongsToACommandAndEveryListedFlagExists) {
     const std::string s = text.str();
     for (std::sregex_iterator it(s.begin(), s.end(), kDefinition), end; it != end; ++it) {
       ++defined;
-      EXPECT_TRUE(listed.count((*it)[1])) << "--" << (*it)[1] << " (tools/" << file
-                                          << ") is taken by no command";
+      EXPECT_TRUE(listed.count((*it)[1]))
+          << "--" << (*it)[1] << " (tools/" << file << ") is taken by no command";
     }
   }
   EXPECT_GE(defined, 50);

@@ -3,16 +3,15 @@
 // end cleanly (never hang), every KV block it held must come back, and the cluster must go on
 // serving the golden tokens.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -130,8 +129,7 @@ TEST(ClusterFailureTest, RequestDeadlineEndsItEverywhereAndFreesWhatItHeld) {
   request.set_timeout_ms(500);
   absl::Time start = absl::Now();
   GrpcResult r = GenerateGrpc(cluster->router(), request);
-  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
-      << r.status.error_message();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << r.status.error_message();
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   kill(prefill.pid, SIGCONT);
   // The lease is freed once the prefill worker can no longer write into it (a grace period
@@ -144,8 +142,7 @@ TEST(ClusterFailureTest, RequestDeadlineEndsItEverywhereAndFreesWhatItHeld) {
   request.set_timeout_ms(150);
   start = absl::Now();
   r = GenerateGrpc(cluster->router(), request);
-  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
-      << r.status.error_message();
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << r.status.error_message();
   EXPECT_GT(r.ids.size(), 1u) << "the deadline should fall mid-stream";
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   EXPECT_TRUE(WaitForFreeBlocks(decode.grpc, free_at_start, absl::Seconds(5)))

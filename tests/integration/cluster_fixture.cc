@@ -1,11 +1,10 @@
 #include "tests/integration/cluster_fixture.h"
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -22,11 +21,15 @@ std::unique_ptr<Cluster> Cluster::Start(const std::string& model, int prefill, i
   std::unique_ptr<Cluster> c(new Cluster());
   c->dir_ = MakeTempDir("cluster");
   const std::string status = c->dir_ + "/status.json";
-  std::vector<std::string> argv = {
-      BinaryPath("dsv3"), "cluster", "--model=" + model, absl::StrCat("--prefill=", prefill),
-      absl::StrCat("--decode=", decode), absl::StrCat("--port_base=", port_base),
-      "--status_file=" + status, "--log_dir=" + c->dir_,
-      absl::StrCat("--kv_pool_blocks=", kv_blocks)};
+  std::vector<std::string> argv = {BinaryPath("dsv3"),
+                                   "cluster",
+                                   "--model=" + model,
+                                   absl::StrCat("--prefill=", prefill),
+                                   absl::StrCat("--decode=", decode),
+                                   absl::StrCat("--port_base=", port_base),
+                                   "--status_file=" + status,
+                                   "--log_dir=" + c->dir_,
+                                   absl::StrCat("--kv_pool_blocks=", kv_blocks)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = Subprocess::Start(argv, c->dir_ + "/cluster.log");
   if (!p.ok()) {
@@ -129,7 +132,8 @@ std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_
 
 GrpcResult GenerateGrpc(const std::string& router, const v1::GenerateRequest& request,
                         int deadline_s) {
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(deadline_s));
   auto reader = stub->Generate(&ctx, request);
@@ -160,8 +164,8 @@ std::vector<Golden> GoldenCases(const std::string& dir) {
   nlohmann::json j = nlohmann::json::parse(in);
   std::vector<Golden> out;
   for (const auto& p : j["prompts"]) {
-    out.push_back({p["prompt"].get<std::vector<int32_t>>(),
-                   p["greedy_tokens"].get<std::vector<int32_t>>()});
+    out.push_back(
+        {p["prompt"].get<std::vector<int32_t>>(), p["greedy_tokens"].get<std::vector<int32_t>>()});
   }
   return out;
 }

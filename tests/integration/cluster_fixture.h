@@ -5,13 +5,13 @@
 // processes read from the status file, stopped with SIGINT (checked to exit 0) when
 // destroyed.
 
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <httplib.h>
 
 #include "absl/time/time.h"
 #include "dsv3/v1/inference.grpc.pb.h"

@@ -3,14 +3,14 @@
 // Outputs are compared with `dsv3 generate` (the single-process engine) and with the
 // reference implementation's golden tokens. Failures are in cluster_failure_test.cc.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -46,9 +46,10 @@ using ::dsv3::testing::kGolden;
 std::string DemoModel() {
   static std::string dir = [] {
     const char* home = std::getenv("HOME");
-    std::string tok = std::getenv("DSV3_TOKENIZER_DIR")
-                          ? std::getenv("DSV3_TOKENIZER_DIR")
-                          : absl::StrCat(home ? home : "/root", "/.cache/dsv3/deepseek-v3-tokenizer");
+    std::string tok =
+        std::getenv("DSV3_TOKENIZER_DIR")
+            ? std::getenv("DSV3_TOKENIZER_DIR")
+            : absl::StrCat(home ? home : "/root", "/.cache/dsv3/deepseek-v3-tokenizer");
     std::string out = MakeTempDir("demo-model");
     auto [rc, log] = RunCommand(absl::StrCat(BinaryPath("dsv3"),
                                              " make-model --preset demo --dtype bf16 --mtp 0 "
@@ -88,12 +89,13 @@ TEST_F(GoldenClusterTest, CompleteCliPrintsWhatGeneratePrints) {
   ASSERT_NE(cluster_, nullptr);
   const Golden g = GoldenCases()[1];
   const std::string tokens = absl::StrJoin(g.prompt, " ");
-  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " complete --router ",
-                                           cluster_->router(), " --tokens \"", tokens,
-                                           "\" --max-tokens 8"));
+  auto [rc, out] =
+      RunCommand(absl::StrCat(BinaryPath("dsv3"), " complete --router ", cluster_->router(),
+                              " --tokens \"", tokens, "\" --max-tokens 8"));
   ASSERT_EQ(rc, 0) << out;
-  auto [grc, gout] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", kGolden,
-                                             " --tokens \"", tokens, "\" --max-tokens 8 2>/dev/null"));
+  auto [grc, gout] =
+      RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", kGolden, " --tokens \"",
+                              tokens, "\" --max-tokens 8 2>/dev/null"));
   ASSERT_EQ(grc, 0);
   EXPECT_EQ(out, gout);
 }
@@ -102,8 +104,8 @@ TEST_F(GoldenClusterTest, HttpCompletionsStreamingAndNotReturnTheSameTokens) {
   ASSERT_NE(cluster_, nullptr);
   const Golden g = GoldenCases()[2];
   httplib::Client http = cluster_->Http();
-  nlohmann::json body = {{"prompt", g.prompt}, {"max_tokens", 8}, {"ignore_eos", true},
-                         {"return_token_ids", true}};
+  nlohmann::json body = {
+      {"prompt", g.prompt}, {"max_tokens", 8}, {"ignore_eos", true}, {"return_token_ids", true}};
   auto res = http.Post("/v1/completions", body.dump(), "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -208,8 +210,8 @@ TEST_F(GoldenClusterTest, BadInputGetsAClearErrorAndTheClusterKeepsServing) {
   r = GenerateGrpc(cluster_->router(), text);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   httplib::Client http = cluster_->Http();
-  auto res = http.Post("/v1/completions", "{\"prompt\": [0, 1], \"max_tokens\": -3}",
-                       "application/json");
+  auto res =
+      http.Post("/v1/completions", "{\"prompt\": [0, 1], \"max_tokens\": -3}", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   res = http.Post("/v1/completions", "{not json", "application/json");
@@ -237,24 +239,23 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
       R"({"messages": [{"role": "user", "content": "Hello, wie geht's? 你好"}], "add_generation_prompt": true})";
   const std::string input = MakeTempDir("chat") + "/in.jsonl";
   std::ofstream(input) << chat_line << "\n";
-  auto [trc, tout] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " tokenize --tokenizer ", model,
-                                             " < ", input));
+  auto [trc, tout] =
+      RunCommand(absl::StrCat(BinaryPath("dsv3"), " tokenize --tokenizer ", model, " < ", input));
   ASSERT_EQ(trc, 0) << tout;
   std::vector<int32_t> prompt = nlohmann::json::parse(tout)["ids"].get<std::vector<int32_t>>();
   std::vector<int32_t> expected = Generate(model, prompt, 12);
   ASSERT_EQ(expected.size(), 12u);
-  auto [drc, dout] = RunCommand(absl::StrCat("echo '{\"ids\": ", nlohmann::json(expected).dump(),
-                                             "}' | ", BinaryPath("dsv3"), " detokenize --tokenizer ",
-                                             model));
+  auto [drc, dout] =
+      RunCommand(absl::StrCat("echo '{\"ids\": ", nlohmann::json(expected).dump(), "}' | ",
+                              BinaryPath("dsv3"), " detokenize --tokenizer ", model));
   ASSERT_EQ(drc, 0) << dout;
   const std::string expected_text = nlohmann::json::parse(dout)["text"];
 
   httplib::Client http = cluster->Http();
-  nlohmann::json body = {
-      {"messages", {{{"role", "user"}, {"content", "Hello, wie geht's? 你好"}}}},
-      {"max_tokens", 12},
-      {"ignore_eos", true},
-      {"skip_special_tokens", false}};
+  nlohmann::json body = {{"messages", {{{"role", "user"}, {"content", "Hello, wie geht's? 你好"}}}},
+                         {"max_tokens", 12},
+                         {"ignore_eos", true},
+                         {"skip_special_tokens", false}};
   auto res = http.Post("/v1/chat/completions", body.dump(), "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -343,9 +344,10 @@ TEST(SpeculativeClusterTest, MtpSpeculativeGreedyEqualsPlainGreedy) {
     sampled.mutable_sampling()->set_seed(42);
     GrpcResult a = GenerateGrpc(cluster->router(), sampled);
     ASSERT_TRUE(a.status.ok()) << a.status.error_message();
-    auto [rc, out] = RunCommand(absl::StrCat(
-        BinaryPath("dsv3"), " generate --model ", model, " --tokens \"",
-        absl::StrJoin(g.prompt, " "), "\" --max-tokens 24 --temperature 0.8 --seed 42 2>/dev/null"));
+    auto [rc, out] =
+        RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model, " --tokens \"",
+                                absl::StrJoin(g.prompt, " "),
+                                "\" --max-tokens 24 --temperature 0.8 --seed 42 2>/dev/null"));
     ASSERT_EQ(rc, 0);
     EXPECT_EQ(a.ids, ParseIds(out));
   }

@@ -6,16 +6,15 @@
 // back with a one-sided UCX get by this test process); blocks come back; bad input fails
 // cleanly. Over tcp and over shared memory.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <cstring>
 #include <fstream>
 #include <future>
 #include <optional>
-
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "dsv3/v1/worker.grpc.pb.h"
@@ -46,8 +45,8 @@ std::vector<GoldenPrompt> LoadGolden() {
   nlohmann::json j = nlohmann::json::parse(in);
   std::vector<GoldenPrompt> out;
   for (const auto& p : j["prompts"]) {
-    out.push_back({p["prompt"].get<std::vector<int32_t>>(),
-                   p["greedy_tokens"].get<std::vector<int32_t>>()});
+    out.push_back(
+        {p["prompt"].get<std::vector<int32_t>>(), p["greedy_tokens"].get<std::vector<int32_t>>()});
   }
   return out;
 }
@@ -62,9 +61,9 @@ Worker StartWorker(const std::string& binary, const std::string& dir, const std:
                    const std::vector<std::string>& extra = {}) {
   Worker w;
   std::string ready = dir + "/" + binary + ".ready";
-  std::vector<std::string> argv = {BinaryPath(binary), std::string("--model=") + kModel,
+  std::vector<std::string> argv = {BinaryPath(binary),      std::string("--model=") + kModel,
                                    "--ready_file=" + ready, "--kv_blocks=64",
-                                   "--kv_block_size=16", "--ucx_tls=" + tls};
+                                   "--kv_block_size=16",    "--ucx_tls=" + tls};
   if (tls == "tcp") argv.push_back("--ucx_net_devices=lo");
   // Over shared memory the decode pool is allocated by UCX (as `dsv3 cluster` runs it).
   if (tls != "tcp" && binary == "dsv3-decode") argv.push_back("--kv_pool_memory=ucx");
@@ -114,9 +113,8 @@ std::vector<uint8_t> RemoteRead(transport::UcxPeer& peer, ucp_rkey_h rkey, uint6
                                 size_t length) {
   std::vector<uint8_t> out(length);
   ucp_request_param_t param{};
-  auto posted = peer.Post([&](ucp_ep_h ep) {
-    return ucp_get_nbx(ep, out.data(), length, remote, rkey, &param);
-  });
+  auto posted = peer.Post(
+      [&](ucp_ep_h ep) { return ucp_get_nbx(ep, out.data(), length, remote, rkey, &param); });
   EXPECT_TRUE(posted.ok());
   ucs_status_ptr_t r = *posted;
   if (r != nullptr && !UCS_PTR_IS_ERR(r)) {
@@ -150,7 +148,8 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     req.set_max_new_tokens(max_new);
     v1::ReserveResponse resp;
     grpc::Status s = decode_.stub->Reserve(&ctx, req, &resp);
-    if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     return resp.destination();
   }
 
@@ -163,7 +162,8 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     *req.mutable_destination() = d;
     v1::PrefillResponse resp;
     grpc::Status s = prefill_.stub->Prefill(&ctx, req, &resp);
-    if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    if (!s.ok())
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     return resp;
   }
 
@@ -249,21 +249,22 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
   std::future<absl::StatusOr<v1::PrefillResponse>> PrefillJob(
       Worker& prefill, std::vector<int32_t> prompt, uint64_t job_id,
       std::optional<v1::KvDestination> d, absl::Duration deadline = absl::Seconds(30)) {
-    return std::async(std::launch::async, [&prefill, prompt, job_id, d, deadline]()
-                                              -> absl::StatusOr<v1::PrefillResponse> {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-      v1::PrefillRequest req;
-      for (int32_t t : prompt) req.add_prompt_token_ids(t);
-      req.set_job_id(job_id);
-      if (d.has_value()) *req.mutable_destination() = *d;
-      v1::PrefillResponse resp;
-      grpc::Status s = prefill.stub->Prefill(&ctx, req, &resp);
-      if (!s.ok()) {
-        return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-      }
-      return resp;
-    });
+    return std::async(
+        std::launch::async,
+        [&prefill, prompt, job_id, d, deadline]() -> absl::StatusOr<v1::PrefillResponse> {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+          v1::PrefillRequest req;
+          for (int32_t t : prompt) req.add_prompt_token_ids(t);
+          req.set_job_id(job_id);
+          if (d.has_value()) *req.mutable_destination() = *d;
+          v1::PrefillResponse resp;
+          grpc::Status s = prefill.stub->Prefill(&ctx, req, &resp);
+          if (!s.ok()) {
+            return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+          }
+          return resp;
+        });
   }
 
   // UpdatePrefill with a destination, or (d == nullptr) a cancellation.
@@ -395,8 +396,8 @@ TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
 // prompt computes, mid-prompt (two-token steps: 17 steps for 33 tokens) or after it, every
 // row lands byte for byte and the tokens are the reference's.
 TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
-  Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("late"), GetParam(),
-                               {"--prefill_chunk_tokens=2"});
+  Worker prefill =
+      StartWorker("dsv3-prefill", MakeTempDir("late"), GetParam(), {"--prefill_chunk_tokens=2"});
   ASSERT_TRUE(prefill.stub);
   const int free_at_start = FreeBlocks(decode_);
   const GoldenPrompt g = LoadGolden().back();
@@ -414,8 +415,8 @@ TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
     auto p = call.get();
     ASSERT_TRUE(p.ok()) << p.status();
     EXPECT_EQ(p->first_token_id(), g.greedy[0]);
-    EXPECT_EQ(p->kv_bytes(), static_cast<int64_t>(n) * d->layout().row_bytes() *
-                                 d->layout().num_layers());
+    EXPECT_EQ(p->kv_bytes(),
+              static_cast<int64_t>(n) * d->layout().row_bytes() * d->layout().num_layers());
     // 400 ms is long after the prompt computed: the job waited for its destination.
     if (delay == absl::Milliseconds(400)) EXPECT_GT(p->destination_wait_ns(), 0);
     ExpectRowsLanded(g.prompt, *d, 2);
@@ -444,8 +445,8 @@ TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
 // destination never comes, and with the destination's error when that is unusable; the
 // worker lets every such job go and keeps serving.
 TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWorkerFree) {
-  Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(),
-                               {"--prefill_chunk_tokens=2"});
+  Worker prefill =
+      StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(), {"--prefill_chunk_tokens=2"});
   ASSERT_TRUE(prefill.stub);
   // 900 tokens at two per step: hundreds of steps, cancelled a few steps in.
   std::vector<int32_t> long_prompt(900);
@@ -544,8 +545,7 @@ TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePref
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DisaggregatedWorkersTest,
-                         ::testing::Values("tcp", "posix,cma,self"),
-                         [](const auto& info) {
+                         ::testing::Values("tcp", "posix,cma,self"), [](const auto& info) {
                            return info.param == "tcp" ? std::string("tcp")
                                                       : std::string("shared_memory");
                          });

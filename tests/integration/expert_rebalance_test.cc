@@ -5,6 +5,8 @@
 // more even, no request fails or changes its tokens during the switch, and greedy tokens
 // before and after equal `dsv3 generate`'s.
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -14,9 +16,6 @@
 #include <sstream>
 #include <thread>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"

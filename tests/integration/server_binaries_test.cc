@@ -1,15 +1,14 @@
 // Starts each real server binary on 127.0.0.1 and talks to it over the wire: grpc.health.v1
 // over a real socket, /metrics over HTTP (checked by promtool), SIGTERM drains and exits 0.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/statvfs.h>
 
 #include <fstream>
-
-#include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "absl/strings/str_split.h"
 #include "dsv3/v1/expert.grpc.pb.h"
@@ -107,15 +106,14 @@ TEST_P(ServerBinaryTest, HealthMetricsAndCleanShutdown) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllServers, ServerBinaryTest,
-                         ::testing::Values(ServerCase{"dsv3-router", "router"},
-                                           ServerCase{"dsv3-prefill", "prefill", true},
-                                           ServerCase{"dsv3-decode", "decode", true},
-                                           ServerCase{"dsv3-expert", "expert", true},
-                                           // Watches an expert worker that is not there (yet).
-                                           ServerCase{"dsv3-rebalancer", "rebalancer", false,
-                                                      {"--expert_workers=127.0.0.1:1"}}),
-                         [](const auto& info) { return info.param.role; });
+INSTANTIATE_TEST_SUITE_P(
+    AllServers, ServerBinaryTest,
+    ::testing::Values(
+        ServerCase{"dsv3-router", "router"}, ServerCase{"dsv3-prefill", "prefill", true},
+        ServerCase{"dsv3-decode", "decode", true}, ServerCase{"dsv3-expert", "expert", true},
+        // Watches an expert worker that is not there (yet).
+        ServerCase{"dsv3-rebalancer", "rebalancer", false, {"--expert_workers=127.0.0.1:1"}}),
+    [](const auto& info) { return info.param.role; });
 
 // dsv3.v1.Rebalancer answers what the rebalancer sees: it acts (no --leader_dns), no placement
 // yet, and the one expert worker it was given, not up.
@@ -127,8 +125,8 @@ TEST(RebalancerBinaryTest, StatusNamesTheExpertWorkersItWatches) {
   ASSERT_TRUE(process.ok()) << process.status();
   auto info = testing::WaitForReadyFile(dir + "/ready", *process, absl::Seconds(30));
   ASSERT_TRUE(info.ok()) << info.status();
-  auto stub = v1::Rebalancer::NewStub(
-      grpc::CreateChannel(info->grpc, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Rebalancer::NewStub(grpc::CreateChannel(info->grpc, grpc::InsecureChannelCredentials()));
   v1::RebalancerStatus status;
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   do {  // the control thread decides leadership within its first 100 ms

@@ -2,12 +2,11 @@
 // Service), re-resolved periodically: workers that the name resolves to are watched, serve,
 // and show up in dsv3_worker_up; a worker that stops is taken out and comes back.
 
-#include <signal.h>
-
-#include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <signal.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -56,7 +55,8 @@ bool WaitForUp(int http_port, const std::string& address, int want, absl::Durati
 }
 
 grpc::Status Generate(const std::string& router) {
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   v1::GenerateRequest request;
@@ -72,26 +72,25 @@ grpc::Status Generate(const std::string& router) {
 TEST(WorkerDiscoveryTest, WorkersFoundByDnsNameServeAndAreWatched) {
   const std::string dir = MakeTempDir("dns");
   const int prefill_port = 17702, decode_port = 17704, router_grpc = 17700, router_http = 17701;
-  Subprocess decode = StartOrDie(
-      {BinaryPath("dsv3-decode"), std::string("--model=") + kModel,
-       absl::StrCat("--grpc_port=", decode_port), "--ucx_tls=tcp", "--ucx_net_devices=lo",
-       "--ready_file=" + dir + "/decode.ready"},
-      dir + "/decode.log");
-  Subprocess prefill = StartOrDie(
-      {BinaryPath("dsv3-prefill"), std::string("--model=") + kModel,
-       absl::StrCat("--grpc_port=", prefill_port), "--ucx_tls=tcp", "--ucx_net_devices=lo",
-       "--ready_file=" + dir + "/prefill.ready"},
-      dir + "/prefill.log");
+  Subprocess decode = StartOrDie({BinaryPath("dsv3-decode"), std::string("--model=") + kModel,
+                                  absl::StrCat("--grpc_port=", decode_port), "--ucx_tls=tcp",
+                                  "--ucx_net_devices=lo", "--ready_file=" + dir + "/decode.ready"},
+                                 dir + "/decode.log");
+  Subprocess prefill =
+      StartOrDie({BinaryPath("dsv3-prefill"), std::string("--model=") + kModel,
+                  absl::StrCat("--grpc_port=", prefill_port), "--ucx_tls=tcp",
+                  "--ucx_net_devices=lo", "--ready_file=" + dir + "/prefill.ready"},
+                 dir + "/prefill.log");
   ASSERT_TRUE(testing::WaitForReadyFile(dir + "/decode.ready", decode, absl::Seconds(30)).ok());
   ASSERT_TRUE(testing::WaitForReadyFile(dir + "/prefill.ready", prefill, absl::Seconds(30)).ok());
   // "localhost" resolves (here) to 127.0.0.1, where the workers listen.
-  Subprocess router = StartOrDie(
-      {BinaryPath("dsv3-router"), absl::StrCat("--grpc_port=", router_grpc),
-       absl::StrCat("--http_port=", router_http),
-       absl::StrCat("--prefill_dns=localhost:", prefill_port),
-       absl::StrCat("--decode_dns=localhost:", decode_port), "--dns_interval=200ms",
-       "--ready_file=" + dir + "/router.ready"},
-      dir + "/router.log");
+  Subprocess router =
+      StartOrDie({BinaryPath("dsv3-router"), absl::StrCat("--grpc_port=", router_grpc),
+                  absl::StrCat("--http_port=", router_http),
+                  absl::StrCat("--prefill_dns=localhost:", prefill_port),
+                  absl::StrCat("--decode_dns=localhost:", decode_port), "--dns_interval=200ms",
+                  "--ready_file=" + dir + "/router.ready"},
+                 dir + "/router.log");
   ASSERT_TRUE(testing::WaitForReadyFile(dir + "/router.ready", router, absl::Seconds(30)).ok());
   const std::string prefill_address = absl::StrCat("127.0.0.1:", prefill_port);
   const std::string decode_address = absl::StrCat("127.0.0.1:", decode_port);

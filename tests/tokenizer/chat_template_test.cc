@@ -58,9 +58,9 @@ TEST(ChatTemplateTest, RenderedPromptTokenizesWithoutASecondBos) {
   ASSERT_NE(tok, nullptr);
   auto t = ChatTemplate::FromConfig(tok->config());
   ASSERT_TRUE(t.ok()) << t.status();
-  const std::string prompt =
-      (*t)->Render(Json::parse(R"([{"role": "user", "content": "hi"}])"), {.add_generation_prompt = true})
-          .value();
+  const std::string prompt = (*t)->Render(Json::parse(R"([{"role": "user", "content": "hi"}])"),
+                                          {.add_generation_prompt = true})
+                                 .value();
   EXPECT_EQ(prompt, "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜>");
   const std::vector<int32_t> ids = tok->Encode(prompt, {.add_special_tokens = false}).value();
   EXPECT_EQ(ids, (std::vector<int32_t>{0, 128803, 6366, 128804}));

@@ -25,8 +25,8 @@ const Tokenizer* DeepSeekTokenizer() {
   static const auto* const loaded =
       new absl::StatusOr<std::unique_ptr<Tokenizer>>(Tokenizer::Load(DeepSeekTokenizerDir()));
   if (!loaded->ok()) {
-    ADD_FAILURE() << "cannot load the DeepSeek-V3 tokenizer from " << DeepSeekTokenizerDir()
-                  << ": " << loaded->status()
+    ADD_FAILURE() << "cannot load the DeepSeek-V3 tokenizer from " << DeepSeekTokenizerDir() << ": "
+                  << loaded->status()
                   << "\nRun scripts/install-npm-deps.sh (or set DSV3_TOKENIZER_DIR).";
     return nullptr;
   }

@@ -53,8 +53,9 @@ TEST(StreamDetokenizerTest, DeltasConcatenateToFullDecodeOnTextIds) {
   const Tokenizer* tok = DeepSeekTokenizer();
   ASSERT_NE(tok, nullptr);
   for (const std::string text :
-       {"Hello, world! 你好，世界。こんにちは 👨‍👩‍👧‍👦 e\u0301 \r\n  x", "<｜User｜>hi<｜Assistant｜>",
-        "🇯🇵🏳️‍🌈 ١٢٣ ﬁ", "  leading and trailing  "}) {
+       {"Hello, world! 你好，世界。こんにちは 👨‍👩‍👧‍👦 e\u0301 \r\n  x",
+        "<｜User｜>hi<｜Assistant｜>", "🇯🇵🏳️‍🌈 ١٢٣ ﬁ",
+        "  leading and trailing  "}) {
     const std::vector<int32_t> ids = tok->Encode(text).value();
     EXPECT_EQ(Stream(*tok, ids), tok->Decode(ids).value()) << text;
     EXPECT_EQ(Stream(*tok, ids, {.skip_special_tokens = true}),

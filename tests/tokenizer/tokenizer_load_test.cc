@@ -95,15 +95,15 @@ TEST(TokenizerLoadTest, RejectsMalformedFiles) {
   j["model"]["merges"].push_back("zz qq");  // tokens not in the vocab
   EXPECT_EQ(LoadStatus(j).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Tokenizer::Load("/nonexistent/dir").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(LoadStatus(TinyTokenizerJson({}), R"({"bos_token": "<nope>", "add_bos_token": true})")
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      LoadStatus(TinyTokenizerJson({}), R"({"bos_token": "<nope>", "add_bos_token": true})").code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TokenizerLoadTest, BosAndEosFollowTokenizerConfig) {
   const nlohmann::json j = TinyTokenizerJson({});
-  auto tok = Tokenizer::FromJson(
-      j.dump(), R"({"bos_token": "<bos>", "eos_token": {"content": "<user>"},
+  auto tok =
+      Tokenizer::FromJson(j.dump(), R"({"bos_token": "<bos>", "eos_token": {"content": "<user>"},
                     "add_bos_token": true, "add_eos_token": true})");
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ((*tok)->Encode("a").value(), (std::vector<int32_t>{1000, 'a', 1001}));
@@ -129,7 +129,8 @@ TEST(TokenizerLoadTest, LstripRstripSwallowWhitespace) {
 
 TEST(TokenizerLoadTest, MergesApplyLowestRankFirstAndLeftmostOnTies) {
   // "aaa": merge "a a" (rank 0) applies to the leftmost pair first -> "aa" + "a".
-  auto tok = Tokenizer::FromJson(TinyTokenizerJson({{"a", "a"}, {"b", "c"}, {"ab", "c"}, {"a", "b"}}).dump(), "");
+  auto tok = Tokenizer::FromJson(
+      TinyTokenizerJson({{"a", "a"}, {"b", "c"}, {"ab", "c"}, {"a", "b"}}).dump(), "");
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ((*tok)->Encode("aaa").value(), (std::vector<int32_t>{256, 'a'}));
   // "abc": "b c" (rank 1) beats "a b" (rank 3): a + bc; "ab c" never applies.
@@ -139,7 +140,9 @@ TEST(TokenizerLoadTest, MergesApplyLowestRankFirstAndLeftmostOnTies) {
 TEST(TokenizerLoadTest, LongWordsMergeLikeShortOnes) {
   // Words past the scan threshold take the heap path; both must agree.
   auto tok = Tokenizer::FromJson(
-      TinyTokenizerJson({{"a", "b"}, {"ab", "ab"}, {"abab", "abab"}, {"b", "a"}, {"a", "a"}}).dump(), "");
+      TinyTokenizerJson({{"a", "b"}, {"ab", "ab"}, {"abab", "abab"}, {"b", "a"}, {"a", "a"}})
+          .dump(),
+      "");
   ASSERT_TRUE(tok.ok()) << tok.status();
   for (const std::string unit : {"ab", "aab", "aba", "abb", "a"}) {
     std::string word;
@@ -167,7 +170,8 @@ TEST(TokenizerLoadTest, LongWordsMergeLikeShortOnes) {
       ASSERT_TRUE(ids.ok());
       ASSERT_EQ(ids->size(), symbols.size()) << unit << " x" << n;
       for (size_t i = 0; i < symbols.size(); ++i) {
-        ASSERT_EQ((*tok)->Decode({(*ids)[i]}).value(), symbols[i]) << unit << " x" << n << " @" << i;
+        ASSERT_EQ((*tok)->Decode({(*ids)[i]}).value(), symbols[i])
+            << unit << " x" << n << " @" << i;
       }
     }
   }

@@ -37,10 +37,10 @@ TEST(Utf8Test, ValidateNamesTheByteOffset) {
 }
 
 TEST(Utf8Test, LossyReplacesEachMaximalSubpart) {
-  EXPECT_EQ(Lossy("a\xE4\xB8z"), "a\uFFFDz");         // one truncated sequence -> one U+FFFD
-  EXPECT_EQ(Lossy("\xFF\xFE"), "\uFFFD\uFFFD");       // two invalid bytes -> two
-  EXPECT_EQ(Lossy("\xE0\x80"), "\uFFFD\uFFFD");       // E0 80 is not a valid prefix
-  EXPECT_EQ(Lossy("\xF0\x9F\x98"), "\uFFFD");         // truncated 4-byte sequence
+  EXPECT_EQ(Lossy("a\xE4\xB8z"), "a\uFFFDz");              // one truncated sequence -> one U+FFFD
+  EXPECT_EQ(Lossy("\xFF\xFE"), "\uFFFD\uFFFD");            // two invalid bytes -> two
+  EXPECT_EQ(Lossy("\xE0\x80"), "\uFFFD\uFFFD");            // E0 80 is not a valid prefix
+  EXPECT_EQ(Lossy("\xF0\x9F\x98"), "\uFFFD");              // truncated 4-byte sequence
   EXPECT_EQ(Lossy("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");  // surrogates are three subparts
   EXPECT_EQ(Lossy("ok \xF0\x9F\x98\x80"), "ok 😀");
 }
@@ -67,9 +67,8 @@ TEST(Utf8Test, EncodeRejectsInvalidUtf8WithOffset) {
 TEST(Utf8Test, DeepSeekEncodeRejectsInvalidUtf8WithOffset) {
   const Tokenizer* tok = testing::DeepSeekTokenizer();
   ASSERT_NE(tok, nullptr);
-  for (const auto& [text, offset] : {std::pair<std::string, int>{"\xFF", 0},
-                                     {"你好\xE4\xBD", 6},
-                                     {"<｜User｜>\x80", 12}}) {
+  for (const auto& [text, offset] :
+       {std::pair<std::string, int>{"\xFF", 0}, {"你好\xE4\xBD", 6}, {"<｜User｜>\x80", 12}}) {
     absl::Status s = tok->Encode(text).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(s.message()), HasSubstr("byte offset " + std::to_string(offset)));

@@ -136,8 +136,8 @@ experts::DispatchPlan SmallPlan(int32_t num_workers, const std::vector<int32_t>&
   layer.layer = 3;
   for (int32_t e = 0; e < 8; ++e) layer.replicas.push_back({e % 3});
   absl::StatusOr<experts::DispatchPlan> plan =
-      experts::PlanDispatch(layer, experts.data(), static_cast<int64_t>(experts.size()) / 2, 2, num_workers,
-                   std::vector<bool>(static_cast<size_t>(num_workers), true));
+      experts::PlanDispatch(layer, experts.data(), static_cast<int64_t>(experts.size()) / 2, 2,
+                            num_workers, std::vector<bool>(static_cast<size_t>(num_workers), true));
   EXPECT_TRUE(plan.ok()) << plan.status();
   return *plan;
 }

@@ -2,13 +2,13 @@
 // paged pool, the "prefill" side writes rows into reserved blocks), over tcp and over
 // shared memory; the bytes that land must equal the rows written, and nothing else moves.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstring>
 #include <random>
 #include <span>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
@@ -152,8 +152,11 @@ TEST(KvWriterTest, RejectsRowsBeyondTheReservation) {
   std::vector<uint8_t> pool(layout.SpanBytes());
   auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
   ASSERT_TRUE(region.ok());
-  KvWriteTarget target{(*decode)->worker_address(), (*region)->packed_rkey(),
-                       (*region)->base_address(), layout, {1}};
+  KvWriteTarget target{(*decode)->worker_address(),
+                       (*region)->packed_rkey(),
+                       (*region)->base_address(),
+                       layout,
+                       {1}};
   KvWriter writer(**prefill, layout);
   auto transfer = writer.Begin(target);
   ASSERT_TRUE(transfer.ok()) << transfer.status();
@@ -180,8 +183,11 @@ TEST(KvWriterTest, DeadPeerFailsTheFlushInsteadOfHanging) {
     std::vector<uint8_t> pool(layout.SpanBytes());
     auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
     ASSERT_TRUE(region.ok());
-    KvWriteTarget target{(*decode)->worker_address(), (*region)->packed_rkey(),
-                         (*region)->base_address(), layout, {0}};
+    KvWriteTarget target{(*decode)->worker_address(),
+                         (*region)->packed_rkey(),
+                         (*region)->base_address(),
+                         layout,
+                         {0}};
     auto begun = writer.Begin(target);
     ASSERT_TRUE(begun.ok()) << begun.status();
     transfer = std::move(*begun);

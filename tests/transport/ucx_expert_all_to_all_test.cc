@@ -42,16 +42,17 @@ class FakeExpertWorker {
                            nullptr, nullptr, 5);
             continue;
           }
-          auto view = experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, d->hidden);
+          auto view =
+              experts::UnpackDispatch(d->payload(), d->payload_bytes, d->rows, d->pairs, d->hidden);
           ASSERT_TRUE(view.ok()) << view.status();
-          auto owner = std::make_shared<std::vector<float>>(static_cast<size_t>(d->pairs * d->hidden));
+          auto owner =
+              std::make_shared<std::vector<float>>(static_cast<size_t>(d->pairs * d->hidden));
           std::vector<float>& out = *owner;
           for (int64_t p = 0; p < d->pairs; ++p) {
             for (int64_t c = 0; c < d->hidden; ++c) {
-              out[p * d->hidden + c] =
-                  static_cast<float>(view->pair_expert[p] + 1) *
-                      view->x[view->pair_token[p] * d->hidden + c] +
-                  static_cast<float>(index_);
+              out[p * d->hidden + c] = static_cast<float>(view->pair_expert[p] + 1) *
+                                           view->x[view->pair_token[p] * d->hidden + c] +
+                                       static_cast<float>(index_);
             }
           }
           server_->Reply(*d, absl::OkStatus(), owner, out.data(), 4);
@@ -162,8 +163,8 @@ TEST_P(UcxExpertAllToAllTest, ConcurrentClientsAndCalls) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&, i] {
-      for (int k = 0; k < 20; ++k) ExchangeAndCheck(i % 2 ? *a.client : *b.client, 1 + k % 9,
-                                                    256, i * 100 + k);
+      for (int k = 0; k < 20; ++k)
+        ExchangeAndCheck(i % 2 ? *a.client : *b.client, 1 + k % 9, 256, i * 100 + k);
     });
   }
   for (auto& t : threads) t.join();

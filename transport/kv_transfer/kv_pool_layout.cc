@@ -23,8 +23,8 @@ absl::Status KvPoolLayout::Validate() const {
 }
 
 std::string KvPoolLayout::DebugString() const {
-  return absl::StrCat("{layers ", num_layers, ", block_size ", block_size, ", blocks ",
-                      num_blocks, ", row ", row_bytes, " B, block stride ", block_stride_bytes,
+  return absl::StrCat("{layers ", num_layers, ", block_size ", block_size, ", blocks ", num_blocks,
+                      ", row ", row_bytes, " B, block stride ", block_stride_bytes,
                       " B, layer stride ", layer_stride_bytes, " B}");
 }
 

@@ -38,9 +38,9 @@ absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, con
   if (first_token < 0 || count < 0 ||
       static_cast<int64_t>(first_token) + count >
           static_cast<int64_t>(target_.block_ids.size()) * layout.block_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("KV rows ", first_token, "..", first_token + count, " exceed the ",
-                     target_.block_ids.size(), " reserved blocks"));
+    return absl::InvalidArgumentError(absl::StrCat("KV rows ", first_token, "..",
+                                                   first_token + count, " exceed the ",
+                                                   target_.block_ids.size(), " reserved blocks"));
   }
   const char* src = static_cast<const char*>(rows);
   int token = first_token;
@@ -49,8 +49,8 @@ absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, con
     const int block_index = token / layout.block_size;
     const int row = token % layout.block_size;
     const int run = std::min(end - token, layout.block_size - row);
-    const uint64_t remote = target_.base_address +
-                            layout.RowOffset(layer, target_.block_ids[block_index], row);
+    const uint64_t remote =
+        target_.base_address + layout.RowOffset(layer, target_.block_ids[block_index], row);
     const size_t length = static_cast<size_t>(run) * layout.row_bytes;
     if (absl::Status s = batch_.Put(src, length, remote, rkey_); !s.ok()) return s;
     src += length;

@@ -138,11 +138,12 @@ absl::StatusOr<DispatchSendLayout> MakeDispatchSendLayout(const experts::Dispatc
   return layout;
 }
 
-void PackDispatchBuffer(const experts::DispatchPlan& plan, const DispatchSendLayout& layout, const float* x,
-                        uint8_t* buffer) {
+void PackDispatchBuffer(const experts::DispatchPlan& plan, const DispatchSendLayout& layout,
+                        const float* x, uint8_t* buffer) {
   for (size_t w = 0; w < plan.destinations.size(); ++w) {
     if (layout.send_bytes[w] == 0) continue;
-    experts::PackDispatch(plan.destinations[w], x, layout.headers[w].hidden, buffer + layout.send_offset[w]);
+    experts::PackDispatch(plan.destinations[w], x, layout.headers[w].hidden,
+                          buffer + layout.send_offset[w]);
   }
 }
 
@@ -247,8 +248,8 @@ std::vector<ExpertStepInput> UnpackExpertStep(const DispatchRecvLayout& layout,
       std::memset(in.outputs, 0, static_cast<size_t>(SegmentBytes(layout.send_floats[a])));
     }
     absl::StatusOr<experts::DispatchView> view =
-        experts::UnpackDispatch(recv_buffer + layout.recv_offset[a], layout.recv_bytes[a], in.header.rows,
-                       in.header.pairs, in.header.hidden);
+        experts::UnpackDispatch(recv_buffer + layout.recv_offset[a], layout.recv_bytes[a],
+                                in.header.rows, in.header.pairs, in.header.hidden);
     if (view.ok()) {
       in.dispatch = *std::move(view);
     } else {

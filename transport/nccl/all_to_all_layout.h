@@ -119,8 +119,8 @@ absl::StatusOr<DispatchSendLayout> MakeDispatchSendLayout(const experts::Dispatc
                                                           const DispatchHeader& common);
 // Writes every destination's PackDispatch payload at its offset in `buffer`
 // ([layout.send_total] bytes; the padding between segments is left as it is).
-void PackDispatchBuffer(const experts::DispatchPlan& plan, const DispatchSendLayout& layout, const float* x,
-                        uint8_t* buffer);
+void PackDispatchBuffer(const experts::DispatchPlan& plan, const DispatchSendLayout& layout,
+                        const float* x, uint8_t* buffer);
 // [E * kDispatchHeaderWords]: worker w's header at w * kDispatchHeaderWords.
 void EncodeDispatchHeaders(const DispatchSendLayout& layout, int64_t* words);
 
@@ -155,8 +155,8 @@ absl::StatusOr<DispatchRecvLayout> MakeDispatchRecvLayout(
 struct ExpertStepInput {
   int32_t attention_index = 0;
   DispatchHeader header;
-  experts::DispatchView dispatch;     // the checked payload, when status is OK
-  float* outputs = nullptr;  // [header.pairs, header.hidden], zeroed: the compute fills it
+  experts::DispatchView dispatch;  // the checked payload, when status is OK
+  float* outputs = nullptr;        // [header.pairs, header.hidden], zeroed: the compute fills it
   // Not OK: the payload did not unpack, or the compute refused this input (e.g. a placement
   // version it does not hold). Answered as its code, with zero outputs.
   absl::Status status;

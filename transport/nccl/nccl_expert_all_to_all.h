@@ -30,8 +30,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "transport/nccl/all_to_all_layout.h"
 #include "transport/expert_all_to_all.h"
+#include "transport/nccl/all_to_all_layout.h"
 
 namespace dsv3::transport {
 

@@ -102,8 +102,8 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   ctx->address_.assign(reinterpret_cast<const char*>(address), address_length);
   ucp_worker_release_address(ctx->worker_, address);
 
-  for (auto [id, cb] : {std::pair{kPingAmId, &UcxContext::OnPing},
-                        std::pair{kPongAmId, &UcxContext::OnPong}}) {
+  for (auto [id, cb] :
+       {std::pair{kPingAmId, &UcxContext::OnPing}, std::pair{kPongAmId, &UcxContext::OnPong}}) {
     ucp_am_handler_param_t handler{};
     handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                          UCP_AM_HANDLER_PARAM_FIELD_ARG;
@@ -165,10 +165,9 @@ void UcxContext::BeginOperation() {
 
 void UcxContext::EndOperation() { outstanding_.fetch_sub(1, std::memory_order_acq_rel); }
 
-ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length, void*,
-                                size_t, const ucp_am_recv_param_t* param) {
-  if (header_length != sizeof(uint64_t) ||
-      !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
+ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length, void*, size_t,
+                                const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(uint64_t) || !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
     return UCS_OK;  // not ours to answer
   }
   // Runs on the progress thread: post the answer and return; the header is copied by
@@ -177,14 +176,14 @@ ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length,
   send.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_FLAGS;
   send.cb.send = FreeRequest;
   send.flags = UCP_AM_SEND_FLAG_EAGER;
-  ucs_status_ptr_t r = ucp_am_send_nbx(param->reply_ep, kPongAmId, header, header_length,
-                                       nullptr, 0, &send);
+  ucs_status_ptr_t r =
+      ucp_am_send_nbx(param->reply_ep, kPongAmId, header, header_length, nullptr, 0, &send);
   (void)r;  // a request (if any) frees itself in FreeRequest; an error means the peer left
   return UCS_OK;
 }
 
-ucs_status_t UcxContext::OnPong(void* arg, const void* header, size_t header_length, void*,
-                                size_t, const ucp_am_recv_param_t*) {
+ucs_status_t UcxContext::OnPong(void* arg, const void* header, size_t header_length, void*, size_t,
+                                const ucp_am_recv_param_t*) {
   if (header_length != sizeof(uint64_t)) return UCS_OK;
   uint64_t token;
   std::memcpy(&token, header, sizeof(token));
@@ -209,9 +208,8 @@ absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
   bool answered = false;
   {
     absl::MutexLock lock(&ping_mu_);
-    auto arrived = [this, token]() ABSL_SHARED_LOCKS_REQUIRED(ping_mu_) {
-      return pongs_.contains(token);
-    };
+    auto arrived = [this, token]()
+                       ABSL_SHARED_LOCKS_REQUIRED(ping_mu_) { return pongs_.contains(token); };
     answered = ping_mu_.AwaitWithDeadline(absl::Condition(&arrived), deadline);
     pongs_.erase(token);
   }

@@ -51,8 +51,8 @@ struct SendHold {
 void OnSendDone(void* request, ucs_status_t status, void* user_data) {
   auto* hold = static_cast<SendHold*>(user_data);
   if (status != UCS_OK) {
-    hold->call->Finish(hold->worker, UcxError(status, absl::StrCat("dispatch to expert worker ",
-                                                                   hold->worker)));
+    hold->call->Finish(hold->worker,
+                       UcxError(status, absl::StrCat("dispatch to expert worker ", hold->worker)));
   }
   hold->context->EndOperation();
   hold->pool->Give(std::move(hold->payload));
@@ -64,8 +64,8 @@ void OnSendDone(void* request, ucs_status_t status, void* user_data) {
 
 absl::StatusOr<std::unique_ptr<UcxExpertClient>> UcxExpertClient::Create(UcxContext& context) {
   std::unique_ptr<UcxExpertClient> client(new UcxExpertClient(context));
-  absl::Status st = context.SetAmHandler(kExpertCombineAmId, &UcxExpertClient::OnCombine,
-                                         client.get());
+  absl::Status st =
+      context.SetAmHandler(kExpertCombineAmId, &UcxExpertClient::OnCombine, client.get());
   if (!st.ok()) return st;
   return client;
 }
@@ -147,8 +147,8 @@ ucs_status_t UcxExpertClient::OnCombine(void* arg, const void* header, size_t he
   // Rendezvous: receive straight into the output buffer.
   self->context_.ReceiveAmData(data, out.data(), length, [call, w](absl::Status status) {
     call->Finish(w, status.ok() ? absl::OkStatus()
-                                : absl::UnavailableError(absl::StrCat(
-                                      "combine from expert worker ", w, ": ", status.message())));
+                                : absl::UnavailableError(absl::StrCat("combine from expert worker ",
+                                                                      w, ": ", status.message())));
   });
   return UCS_OK;
 }
@@ -179,9 +179,9 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
   }
   if (!result.failed_workers.empty()) {
     overlapped();
-    result.status = absl::UnavailableError(absl::StrCat(
-        "expert worker ", result.failed_workers.front(), " is not connected (layer ",
-        request.layer, ")"));
+    result.status =
+        absl::UnavailableError(absl::StrCat("expert worker ", result.failed_workers.front(),
+                                            " is not connected (layer ", request.layer, ")"));
     return result;
   }
   {
@@ -207,11 +207,11 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
     hold->header.pairs = static_cast<int32_t>(d.num_pairs());
     hold->header.hidden = static_cast<int32_t>(request.hidden);
     hold->pool = pool_;
-    hold->payload_bytes = static_cast<size_t>(
-        experts::DispatchPayloadBytes(static_cast<int64_t>(d.rows.size()), d.num_pairs(), request.hidden));
+    hold->payload_bytes = static_cast<size_t>(experts::DispatchPayloadBytes(
+        static_cast<int64_t>(d.rows.size()), d.num_pairs(), request.hidden));
     hold->payload = pool_->Take((hold->payload_bytes + sizeof(float) - 1) / sizeof(float));
     experts::PackDispatch(d, request.x, request.hidden,
-                 reinterpret_cast<uint8_t*>(hold->payload.data()));
+                          reinterpret_cast<uint8_t*>(hold->payload.data()));
     // Posted from the progress thread, where a large send pipelines with the expert
     // worker's receive (UcxContext::RunOnProgressThread).
     context_.RunOnProgressThread([hold, peer = link.peer, w = w] {
@@ -227,11 +227,11 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
         hold->context->BeginOperation();  // ended by OnSendDone
         return;
       }
-      absl::Status error = !r.ok() ? r.status()
-                           : *r == nullptr
-                               ? absl::OkStatus()  // sent in place
-                               : UcxError(UCS_PTR_STATUS(*r),
-                                          absl::StrCat("dispatch to expert worker ", w));
+      absl::Status error =
+          !r.ok() ? r.status()
+          : *r == nullptr
+              ? absl::OkStatus()  // sent in place
+              : UcxError(UCS_PTR_STATUS(*r), absl::StrCat("dispatch to expert worker ", w));
       hold->pool->Give(std::move(hold->payload));
       if (!error.ok()) hold->call->Finish(w, std::move(error));
       delete hold;
@@ -260,9 +260,8 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
     for (const auto& [w, link] : targets) {
       if (!call->waiting[static_cast<size_t>(w)]) continue;
       call->waiting[static_cast<size_t>(w)] = 0;
-      call->errors[static_cast<size_t>(w)] = absl::DeadlineExceededError(
-          absl::StrCat("expert worker ", w, " did not answer layer ", request.layer,
-                       " by the deadline"));
+      call->errors[static_cast<size_t>(w)] = absl::DeadlineExceededError(absl::StrCat(
+          "expert worker ", w, " did not answer layer ", request.layer, " by the deadline"));
       --call->remaining;
     }
   }
@@ -288,10 +287,11 @@ ExchangeResult UcxExpertClient::Exchange(const ExchangeRequest& request,
         if (absl::IsDeadlineExceeded(e)) silent.push_back(link.peer);
       }
       if (result.status.ok()) {
-        result.status = transport ? absl::UnavailableError(absl::StrCat(
-                                        "expert worker ", w, " failed during layer ",
-                                        request.layer, ": ", e.message()))
-                                  : e;
+        result.status =
+            transport
+                ? absl::UnavailableError(absl::StrCat("expert worker ", w, " failed during layer ",
+                                                      request.layer, ": ", e.message()))
+                : e;
       }
     }
   }

@@ -14,8 +14,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "transport/float_buffer_pool.h"
 #include "transport/expert_all_to_all.h"
+#include "transport/float_buffer_pool.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_peer.h"
 

@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<UcxExpertServer>> UcxExpertServer::Create(UcxCont
                                                                          int32_t worker_index) {
   std::unique_ptr<UcxExpertServer> server(new UcxExpertServer(context, worker_index));
   server->inbox_ = std::make_shared<Inbox>();
-  absl::Status st = context.SetAmHandler(kExpertDispatchAmId, &UcxExpertServer::OnDispatch,
-                                         server.get());
+  absl::Status st =
+      context.SetAmHandler(kExpertDispatchAmId, &UcxExpertServer::OnDispatch, server.get());
   if (!st.ok()) return st;
   return server;
 }
@@ -112,9 +112,8 @@ std::vector<std::unique_ptr<ExpertDispatch>> UcxExpertServer::Take(absl::Duratio
   std::vector<std::unique_ptr<ExpertDispatch>> out;
   Inbox& in = *inbox_;
   absl::MutexLock lock(&in.mu);
-  auto ready = [&in]() ABSL_SHARED_LOCKS_REQUIRED(in.mu) {
-    return in.shutdown || !in.queue.empty();
-  };
+  auto ready = [&in]()
+                   ABSL_SHARED_LOCKS_REQUIRED(in.mu) { return in.shutdown || !in.queue.empty(); };
   in.mu.AwaitWithTimeout(absl::Condition(&ready), wait);
   while (!in.queue.empty()) {
     out.push_back(std::move(in.queue.front()));
@@ -168,8 +167,8 @@ void UcxExpertServer::Reply(const ExpertDispatch& dispatch, const absl::Status& 
       param.flags = UCP_AM_SEND_FLAG_EAGER;
     }
     absl::StatusOr<ucs_status_ptr_t> r = peer->Post([&](ucp_ep_h ep) {
-      return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header),
-                             payload, bytes, &param);
+      return ucp_am_send_nbx(ep, kExpertCombineAmId, &hold->header, sizeof(hold->header), payload,
+                             bytes, &param);
     });
     if (!r.ok() || *r == nullptr || UCS_PTR_IS_ERR(*r)) {
       delete hold;

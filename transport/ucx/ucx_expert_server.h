@@ -17,8 +17,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "transport/float_buffer_pool.h"
 #include "experts/dispatch_plan.h"
+#include "transport/float_buffer_pool.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_peer.h"
 

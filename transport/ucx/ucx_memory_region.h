@@ -18,8 +18,8 @@ namespace dsv3::transport {
 class UcxMemoryRegion {
  public:
   // Registers [base, base + length), which must outlive the region.
-  static absl::StatusOr<std::unique_ptr<UcxMemoryRegion>> Register(UcxContext& context,
-                                                                   void* base, size_t length);
+  static absl::StatusOr<std::unique_ptr<UcxMemoryRegion>> Register(UcxContext& context, void* base,
+                                                                   size_t length);
   // Lets UCX allocate `length` bytes (zeroed; freed with the region). Over shared memory
   // this is what makes puts truly one-sided: UCX 1.13's posix/sysv transports hand out
   // remote keys only for memory they allocated, so puts into a Register-ed user buffer are

@@ -74,9 +74,8 @@ absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_add
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = OnSendComplete;
   param.user_data = ref;
-  absl::StatusOr<ucs_status_ptr_t> r = peer_->Post([&](ucp_ep_h ep) {
-    return ucp_put_nbx(ep, local, length, remote_address, rkey, &param);
-  });
+  absl::StatusOr<ucs_status_ptr_t> r = peer_->Post(
+      [&](ucp_ep_h ep) { return ucp_put_nbx(ep, local, length, remote_address, rkey, &param); });
   if (!r.ok()) r = UCS_STATUS_PTR(UCS_ERR_CANCELED);
   bytes_ += static_cast<int64_t>(length);
   absl::Status posted = Post(*r, state_, ref, "ucp_put_nbx");
@@ -84,8 +83,7 @@ absl::Status PutBatch::Put(const void* local, size_t length, uint64_t remote_add
   return absl::OkStatus();
 }
 
-absl::Status PutBatch::Flush(absl::Time deadline,
-                             const std::function<absl::Status()>& still_there,
+absl::Status PutBatch::Flush(absl::Time deadline, const std::function<absl::Status()>& still_there,
                              absl::Duration check_every) {
   if (!peer_->failed()) {
     {
@@ -108,8 +106,7 @@ absl::Status PutBatch::Flush(absl::Time deadline,
   absl::Status gone;  // what `still_there` said
   int64_t pending = 0;
   while (true) {
-    const absl::Time until =
-        still_there ? std::min(deadline, absl::Now() + check_every) : deadline;
+    const absl::Time until = still_there ? std::min(deadline, absl::Now() + check_every) : deadline;
     absl::MutexLock lock(&state_->mu);
     state_->mu.AwaitWithDeadline(absl::Condition(&done), until);
     if (state_->pending == 0 && !peer_->failed()) return state_->first_error;
@@ -126,9 +123,8 @@ absl::Status PutBatch::Flush(absl::Time deadline,
   }
   absl::Status error = peer_->failed() ? peer_->health() : gone;
   if (error.ok()) {
-    error = absl::DeadlineExceededError(
-        absl::StrCat("UCX transfer not complete by its deadline (", pending,
-                     " operations outstanding)"));
+    error = absl::DeadlineExceededError(absl::StrCat("UCX transfer not complete by its deadline (",
+                                                     pending, " operations outstanding)"));
   }
   // Closing the endpoint completes the outstanding requests (with errors); their
   // callbacks hold the state alive until then.
@@ -162,8 +158,7 @@ void UcxPeer::MarkFailed(absl::Status status) {
   context_.Wake();
 }
 
-absl::StatusOr<ucs_status_ptr_t> UcxPeer::Post(
-    absl::FunctionRef<ucs_status_ptr_t(ucp_ep_h)> post) {
+absl::StatusOr<ucs_status_ptr_t> UcxPeer::Post(absl::FunctionRef<ucs_status_ptr_t(ucp_ep_h)> post) {
   absl::ReaderMutexLock lock(&mu_);
   if (failed()) return health();
   if (closed_ || ep_ == nullptr) return absl::UnavailableError("UCX endpoint closed");

@@ -9,8 +9,8 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
