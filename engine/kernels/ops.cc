@@ -5,7 +5,9 @@
 
 namespace dsv3::engine {
 
-#if defined(__x86_64__) && !defined(__clang__)
+// Not under ThreadSanitizer: an ifunc resolver runs while the dynamic loader relocates the
+// binary, before TSan's runtime is up, and TSan's instrumentation of it crashes there.
+#if defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define DSV3_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DSV3_MULTIVERSION
