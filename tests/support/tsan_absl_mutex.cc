@@ -121,8 +121,8 @@ void Mutex::ReaderLockWhen(const Condition& cond) {
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
-  static const auto real = Next<WithCondDuration>(
-      DSV3_MANGLED("19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
+  static const auto real =
+      Next<WithCondDuration>(DSV3_MANGLED("19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
   AnnotatedCondition a{&cond, this};
   __tsan_release(this);  // publishes `a` to the unlocker that evaluates it
   const bool met = real(this, absl::Condition(&AnnotatedCondition::Eval, &a), timeout);
@@ -131,8 +131,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 }
 
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
-  static const auto real = Next<WithCondTime>(
-      DSV3_MANGLED("20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
+  static const auto real =
+      Next<WithCondTime>(DSV3_MANGLED("20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   AnnotatedCondition a{&cond, this};
   __tsan_release(this);  // publishes `a` to the unlocker that evaluates it
   const bool met = real(this, absl::Condition(&AnnotatedCondition::Eval, &a), deadline);
@@ -151,8 +151,8 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
 }
 
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
-  static const auto real = Next<WithCondTime>(
-      DSV3_MANGLED("26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
+  static const auto real =
+      Next<WithCondTime>(DSV3_MANGLED("26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   AnnotatedCondition a{&cond, this};
   __tsan_release(this);  // publishes `a` to the unlocker that evaluates it
   const bool met = real(this, absl::Condition(&AnnotatedCondition::Eval, &a), deadline);
@@ -169,8 +169,8 @@ void Mutex::Await(const Condition& cond) {
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
-  static const auto real = Next<WithCondDuration>(
-      DSV3_MANGLED("16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
+  static const auto real =
+      Next<WithCondDuration>(DSV3_MANGLED("16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
   AnnotatedCondition a{&cond, this};  // before the release: the unlocker reads it
   __tsan_release(this);
   const bool met = real(this, absl::Condition(&AnnotatedCondition::Eval, &a), timeout);
@@ -179,8 +179,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
-  static const auto real = Next<WithCondTime>(
-      DSV3_MANGLED("17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
+  static const auto real =
+      Next<WithCondTime>(DSV3_MANGLED("17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   AnnotatedCondition a{&cond, this};  // before the release: the unlocker reads it
   __tsan_release(this);
   const bool met = real(this, absl::Condition(&AnnotatedCondition::Eval, &a), deadline);
