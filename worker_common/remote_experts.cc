@@ -181,7 +181,9 @@ void RemoteExpertExecutor::Maintain() {
     }
     for (const std::string& address : missing) {
       absl::Status st = JoinOne(address);
-      if (!st.ok()) DSV3_LOG(WARNING) << "expert worker " << address << ": " << st;
+      if (!st.ok()) {
+        DSV3_LOG(WARNING) << "expert worker " << address << ": " << st;
+      }
     }
     // Newer maps are announced in combine answers; a worker without traffic would not hear
     // of them (and its expert workers drop the experts of maps older than the previous

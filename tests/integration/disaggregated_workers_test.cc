@@ -418,7 +418,9 @@ TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
     EXPECT_EQ(p->kv_bytes(),
               static_cast<int64_t>(n) * d->layout().row_bytes() * d->layout().num_layers());
     // 400 ms is long after the prompt computed: the job waited for its destination.
-    if (delay == absl::Milliseconds(400)) EXPECT_GT(p->destination_wait_ns(), 0);
+    if (delay == absl::Milliseconds(400)) {
+      EXPECT_GT(p->destination_wait_ns(), 0);
+    }
     ExpectRowsLanded(g.prompt, *d, 2);
     v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
     EXPECT_EQ(Decode(g.prompt, d->lease_id(), p->first_token_id(), 8, &reason), g.greedy);
