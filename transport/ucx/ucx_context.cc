@@ -129,6 +129,7 @@ void UcxContext::ProgressLoop() {
   constexpr absl::Duration kSpin = absl::Milliseconds(2);
   constexpr int kBusyPollMs = 1;
   constexpr int kIdlePollMs = 50;
+  constexpr int64_t kShmIdleSleepUs = 200;
   absl::Time last_event = absl::InfinitePast();
   while (!stop_.load(std::memory_order_acquire)) {
     unsigned events = 0;
@@ -151,6 +152,14 @@ void UcxContext::ProgressLoop() {
         sched_yield();
         continue;
       }
+    }
+    if (!options_.peer_error_handling) {
+      // Shared memory only: after a peer died mid-transfer, UCX 1.13's ucp_worker_arm was
+      // seen to block for good in a read of its event fd, and with it every later
+      // connection (tests/integration/disaggregated_workers_test.cc, a killed decode
+      // worker). Sleep briefly instead of arming: a ping or task waits at most this long.
+      absl::SleepFor(busy ? absl::Microseconds(50) : absl::Microseconds(kShmIdleSleepUs));
+      continue;
     }
     ucs_status_t status = ucp_worker_arm(worker_);
     if (status == UCS_ERR_BUSY) continue;  // new events arrived meanwhile
