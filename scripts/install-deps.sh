@@ -17,7 +17,9 @@ APT_PACKAGES=(
   # recommends: ocl-icd-opencl-dev brings libOpenCL.so and the CL headers.
   libdnnl-dev ocl-icd-opencl-dev
   prometheus
-  clang libclang-rt-14-dev clang-format
+  # The fuzz build: clang, its sanitizer runtimes and OpenMP, and the LLVM tools CMake picks
+  # for a clang build (llvm-ar, llvm-ranlib, ld.lld), so a fresh machine builds with the same.
+  clang libclang-rt-14-dev libomp-14-dev llvm lld clang-format
 )
 
 if [ "${1:-}" = "--print-packages" ]; then
