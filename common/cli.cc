@@ -14,6 +14,21 @@
 #include "absl/strings/string_view.h"
 
 namespace dsv3 {
+namespace {
+
+// "  --name  (default: value)\n      help\n", one flag of a --help text.
+void AppendFlagHelp(const absl::CommandLineFlag& flag, std::string* text) {
+  const std::string def = flag.DefaultValue();
+  absl::StrAppend(text, "  --", flag.Name(), "  (default: ", def.empty() ? "\"\"" : def,
+                  ")\n      ", flag.Help(), "\n");
+}
+
+bool IsAbseilOwnFlag(absl::string_view name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  return flag != nullptr && absl::StrContains(flag->Filename(), "absl/");
+}
+
+}  // namespace
 
 std::string FlagsHelpText(const std::string& usage) {
   std::vector<const absl::CommandLineFlag*> flags;
@@ -25,11 +40,7 @@ std::string FlagsHelpText(const std::string& usage) {
   std::sort(flags.begin(), flags.end(),
             [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
   std::string text = usage + "\n\nflags:\n";
-  for (const auto* flag : flags) {
-    std::string def = flag->DefaultValue();
-    absl::StrAppend(&text, "  --", flag->Name(), "  (default: ", def.empty() ? "\"\"" : def,
-                    ")\n      ", flag->Help(), "\n");
-  }
+  for (const auto* flag : flags) AppendFlagHelp(*flag, &text);
   return text;
 }
 
@@ -43,20 +54,11 @@ std::string FlagsHelpText(const std::string& usage, const std::vector<FlagGroup>
         absl::StrAppend(&text, "  --", name, "  (NOT DEFINED: report this)\n");
         continue;
       }
-      std::string def = flag->DefaultValue();
-      absl::StrAppend(&text, "  --", name, "  (default: ", def.empty() ? "\"\"" : def, ")\n      ",
-                      flag->Help(), "\n");
+      AppendFlagHelp(*flag, &text);
     }
   }
   return text;
 }
-
-namespace {
-bool IsAbseilOwnFlag(absl::string_view name) {
-  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-  return flag != nullptr && absl::StrContains(flag->Filename(), "absl/");
-}
-}  // namespace
 
 std::vector<std::string> FlagsOnCommandLine(int argc, char** argv) {
   std::vector<std::string> names;
