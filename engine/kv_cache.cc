@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace dsv3::engine {
@@ -30,11 +32,6 @@ absl::Status KvCachePool::CheckLayout(const KvCacheLayout& layout) {
   return absl::OkStatus();
 }
 
-void KvCachePool::InitFreeList() {
-  free_.reserve(static_cast<size_t>(layout_.num_blocks));
-  for (int64_t b = layout_.num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
-}
-
 absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
   if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
@@ -46,7 +43,7 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLa
   }
   pool->base_ = static_cast<float*>(p);
   pool->owns_memory_ = true;
-  pool->InitFreeList();
+  pool->blocks_ = std::make_unique<KvBlockAllocator>(layout.num_blocks);
   return pool;
 }
 
@@ -69,7 +66,7 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::CreateOver(const KvCac
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
   pool->base_ = static_cast<float*>(base);
   pool->owns_memory_ = false;
-  pool->InitFreeList();
+  pool->blocks_ = std::make_unique<KvBlockAllocator>(layout.num_blocks);
   return pool;
 }
 
@@ -100,16 +97,25 @@ absl::Status KvCachePool::Reserve(KvSequence& seq, int64_t num_positions) {
                      " more blocks of ", layout_.block_size, ", ", free_blocks(), " free of ",
                      layout_.num_blocks));
   }
-  for (int64_t i = have; i < needed; ++i) {
-    seq.blocks.push_back(free_.back());
-    free_.pop_back();
-  }
-  return absl::OkStatus();
+  return blocks_->Allocate(needed - have, seq.blocks);
 }
 
 void KvCachePool::Release(KvSequence& seq) {
-  for (int32_t b : seq.blocks) free_.push_back(b);
+  blocks_->Release(seq.blocks);
   seq = KvSequence();
+}
+
+int64_t KvCachePool::TakeCachedPrefix(std::span<const uint64_t> names, KvSequence& seq) {
+  if (!seq.blocks.empty()) return 0;
+  const int64_t matched = blocks_->Match(names, seq.blocks);
+  seq.num_tokens = matched * layout_.block_size;
+  seq.mtp_num_tokens = seq.num_tokens;
+  return seq.num_tokens;
+}
+
+void KvCachePool::NameBlocks(const KvSequence& seq, std::span<const uint64_t> names) {
+  const size_t n = std::min(names.size(), seq.blocks.size());
+  for (size_t i = 0; i < n; ++i) blocks_->Name(seq.blocks[i], names[i]);
 }
 
 }  // namespace dsv3::engine

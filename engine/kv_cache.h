@@ -20,15 +20,21 @@
 // that a transport allocated so that peers can write into it one-sided); the pool frees only
 // its own.
 //
-// The block allocator is not thread-safe: one owner (a scheduler thread) allocates and frees.
+// Blocks come from a KvBlockAllocator (kv_block_allocator.h): full blocks whose KV is
+// complete can be named by their content and kept after their sequence ends, so that a
+// later sequence with the same prefix takes them instead of computing them again.
+//
+// The allocator is not thread-safe: one owner (a scheduler thread) allocates and frees.
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/kv_block_allocator.h"
 #include "engine/model_config.h"
 
 namespace dsv3::engine {
@@ -82,7 +88,10 @@ class KvCachePool {
   const KvCacheLayout& layout() const { return layout_; }
   void* base() { return base_; }
   int64_t size_bytes() const { return layout_.total_bytes(); }
-  int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  // Blocks an allocation can use: free ones, and cached ones (evicted when needed).
+  int64_t free_blocks() const { return blocks_->available_blocks(); }
+  KvBlockAllocator& blocks() { return *blocks_; }
+  const KvBlockAllocator& blocks() const { return *blocks_; }
   int64_t capacity_tokens() const { return layout_.num_blocks * layout_.block_size; }
 
   // Row of `layer` for the token at `position` of `seq` (its block must be reserved).
@@ -92,17 +101,23 @@ class KvCachePool {
   // Grows `seq`'s block table to cover `num_positions` positions; ResourceExhausted (and no
   // change) when the pool lacks the blocks.
   absl::Status Reserve(KvSequence& seq, int64_t num_positions);
-  // Returns all of `seq`'s blocks to the pool and resets it.
+  // Returns all of `seq`'s blocks to the pool (named ones stay cached) and resets it.
   void Release(KvSequence& seq);
+  // Starts an empty `seq` with the cached blocks of the longest prefix of `names` (one per
+  // full block, kv_block_hash.h); their positions count as computed in the main and MTP
+  // layers. Returns the tokens matched.
+  int64_t TakeCachedPrefix(std::span<const uint64_t> names, KvSequence& seq);
+  // Names `seq`'s first names.size() blocks (their KV complete) so that they stay cached
+  // when released.
+  void NameBlocks(const KvSequence& seq, std::span<const uint64_t> names);
 
  private:
   explicit KvCachePool(const KvCacheLayout& layout) : layout_(layout) {}
   static absl::Status CheckLayout(const KvCacheLayout& layout);
-  void InitFreeList();
   KvCacheLayout layout_;
   float* base_ = nullptr;
-  bool owns_memory_ = false;   // base_ is this pool's mmap
-  std::vector<int32_t> free_;  // stack of free block ids
+  bool owns_memory_ = false;  // base_ is this pool's mmap
+  std::unique_ptr<KvBlockAllocator> blocks_;
 };
 
 }  // namespace dsv3::engine

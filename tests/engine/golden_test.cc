@@ -97,6 +97,58 @@ TEST_P(GoldenTest, TokenByTokenDecodeThroughPagedCache) {
   }
 }
 
+// A prefix computed by one sequence and kept in the pool's cache serves another: only the
+// suffix is computed, its logits still match the reference, and the cached blocks are read,
+// never written.
+TEST_P(GoldenTest, SuffixOverACachedPrefixMatchesTheReference) {
+  const int64_t vocab = golden_.vocab;
+  const int64_t block = 4;
+  int tested = 0;
+  for (const GoldenPrompt& p : golden_.prompts) {
+    const int64_t n = static_cast<int64_t>(p.prompt.size());
+    const int64_t cached_blocks = (n - 1) / block;
+    if (cached_blocks < 2) continue;
+    ++tested;
+    auto pool = MakePool(16, block);
+    std::vector<uint64_t> names;
+    for (int64_t k = 0; k < cached_blocks; ++k) names.push_back(1000 + k);
+    {
+      KvSequence first;
+      SequenceInput in{std::span<const int32_t>(p.prompt).subspan(0, cached_blocks * block), &first,
+                       false};
+      ASSERT_TRUE(model_->Forward({&in, 1}, *pool).ok());
+      pool->NameBlocks(first, names);
+      pool->Release(first);
+    }
+    EXPECT_EQ(pool->blocks().cached_blocks(), cached_blocks);
+    auto snapshot = [&](const KvSequence& seq) {
+      std::vector<float> rows;
+      for (int64_t layer = 0; layer < pool->layout().num_layers; ++layer) {
+        for (int64_t pos = 0; pos < cached_blocks * block; ++pos) {
+          const float* r = pool->Row(layer, seq, pos);
+          rows.insert(rows.end(), r, r + pool->layout().row_floats());
+        }
+      }
+      return rows;
+    };
+    KvSequence second;
+    ASSERT_EQ(pool->TakeCachedPrefix(names, second), cached_blocks * block);
+    const std::vector<float> before = snapshot(second);
+    SequenceInput in{std::span<const int32_t>(p.prompt).subspan(cached_blocks * block), &second,
+                     /*all_logits=*/true};
+    auto out = model_->Forward({&in, 1}, *pool);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(second.num_tokens, n);
+    ExpectClose("suffix over cached prefix", out->logits.data(),
+                p.logits.data() + cached_blocks * block * vocab,
+                (n - cached_blocks * block) * vocab);
+    EXPECT_EQ(snapshot(second), before) << "a cached block was written";
+    pool->Release(second);
+    EXPECT_EQ(pool->blocks().referenced_blocks(), 0);
+  }
+  EXPECT_GT(tested, 0);
+}
+
 TEST_P(GoldenTest, RaggedBatchesMatchSequencesAlone) {
   // Three prompts plus a filler, in chunks of different sizes in shared steps, so block tables
   // interleave and every step mixes prefill chunks with single-token decode.
