@@ -23,13 +23,24 @@ uint64_t Combine(uint64_t h, uint64_t word) {
 }  // namespace
 
 uint64_t KvCacheIdentity::Seed() const {
-  const std::string text =
-      absl::StrCat("dsv3-kv-v1|", config_hash, "|bs=", block_size, "|l=", num_layers,
-                   "|mtp=", num_mtp_layers, "|r=", kv_lora_rank, "|rope=", qk_rope_head_dim,
-                   "|", dtype);
+  const std::string text = absl::StrCat(
+      "dsv3-kv-v1|", config_hash, "|bs=", block_size, "|l=", num_layers, "|mtp=", num_mtp_layers,
+      "|r=", kv_lora_rank, "|rope=", qk_rope_head_dim, "|", dtype);
   uint64_t h = 0x84222325cbf29ce4ULL;
   for (unsigned char c : text) h = Combine(h, c);
   return h;
+}
+
+KvCacheIdentity KvCacheIdentityOf(absl::string_view config_hash, const v1::KvLayout& layout) {
+  KvCacheIdentity id;
+  id.config_hash = std::string(config_hash);
+  id.block_size = layout.block_size();
+  id.num_layers = layout.num_layers();
+  id.num_mtp_layers = layout.num_mtp_layers();
+  id.kv_lora_rank = layout.kv_lora_rank();
+  id.qk_rope_head_dim = layout.qk_rope_head_dim();
+  id.dtype = v1::KvDtype_Name(layout.dtype());
+  return id;
 }
 
 int64_t NamedBlockCount(const KvCacheIdentity& identity, int64_t num_tokens) {
@@ -51,8 +62,8 @@ std::vector<uint64_t> KvBlockHashes(const KvCacheIdentity& identity,
     }
     uint64_t named = h;
     if (identity.num_mtp_layers > 0) {
-      named = Combine(h, 0x100000000ULL | static_cast<uint32_t>(tokens[static_cast<size_t>(
-                                              (k + 1) * bs)]));
+      named = Combine(
+          h, 0x100000000ULL | static_cast<uint32_t>(tokens[static_cast<size_t>((k + 1) * bs)]));
     }
     out.push_back(named);
     h = Combine(named, 0xb10cULL);  // the chain goes on from this block's name

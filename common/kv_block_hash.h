@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "dsv3/v1/worker.pb.h"
 
 namespace dsv3 {
 
@@ -37,6 +38,10 @@ struct KvCacheIdentity {
 
   uint64_t Seed() const;
 };
+
+// The identity of a pool as a worker describes it (its config hash and WorkerInfo.kv_layout):
+// workers and the router derive it the same way.
+KvCacheIdentity KvCacheIdentityOf(absl::string_view config_hash, const v1::KvLayout& layout);
 
 // Names of the shareable full blocks of `tokens`: block k covers tokens
 // [k * block_size, (k + 1) * block_size) and, with MTP layers, token (k + 1) * block_size,

@@ -65,6 +65,11 @@ const std::vector<Definition>& Definitions() {
       {{"dsv3_worker_up", MetricType::kGauge, {"role", "address"}, "router"},
        "1 when the router's health checks reach the worker and it is SERVING, else 0.",
        {}},
+      {{"dsv3_router_decisions_total", MetricType::kCounter, {"role", "reason"}, "router"},
+       "Workers chosen for requests, by role and why: prefix_overlap (the kv policy chose a "
+       "worker whose prefix cache holds the prompt's first blocks), load (by load alone), "
+       "round_robin.",
+       {}},
       // Prefill and decode workers.
       {{"dsv3_request_queue_time_seconds", MetricType::kHistogram, {"model"}, "prefill, decode"},
        "Time a request waited in the worker's queue before its first forward pass, in seconds.",
@@ -82,13 +87,31 @@ const std::vector<Definition>& Definitions() {
        "Sequences per decode step.",
        {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512}},
       {{"dsv3_kv_cache_used_blocks", MetricType::kGauge, {"model"}, "decode"},
-       "KV pool blocks held by running requests, leases and cached prefixes.",
+       "KV pool blocks held by running requests and leases (blocks only the prefix cache holds "
+       "are dsv3_prefix_cache_blocks).",
        {}},
       {{"dsv3_kv_cache_total_blocks", MetricType::kGauge, {"model"}, "decode"},
        "KV pool blocks in total.",
        {}},
       {{"dsv3_kv_cache_usage_ratio", MetricType::kGauge, {"model"}, "decode"},
        "Used over total KV pool blocks (0 to 1).",
+       {}},
+      {{"dsv3_prefix_cache_lookups_total", MetricType::kCounter, {"model"}, "prefill, decode"},
+       "Prompts looked up in the worker's prefix cache.",
+       {}},
+      {{"dsv3_prefix_cache_query_tokens_total", MetricType::kCounter, {"model"}, "prefill, decode"},
+       "Prompt tokens looked up in the worker's prefix cache.",
+       {}},
+      {{"dsv3_prefix_cache_hit_tokens_total", MetricType::kCounter, {"model"}, "prefill, decode"},
+       "Prompt tokens found in the worker's prefix cache (not computed again on a prefill "
+       "worker, not sent again on a decode worker).",
+       {}},
+      {{"dsv3_prefix_cache_blocks", MetricType::kGauge, {"model"}, "prefill, decode"},
+       "KV blocks held by the prefix cache and by no request (evicted, least recently used "
+       "first, when a request needs the room).",
+       {}},
+      {{"dsv3_prefix_cache_evictions_total", MetricType::kCounter, {"model"}, "prefill, decode"},
+       "Cached KV blocks evicted from the prefix cache.",
        {}},
       {{"dsv3_kv_transfer_bytes_total", MetricType::kCounter, {"model"}, "prefill"},
        "Latent KV bytes written into decode workers' pools.",
@@ -190,6 +213,7 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .router_overhead_seconds = histogram("dsv3_router_overhead_seconds"),
       .reserve_seconds = histogram("dsv3_reserve_seconds"),
       .worker_up = gauge("dsv3_worker_up"),
+      .router_decisions = counter("dsv3_router_decisions_total"),
       .queue_time_seconds = histogram("dsv3_request_queue_time_seconds"),
       .requests_running = gauge("dsv3_num_requests_running"),
       .requests_waiting = gauge("dsv3_num_requests_waiting"),
@@ -198,6 +222,11 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .kv_blocks_used = gauge("dsv3_kv_cache_used_blocks"),
       .kv_blocks_total = gauge("dsv3_kv_cache_total_blocks"),
       .kv_usage_ratio = gauge("dsv3_kv_cache_usage_ratio"),
+      .prefix_cache_lookups = counter("dsv3_prefix_cache_lookups_total"),
+      .prefix_cache_query_tokens = counter("dsv3_prefix_cache_query_tokens_total"),
+      .prefix_cache_hit_tokens = counter("dsv3_prefix_cache_hit_tokens_total"),
+      .prefix_cache_blocks = gauge("dsv3_prefix_cache_blocks"),
+      .prefix_cache_evictions = counter("dsv3_prefix_cache_evictions_total"),
       .kv_transfer_bytes = counter("dsv3_kv_transfer_bytes_total"),
       .kv_transfer_seconds = histogram("dsv3_kv_transfer_seconds"),
       .spec_drafts = counter("dsv3_spec_decode_drafts_total"),
@@ -236,6 +265,21 @@ void RecordKvBlocks(const ServingMetrics& m, const std::string& model, int64_t u
   m.kv_blocks_total.WithLabels({model}).Set(static_cast<double>(total));
   m.kv_usage_ratio.WithLabels({model}).Set(
       total > 0 ? static_cast<double>(used) / static_cast<double>(total) : 0.0);
+}
+
+void RecordPrefixCacheLookup(const ServingMetrics& m, const std::string& model,
+                             int64_t query_tokens, int64_t hit_tokens) {
+  m.prefix_cache_lookups.WithLabels({model}).Increment();
+  m.prefix_cache_query_tokens.WithLabels({model}).Increment(static_cast<double>(query_tokens));
+  m.prefix_cache_hit_tokens.WithLabels({model}).Increment(static_cast<double>(hit_tokens));
+}
+
+void RecordPrefixCacheBlocks(const ServingMetrics& m, const std::string& model,
+                             int64_t cached_blocks, int64_t new_evictions) {
+  m.prefix_cache_blocks.WithLabels({model}).Set(static_cast<double>(cached_blocks));
+  if (new_evictions > 0) {
+    m.prefix_cache_evictions.WithLabels({model}).Increment(static_cast<double>(new_evictions));
+  }
 }
 
 const std::vector<MetricSpec>& ServingMetricSpecs() {

@@ -50,7 +50,8 @@ struct ServingMetrics {
   metrics::Family<metrics::Histogram>& router_overhead_seconds;  // dsv3_router_overhead_seconds
   metrics::Family<metrics::Histogram>& reserve_seconds;          // dsv3_reserve_seconds
   // --- router: worker health as the router sees it (labels role, address) -------------
-  metrics::Family<metrics::Gauge>& worker_up;  // dsv3_worker_up{role,address}
+  metrics::Family<metrics::Gauge>& worker_up;           // dsv3_worker_up{role,address}
+  metrics::Family<metrics::Counter>& router_decisions;  // dsv3_router_decisions_total{role,reason}
   // --- prefill and decode: scheduler state (label model) ------------------------------
   metrics::Family<metrics::Histogram>& queue_time_seconds;    // dsv3_request_queue_time_seconds
   metrics::Family<metrics::Gauge>& requests_running;          // dsv3_num_requests_running
@@ -62,8 +63,13 @@ struct ServingMetrics {
   metrics::Family<metrics::Gauge>& kv_blocks_total;  // dsv3_kv_cache_total_blocks
   metrics::Family<metrics::Gauge>& kv_usage_ratio;   // dsv3_kv_cache_usage_ratio
   // --- prefill: KV transfer to decode workers (label model) ---------------------------
-  metrics::Family<metrics::Counter>& kv_transfer_bytes;      // dsv3_kv_transfer_bytes_total
-  metrics::Family<metrics::Histogram>& kv_transfer_seconds;  // dsv3_kv_transfer_seconds
+  metrics::Family<metrics::Counter>& prefix_cache_lookups;       // dsv3_prefix_cache_lookups_total
+  metrics::Family<metrics::Counter>& prefix_cache_query_tokens;  // ..._query_tokens_total
+  metrics::Family<metrics::Counter>& prefix_cache_hit_tokens;    // ..._hit_tokens_total
+  metrics::Family<metrics::Gauge>& prefix_cache_blocks;          // dsv3_prefix_cache_blocks
+  metrics::Family<metrics::Counter>& prefix_cache_evictions;     // ..._evictions_total
+  metrics::Family<metrics::Counter>& kv_transfer_bytes;          // dsv3_kv_transfer_bytes_total
+  metrics::Family<metrics::Histogram>& kv_transfer_seconds;      // dsv3_kv_transfer_seconds
   // --- decode: MTP speculative decoding (label model) ---------------------------------
   metrics::Family<metrics::Counter>& spec_drafts;           // dsv3_spec_decode_drafts_total
   metrics::Family<metrics::Counter>& spec_draft_tokens;     // dsv3_spec_decode_draft_tokens_total
@@ -93,6 +99,12 @@ std::string StatusLabel(absl::StatusCode code);
 
 // Sets the three KV pool gauges of `model` consistently (usage ratio 0 when total is 0).
 void RecordKvBlocks(const ServingMetrics& m, const std::string& model, int64_t used, int64_t total);
+// One prefix-cache lookup of `query_tokens` prompt tokens that found `hit_tokens` cached.
+void RecordPrefixCacheLookup(const ServingMetrics& m, const std::string& model,
+                             int64_t query_tokens, int64_t hit_tokens);
+// The cache's size now, and the evictions since the last call.
+void RecordPrefixCacheBlocks(const ServingMetrics& m, const std::string& model,
+                             int64_t cached_blocks, int64_t new_evictions);
 
 // One family of the catalog, for docs and checks.
 struct MetricSpec {

@@ -20,6 +20,8 @@ absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
                   : engine::KvCachePool::Create(layout);
   if (!pool.ok()) return pool.status();
   s->pool_ = std::move(*pool);
+  s->pool_->blocks().set_caching(options.prefix_cache);
+  s->pool_->blocks().set_max_cached(options.prefix_cache_max_blocks);
   s->loop_ = std::thread([raw = s.get()] { raw->Loop(); });
   return s;
 }
@@ -42,7 +44,8 @@ DecodeScheduler::~DecodeScheduler() {
 }
 
 absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_new_tokens,
-                                                    absl::Duration lease) {
+                                                    absl::Duration lease,
+                                                    std::span<const int32_t> prompt) {
   const int64_t context = model_.config().max_position_embeddings;
   if (prompt_tokens <= 0 || max_new_tokens <= 0) {
     return absl::InvalidArgumentError("Reserve needs prompt_tokens > 0 and max_new_tokens > 0");
@@ -62,12 +65,26 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
                      " tokens) exceeds this decode worker's whole KV pool (",
                      pool_->layout().num_blocks * block_size, " tokens)"));
   }
+  if (!prompt.empty() && static_cast<int>(prompt.size()) != prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Reserve: ", prompt.size(), " prompt token ids for prompt_tokens ", prompt_tokens));
+  }
+  std::vector<uint64_t> names;
+  const bool lookup = options_.prefix_cache && !prompt.empty();
+  if (lookup) names = KvBlockHashes(options_.kv_identity, prompt);
   absl::MutexLock lock(&mu_);
   engine::KvSequence kv;
+  const int64_t cached = lookup ? pool_->TakeCachedPrefix(names, kv) : 0;
   // +1: a verified draft may occupy the position after the last token.
-  if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens + 1); !s.ok()) return s;
+  if (absl::Status s = pool_->Reserve(kv, prompt_tokens + max_new_tokens + 1); !s.ok()) {
+    pool_->Release(kv);  // the cached blocks go back to the cache
+    return s;
+  }
+  if (lookup) RecordPrefixCacheLookup(Metrics(), options_.model_name, prompt_tokens, cached);
+  kv.num_tokens = kv.mtp_num_tokens = 0;  // set at Start
+  PublishKvEventsLocked();                // blocks it evicted
   const uint64_t id = next_lease_id_++;
-  LeaseGrant grant{id, kv.blocks, absl::Now() + lease};
+  LeaseGrant grant{id, kv.blocks, absl::Now() + lease, cached};
   leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry};
   return grant;
 }
@@ -111,6 +128,12 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   seq->prompt_tokens = lease.prompt_tokens;
   seq->sink = std::move(sink);
   seq->started = absl::Now();
+  seq->tokens = std::move(start.prompt);
+  // The prompt's blocks are complete now (the prefill worker flushed them): requests that
+  // share them may take them from here on. MTP rows exist for positions < n - 1.
+  NameBlocksLocked(seq->kv, seq->tokens,
+                   seq->prompt_tokens - (options_.kv_identity.num_mtp_layers > 0 ? 1 : 0));
+  PublishKvEventsLocked();
   const int64_t hidden = model_.config().hidden_size;
   if (options_.speculative_mtp && model_.has_mtp() &&
       start.last_hidden_state.size() == static_cast<size_t>(hidden) * sizeof(float)) {
@@ -143,18 +166,42 @@ DecodeLoad DecodeScheduler::Load() const {
   load.waiting = static_cast<int>(waiting_.size());
   load.leases = static_cast<int>(leases_.size());
   load.tokens_per_second = tokens_per_second_;
+  load.blocks_cached = pool_->blocks().cached_blocks();
   return load;
 }
 
+void DecodeScheduler::PublishKvEventsLocked() { kv_events_.Append(pool_->blocks().TakeEvents()); }
+
 void DecodeScheduler::RecordMetricsLocked() {
+  PublishKvEventsLocked();
   const ServingMetrics& m = Metrics();
   const int64_t total = pool_->layout().num_blocks;
-  RecordKvBlocks(m, options_.model_name, total - pool_->free_blocks(), total);
+  RecordKvBlocks(m, options_.model_name, pool_->blocks().referenced_blocks(), total);
+  RecordPrefixCacheBlocks(m, options_.model_name, pool_->blocks().cached_blocks(),
+                          pool_->blocks().evictions() - evictions_reported_);
+  evictions_reported_ = pool_->blocks().evictions();
   m.requests_running.WithLabels({options_.model_name}).Set(static_cast<double>(running_.size()));
   m.requests_waiting.WithLabels({options_.model_name}).Set(static_cast<double>(waiting_.size()));
 }
 
-void DecodeScheduler::FinishLocked(Sequence* seq) {
+void DecodeScheduler::NameBlocksLocked(const engine::KvSequence& kv,
+                                       std::span<const int32_t> tokens, int64_t valid_tokens) {
+  if (!options_.prefix_cache) return;
+  std::vector<uint64_t> names = KvBlockHashes(options_.kv_identity, tokens);
+  const int64_t block_size = pool_->layout().block_size;
+  names.resize(std::min<size_t>(
+      names.size(), static_cast<size_t>(std::max<int64_t>(0, valid_tokens / block_size))));
+  pool_->NameBlocks(kv, names);
+}
+
+void DecodeScheduler::FinishLocked(Sequence* seq, bool keep_kv) {
+  if (keep_kv) {
+    // Main rows are complete below num_tokens; MTP rows (read only when this worker
+    // speculates) below mtp_num_tokens.
+    int64_t valid = seq->kv.num_tokens;
+    if (seq->speculative) valid = std::min(valid, seq->kv.mtp_num_tokens);
+    NameBlocksLocked(seq->kv, seq->tokens, valid);
+  }
   pool_->Release(seq->kv);
   sequences_.erase(seq->lease_id);
 }
@@ -192,7 +239,7 @@ void DecodeScheduler::Loop() {
           usage.set_completion_tokens(seq->generated);
           seq->sink->OnFinish(v1::FINISH_REASON_CANCELLED, usage,
                               absl::CancelledError("cancelled by the client"));
-          FinishLocked(seq);
+          FinishLocked(seq, /*keep_kv=*/true);
         } else {
           kept.push_back(seq);
         }
@@ -219,7 +266,7 @@ void DecodeScheduler::Loop() {
     tokens_per_second_ = seconds > 0 ? batch.size() / seconds : 0;
     for (Sequence* seq : finished) {
       running_.erase(std::find(running_.begin(), running_.end(), seq));
-      FinishLocked(seq);
+      FinishLocked(seq, /*keep_kv=*/!seq->failed);
     }
     RecordMetricsLocked();
   }
@@ -265,6 +312,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     usage.set_draft_tokens(seq->drafted);
     usage.set_accepted_draft_tokens(seq->accepted);
     seq->sink->OnFinish(reason, usage, status);
+    seq->failed = reason == v1::FINISH_REASON_ERROR;
     finished.push_back(seq);
   };
   for (Sequence* seq : batch) {
@@ -334,11 +382,12 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
       m.spec_draft_tokens.WithLabels({options_.model_name}).Increment();
       if (accepted) m.spec_accepted_tokens.WithLabels({options_.model_name}).Increment();
     }
-    if (done) continue;
-    seq->sink->OnTokens(emitted);
     const int64_t kept = static_cast<int64_t>(emitted.size());  // accepted drafts + 1
     // Positions base..base+kept-1 hold verified KV; a rejected draft's row is overwritten.
     seq->kv.num_tokens = base + kept;
+    for (const auto& t : emitted) seq->tokens.push_back(t.token);
+    if (done) continue;
+    seq->sink->OnTokens(emitted);
     seq->next_input = emitted.back().token;
     if (seq->speculative) {
       // Next MTP rows: (h_p, token p+1) for the positions just verified.

@@ -21,10 +21,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/kv_block_hash.h"
 #include "dsv3/v1/common.pb.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "worker_common/kv_event_log.h"
 
 namespace dsv3::decode {
 
@@ -37,12 +39,22 @@ struct DecodeSchedulerOptions {
   // MTP speculative decoding (models with an MTP layer): each step drafts one token with
   // the MTP layer and verifies it in the same main forward pass.
   bool speculative_mtp = false;
+  // Prefix caching: the full blocks of a finished sequence (prompt and answer) stay in the
+  // pool, named by their content, until their room is needed; a Reserve whose prompt begins
+  // with cached blocks takes them instead of having the prefill worker send them again.
+  bool prefix_cache = true;
+  // Most blocks the cache keeps that no request holds; 0: any block not in use.
+  int64_t prefix_cache_max_blocks = 0;
+  // Names blocks the way the router and the prefill workers do (common/kv_block_hash.h).
+  KvCacheIdentity kv_identity;
 };
 
 struct LeaseGrant {
   uint64_t lease_id = 0;
   std::vector<int32_t> block_ids;
   absl::Time expiry;
+  // The first cached_tokens positions came from the prefix cache (not to be written).
+  int64_t cached_tokens = 0;
 };
 
 // Where a running sequence's output goes. Called on the scheduler thread: must not block.
@@ -74,6 +86,7 @@ struct DecodeLoad {
   int waiting = 0;
   int leases = 0;
   double tokens_per_second = 0;
+  int64_t blocks_cached = 0;  // included in blocks_free
 };
 
 class DecodeScheduler {
@@ -89,10 +102,14 @@ class DecodeScheduler {
   DecodeScheduler& operator=(const DecodeScheduler&) = delete;
 
   engine::KvCachePool& pool() { return *pool_; }
+  // The prefix cache's stored and evicted block names, for WatchLoad.
+  const worker::KvEventLog& kv_events() const { return kv_events_; }
 
-  // Allocates blocks for prompt_tokens + max_new_tokens positions. RESOURCE_EXHAUSTED
-  // when the pool lacks them; INVALID_ARGUMENT when they exceed the model's context.
-  absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens, absl::Duration lease);
+  // Allocates blocks for prompt_tokens + max_new_tokens positions, starting with the cached
+  // blocks `prompt` begins with (when given and the cache is on). RESOURCE_EXHAUSTED when
+  // the pool lacks them; INVALID_ARGUMENT when they exceed the model's context.
+  absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens, absl::Duration lease,
+                                     std::span<const int32_t> prompt = {});
   // Frees a lease that has not started. False when it is unknown (expired, started, freed).
   bool Release(uint64_t lease_id);
   // Starts decoding a lease whose prompt KV is now in its blocks. NOT_FOUND for an unknown
@@ -120,8 +137,11 @@ class DecodeScheduler {
     int32_t eos_token_id = -1;
     int32_t prompt_tokens = 0;
     std::shared_ptr<DecodeSink> sink;
+    // Prompt and emitted tokens: names the blocks kept in the prefix cache at the end.
+    std::vector<int32_t> tokens;
     std::atomic<bool> cancelled{false};
-    absl::Time started;  // Start() was called: queue time runs until it joins a step
+    bool failed = false;  // ended with an error: its KV is not kept
+    absl::Time started;   // Start() was called: queue time runs until it joins a step
     // Speculation: MTP rows still to append (hidden states and the token after each),
     // then the draft they give.
     bool speculative = false;
@@ -138,12 +158,20 @@ class DecodeScheduler {
   std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
   // Appends each speculating sequence's pending MTP rows and returns its draft (-1: none).
   std::vector<int32_t> Draft(const std::vector<Sequence*>& active);
-  void FinishLocked(Sequence* seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the sequence's blocks; with `keep_kv`, its full blocks stay in the prefix cache.
+  void FinishLocked(Sequence* seq, bool keep_kv) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Names the first blocks of `kv` that `tokens` (valid_tokens of them with complete KV in
+  // every layer this worker reads) fill.
+  void NameBlocksLocked(const engine::KvSequence& kv, std::span<const int32_t> tokens,
+                        int64_t valid_tokens) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the pool's new prefix-cache events into kv_events_.
+  void PublishKvEventsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const engine::Model& model_;
   const DecodeSchedulerOptions options_;
   std::unique_ptr<engine::KvCachePool> pool_;
+  worker::KvEventLog kv_events_;
 
   mutable absl::Mutex mu_;
   uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -154,6 +182,7 @@ class DecodeScheduler {
   std::vector<Sequence*> running_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evictions_reported_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread loop_;
 };
 

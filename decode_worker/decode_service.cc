@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/build_info.h"
 #include "common/grpc_status.h"
+#include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "engine/model_config.h"
 #include "worker_common/worker_conversions.h"
@@ -124,8 +125,13 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     DecodeServiceOptions options) {
   options.scheduler.model_name = options.model_name;
+  const std::string config_hash = engine::ModelConfigHash(model.config());
+  options.scheduler.kv_identity = KvCacheIdentityOf(
+      config_hash,
+      worker::ToWireLayout(layout,
+                           static_cast<int>(layout.num_layers - model.config().num_hidden_layers)));
   std::unique_ptr<DecodeService> s(new DecodeService(model, ucx, std::move(options)));
-  s->config_hash_ = engine::ModelConfigHash(model.config());
+  s->config_hash_ = config_hash;
   if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
     // The region first: it owns the memory the scheduler's pool lives in.
     if (layout.total_bytes() <= 0) {
@@ -166,8 +172,8 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     if (!region.ok()) return region.status();
     s->pool_region_ = std::move(*region);
   }
-  s->watchers_ =
-      std::make_unique<worker::LoadWatchers>([raw = s.get()] { return raw->LoadSnapshot(); });
+  s->watchers_ = std::make_unique<worker::LoadWatchers>(
+      [raw = s.get()] { return raw->LoadSnapshot(); }, &s->scheduler_->kv_events());
   DSV3_LOG(INFO) << "KV pool: " << layout.ToString() << ", " << layout.total_bytes() / (1 << 20)
                  << " MiB "
                  << (s->options_.kv_pool_memory == KvPoolMemory::kUcx ? "allocated by"
@@ -203,6 +209,7 @@ v1::LoadReport DecodeService::LoadSnapshot() const {
   r.set_running_requests(load.running);
   r.set_waiting_requests(load.waiting);
   r.set_tokens_per_second(load.tokens_per_second);
+  r.set_kv_blocks_cached(static_cast<int32_t>(load.blocks_cached));
   return r;
 }
 
@@ -214,8 +221,10 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
                               "model mismatch: caller has config hash ", request->config_hash(),
                               ", this decode worker serves ", config_hash_)));
   }
-  auto grant = scheduler_->Reserve(request->prompt_tokens(), request->max_new_tokens(),
-                                   absl::Milliseconds(request->lease_ms()));
+  auto grant = scheduler_->Reserve(
+      request->prompt_tokens(), request->max_new_tokens(), absl::Milliseconds(request->lease_ms()),
+      std::span<const int32_t>(request->prompt_token_ids().data(),
+                               static_cast<size_t>(request->prompt_token_ids_size())));
   if (!grant.ok()) return Reply(context, grant.status());
   v1::KvDestination* d = response->mutable_destination();
   d->set_ucx_worker_address(ucx_.worker_address());
@@ -227,8 +236,10 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
   d->set_lease_expiry_unix_ms(absl::ToUnixMillis(grant->expiry));
   d->set_decode_address(options_.advertised_address);
   d->set_config_hash(config_hash_);
+  d->set_cached_tokens(static_cast<int32_t>(grant->cached_tokens));
   DSV3_LOG(DEBUG).With("request_id", request->request_id())
-      << "reserved lease " << grant->lease_id << ": " << grant->block_ids.size() << " blocks";
+      << "reserved lease " << grant->lease_id << ": " << grant->block_ids.size() << " blocks, "
+      << grant->cached_tokens << " prompt tokens cached";
   return Reply(context, absl::OkStatus());
 }
 
@@ -286,6 +297,7 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   response->set_version(GetBuildInfo().version);
   response->set_git_revision(GetBuildInfo().git_revision);
   response->set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
+  response->set_prefix_cache(options_.scheduler.prefix_cache);
   return Reply(context, absl::OkStatus());
 }
 

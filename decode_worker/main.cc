@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
+        options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
+        options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
         auto pool_memory = dsv3::decode::ParseKvPoolMemory(absl::GetFlag(FLAGS_kv_pool_memory));
         if (!pool_memory.ok()) return pool_memory.status();
         options.kv_pool_memory = *pool_memory;

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.chunk_tokens = absl::GetFlag(FLAGS_prefill_chunk_tokens);
         options.scheduler.transfer_timeout = absl::GetFlag(FLAGS_kv_transfer_timeout);
+        options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
+        options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
         auto created = dsv3::prefill::PrefillService::Create(
             *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model), *resources->ucx,
             options);

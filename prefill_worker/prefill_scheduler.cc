@@ -19,6 +19,10 @@ absl::StatusOr<std::unique_ptr<PrefillScheduler>> PrefillScheduler::Create(
   auto pool = engine::KvCachePool::Create(layout);
   if (!pool.ok()) return pool.status();
   s->pool_ = std::move(*pool);
+  s->pool_->blocks().set_caching(options.prefix_cache);
+  s->pool_->blocks().set_max_cached(options.prefix_cache_max_blocks);
+  s->pool_load_.blocks_total = s->pool_->layout().num_blocks;
+  s->pool_load_.blocks_free = s->pool_->free_blocks();
   s->loop_ = std::thread([raw = s.get()] { raw->Loop(); });
   return s;
 }
@@ -120,7 +124,11 @@ absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
 
 PrefillLoad PrefillScheduler::Load() const {
   absl::MutexLock lock(&mu_);
-  return PrefillLoad{queued_tokens_, static_cast<int>(queue_.size()), tokens_per_second_};
+  PrefillLoad load = pool_load_;
+  load.queued_tokens = queued_tokens_;
+  load.queued_requests = static_cast<int>(queue_.size());
+  load.tokens_per_second = tokens_per_second_;
+  return load;
 }
 
 bool PrefillScheduler::TakeUpdate(Active& a) {
@@ -188,6 +196,8 @@ void PrefillScheduler::Loop() {
       while (!queue_.empty()) {
         running_.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        TakeCachedPrefix(*running_.back());
+        queued_tokens_ -= running_.back()->cached_tokens;  // nothing to compute there
       }
       const absl::Time now = absl::Now();
       for (auto it = updates_.begin(); it != updates_.end();) {
@@ -234,7 +244,7 @@ void PrefillScheduler::Loop() {
     for (auto& a : running_) {
       if (!a->answered && !a->failure.ok()) EndWithError(*a, a->failure);
       if (a->answered) {
-        finished_tokens += static_cast<int64_t>(a->job->prompt.size());
+        finished_tokens += static_cast<int64_t>(a->job->prompt.size()) - a->cached_tokens;
         if (a->job->job_id != 0) ended.push_back(a->job->job_id);
         pool_->Release(a->kv);
       } else {
@@ -250,8 +260,30 @@ void PrefillScheduler::Loop() {
     }
     queued_tokens_ -= finished_tokens;
     if (seconds > 0 && tokens > 0) tokens_per_second_ = tokens / seconds;
+    kv_events_.Append(pool_->blocks().TakeEvents());
+    pool_load_.blocks_free = pool_->free_blocks();
+    pool_load_.blocks_cached = pool_->blocks().cached_blocks();
+    RecordPrefixCacheBlocks(m, options_.model_name, pool_load_.blocks_cached,
+                            pool_->blocks().evictions() - evictions_reported_);
+    evictions_reported_ = pool_->blocks().evictions();
     m.requests_running.WithLabels({options_.model_name}).Set(static_cast<double>(running_.size()));
     m.requests_waiting.WithLabels({options_.model_name}).Set(static_cast<double>(queue_.size()));
+  }
+}
+
+void PrefillScheduler::TakeCachedPrefix(Active& a) {
+  if (!options_.prefix_cache) return;
+  const std::vector<int32_t>& prompt = a.job->prompt;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  std::vector<uint64_t> names = KvBlockHashes(options_.kv_identity, prompt);
+  // At least the last position is computed: its logits give the first token.
+  names.resize(
+      std::min<size_t>(names.size(), static_cast<size_t>((n - 1) / pool_->layout().block_size)));
+  a.cached_tokens = pool_->TakeCachedPrefix(names, a.kv);
+  RecordPrefixCacheLookup(Metrics(), options_.model_name, n, a.cached_tokens);
+  if (a.cached_tokens > 0 && a.transfer != nullptr) {
+    // The destination is known already: the cached rows leave at once.
+    SendRows(a, 0, pool_->layout().num_layers, 0, a.cached_tokens);
   }
 }
 
@@ -355,6 +387,8 @@ void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_laye
   const int64_t block_size = pool_->layout().block_size;
   const int64_t main_layers = model_.config().num_hidden_layers;
   const int64_t prompt = static_cast<int64_t>(a.job->prompt.size());
+  // The decode worker's own cached prefix is not written (it may be shared there).
+  begin = std::max<int64_t>(begin, a.transfer->target().cached_tokens);
   for (int64_t layer = first_layer; layer < end_layer && a.failure.ok(); ++layer) {
     // MTP row i needs prompt token i+1: the last position's row is the decode worker's.
     const int64_t layer_end = layer >= main_layers ? std::min(end, prompt - 1) : end;
@@ -377,6 +411,11 @@ void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_laye
 
 void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
   const PrefillJob& job = *a.job;
+  if (options_.prefix_cache) {
+    // Every row of the prompt is computed (MTP rows below n - 1): its full blocks may serve
+    // later prompts from now on.
+    pool_->NameBlocks(a.kv, KvBlockHashes(options_.kv_identity, job.prompt));
+  }
   auto sampler =
       engine::RequestSampler::Create(job.sampling, model_.config().vocab_size, job.prompt);
   if (!sampler.ok()) {
@@ -426,6 +465,7 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   response.set_queue_ns(absl::ToInt64Nanoseconds(a.first_step - a.enqueued));
   response.set_compute_ns(a.compute_ns);
   response.set_destination_wait_ns(a.destination_wait_ns);
+  response.set_cached_tokens(static_cast<int32_t>(a.cached_tokens));
   response.set_last_hidden_state(a.last_hidden);
   DSV3_LOG(DEBUG).With("request_id", job.request_id)
       << "prefill done: " << job.prompt.size() << " tokens, " << a.transfer->bytes()

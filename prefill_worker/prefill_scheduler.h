@@ -28,12 +28,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/kv_block_hash.h"
 #include "dsv3/v1/worker.pb.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "prefill_worker/decode_liveness.h"
 #include "transport/kv_transfer/kv_writer.h"
+#include "worker_common/kv_event_log.h"
 
 namespace dsv3::prefill {
 
@@ -43,6 +45,13 @@ struct PrefillSchedulerOptions {
   int chunk_tokens = 512;
   // Longest wait for a request's KV to be flushed into its decode worker.
   absl::Duration transfer_timeout = absl::Seconds(10);
+  // Prefix caching: a prompt's full blocks stay in the local pool after its job, named by
+  // their content; a later prompt that begins with them computes only the rest.
+  bool prefix_cache = true;
+  // Most blocks the cache keeps that no job holds; 0: any block of the pool not in use.
+  int64_t prefix_cache_max_blocks = 0;
+  // Names blocks the way the router and the decode workers do (common/kv_block_hash.h).
+  KvCacheIdentity kv_identity;
 };
 
 struct PrefillJob {
@@ -73,6 +82,9 @@ struct PrefillLoad {
   int64_t queued_tokens = 0;
   int queued_requests = 0;
   double tokens_per_second = 0;
+  int64_t blocks_total = 0;
+  int64_t blocks_free = 0;  // free or cached
+  int64_t blocks_cached = 0;
 };
 
 class PrefillScheduler {
@@ -89,12 +101,15 @@ class PrefillScheduler {
   // update for a job that never comes is dropped after a while.
   absl::Status Update(uint64_t job_id, PrefillUpdate update);
   PrefillLoad Load() const;
+  // The prefix cache's stored and evicted block names, for WatchLoad.
+  const worker::KvEventLog& kv_events() const { return kv_events_; }
 
  private:
   struct Active {
     std::unique_ptr<PrefillJob> job;
     engine::KvSequence kv;                            // in the local pool
     std::unique_ptr<transport::KvTransfer> transfer;  // null until the destination is known
+    int64_t cached_tokens = 0;  // prompt positions taken from the local prefix cache
     absl::Status failure;
     absl::Time enqueued;
     absl::Time first_step = absl::InfinitePast();
@@ -131,6 +146,8 @@ class PrefillScheduler {
   // jobs whose destination was all they waited for.
   void ServiceJobs();
   void RunStep(std::vector<Chunk>& chunks);
+  // A job joining the running set starts from the cached blocks its prompt begins with.
+  void TakeCachedPrefix(Active& a);
   // Sends rows [begin, begin+count) of `layer` of one request to its decode worker (once
   // its destination is known; the rows stay in the local pool until then).
   void SendLayer(Chunk& chunk, int64_t layer, int64_t begin, int64_t count);
@@ -151,12 +168,15 @@ class PrefillScheduler {
   transport::KvWriter& writer_;
   const PrefillSchedulerOptions options_;
   std::unique_ptr<engine::KvCachePool> pool_;  // loop thread only
+  worker::KvEventLog kv_events_;
   DecodeLiveness liveness_;  // flushes ask it whether their decode worker still answers
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Active>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  PrefillLoad pool_load_ ABSL_GUARDED_BY(mu_);  // the pool's counts after the last step
+  int64_t evictions_reported_ = 0;              // loop thread only
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, PendingUpdate> updates_ ABSL_GUARDED_BY(mu_);
   bool updates_arrived_ ABSL_GUARDED_BY(mu_) = false;

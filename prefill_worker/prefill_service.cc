@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/build_info.h"
 #include "common/grpc_status.h"
+#include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "engine/model_config.h"
 #include "worker_common/worker_conversions.h"
@@ -13,23 +14,33 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     PrefillServiceOptions options) {
   options.scheduler.model_name = options.model_name;
+  const std::string config_hash = engine::ModelConfigHash(model.config());
+  options.scheduler.kv_identity = KvCacheIdentityOf(
+      config_hash,
+      worker::ToWireLayout(layout,
+                           static_cast<int>(layout.num_layers - model.config().num_hidden_layers)));
   std::unique_ptr<PrefillService> s(new PrefillService(model, std::move(options)));
-  s->config_hash_ = engine::ModelConfigHash(model.config());
+  s->config_hash_ = config_hash;
   s->layout_ = layout;
   s->writer_ = std::make_unique<transport::KvWriter>(ucx, worker::ToTransportLayout(layout));
   auto scheduler = PrefillScheduler::Create(model, layout, *s->writer_, s->options_.scheduler);
   if (!scheduler.ok()) return scheduler.status();
   s->scheduler_ = std::move(*scheduler);
-  s->watchers_ = std::make_unique<worker::LoadWatchers>([raw = s.get()] {
-    PrefillLoad load = raw->scheduler_->Load();
-    v1::LoadReport r;
-    r.set_role(v1::WORKER_ROLE_PREFILL);
-    r.set_unix_ms(absl::ToUnixMillis(absl::Now()));
-    r.set_queued_prefill_tokens(load.queued_tokens);
-    r.set_waiting_requests(load.queued_requests);
-    r.set_tokens_per_second(load.tokens_per_second);
-    return r;
-  });
+  s->watchers_ = std::make_unique<worker::LoadWatchers>(
+      [raw = s.get()] {
+        PrefillLoad load = raw->scheduler_->Load();
+        v1::LoadReport r;
+        r.set_role(v1::WORKER_ROLE_PREFILL);
+        r.set_unix_ms(absl::ToUnixMillis(absl::Now()));
+        r.set_queued_prefill_tokens(load.queued_tokens);
+        r.set_waiting_requests(load.queued_requests);
+        r.set_tokens_per_second(load.tokens_per_second);
+        r.set_kv_blocks_total(static_cast<int32_t>(load.blocks_total));
+        r.set_kv_blocks_free(static_cast<int32_t>(load.blocks_free));
+        r.set_kv_blocks_cached(static_cast<int32_t>(load.blocks_cached));
+        return r;
+      },
+      &s->scheduler_->kv_events());
   return s;
 }
 
@@ -151,6 +162,7 @@ grpc::ServerUnaryReactor* PrefillService::GetInfo(grpc::CallbackServerContext* c
       layout_, static_cast<int>(layout_.num_layers - config.num_hidden_layers));
   response->set_version(GetBuildInfo().version);
   response->set_git_revision(GetBuildInfo().git_revision);
+  response->set_prefix_cache(options_.scheduler.prefix_cache);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -93,6 +93,10 @@ CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int ind
 
 CompletionRun::~CompletionRun() = default;
 
+PickHint CompletionRun::Hint() const {
+  return PickHint{plan_->kv_names, static_cast<int64_t>(plan_->prompt.size())};
+}
+
 std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(absl::ToChronoTime(plan_->deadline));
@@ -100,9 +104,9 @@ std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
 }
 
 void CompletionRun::Start() {
-  auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_);
+  auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_, Hint());
   if (!decode.ok()) return Finish(decode.status());
-  auto prefill = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
+  auto prefill = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
   if (!prefill.ok()) return Finish(prefill.status());
   {
     absl::MutexLock lock(&mu_);
@@ -118,6 +122,11 @@ void CompletionRun::Start() {
 
 void CompletionRun::ReserveOn(WorkerView decode) {
   tried_decode_.insert(decode.address);
+  // Blocks it will take: what its prefix cache lacks (as far as the router knows).
+  const int64_t blocks = std::max<int64_t>(
+      1, (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
+                 std::max(1, decode.info.kv_layout().block_size()) +
+             1 - decode.cached_blocks);
   bool over = false;
   {
     absl::MutexLock lock(&mu_);
@@ -127,18 +136,20 @@ void CompletionRun::ReserveOn(WorkerView decode) {
       reserve_pending_ = false;
     } else {
       decode_ = decode;
+      decode_assigned_ = blocks;
     }
   }
   if (over) return Settle();
-  workers_.NoteAssigned(
-      decode.address, (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
-                              std::max(1, decode.info.kv_layout().block_size()) +
-                          1);
+  workers_.NoteAssigned(decode.address, blocks);
   reserve_request_.set_request_id(plan_->request_id);
   reserve_request_.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
   reserve_request_.set_max_new_tokens(plan_->sampling.max_tokens());
   reserve_request_.set_config_hash(plan_->config_hash);
   reserve_request_.set_lease_ms(kLeaseMs);
+  if (reserve_request_.prompt_token_ids_size() == 0) {
+    // The decode worker starts the lease with the cached blocks the prompt begins with.
+    reserve_request_.mutable_prompt_token_ids()->Add(plan_->prompt.begin(), plan_->prompt.end());
+  }
   reserve_call_ = NewContext();
   auto self = shared_from_this();
   reserve_sent_ = absl::Now();
@@ -175,7 +186,7 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
     return Settle();
   }
   if (!IsCancelled() && Retryable(status.error_code())) {
-    auto next = workers_.Pick(WorkerKind::kDecode, tried_decode_);
+    auto next = workers_.Pick(WorkerKind::kDecode, tried_decode_, Hint());
     if (next.ok()) return ReserveOn(*next);
     if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       return WaitForCapacity(FromGrpcStatus(status));
@@ -210,7 +221,7 @@ void CompletionRun::WaitForCapacity(const absl::Status& last_error) {
     if (self->IsCancelled()) {
       return self->FailBeforeDecode(absl::CancelledError("cancelled"), /*reserve_ended=*/true);
     }
-    auto decode = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_);
+    auto decode = self->workers_.Pick(WorkerKind::kDecode, self->tried_decode_, self->Hint());
     if (!decode.ok()) return self->FailBeforeDecode(decode.status(), /*reserve_ended=*/true);
     self->ReserveOn(*decode);
   });
@@ -218,7 +229,11 @@ void CompletionRun::WaitForCapacity(const absl::Status& last_error) {
 
 void CompletionRun::PrefillOn(WorkerView prefill) {
   tried_prefill_.insert(prefill.address);
-  workers_.NoteAssigned(prefill.address, static_cast<int64_t>(plan_->prompt.size()));
+  // Tokens it will compute: what its prefix cache lacks (as far as the router knows).
+  prefill_assigned_ = std::max<int64_t>(
+      1, static_cast<int64_t>(plan_->prompt.size()) -
+             prefill.cached_blocks * std::max(1, prefill.info.kv_layout().block_size()));
+  workers_.NoteAssigned(prefill.address, prefill_assigned_);
   prefill_request_.set_request_id(plan_->request_id);
   if (prefill_request_.prompt_token_ids_size() == 0) {
     for (int32_t t : plan_->prompt) prefill_request_.add_prompt_token_ids(t);
@@ -310,14 +325,15 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
     }
     address = prefill_.address;
   }
-  if (ended) return Settle();  // frees the lease, reports a cancellation
+  workers_.NoteDone(address, prefill_assigned_);  // no longer queued there
+  if (ended) return Settle();                     // frees the lease, reports a cancellation
   if (!status.ok()) {
     const absl::Status failure(
         FromGrpcStatus(status).code(),
         absl::StrCat("prefill worker ", address, ": ", status.error_message()));
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < lease_end &&
         absl::Now() < plan_->deadline) {
-      auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_);
+      auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
       if (next.ok()) {
         DSV3_LOG(WARNING).With("request_id", plan_->request_id)
             << "prefill on " << address << " failed (" << status.error_message()
@@ -350,6 +366,7 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   v1::Usage usage;
   usage.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
   usage.set_completion_tokens(1);
+  usage.set_cached_prompt_tokens(prefill_response_.cached_tokens());
   const bool done = reason != v1::FINISH_REASON_UNSPECIFIED;
   // The worker's own time; a wait for the destination is the router's (its Reserve).
   prefill_worker_ns_ = prefill_response_.queue_ns() + prefill_response_.kv_transfer_ns() -
@@ -449,6 +466,7 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
     if (usage != nullptr) *u = *usage;
     u->set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
     u->set_completion_tokens(completion_tokens_);
+    u->set_cached_prompt_tokens(prefill_response_.cached_tokens());
   }
   if (!plan_->return_text) response.clear_text();
   on_response_(response);
@@ -540,11 +558,17 @@ void CompletionRun::Cancel() {
 }
 
 void CompletionRun::Finish(const absl::Status& status) {
+  std::string decode_address;
+  int64_t decode_blocks = 0;
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
+    decode_address = decode_.address;
+    decode_blocks = decode_assigned_;
   }
+  // Its blocks are free (or cached) again once the request ends.
+  if (!decode_address.empty()) workers_.NoteDone(decode_address, decode_blocks);
   on_done_(status);
 }
 

@@ -48,6 +48,9 @@ struct CompletionPlan {
   absl::Time deadline;
   absl::Time arrival;
   std::string model_name;  // the `model` label of the metrics
+  // Names of the prompt's full KV blocks (common/kv_block_hash.h), for KV-aware routing;
+  // empty when the workers keep no prefix cache.
+  std::vector<uint64_t> kv_names;
 };
 
 class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
@@ -85,6 +88,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   void Finish(const absl::Status& status);
   bool IsCancelled();
   std::unique_ptr<grpc::ClientContext> NewContext() const;
+  PickHint Hint() const;
 
   const std::shared_ptr<const CompletionPlan> plan_;
   const int index_;
@@ -112,7 +116,10 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   std::set<std::string> tried_decode_;
   absl::Duration backoff_ = absl::Milliseconds(20);
   std::set<std::string> tried_prefill_;
+  int64_t prefill_assigned_ = 0;  // tokens noted as sent to the prefill worker
+
   WorkerView decode_ ABSL_GUARDED_BY(mu_);
+  int64_t decode_assigned_ ABSL_GUARDED_BY(mu_) = 0;  // blocks noted as taken on decode_
   int completion_tokens_ = 0;
   absl::Time last_token_time_ = absl::InfinitePast();  // for TTFT / inter-token latency
   int64_t prefill_worker_ns_ = 0;  // the prefill worker's own time, for the first response

@@ -19,6 +19,13 @@ ABSL_FLAG(std::string, prefill_dns, "",
 ABSL_FLAG(std::string, decode_dns, "", "name:port resolved periodically to decode workers.");
 ABSL_FLAG(absl::Duration, dns_interval, absl::Seconds(5), "How often DNS names are re-resolved.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens when a request does not say.");
+ABSL_FLAG(std::string, router_policy, "kv",
+          "How workers are chosen: kv (weighs each worker's prefix-cache overlap with the "
+          "prompt against its load), load (load alone), round_robin. docs/architecture.md.");
+ABSL_FLAG(double, kv_overlap_weight, 1.0,
+          "kv policy: weight of the tokens (prefill) or blocks (decode) a worker has cached.");
+ABSL_FLAG(double, load_weight, 1.0,
+          "kv and load policies: weight of a prefill worker's queued prompt tokens.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Deadline of a request that sets none.");
 int main(int argc, char** argv) {
@@ -41,6 +48,11 @@ int main(int argc, char** argv) {
         workers.prefill_dns = absl::GetFlag(FLAGS_prefill_dns);
         workers.decode_dns = absl::GetFlag(FLAGS_decode_dns);
         workers.dns_interval = absl::GetFlag(FLAGS_dns_interval);
+        auto policy = dsv3::router::ParseRoutingPolicy(absl::GetFlag(FLAGS_router_policy));
+        if (!policy.ok()) return policy.status();
+        workers.policy = *policy;
+        workers.kv_overlap_weight = absl::GetFlag(FLAGS_kv_overlap_weight);
+        workers.load_weight = absl::GetFlag(FLAGS_load_weight);
         std::shared_ptr<dsv3::router::WorkerRegistry> registry =
             dsv3::router::WorkerRegistry::Start(workers);
         dsv3::router::RouterBackendOptions options;

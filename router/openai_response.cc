@@ -123,21 +123,24 @@ Json Header(const ResponseContext& context, bool chunk) {
   return json;
 }
 
-Json UsageJson(int64_t prompt_tokens, int64_t completion_tokens) {
+Json UsageJson(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens) {
   Json usage;
   usage["prompt_tokens"] = prompt_tokens;
   usage["completion_tokens"] = completion_tokens;
   usage["total_tokens"] = prompt_tokens + completion_tokens;
+  // Prompt tokens whose KV came from the prefix cache (OpenAI's prompt caching field).
+  usage["prompt_tokens_details"] = Json{{"cached_tokens", cached_tokens}};
   return usage;
 }
 
 // Token counts of one choice from its last response (counted from the ids when the
 // backend sent no usage).
 void CountUsage(const v1::GenerateResponse& last, int64_t ids_seen, int32_t* prompt_tokens,
-                int32_t* completion_tokens) {
+                int32_t* completion_tokens, int32_t* cached_tokens) {
   if (last.has_usage()) {
     *prompt_tokens = last.usage().prompt_tokens();
     *completion_tokens = last.usage().completion_tokens();
+    *cached_tokens = last.usage().cached_prompt_tokens();
   } else {
     *completion_tokens = static_cast<int32_t>(ids_seen);
   }
@@ -175,6 +178,7 @@ std::string FormatCompletion(const ResponseContext& context,
     google::protobuf::RepeatedPtrField<v1::TokenLogprob> logprobs;
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
+    int32_t cached_tokens = 0;
   };
   std::vector<Choice> choices(static_cast<size_t>(context.n));
   for (const v1::GenerateResponse& r : responses) {
@@ -186,7 +190,7 @@ std::string FormatCompletion(const ResponseContext& context,
     if (IsLast(r)) {
       c.finish_reason = r.finish_reason();
       CountUsage(r, static_cast<int64_t>(c.token_ids.size()), &c.prompt_tokens,
-                 &c.completion_tokens);
+                 &c.completion_tokens, &c.cached_tokens);
     }
   }
 
@@ -194,9 +198,11 @@ std::string FormatCompletion(const ResponseContext& context,
   Json choices_json = Json::array();
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  int64_t cached_tokens = 0;
   for (size_t i = 0; i < choices.size(); ++i) {
     Choice& c = choices[i];
     prompt_tokens = std::max<int64_t>(prompt_tokens, c.prompt_tokens);
+    cached_tokens = std::max<int64_t>(cached_tokens, c.cached_tokens);
     completion_tokens += c.completion_tokens;
     Json choice;
     choice["index"] = static_cast<int64_t>(i);
@@ -227,7 +233,7 @@ std::string FormatCompletion(const ResponseContext& context,
     choices_json.push_back(std::move(choice));
   }
   json["choices"] = std::move(choices_json);
-  json["usage"] = UsageJson(prompt_tokens, completion_tokens);
+  json["usage"] = UsageJson(prompt_tokens, completion_tokens, cached_tokens);
   return Dump(json);
 }
 
@@ -291,7 +297,8 @@ std::string StreamFormatter::Add(const v1::GenerateResponse& response) {
 
   if (IsLast(response)) {
     int32_t counted = state.completion_tokens;
-    CountUsage(response, counted, &state.prompt_tokens, &state.completion_tokens);
+    CountUsage(response, counted, &state.prompt_tokens, &state.completion_tokens,
+               &state.cached_tokens);
     Json choice;
     choice["index"] = index;
     if (IsChat(context_)) {
@@ -313,13 +320,15 @@ std::string StreamFormatter::End(const absl::Status& status) {
   } else if (context_.include_usage) {
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
+    int64_t cached_tokens = 0;
     for (const auto& [index, choice] : choices_) {
       prompt_tokens = std::max<int64_t>(prompt_tokens, choice.prompt_tokens);
+      cached_tokens = std::max<int64_t>(cached_tokens, choice.cached_tokens);
       completion_tokens += choice.completion_tokens;
     }
     Json chunk = Header(context_, /*chunk=*/true);
     chunk["choices"] = Json::array();
-    chunk["usage"] = UsageJson(prompt_tokens, completion_tokens);
+    chunk["usage"] = UsageJson(prompt_tokens, completion_tokens, cached_tokens);
     events += SseEvent(chunk);
   }
   events += "data: [DONE]\n\n";

@@ -59,6 +59,7 @@ class StreamFormatter {
     int64_t text_offset = 0;  // completions logprobs: where the next token's text starts
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
+    int32_t cached_tokens = 0;
   };
 
   ResponseContext context_;

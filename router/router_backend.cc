@@ -4,6 +4,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
 #include "nlohmann/json.hpp"
@@ -298,6 +299,10 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   plan->tokenizer = tokenizer_.get();
   plan->config_hash = model->config_hash();
   plan->arrival = absl::Now();
+  if (model->prefix_cache()) {
+    plan->kv_names =
+        KvBlockHashes(KvCacheIdentityOf(model->config_hash(), model->kv_layout()), plan->prompt);
+  }
   absl::Duration timeout = request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms())
                                                     : options_.default_timeout;
   plan->deadline = plan->arrival + timeout;

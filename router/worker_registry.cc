@@ -14,6 +14,26 @@ const char* WorkerKindName(WorkerKind kind) {
   return kind == WorkerKind::kPrefill ? "prefill" : "decode";
 }
 
+absl::StatusOr<RoutingPolicy> ParseRoutingPolicy(absl::string_view name) {
+  if (name == "kv") return RoutingPolicy::kKv;
+  if (name == "load") return RoutingPolicy::kLoad;
+  if (name == "round_robin") return RoutingPolicy::kRoundRobin;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown routing policy \"", name, "\" (want kv, load or round_robin)"));
+}
+
+const char* RoutingPolicyName(RoutingPolicy policy) {
+  switch (policy) {
+    case RoutingPolicy::kKv:
+      return "kv";
+    case RoutingPolicy::kLoad:
+      return "load";
+    case RoutingPolicy::kRoundRobin:
+      return "round_robin";
+  }
+  return "kv";
+}
+
 struct WorkerRegistry::Worker {
   std::string address;
   WorkerKind kind;
@@ -109,6 +129,8 @@ void WorkerRegistry::Monitor(Worker* w) {
         }
         w->up = !report.draining();
         SetUpGauge(*w);
+        kv_index_.Apply(w->address, report.kv_cache_events());
+        report.clear_kv_cache_events();  // kept in the index, not in every snapshot
         w->load = report;
         w->last_report = absl::Now();
         w->assigned_since_report = 0;
@@ -116,6 +138,7 @@ void WorkerRegistry::Monitor(Worker* w) {
       (void)reader->Finish();
       absl::MutexLock lock(&mu_);
       w->stream_context = nullptr;
+      kv_index_.Forget(w->address);  // the next stream starts with everything
     }
     {
       absl::MutexLock lock(&mu_);
@@ -183,6 +206,7 @@ void WorkerRegistry::ResolveDns() {
           w.removed = true;
           w.up = false;
           SetUpGauge(w);
+          kv_index_.Forget(w.address);
           if (w.stream_context != nullptr) w.stream_context->TryCancel();
           gone.push_back(std::move(it->second));
           it = workers_.erase(it);
@@ -198,25 +222,59 @@ void WorkerRegistry::ResolveDns() {
 }
 
 absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
-                                                const std::set<std::string>& exclude) {
+                                                const std::set<std::string>& exclude,
+                                                const PickHint& hint) {
   absl::MutexLock lock(&mu_);
-  Worker* best = nullptr;
-  auto score = [](const Worker& w) -> double {
-    if (w.kind == WorkerKind::kDecode) {
-      // More free blocks first, then fewer running sequences.
-      return -static_cast<double>(w.load.kv_blocks_free() - w.assigned_since_report) +
-             1e-3 * (w.load.running_requests() + w.load.waiting_requests());
-    }
-    return static_cast<double>(w.load.queued_prefill_tokens() + w.assigned_since_report);
-  };
+  const bool kv = options_.policy == RoutingPolicy::kKv && !hint.kv_names.empty();
+  std::vector<Worker*> candidates;
   for (auto& [address, w] : workers_) {
-    if (w->kind != kind || !w->up || exclude.count(address)) continue;
-    if (best == nullptr || score(*w) < score(*best)) best = w.get();
+    if (w->kind == kind && w->up && !exclude.count(address)) candidates.push_back(w.get());
   }
-  if (best == nullptr) {
+  if (candidates.empty()) {
     return absl::UnavailableError(absl::StrCat("no ", WorkerKindName(kind), " worker is up",
                                                exclude.empty() ? "" : " (others tried)"));
   }
+  Worker* best = nullptr;
+  int64_t best_overlap = 0;
+  if (options_.policy == RoutingPolicy::kRoundRobin) {
+    // The first candidate after the last one chosen (addresses are in order).
+    std::string& last = last_pick_[kind == WorkerKind::kPrefill ? 0 : 1];
+    for (Worker* w : candidates) {
+      if (w->address > last) {
+        best = w;
+        break;
+      }
+    }
+    if (best == nullptr) best = candidates.front();
+    last = best->address;
+    if (!hint.kv_names.empty()) best_overlap = kv_index_.Overlap(best->address, hint.kv_names);
+  } else {
+    double best_cost = 0;
+    for (Worker* w : candidates) {
+      const int64_t overlap = kv_index_.Overlap(w->address, hint.kv_names);
+      const double credit = kv ? options_.kv_overlap_weight * static_cast<double>(overlap) : 0;
+      double cost;
+      if (kind == WorkerKind::kDecode) {
+        cost =
+            -(static_cast<double>(w->load.kv_blocks_free() - w->assigned_since_report) + credit) +
+            1e-3 * (w->load.running_requests() + w->load.waiting_requests());
+      } else {
+        const int64_t block_size = std::max(1, w->info.kv_layout().block_size());
+        cost = options_.load_weight *
+                   static_cast<double>(w->load.queued_prefill_tokens() + w->assigned_since_report) +
+               static_cast<double>(hint.prompt_tokens) - credit * static_cast<double>(block_size);
+      }
+      if (best == nullptr || cost < best_cost) {
+        best = w;
+        best_cost = cost;
+        best_overlap = overlap;
+      }
+    }
+  }
+  const char* reason = options_.policy == RoutingPolicy::kRoundRobin
+                           ? "round_robin"
+                           : (kv && best_overlap > 0 ? "prefix_overlap" : "load");
+  Metrics().router_decisions.WithLabels({WorkerKindName(kind), reason}).Increment();
   WorkerView v;
   v.address = best->address;
   v.kind = best->kind;
@@ -225,6 +283,7 @@ absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
   v.info = best->info;
   v.stub = best->stub;
   v.assigned_since_report = best->assigned_since_report;
+  v.cached_blocks = best_overlap;
   return v;
 }
 
@@ -232,6 +291,14 @@ void WorkerRegistry::NoteAssigned(const std::string& address, int64_t amount) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(address);
   if (it != workers_.end()) it->second->assigned_since_report += amount;
+}
+
+void WorkerRegistry::NoteDone(const std::string& address, int64_t amount) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(address);
+  if (it == workers_.end()) return;
+  int64_t& assigned = it->second->assigned_since_report;
+  assigned = std::max<int64_t>(0, assigned - amount);
 }
 
 std::vector<WorkerView> WorkerRegistry::Snapshot() const {

@@ -4,7 +4,22 @@
 // The prefill and decode workers the router knows, from a static list and from DNS names
 // re-resolved periodically (a Kubernetes headless Service). Each worker's load arrives on
 // its WatchLoad stream; a worker whose stream breaks or goes quiet for `down_after` is taken
-// out, and put back as soon as it answers again.
+// out, and put back as soon as it answers again. The same stream brings the worker's
+// prefix-cache events, kept in a KvIndex for KV-aware routing.
+//
+// How a worker is chosen (--router_policy):
+//   kv (default)  the least cost, where a prompt's overlap with a worker's cache (its leading
+//                 blocks the worker holds) lowers the cost by what need not be done again:
+//                   prefill: load_weight * (queued prompt tokens + tokens sent since the
+//                            last report) + prompt tokens - overlap_weight * cached tokens
+//                            (roughly: tokens to compute before this prompt's first token)
+//                   decode:  -(free blocks - blocks assigned since the last report
+//                             + overlap_weight * cached blocks)
+//                            + 0.001 * (running + waiting sequences)
+//                            (free blocks include evictable cached ones; a cached block is
+//                             one this request need not take)
+//   load          the same without the overlap terms
+//   round_robin   the next up worker in address order
 
 #include <grpcpp/grpcpp.h>
 
@@ -12,20 +27,28 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "dsv3/v1/worker.grpc.pb.h"
+#include "router/kv_index.h"
 
 namespace dsv3::router {
 
 enum class WorkerKind { kPrefill, kDecode };
 const char* WorkerKindName(WorkerKind kind);
+
+enum class RoutingPolicy { kKv, kLoad, kRoundRobin };
+// "kv", "load", "round_robin".
+absl::StatusOr<RoutingPolicy> ParseRoutingPolicy(absl::string_view name);
+const char* RoutingPolicyName(RoutingPolicy policy);
 
 struct WorkerRegistryOptions {
   std::vector<std::string> prefill_addresses;  // host:port
@@ -36,6 +59,16 @@ struct WorkerRegistryOptions {
   // No load report for this long: the worker is down.
   absl::Duration down_after = absl::Milliseconds(1200);
   int report_interval_ms = 200;
+  RoutingPolicy policy = RoutingPolicy::kKv;
+  // Weights of the kv policy's cost (see above).
+  double kv_overlap_weight = 1.0;
+  double load_weight = 1.0;
+};
+
+// What a choice may weigh: the prompt's block names (common/kv_block_hash.h).
+struct PickHint {
+  std::span<const uint64_t> kv_names;
+  int64_t prompt_tokens = 0;
 };
 
 // What the router knows of one worker at one moment.
@@ -48,6 +81,8 @@ struct WorkerView {
   std::shared_ptr<v1::Worker::Stub> stub;
   // Work sent since the last load report (so a burst spreads before reports catch up).
   int64_t assigned_since_report = 0;
+  // From Pick: the prompt's leading blocks this worker's prefix cache holds.
+  int64_t cached_blocks = 0;
 };
 
 class WorkerRegistry {
@@ -57,11 +92,14 @@ class WorkerRegistry {
   WorkerRegistry(const WorkerRegistry&) = delete;
   WorkerRegistry& operator=(const WorkerRegistry&) = delete;
 
-  // The best up worker of `kind` not in `exclude`: decode by free KV blocks then running
-  // batch, prefill by queued prompt tokens. UNAVAILABLE when none is up.
-  absl::StatusOr<WorkerView> Pick(WorkerKind kind, const std::set<std::string>& exclude);
+  // The best up worker of `kind` not in `exclude` by the routing policy (see above).
+  // UNAVAILABLE when none is up.
+  absl::StatusOr<WorkerView> Pick(WorkerKind kind, const std::set<std::string>& exclude,
+                                  const PickHint& hint = {});
   // Counts work sent to `address` until its next load report.
   void NoteAssigned(const std::string& address, int64_t amount);
+  // Work noted with NoteAssigned that is done before the next report (never below zero).
+  void NoteDone(const std::string& address, int64_t amount);
   std::vector<WorkerView> Snapshot() const;
   // Identity of the model the up workers serve (from GetInfo), if any is up.
   std::optional<v1::WorkerInfo> ModelInfo() const;
@@ -81,6 +119,9 @@ class WorkerRegistry {
   const WorkerRegistryOptions options_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  KvIndex kv_index_ ABSL_GUARDED_BY(mu_);
+  // round_robin: the address chosen last, per kind.
+  std::string last_pick_[2] ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread housekeeping_;
 };

@@ -47,6 +47,14 @@ ABSL_FLAG(std::string, ucx_transports, "",
           "do not). Or name them: tcp, posix,cma,self, ...");
 ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
 ABSL_FLAG(int, decode_max_running, 64, "dsv3 cluster: most sequences per decode step.");
+ABSL_FLAG(bool, prefix_cache, true,
+          "dsv3 cluster: the workers keep the KV of computed prefixes and reuse it (their "
+          "--prefix_cache; README \"Prefix caching\").");
+ABSL_FLAG(std::string, router_policy, "kv",
+          "dsv3 cluster: how the router chooses workers: kv (prefix-cache overlap against "
+          "load), load, round_robin (its --router_policy).");
+ABSL_FLAG(int, prefix_cache_max_blocks, 0,
+          "dsv3 cluster: the workers' --prefix_cache_max_blocks (0: any block not in use).");
 ABSL_FLAG(std::string, engine_idle_spin, "",
           "dsv3 cluster: --engine_idle_spin for the workers (\"\": 100us with expert workers, "
           "whose processes wait on each other for every MoE layer on the same cores; the "
@@ -276,7 +284,9 @@ int RunCluster(const std::vector<std::string>&) {
         absl::StrCat("--http_port=", c.http_port),
         "--ready_file=" + c.ready_file,
         "--ucx_tls=" + tls,
-        absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks))};
+        absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks)),
+        absl::StrCat("--prefix_cache=", absl::GetFlag(FLAGS_prefix_cache) ? "true" : "false"),
+        absl::StrCat("--prefix_cache_max_blocks=", absl::GetFlag(FLAGS_prefix_cache_max_blocks))};
     if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!expert_addresses.empty()) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
@@ -309,7 +319,8 @@ int RunCluster(const std::vector<std::string>&) {
                                           absl::StrCat("--http_port=", base + 1),
                                           "--ready_file=" + router.ready_file,
                                           "--prefill=" + absl::StrJoin(prefill_addresses, ","),
-                                          "--decode=" + absl::StrJoin(decode_addresses, ",")};
+                                          "--decode=" + absl::StrJoin(decode_addresses, ","),
+                                          "--router_policy=" + absl::GetFlag(FLAGS_router_policy)};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -440,14 +451,13 @@ int RunCluster(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(cluster, "cluster",
-                      "run router + prefill + decode workers on this machine (--model DIR)",
-                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
-                      {"processes",
-                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
-                      {"workers",
-                       {"ucx_transports", "kv_pool_blocks", "decode_max_running",
-                        "engine_idle_spin", "engine_compute_nice"}},
-                      {"experts", {"eplb_interval", "expert_failover_after"}});
+DSV3_REGISTER_COMMAND(
+    cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
+    RunCluster, {"model", {"model", "tokenizer", "speculative"}},
+    {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+    {"workers",
+     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
+      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
+    {"router", {"router_policy"}}, {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

@@ -21,6 +21,9 @@ class LoadWatchers::Reactor : public grpc::ServerWriteReactor<v1::LoadReport> {
       writing_ = true;
       next_due_ = now + interval_;
       current_ = report;
+      if (owner_->kv_events_ != nullptr) {
+        owner_->kv_events_->Collect(&kv_cursor_, current_.mutable_kv_cache_events());
+      }
     }
     StartWrite(&current_);
   }
@@ -72,11 +75,12 @@ class LoadWatchers::Reactor : public grpc::ServerWriteReactor<v1::LoadReport> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
   absl::Time next_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  v1::LoadReport current_;  // owned by the write in flight
+  uint64_t kv_cursor_ ABSL_GUARDED_BY(mu_) = 0;  // prefix-cache events sent so far
+  v1::LoadReport current_;                       // owned by the write in flight
 };
 
-LoadWatchers::LoadWatchers(std::function<v1::LoadReport()> snapshot)
-    : snapshot_(std::move(snapshot)) {
+LoadWatchers::LoadWatchers(std::function<v1::LoadReport()> snapshot, const KvEventLog* kv_events)
+    : snapshot_(std::move(snapshot)), kv_events_(kv_events) {
   thread_ = std::thread([this] {
     while (true) {
       {

@@ -3,7 +3,8 @@
 
 // Serves Worker.WatchLoad: every caller gets a LoadReport now and then one per interval
 // until it cancels. One thread ticks for all watchers; a watcher whose previous report is
-// still being written skips a tick (reports are snapshots; the newest one matters).
+// still being written skips a tick (reports are snapshots; the newest one matters). With a
+// KvEventLog, each report also carries the prefix-cache events that stream has not seen.
 
 #include <grpcpp/grpcpp.h>
 
@@ -16,12 +17,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "dsv3/v1/worker.pb.h"
+#include "worker_common/kv_event_log.h"
 
 namespace dsv3::worker {
 
 class LoadWatchers {
  public:
-  explicit LoadWatchers(std::function<v1::LoadReport()> snapshot);
+  // `kv_events` (may be null) must outlive this.
+  explicit LoadWatchers(std::function<v1::LoadReport()> snapshot,
+                        const KvEventLog* kv_events = nullptr);
   // Ends every watch (their streams finish OK) and stops the thread.
   ~LoadWatchers();
 
@@ -37,6 +41,7 @@ class LoadWatchers {
   void Remove(Reactor* reactor);
 
   std::function<v1::LoadReport()> snapshot_;
+  const KvEventLog* const kv_events_;
   absl::Mutex mu_;
   std::set<Reactor*> reactors_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -65,6 +65,7 @@ absl::StatusOr<transport::KvWriteTarget> ToWriteTarget(const v1::KvDestination& 
   t.base_address = d.base_address();
   t.layout = ToTransportLayout(d.layout());
   t.block_ids.assign(d.block_ids().begin(), d.block_ids().end());
+  t.cached_tokens = d.cached_tokens();
   return t;
 }
 

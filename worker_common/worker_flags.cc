@@ -9,6 +9,13 @@
 
 ABSL_FLAG(int, kv_blocks, 512, "KV pool size in blocks (per layer).");
 ABSL_FLAG(int, kv_block_size, 64, "Tokens per KV block.");
+ABSL_FLAG(bool, prefix_cache, true,
+          "Keep the KV of full blocks after their request ends, named by their content, and "
+          "reuse it for prompts that begin with them (evicted least recently used when a "
+          "request needs the room).");
+ABSL_FLAG(int, prefix_cache_max_blocks, 0,
+          "Most KV blocks the prefix cache keeps that no request holds; 0: any block of the "
+          "pool not in use.");
 
 namespace dsv3::worker {
 

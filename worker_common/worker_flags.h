@@ -17,6 +17,8 @@
 
 ABSL_DECLARE_FLAG(int, kv_blocks);
 ABSL_DECLARE_FLAG(int, kv_block_size);
+ABSL_DECLARE_FLAG(bool, prefix_cache);
+ABSL_DECLARE_FLAG(int, prefix_cache_max_blocks);
 
 namespace dsv3::worker {
 

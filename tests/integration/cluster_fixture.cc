@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -75,8 +76,28 @@ std::string Cluster::Address(const std::string& role, const std::string& api) co
   return api == "http" ? p.http : p.grpc;
 }
 
-httplib::Client Cluster::Http(const std::string& role) const {
-  std::vector<std::string> hp = absl::StrSplit(Get(role).http, ':');
+int Cluster::Count(const std::string& role) const {
+  int n = 0;
+  for (const ClusterProc& p : procs_) n += p.role == role;
+  return n;
+}
+
+double MetricSum(const Cluster& cluster, const std::string& role, const std::string& series) {
+  double sum = -1;
+  for (int i = 0; i < cluster.Count(role); ++i) {
+    auto res = cluster.Http(role, i).Get("/metrics");
+    if (!res || res->status != 200) continue;
+    for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
+      if (!absl::ConsumePrefix(&line, series + " ")) continue;
+      double v;
+      if (absl::SimpleAtod(line, &v)) sum = (sum < 0 ? 0 : sum) + v;
+    }
+  }
+  return sum;
+}
+
+httplib::Client Cluster::Http(const std::string& role, int index) const {
+  std::vector<std::string> hp = absl::StrSplit(Get(role, index).http, ':');
   httplib::Client client(hp[0], std::stoi(hp[1]));
   client.set_read_timeout(60);
   return client;

@@ -42,7 +42,9 @@ class Cluster {
   std::string router() const { return Get("router").grpc; }
   // A client of the router's HTTP API (OpenAI routes, /metrics).
   // HTTP (/metrics; the OpenAI API on the router) of the first process of `role`.
-  httplib::Client Http(const std::string& role = "router") const;
+  httplib::Client Http(const std::string& role = "router", int index = 0) const;
+  // How many processes have `role`.
+  int Count(const std::string& role) const;
   const std::string& dir() const { return dir_; }
 
  private:
@@ -51,6 +53,10 @@ class Cluster {
   std::optional<Subprocess> process_;
   std::vector<ClusterProc> procs_;
 };
+
+// The value of one sample (`series`: name and labels as /metrics prints them) summed over
+// every process of `role` that exports it; -1 when none does.
+double MetricSum(const Cluster& cluster, const std::string& role, const std::string& series);
 
 // The first report on a worker's WatchLoad stream (nullopt: no answer within 5 s).
 std::optional<v1::LoadReport> WorkerLoad(const std::string& worker_grpc_address);

@@ -193,14 +193,7 @@ std::string ReadAll(const std::string& path) {
 
 // The value of one sample of the rebalancer's /metrics (-1 when absent).
 double MetricValue(const Cluster& cluster, const std::string& series) {
-  auto res = cluster.Http("rebalancer").Get("/metrics");
-  if (!res || res->status != 200) return -1;
-  for (absl::string_view line : absl::StrSplit(res->body, '\n')) {
-    if (!absl::ConsumePrefix(&line, series + " ")) continue;
-    double v;
-    if (absl::SimpleAtod(line, &v)) return v;
-  }
-  return -1;
+  return dsv3::testing::MetricSum(cluster, "rebalancer", series);
 }
 
 void ExpectGreedyEqualsGenerate(const Cluster& cluster, const std::vector<Load::Job>& jobs) {

@@ -47,8 +47,8 @@ TEST_F(OpenAiHttpTest, ChatStreamIsExactServerSentEvents) {
       content(R"({"role":"assistant","content":""})", "null"),
       content(R"({"content":"Hello"})", "null"), content(R"({"content":" world"})", "null"),
       content(R"({"content":"!"})", "null"), content("{}", R"("stop")"), "data: ", head,
-      R"([],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}})", "\n\n",
-      "data: [DONE]\n\n");
+      R"([],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8,)",
+      R"("prompt_tokens_details":{"cached_tokens":0}}})", "\n\n", "data: [DONE]\n\n");
   EXPECT_EQ(reply.body, expected);
   EXPECT_EQ(backend_.last_request().request_id(), "req-1");
 }
@@ -116,7 +116,26 @@ TEST_F(OpenAiHttpTest, StreamTwoChoicesAndLogprobs) {
   const Json usage_chunk = ParseJson(data[data.size() - 2]);
   EXPECT_EQ(usage_chunk["choices"], Json::array());
   EXPECT_EQ(usage_chunk["usage"],
-            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})"));
+            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9,
+                            "prompt_tokens_details": {"cached_tokens": 0}})"));
+}
+
+// Prompt tokens served from the prefix cache reach OpenAI's usage.prompt_tokens_details,
+// streamed and not.
+TEST_F(OpenAiHttpTest, UsageCarriesCachedPromptTokens) {
+  Script script;
+  script.cached_prompt_tokens = 4;
+  backend_.SetScript(script);
+  Reply reply =
+      Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}]})");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(ParseJson(reply.body)["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+  reply = Post("/v1/completions", R"({"prompt": "x", "stream": true,
+                                      "stream_options": {"include_usage": true}})");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  const std::vector<std::string> data = SseData(reply.body);
+  ASSERT_GE(data.size(), 2u);
+  EXPECT_EQ(ParseJson(data[data.size() - 2])["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
 }
 
 TEST_F(OpenAiHttpTest, StreamErrorAfterStartIsAnErrorEventThenDone) {

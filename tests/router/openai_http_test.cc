@@ -52,7 +52,8 @@ TEST_F(OpenAiHttpTest, ChatCompletionTranslatesRequestAndResponse) {
   EXPECT_EQ(choice["finish_reason"], "stop");
   EXPECT_TRUE(choice["logprobs"].is_null());
   EXPECT_EQ(body["usage"],
-            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})"));
+            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                            "prompt_tokens_details": {"cached_tokens": 0}})"));
 
   const v1::GenerateRequest request = backend_.last_request();
   EXPECT_FALSE(request.request_id().empty());
@@ -144,7 +145,8 @@ TEST_F(OpenAiHttpTest, TwoChoicesEachWithItsIndex) {
   }
   // Completion tokens of both choices, the prompt once.
   EXPECT_EQ(body["usage"],
-            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})"));
+            Json::parse(R"({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9,
+                            "prompt_tokens_details": {"cached_tokens": 0}})"));
 }
 
 TEST_F(OpenAiHttpTest, ChatLogprobs) {

@@ -288,6 +288,7 @@ void ScriptedBackend::Step(const std::shared_ptr<Run>& run) {
     if (last && script.final_status.ok()) {
       response.set_finish_reason(script.finish_reason);
       response.mutable_usage()->set_prompt_tokens(script.prompt_tokens);
+      response.mutable_usage()->set_cached_prompt_tokens(script.cached_prompt_tokens);
       response.mutable_usage()->set_completion_tokens(static_cast<int32_t>(run->emitted.size()));
     }
     run->observer->OnResponse(response);

@@ -31,6 +31,7 @@ struct Script {
   std::vector<Piece> pieces = {{"Hello", {11}}, {" world", {12}}, {"!", {13}}};
   v1::FinishReason finish_reason = v1::FINISH_REASON_STOP;
   int32_t prompt_tokens = 5;
+  int32_t cached_prompt_tokens = 0;  // of prompt_tokens, from the prefix cache
   // Delivered with OnDone after the pieces (an error ends the request with no finish).
   absl::Status final_status;
   // Pause between pieces.

@@ -1,5 +1,7 @@
 #include "transport/kv_transfer/kv_writer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace dsv3::transport {
@@ -16,6 +18,14 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
                      ", this prefill worker writes ", expected_layout_.DebugString()));
   }
   if (absl::Status valid = target.layout.Validate(); !valid.ok()) return valid;
+  if (target.cached_tokens < 0 ||
+      target.cached_tokens >
+          static_cast<int64_t>(target.block_ids.size()) * target.layout.block_size ||
+      target.cached_tokens % std::max(1, target.layout.block_size) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("KV destination's cached prefix of ",
+                                                   target.cached_tokens,
+                                                   " tokens is not whole reserved blocks"));
+  }
   for (int32_t block : target.block_ids) {
     if (block < 0 || block >= target.layout.num_blocks) {
       return absl::InvalidArgumentError(absl::StrCat("KV destination block id ", block,
@@ -41,6 +51,11 @@ absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, con
     return absl::InvalidArgumentError(absl::StrCat("KV rows ", first_token, "..",
                                                    first_token + count, " exceed the ",
                                                    target_.block_ids.size(), " reserved blocks"));
+  }
+  if (count > 0 && first_token < target_.cached_tokens) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("KV rows from ", first_token, " would overwrite the decode worker's cached ",
+                     "prefix (", target_.cached_tokens, " tokens)"));
   }
   const char* src = static_cast<const char*>(rows);
   int token = first_token;

@@ -31,13 +31,17 @@ struct KvWriteTarget {
   uint64_t base_address = 0;   // the pool's first byte in the decode worker
   KvPoolLayout layout;
   std::vector<int32_t> block_ids;  // token t -> block_ids[t / block_size]
+  // Tokens below this (whole blocks) are the decode worker's cached prefix, which other
+  // requests may be reading: their rows are never written.
+  int cached_tokens = 0;
 };
 
 class KvTransfer {
  public:
   // Puts `count` rows of `layer`, tokens first_token .. first_token+count-1, from `rows`
   // (count * layout.row_bytes contiguous bytes, valid until Flush returns). Non-blocking:
-  // one put per run of tokens in the same destination block.
+  // one put per run of tokens in the same destination block. FAILED_PRECONDITION for rows
+  // of the destination's cached prefix.
   absl::Status PutLayerRows(int layer, int first_token, int count, const void* rows);
   // Waits until every row is in the decode worker's memory, or the deadline / a peer
   // failure (UNAVAILABLE naming the decode worker).
@@ -45,6 +49,7 @@ class KvTransfer {
   absl::Status Flush(absl::Time deadline,
                      const std::function<absl::Status()>& decode_alive = nullptr);
   int64_t bytes() const { return batch_.bytes(); }
+  const KvWriteTarget& target() const { return target_; }
 
  private:
   friend class KvWriter;
