@@ -55,11 +55,11 @@ std::vector<std::vector<int32_t>> SharingPrompts() {
   const std::vector<int32_t> base = RandomTokens(200, 1);
   return {
       base,
-      base,                                             // the whole prompt again
-      Concat({Head(base, 30), RandomTokens(150, 2)}),   // part of the first block
-      Concat({Head(base, 128), RandomTokens(70, 3)}),   // two whole blocks
-      Concat({Head(base, 192), RandomTokens(5, 4)}),    // three blocks, a short tail
-      RandomTokens(130, 5),                             // nothing
+      base,                                                  // the whole prompt again
+      Concat({Head(base, 30), RandomTokens(150, 2)}),        // part of the first block
+      Concat({Head(base, 128), RandomTokens(70, 3)}),        // two whole blocks
+      Concat({Head(base, 192), RandomTokens(5, 4)}),         // three blocks, a short tail
+      RandomTokens(130, 5),                                  // nothing
       Concat({Head(base, 2 * kBlock), RandomTokens(1, 6)}),  // blocks and one token
   };
 }
@@ -113,8 +113,12 @@ TEST(PrefixCacheClusterTest, GreedyWithTheCacheEqualsTheEngineOnTwoPrefillAndTwo
     ExpectGreedyMatchesEngine(*cluster, kGolden, turn, 40, &answer);
     turn = Concat({turn, answer, RandomTokens(30, 100 + t)});
   }
-  EXPECT_GT(MetricSum(*cluster, "prefill", "dsv3_prefix_cache_hit_tokens_total{model=\"tiny-v3-bf16\"}"), 0);
-  EXPECT_GT(MetricSum(*cluster, "decode", "dsv3_prefix_cache_hit_tokens_total{model=\"tiny-v3-bf16\"}"), 0);
+  EXPECT_GT(
+      MetricSum(*cluster, "prefill", "dsv3_prefix_cache_hit_tokens_total{model=\"tiny-v3-bf16\"}"),
+      0);
+  EXPECT_GT(
+      MetricSum(*cluster, "decode", "dsv3_prefix_cache_hit_tokens_total{model=\"tiny-v3-bf16\"}"),
+      0);
   ExpectBooksBalanced(*cluster);
 }
 
@@ -131,10 +135,8 @@ TEST(PrefixCacheClusterTest, CachedTokensReachTheClientOverGrpcAndHttp) {
   EXPECT_EQ(second.usage.cached_prompt_tokens(), 3 * kBlock);
   EXPECT_EQ(second.ids, first.ids);
 
-  nlohmann::json body = {{"model", "tiny-v3-bf16"},
-                         {"prompt", prompt},
-                         {"max_tokens", 4},
-                         {"temperature", 0}};
+  nlohmann::json body = {
+      {"model", "tiny-v3-bf16"}, {"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
   auto res = cluster->Http().Post("/v1/completions", body.dump(), "application/json");
   ASSERT_TRUE(res) << "no answer";
   ASSERT_EQ(res->status, 200) << res->body;
@@ -193,8 +195,12 @@ TEST(PrefixCacheClusterTest, EvictionPressureKeepsOutputsAndBooksRight) {
   for (int round = 0; round < 2; ++round) {
     for (const auto& prompt : prompts) ExpectGreedyMatchesEngine(*cluster, kGolden, prompt, 8);
   }
-  EXPECT_GT(MetricSum(*cluster, "decode", "dsv3_prefix_cache_evictions_total{model=\"tiny-v3-bf16\"}"), 0);
-  EXPECT_GT(MetricSum(*cluster, "prefill", "dsv3_prefix_cache_evictions_total{model=\"tiny-v3-bf16\"}"), 0);
+  EXPECT_GT(
+      MetricSum(*cluster, "decode", "dsv3_prefix_cache_evictions_total{model=\"tiny-v3-bf16\"}"),
+      0);
+  EXPECT_GT(
+      MetricSum(*cluster, "prefill", "dsv3_prefix_cache_evictions_total{model=\"tiny-v3-bf16\"}"),
+      0);
   ExpectBooksBalanced(*cluster);
 }
 
@@ -204,7 +210,8 @@ TEST(PrefixCacheClusterTest, MtpSpeculationAndFp8GiveTheSameTokensWithTheCache) 
     auto cluster = Cluster::Start(model, 1, 1, 17660, 64, {"--speculative=mtp"});
     ASSERT_NE(cluster, nullptr);
     for (int round = 0; round < 2; ++round) {
-      for (const auto& prompt : SharingPrompts()) ExpectGreedyMatchesEngine(*cluster, model, prompt, 12);
+      for (const auto& prompt : SharingPrompts())
+        ExpectGreedyMatchesEngine(*cluster, model, prompt, 12);
     }
     std::vector<int32_t> answer;
     const std::vector<int32_t> turn = SharingPrompts()[3];
@@ -217,7 +224,8 @@ TEST(PrefixCacheClusterTest, MtpSpeculationAndFp8GiveTheSameTokensWithTheCache) 
     auto cluster = Cluster::Start(model, 1, 1, 17680, 64);
     ASSERT_NE(cluster, nullptr);
     for (int round = 0; round < 2; ++round) {
-      for (const auto& prompt : SharingPrompts()) ExpectGreedyMatchesEngine(*cluster, model, prompt, 12);
+      for (const auto& prompt : SharingPrompts())
+        ExpectGreedyMatchesEngine(*cluster, model, prompt, 12);
     }
     ExpectBooksBalanced(*cluster);
   }
