@@ -47,6 +47,7 @@
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench_multi_turn.h"
 #include "tools/bench_probe.h"
 #include "tools/bench_report.h"
 #include "tools/bench_workload.h"
@@ -95,6 +96,16 @@ ABSL_FLAG(absl::Duration, bench_probe_interval, absl::Milliseconds(5),
           "dsv3 bench: time between --bench_probe calls.");
 ABSL_FLAG(std::string, bench_direct_decode, "",
           "dsv3 bench: decode worker HOST:PORT for --bench_direct_prefill.");
+ABSL_FLAG(int, bench_conversations, 0,
+          "dsv3 bench: multi-turn mode with this many chats (0: off): each turn sends the "
+          "chat's whole history, the previous answer and a new user message; TTFT by turn and "
+          "the prefix-cache hit rate beside the ideal one.");
+ABSL_FLAG(int, bench_turns, 4, "dsv3 bench: turns per conversation (multi-turn mode).");
+ABSL_FLAG(int, bench_system_tokens, 256,
+          "dsv3 bench: system prompt every conversation starts with (multi-turn mode).");
+ABSL_FLAG(int, bench_user_tokens, 64, "dsv3 bench: tokens of each user message (multi-turn).");
+ABSL_FLAG(int, bench_block_size, 64,
+          "dsv3 bench: the workers' --kv_block_size, for the ideal hit rate (multi-turn).");
 
 namespace dsv3::tools {
 namespace {
@@ -127,8 +138,10 @@ class ResultSink {
 // A Generate stream through the router. Deletes itself when done.
 class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
-  GenerateCall(ResultSink* sink, v1::GenerateRequest request, int prompt_tokens, int64_t index)
-      : sink_(sink), request_(std::move(request)) {
+  // `on_done` (may be empty) sees the result before the sink does.
+  GenerateCall(ResultSink* sink, v1::GenerateRequest request, int prompt_tokens, int64_t index,
+               std::function<void(Result&)> on_done = nullptr)
+      : sink_(sink), request_(std::move(request)), on_done_(std::move(on_done)) {
     result_.prompt_tokens = prompt_tokens;
     result_.index = index;
   }
@@ -155,9 +168,14 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
       }
       last_ = now;
       result_.output_tokens += n;
+      if (on_done_) {
+        result_.output_ids.insert(result_.output_ids.end(), response_.token_ids().begin(),
+                                  response_.token_ids().end());
+      }
     }
     if (response_.has_usage() && response_.usage().prompt_tokens() > 0) {
       result_.prompt_tokens = response_.usage().prompt_tokens();
+      result_.cached_prompt_tokens = response_.usage().cached_prompt_tokens();
     }
     StartRead(&response_);
   }
@@ -166,6 +184,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     result_.e2e = Seconds(Clock::now() - start_);
     result_.code = status.error_code();
     result_.error = status.error_message();
+    if (on_done_) on_done_(result_);
     sink_->Add(std::move(result_));
     delete this;
   }
@@ -173,6 +192,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
  private:
   ResultSink* const sink_;
   const v1::GenerateRequest request_;
+  const std::function<void(Result&)> on_done_;
   grpc::ClientContext ctx_;
   v1::GenerateResponse response_;
   Clock::time_point start_, last_;
@@ -439,6 +459,29 @@ int RunBench(const std::vector<std::string>&) {
     return 2;
   }
 
+  bench::MultiTurnOptions multi;
+  multi.conversations = absl::GetFlag(FLAGS_bench_conversations);
+  multi.turns = absl::GetFlag(FLAGS_bench_turns);
+  multi.system_tokens = absl::GetFlag(FLAGS_bench_system_tokens);
+  multi.user_tokens = absl::GetFlag(FLAGS_bench_user_tokens);
+  multi.block_size = absl::GetFlag(FLAGS_bench_block_size);
+  multi.seed = options.seed;
+  const bool multi_turn = multi.conversations > 0;
+  if (multi_turn) {
+    if (multi.turns < 1 || multi.system_tokens < 0 || multi.user_tokens < 1 ||
+        multi.block_size < 1 || options.rate > 0 || options.duration > 0 ||
+        !absl::GetFlag(FLAGS_bench_dataset).empty()) {
+      std::fprintf(stderr,
+                   "dsv3 bench: multi-turn mode needs --bench_turns >= 1, --bench_user_tokens "
+                   ">= 1, a fixed concurrency, and no --bench_rate, --bench_duration or "
+                   "--bench_dataset\n");
+      return 2;
+    }
+    options.requests = static_cast<int64_t>(multi.conversations) * multi.turns;
+    // A conversation has one turn in flight at a time.
+    options.concurrency = std::min(std::max(1, options.concurrency), multi.conversations);
+  }
+
   std::vector<Prompt> dataset;
   const std::string dataset_path = absl::GetFlag(FLAGS_bench_dataset);
   std::string workload;
@@ -447,6 +490,10 @@ int RunBench(const std::vector<std::string>&) {
     if (!read.ok()) return Fail(std::string(read.status().message()));
     dataset = std::move(*read);
     workload = absl::StrCat("dataset ", dataset_path, " (", dataset.size(), " prompts)");
+  } else if (multi_turn) {
+    workload = absl::StrCat(multi.conversations, " conversations x ", multi.turns,
+                            " turns (system ", multi.system_tokens, ", user ", multi.user_tokens,
+                            ", output ", output_tokens, " tokens)");
   } else {
     workload = absl::StrCat("prompt ", prompt_tokens, " tokens, output ", output_tokens, " tokens");
   }
@@ -454,6 +501,10 @@ int RunBench(const std::vector<std::string>&) {
   const std::string direct_prefill = absl::GetFlag(FLAGS_bench_direct_prefill);
   const std::string direct_decode = absl::GetFlag(FLAGS_bench_direct_decode);
   const bool direct = !direct_prefill.empty() || !direct_decode.empty();
+  if (direct && multi_turn) {
+    std::fprintf(stderr, "dsv3 bench: multi-turn mode goes through a router\n");
+    return 2;
+  }
   if (direct && (direct_prefill.empty() || direct_decode.empty())) {
     std::fprintf(stderr,
                  "dsv3 bench: --bench_direct_prefill and --bench_direct_decode go together\n");
@@ -510,11 +561,35 @@ int RunBench(const std::vector<std::string>&) {
   }
   const Workload work(std::move(dataset), prompt_tokens, output_tokens, token_min, token_max,
                       options.seed);
+  multi.token_min = token_min;
+  multi.token_max = token_max;
+  std::unique_ptr<bench::Conversations> conversations;
+  if (multi_turn) conversations = std::make_unique<bench::Conversations>(multi);
   const bool ignore_eos = absl::GetFlag(FLAGS_bench_ignore_eos);
 
   Driver* driver_ptr = nullptr;
   auto launch = [&](int64_t index) {
-    Prompt p = work.Get(index);
+    Prompt p;
+    std::function<void(Result&)> on_done;
+    if (multi_turn) {
+      // Near the end every unfinished conversation may be in flight: wait for one.
+      bench::Conversations::Turn turn = conversations->Next();
+      while (turn.conversation < 0) {
+        absl::SleepFor(absl::Milliseconds(1));
+        turn = conversations->Next();
+      }
+      p.token_ids = turn.prompt;
+      p.max_tokens = output_tokens;
+      on_done = [&conversations, turn](Result& r) {
+        r.turn = turn.turn;
+        r.ideal_cached_tokens = turn.ideal_cached_tokens;
+        conversations->Done(turn,
+                            r.code == grpc::StatusCode::OK ? r.output_ids : std::vector<int32_t>());
+        r.output_ids.clear();
+      };
+    } else {
+      p = work.Get(index);
+    }
     if (direct) {
       (new DirectPrefillCall(driver_ptr, prefill_stub.get(), decode_stub.get(), config_hash, p,
                              timeout_s, index))
@@ -537,7 +612,7 @@ int RunBench(const std::vector<std::string>&) {
     s->set_ignore_eos(ignore_eos);
     s->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
     request.set_timeout_ms(static_cast<int64_t>(timeout_s) * 1000);
-    auto* call = new GenerateCall(driver_ptr, std::move(request), n_prompt, index);
+    auto* call = new GenerateCall(driver_ptr, std::move(request), n_prompt, index, on_done);
     call->Start(router_stubs[static_cast<size_t>(index) % router_stubs.size()].get(), timeout_s);
   };
   Driver driver(options, launch);
@@ -559,6 +634,7 @@ int RunBench(const std::vector<std::string>&) {
 
   Report report = bench::BuildReport(results, wall, options, target, workload, direct,
                                      probe != nullptr ? &probe_result : nullptr);
+  if (multi_turn) report.json["multi_turn"] = MultiTurnReport(results, multi, &report.table);
   std::fputs(report.table.c_str(), stdout);
   std::fflush(stdout);
   const std::string json_path = absl::GetFlag(FLAGS_bench_json);
@@ -588,6 +664,9 @@ DSV3_REGISTER_COMMAND(bench, "bench",
                       {"where requests go",
                        {"bench_channels", "bench_direct_prefill", "bench_direct_decode",
                         "bench_probe", "bench_probe_interval"}},
+                      {"multi-turn",
+                       {"bench_conversations", "bench_turns", "bench_system_tokens",
+                        "bench_user_tokens", "bench_block_size"}},
                       {"output", {"bench_json"}}, RouterClientFlags());
 
 }  // namespace dsv3::tools

@@ -31,6 +31,13 @@ struct Result {
   double kv_transfer = 0;
   // Router mode: the prefill worker's own time for this request (from the response).
   double prefill_worker = 0;
+  // Prompt tokens the cluster served from its prefix cache (usage.cached_prompt_tokens).
+  int cached_prompt_tokens = 0;
+  // Multi-turn mode: the turn (0-based), the tokens an ideal cache would have had, and the
+  // answer's ids (the next turn's history).
+  int turn = -1;
+  int ideal_cached_tokens = 0;
+  std::vector<int32_t> output_ids;
 };
 
 struct RunOptions {

@@ -6,6 +6,7 @@
 // workers' books balance afterwards (every block free or cached), and the cached-token
 // count reaches the client.
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -184,6 +185,48 @@ TEST(PrefixCacheClusterTest, KvAwareRoutingFindsTheWorkerThatHoldsThePrefix) {
     // prefill worker.
     EXPECT_EQ(cached_in_repeats(*cluster), 0);
   }
+}
+
+// Requests that end early (the router's deadline passes before or during the prefill, or
+// during the decode; the client leaves mid-decode) leave no block held, and a later request
+// that hits the cache still gets the engine's tokens.
+TEST(PrefixCacheClusterTest, RequestsEndingEarlyLeakNothingAndCorruptNothing) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 17740, 256);
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<int32_t> shared = RandomTokens(300, 30);
+  ExpectGreedyMatchesEngine(*cluster, kGolden, Concat({shared, RandomTokens(20, 29)}), 4);
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.emplace_back([&, i] {
+      // 1,690 tokens take far longer than any of these deadlines.
+      v1::GenerateRequest request =
+          IdsRequest(Concat({shared, RandomTokens(40 + i, 31 + i)}), 1690);
+      if (i % 3 == 0) request.set_timeout_ms(3);
+      if (i % 3 == 1) request.set_timeout_ms(150);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(i % 3 == 2 ? 150 : 60000));
+      auto reader = stub->Generate(&ctx, request);
+      v1::GenerateResponse response;
+      while (reader->Read(&response)) {
+      }
+      const grpc::Status status = reader->Finish();
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+          << "request " << i << ": " << status.error_message();
+    });
+  }
+  for (auto& t : clients) t.join();
+  ExpectBooksBalanced(*cluster);
+  // What they and the first request left in the caches serves a new prompt with the same
+  // prefix, correctly.
+  const std::vector<int32_t> prompt = Concat({shared, RandomTokens(50, 40)});
+  GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(prompt, 16));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.ids, Generate(kGolden, prompt, 16));
+  EXPECT_EQ(r.usage.cached_prompt_tokens(), 4 * kBlock);
+  ExpectBooksBalanced(*cluster);
 }
 
 TEST(PrefixCacheClusterTest, EvictionPressureKeepsOutputsAndBooksRight) {
