@@ -8,8 +8,10 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -31,6 +33,7 @@ using ::dsv3::testing::IdsRequest;
 using ::dsv3::testing::kGolden;
 using ::dsv3::testing::MetricSum;
 using ::dsv3::testing::WorkerLoad;
+using Proc = ::dsv3::testing::ClusterProc;
 
 constexpr int kBlock = 64;  // the workers' default --kv_block_size
 
@@ -227,6 +230,49 @@ TEST(PrefixCacheClusterTest, RequestsEndingEarlyLeakNothingAndCorruptNothing) {
   EXPECT_EQ(r.ids, Generate(kGolden, prompt, 16));
   EXPECT_EQ(r.usage.cached_prompt_tokens(), 4 * kBlock);
   ExpectBooksBalanced(*cluster);
+}
+
+// A prefill worker killed while it holds a request whose prompt the decode worker has
+// cached: the router retries on the other prefill worker, the output is the engine's, the
+// decode worker's books balance, and its cached prefix (which the dead worker was never
+// allowed to write) still serves later requests correctly.
+TEST(PrefixCacheClusterTest, PrefillWorkerKilledMidRequestLeavesTheCacheIntact) {
+  auto cluster = Cluster::Start(kGolden, 2, 1, 17760, 64);
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<int32_t> shared = RandomTokens(260, 50);
+  ExpectGreedyMatchesEngine(*cluster, kGolden, Concat({shared, RandomTokens(30, 51)}), 8);
+  const Proc& p0 = cluster->Get("prefill", 0);
+  const Proc& p1 = cluster->Get("prefill", 1);
+  // Freeze both so the request is surely inside one, then kill -9 p0 and resume p1.
+  kill(p0.pid, SIGSTOP);
+  kill(p1.pid, SIGSTOP);
+  const std::vector<int32_t> prompt = Concat({shared, RandomTokens(40, 52)});
+  GrpcResult result;
+  std::thread client([&] { result = GenerateGrpc(cluster->router(), IdsRequest(prompt, 8)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(p0.pid, SIGKILL);
+  kill(p1.pid, SIGCONT);
+  client.join();
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.ids, Generate(kGolden, prompt, 8));
+  // The decode worker holds nothing but its cache.
+  const std::string decode = cluster->Get("decode").grpc;
+  std::optional<v1::LoadReport> load;
+  for (int tries = 0; tries < 60; ++tries) {
+    load = WorkerLoad(decode);
+    if (load.has_value() && load->kv_blocks_free() == load->kv_blocks_total()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(load.has_value());
+  EXPECT_EQ(load->kv_blocks_free(), load->kv_blocks_total());
+  EXPECT_GT(load->kv_blocks_cached(), 0);
+  // Later requests over the same prefix, through the surviving prefill worker.
+  for (uint32_t seed = 53; seed < 56; ++seed) {
+    ExpectGreedyMatchesEngine(*cluster, kGolden, Concat({shared, RandomTokens(35, seed)}), 8);
+  }
+  EXPECT_GT(
+      MetricSum(*cluster, "decode", "dsv3_prefix_cache_hit_tokens_total{model=\"tiny-v3-bf16\"}"),
+      0);
 }
 
 TEST(PrefixCacheClusterTest, EvictionPressureKeepsOutputsAndBooksRight) {
