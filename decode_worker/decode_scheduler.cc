@@ -71,7 +71,12 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
   }
   std::vector<uint64_t> names;
   const bool lookup = options_.prefix_cache && !prompt.empty();
-  if (lookup) names = KvBlockHashes(options_.kv_identity, prompt);
+  if (lookup) {
+    names = KvBlockHashes(options_.kv_identity, prompt);
+    // At least the last position stays to compute (its logits give the first token).
+    names.resize(std::min<size_t>(
+        names.size(), static_cast<size_t>((prompt_tokens - 1) / pool_->layout().block_size)));
+  }
   absl::MutexLock lock(&mu_);
   engine::KvSequence kv;
   const int64_t cached = lookup ? pool_->TakeCachedPrefix(names, kv) : 0;
@@ -85,7 +90,7 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
   PublishKvEventsLocked();                // blocks it evicted
   const uint64_t id = next_lease_id_++;
   LeaseGrant grant{id, kv.blocks, absl::Now() + lease, cached};
-  leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry};
+  leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry, cached};
   return grant;
 }
 
@@ -120,21 +125,35 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   seq->kv = std::move(lease.kv);
   seq->kv.num_tokens = lease.prompt_tokens;  // the prefill worker wrote these rows
   seq->sampler = std::make_unique<engine::RequestSampler>(std::move(*sampler));
-  seq->sampler->Replay(start.first_token);
-  seq->next_input = start.first_token;
-  seq->generated = 1;
   seq->max_tokens = std::min(start.max_tokens, lease.max_new_tokens);
   seq->eos_token_id = start.eos_token_id;
   seq->prompt_tokens = lease.prompt_tokens;
   seq->sink = std::move(sink);
   seq->started = absl::Now();
   seq->tokens = std::move(start.prompt);
+  const int64_t hidden = model_.config().hidden_size;
+  if (start.prefill_here) {
+    // The first step computes the positions the cached prefix lacks; the prompt's blocks are
+    // named when the sequence ends (its MTP rows are complete only then).
+    seq->kv.num_tokens = lease.cached_tokens;
+    seq->kv.mtp_num_tokens = lease.cached_tokens;
+    seq->cached_prompt_tokens = static_cast<int32_t>(lease.cached_tokens);
+    seq->pending_prompt.assign(seq->tokens.begin() + lease.cached_tokens, seq->tokens.end());
+    seq->speculative = options_.speculative_mtp && model_.has_mtp();
+    leases_.erase(it);
+    waiting_.push_back(seq.get());
+    sequences_[seq->lease_id] = std::move(seq);
+    return absl::OkStatus();
+  }
+  seq->sampler->Replay(start.first_token);
+  seq->next_input = start.first_token;
+  seq->tokens.push_back(start.first_token);
+  seq->generated = 1;
   // The prompt's blocks are complete now (the prefill worker flushed them): requests that
   // share them may take them from here on. MTP rows exist for positions < n - 1.
   NameBlocksLocked(seq->kv, seq->tokens,
                    seq->prompt_tokens - (options_.kv_identity.num_mtp_layers > 0 ? 1 : 0));
   PublishKvEventsLocked();
-  const int64_t hidden = model_.config().hidden_size;
   if (options_.speculative_mtp && model_.has_mtp() &&
       start.last_hidden_state.size() == static_cast<size_t>(hidden) * sizeof(float)) {
     // The prefill worker wrote MTP rows 0..n-2; row n-1 pairs h_{n-1} with the first token.
@@ -300,6 +319,46 @@ std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active
   return drafts;
 }
 
+bool DecodeScheduler::FinishLocalPrefill(
+    Sequence* seq, const engine::ForwardResult& out, size_t index,
+    const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish) {
+  const int64_t suffix = static_cast<int64_t>(seq->pending_prompt.size());
+  const int64_t first = seq->kv.num_tokens - suffix;  // the first position computed
+  absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(out.LastLogits(index));
+  if (!token.ok()) {
+    seq->pending_prompt.clear();
+    finish(seq, v1::FINISH_REASON_ERROR, token.status());
+    return false;
+  }
+  seq->generated = 1;
+  seq->tokens.push_back(token->token);
+  const std::vector<engine::SampledToken> emitted = {*token};
+  seq->sink->OnTokens(emitted);
+  if (seq->speculative) {
+    // Pending MTP rows: (h_p, token p+1) for every position the step computed.
+    const int64_t hidden = model_.config().hidden_size;
+    seq->kv.mtp_num_tokens = first;
+    seq->mtp_hidden.resize(static_cast<size_t>(suffix * hidden));
+    for (int64_t r = 0; r < suffix; ++r) {
+      std::span<const float> h = out.HiddenRow(index, r);
+      std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + r * hidden);
+    }
+    seq->mtp_next.assign(seq->pending_prompt.begin() + 1, seq->pending_prompt.end());
+    seq->mtp_next.push_back(token->token);
+  }
+  seq->pending_prompt.clear();
+  if (token->is_stop || token->token == seq->eos_token_id) {
+    finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
+    return false;
+  }
+  if (seq->generated >= seq->max_tokens) {
+    finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+    return false;
+  }
+  seq->next_input = token->token;
+  return true;
+}
+
 std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<Sequence*>& batch) {
   std::vector<Sequence*> finished;
   std::vector<Sequence*> active;
@@ -309,6 +368,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     v1::Usage usage;
     usage.set_prompt_tokens(seq->prompt_tokens);
     usage.set_completion_tokens(seq->generated);
+    usage.set_cached_prompt_tokens(seq->cached_prompt_tokens);
     usage.set_draft_tokens(seq->drafted);
     usage.set_accepted_draft_tokens(seq->accepted);
     seq->sink->OnFinish(reason, usage, status);
@@ -327,6 +387,11 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   std::vector<std::vector<int32_t>> tokens(active.size());
   bool any_draft = false;
   for (size_t i = 0; i < active.size(); ++i) {
+    if (!active[i]->pending_prompt.empty()) {
+      // prefill_here: the prompt's uncached suffix, logits for its last position only.
+      inputs.push_back(engine::SequenceInput{active[i]->pending_prompt, &active[i]->kv, false});
+      continue;
+    }
     tokens[i] = {active[i]->next_input};
     if (drafts[i] >= 0) {
       tokens[i].push_back(drafts[i]);
@@ -347,6 +412,10 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   const ServingMetrics& m = Metrics();
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
+    if (!seq->pending_prompt.empty()) {
+      FinishLocalPrefill(seq, *out, i, finish);
+      continue;
+    }
     const int64_t base = seq->kv.num_tokens - static_cast<int64_t>(tokens[i].size());
     std::vector<engine::SampledToken> emitted;
     bool done = false;

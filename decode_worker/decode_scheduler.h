@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -77,6 +78,9 @@ struct DecodeStart {
   // The main model's final-normed state at the last prompt position (float32 bytes), from
   // the prefill worker; with it (and the MTP rows of the prompt in the lease) MTP drafts.
   std::string last_hidden_state;
+  // No prefill worker ran: the first step computes the prompt positions the lease's cached
+  // prefix lacks and samples the first token (first_token and last_hidden_state unused).
+  bool prefill_here = false;
 };
 
 struct DecodeLoad {
@@ -126,6 +130,7 @@ class DecodeScheduler {
     int prompt_tokens = 0;
     int max_new_tokens = 0;
     absl::Time expiry;
+    int64_t cached_tokens = 0;  // from the prefix cache
   };
   struct Sequence {
     uint64_t lease_id = 0;
@@ -141,7 +146,11 @@ class DecodeScheduler {
     std::vector<int32_t> tokens;
     std::atomic<bool> cancelled{false};
     bool failed = false;  // ended with an error: its KV is not kept
-    absl::Time started;   // Start() was called: queue time runs until it joins a step
+    // prefill_here: prompt tokens the first step computes (empty once it ran), and how many
+    // came from the prefix cache (reported in usage).
+    std::vector<int32_t> pending_prompt;
+    int32_t cached_prompt_tokens = 0;
+    absl::Time started;  // Start() was called: queue time runs until it joins a step
     // Speculation: MTP rows still to append (hidden states and the token after each),
     // then the draft they give.
     bool speculative = false;
@@ -156,6 +165,11 @@ class DecodeScheduler {
   void Loop();
   // One step over `batch`; returns the sequences that finished (already reported).
   std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
+  // The first step of a prefill_here sequence: its prompt suffix went through the model
+  // with the batch; samples the first token. Returns false when the sequence finished.
+  bool FinishLocalPrefill(
+      Sequence* seq, const engine::ForwardResult& out, size_t index,
+      const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish);
   // Appends each speculating sequence's pending MTP rows and returns its draft (-1: none).
   std::vector<int32_t> Draft(const std::vector<Sequence*>& active);
   // Frees the sequence's blocks; with `keep_kv`, its full blocks stay in the prefix cache.

@@ -260,6 +260,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
       request->sampling().max_tokens() > 0 ? request->sampling().max_tokens() : 1 << 30;
   start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
   start.last_hidden_state = request->last_hidden_state();
+  start.prefill_here = request->prefill_here();
   absl::Status started = scheduler_->Start(std::move(start), stream);
   if (!started.ok()) {
     DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;

@@ -106,18 +106,49 @@ std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
 void CompletionRun::Start() {
   auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_, Hint());
   if (!decode.ok()) return Finish(decode.status());
-  auto prefill = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
-  if (!prefill.ok()) return Finish(prefill.status());
+  const int64_t block_size = std::max(1, decode->info.kv_layout().block_size());
+  const int64_t suffix =
+      static_cast<int64_t>(plan_->prompt.size()) - decode->cached_blocks * block_size;
+  prefill_on_decode_ =
+      plan_->decode_prefill_max_tokens > 0 && decode->cached_blocks > 0 &&
+      suffix <= plan_->decode_prefill_max_tokens &&
+      decode->cached_blocks > workers_.BestOverlap(WorkerKind::kPrefill, plan_->kv_names);
+  std::optional<WorkerView> prefill;
+  if (!prefill_on_decode_) {
+    auto picked = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
+    if (!picked.ok()) return Finish(picked.status());
+    prefill = *picked;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_ || finished_) return;  // cancelled before it started: nothing to undo
     reserve_pending_ = true;
   }
+  if (prefill_on_decode_) return ReserveOn(*decode);
   // Both at once: the prompt queues and computes on the prefill worker while the decode
   // worker reserves; the destination follows in an UpdatePrefill (the Prefill goes first so
   // that the Reserve's answer finds it).
   PrefillOn(*prefill);
   ReserveOn(*decode);
+}
+
+void CompletionRun::AfterLocalReserve() {
+  int64_t cached = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_) return;  // Settle frees the lease
+    cached = destination_.cached_tokens();
+  }
+  if (static_cast<int64_t>(plan_->prompt.size()) - cached <= plan_->decode_prefill_max_tokens &&
+      cached > 0) {
+    Metrics().router_decisions.WithLabels({"prefill", "decode_worker"}).Increment();
+    return StartDecode();
+  }
+  // Evicted since its last report: a prefill worker computes the prompt after all.
+  prefill_on_decode_ = false;
+  auto prefill = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
+  if (!prefill.ok()) return FailBeforeDecode(prefill.status(), /*reserve_ended=*/false);
+  PrefillOn(*prefill);
 }
 
 void CompletionRun::ReserveOn(WorkerView decode) {
@@ -183,6 +214,7 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
                                            absl::ToInt64Milliseconds(kLeaseMargin));
       SendUpdate(*attach_to, job_id, &destination, "");
     }
+    if (prefill_on_decode_) AfterLocalReserve();
     return Settle();
   }
   if (!IsCancelled() && Retryable(status.error_code())) {
@@ -386,6 +418,7 @@ void CompletionRun::StartDecode() {
   *request.mutable_sampling() = plan_->sampling;
   request.set_last_hidden_state(prefill_response_.last_hidden_state());
   request.set_eos_token_id(plan_->eos_token_id);
+  request.set_prefill_here(prefill_on_decode_);
   {
     absl::MutexLock lock(&mu_);
     request.set_lease_id(destination_.lease_id());
@@ -419,9 +452,11 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
       response.set_prefill_worker_ns(prefill_worker_ns_);
       m.ttft_seconds.WithLabels({plan_->model_name})
           .Observe(absl::ToDoubleSeconds(now - plan_->arrival));
-      m.router_overhead_seconds.WithLabels({plan_->model_name})
-          .Observe(std::max(0.0, absl::ToDoubleSeconds(now - plan_->arrival) -
-                                     static_cast<double>(prefill_worker_ns_) * 1e-9));
+      if (!prefill_on_decode_) {  // else the decode worker's compute is in the TTFT
+        m.router_overhead_seconds.WithLabels({plan_->model_name})
+            .Observe(std::max(0.0, absl::ToDoubleSeconds(now - plan_->arrival) -
+                                       static_cast<double>(prefill_worker_ns_) * 1e-9));
+      }
     } else {
       // Tokens that arrive together share the gap since the previous arrival.
       const double gap = absl::ToDoubleSeconds(now - last_token_time_) / ids.size();
@@ -466,7 +501,10 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
     if (usage != nullptr) *u = *usage;
     u->set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
     u->set_completion_tokens(completion_tokens_);
-    u->set_cached_prompt_tokens(prefill_response_.cached_tokens());
+    // Not computed: by the prefill worker, or (prefill_here) by the decode worker.
+    u->set_cached_prompt_tokens(prefill_on_decode_
+                                    ? (usage != nullptr ? usage->cached_prompt_tokens() : 0)
+                                    : prefill_response_.cached_tokens());
   }
   if (!plan_->return_text) response.clear_text();
   on_response_(response);

@@ -12,6 +12,9 @@
 //       valid, the destination now in the Prefill)
 //   first token -> text; Decode stream on D -> tokens -> text, stop strings
 //   Release the lease whenever a Decode will not follow.
+// Conditional disaggregation: when the decode worker's prefix cache leaves only a short
+// suffix of the prompt (CompletionPlan::decode_prefill_max_tokens), there is no Prefill:
+// Reserve, then Decode(prefill_here), and the decode worker computes the suffix itself.
 // Every call carries the request's deadline; Cancel() reaches the worker holding the
 // request (the Decode stream is cancelled; a running prefill gets UpdatePrefill(cancel)).
 // A lease is released only once no prefill can write into it any more (its call returned),
@@ -51,6 +54,10 @@ struct CompletionPlan {
   // Names of the prompt's full KV blocks (common/kv_block_hash.h), for KV-aware routing;
   // empty when the workers keep no prefix cache.
   std::vector<uint64_t> kv_names;
+  // Conditional disaggregation: when the chosen decode worker's prefix cache holds more of
+  // the prompt than any prefill worker's and leaves at most this many tokens to compute,
+  // the decode worker computes them itself (no prefill worker, no KV transfer). 0: never.
+  int32_t decode_prefill_max_tokens = 0;
 };
 
 class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
@@ -81,6 +88,9 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   // into it, and reports a cancellation once no call is pending.
   void Settle();
   void StartDecode();
+  // prefill_on_decode_: the lease came back; decode there if its cache still holds enough of
+  // the prompt, else send the prompt to a prefill worker after all.
+  void AfterLocalReserve();
   // Feeds sampled tokens through the text stream; returns true when generation must stop.
   bool Emit(const std::vector<int32_t>& ids, const std::vector<v1::TokenLogprob>& logprobs,
             v1::FinishReason finish, const v1::Usage* usage);
@@ -117,6 +127,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   absl::Duration backoff_ = absl::Milliseconds(20);
   std::set<std::string> tried_prefill_;
   int64_t prefill_assigned_ = 0;  // tokens noted as sent to the prefill worker
+  // The decode worker computes the prompt's uncached suffix (set in Start, before any call).
+  bool prefill_on_decode_ = false;
 
   WorkerView decode_ ABSL_GUARDED_BY(mu_);
   int64_t decode_assigned_ ABSL_GUARDED_BY(mu_) = 0;  // blocks noted as taken on decode_

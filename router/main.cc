@@ -24,6 +24,11 @@ ABSL_FLAG(std::string, router_policy, "kv",
           "prompt against its load), load (load alone), round_robin. docs/architecture.md.");
 ABSL_FLAG(double, kv_overlap_weight, 1.0,
           "kv policy: weight of the tokens (prefill) or blocks (decode) a worker has cached.");
+ABSL_FLAG(int, decode_prefill_max_tokens, 0,
+          "Conditional disaggregation: when the chosen decode worker's prefix cache holds more "
+          "of a prompt than any prefill worker's and leaves at most this many tokens to "
+          "compute, the decode worker computes them itself in its next step (no prefill "
+          "worker, no KV transfer; the step is longer for the whole batch). 0: never.");
 ABSL_FLAG(double, load_weight, 1.0,
           "kv and load policies: weight of a prefill worker's queued prompt tokens.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
@@ -58,6 +63,7 @@ int main(int argc, char** argv) {
         dsv3::router::RouterBackendOptions options;
         options.model_name = absl::GetFlag(FLAGS_model_name);
         options.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+        options.decode_prefill_max_tokens = absl::GetFlag(FLAGS_decode_prefill_max_tokens);
         options.default_timeout = absl::GetFlag(FLAGS_request_timeout);
         auto backend =
             std::make_shared<dsv3::router::RouterBackend>(options, *registry, std::move(tokenizer));

@@ -23,6 +23,8 @@ struct RouterBackendOptions {
   absl::Duration default_timeout = absl::Minutes(10);
   int max_n = 4;
   int max_stop_strings = 16;
+  // CompletionPlan::decode_prefill_max_tokens (conditional disaggregation); 0: never.
+  int32_t decode_prefill_max_tokens = 0;
 };
 
 class RouterBackend : public InferenceBackend {

@@ -287,6 +287,15 @@ absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
   return v;
 }
 
+int64_t WorkerRegistry::BestOverlap(WorkerKind kind, std::span<const uint64_t> names) const {
+  absl::MutexLock lock(&mu_);
+  int64_t best = 0;
+  for (const auto& [address, w] : workers_) {
+    if (w->kind == kind && w->up) best = std::max(best, kv_index_.Overlap(address, names));
+  }
+  return best;
+}
+
 void WorkerRegistry::NoteAssigned(const std::string& address, int64_t amount) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(address);

@@ -96,6 +96,8 @@ class WorkerRegistry {
   // UNAVAILABLE when none is up.
   absl::StatusOr<WorkerView> Pick(WorkerKind kind, const std::set<std::string>& exclude,
                                   const PickHint& hint = {});
+  // The most leading `names` any up worker of `kind` holds (nothing recorded).
+  int64_t BestOverlap(WorkerKind kind, std::span<const uint64_t> names) const;
   // Counts work sent to `address` until its next load report.
   void NoteAssigned(const std::string& address, int64_t amount);
   // Work noted with NoteAssigned that is done before the next report (never below zero).

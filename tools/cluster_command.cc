@@ -53,6 +53,10 @@ ABSL_FLAG(bool, prefix_cache, true,
 ABSL_FLAG(std::string, router_policy, "kv",
           "dsv3 cluster: how the router chooses workers: kv (prefix-cache overlap against "
           "load), load, round_robin (its --router_policy).");
+ABSL_FLAG(int, decode_prefill_max_tokens, 0,
+          "dsv3 cluster: the router's --decode_prefill_max_tokens (conditional "
+          "disaggregation: a decode worker whose cache leaves at most this many prompt tokens "
+          "computes them itself; 0: never).");
 ABSL_FLAG(int, prefix_cache_max_blocks, 0,
           "dsv3 cluster: the workers' --prefix_cache_max_blocks (0: any block not in use).");
 ABSL_FLAG(std::string, engine_idle_spin, "",
@@ -314,13 +318,15 @@ int RunCluster(const std::vector<std::string>&) {
   router.http_port = base + 1;
   router.ready_file = log_dir + "/router.ready";
   router.log = log_dir + "/router.log";
-  std::vector<std::string> router_argv = {bin + "/dsv3-router",
-                                          absl::StrCat("--grpc_port=", base),
-                                          absl::StrCat("--http_port=", base + 1),
-                                          "--ready_file=" + router.ready_file,
-                                          "--prefill=" + absl::StrJoin(prefill_addresses, ","),
-                                          "--decode=" + absl::StrJoin(decode_addresses, ","),
-                                          "--router_policy=" + absl::GetFlag(FLAGS_router_policy)};
+  std::vector<std::string> router_argv = {
+      bin + "/dsv3-router",
+      absl::StrCat("--grpc_port=", base),
+      absl::StrCat("--http_port=", base + 1),
+      "--ready_file=" + router.ready_file,
+      "--prefill=" + absl::StrJoin(prefill_addresses, ","),
+      "--decode=" + absl::StrJoin(decode_addresses, ","),
+      "--router_policy=" + absl::GetFlag(FLAGS_router_policy),
+      absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens))};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -451,13 +457,15 @@ int RunCluster(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(
-    cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
-    RunCluster, {"model", {"model", "tokenizer", "speculative"}},
-    {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
-    {"workers",
-     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
-      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
-    {"router", {"router_policy"}}, {"experts", {"eplb_interval", "expert_failover_after"}});
+DSV3_REGISTER_COMMAND(cluster, "cluster",
+                      "run router + prefill + decode workers on this machine (--model DIR)",
+                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
+                      {"processes",
+                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+                      {"workers",
+                       {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
+                        "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
+                      {"router", {"router_policy", "decode_prefill_max_tokens"}},
+                      {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

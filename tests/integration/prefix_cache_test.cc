@@ -275,6 +275,41 @@ TEST(PrefixCacheClusterTest, PrefillWorkerKilledMidRequestLeavesTheCacheIntact) 
       0);
 }
 
+// Conditional disaggregation: the next turn of a chat begins with the previous prompt and
+// its answer, which only the decode worker has; with --decode_prefill_max_tokens it
+// computes the short rest itself (no prefill worker): same tokens as the engine, the
+// cached count from the decode worker, and the decision counted.
+TEST(PrefixCacheClusterTest, TheDecodeWorkerComputesAShortUncachedSuffixItself) {
+  for (const std::string model :
+       {std::string(kGolden), std::string(DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-mtp")}) {
+    const bool mtp = model != kGolden;
+    std::vector<std::string> flags = {"--decode_prefill_max_tokens=128"};
+    if (mtp) flags.push_back("--speculative=mtp");
+    auto cluster = Cluster::Start(model, 1, 1, mtp ? 17800 : 17780, 64, flags);
+    ASSERT_NE(cluster, nullptr);
+    const std::vector<int32_t> first = RandomTokens(200, 60);
+    std::vector<int32_t> answer;
+    ExpectGreedyMatchesEngine(*cluster, model, first, 100, &answer);
+    // The decode worker's next load report carries the blocks of the prompt and answer.
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const std::vector<int32_t> second = Concat({first, answer, RandomTokens(20, 61)});
+    GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(second, 24));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, Generate(model, second, 24)) << model;
+    const std::string decided =
+        "dsv3_router_decisions_total{role=\"prefill\",reason=\"decode_worker\"}";
+    if (!mtp) {
+      // 299 tokens of KV kept: 4 whole blocks; the prefill worker has 3 (the first prompt).
+      EXPECT_EQ(r.usage.cached_prompt_tokens(), 4 * kBlock);
+      EXPECT_EQ(MetricSum(*cluster, "router", decided), 1);
+    }
+    // A third turn, and the books.
+    const std::vector<int32_t> third = Concat({second, r.ids, RandomTokens(10, 62)});
+    ExpectGreedyMatchesEngine(*cluster, model, third, 16);
+    ExpectBooksBalanced(*cluster);
+  }
+}
+
 TEST(PrefixCacheClusterTest, EvictionPressureKeepsOutputsAndBooksRight) {
   // 6 blocks per pool: each prompt below needs 4 of them, so every new prompt evicts.
   auto cluster = Cluster::Start(kGolden, 1, 1, 17640, 6);
