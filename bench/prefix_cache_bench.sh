@@ -4,10 +4,12 @@
 # turn:  1 prefill + 1 decode; 4 conversations x 2 turns at concurrency 1: turn 1 is a
 #        2,000-token prompt (a 1,936-token system prompt + a 64-token message) answered with
 #        64 tokens; turn 2 sends that history and a new 64-token message. TTFT of turn 2 with
-#        the cache on vs off (target: on <= 10% of off).
+#        the cache on (the prefill worker recomputes the answer, or the decode worker
+#        computes the suffix: --decode_prefill_max_tokens 128) vs off (target: <= 10%).
 # multi: 2 prefill + 2 decode; 16 conversations x 8 turns at concurrency 8 (256-token system
-#        prompt, 48-token messages, 32-token answers): --router_policy kv, round_robin, and
-#        the cache off. Hit rate against the ideal, TTFT p50/p99, output throughput.
+#        prompt, 48-token messages, 32-token answers): --router_policy kv (with and without
+#        --decode_prefill_max_tokens 128), round_robin, and the cache off. Hit rate against
+#        the ideal, TTFT p50/p99, output throughput.
 # Each configuration gets a fresh `dsv3 cluster`; the bench's JSON lands in a temp dir.
 set -euo pipefail
 build="${1:?build dir}"; model="${2:?model dir}"; shift 2
@@ -53,17 +55,20 @@ for w in "${which[@]}"; do
   case "$w" in
     turn)
       echo "== one turn after a 2,000-token history (1 prefill + 1 decode)"
-      for cache in true false; do
-        run "turn, prefix_cache=$cache" 1 1 --prefix_cache="$cache" -- \
+      for config in "true 0" "true 128" "false 0"; do
+        set -- $config
+        run "prefix_cache=$1 decode_prefill=$2" 1 1 --prefix_cache="$1" \
+          --decode_prefill_max_tokens="$2" -- \
           --bench_conversations 4 --bench_turns 2 --bench_concurrency 1 \
           --bench_system_tokens 1936 --bench_user_tokens 64 --bench_output_tokens 64 \
           --timeout_s 600
       done ;;
     multi)
       echo "== multi-turn: 16 conversations x 8 turns, concurrency 8 (2 prefill + 2 decode)"
-      for config in "kv true" "round_robin true" "kv false"; do
+      for config in "kv true 0" "kv true 128" "round_robin true 0" "kv false 0"; do
         set -- $config
-        run "policy=$1 prefix_cache=$2" 2 2 --router_policy="$1" --prefix_cache="$2" -- \
+        run "$1 cache=$2 decode_prefill=$3" 2 2 --router_policy="$1" --prefix_cache="$2" \
+          --decode_prefill_max_tokens="$3" -- \
           --bench_conversations 16 --bench_turns 8 --bench_concurrency 8 \
           --bench_system_tokens 256 --bench_user_tokens 48 --bench_output_tokens 32 \
           --timeout_s 600

@@ -64,11 +64,14 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
   std::vector<const SequenceSlice*> absorbed;
   for (const SequenceSlice& s : seqs) {
     const bool use_absorbed = form == AttentionForm::kAbsorbed ||
-                              (form == AttentionForm::kAuto && s.num_tokens <= kAbsorbedMaxTokens);
-    if (use_absorbed) {
-      absorbed.push_back(&s);
-    } else {
+                              (form == AttentionForm::kAuto &&
+                               (s.num_tokens <= kAbsorbedMaxTokens || AbsorbedIsCheaper(s)));
+    if (!use_absorbed) {
       Expanded(w, cache_layer, s, pool, q.data(), attn.data());
+    } else if (s.num_tokens <= kAbsorbedMaxTokens) {
+      absorbed.push_back(&s);  // a few rows: batched with the other short slices below
+    } else {
+      AbsorbedSlice(w, cache_layer, s, pool, q.data(), attn.data());
     }
   }
   // Decode: heads are independent; within a head, all absorbed rows share W_UK and W_UV.
@@ -124,6 +127,78 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
     Gemm(scores.data(), ctx, &kvb[static_cast<size_t>(h * kvw + nope)], heads * kvw, BLayout::kKN,
          attn + (s.token_begin * heads + h) * vdim, heads * vdim, n, vdim, ctx,
          GemmOutput::kOverwrite);
+  });
+}
+
+bool MlaAttention::AbsorbedIsCheaper(const SequenceSlice& s) const {
+  const ModelConfig& c = config_;
+  const double heads = static_cast<double>(c.num_attention_heads);
+  const double n = static_cast<double>(s.num_tokens);
+  const double ctx = static_cast<double>(s.start_pos + s.num_tokens);
+  const double latent = static_cast<double>(c.kv_lora_rank);
+  const double nope = static_cast<double>(c.qk_nope_head_dim);
+  const double vdim = static_cast<double>(c.v_head_dim);
+  const double dq = static_cast<double>(c.qk_head_dim());
+  const double width = latent + static_cast<double>(c.qk_rope_head_dim);
+  // Expanded: kv_b over every context row, then scores and P.V per head.
+  const double expanded = ctx * latent * heads * (nope + vdim) + n * ctx * heads * (dq + vdim);
+  // Absorbed: W_UK and W_UV per new row and head, scores and P.c_kv over latent rows.
+  const double absorbed =
+      n * heads * (nope * latent + latent * vdim) + n * ctx * heads * (width + latent);
+  return absorbed < expanded;
+}
+
+void MlaAttention::AbsorbedSlice(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
+                                 const KvCachePool& pool, const float* q, float* attn) const {
+  const ModelConfig& c = config_;
+  const int64_t heads = c.num_attention_heads;
+  const int64_t dq = c.qk_head_dim();
+  const int64_t nope = c.qk_nope_head_dim;
+  const int64_t rope = c.qk_rope_head_dim;
+  const int64_t vdim = c.v_head_dim;
+  const int64_t latent = c.kv_lora_rank;
+  const int64_t width = latent + rope;
+  const int64_t ctx = s.start_pos + s.num_tokens;
+  const int64_t n = s.num_tokens;
+  std::vector<float> rows(static_cast<size_t>(ctx * width));  // {ctx, [c_kv | k_pe]}
+  for (int64_t j = 0; j < ctx; ++j) {
+    std::memcpy(&rows[static_cast<size_t>(j * width)], pool.Row(cache_layer, *s.kv, j),
+                sizeof(float) * width);
+  }
+  ThreadPool::Default().ParallelForDynamic(heads, [&](int64_t h, int) {
+    thread_local std::vector<float> qh, qcat, scores, olat, vout;
+    qh.resize(static_cast<size_t>(n * dq));
+    qcat.resize(static_cast<size_t>(n * width));
+    scores.resize(static_cast<size_t>(n * ctx));
+    olat.resize(static_cast<size_t>(n * latent));
+    vout.resize(static_cast<size_t>(n * vdim));
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(&qh[static_cast<size_t>(i * dq)], q + ((s.token_begin + i) * heads + h) * dq,
+                  sizeof(float) * dq);
+    }
+    // [q_nope W_UK | q_pe] {n, width}.
+    MatMulTransposedRows(qh.data(), n, dq, w.kv_b, h * (nope + vdim), nope, qcat.data(), width);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(&qcat[static_cast<size_t>(i * width + latent)],
+                  &qh[static_cast<size_t>(i * dq + nope)], sizeof(float) * rope);
+    }
+    Gemm(qcat.data(), width, rows.data(), width, BLayout::kNK, scores.data(), ctx, n, ctx, width,
+         GemmOutput::kOverwrite);
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = &scores[static_cast<size_t>(i * ctx)];
+      const int64_t visible = s.start_pos + i + 1;
+      for (int64_t j = 0; j < visible; ++j) row[j] *= scale_;
+      SoftmaxInPlace(row, visible);
+      std::fill(row + visible, row + ctx, 0.0f);
+    }
+    // P c_kv {n, latent}, then W_UV^T.
+    Gemm(scores.data(), ctx, rows.data(), width, BLayout::kKN, olat.data(), latent, n, latent, ctx,
+         GemmOutput::kOverwrite);
+    MatMulRows(olat.data(), n, latent, w.kv_b, h * (nope + vdim) + nope, vdim, vout.data(), vdim);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(attn + ((s.token_begin + i) * heads + h) * vdim,
+                  &vout[static_cast<size_t>(i * vdim)], sizeof(float) * vdim);
+    }
   });
 }
 

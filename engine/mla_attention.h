@@ -8,6 +8,8 @@
 // Expanded form: kv_b(c_kv) gives per-head [k_nope | v]; score = q_nope.k_nope + q_pe.k_pe.
 // Absorbed form: W_UK (kv_b's k_nope rows of a head) is folded into the query,
 // score = (q_nope W_UK).c_kv + q_pe.k_pe, the head output is (P c_kv) W_UV^T.
+// AttentionForm::kAuto takes the absorbed form for a few new tokens (decode) and wherever it
+// takes fewer multiply-adds (a short chunk over a long cached context), else the expanded one.
 
 #include <cstdint>
 #include <span>
@@ -41,6 +43,15 @@ class MlaAttention {
   void AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
                     std::span<const SequenceSlice* const> slices, int64_t h,
                     const KvCachePool& pool, const float* q, float* attn) const;
+
+  // One slice of many new tokens in the absorbed form, as GEMMs per head over the slice's
+  // cache rows gathered once: scores = [q_nope W_UK | q_pe] rows^T, out = (P c_kv) W_UV^T.
+  // Cheaper than the expanded form for a short chunk over a long cached context (a prompt's
+  // suffix after a cached prefix): no per-position up-projection of the whole context.
+  void AbsorbedSlice(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
+                     const KvCachePool& pool, const float* q, float* attn) const;
+  // Whether the absorbed form takes fewer multiply-adds than the expanded one for `s`.
+  bool AbsorbedIsCheaper(const SequenceSlice& s) const;
 
   const ModelConfig& config_;
   const Rope& rope_;
