@@ -7,9 +7,9 @@
 #        the cache on (the prefill worker recomputes the answer, or the decode worker
 #        computes the suffix: --decode_prefill_max_tokens 128) vs off (target: <= 10%).
 # multi: 2 prefill + 2 decode; 16 conversations x 8 turns at concurrency 8 (256-token system
-#        prompt, 48-token messages, 32-token answers): --router_policy kv (with and without
-#        --decode_prefill_max_tokens 128), round_robin, and the cache off. Hit rate against
-#        the ideal, TTFT p50/p99, output throughput.
+#        prompt, 48-token messages, 32-token answers): the cache off, round robin, and the
+#        kv policy with --kv_overlap_weight 1 and 3 (the default), each with and without
+#        --decode_prefill_max_tokens 128. Hit rate against the ideal, TTFT, throughput.
 # Each configuration gets a fresh `dsv3 cluster`; the bench's JSON lands in a temp dir.
 set -euo pipefail
 build="${1:?build dir}"; model="${2:?model dir}"; shift 2
@@ -65,10 +65,15 @@ for w in "${which[@]}"; do
       done ;;
     multi)
       echo "== multi-turn: 16 conversations x 8 turns, concurrency 8 (2 prefill + 2 decode)"
-      for config in "kv true 0" "kv true 128" "round_robin true 0" "kv false 0"; do
+      # Policy, prefix cache, --decode_prefill_max_tokens, --kv_overlap_weight; MULTI_CONFIGS
+      # ("a b c d;e f g h") replaces the list.
+      configs=("kv false 0 3" "round_robin true 0 3" "kv true 0 1" "kv true 128 1" "kv true 0 3"
+               "kv true 128 3")
+      [ -z "${MULTI_CONFIGS:-}" ] || IFS=';' read -ra configs <<<"$MULTI_CONFIGS"
+      for config in "${configs[@]}"; do
         set -- $config
-        run "$1 cache=$2 decode_prefill=$3" 2 2 --router_policy="$1" --prefix_cache="$2" \
-          --decode_prefill_max_tokens="$3" -- \
+        run "$1 cache=$2 decode_prefill=$3 overlap_weight=$4" 2 2 --router_policy="$1" \
+          --prefix_cache="$2" --decode_prefill_max_tokens="$3" --kv_overlap_weight="$4" -- \
           --bench_conversations 16 --bench_turns 8 --bench_concurrency 8 \
           --bench_system_tokens 256 --bench_user_tokens 48 --bench_output_tokens 32 \
           --timeout_s 600

@@ -61,7 +61,7 @@ struct WorkerRegistryOptions {
   int report_interval_ms = 200;
   RoutingPolicy policy = RoutingPolicy::kKv;
   // Weights of the kv policy's cost (see above).
-  double kv_overlap_weight = 1.0;
+  double kv_overlap_weight = 3.0;
   double load_weight = 1.0;
 };
 

@@ -53,6 +53,9 @@ ABSL_FLAG(bool, prefix_cache, true,
 ABSL_FLAG(std::string, router_policy, "kv",
           "dsv3 cluster: how the router chooses workers: kv (prefix-cache overlap against "
           "load), load, round_robin (its --router_policy).");
+ABSL_FLAG(double, kv_overlap_weight, 3.0,
+          "dsv3 cluster: the router's --kv_overlap_weight (kv policy: weight of the prompt "
+          "tokens a worker has cached against its queued tokens).");
 ABSL_FLAG(int, decode_prefill_max_tokens, 0,
           "dsv3 cluster: the router's --decode_prefill_max_tokens (conditional "
           "disaggregation: a decode worker whose cache leaves at most this many prompt tokens "
@@ -326,6 +329,7 @@ int RunCluster(const std::vector<std::string>&) {
       "--prefill=" + absl::StrJoin(prefill_addresses, ","),
       "--decode=" + absl::StrJoin(decode_addresses, ","),
       "--router_policy=" + absl::GetFlag(FLAGS_router_policy),
+      absl::StrCat("--kv_overlap_weight=", absl::GetFlag(FLAGS_kv_overlap_weight)),
       absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens))};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
@@ -457,15 +461,14 @@ int RunCluster(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(cluster, "cluster",
-                      "run router + prefill + decode workers on this machine (--model DIR)",
-                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
-                      {"processes",
-                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
-                      {"workers",
-                       {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
-                        "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
-                      {"router", {"router_policy", "decode_prefill_max_tokens"}},
-                      {"experts", {"eplb_interval", "expert_failover_after"}});
+DSV3_REGISTER_COMMAND(
+    cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
+    RunCluster, {"model", {"model", "tokenizer", "speculative"}},
+    {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+    {"workers",
+     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
+      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
+    {"router", {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens"}},
+    {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

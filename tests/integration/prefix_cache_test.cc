@@ -70,14 +70,14 @@ std::vector<std::vector<int32_t>> SharingPrompts() {
 
 // Every worker's blocks are free or cached again (no lease or sequence holds one), and at
 // least one worker of each role kept some.
-void ExpectBooksBalanced(const Cluster& cluster) {
+void ExpectBooksBalanced(const Cluster& cluster, int wait_tenths = 40) {
   for (const std::string role : {"prefill", "decode"}) {
     int cached = 0;
     for (int i = 0; i < cluster.Count(role); ++i) {
       const std::string address = cluster.Get(role, i).grpc;
       std::optional<v1::LoadReport> load;
       // Reports come every 250 ms; a sequence that just ended may still hold its blocks.
-      for (int tries = 0; tries < 40; ++tries) {
+      for (int tries = 0; tries < wait_tenths; ++tries) {
         load = WorkerLoad(address);
         if (load.has_value() && load->kv_blocks_free() == load->kv_blocks_total()) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -221,7 +221,9 @@ TEST(PrefixCacheClusterTest, RequestsEndingEarlyLeakNothingAndCorruptNothing) {
     });
   }
   for (auto& t : clients) t.join();
-  ExpectBooksBalanced(*cluster);
+  // A Reserve whose answer arrives after the request's deadline is a lease the router never
+  // saw: the decode worker frees it at its expiry (--lease_timeout, 30 s).
+  ExpectBooksBalanced(*cluster, /*wait_tenths=*/350);
   // What they and the first request left in the caches serves a new prompt with the same
   // prefix, correctly.
   const std::vector<int32_t> prompt = Concat({shared, RandomTokens(50, 40)});
