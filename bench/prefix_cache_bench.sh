@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Prefix caching (issue 14, RESULTS.md), cache on and off in the same run, on one machine:
 #   bench/prefix_cache_bench.sh BUILD_DIR MODEL_DIR [WHICH...]   (WHICH: turn, multi; both)
-# turn:  1 prefill + 1 decode; 4 conversations x 2 turns at concurrency 1: turn 1 is a
-#        2,000-token prompt (a 1,936-token system prompt + a 64-token message) answered with
-#        64 tokens; turn 2 sends that history and a new 64-token message. TTFT of turn 2 with
-#        the cache on (the prefill worker recomputes the answer, or the decode worker
-#        computes the suffix: --decode_prefill_max_tokens 128) vs off (target: <= 10%).
+# turn:  1 prefill + 1 decode; 4 conversations (TURN_CONVERSATIONS) x 2 turns at concurrency
+#        1: turn 1 is a 2,000-token prompt (a 1,936-token system prompt + a 64-token message)
+#        answered with 64 tokens; turn 2 sends that history and a new 64-token message.
+#        TTFT of turn 2 with the cache on (the prefill worker recomputes the answer, or the
+#        decode worker computes the suffix: --decode_prefill_max_tokens 128) vs off (target:
+#        <= 10%).
 # multi: 2 prefill + 2 decode; 16 conversations x 8 turns at concurrency 8 (256-token system
 #        prompt, 48-token messages, 32-token answers): the cache off, round robin, and the
 #        kv policy with --kv_overlap_weight 1 and 3 (the default), each with and without
@@ -59,7 +60,7 @@ for w in "${which[@]}"; do
         set -- $config
         run "prefix_cache=$1 decode_prefill=$2" 1 1 --prefix_cache="$1" \
           --decode_prefill_max_tokens="$2" -- \
-          --bench_conversations 4 --bench_turns 2 --bench_concurrency 1 \
+          --bench_conversations "${TURN_CONVERSATIONS:-4}" --bench_turns 2 --bench_concurrency 1 \
           --bench_system_tokens 1936 --bench_user_tokens 64 --bench_output_tokens 64 \
           --timeout_s 600
       done ;;
