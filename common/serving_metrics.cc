@@ -68,7 +68,8 @@ const std::vector<Definition>& Definitions() {
       {{"dsv3_router_decisions_total", MetricType::kCounter, {"role", "reason"}, "router"},
        "Workers chosen for requests, by role and why: prefix_overlap (the kv policy chose a "
        "worker whose prefix cache holds the prompt's first blocks), load (by load alone), "
-       "round_robin.",
+       "round_robin, decode_worker (role prefill: the decode worker computed the prompt's "
+       "short uncached suffix itself).",
        {}},
       // Prefill and decode workers.
       {{"dsv3_request_queue_time_seconds", MetricType::kHistogram, {"model"}, "prefill, decode"},
