@@ -12,6 +12,18 @@
 namespace dsv3::engine {
 namespace {
 
+// scores {n, ctx} of new rows at positions start_pos..: scale, softmax over the positions a row
+// may see (causal), zero the rest.
+void CausalSoftmax(float* scores, int64_t n, int64_t ctx, int64_t start_pos, float scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = scores + i * ctx;
+    const int64_t visible = start_pos + i + 1;
+    for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
+    SoftmaxInPlace(row, visible);
+    std::fill(row + visible, row + ctx, 0.0f);
+  }
+}
+
 // Slices with at most this many new tokens use the absorbed form under AttentionForm::kAuto.
 constexpr int64_t kAbsorbedMaxTokens = 8;
 
@@ -117,13 +129,7 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
          scores.data(), ctx, n, ctx, nope, GemmOutput::kOverwrite);
     Gemm(qh + nope, heads * dq, kpe.data(), rope, BLayout::kNK, scores.data(), ctx, n, ctx, rope,
          GemmOutput::kAccumulate);
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = &scores[static_cast<size_t>(i * ctx)];
-      const int64_t visible = s.start_pos + i + 1;
-      for (int64_t j = 0; j < visible; ++j) row[j] *= scale_;
-      SoftmaxInPlace(row, visible);
-      std::fill(row + visible, row + ctx, 0.0f);
-    }
+    CausalSoftmax(scores.data(), n, ctx, s.start_pos, scale_);
     Gemm(scores.data(), ctx, &kvb[static_cast<size_t>(h * kvw + nope)], heads * kvw, BLayout::kKN,
          attn + (s.token_begin * heads + h) * vdim, heads * vdim, n, vdim, ctx,
          GemmOutput::kOverwrite);
@@ -184,13 +190,7 @@ void MlaAttention::AbsorbedSlice(const MlaWeights& w, int64_t cache_layer, const
     }
     Gemm(qcat.data(), width, rows.data(), width, BLayout::kNK, scores.data(), ctx, n, ctx, width,
          GemmOutput::kOverwrite);
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = &scores[static_cast<size_t>(i * ctx)];
-      const int64_t visible = s.start_pos + i + 1;
-      for (int64_t j = 0; j < visible; ++j) row[j] *= scale_;
-      SoftmaxInPlace(row, visible);
-      std::fill(row + visible, row + ctx, 0.0f);
-    }
+    CausalSoftmax(scores.data(), n, ctx, s.start_pos, scale_);
     // P c_kv {n, latent}, then W_UV^T.
     Gemm(scores.data(), ctx, rows.data(), width, BLayout::kKN, olat.data(), latent, n, latent, ctx,
          GemmOutput::kOverwrite);
