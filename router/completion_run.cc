@@ -7,6 +7,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "router/completion_decode_reader.h"
 
 namespace dsv3::router {
 namespace {
@@ -23,60 +24,6 @@ bool Retryable(grpc::StatusCode code) {
 }
 
 }  // namespace
-
-// The Decode stream of one completion.
-class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeResponse> {
- public:
-  DecodeReader(std::shared_ptr<CompletionRun> run, std::unique_ptr<grpc::ClientContext> context)
-      : run_(std::move(run)), context_(std::move(context)) {}
-
-  void Begin(v1::Worker::Stub& stub, const v1::DecodeRequest& request) {
-    request_ = request;
-    stub.async()->Decode(context_.get(), &request_, this);
-    StartRead(&response_);
-    StartCall();
-  }
-  void Cancel() { context_->TryCancel(); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) return;  // OnDone follows
-    std::vector<int32_t> ids(response_.token_ids().begin(), response_.token_ids().end());
-    std::vector<v1::TokenLogprob> logprobs(response_.logprobs().begin(),
-                                           response_.logprobs().end());
-    const bool last = response_.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
-    if (last) saw_finish_ = true;
-    if (run_->Emit(ids, logprobs, response_.finish_reason(), last ? &response_.usage() : nullptr)) {
-      stopped_by_router_ = true;
-      context_->TryCancel();  // the decode worker frees the sequence's blocks
-      return;
-    }
-    if (!last) StartRead(&response_);
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    std::shared_ptr<CompletionRun> run = std::move(run_);
-    absl::Status result = absl::OkStatus();
-    if (!stopped_by_router_ && !saw_finish_) {
-      result = status.ok() ? absl::UnavailableError("decode stream ended without a finish")
-                           : FromGrpcStatus(status);
-      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-        result =
-            absl::UnavailableError(absl::StrCat("decode worker ", run->decode_.address,
-                                                " failed mid-stream: ", status.error_message()));
-      }
-    }
-    run->Finish(result);
-    // The reader lives inside the run; the run outlives this call (local shared_ptr).
-  }
-
- private:
-  std::shared_ptr<CompletionRun> run_;
-  std::unique_ptr<grpc::ClientContext> context_;
-  v1::DecodeRequest request_;
-  v1::DecodeResponse response_;
-  bool saw_finish_ = false;
-  bool stopped_by_router_ = false;
-};
 
 CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
                              WorkerRegistry& workers, DelayedTasks& delayed, ResponseFn on_response,
