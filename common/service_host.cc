@@ -21,7 +21,8 @@ ABSL_FLAG(int, http_port, 0, "HTTP port for /metrics (and the router's OpenAI AP
 ABSL_FLAG(std::string, ready_file, "",
           "Write {\"role\",\"pid\",\"grpc\",\"http\"} JSON here once listening.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "On SIGTERM, how long in-flight requests may run on before they are cancelled.");
+          "On SIGTERM, how long in-flight requests may run on before they are cancelled (a "
+          "decode worker's then resume on another decode worker).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
 

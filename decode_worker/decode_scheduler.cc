@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
 #include "engine/mtp.h"
@@ -35,7 +36,7 @@ DecodeScheduler::~DecodeScheduler() {
   absl::MutexLock lock(&mu_);
   for (auto& [id, seq] : sequences_) {
     seq->sink->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(),
-                        absl::UnavailableError("decode worker shutting down"));
+                        MarkResumable(absl::UnavailableError("decode worker shutting down")));
     pool_->Release(seq->kv);
   }
   sequences_.clear();
@@ -78,6 +79,7 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
         names.size(), static_cast<size_t>((prompt_tokens - 1) / pool_->layout().block_size)));
   }
   absl::MutexLock lock(&mu_);
+  if (draining_) return MarkResumable(absl::UnavailableError("decode worker draining"));
   engine::KvSequence kv;
   const int64_t cached = lookup ? pool_->TakeCachedPrefix(names, kv) : 0;
   // +1: a verified draft may occupy the position after the last token.
@@ -105,7 +107,9 @@ bool DecodeScheduler::Release(uint64_t lease_id) {
 
 absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSink> sink) {
   absl::MutexLock lock(&mu_);
-  if (stop_) return absl::UnavailableError("decode worker shutting down");
+  if (stop_) return MarkResumable(absl::UnavailableError("decode worker shutting down"));
+  // Past the drain's deadline its lease is gone: the request goes elsewhere.
+  if (evict_) return MarkResumable(absl::UnavailableError("decode worker draining"));
   auto it = leases_.find(start.lease_id);
   if (it == leases_.end()) {
     return absl::NotFoundError(
@@ -117,8 +121,8 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
                                                    lease.prompt_tokens, " prompt tokens, not ",
                                                    start.prompt.size()));
   }
-  auto sampler =
-      engine::RequestSampler::Create(start.sampling, model_.config().vocab_size, start.prompt);
+  auto sampler = engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
+                                                start.prompt, start.resumed_output_tokens);
   if (!sampler.ok()) return sampler.status();
   auto seq = std::make_unique<Sequence>();
   seq->lease_id = start.lease_id;
@@ -168,6 +172,19 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   waiting_.push_back(seq.get());
   sequences_[seq->lease_id] = std::move(seq);
   return absl::OkStatus();
+}
+
+void DecodeScheduler::Drain(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  auto idle = [this]()
+                  ABSL_SHARED_LOCKS_REQUIRED(mu_) { return sequences_.empty() && leases_.empty(); };
+  if (mu_.AwaitWithDeadline(absl::Condition(&idle), deadline)) return;
+  DSV3_LOG(INFO) << "drain deadline: " << sequences_.size() << " sequences and " << leases_.size()
+                 << " leases resume on other decode workers";
+  evict_ = true;  // the loop ends them at its next step boundary
+  auto evicted = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return sequences_.empty(); };
+  mu_.AwaitWithTimeout(absl::Condition(&evicted), absl::Seconds(5));
 }
 
 void DecodeScheduler::Cancel(uint64_t lease_id) {
@@ -232,7 +249,7 @@ void DecodeScheduler::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stop_ || !waiting_.empty() || !running_.empty();
+        return stop_ || !waiting_.empty() || !running_.empty() || (evict_ && !leases_.empty());
       };
       // The timeout lets expired leases go even when nothing runs.
       mu_.AwaitWithTimeout(absl::Condition(&has_work), absl::Milliseconds(100));
@@ -248,6 +265,23 @@ void DecodeScheduler::Loop() {
         } else {
           ++it;
         }
+      }
+      if (evict_) {
+        // Drained: what is left resumes on another decode worker.
+        for (auto& [id, lease] : leases_) pool_->Release(lease.kv);
+        leases_.clear();
+        running_.clear();
+        for (auto& [id, seq] : sequences_) {
+          v1::Usage usage;
+          usage.set_prompt_tokens(seq->prompt_tokens);
+          usage.set_completion_tokens(seq->generated);
+          seq->sink->OnFinish(v1::FINISH_REASON_ERROR, usage,
+                              MarkResumable(absl::UnavailableError(
+                                  "decode worker draining: the request resumes elsewhere")));
+          pool_->Release(seq->kv);
+        }
+        sequences_.clear();
+        waiting_.clear();
       }
       // Leave: cancelled sequences. Join: waiting ones, up to the bound.
       std::vector<Sequence*> kept;

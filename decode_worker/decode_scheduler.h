@@ -71,7 +71,9 @@ class DecodeSink {
 struct DecodeStart {
   uint64_t lease_id = 0;
   std::vector<int32_t> prompt;  // the whole prompt (penalties need it)
-  int32_t first_token = 0;      // sampled by the prefill worker; fed first
+  // Its last this-many tokens are the request's earlier output (a migrated request).
+  int64_t resumed_output_tokens = 0;
+  int32_t first_token = 0;  // sampled by the prefill worker; fed first
   engine::SamplingParams sampling;
   int32_t max_tokens = 16;    // completion tokens in all, the first token included
   int32_t eos_token_id = -1;  // -1: none
@@ -121,6 +123,11 @@ class DecodeScheduler {
   absl::Status Start(DecodeStart start, std::shared_ptr<DecodeSink> sink);
   // Ends a started sequence (the client left); its sink gets OnFinish(CANCELLED).
   void Cancel(uint64_t lease_id);
+  // Before a shutdown: refuses new leases, lets the sequences in flight run until `deadline`,
+  // then ends those left (and leases not started) with a resumable UNAVAILABLE
+  // (common/grpc_status.h), so that the router resumes them on another decode worker.
+  // Returns once none is left.
+  void Drain(absl::Time deadline);
 
   DecodeLoad Load() const;
 
@@ -195,6 +202,8 @@ class DecodeScheduler {
   std::deque<Sequence*> waiting_ ABSL_GUARDED_BY(mu_);
   std::vector<Sequence*> running_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // no new leases
+  bool evict_ ABSL_GUARDED_BY(mu_) = false;     // the drain's deadline passed
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evictions_reported_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread loop_;

@@ -36,6 +36,7 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
       delete this;
     }
     DecodeScheduler& scheduler_;
+    grpc::CallbackServerContext* context_ = nullptr;  // valid until OnDone
     uint64_t lease_id_ = 0;
     std::shared_ptr<DecodeStream> stream_;
   };
@@ -56,9 +57,13 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
     v1::DecodeResponse response;
     response.set_finish_reason(reason);
     *response.mutable_usage() = usage;
-    // A cancelled sequence ends its stream with CANCELLED; errors with their status.
+    // A cancelled sequence ends its stream with CANCELLED; errors with their status, and
+    // whether another decode worker may take the request over.
     grpc::Status final =
         reason == v1::FINISH_REASON_CANCELLED ? grpc::Status::CANCELLED : ToGrpcStatus(status);
+    if (!final.ok() && reason != v1::FINISH_REASON_CANCELLED) {
+      reactor_->context_->AddTrailingMetadata(kResumableTrailer, IsResumable(status) ? "1" : "0");
+    }
     Push(std::move(response), final);
   }
 
@@ -244,8 +249,9 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
 }
 
 grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
-    grpc::CallbackServerContext*, const v1::DecodeRequest* request) {
+    grpc::CallbackServerContext* context, const v1::DecodeRequest* request) {
   auto* reactor = new DecodeStream::Reactor(*scheduler_);
+  reactor->context_ = context;
   auto stream = std::make_shared<DecodeStream>(reactor);
   reactor->stream_ = stream;
   reactor->lease_id_ = request->lease_id();
@@ -261,6 +267,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
   start.last_hidden_state = request->last_hidden_state();
   start.prefill_here = request->prefill_here();
+  start.resumed_output_tokens = request->resumed_output_tokens();
   absl::Status started = scheduler_->Start(std::move(start), stream);
   if (!started.ok()) {
     DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;

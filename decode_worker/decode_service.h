@@ -65,7 +65,12 @@ class DecodeService final : public v1::Worker::CallbackService {
 
   void set_advertised_address(std::string address) { options_.advertised_address = address; }
   // Stop streaming load (drain) before the server shuts down.
-  void Drain() { watchers_->Shutdown(); }
+  // SIGTERM: the load streams end (the router stops choosing this worker), requests in
+  // flight run until `deadline`, the rest resume on other decode workers.
+  void Drain(absl::Time deadline) {
+    watchers_->Shutdown();
+    scheduler_->Drain(deadline);
+  }
   DecodeScheduler& scheduler() { return *scheduler_; }
 
  private:

@@ -9,6 +9,7 @@
 #include "decode_worker/decode_service.h"
 #include "worker_common/worker_flags.h"
 
+ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
 ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
 ABSL_FLAG(bool, speculative_mtp, false,
           "MTP speculative decoding (models with an MTP layer): one draft token per step.");
@@ -53,7 +54,9 @@ int main(int argc, char** argv) {
           service->set_advertised_address(host.grpc_address());
           return absl::OkStatus();
         };
-        parts.on_draining = [&service] { service->Drain(); };
+        parts.on_draining = [&service] {
+          service->Drain(absl::Now() + absl::GetFlag(FLAGS_drain_timeout));
+        };
         return parts;
       });
 }

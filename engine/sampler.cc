@@ -62,15 +62,22 @@ RequestSampler::RequestSampler(const SamplingParams& params, int64_t vocab_size)
 
 absl::StatusOr<RequestSampler> RequestSampler::Create(const SamplingParams& params,
                                                       int64_t vocab_size,
-                                                      std::span<const int32_t> prompt) {
+                                                      std::span<const int32_t> prompt,
+                                                      int64_t resumed_output) {
   DSV3_RETURN_IF_ERROR(ValidateSamplingParams(params, vocab_size));
+  if (resumed_output < 0 || resumed_output > static_cast<int64_t>(prompt.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("resumed output of ", resumed_output,
+                                                   " tokens in a prompt of ", prompt.size()));
+  }
   RequestSampler s(params, vocab_size);
   for (int32_t t : prompt) {
     if (t < 0 || t >= vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("prompt token id ", t, " out of range"));
     }
-    s.seen_[t] = 1;
   }
+  const size_t own = prompt.size() - static_cast<size_t>(resumed_output);
+  for (size_t i = 0; i < own; ++i) s.seen_[prompt[i]] = 1;
+  for (size_t i = own; i < prompt.size(); ++i) s.Replay(prompt[i]);
   return s;
 }
 

@@ -48,8 +48,12 @@ struct SampledToken {
 
 class RequestSampler {
  public:
+  // The last `resumed_output` tokens of `prompt` are this request's own earlier output (a
+  // request resumed elsewhere, e.g. migrated from a failed worker): they count as output
+  // for the penalties, and the random stream continues after them (Replay).
   static absl::StatusOr<RequestSampler> Create(const SamplingParams& params, int64_t vocab_size,
-                                               std::span<const int32_t> prompt);
+                                               std::span<const int32_t> prompt,
+                                               int64_t resumed_output = 0);
 
   // Picks the next token from a logits row and appends it to the request's output history.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits);

@@ -48,10 +48,24 @@ constexpr absl::Duration kQuiesceTimeout = absl::Seconds(2);
 // How often a loop with nothing to compute looks at deadlines and departed callers.
 constexpr absl::Duration kIdleCheck = absl::Milliseconds(20);
 
+// The destination cannot take the KV (its decode worker died, stalled or refused):
+// ABORTED, which tells the router to resume the request on another decode worker rather
+// than retry this prefill into the same lease.
+absl::Status TransferFailed(const std::string& decode_address, const absl::Status& cause) {
+  return absl::AbortedError(
+      absl::StrCat("KV transfer to decode worker ", decode_address, " failed: ", cause.ToString()));
+}
+
 }  // namespace
 
 absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
   if (absl::Status s = model_.ValidateTokens(job->prompt, 0); !s.ok()) return s;
+  if (job->resumed_output_tokens < 0 ||
+      job->resumed_output_tokens > static_cast<int64_t>(job->prompt.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("resumed_output_tokens ",
+                                                   job->resumed_output_tokens,
+                                                   " outside the prompt of ", job->prompt.size()));
+  }
   if (static_cast<int64_t>(job->prompt.size()) > pool_->capacity_tokens()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "prompt of ", job->prompt.size(), " tokens exceeds this prefill worker's KV pool of ",
@@ -68,9 +82,7 @@ absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
   if (job->target.has_value()) {
     auto transfer = writer_.Begin(*job->target);
     if (!transfer.ok()) {
-      return absl::Status(
-          transfer.status().code(),
-          absl::StrCat("decode worker ", job->decode_address, ": ", transfer.status().message()));
+      return TransferFailed(job->decode_address, transfer.status());
     }
     active->transfer = std::move(*transfer);
   }
@@ -103,9 +115,7 @@ absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
       pending.transfer = std::move(*transfer);
     } else {
       // The job cannot write there: it fails with the reason, and so does this call.
-      result = absl::Status(
-          transfer.status().code(),
-          absl::StrCat("decode worker ", update.decode_address, ": ", transfer.status().message()));
+      result = TransferFailed(update.decode_address, transfer.status());
       pending.cancel = result;
     }
   }
@@ -400,8 +410,7 @@ void PrefillScheduler::SendRows(Active& a, int64_t first_layer, int64_t end_laye
       absl::Status s = a.transfer->PutLayerRows(static_cast<int>(layer), static_cast<int>(pos),
                                                 static_cast<int>(run), rows);
       if (!s.ok()) {
-        a.failure = absl::Status(s.code(), absl::StrCat("KV transfer to decode worker ",
-                                                        a.job->decode_address, ": ", s.message()));
+        a.failure = TransferFailed(a.job->decode_address, s);
         return;
       }
       pos += run;
@@ -416,8 +425,8 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
     // later prompts from now on.
     pool_->NameBlocks(a.kv, KvBlockHashes(options_.kv_identity, job.prompt));
   }
-  auto sampler =
-      engine::RequestSampler::Create(job.sampling, model_.config().vocab_size, job.prompt);
+  auto sampler = engine::RequestSampler::Create(job.sampling, model_.config().vocab_size,
+                                                job.prompt, job.resumed_output_tokens);
   if (!sampler.ok()) {
     a.failure = sampler.status();
     return;
@@ -447,8 +456,7 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
   DecodeLiveness::Probe probe = liveness_.ProbeFor(job.decode_address);
   if (absl::Status s = a.transfer->Flush(deadline, [&probe] { return probe.Check(); }); !s.ok()) {
-    a.failure = absl::Status(s.code(),
-                             absl::StrCat("decode worker ", job.decode_address, ": ", s.message()));
+    a.failure = TransferFailed(job.decode_address, s);
     return;
   }
   const ServingMetrics& m = Metrics();

@@ -59,6 +59,8 @@ struct PrefillJob {
   // Names the job for Update; 0: the destination is known at Submit.
   uint64_t job_id = 0;
   std::vector<int32_t> prompt;
+  // The last this-many prompt tokens are the request's earlier output (a migrated request).
+  int64_t resumed_output_tokens = 0;
   engine::SamplingParams sampling;
   int32_t logprobs = 0;
   std::optional<transport::KvWriteTarget> target;  // absent: comes with Update

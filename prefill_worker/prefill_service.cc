@@ -85,6 +85,7 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
   job->request_id = request->request_id();
   job->job_id = request->job_id();
   job->prompt.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
+  job->resumed_output_tokens = request->resumed_output_tokens();
   job->sampling = worker::ToEngineSampling(request->sampling());
   job->logprobs = request->sampling().logprobs();
   job->deadline = std::min(job->deadline, absl::FromChrono(context->deadline()));

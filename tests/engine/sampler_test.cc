@@ -93,6 +93,39 @@ TEST(SamplerTest, Penalties) {
   EXPECT_EQ(ps->Sample(logits)->token, 1);
 }
 
+// A request resumed elsewhere with its output so far appended to the prompt continues as
+// if nothing had happened: the same random stream, the same penalties.
+TEST(SamplerTest, ResumedOutputContinuesTheStream) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 11;
+  p.frequency_penalty = 0.7f;
+  const auto logits = Logits({0.3, 0.3, 0.2, 0.2});
+  const std::vector<int32_t> prompt = {3, 1};
+  auto whole = RequestSampler::Create(p, 4, prompt);
+  ASSERT_TRUE(whole.ok());
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back(whole->Sample(logits)->token);
+  for (int split : {1, 17, 39}) {
+    std::vector<int32_t> resumed_prompt = prompt;
+    resumed_prompt.insert(resumed_prompt.end(), tokens.begin(), tokens.begin() + split);
+    auto resumed = RequestSampler::Create(p, 4, resumed_prompt, split);
+    ASSERT_TRUE(resumed.ok());
+    for (int i = split; i < 40; ++i) {
+      EXPECT_EQ(resumed->Sample(logits)->token, tokens[i]) << "split " << split << " at " << i;
+    }
+  }
+  // Without the resumed count the penalties and the stream differ.
+  std::vector<int32_t> resumed_prompt = prompt;
+  resumed_prompt.insert(resumed_prompt.end(), tokens.begin(), tokens.begin() + 17);
+  auto fresh = RequestSampler::Create(p, 4, resumed_prompt);
+  std::vector<int32_t> rest;
+  for (int i = 17; i < 40; ++i) rest.push_back(fresh->Sample(logits)->token);
+  EXPECT_NE(rest, std::vector<int32_t>(tokens.begin() + 17, tokens.end()));
+  EXPECT_FALSE(RequestSampler::Create(p, 4, prompt, 3).ok());
+  EXPECT_FALSE(RequestSampler::Create(p, 4, prompt, -1).ok());
+}
+
 TEST(SamplerTest, LogprobsAndStops) {
   SamplingParams p;
   p.top_logprobs = 2;

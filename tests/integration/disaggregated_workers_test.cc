@@ -502,7 +502,8 @@ TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWo
 }
 
 // A decode worker killed while a prompt's KV is on its way: the prefill ends with
-// UNAVAILABLE naming it within a few seconds (over TCP UCX notices the dead peer; over shared
+// ABORTED (the caller resumes the request on another decode worker) naming it within a few
+// seconds (over TCP UCX notices the dead peer; over shared
 // memory, which does not, the flush sees the decode worker's gRPC port refuse connections),
 // not at its 10 s transfer timeout, and the prefill worker serves the next request. The pool
 // is the engine's own memory here: over shared memory its puts complete only when the decode
@@ -532,7 +533,7 @@ TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePref
   const absl::Time killed = absl::Now();
   auto result = call.get();
   const absl::Duration took = absl::Now() - killed;
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable) << result.status();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted) << result.status();
   EXPECT_THAT(result.status().message(), HasSubstr(decode.address));
   EXPECT_LT(took, absl::Seconds(5)) << "the prefill waited for the dead decode worker";
   // The prefill worker is free and serves the next request (on the fixture's decode worker).
