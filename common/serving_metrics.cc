@@ -62,6 +62,12 @@ const std::vector<Definition>& Definitions() {
       {{"dsv3_reserve_seconds", MetricType::kHistogram, {"model"}, "router"},
        "Round trip of a decode worker's Reserve (KV blocks for a request), in seconds.",
        metrics::ExponentialBuckets(0.0001, 2, 16)},
+      {{"dsv3_request_migrations_total", MetricType::kCounter, {"model", "reason"}, "router"},
+       "Requests resumed on another decode worker (--migration_limit) as prompt + the tokens "
+       "streamed so far, by why: decode_failed (the decode stream broke: the worker died or "
+       "is draining), decode_stalled (the worker stopped answering), kv_transfer_failed (the "
+       "decode worker failed while the prompt's KV was sent to it).",
+       {}},
       {{"dsv3_worker_up", MetricType::kGauge, {"role", "address"}, "router"},
        "1 when the router's health checks reach the worker and it is SERVING, else 0.",
        {}},
@@ -213,6 +219,7 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .e2e_latency_seconds = histogram("dsv3_e2e_request_latency_seconds"),
       .router_overhead_seconds = histogram("dsv3_router_overhead_seconds"),
       .reserve_seconds = histogram("dsv3_reserve_seconds"),
+      .migrations = counter("dsv3_request_migrations_total"),
       .worker_up = gauge("dsv3_worker_up"),
       .router_decisions = counter("dsv3_router_decisions_total"),
       .queue_time_seconds = histogram("dsv3_request_queue_time_seconds"),

@@ -49,6 +49,7 @@ struct ServingMetrics {
   metrics::Family<metrics::Histogram>& e2e_latency_seconds;      // dsv3_e2e_request_latency_seconds
   metrics::Family<metrics::Histogram>& router_overhead_seconds;  // dsv3_router_overhead_seconds
   metrics::Family<metrics::Histogram>& reserve_seconds;          // dsv3_reserve_seconds
+  metrics::Family<metrics::Counter>& migrations;  // dsv3_request_migrations_total{model,reason}
   // --- router: worker health as the router sees it (labels role, address) -------------
   metrics::Family<metrics::Gauge>& worker_up;           // dsv3_worker_up{role,address}
   metrics::Family<metrics::Counter>& router_decisions;  // dsv3_router_decisions_total{role,reason}

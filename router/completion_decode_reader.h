@@ -45,7 +45,19 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
     if (!last) StartRead(&response_);
   }
 
+  // Whether another decode worker may take the request over: the stream broke in transport
+  // (no trailer from the worker: it died), or the worker said so (common/grpc_status.h).
+  bool Resumable(CompletionRun& run, const grpc::Status& status) const {
+    if (status.ok()) return true;          // it ended without a finish
+    if (run.DecodeStalled()) return true;  // the router ended the call (OnDecodeStalled)
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+    const auto& trailers = context_->GetServerTrailingMetadata();
+    auto it = trailers.find(kResumableTrailer);
+    return it == trailers.end() || it->second == "1";
+  }
+
   void OnDone(const grpc::Status& status) override {
+    // The run outlives this call even when Resume retires this reader into it.
     std::shared_ptr<CompletionRun> run = std::move(run_);
     absl::Status result = absl::OkStatus();
     if (!stopped_by_router_ && !saw_finish_) {
@@ -55,6 +67,15 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
         result =
             absl::UnavailableError(absl::StrCat("decode worker ", run->decode_.address,
                                                 " failed mid-stream: ", status.error_message()));
+      } else if (run->DecodeStalled() && !run->IsCancelled()) {
+        result = absl::UnavailableError(
+            absl::StrCat("decode worker ", run->decode_.address, " stopped answering mid-stream"));
+      }
+      // The worker went away (died, or shuts down): the request goes on elsewhere.
+      if (Resumable(*run, status) &&
+          run->Resume(run->DecodeStalled() ? "decode_stalled" : "decode_failed",
+                      result.ToString())) {
+        return;
       }
     }
     run->Finish(result);

@@ -2,12 +2,14 @@
 
 #include <optional>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
 #include "router/completion_decode_reader.h"
+#include "router/worker_notices.h"
 
 namespace dsv3::router {
 namespace {
@@ -36,12 +38,14 @@ CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int ind
       on_done_(std::move(on_done)),
       text_(plan_->return_text ? plan_->tokenizer : nullptr,
             std::vector<std::string>(plan_->sampling.stop().begin(), plan_->sampling.stop().end()),
-            !plan_->sampling.has_skip_special_tokens() || plan_->sampling.skip_special_tokens()) {}
+            !plan_->sampling.has_skip_special_tokens() || plan_->sampling.skip_special_tokens()),
+      prompt_(plan_->prompt),
+      sampling_(plan_->sampling) {}
 
 CompletionRun::~CompletionRun() = default;
 
 PickHint CompletionRun::Hint() const {
-  return PickHint{plan_->kv_names, static_cast<int64_t>(plan_->prompt.size())};
+  return PickHint{plan_->kv_names, static_cast<int64_t>(prompt_.size())};
 }
 
 std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
@@ -50,12 +54,13 @@ std::unique_ptr<grpc::ClientContext> CompletionRun::NewContext() const {
   return ctx;
 }
 
-void CompletionRun::Start() {
+void CompletionRun::Start() { Begin(); }
+
+void CompletionRun::Begin() {
   auto decode = workers_.Pick(WorkerKind::kDecode, tried_decode_, Hint());
   if (!decode.ok()) return Finish(decode.status());
   const int64_t block_size = std::max(1, decode->info.kv_layout().block_size());
-  const int64_t suffix =
-      static_cast<int64_t>(plan_->prompt.size()) - decode->cached_blocks * block_size;
+  const int64_t suffix = static_cast<int64_t>(prompt_.size()) - decode->cached_blocks * block_size;
   prefill_on_decode_ =
       plan_->decode_prefill_max_tokens > 0 && decode->cached_blocks > 0 &&
       suffix <= plan_->decode_prefill_max_tokens &&
@@ -86,7 +91,7 @@ void CompletionRun::AfterLocalReserve() {
     if (cancelled_ || finished_) return;  // Settle frees the lease
     cached = destination_.cached_tokens();
   }
-  if (static_cast<int64_t>(plan_->prompt.size()) - cached <= plan_->decode_prefill_max_tokens &&
+  if (static_cast<int64_t>(prompt_.size()) - cached <= plan_->decode_prefill_max_tokens &&
       cached > 0) {
     Metrics().router_decisions.WithLabels({"prefill", "decode_worker"}).Increment();
     return StartDecode();
@@ -98,14 +103,109 @@ void CompletionRun::AfterLocalReserve() {
   PrefillOn(*prefill);
 }
 
+bool CompletionRun::Resume(const char* reason, const std::string& why) {
+  const int64_t remaining =
+      static_cast<int64_t>(plan_->sampling.max_tokens()) - static_cast<int64_t>(output_.size());
+  if (migrations_ >= plan_->migration_limit || remaining <= 0 || absl::Now() >= plan_->deadline) {
+    return false;
+  }
+  // A lease the failed attempt's Decode never took goes back (if its worker still answers).
+  ReleaseLease("the request migrated to another decode worker");
+  WorkerView failed;
+  int64_t failed_blocks = 0;
+  uint64_t old_watch = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_ || reserve_pending_ || prefill_pending_) return false;
+    if (!cached_prompt_tokens_.has_value() && !output_.empty()) {
+      // What the first attempt did not compute of the client's prompt.
+      cached_prompt_tokens_ = std::min<int32_t>(
+          static_cast<int32_t>(plan_->prompt.size()),
+          prefill_on_decode_ ? destination_.cached_tokens() : prefill_response_.cached_tokens());
+    }
+    failed = decode_;
+    failed_blocks = decode_assigned_;
+    ++attempt_;
+    old_watch = std::exchange(stall_watch_, 0);
+    decode_stalled_ = false;
+    if (decode_reader_ != nullptr) retired_readers_.push_back(std::move(decode_reader_));
+    reserved_ = released_ = decode_started_ = lease_shared_ = false;
+    release_not_before_ = absl::InfinitePast();
+    destination_.Clear();
+    decode_ = WorkerView{};
+    decode_assigned_ = 0;
+  }
+  if (old_watch != 0) workers_.UnwatchStall(old_watch);
+  if (!failed.address.empty()) workers_.NoteDone(failed.address, failed_blocks);
+  ++migrations_;
+  resumed_output_ = static_cast<int64_t>(output_.size());
+  prompt_ = plan_->prompt;
+  prompt_.insert(prompt_.end(), output_.begin(), output_.end());
+  sampling_.set_max_tokens(static_cast<int32_t>(remaining));
+  tried_decode_ = {failed.address};
+  tried_prefill_.clear();
+  backoff_ = absl::Milliseconds(20);
+  reserve_request_.Clear();
+  reserve_response_.Clear();
+  prefill_request_.Clear();
+  prefill_response_.Clear();
+  Metrics().migrations.WithLabels({plan_->model_name, reason}).Increment();
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "decode worker " << failed.address << " failed (" << why << "); resuming after "
+      << output_.size() << " tokens on another decode worker (migration " << migrations_ << " of "
+      << plan_->migration_limit << ")";
+  Begin();
+  return true;
+}
+
+void CompletionRun::WatchDecodeWorker(const std::string& address) {
+  int attempt = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    attempt = attempt_;
+  }
+  std::weak_ptr<CompletionRun> weak = weak_from_this();
+  const uint64_t token = workers_.WatchStall(address, [weak, attempt] {
+    if (auto self = weak.lock()) self->OnDecodeStalled(attempt);
+  });
+  bool drop = false;
+  {
+    absl::MutexLock lock(&mu_);
+    drop = finished_ || attempt != attempt_;
+    if (!drop) stall_watch_ = token;
+  }
+  if (drop) workers_.UnwatchStall(token);
+}
+
+void CompletionRun::OnDecodeStalled(int attempt) {
+  absl::MutexLock lock(&mu_);
+  if (attempt != attempt_ || finished_ || cancelled_) return;
+  stall_watch_ = 0;  // called once
+  decode_stalled_ = true;
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "decode worker " << decode_.address << " stopped answering; ending its call";
+  if (decode_reader_ != nullptr) {
+    decode_reader_->Cancel();  // OnDone resumes the request elsewhere
+  } else if (reserve_pending_ && reserve_call_ != nullptr) {
+    reserve_call_->TryCancel();  // OnReserved tries another decode worker
+  }
+}
+
+bool CompletionRun::DecodeStalled() {
+  absl::MutexLock lock(&mu_);
+  return decode_stalled_;
+}
+
 void CompletionRun::ReserveOn(WorkerView decode) {
   tried_decode_.insert(decode.address);
   // Blocks it will take: what its prefix cache lacks (as far as the router knows).
-  const int64_t blocks = std::max<int64_t>(
-      1, (static_cast<int64_t>(plan_->prompt.size()) + plan_->sampling.max_tokens()) /
-                 std::max(1, decode.info.kv_layout().block_size()) +
-             1 - decode.cached_blocks);
+  const int64_t blocks =
+      std::max<int64_t>(1, (static_cast<int64_t>(prompt_.size()) + sampling_.max_tokens()) /
+                                   std::max(1, decode.info.kv_layout().block_size()) +
+                               1 - decode.cached_blocks);
   bool over = false;
+  uint64_t old_watch = 0;
+  grpc::ClientContext* call = nullptr;
   {
     absl::MutexLock lock(&mu_);
     // The request may have ended meanwhile (a retry or a wait for capacity was under way).
@@ -115,23 +215,31 @@ void CompletionRun::ReserveOn(WorkerView decode) {
     } else {
       decode_ = decode;
       decode_assigned_ = blocks;
+      decode_stalled_ = false;
+      reserve_call_ = NewContext();
+      old_watch = std::exchange(stall_watch_, 0);
     }
   }
+  if (old_watch != 0) workers_.UnwatchStall(old_watch);
   if (over) return Settle();
+  WatchDecodeWorker(decode.address);
   workers_.NoteAssigned(decode.address, blocks);
   reserve_request_.set_request_id(plan_->request_id);
-  reserve_request_.set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
-  reserve_request_.set_max_new_tokens(plan_->sampling.max_tokens());
+  reserve_request_.set_prompt_tokens(static_cast<int32_t>(prompt_.size()));
+  reserve_request_.set_max_new_tokens(sampling_.max_tokens());
   reserve_request_.set_config_hash(plan_->config_hash);
   reserve_request_.set_lease_ms(kLeaseMs);
   if (reserve_request_.prompt_token_ids_size() == 0) {
     // The decode worker starts the lease with the cached blocks the prompt begins with.
-    reserve_request_.mutable_prompt_token_ids()->Add(plan_->prompt.begin(), plan_->prompt.end());
+    reserve_request_.mutable_prompt_token_ids()->Add(prompt_.begin(), prompt_.end());
   }
-  reserve_call_ = NewContext();
+  {
+    absl::MutexLock lock(&mu_);
+    call = reserve_call_.get();
+  }
   auto self = shared_from_this();
   reserve_sent_ = absl::Now();
-  decode.stub->async()->Reserve(reserve_call_.get(), &reserve_request_, &reserve_response_,
+  decode.stub->async()->Reserve(call, &reserve_request_, &reserve_response_,
                                 [self](grpc::Status status) { self->OnReserved(status); });
 }
 
@@ -164,7 +272,8 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
     if (prefill_on_decode_) AfterLocalReserve();
     return Settle();
   }
-  if (!IsCancelled() && Retryable(status.error_code())) {
+  const bool stalled = DecodeStalled();
+  if (!IsCancelled() && (Retryable(status.error_code()) || stalled)) {
     auto next = workers_.Pick(WorkerKind::kDecode, tried_decode_, Hint());
     if (next.ok()) return ReserveOn(*next);
     if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
@@ -175,6 +284,11 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
   {
     absl::MutexLock lock(&mu_);
     decode_address = decode_.address;
+  }
+  if (stalled && !IsCancelled()) {
+    return FailBeforeDecode(absl::UnavailableError(absl::StrCat("decode worker ", decode_address,
+                                                                " stopped answering")),
+                            /*reserve_ended=*/true);
   }
   if (IsCancelled()) {
     return FailBeforeDecode(absl::CancelledError("cancelled"), /*reserve_ended=*/true);
@@ -210,13 +324,14 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
   tried_prefill_.insert(prefill.address);
   // Tokens it will compute: what its prefix cache lacks (as far as the router knows).
   prefill_assigned_ = std::max<int64_t>(
-      1, static_cast<int64_t>(plan_->prompt.size()) -
+      1, static_cast<int64_t>(prompt_.size()) -
              prefill.cached_blocks * std::max(1, prefill.info.kv_layout().block_size()));
   workers_.NoteAssigned(prefill.address, prefill_assigned_);
   prefill_request_.set_request_id(plan_->request_id);
   if (prefill_request_.prompt_token_ids_size() == 0) {
-    for (int32_t t : plan_->prompt) prefill_request_.add_prompt_token_ids(t);
-    *prefill_request_.mutable_sampling() = plan_->sampling;
+    prefill_request_.mutable_prompt_token_ids()->Add(prompt_.begin(), prompt_.end());
+    *prefill_request_.mutable_sampling() = sampling_;
+    prefill_request_.set_resumed_output_tokens(static_cast<int32_t>(resumed_output_));
   }
   // A fresh id per attempt: an update meant for a failed attempt cannot reach this one.
   static thread_local std::mt19937_64 rng(std::random_device{}());
@@ -258,29 +373,8 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
 
 void CompletionRun::SendUpdate(const WorkerView& prefill, uint64_t job_id,
                                const v1::KvDestination* destination, const std::string& cancel) {
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::UpdatePrefillRequest request;
-    v1::UpdatePrefillResponse response;
-  };
-  auto call = std::make_shared<Call>();
-  call->ctx.set_deadline(
-      absl::ToChronoTime(std::max(plan_->deadline, absl::Now() + absl::Seconds(1))));
-  call->request.set_job_id(job_id);
-  if (destination != nullptr) {
-    *call->request.mutable_destination() = *destination;
-  } else {
-    call->request.set_cancel_reason(cancel);
-  }
-  prefill.stub->async()->UpdatePrefill(
-      &call->ctx, &call->request, &call->response,
-      [call, request_id = plan_->request_id, address = prefill.address](grpc::Status s) {
-        // The Prefill call itself reports what became of the job.
-        if (!s.ok()) {
-          DSV3_LOG(WARNING).With("request_id", request_id)
-              << "UpdatePrefill on " << address << ": " << s.error_message();
-        }
-      });
+  SendPrefillUpdate(*prefill.stub, prefill.address, job_id, destination, cancel,
+                    std::max(plan_->deadline, absl::Now() + absl::Seconds(1)), plan_->request_id);
 }
 
 void CompletionRun::OnPrefilled(const grpc::Status& status) {
@@ -310,6 +404,11 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
     const absl::Status failure(
         FromGrpcStatus(status).code(),
         absl::StrCat("prefill worker ", address, ": ", status.error_message()));
+    // ABORTED: the KV transfer into the lease failed (the decode worker died or stalled).
+    if (status.error_code() == grpc::StatusCode::ABORTED) {
+      if (Resume("kv_transfer_failed", failure.ToString())) return;
+      return FailBeforeDecode(absl::UnavailableError(failure.message()), /*reserve_ended=*/false);
+    }
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < lease_end &&
         absl::Now() < plan_->deadline) {
       auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
@@ -332,12 +431,11 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
     logprobs.push_back(prefill_response_.first_token_logprob());
   }
   const int32_t first = prefill_response_.first_token_id();
-  const bool ends = first == plan_->eos_token_id || plan_->sampling.max_tokens() <= 1;
+  const bool ends = first == plan_->eos_token_id || sampling_.max_tokens() <= 1;
   v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
   if (ends) {
-    reason = plan_->sampling.max_tokens() <= 1 && first != plan_->eos_token_id
-                 ? v1::FINISH_REASON_LENGTH
-                 : v1::FINISH_REASON_STOP;
+    reason = sampling_.max_tokens() <= 1 && first != plan_->eos_token_id ? v1::FINISH_REASON_LENGTH
+                                                                         : v1::FINISH_REASON_STOP;
   }
   for (int32_t s : plan_->sampling.stop_token_ids()) {
     if (s == first) reason = v1::FINISH_REASON_STOP;
@@ -361,8 +459,9 @@ void CompletionRun::StartDecode() {
   v1::DecodeRequest request;
   request.set_request_id(plan_->request_id);
   request.set_first_token_id(prefill_response_.first_token_id());
-  for (int32_t t : plan_->prompt) request.add_prompt_token_ids(t);
-  *request.mutable_sampling() = plan_->sampling;
+  request.mutable_prompt_token_ids()->Add(prompt_.begin(), prompt_.end());
+  *request.mutable_sampling() = sampling_;
+  request.set_resumed_output_tokens(static_cast<int32_t>(resumed_output_));
   request.set_last_hidden_state(prefill_response_.last_hidden_state());
   request.set_eos_token_id(plan_->eos_token_id);
   request.set_prefill_here(prefill_on_decode_);
@@ -427,6 +526,7 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
       }
     }
     ++completion_tokens_;
+    output_.push_back(ids[i]);
     absl::StatusOr<CompletionText::Delta> delta = text_.Add(ids[i]);
     if (!delta.ok()) continue;  // an id outside the tokenizer: no text for it
     response.mutable_text()->append(delta->text);
@@ -449,9 +549,9 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
     u->set_prompt_tokens(static_cast<int32_t>(plan_->prompt.size()));
     u->set_completion_tokens(completion_tokens_);
     // Not computed: by the prefill worker, or (prefill_here) by the decode worker.
-    u->set_cached_prompt_tokens(prefill_on_decode_
-                                    ? (usage != nullptr ? usage->cached_prompt_tokens() : 0)
-                                    : prefill_response_.cached_tokens());
+    u->set_cached_prompt_tokens(cached_prompt_tokens_.value_or(
+        prefill_on_decode_ ? (usage != nullptr ? usage->cached_prompt_tokens() : 0)
+                           : prefill_response_.cached_tokens()));
   }
   if (!plan_->return_text) response.clear_text();
   on_response_(response);
@@ -463,22 +563,13 @@ void CompletionRun::ReleaseLease(const std::string& reason) {
   uint64_t lease_id = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (!reserved_ || released_ || !decode_.stub) return;
+    // A lease a Decode took is the sequence's now: the Decode's end frees it.
+    if (!reserved_ || released_ || decode_started_ || !decode_.stub) return;
     released_ = true;
     stub = decode_.stub;
     lease_id = destination_.lease_id();
   }
-  // Fire and forget: the lease also expires on its own.
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::ReleaseRequest request;
-    v1::ReleaseResponse response;
-  };
-  auto call = std::make_shared<Call>();
-  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  call->request.set_lease_id(lease_id);
-  call->request.set_reason(reason);
-  stub->async()->Release(&call->ctx, &call->request, &call->response, [call](grpc::Status) {});
+  SendLeaseRelease(*stub, lease_id, reason);  // the lease also expires on its own
 }
 
 void CompletionRun::Settle() {
@@ -545,13 +636,16 @@ void CompletionRun::Cancel() {
 void CompletionRun::Finish(const absl::Status& status) {
   std::string decode_address;
   int64_t decode_blocks = 0;
+  uint64_t watch = 0;
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
     decode_address = decode_.address;
     decode_blocks = decode_assigned_;
+    watch = std::exchange(stall_watch_, 0);
   }
+  if (watch != 0) workers_.UnwatchStall(watch);
   // Its blocks are free (or cached) again once the request ends.
   if (!decode_address.empty()) workers_.NoteDone(decode_address, decode_blocks);
   on_done_(status);

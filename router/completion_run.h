@@ -15,6 +15,14 @@
 // Conditional disaggregation: when the decode worker's prefix cache leaves only a short
 // suffix of the prompt (CompletionPlan::decode_prefill_max_tokens), there is no Prefill:
 // Reserve, then Decode(prefill_here), and the decode worker computes the suffix itself.
+// Migration: when the decode worker fails (the Decode stream breaks: killed, draining; or
+// the prefill worker reports ABORTED: the KV transfer into its lease failed), the request is
+// resumed (Resume) as a new attempt on another decode worker, up to
+// CompletionPlan::migration_limit times: its prompt is the original prompt + the tokens
+// streamed so far (resumed_output_tokens: the sampler continues its stream and penalties
+// after them) and its max_tokens what remains; the client's stream goes on with the next
+// token. A prefill worker's prefix cache holds the original prompt, so mostly the streamed
+// tokens are computed again.
 // Every call carries the request's deadline; Cancel() reaches the worker holding the
 // request (the Decode stream is cancelled; a running prefill gets UpdatePrefill(cancel)).
 // A lease is released only once no prefill can write into it any more (its call returned),
@@ -24,6 +32,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -58,6 +67,8 @@ struct CompletionPlan {
   // the prompt than any prefill worker's and leaves at most this many tokens to compute,
   // the decode worker computes them itself (no prefill worker, no KV transfer). 0: never.
   int32_t decode_prefill_max_tokens = 0;
+  // How many times the request may be resumed on another decode worker (see above).
+  int migration_limit = 0;
 };
 
 class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
@@ -73,6 +84,19 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
 
  private:
   class DecodeReader;
+  // Starts an attempt: picks the workers and sends the first calls.
+  void Begin();
+  // Resumes the request on another decode worker as prompt + the tokens streamed so far,
+  // once no call of the failed attempt is pending (its Decode stream ended, or its Prefill
+  // answered before any Decode). `reason` labels dsv3_request_migrations_total. False: it
+  // cannot be (limit reached, past the deadline, ended); the caller ends the request.
+  bool Resume(const char* reason, const std::string& why);
+  // Asks the registry to call OnDecodeStalled if the attempt's decode worker stops answering
+  // (a stopped or wedged process keeps its connections open: only its silence tells).
+  void WatchDecodeWorker(const std::string& address);
+  // Ends the attempt's pending Reserve or Decode stream on it; both then resume elsewhere.
+  void OnDecodeStalled(int attempt);
+  bool DecodeStalled();
   void ReserveOn(WorkerView decode);
   void OnReserved(const grpc::Status& status);
   // Every decode worker is full: try again shortly (until the deadline), as a queue would.
@@ -127,8 +151,19 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   absl::Duration backoff_ = absl::Milliseconds(20);
   std::set<std::string> tried_prefill_;
   int64_t prefill_assigned_ = 0;  // tokens noted as sent to the prefill worker
-  // The decode worker computes the prompt's uncached suffix (set in Start, before any call).
+  // The decode worker computes the prompt's uncached suffix (set in Begin, before any call).
   bool prefill_on_decode_ = false;
+  // The attempt's prompt and sampling: the plan's, and after a migration the plan's prompt +
+  // the tokens streamed before it, and the max_tokens that remain. Written only by Resume,
+  // when no call is pending.
+  std::vector<int32_t> prompt_;
+  v1::SamplingParams sampling_;
+  int64_t resumed_output_ = 0;   // tokens of prompt_ that are the request's own output
+  std::vector<int32_t> output_;  // every token streamed to the client
+  int migrations_ = 0;
+  // Usage.cached_prompt_tokens, fixed when a migration follows streamed tokens (the later
+  // attempts' prompts are not the client's).
+  std::optional<int32_t> cached_prompt_tokens_;
 
   WorkerView decode_ ABSL_GUARDED_BY(mu_);
   int64_t decode_assigned_ ABSL_GUARDED_BY(mu_) = 0;  // blocks noted as taken on decode_
@@ -136,13 +171,18 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   absl::Time last_token_time_ = absl::InfinitePast();  // for TTFT / inter-token latency
   int64_t prefill_worker_ns_ = 0;  // the prefill worker's own time, for the first response
   absl::Time reserve_sent_;        // for dsv3_reserve_seconds
-  std::unique_ptr<grpc::ClientContext> reserve_call_;  // the Reserve in flight
+  std::unique_ptr<grpc::ClientContext> reserve_call_ ABSL_GUARDED_BY(mu_);  // in flight
   v1::ReserveRequest reserve_request_;
   v1::ReserveResponse reserve_response_;
   std::unique_ptr<grpc::ClientContext> prefill_call_;  // the Prefill in flight
   v1::PrefillRequest prefill_request_;
   v1::PrefillResponse prefill_response_;
   std::unique_ptr<DecodeReader> decode_reader_ ABSL_GUARDED_BY(mu_);
+  int attempt_ ABSL_GUARDED_BY(mu_) = 0;           // incremented by Resume
+  uint64_t stall_watch_ ABSL_GUARDED_BY(mu_) = 0;  // WorkerRegistry::WatchStall's token
+  bool decode_stalled_ ABSL_GUARDED_BY(mu_) = false;
+  // Readers of failed attempts: a reader's own OnDone resumes the request, so it is kept.
+  std::vector<std::unique_ptr<DecodeReader>> retired_readers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dsv3::router

@@ -31,6 +31,10 @@ ABSL_FLAG(int, decode_prefill_max_tokens, 0,
           "of a prompt than any prefill worker's and leaves at most this many tokens to "
           "compute, the decode worker computes them itself in its next step (no prefill "
           "worker, no KV transfer; the step is longer for the whole batch). 0: never.");
+ABSL_FLAG(int, migration_limit, 3,
+          "How many times a request whose decode worker fails (dies, drains, or loses the KV "
+          "transfer) is resumed on another decode worker as prompt + the tokens streamed so "
+          "far; the client's stream goes on. 0: the request fails, as before migration.");
 ABSL_FLAG(double, load_weight, 1.0,
           "kv and load policies: weight of a prefill worker's queued prompt tokens.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
@@ -67,6 +71,10 @@ int main(int argc, char** argv) {
         options.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
         options.decode_prefill_max_tokens = absl::GetFlag(FLAGS_decode_prefill_max_tokens);
         options.default_timeout = absl::GetFlag(FLAGS_request_timeout);
+        options.migration_limit = absl::GetFlag(FLAGS_migration_limit);
+        if (options.migration_limit < 0) {
+          return absl::InvalidArgumentError("--migration_limit must be >= 0");
+        }
         auto backend =
             std::make_shared<dsv3::router::RouterBackend>(options, *registry, std::move(tokenizer));
         dsv3::ServerParts parts;

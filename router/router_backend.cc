@@ -300,6 +300,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   plan->config_hash = model->config_hash();
   plan->arrival = absl::Now();
   plan->decode_prefill_max_tokens = options_.decode_prefill_max_tokens;
+  plan->migration_limit = options_.migration_limit;
   if (model->prefix_cache()) {
     plan->kv_names =
         KvBlockHashes(KvCacheIdentityOf(model->config_hash(), model->kv_layout()), plan->prompt);

@@ -25,6 +25,8 @@ struct RouterBackendOptions {
   int max_stop_strings = 16;
   // CompletionPlan::decode_prefill_max_tokens (conditional disaggregation); 0: never.
   int32_t decode_prefill_max_tokens = 0;
+  // CompletionPlan::migration_limit.
+  int migration_limit = 3;
 };
 
 class RouterBackend : public InferenceBackend {

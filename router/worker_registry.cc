@@ -156,9 +156,22 @@ void WorkerRegistry::Monitor(Worker* w) {
   }
 }
 
+uint64_t WorkerRegistry::WatchStall(const std::string& address, std::function<void()> on_stall) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t token = next_stall_watch_++;
+  stall_watches_[token] = StallWatch{address, std::move(on_stall)};
+  return token;
+}
+
+void WorkerRegistry::UnwatchStall(uint64_t token) {
+  absl::MutexLock lock(&mu_);
+  stall_watches_.erase(token);
+}
+
 void WorkerRegistry::Housekeeping() {
   absl::Time next_dns = absl::Now() + options_.dns_interval;
   while (true) {
+    std::vector<std::function<void()>> stalled;
     {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100))) return;
@@ -171,9 +184,18 @@ void WorkerRegistry::Housekeeping() {
           w->up = false;
           SetUpGauge(*w);
           if (w->stream_context != nullptr) w->stream_context->TryCancel();
+          for (auto it = stall_watches_.begin(); it != stall_watches_.end();) {
+            if (it->second.address == address) {
+              stalled.push_back(std::move(it->second.on_stall));
+              it = stall_watches_.erase(it);
+            } else {
+              ++it;
+            }
+          }
         }
       }
     }
+    for (auto& on_stall : stalled) on_stall();
     if (absl::Now() >= next_dns) {
       ResolveDns();
       next_dns = absl::Now() + options_.dns_interval;

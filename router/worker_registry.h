@@ -23,6 +23,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -107,6 +108,12 @@ class WorkerRegistry {
   std::optional<v1::WorkerInfo> ModelInfo() const;
   // Blocks until at least one prefill and one decode worker are up, or the timeout.
   bool WaitUntilReady(absl::Duration timeout) const;
+  // Calls `on_stall` once (on the registry's thread, no lock held) if the worker at
+  // `address` stops answering: it is up and its load stream goes quiet for `down_after` (a
+  // stopped or wedged process; one that dies breaks its streams instead). Returns a token
+  // for UnwatchStall, which the caller must call when it no longer needs the call.
+  uint64_t WatchStall(const std::string& address, std::function<void()> on_stall);
+  void UnwatchStall(uint64_t token);
 
  private:
   struct Worker;
@@ -125,6 +132,12 @@ class WorkerRegistry {
   // round_robin: the address chosen last, per kind.
   std::string last_pick_[2] ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  struct StallWatch {
+    std::string address;
+    std::function<void()> on_stall;
+  };
+  std::map<uint64_t, StallWatch> stall_watches_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_stall_watch_ ABSL_GUARDED_BY(mu_) = 1;
   std::thread housekeeping_;
 };
 

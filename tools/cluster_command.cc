@@ -60,6 +60,13 @@ ABSL_FLAG(int, decode_prefill_max_tokens, 0,
           "dsv3 cluster: the router's --decode_prefill_max_tokens (conditional "
           "disaggregation: a decode worker whose cache leaves at most this many prompt tokens "
           "computes them itself; 0: never).");
+ABSL_FLAG(int, migration_limit, 3,
+          "dsv3 cluster: the router's --migration_limit (how many times a request whose decode "
+          "worker fails is resumed on another; 0: it fails).");
+ABSL_FLAG(std::string, worker_drain_timeout, "",
+          "dsv3 cluster: --drain_timeout of the prefill and decode workers (on SIGTERM, how "
+          "long requests in flight run on; a decode worker's then resume elsewhere). \"\": "
+          "their default.");
 ABSL_FLAG(int, prefix_cache_max_blocks, 0,
           "dsv3 cluster: the workers' --prefix_cache_max_blocks (0: any block not in use).");
 ABSL_FLAG(std::string, engine_idle_spin, "",
@@ -299,6 +306,9 @@ int RunCluster(const std::vector<std::string>&) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
     }
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
+    if (!absl::GetFlag(FLAGS_worker_drain_timeout).empty()) {
+      argv.push_back("--drain_timeout=" + absl::GetFlag(FLAGS_worker_drain_timeout));
+    }
     if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
       argv.push_back(
           absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
@@ -330,7 +340,8 @@ int RunCluster(const std::vector<std::string>&) {
       "--decode=" + absl::StrJoin(decode_addresses, ","),
       "--router_policy=" + absl::GetFlag(FLAGS_router_policy),
       absl::StrCat("--kv_overlap_weight=", absl::GetFlag(FLAGS_kv_overlap_weight)),
-      absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens))};
+      absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens)),
+      absl::StrCat("--migration_limit=", absl::GetFlag(FLAGS_migration_limit))};
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -467,8 +478,10 @@ DSV3_REGISTER_COMMAND(
     {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
     {"workers",
      {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
-      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice"}},
-    {"router", {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens"}},
+      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice",
+      "worker_drain_timeout"}},
+    {"router",
+     {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit"}},
     {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

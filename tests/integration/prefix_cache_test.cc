@@ -282,7 +282,7 @@ TEST(PrefixCacheClusterTest, PrefillWorkerKilledMidRequestLeavesTheCacheIntact) 
 // computes the short rest itself (no prefill worker): same tokens as the engine, the
 // cached count from the decode worker, and the decision counted.
 TEST(PrefixCacheClusterTest, TheDecodeWorkerComputesAShortUncachedSuffixItself) {
-  for (const std::string model :
+  for (const std::string& model :
        {std::string(kGolden), std::string(DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-mtp")}) {
     const bool mtp = model != kGolden;
     std::vector<std::string> flags = {"--decode_prefill_max_tokens=128"};

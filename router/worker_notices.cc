@@ -1,0 +1,49 @@
+#include "router/worker_notices.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "common/logging.h"
+
+namespace dsv3::router {
+
+void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, uint64_t job_id,
+                       const v1::KvDestination* destination, const std::string& cancel_reason,
+                       absl::Time deadline, const std::string& request_id) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::UpdatePrefillRequest request;
+    v1::UpdatePrefillResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(absl::ToChronoTime(deadline));
+  call->request.set_job_id(job_id);
+  if (destination != nullptr) {
+    *call->request.mutable_destination() = *destination;
+  } else {
+    call->request.set_cancel_reason(cancel_reason);
+  }
+  prefill.async()->UpdatePrefill(
+      &call->ctx, &call->request, &call->response, [call, request_id, address](grpc::Status s) {
+        if (!s.ok()) {
+          DSV3_LOG(WARNING).With("request_id", request_id)
+              << "UpdatePrefill on " << address << ": " << s.error_message();
+        }
+      });
+}
+
+void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, const std::string& reason) {
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest request;
+    v1::ReleaseResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  call->request.set_lease_id(lease_id);
+  call->request.set_reason(reason);
+  decode.async()->Release(&call->ctx, &call->request, &call->response, [call](grpc::Status) {});
+}
+
+}  // namespace dsv3::router

@@ -1,0 +1,308 @@
+// Request migration through the whole cluster (`dsv3 cluster`, real processes): a decode
+// worker killed while it streams a request, or while a prompt's KV is on its way to it. The
+// router resumes the request on another decode worker as prompt + the tokens streamed so far
+// (--migration_limit); the client's stream goes on without an error, without a token lost or
+// repeated, and with the tokens an undisturbed run gives (greedy, and seeded sampling with
+// penalties). Every block the request held on the survivors comes back.
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "tests/integration/cluster_fixture.h"
+
+namespace dsv3 {
+namespace {
+
+using ::dsv3::testing::Cluster;
+using ::dsv3::testing::DecodeFreeBlocks;
+using ::dsv3::testing::GenerateGrpc;
+using ::dsv3::testing::GrpcResult;
+using ::dsv3::testing::IdsRequest;
+using ::dsv3::testing::kGolden;
+using ::dsv3::testing::MetricSum;
+using ::dsv3::testing::WaitForFreeBlocks;
+using Proc = ::dsv3::testing::ClusterProc;
+
+constexpr char kMigratedMidStream[] =
+    "dsv3_request_migrations_total{model=\"tiny-v3-bf16\",reason=\"decode_failed\"}";
+constexpr char kMigratedMidTransfer[] =
+    "dsv3_request_migrations_total{model=\"tiny-v3-bf16\",reason=\"kv_transfer_failed\"}";
+
+// The decode worker holding the one request in flight: the one with the fewest free blocks.
+const Proc* Holder(const std::vector<const Proc*>& alive) {
+  const Proc* holder = nullptr;
+  int fewest = 1 << 30;
+  for (const Proc* p : alive) {
+    const int free_blocks = DecodeFreeBlocks(p->grpc);
+    if (free_blocks >= 0 && free_blocks < fewest) {
+      fewest = free_blocks;
+      holder = p;
+    }
+  }
+  return holder;
+}
+
+// Gone, or a zombie its parent (`dsv3 cluster`) has not reaped yet.
+bool Exited(int pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+// Streams `request`, kills the decode worker holding it after `kill_after` tokens, reads the
+// stream to its end.
+GrpcResult StreamAndKillHolder(const Cluster& cluster, const v1::GenerateRequest& request,
+                               size_t kill_after, std::vector<const Proc*>& alive) {
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster.router(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub->Generate(&ctx, request);
+  GrpcResult r;
+  v1::GenerateResponse resp;
+  bool killed = false;
+  while (reader->Read(&resp)) {
+    r.ids.insert(r.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      r.finish = resp.finish_reason();
+      r.usage = resp.usage();
+    }
+    if (!killed && r.ids.size() >= kill_after) {
+      const Proc* victim = Holder(alive);
+      EXPECT_NE(victim, nullptr);
+      if (victim == nullptr) break;
+      kill(victim->pid, SIGKILL);
+      alive.erase(std::find(alive.begin(), alive.end(), victim));
+      killed = true;
+    }
+  }
+  r.status = reader->Finish();
+  EXPECT_TRUE(killed) << "the stream ended after " << r.ids.size() << " tokens, before the kill";
+  return r;
+}
+
+v1::GenerateRequest Sampled(const std::vector<int32_t>& prompt, int max_tokens) {
+  v1::GenerateRequest request = IdsRequest(prompt, max_tokens);
+  request.mutable_sampling()->set_temperature(1.0f);
+  request.mutable_sampling()->set_top_k(50);
+  request.mutable_sampling()->set_seed(1234);
+  request.mutable_sampling()->set_frequency_penalty(0.4f);
+  return request;
+}
+
+TEST(MigrationTest, KilledDecodeWorkerMidStreamTheStreamGoesOnUnchanged) {
+  auto cluster = Cluster::Start(kGolden, 1, 3, 18300);
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive;
+  for (int i = 0; i < cluster->Count("decode"); ++i) alive.push_back(&cluster->Get("decode", i));
+  const int free_at_start = DecodeFreeBlocks(alive[0]->grpc);
+  const std::vector<int32_t> prompt = {0, 17, 5, 99, 3};
+  constexpr int kTokens = 1500;  // ~1 s of decoding: the kill lands mid-stream
+
+  // Undisturbed runs first: the reference.
+  const GrpcResult greedy_ref = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
+  ASSERT_TRUE(greedy_ref.status.ok()) << greedy_ref.status.error_message();
+  ASSERT_EQ(greedy_ref.ids.size(), static_cast<size_t>(kTokens));
+  const GrpcResult sampled_ref = GenerateGrpc(cluster->router(), Sampled(prompt, kTokens));
+  ASSERT_TRUE(sampled_ref.status.ok()) << sampled_ref.status.error_message();
+
+  // Greedy: the decode worker dies after 100 tokens.
+  GrpcResult r = StreamAndKillHolder(*cluster, IdsRequest(prompt, kTokens), 100, alive);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_code() << ": " << r.status.error_message();
+  EXPECT_EQ(r.ids, greedy_ref.ids);
+  EXPECT_EQ(r.finish, v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(r.usage.prompt_tokens(), static_cast<int>(prompt.size()));
+  EXPECT_EQ(r.usage.completion_tokens(), kTokens);
+
+  // Seeded sampling with a frequency penalty: the same random stream and penalties go on.
+  r = StreamAndKillHolder(*cluster, Sampled(prompt, kTokens), 300, alive);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_code() << ": " << r.status.error_message();
+  EXPECT_EQ(r.ids, sampled_ref.ids);
+  EXPECT_EQ(r.usage.completion_tokens(), kTokens);
+
+  EXPECT_EQ(MetricSum(*cluster, "router", kMigratedMidStream), 2);
+  // The survivor got every block back.
+  ASSERT_EQ(alive.size(), 1u);
+  EXPECT_TRUE(WaitForFreeBlocks(alive[0]->grpc, free_at_start, absl::Seconds(5)))
+      << DecodeFreeBlocks(alive[0]->grpc) << " of " << free_at_start;
+}
+
+// SIGTERM (a rolling update, a node drain): the decode worker takes no new leases, lets its
+// requests run for --drain_timeout, then hands those left to the router, which resumes them
+// elsewhere; the client sees nothing but the tokens, and the worker exits cleanly.
+TEST(MigrationTest, DrainedDecodeWorkerHandsItsStreamsOver) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18360, 128, {"--worker_drain_timeout=300ms"});
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive = {&cluster->Get("decode", 0), &cluster->Get("decode", 1)};
+  const int free_at_start = DecodeFreeBlocks(alive[0]->grpc);
+  const std::vector<int32_t> prompt = {7, 1, 300, 42};
+  constexpr int kTokens = 1500;
+  const GrpcResult reference = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
+  ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
+
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub->Generate(&ctx, IdsRequest(prompt, kTokens));
+  std::vector<int32_t> ids;
+  v1::GenerateResponse resp;
+  const Proc* drained = nullptr;
+  while (reader->Read(&resp)) {
+    ids.insert(ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    if (drained == nullptr && ids.size() >= 50) {
+      drained = Holder(alive);
+      ASSERT_NE(drained, nullptr);
+      kill(drained->pid, SIGTERM);
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+  EXPECT_EQ(ids, reference.ids);
+  EXPECT_EQ(MetricSum(*cluster, "router", kMigratedMidStream), 1);
+  // It exits (cleanly: `dsv3 cluster` logs otherwise) once its streams are handed over.
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (!Exited(drained->pid) && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(Exited(drained->pid)) << "the drained decode worker is still running";
+  const Proc* survivor = drained == alive[0] ? alive[1] : alive[0];
+  EXPECT_TRUE(WaitForFreeBlocks(survivor->grpc, free_at_start, absl::Seconds(5)));
+}
+
+// A decode worker that stops answering (SIGSTOP: its connections stay open, only its load
+// stream goes quiet) is taken out by the router's watchdog, and its stream resumes elsewhere.
+// When it comes back, its cancelled sequence's blocks are free and it serves again.
+TEST(MigrationTest, StoppedDecodeWorkerIsDetectedAndItsStreamGoesOn) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18380);
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive = {&cluster->Get("decode", 0), &cluster->Get("decode", 1)};
+  const int free_at_start = DecodeFreeBlocks(alive[0]->grpc);
+  const std::vector<int32_t> prompt = {5, 8, 13, 21};
+  constexpr int kTokens = 1500;
+  const GrpcResult reference = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
+  ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
+
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub->Generate(&ctx, IdsRequest(prompt, kTokens));
+  std::vector<int32_t> ids;
+  v1::GenerateResponse resp;
+  const Proc* stopped = nullptr;
+  absl::Duration longest_gap;
+  absl::Time last = absl::Now();
+  while (reader->Read(&resp)) {
+    ids.insert(ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    longest_gap = std::max(longest_gap, absl::Now() - last);
+    last = absl::Now();
+    if (stopped == nullptr && ids.size() >= 50) {
+      stopped = Holder(alive);
+      ASSERT_NE(stopped, nullptr);
+      kill(stopped->pid, SIGSTOP);
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  kill(stopped->pid, SIGCONT);
+  ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+  EXPECT_EQ(ids, reference.ids);
+  EXPECT_EQ(MetricSum(*cluster, "router",
+                      "dsv3_request_migrations_total{model=\"tiny-v3-bf16\",reason=\"decode_"
+                      "stalled\"}"),
+            1);
+  // Detected by the watchdog (1.2 s of silence), not by the request's deadline.
+  EXPECT_LT(longest_gap, absl::Seconds(5));
+  // Resumed, it frees what the cancelled sequence held and rejoins.
+  for (const Proc* p : alive) {
+    EXPECT_TRUE(WaitForFreeBlocks(p->grpc, free_at_start, absl::Seconds(10)))
+        << p->grpc << ": " << DecodeFreeBlocks(p->grpc) << " of " << free_at_start;
+  }
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (MetricSum(*cluster, "router",
+                   absl::StrCat("dsv3_worker_up{role=\"decode\",address=\"", stopped->grpc,
+                                "\"}")) != 1 &&
+         absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  GrpcResult again = GenerateGrpc(cluster->router(), IdsRequest(prompt, 16));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.ids, std::vector<int32_t>(reference.ids.begin(), reference.ids.begin() + 16));
+}
+
+// --migration_limit=0: the stream fails fast and clearly, as before migration, and the
+// cluster serves on.
+TEST(MigrationTest, WithoutMigrationAKilledDecodeWorkerFailsItsStreamFast) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18320, 128, {"--migration_limit=0"});
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive = {&cluster->Get("decode", 0), &cluster->Get("decode", 1)};
+  const absl::Time start = absl::Now();
+  GrpcResult r = StreamAndKillHolder(*cluster, IdsRequest({0, 17, 5}, 1800), 2, alive);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), ::testing::HasSubstr("failed mid-stream"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_LE(MetricSum(*cluster, "router", kMigratedMidStream), 0);  // -1: no such series
+  absl::SleepFor(absl::Seconds(2));                                 // the router notices
+  const testing::Golden g = testing::GoldenCases()[0];
+  GrpcResult ok = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, 8));
+  ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.ids, g.greedy);
+}
+
+// The decode worker dies after it granted the lease, while the prompt is in the prefill
+// worker (frozen there so the kill lands before the KV is sent): the transfer fails, the
+// prefill worker answers ABORTED, and the router resumes the request on the other decode
+// worker. The prefix cache is on: the survivors' books balance, and the prompt is a cache
+// hit afterwards.
+TEST(MigrationTest, KilledDecodeWorkerDuringTheKvTransferTheRequestGoesElsewhere) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18340);
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive = {&cluster->Get("decode", 0), &cluster->Get("decode", 1)};
+  const Proc& prefill = cluster->Get("prefill");
+  const int free_at_start = DecodeFreeBlocks(alive[0]->grpc);
+  std::vector<int32_t> prompt(200);  // three full 64-token blocks
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 37 + 11) % 900);
+  const std::vector<int32_t> expected = testing::Generate(kGolden, prompt, 8);
+  ASSERT_EQ(expected.size(), 8u);
+
+  kill(prefill.pid, SIGSTOP);
+  GrpcResult r;
+  std::thread client([&] { r = GenerateGrpc(cluster->router(), IdsRequest(prompt, 8)); });
+  // The Reserve is answered (the lease holds blocks) while the prompt waits in the prefill
+  // worker.
+  const Proc* victim = nullptr;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (victim == nullptr && absl::Now() < until) {
+    for (const Proc* p : alive) {
+      if (DecodeFreeBlocks(p->grpc) < free_at_start) victim = p;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_NE(victim, nullptr) << "no decode worker granted a lease";
+  kill(victim->pid, SIGKILL);
+  alive.erase(std::find(alive.begin(), alive.end(), victim));
+  kill(prefill.pid, SIGCONT);
+  client.join();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_code() << ": " << r.status.error_message();
+  EXPECT_EQ(r.ids, expected);
+  EXPECT_EQ(MetricSum(*cluster, "router", kMigratedMidTransfer), 1);
+  EXPECT_TRUE(WaitForFreeBlocks(alive[0]->grpc, free_at_start, absl::Seconds(5)))
+      << DecodeFreeBlocks(alive[0]->grpc) << " of " << free_at_start;
+  // Computed once, kept: the same prompt again is served from the prefix cache.
+  GrpcResult again = GenerateGrpc(cluster->router(), IdsRequest(prompt, 8));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.ids, expected);
+  EXPECT_GE(again.usage.cached_prompt_tokens(), 128);
+  EXPECT_TRUE(WaitForFreeBlocks(alive[0]->grpc, free_at_start, absl::Seconds(5)));
+}
+
+}  // namespace
+}  // namespace dsv3
