@@ -44,7 +44,8 @@ turns = {t["turn"]: t for t in m["ttft_by_turn"]}
 last = max(turns)
 print(f"{name:28s} hit {m['hit_rate']*100:5.1f}% (ideal {m['ideal_hit_rate']*100:5.1f}%, "
       f"{m['hit_rate_of_ideal']*100:5.1f}% of it)  TTFT p50 {j['ttft_ms']['p50']:8.1f} "
-      f"p99 {j['ttft_ms']['p99']:8.1f} ms  turn 1 p50 {turns[1]['p50_ms']:8.1f}  "
+      f"p99 {j['ttft_ms']['p99']:8.1f} ms  ITL p50 {j['itl_ms']['p50']:6.1f} "
+      f"p99 {j['itl_ms']['p99']:6.1f} ms  turn 1 p50 {turns[1]['p50_ms']:8.1f}  "
       f"turn {last} p50 {turns[last]['p50_ms']:8.1f} ms  output {j['output_token_throughput']:7.1f} "
       f"tok/s  errors {j['errors']}  ({d})")
 for line in open(d + "/decisions.txt"):
@@ -66,15 +67,18 @@ for w in "${which[@]}"; do
       done ;;
     multi)
       echo "== multi-turn: 16 conversations x 8 turns, concurrency 8 (2 prefill + 2 decode)"
-      # Policy, prefix cache, --decode_prefill_max_tokens, --kv_overlap_weight; MULTI_CONFIGS
-      # ("a b c d;e f g h") replaces the list.
+      # Policy, prefix cache, --decode_prefill_max_tokens, --kv_overlap_weight and, optional,
+      # the decode workers' --local_prefill_chunk_tokens; MULTI_CONFIGS ("a b c d;e f g h i")
+      # replaces the list.
       configs=("kv false 0 3" "round_robin true 0 3" "kv true 0 1" "kv true 128 1" "kv true 0 3"
                "kv true 128 3")
       [ -z "${MULTI_CONFIGS:-}" ] || IFS=';' read -ra configs <<<"$MULTI_CONFIGS"
       for config in "${configs[@]}"; do
         set -- $config
-        run "$1 cache=$2 decode_prefill=$3 overlap_weight=$4" 2 2 --router_policy="$1" \
-          --prefix_cache="$2" --decode_prefill_max_tokens="$3" --kv_overlap_weight="$4" -- \
+        chunk="${5:--1}"
+        run "$1 cache=$2 decode_prefill=$3 overlap_weight=$4 chunk=$chunk" 2 2 \
+          --router_policy="$1" --prefix_cache="$2" --decode_prefill_max_tokens="$3" \
+          --kv_overlap_weight="$4" --local_prefill_chunk_tokens="$chunk" -- \
           --bench_conversations 16 --bench_turns 8 --bench_concurrency 8 \
           --bench_system_tokens 256 --bench_user_tokens 48 --bench_output_tokens 32 \
           --timeout_s 600

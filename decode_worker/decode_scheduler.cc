@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -332,7 +333,7 @@ std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active
   const int64_t context = model_.config().max_position_embeddings;
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
-    if (!seq->speculative || seq->mtp_next.empty()) continue;
+    if (!seq->speculative || seq->mtp_next.empty() || !seq->pending_prompt.empty()) continue;
     // A draft only where its token could still be emitted and stored.
     if (seq->generated + 1 >= seq->max_tokens || seq->kv.num_tokens + 2 > context) continue;
     inputs.push_back(engine::MtpInput{seq->mtp_hidden, seq->mtp_next, &seq->kv, false});
@@ -356,8 +357,6 @@ std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active
 bool DecodeScheduler::FinishLocalPrefill(
     Sequence* seq, const engine::ForwardResult& out, size_t index,
     const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish) {
-  const int64_t suffix = static_cast<int64_t>(seq->pending_prompt.size());
-  const int64_t first = seq->kv.num_tokens - suffix;  // the first position computed
   absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(out.LastLogits(index));
   if (!token.ok()) {
     seq->pending_prompt.clear();
@@ -369,14 +368,8 @@ bool DecodeScheduler::FinishLocalPrefill(
   const std::vector<engine::SampledToken> emitted = {*token};
   seq->sink->OnTokens(emitted);
   if (seq->speculative) {
-    // Pending MTP rows: (h_p, token p+1) for every position the step computed.
-    const int64_t hidden = model_.config().hidden_size;
-    seq->kv.mtp_num_tokens = first;
-    seq->mtp_hidden.resize(static_cast<size_t>(suffix * hidden));
-    for (int64_t r = 0; r < suffix; ++r) {
-      std::span<const float> h = out.HiddenRow(index, r);
-      std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + r * hidden);
-    }
+    // Pending MTP rows: (h_p, token p+1) for every position the steps computed
+    // (mtp_num_tokens is still where the cached prefix ends; see KeepPrefillHidden).
     seq->mtp_next.assign(seq->pending_prompt.begin() + 1, seq->pending_prompt.end());
     seq->mtp_next.push_back(token->token);
   }
@@ -391,6 +384,18 @@ bool DecodeScheduler::FinishLocalPrefill(
   }
   seq->next_input = token->token;
   return true;
+}
+
+void DecodeScheduler::KeepPrefillHidden(Sequence* seq, const engine::ForwardResult& out,
+                                        size_t index, int64_t rows) {
+  if (!seq->speculative) return;
+  const int64_t hidden = model_.config().hidden_size;
+  const size_t at = seq->mtp_hidden.size();
+  seq->mtp_hidden.resize(at + static_cast<size_t>(rows * hidden));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::span<const float> h = out.HiddenRow(index, r);
+    std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + at + r * hidden);
+  }
 }
 
 std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<Sequence*>& batch) {
@@ -409,12 +414,24 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     seq->failed = reason == v1::FINISH_REASON_ERROR;
     finished.push_back(seq);
   };
+  // prefill_here suffixes share a budget of tokens per step; one left without sits out.
+  int64_t budget = options_.local_prefill_chunk_tokens > 0 ? options_.local_prefill_chunk_tokens
+                                                           : std::numeric_limits<int64_t>::max();
+  std::vector<int64_t> chunks;
   for (Sequence* seq : batch) {
     if (seq->kv.num_tokens + 1 > context) {
       finish(seq, v1::FINISH_REASON_CONTEXT_FULL, absl::OkStatus());
       continue;
     }
+    int64_t chunk = 0;
+    if (!seq->pending_prompt.empty()) {
+      chunk = std::min<int64_t>(
+          budget, static_cast<int64_t>(seq->pending_prompt.size()) - seq->prefill_done);
+      if (chunk <= 0) continue;
+      budget -= chunk;
+    }
     active.push_back(seq);
+    chunks.push_back(chunk);
   }
   if (active.empty()) return finished;
   const std::vector<int32_t> drafts = Draft(active);
@@ -422,8 +439,13 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   bool any_draft = false;
   for (size_t i = 0; i < active.size(); ++i) {
     if (!active[i]->pending_prompt.empty()) {
-      // prefill_here: the prompt's uncached suffix, logits for its last position only.
-      inputs.push_back(engine::SequenceInput{active[i]->pending_prompt, &active[i]->kv, false});
+      // prefill_here: the next chunk of the prompt's uncached suffix (logits for its last
+      // position only).
+      inputs.push_back(
+          engine::SequenceInput{std::span<const int32_t>(active[i]->pending_prompt)
+                                    .subspan(static_cast<size_t>(active[i]->prefill_done),
+                                             static_cast<size_t>(chunks[i])),
+                                &active[i]->kv, false});
       continue;
     }
     tokens[i] = {active[i]->next_input};
@@ -447,7 +469,11 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
     if (!seq->pending_prompt.empty()) {
-      FinishLocalPrefill(seq, *out, i, finish);
+      KeepPrefillHidden(seq, *out, i, chunks[i]);
+      seq->prefill_done += chunks[i];
+      if (seq->prefill_done == static_cast<int64_t>(seq->pending_prompt.size())) {
+        FinishLocalPrefill(seq, *out, i, finish);
+      }
       continue;
     }
     const int64_t base = seq->kv.num_tokens - static_cast<int64_t>(tokens[i].size());

@@ -48,6 +48,10 @@ struct DecodeSchedulerOptions {
   int64_t prefix_cache_max_blocks = 0;
   // Names blocks the way the router and the prefill workers do (common/kv_block_hash.h).
   KvCacheIdentity kv_identity;
+  // prefill_here: most prompt tokens all such sequences compute together in one step, so
+  // that a suffix computed here lengthens each step of the running batch by a bounded amount
+  // (chunked over several steps); 0: each suffix in one step.
+  int64_t local_prefill_chunk_tokens = 0;
 };
 
 struct LeaseGrant {
@@ -153,9 +157,11 @@ class DecodeScheduler {
     std::vector<int32_t> tokens;
     std::atomic<bool> cancelled{false};
     bool failed = false;  // ended with an error: its KV is not kept
-    // prefill_here: prompt tokens the first step computes (empty once it ran), and how many
-    // came from the prefix cache (reported in usage).
+    // prefill_here: prompt tokens the first steps compute (empty once they ran; the first
+    // prefill_done of them are computed), and how many came from the prefix cache (reported
+    // in usage).
     std::vector<int32_t> pending_prompt;
+    int64_t prefill_done = 0;
     int32_t cached_prompt_tokens = 0;
     absl::Time started;  // Start() was called: queue time runs until it joins a step
     // Speculation: MTP rows still to append (hidden states and the token after each),
@@ -172,11 +178,16 @@ class DecodeScheduler {
   void Loop();
   // One step over `batch`; returns the sequences that finished (already reported).
   std::vector<Sequence*> Step(const std::vector<Sequence*>& batch);
-  // The first step of a prefill_here sequence: its prompt suffix went through the model
-  // with the batch; samples the first token. Returns false when the sequence finished.
+  // The last step of a prefill_here sequence's suffix (its last chunk went through the model
+  // with the batch): samples the first token. Returns false when the sequence finished.
   bool FinishLocalPrefill(
       Sequence* seq, const engine::ForwardResult& out, size_t index,
       const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish);
+  // A speculating prefill_here sequence keeps the hidden states of the `rows` positions its
+  // chunk computed: with the tokens after them they give the MTP rows once the suffix is
+  // done (mtp_num_tokens stays where the cached prefix ends until then).
+  void KeepPrefillHidden(Sequence* seq, const engine::ForwardResult& out, size_t index,
+                         int64_t rows);
   // Appends each speculating sequence's pending MTP rows and returns its draft (-1: none).
   std::vector<int32_t> Draft(const std::vector<Sequence*>& active);
   // Frees the sequence's blocks; with `keep_kv`, its full blocks stay in the prefix cache.

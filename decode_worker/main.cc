@@ -11,6 +11,11 @@
 
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
 ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
+ABSL_FLAG(int, local_prefill_chunk_tokens, 64,
+          "Conditional disaggregation (the router's --decode_prefill_max_tokens): most prompt "
+          "tokens this worker computes per step for requests whose uncached suffix it computes "
+          "itself; a longer suffix is chunked over several steps, so the running batch's "
+          "steps stay short (bench/RESULTS.md). 0: each suffix in one step.");
 ABSL_FLAG(bool, speculative_mtp, false,
           "MTP speculative decoding (models with an MTP layer): one draft token per step.");
 ABSL_FLAG(std::string, kv_pool_memory, "engine",
@@ -33,6 +38,8 @@ int main(int argc, char** argv) {
         dsv3::decode::DecodeServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
+        options.scheduler.local_prefill_chunk_tokens =
+            absl::GetFlag(FLAGS_local_prefill_chunk_tokens);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);

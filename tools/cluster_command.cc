@@ -47,6 +47,9 @@ ABSL_FLAG(std::string, ucx_transports, "",
           "do not). Or name them: tcp, posix,cma,self, ...");
 ABSL_FLAG(int, kv_pool_blocks, 256, "dsv3 cluster: KV blocks per worker pool.");
 ABSL_FLAG(int, decode_max_running, 64, "dsv3 cluster: most sequences per decode step.");
+ABSL_FLAG(int, local_prefill_chunk_tokens, -1,
+          "dsv3 cluster: the decode workers' --local_prefill_chunk_tokens (prompt tokens per "
+          "step they compute for --decode_prefill_max_tokens requests); -1: their default.");
 ABSL_FLAG(bool, prefix_cache, true,
           "dsv3 cluster: the workers keep the KV of computed prefixes and reuse it (their "
           "--prefix_cache; README \"Prefix caching\").");
@@ -315,6 +318,10 @@ int RunCluster(const std::vector<std::string>&) {
     }
     if (role == "decode") {
       argv.push_back(absl::StrCat("--max_running=", absl::GetFlag(FLAGS_decode_max_running)));
+      if (absl::GetFlag(FLAGS_local_prefill_chunk_tokens) >= 0) {
+        argv.push_back(absl::StrCat("--local_prefill_chunk_tokens=",
+                                    absl::GetFlag(FLAGS_local_prefill_chunk_tokens)));
+      }
       // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).
       if (tls.find("tcp") == std::string::npos) argv.push_back("--kv_pool_memory=ucx");
       if (absl::GetFlag(FLAGS_speculative) == "mtp") argv.push_back("--speculative_mtp");
@@ -477,8 +484,8 @@ DSV3_REGISTER_COMMAND(
     RunCluster, {"model", {"model", "tokenizer", "speculative"}},
     {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
     {"workers",
-     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "prefix_cache",
-      "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice",
+     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",
+      "prefix_cache", "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice",
       "worker_drain_timeout"}},
     {"router",
      {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit"}},

@@ -279,13 +279,15 @@ TEST(PrefixCacheClusterTest, PrefillWorkerKilledMidRequestLeavesTheCacheIntact) 
 
 // Conditional disaggregation: the next turn of a chat begins with the previous prompt and
 // its answer, which only the decode worker has; with --decode_prefill_max_tokens it
-// computes the short rest itself (no prefill worker): same tokens as the engine, the
-// cached count from the decode worker, and the decision counted.
+// computes the short rest itself (no prefill worker), a chunk per step: same tokens as the
+// engine, the cached count from the decode worker, and the decision counted.
 TEST(PrefixCacheClusterTest, TheDecodeWorkerComputesAShortUncachedSuffixItself) {
   for (const std::string& model :
        {std::string(kGolden), std::string(DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-mtp")}) {
     const bool mtp = model != kGolden;
-    std::vector<std::string> flags = {"--decode_prefill_max_tokens=128"};
+    // 16 tokens a step: the suffixes below take several steps (chunked local prefill).
+    std::vector<std::string> flags = {"--decode_prefill_max_tokens=128",
+                                      "--local_prefill_chunk_tokens=16"};
     if (mtp) flags.push_back("--speculative=mtp");
     auto cluster = Cluster::Start(model, 1, 1, mtp ? 17800 : 17780, 64, flags);
     ASSERT_NE(cluster, nullptr);
