@@ -324,10 +324,15 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
       copy->sampling.set_seed(plan->sampling.seed() + static_cast<uint64_t>(i));
       run_plan = copy;
     }
+    // The group owns its runs; a run refers back to it weakly (a strong reference would keep
+    // both alive forever, with every gRPC call of the request: found by bench/soak_bench.sh).
+    // The front-end holds the group (its GenerateHandle) until the request is done.
     std::weak_ptr<RequestGroup> weak = group;
     auto run = std::make_shared<CompletionRun>(
         run_plan, i, workers_, delayed_,
-        [group](const v1::GenerateResponse& r) { group->OnResponse(r); },
+        [weak](const v1::GenerateResponse& r) {
+          if (auto g = weak.lock()) g->OnResponse(r);
+        },
         [weak](const absl::Status& s) {
           if (auto g = weak.lock()) g->OnRunDone(s);
         });
