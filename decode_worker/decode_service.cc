@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <cstring>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -164,6 +165,9 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
                        " (--kv_pool_memory=engine uses the engine's own)"));
     }
     s->pool_region_ = std::move(*region);
+    // Touched now, as the engine's own pools are populated (engine/kv_cache.cc): resident
+    // from the start, and a /dev/shm that cannot hold it faults here, not mid-request.
+    std::memset(s->pool_region_->base(), 0, s->pool_region_->length());
     auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler,
                                              s->pool_region_->base(), s->pool_region_->length());
     if (!scheduler.ok()) return scheduler.status();

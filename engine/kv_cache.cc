@@ -35,8 +35,11 @@ absl::Status KvCachePool::CheckLayout(const KvCacheLayout& layout) {
 absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
   if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
+  // Populated now: the pool is resident from the start (a worker's memory does not creep up
+  // as blocks are first used, a pool the machine cannot hold fails here, and no first-touch
+  // page fault lands on a request's path).
   void* p = ::mmap(nullptr, static_cast<size_t>(layout.total_bytes()), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", layout.total_bytes(), " bytes of KV cache"));
