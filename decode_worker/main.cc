@@ -11,7 +11,7 @@
 
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
 ABSL_FLAG(int, max_running, 64, "Most sequences in one decode step.");
-ABSL_FLAG(int, local_prefill_chunk_tokens, 64,
+ABSL_FLAG(int, local_prefill_chunk_tokens, 32,
           "Conditional disaggregation (the router's --decode_prefill_max_tokens): most prompt "
           "tokens this worker computes per step for requests whose uncached suffix it computes "
           "itself; a longer suffix is chunked over several steps, so the running batch's "
