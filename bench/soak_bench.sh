@@ -2,11 +2,12 @@
 # Soak (issue 17, RESULTS.md "Reliability"): STREAMS (default 1000) concurrent streams for
 # MINUTES (default 10) on a cluster of 2 prefill + 2 decode workers.
 #   bench/soak_bench.sh BUILD_DIR MODEL_DIR [MINUTES] [STREAMS]
-# Every 10 s the resident memory (VmRSS) of every process is sampled. Reports, against the
-# issue's targets: memory growth of each process from the end of the first minute (warm-up)
-# to the end (<= 5%), the KV blocks still used once the load is over (0), and the
-# inter-token latency p99 of the last minute against the first minute after warm-up (within
-# 20%; from the router's dsv3_inter_token_latency_seconds histogram, bucket resolution).
+# Every 10 s the resident (VmRSS) and private (USS) memory of every process is sampled.
+# Reports, against the issue's targets: memory growth of each process from the end of the
+# first minute (warm-up) to the end (<= 5%), the KV blocks still used once the load is over
+# (0), and the inter-token latency p99 of the last minute against the first minute after
+# warm-up (within 20%; from the router's dsv3_inter_token_latency_seconds histogram, bucket
+# resolution).
 # Env: PROMPT (64), OUTPUT (256), PORT (19800).
 set -euo pipefail
 build="${1:?build dir}"; model="${2:?model dir}"; minutes="${3:-10}"; streams="${4:-1000}"
@@ -38,7 +39,9 @@ while kill -0 "$bench" 2>/dev/null; do
   line="$now"
   while read -r role pid grpc http; do
     rss="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
-    line="$line $role:$pid:${rss:-0}"
+    uss="$(awk '/^Private_(Clean|Dirty)/ {n += $2} END {print n + 0}' \
+      "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)"
+    line="$line $role:$pid:${rss:-0}:${uss:-0}"
   done <"$dir/procs.txt"
   echo "$line" >>"$dir/rss.txt"
   curl -s --max-time 5 "http://127.0.0.1:$((port + 1))/metrics" |
@@ -60,15 +63,19 @@ b = json.load(open(d + "/bench.json"))
 print(f"requests: {b['requests']} sent, {b['completed']} completed, {b['errors']} failed "
       f"{dict(b['errors_by_code'])}; {b['output_token_throughput']:.0f} output tok/s")
 rows = [l.split() for l in open(d + "/rss.txt")]
-def rss_at(row):
-    return {f"{e.split(':')[0]}-{e.split(':')[1]}": int(e.split(':')[2]) for e in row[1:]}
+def mem_at(row, field):
+    return {f"{e.split(':')[0]}-{e.split(':')[1]}": int(e.split(':')[field]) for e in row[1:]}
 warm = next((r for r in rows if int(r[0]) >= 60), rows[0])
 last = rows[-2] if len(rows) > 1 else rows[-1]  # the last sample under load
-w, l = rss_at(warm), rss_at(last)
-print(f"resident memory, {warm[0]} s -> {last[0]} s (target: growth <= 5%):")
-for k in w:
-    g = (l[k] - w[k]) / max(w[k], 1) * 100
-    print(f"  {k:20s} {w[k]/1024:8.1f} MiB -> {l[k]/1024:8.1f} MiB  {g:+5.1f}%")
+# RSS counts shared pages too: a prefill worker maps the decode workers' /dev/shm KV pools
+# (UCX shared memory) and its RSS grows as it writes into more of them, though no memory is
+# added. Private (USS) is what the process alone holds.
+for field, what in ((2, "resident (RSS)"), (3, "private (USS)")):
+    w, l = mem_at(warm, field), mem_at(last, field)
+    print(f"{what} memory, {warm[0]} s -> {last[0]} s (target: growth <= 5%):")
+    for k in w:
+        g = (l[k] - w[k]) / max(w[k], 1) * 100
+        print(f"  {k:20s} {w[k]/1024:8.1f} MiB -> {l[k]/1024:8.1f} MiB  {g:+5.1f}%")
 print(f"KV blocks used after the run: {used} (target 0)")
 def hist(path):
     h = {}
