@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -24,6 +25,13 @@ absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
   s->pool_ = std::move(*pool);
   s->pool_->blocks().set_caching(options.prefix_cache);
   s->pool_->blocks().set_max_cached(options.prefix_cache_max_blocks);
+  {
+    absl::MutexLock lock(&s->mu_);
+    s->next_lease_id_ = (std::random_device{}() * uint64_t{0x9E3779B97F4A7C15} ^
+                         static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))) >>
+                        1;
+    if (s->next_lease_id_ == 0) s->next_lease_id_ = 1;
+  }
   s->loop_ = std::thread([raw = s.get()] { raw->Loop(); });
   return s;
 }
@@ -113,8 +121,10 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   if (evict_) return MarkResumable(absl::UnavailableError("decode worker draining"));
   auto it = leases_.find(start.lease_id);
   if (it == leases_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("lease ", start.lease_id, " is unknown, expired or already used"));
+    // Nothing of the request is here (the lease expired, or this worker restarted since it
+    // granted it): another decode worker can take the request.
+    return MarkResumable(absl::NotFoundError(
+        absl::StrCat("lease ", start.lease_id, " is unknown, expired or already used")));
   }
   Lease& lease = it->second;
   if (static_cast<int>(start.prompt.size()) != lease.prompt_tokens) {

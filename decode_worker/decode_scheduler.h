@@ -206,6 +206,8 @@ class DecodeScheduler {
   worker::KvEventLog kv_events_;
 
   mutable absl::Mutex mu_;
+  // Starts at random: a lease id of an earlier process on the same address (a restart) is
+  // unknown here, never another request's lease.
   uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
   // Started sequences by lease id; `waiting_` ones join `running_` at a step boundary.

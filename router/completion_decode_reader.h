@@ -50,10 +50,10 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
   bool Resumable(CompletionRun& run, const grpc::Status& status) const {
     if (status.ok()) return true;          // it ended without a finish
     if (run.DecodeStalled()) return true;  // the router ended the call (OnDecodeStalled)
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
     const auto& trailers = context_->GetServerTrailingMetadata();
     auto it = trailers.find(kResumableTrailer);
-    return it == trailers.end() || it->second == "1";
+    if (it != trailers.end()) return it->second == "1";           // the worker says
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE;  // the stream broke
   }
 
   void OnDone(const grpc::Status& status) override {

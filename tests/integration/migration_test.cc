@@ -10,13 +10,19 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "dsv3/v1/inference.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "tests/integration/cluster_fixture.h"
+#include "tests/support/subprocess.h"
 
 namespace dsv3 {
 namespace {
@@ -236,6 +242,132 @@ TEST(MigrationTest, StoppedDecodeWorkerIsDetectedAndItsStreamGoesOn) {
   GrpcResult again = GenerateGrpc(cluster->router(), IdsRequest(prompt, 16));
   ASSERT_TRUE(again.status.ok()) << again.status.error_message();
   EXPECT_EQ(again.ids, std::vector<int32_t>(reference.ids.begin(), reference.ids.begin() + 16));
+}
+
+// The same over the OpenAI API's server-sent events: the client's stream has every token once.
+TEST(MigrationTest, KilledDecodeWorkerMidStreamOverHttpSse) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18440);
+  ASSERT_NE(cluster, nullptr);
+  std::vector<const Proc*> alive = {&cluster->Get("decode", 0), &cluster->Get("decode", 1)};
+  const int free_at_start = DecodeFreeBlocks(alive[0]->grpc);
+  const std::vector<int32_t> prompt = {9, 2, 6, 5, 3};
+  constexpr int kTokens = 1500;
+  const GrpcResult reference = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
+  ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
+
+  nlohmann::json body = {{"model", "tiny-v3-bf16"}, {"prompt", prompt},   {"max_tokens", kTokens},
+                         {"temperature", 0},        {"ignore_eos", true}, {"stream", true},
+                         {"return_token_ids", true}};
+  std::string sse;
+  int status = 0;
+  std::thread client([&] {
+    httplib::Client http = cluster->Http();
+    http.set_read_timeout(60);
+    auto res = http.Post("/v1/completions", body.dump(), "application/json");
+    if (res) {
+      status = res->status;
+      sse = res->body;
+    }
+  });
+  // Kill the decode worker once the stream holds blocks there, well before its end.
+  const Proc* victim = nullptr;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (victim == nullptr && absl::Now() < until) {
+    for (const Proc* p : alive) {
+      if (DecodeFreeBlocks(p->grpc) < free_at_start) victim = p;
+    }
+  }
+  ASSERT_NE(victim, nullptr);
+  absl::SleepFor(absl::Milliseconds(100));
+  kill(victim->pid, SIGKILL);
+  client.join();
+  ASSERT_EQ(status, 200) << sse;
+  std::vector<int32_t> streamed;
+  bool done = false;
+  for (absl::string_view line : absl::StrSplit(sse, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ")) continue;
+    if (line == "[DONE]") {
+      done = true;
+      continue;
+    }
+    nlohmann::json chunk = nlohmann::json::parse(line);
+    ASSERT_FALSE(chunk.contains("error")) << line;
+    for (const auto& c : chunk["choices"]) {
+      if (c.contains("token_ids")) {
+        for (int32_t id : c["token_ids"]) streamed.push_back(id);
+      }
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(streamed, reference.ids);
+  EXPECT_EQ(MetricSum(*cluster, "router", kMigratedMidStream), 1);
+}
+
+// A rolling restart of the decode workers under 32 streams (SIGTERM, the worker drains and
+// exits, it is started again on the same ports, then the next one): no client sees an error,
+// and every stream has the tokens of an undisturbed run.
+TEST(MigrationTest, RollingRestartOfDecodeWorkersUnderLoadHasNoClientErrors) {
+  auto cluster = Cluster::Start(kGolden, 1, 2, 18460, 256, {"--worker_drain_timeout=300ms"});
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<testing::Golden> cases = testing::GoldenCases();
+  constexpr int kTokens = 400;
+  std::vector<std::vector<int32_t>> references;
+  for (const auto& g : cases) {
+    GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(g.prompt, kTokens));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    references.push_back(r.ids);
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> completed{0};
+  std::vector<std::string> failures;
+  absl::Mutex mu;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 32; ++i) {
+    clients.emplace_back([&, i] {
+      for (int n = 0; !stop.load(); ++n) {
+        const size_t c = static_cast<size_t>(i + n) % cases.size();
+        GrpcResult r = GenerateGrpc(cluster->router(), IdsRequest(cases[c].prompt, kTokens));
+        absl::MutexLock lock(&mu);
+        if (!r.status.ok()) {
+          failures.push_back(r.status.error_message());
+        } else if (r.ids != references[c]) {
+          failures.push_back(absl::StrCat("stream ", i, ": tokens differ from the reference"));
+        } else {
+          completed.fetch_add(1);
+        }
+      }
+    });
+  }
+  std::vector<testing::Subprocess> restarted;
+  for (int d = 0; d < 2; ++d) {
+    absl::SleepFor(absl::Seconds(1));
+    const Proc& worker = cluster->Get("decode", d);
+    std::ifstream cmdline(absl::StrCat("/proc/", worker.pid, "/cmdline"));
+    std::vector<std::string> argv;
+    for (std::string arg; std::getline(cmdline, arg, '\0');) argv.push_back(arg);
+    ASSERT_FALSE(argv.empty());
+    kill(worker.pid, SIGTERM);
+    const absl::Time until = absl::Now() + absl::Seconds(15);
+    while (!Exited(worker.pid) && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+    ASSERT_TRUE(Exited(worker.pid)) << "decode " << d << " did not exit on SIGTERM";
+    auto again = testing::Subprocess::Start(argv, cluster->dir() + "/decode-restarted.log");
+    ASSERT_TRUE(again.ok()) << again.status();
+    restarted.push_back(std::move(*again));
+    const std::string up =
+        absl::StrCat("dsv3_worker_up{role=\"decode\",address=\"", worker.grpc, "\"}");
+    const absl::Time back = absl::Now() + absl::Seconds(30);
+    while (MetricSum(*cluster, "router", up) != 1 && absl::Now() < back) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_EQ(MetricSum(*cluster, "router", up), 1) << "decode " << d << " did not come back";
+  }
+  absl::SleepFor(absl::Seconds(1));
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, the first: " << failures[0];
+  EXPECT_GE(completed.load(), 32);  // every client finished at least one, across restarts
+  EXPECT_GT(MetricSum(*cluster, "router", kMigratedMidStream), 0)
+      << "no stream was running on a drained worker at its deadline";
 }
 
 // --migration_limit=0: the stream fails fast and clearly, as before migration, and the
