@@ -1,0 +1,106 @@
+// CompletionRun's migration (see completion_run.h): resuming a request whose decode worker
+// failed on another one, and watching the attempt's decode worker for silence.
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/serving_metrics.h"
+#include "router/completion_decode_reader.h"
+#include "router/completion_run.h"
+namespace dsv3::router {
+
+bool CompletionRun::Resume(const char* reason, const std::string& why) {
+  const int64_t remaining =
+      static_cast<int64_t>(plan_->sampling.max_tokens()) - static_cast<int64_t>(output_.size());
+  if (migrations_ >= plan_->migration_limit || remaining <= 0 || absl::Now() >= plan_->deadline) {
+    return false;
+  }
+  // A lease the failed attempt's Decode never took goes back (if its worker still answers).
+  ReleaseLease("the request migrated to another decode worker");
+  WorkerView failed;
+  int64_t failed_blocks = 0;
+  uint64_t old_watch = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_ || reserve_pending_ || prefill_pending_) return false;
+    if (!cached_prompt_tokens_.has_value() && !output_.empty()) {
+      // What the first attempt did not compute of the client's prompt.
+      cached_prompt_tokens_ = std::min<int32_t>(
+          static_cast<int32_t>(plan_->prompt.size()),
+          prefill_on_decode_ ? destination_.cached_tokens() : prefill_response_.cached_tokens());
+    }
+    failed = decode_;
+    failed_blocks = decode_assigned_;
+    ++attempt_;
+    old_watch = std::exchange(stall_watch_, 0);
+    decode_stalled_ = false;
+    if (decode_reader_ != nullptr) retired_readers_.push_back(std::move(decode_reader_));
+    reserved_ = released_ = decode_started_ = lease_shared_ = false;
+    release_not_before_ = absl::InfinitePast();
+    destination_.Clear();
+    decode_ = WorkerView{};
+    decode_assigned_ = 0;
+  }
+  if (old_watch != 0) workers_.UnwatchStall(old_watch);
+  if (!failed.address.empty()) workers_.NoteDone(failed.address, failed_blocks);
+  ++migrations_;
+  resumed_output_ = static_cast<int64_t>(output_.size());
+  prompt_ = plan_->prompt;
+  prompt_.insert(prompt_.end(), output_.begin(), output_.end());
+  sampling_.set_max_tokens(static_cast<int32_t>(remaining));
+  tried_decode_ = {failed.address};
+  tried_prefill_.clear();
+  backoff_ = absl::Milliseconds(20);
+  reserve_request_.Clear();
+  reserve_response_.Clear();
+  prefill_request_.Clear();
+  prefill_response_.Clear();
+  Metrics().migrations.WithLabels({plan_->model_name, reason}).Increment();
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "decode worker " << failed.address << " failed (" << why << "); resuming after "
+      << output_.size() << " tokens on another decode worker (migration " << migrations_ << " of "
+      << plan_->migration_limit << ")";
+  Begin();
+  return true;
+}
+
+void CompletionRun::WatchDecodeWorker(const std::string& address) {
+  int attempt = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    attempt = attempt_;
+  }
+  std::weak_ptr<CompletionRun> weak = weak_from_this();
+  const uint64_t token = workers_.WatchStall(address, [weak, attempt] {
+    if (auto self = weak.lock()) self->OnDecodeStalled(attempt);
+  });
+  bool drop = false;
+  {
+    absl::MutexLock lock(&mu_);
+    drop = finished_ || attempt != attempt_;
+    if (!drop) stall_watch_ = token;
+  }
+  if (drop) workers_.UnwatchStall(token);
+}
+
+void CompletionRun::OnDecodeStalled(int attempt) {
+  absl::MutexLock lock(&mu_);
+  if (attempt != attempt_ || finished_ || cancelled_) return;
+  stall_watch_ = 0;  // called once
+  decode_stalled_ = true;
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "decode worker " << decode_.address << " stopped answering; ending its call";
+  if (decode_reader_ != nullptr) {
+    decode_reader_->Cancel();  // OnDone resumes the request elsewhere
+  } else if (reserve_pending_ && reserve_call_ != nullptr) {
+    reserve_call_->TryCancel();  // OnReserved tries another decode worker
+  }
+}
+
+bool CompletionRun::DecodeStalled() {
+  absl::MutexLock lock(&mu_);
+  return decode_stalled_;
+}
+
+}  // namespace dsv3::router
