@@ -65,36 +65,51 @@ bool Exited(int pid) {
   return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
 }
 
-// Streams `request`, kills the decode worker holding it after `kill_after` tokens, reads the
-// stream to its end.
-GrpcResult StreamAndKillHolder(const Cluster& cluster, const v1::GenerateRequest& request,
-                               size_t kill_after, std::vector<const Proc*>& alive) {
+// What a stream disturbed by StreamAndSignalHolder gave.
+struct Disturbed {
+  GrpcResult result;
+  const Proc* victim = nullptr;
+  absl::Duration longest_gap;  // between two responses
+};
+
+// Streams `request`, sends `signal` to the decode worker holding it after `after` tokens
+// (SIGKILL: it leaves `alive`), reads the stream to its end.
+Disturbed StreamAndSignalHolder(const Cluster& cluster, const v1::GenerateRequest& request,
+                                size_t after, int signal, std::vector<const Proc*>& alive) {
   auto stub = v1::Inference::NewStub(
       grpc::CreateChannel(cluster.router(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto reader = stub->Generate(&ctx, request);
-  GrpcResult r;
+  Disturbed d;
+  GrpcResult& r = d.result;
   v1::GenerateResponse resp;
-  bool killed = false;
+  absl::Time last = absl::Now();
   while (reader->Read(&resp)) {
     r.ids.insert(r.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    d.longest_gap = std::max(d.longest_gap, absl::Now() - last);
+    last = absl::Now();
     if (resp.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
       r.finish = resp.finish_reason();
       r.usage = resp.usage();
     }
-    if (!killed && r.ids.size() >= kill_after) {
-      const Proc* victim = Holder(alive);
-      EXPECT_NE(victim, nullptr);
-      if (victim == nullptr) break;
-      kill(victim->pid, SIGKILL);
-      alive.erase(std::find(alive.begin(), alive.end(), victim));
-      killed = true;
+    if (d.victim == nullptr && r.ids.size() >= after) {
+      d.victim = Holder(alive);
+      EXPECT_NE(d.victim, nullptr);
+      if (d.victim == nullptr) break;
+      kill(d.victim->pid, signal);
+      if (signal == SIGKILL) alive.erase(std::find(alive.begin(), alive.end(), d.victim));
     }
   }
   r.status = reader->Finish();
-  EXPECT_TRUE(killed) << "the stream ended after " << r.ids.size() << " tokens, before the kill";
-  return r;
+  EXPECT_NE(d.victim, nullptr) << "the stream ended after " << r.ids.size()
+                               << " tokens, before the signal";
+  return d;
+}
+
+GrpcResult StreamAndKillHolder(const Cluster& cluster, const v1::GenerateRequest& request,
+                               size_t kill_after, std::vector<const Proc*>& alive) {
+  return StreamAndSignalHolder(cluster, request, kill_after, SIGKILL, alive).result;
 }
 
 v1::GenerateRequest Sampled(const std::vector<int32_t>& prompt, int max_tokens) {
@@ -156,25 +171,13 @@ TEST(MigrationTest, DrainedDecodeWorkerHandsItsStreamsOver) {
   const GrpcResult reference = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
   ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
 
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub->Generate(&ctx, IdsRequest(prompt, kTokens));
-  std::vector<int32_t> ids;
-  v1::GenerateResponse resp;
-  const Proc* drained = nullptr;
-  while (reader->Read(&resp)) {
-    ids.insert(ids.end(), resp.token_ids().begin(), resp.token_ids().end());
-    if (drained == nullptr && ids.size() >= 50) {
-      drained = Holder(alive);
-      ASSERT_NE(drained, nullptr);
-      kill(drained->pid, SIGTERM);
-    }
-  }
-  const grpc::Status status = reader->Finish();
+  const Disturbed d =
+      StreamAndSignalHolder(*cluster, IdsRequest(prompt, kTokens), 50, SIGTERM, alive);
+  const Proc* drained = d.victim;
+  ASSERT_NE(drained, nullptr);
+  const grpc::Status& status = d.result.status;
   ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
-  EXPECT_EQ(ids, reference.ids);
+  EXPECT_EQ(d.result.ids, reference.ids);
   EXPECT_EQ(MetricSum(*cluster, "router", kMigratedMidStream), 1);
   // It exits (cleanly: `dsv3 cluster` logs otherwise) once its streams are handed over.
   const absl::Time until = absl::Now() + absl::Seconds(10);
@@ -197,30 +200,15 @@ TEST(MigrationTest, StoppedDecodeWorkerIsDetectedAndItsStreamGoesOn) {
   const GrpcResult reference = GenerateGrpc(cluster->router(), IdsRequest(prompt, kTokens));
   ASSERT_TRUE(reference.status.ok()) << reference.status.error_message();
 
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub->Generate(&ctx, IdsRequest(prompt, kTokens));
-  std::vector<int32_t> ids;
-  v1::GenerateResponse resp;
-  const Proc* stopped = nullptr;
-  absl::Duration longest_gap;
-  absl::Time last = absl::Now();
-  while (reader->Read(&resp)) {
-    ids.insert(ids.end(), resp.token_ids().begin(), resp.token_ids().end());
-    longest_gap = std::max(longest_gap, absl::Now() - last);
-    last = absl::Now();
-    if (stopped == nullptr && ids.size() >= 50) {
-      stopped = Holder(alive);
-      ASSERT_NE(stopped, nullptr);
-      kill(stopped->pid, SIGSTOP);
-    }
-  }
-  const grpc::Status status = reader->Finish();
+  const Disturbed d =
+      StreamAndSignalHolder(*cluster, IdsRequest(prompt, kTokens), 50, SIGSTOP, alive);
+  const Proc* stopped = d.victim;
+  ASSERT_NE(stopped, nullptr);
   kill(stopped->pid, SIGCONT);
+  const grpc::Status& status = d.result.status;
+  const absl::Duration longest_gap = d.longest_gap;
   ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
-  EXPECT_EQ(ids, reference.ids);
+  EXPECT_EQ(d.result.ids, reference.ids);
   EXPECT_EQ(MetricSum(*cluster, "router",
                       "dsv3_request_migrations_total{model=\"tiny-v3-bf16\",reason=\"decode_"
                       "stalled\"}"),
