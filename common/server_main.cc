@@ -25,6 +25,7 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
     return 1;
   }
   options.add_http_routes = parts->add_http_routes;
+  options.ready = parts->ready;
   std::vector<grpc::Service*> services;
   for (auto& s : parts->services) services.push_back(s.get());
   absl::StatusOr<std::unique_ptr<ServiceHost>> host =
@@ -42,6 +43,7 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
     }
   }
   (*host)->WaitForTerminationSignal();
+  (*host)->BeginDrain();
   if (parts->on_draining) parts->on_draining();
   (*host)->Shutdown();
   if (parts->on_stopped) parts->on_stopped();

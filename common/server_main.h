@@ -25,10 +25,13 @@ struct ServerParts {
   std::vector<std::shared_ptr<void>> keep_alive;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::function<void(httplib::Server&)> add_http_routes;
+  // Readiness beyond "listening and not draining" (ServiceHostOptions::ready).
+  std::function<bool()> ready;
   // Runs after the servers listen and before waiting for a signal (e.g. start workers).
   std::function<absl::Status(ServiceHost&)> on_started;
-  // Runs on a termination signal before the gRPC drain (stop streaming load, refuse new
-  // work), and after it (stop background threads).
+  // Run on a termination signal, once the host reports not ready and refuses new HTTP
+  // work: before the gRPC drain (refuse new work, let what runs finish), and after it
+  // (stop background threads).
   std::function<void()> on_draining;
   std::function<void()> on_stopped;
 };

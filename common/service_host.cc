@@ -27,6 +27,13 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
 
 namespace dsv3 {
+namespace {
+
+constexpr char kDrainingJson[] =
+    R"({"error":{"message":"the server is shutting down; retry on another replica",)"
+    R"("type":"service_unavailable_error","param":null,"code":null}})";
+
+}  // namespace
 
 ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role) {
   LogConfig log;
@@ -87,12 +94,40 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
         absl::StrCat("cannot listen for gRPC on ", opts.host, ":", opts.grpc_port));
   }
 
-  // HTTP: /metrics plus the binary's own routes.
+  // HTTP: /metrics, the probes, plus the binary's own routes.
   host->http_server_ = std::make_unique<httplib::Server>();
   host->http_server_->Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics::Registry::Default().Expose(),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
+  host->http_server_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"live"})", "application/json");
+  });
+  ServiceHost* self = host.get();
+  host->http_server_->Get("/health/ready", [self](const httplib::Request&, httplib::Response& res) {
+    if (self->ready_reported_.load()) {
+      res.set_content(R"({"status":"ready"})", "application/json");
+    } else {
+      res.status = 503;
+      res.set_content(self->draining() ? kDrainingJson
+                                       : R"({"error":{"message":"not ready to take work",)"
+                                         R"("type":"service_unavailable_error",)"
+                                         R"("param":null,"code":null}})",
+                      "application/json");
+    }
+  });
+  // While draining, new work gets 503 (OpenAI's error JSON: the router's clients read it)
+  // and the connection closes, so that clients open their next one elsewhere.
+  host->http_server_->set_pre_routing_handler(
+      [self](const httplib::Request& req, httplib::Response& res) {
+        if (!self->draining() || req.path == "/metrics" || req.path == "/health/live") {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        res.status = 503;
+        res.set_header("Connection", "close");
+        res.set_content(kDrainingJson, "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      });
   if (opts.add_http_routes) opts.add_http_routes(*host->http_server_);
   if (opts.http_port == 0) {
     host->http_port_ = host->http_server_->bind_to_any_port(opts.host);
@@ -109,7 +144,12 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   host->http_thread_ =
       std::thread([server = host->http_server_.get()] { server->listen_after_bind(); });
 
-  host->SetServing(true);
+  host->SetHealth(kLivenessService, true);
+  {
+    absl::MutexLock lock(&host->mu_);
+    host->UpdateReadiness(/*first=*/true);
+  }
+  host->readiness_thread_ = std::thread([self] { self->WatchReadiness(); });
   DSV3_LOG(INFO) << "listening: grpc " << opts.host << ":" << host->grpc_port_ << ", http "
                  << opts.host << ":" << host->http_port_;
 
@@ -130,10 +170,41 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   return host;
 }
 
-void ServiceHost::SetServing(bool serving) {
+void ServiceHost::SetHealth(const char* service, bool serving) {
   if (grpc_server_ == nullptr) return;
   grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
-  if (health != nullptr) health->SetServingStatus(serving);
+  if (health != nullptr) health->SetServingStatus(service, serving);
+}
+
+bool ServiceHost::Ready() const { return !draining() && (!options_.ready || options_.ready()); }
+
+void ServiceHost::UpdateReadiness(bool first) {
+  const bool ready = Ready();
+  if (!first && ready == ready_reported_.load()) return;
+  if (!first || !ready) {
+    DSV3_LOG(INFO) << (ready ? "ready" : "not ready") << (draining() ? " (draining)" : "");
+  }
+  SetHealth("", ready);
+  SetHealth(kReadinessService, ready);
+  ready_reported_.store(ready);
+}
+
+void ServiceHost::WatchReadiness() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.ready_interval);
+    if (!stopping_) UpdateReadiness(false);
+  }
+}
+
+void ServiceHost::BeginDrain() {
+  if (draining_.exchange(true)) return;
+  // At once, not at the next readiness poll: the probes see it now.
+  absl::MutexLock lock(&mu_);
+  SetHealth("", false);
+  SetHealth(kReadinessService, false);
+  ready_reported_.store(false);
+  DSV3_LOG(INFO) << "draining: not ready, no new work";
 }
 
 int ServiceHost::WaitForTerminationSignal() {
@@ -151,7 +222,13 @@ int ServiceHost::WaitForTerminationSignal() {
 void ServiceHost::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  SetServing(false);
+  BeginDrain();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (readiness_thread_.joinable()) readiness_thread_.join();
+  SetHealth(kLivenessService, false);
   if (grpc_server_ != nullptr) {
     // New calls are refused at once; in-flight ones get until the deadline.
     grpc_server_->Shutdown(std::chrono::system_clock::now() +

@@ -5,6 +5,11 @@
 // with /metrics (plus whatever routes the binary adds), a ready file for launchers and
 // tests, and a clean shutdown on SIGTERM/SIGINT (stop taking work, drain, exit 0).
 //
+// Liveness and readiness are apart, as Kubernetes probes them: grpc.health.v1 service
+// "liveness" (HTTP GET /health/live) is SERVING while the process serves at all;
+// "readiness" (GET /health/ready) and "" only while it can take new work: the binary's
+// `ready` check holds (the router: it sees workers for a model) and it is not draining.
+//
 //   dsv3::BlockTerminationSignals();            // first thing in main, before any thread
 //   ... parse flags ...
 //   auto host = dsv3::ServiceHost::Start(options, {&my_service});
@@ -13,6 +18,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace httplib {
@@ -43,7 +50,15 @@ struct ServiceHostOptions {
   std::function<void(httplib::Server&)> add_http_routes;
   // Lets a binary tune the gRPC server (message sizes, thread pools) before it starts.
   std::function<void(grpc::ServerBuilder&)> configure_grpc;
+  // Whether the process can take new work, asked every `ready_interval`; empty: always,
+  // once listening.
+  std::function<bool()> ready;
+  absl::Duration ready_interval = absl::Milliseconds(250);
 };
+
+// grpc.health.v1 service names the probes ask for.
+inline constexpr char kLivenessService[] = "liveness";
+inline constexpr char kReadinessService[] = "readiness";
 
 // Reads the flags every server binary has (--host, --grpc_port, --http_port, --ready_file,
 // --drain_timeout, --log_level, --log_json) into options and configures logging.
@@ -51,8 +66,8 @@ ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role);
 
 class ServiceHost {
  public:
-  // Starts both servers and marks the health service SERVING. `services` must outlive
-  // the host.
+  // Starts both servers and reports live (and ready, as `ready` says). `services` must
+  // outlive the host.
   static absl::StatusOr<std::unique_ptr<ServiceHost>> Start(
       ServiceHostOptions options, const std::vector<grpc::Service*>& services);
   ~ServiceHost();
@@ -63,19 +78,27 @@ class ServiceHost {
   int http_port() const { return http_port_; }
   std::string grpc_address() const;
 
-  // Health of the whole process ("" service) as grpc.health.v1 reports it.
-  void SetServing(bool serving);
+  // Stops taking new work while the calls in flight go on: readiness turns NOT_SERVING and
+  // new HTTP requests (but /metrics and /health/live) get 503 with Connection: close.
+  // Liveness stays SERVING. Idempotent.
+  void BeginDrain();
+  bool draining() const { return draining_.load(); }
 
   // Blocks until SIGTERM or SIGINT arrives (BlockTerminationSignals must have run first).
   // Returns the signal number.
   int WaitForTerminationSignal();
 
-  // Reports NOT_SERVING, lets in-flight calls finish up to the drain timeout (then cancels
-  // them), stops HTTP. Idempotent.
+  // BeginDrain, then lets in-flight gRPC calls finish up to the drain timeout (then cancels
+  // them), stops HTTP and reports NOT_SERVING everywhere. Idempotent.
   void Shutdown();
 
  private:
   explicit ServiceHost(ServiceHostOptions options);
+  bool Ready() const;
+  void SetHealth(const char* service, bool serving);
+  // Reports readiness when it changed (or `first`). mu_ held.
+  void UpdateReadiness(bool first);
+  void WatchReadiness();  // the readiness thread
 
   ServiceHostOptions options_;
   std::unique_ptr<grpc::Server> grpc_server_;
@@ -84,6 +107,11 @@ class ServiceHost {
   int grpc_port_ = 0;
   int http_port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> ready_reported_{false};
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread readiness_thread_;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts afterwards,

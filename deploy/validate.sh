@@ -101,7 +101,15 @@ for r in default default-operator cpu gpu; do
     [ "$(count "$r" "^ +$probe:$")" = "$workloads" ] || fail "$r: $probe missing on a workload"
   done
   [ "$(count "$r" '^ +grpc:$')" = "$((3 * workloads))" ] || fail "$r: a probe is not a grpc: probe"
+  # Liveness apart from readiness: startup and liveness ask "liveness", readiness "readiness".
+  [ "$(count "$r" '^ +service: liveness$')" = "$((2 * workloads))" ] ||
+    fail "$r: startup and liveness probes must ask the liveness service"
+  [ "$(count "$r" '^ +service: readiness$')" = "$workloads" ] ||
+    fail "$r: readiness probes must ask the readiness service"
 done
+# The router serves on through its preStop delay while it leaves the Service's endpoints.
+has default 'command: \["/bin/sleep", "5"\]'
+[ "$(count default 'preStop:')" = 1 ] || fail "default: only the router has a preStop hook"
 hasnt default 'kind: ServiceMonitor'       # no operator API, no monitor
 has default 'nvidia.com/gpu: 1'
 has default '^kind: StatefulSet$'

@@ -1,6 +1,7 @@
 // dsv3-router: the public entry point (gRPC dsv3.v1.Inference and the OpenAI-compatible
 // HTTP API), tokenizer and chat template, worker discovery and choice, streaming.
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
@@ -8,6 +9,8 @@
 #include "router/front_ends.h"
 #include "router/router_backend.h"
 #include "router/worker_registry.h"
+
+ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
 
 ABSL_FLAG(std::string, tokenizer, "",
           "Directory with tokenizer.json (+ tokenizer_config.json); empty: serve token ids only.");
@@ -82,6 +85,11 @@ int main(int argc, char** argv) {
         parts.keep_alive.push_back(backend);
         parts.keep_alive.push_back(registry);
         dsv3::router::AddFrontEnds(*backend, parts);
+        parts.ready = [backend = backend.get()] { return backend->Ready(); };
+        // Streams in flight finish (up to --drain_timeout) before the gRPC server stops.
+        parts.on_draining = [backend = backend.get()] {
+          backend->Drain(absl::Now() + absl::GetFlag(FLAGS_drain_timeout));
+        };
         return parts;
       });
 }

@@ -244,7 +244,14 @@ absl::StatusOr<std::vector<int32_t>> RouterBackend::PromptIds(const v1::Generate
 
 absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
     const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
-  auto handle = StartGenerate(request, std::move(observer));
+  absl::StatusOr<std::shared_ptr<GenerateHandle>> handle;
+  if (absl::Status admitted = in_flight_.Admit(); !admitted.ok()) {
+    handle = admitted;
+  } else {
+    uint64_t id = 0;
+    handle = StartGenerate(request, in_flight_.Track(std::move(observer), &id));
+    in_flight_.Started(id, handle.ok() ? *handle : nullptr);
+  }
   if (!handle.ok()) {
     // Refused before it started: counted here (started requests count when they end).
     auto model = ServedModel("");
@@ -256,6 +263,10 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
   }
   return handle;
 }
+
+bool RouterBackend::Ready() { return ListModels().models_size() > 0; }
+
+int RouterBackend::Drain(absl::Time deadline) { return in_flight_.Drain(deadline); }
 
 absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {

@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "router/delayed_tasks.h"
+#include "router/in_flight_requests.h"
 #include "router/inference_backend.h"
 #include "router/worker_registry.h"
 #include "tokenizer/chat_template.h"
@@ -42,6 +43,12 @@ class RouterBackend : public InferenceBackend {
   absl::StatusOr<v1::ModelInfo> GetModelInfo(const std::string& model) override;
   std::string TokenText(const std::string& model, int32_t token_id) override;
 
+  // Whether the router can serve: it sees prefill and decode workers for a model.
+  bool Ready();
+  // On SIGTERM: refuses new requests (UNAVAILABLE) and lets those in flight run until
+  // `deadline`, then ends them with UNAVAILABLE. Returns how many it ended so.
+  int Drain(absl::Time deadline);
+
  private:
   absl::StatusOr<std::shared_ptr<GenerateHandle>> StartGenerate(
       const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer);
@@ -53,6 +60,7 @@ class RouterBackend : public InferenceBackend {
 
   const RouterBackendOptions options_;
   WorkerRegistry& workers_;
+  InFlightRequests in_flight_;
   DelayedTasks delayed_;  // requests waiting for KV capacity
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<tokenizer::ChatTemplate> chat_template_;

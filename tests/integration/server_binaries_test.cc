@@ -1,5 +1,6 @@
 // Starts each real server binary on 127.0.0.1 and talks to it over the wire: grpc.health.v1
-// over a real socket, /metrics over HTTP (checked by promtool), SIGTERM drains and exits 0.
+// (liveness, readiness) over a real socket, /health/live and /health/ready and /metrics over
+// HTTP (checked by promtool), SIGTERM drains and exits 0.
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -32,6 +33,8 @@ struct ServerCase {
   std::string role;
   bool needs_model = false;
   std::vector<std::string> args = {};
+  // Ready to take work on its own; a router is not before it sees workers.
+  bool ready_alone = true;
 };
 const char kModel[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
 void PrintTo(const ServerCase& c, std::ostream* os) { *os << c.binary; }
@@ -54,12 +57,14 @@ class ServerBinaryTest : public ::testing::TestWithParam<ServerCase> {
     info_ = *info;
   }
 
-  grpc::health::v1::HealthCheckResponse::ServingStatus Check(grpc::Status* status) {
+  grpc::health::v1::HealthCheckResponse::ServingStatus Check(grpc::Status* status,
+                                                             const std::string& service = "") {
     auto channel = grpc::CreateChannel(info_.grpc, grpc::InsecureChannelCredentials());
     auto stub = grpc::health::v1::Health::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
     grpc::health::v1::HealthCheckResponse response;
     *status = stub->Check(&ctx, request, &response);
     return response.status();
@@ -74,16 +79,28 @@ TEST_P(ServerBinaryTest, HealthMetricsAndCleanShutdown) {
   EXPECT_EQ(info_.role, GetParam().role);
   EXPECT_EQ(info_.pid, process_->pid());
 
-  // grpc.health.v1 over a real socket.
+  // grpc.health.v1 over a real socket: live, and ready unless it needs peers it lacks (a
+  // router with no workers is not ready: Kubernetes sends it no traffic).
+  using Health = grpc::health::v1::HealthCheckResponse;
+  const Health::ServingStatus want_ready =
+      GetParam().ready_alone ? Health::SERVING : Health::NOT_SERVING;
   grpc::Status status;
-  EXPECT_EQ(Check(&status), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(Check(&status, "liveness"), Health::SERVING);
   EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Check(&status, "readiness"), want_ready);
+  EXPECT_EQ(Check(&status, ""), want_ready);
 
-  // /metrics over HTTP, valid for promtool.
+  // The same over HTTP, then /metrics, valid for promtool.
   std::vector<std::string> http = absl::StrSplit(info_.http, ':');
   ASSERT_EQ(http.size(), 2u);
   httplib::Client client(http[0], std::stoi(http[1]));
   client.set_connection_timeout(5);
+  auto live = client.Get("/health/live");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  auto ready = client.Get("/health/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, GetParam().ready_alone ? 200 : 503) << ready->body;
   auto res = client.Get("/metrics");
   ASSERT_TRUE(res) << "no HTTP answer from " << info_.http;
   EXPECT_EQ(res->status, 200);
@@ -109,8 +126,9 @@ TEST_P(ServerBinaryTest, HealthMetricsAndCleanShutdown) {
 INSTANTIATE_TEST_SUITE_P(
     AllServers, ServerBinaryTest,
     ::testing::Values(
-        ServerCase{"dsv3-router", "router"}, ServerCase{"dsv3-prefill", "prefill", true},
-        ServerCase{"dsv3-decode", "decode", true}, ServerCase{"dsv3-expert", "expert", true},
+        ServerCase{"dsv3-router", "router", false, {}, /*ready_alone=*/false},
+        ServerCase{"dsv3-prefill", "prefill", true}, ServerCase{"dsv3-decode", "decode", true},
+        ServerCase{"dsv3-expert", "expert", true},
         // Watches an expert worker that is not there (yet).
         ServerCase{"dsv3-rebalancer", "rebalancer", false, {"--expert_workers=127.0.0.1:1"}}),
     [](const auto& info) { return info.param.role; });

@@ -115,7 +115,9 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
-  terminationGracePeriodSeconds: {{ add (include "dsv3.seconds" $root.Values.config.drainTimeout) 15 }}
+  {{- $preStop := 0 }}
+  {{- if eq .role "router" }}{{ $preStop = include "dsv3.seconds" $root.Values.router.preStopDelay | int }}{{ end }}
+  terminationGracePeriodSeconds: {{ add (include "dsv3.seconds" $root.Values.config.drainTimeout) 15 $preStop }}
   containers:
     - name: {{ .role }}
       image: {{ include "dsv3.image" $root }}
@@ -148,21 +150,32 @@ spec:
         - name: http
           containerPort: {{ $root.Values.ports.http }}
           protocol: TCP
+      {{- if and (eq .role "router") (gt $preStop 0) }}
+      # Kubernetes takes a terminating pod out of the Service's endpoints while the preStop
+      # hook runs; only then does SIGTERM make the router refuse new requests.
+      lifecycle:
+        preStop:
+          exec:
+            command: ["/bin/sleep", "{{ $preStop }}"]
+      {{- end }}
       startupProbe:
         grpc:
           port: {{ $root.Values.ports.grpc }}
+          service: liveness
         periodSeconds: {{ $root.Values.probes.startup.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.startup.failureThreshold }}
         timeoutSeconds: {{ $root.Values.probes.startup.timeoutSeconds }}
       livenessProbe:
         grpc:
           port: {{ $root.Values.ports.grpc }}
+          service: liveness
         periodSeconds: {{ $root.Values.probes.liveness.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.liveness.failureThreshold }}
         timeoutSeconds: {{ $root.Values.probes.liveness.timeoutSeconds }}
       readinessProbe:
         grpc:
           port: {{ $root.Values.ports.grpc }}
+          service: readiness
         periodSeconds: {{ $root.Values.probes.readiness.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.readiness.failureThreshold }}
         timeoutSeconds: {{ $root.Values.probes.readiness.timeoutSeconds }}

@@ -1,0 +1,214 @@
+// A router told to stop (SIGTERM, as Kubernetes does in a rolling update): it reports not
+// ready at once (grpc.health.v1 "readiness", /health/ready) while staying live, refuses new
+// work (HTTP 503 with OpenAI's error JSON and Connection: close, gRPC UNAVAILABLE: clients
+// retry on another replica), lets the streams in flight finish, and exits 0. Streams still
+// running at --drain_timeout end with UNAVAILABLE, and the decode worker gets their blocks
+// back. And a router with no workers behind it is live but not ready.
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "dsv3/v1/inference.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/cluster_fixture.h"
+#include "tests/support/subprocess.h"
+
+namespace dsv3 {
+namespace {
+
+using ::dsv3::testing::Cluster;
+using ::dsv3::testing::DecodeFreeBlocks;
+using ::dsv3::testing::GenerateGrpc;
+using ::dsv3::testing::GrpcResult;
+using ::dsv3::testing::IdsRequest;
+using ::dsv3::testing::kGolden;
+using ::dsv3::testing::Subprocess;
+using ::dsv3::testing::WaitForFreeBlocks;
+using ::testing::HasSubstr;
+using Health = grpc::health::v1::HealthCheckResponse;
+
+// grpc.health.v1 Check of `service`; UNKNOWN when the call fails.
+Health::ServingStatus Check(const std::string& address, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  Health response;
+  if (!stub->Check(&ctx, request, &response).ok()) return Health::UNKNOWN;
+  return response.status();
+}
+
+bool WaitForStatus(const std::string& address, const std::string& service,
+                   Health::ServingStatus want, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (Check(address, service) != want) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+httplib::Client HttpClient(const std::string& address) {
+  std::vector<std::string> parts = absl::StrSplit(address, ':');
+  httplib::Client client(parts[0], std::stoi(parts[1]));
+  client.set_connection_timeout(5);
+  client.set_read_timeout(30);
+  return client;
+}
+
+struct Router {
+  std::optional<Subprocess> process;
+  testing::ReadyInfo info;
+};
+
+// A router of its own (the cluster's stays up), on `port` and `port` + 1.
+Router StartRouter(const Cluster& cluster, int port, const std::string& drain_timeout) {
+  const std::string dir = testing::MakeTempDir("router-drain");
+  Router router;
+  auto process = Subprocess::Start(
+      {testing::BinaryPath("dsv3-router"), absl::StrCat("--grpc_port=", port),
+       absl::StrCat("--http_port=", port + 1), "--ready_file=" + dir + "/router.ready",
+       "--prefill=" + cluster.Get("prefill").grpc, "--decode=" + cluster.Get("decode").grpc,
+       "--drain_timeout=" + drain_timeout},
+      dir + "/router.log");
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return router;
+  router.process.emplace(std::move(*process));
+  auto info = testing::WaitForReadyFile(dir + "/router.ready", *router.process, absl::Seconds(30));
+  EXPECT_TRUE(info.ok()) << info.status();
+  if (info.ok()) router.info = *info;
+  return router;
+}
+
+// Three long greedy streams at once: with --decode_max_running=1 the decode worker runs
+// them one after another, so the router has requests in flight for seconds.
+struct Streams {
+  std::vector<GrpcResult> results = std::vector<GrpcResult>(3);
+  std::vector<std::thread> threads;
+  std::vector<absl::Time> ended = std::vector<absl::Time>(3);
+
+  void Start(const std::string& router) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      threads.emplace_back([this, router, i] {
+        results[i] = GenerateGrpc(router, IdsRequest({0, 17, 5, static_cast<int32_t>(i)}, 1900));
+        ended[i] = absl::Now();
+      });
+    }
+  }
+  void Join() {
+    for (auto& t : threads) t.join();
+  }
+};
+
+// Waits until the router has requests in flight on the decode worker (blocks leased).
+bool WaitForBlocksInUse(const std::string& decode, int free_at_start) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (DecodeFreeBlocks(decode) == free_at_start) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+TEST(RouterDrainTest, SigtermRefusesNewWorkAndLetsStreamsFinish) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 18500, 128, {"--decode_max_running=1"});
+  ASSERT_NE(cluster, nullptr);
+  const std::string decode = cluster->Get("decode").grpc;
+  const int free_at_start = DecodeFreeBlocks(decode);
+  Router router = StartRouter(*cluster, 18510, "60s");
+  ASSERT_TRUE(router.process.has_value());
+  const std::string address = router.info.grpc;
+  ASSERT_TRUE(WaitForStatus(address, "readiness", Health::SERVING, absl::Seconds(10)));
+  EXPECT_EQ(Check(address, ""), Health::SERVING);
+
+  Streams streams;
+  streams.Start(address);
+  ASSERT_TRUE(WaitForBlocksInUse(decode, free_at_start));
+  const absl::Time sigterm = absl::Now();
+  router.process->Signal(SIGTERM);
+
+  // Not ready at once, still live.
+  EXPECT_TRUE(WaitForStatus(address, "readiness", Health::NOT_SERVING, absl::Seconds(1)));
+  EXPECT_EQ(Check(address, ""), Health::NOT_SERVING);
+  EXPECT_EQ(Check(address, "liveness"), Health::SERVING);
+  httplib::Client http = HttpClient(router.info.http);
+  auto live = http.Get("/health/live");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  auto ready = http.Get("/health/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+
+  // New work is refused, over HTTP and gRPC.
+  auto refused = http.Post("/v1/completions", R"({"model":"tiny-v3-bf16","prompt":[1,2,3]})",
+                           "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_THAT(refused->body, HasSubstr("\"type\":\"service_unavailable_error\""));
+  EXPECT_THAT(refused->body, HasSubstr("shutting down"));
+  EXPECT_EQ(refused->get_header_value("Connection"), "close");
+  const GrpcResult new_grpc = GenerateGrpc(address, IdsRequest({1, 2, 3}, 4), 10);
+  EXPECT_EQ(new_grpc.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << new_grpc.status.error_message();
+  const absl::Time checked = absl::Now();
+
+  // The streams in flight finish, whole, after the checks above: the router drained them.
+  streams.Join();
+  absl::Time last_end = sigterm;
+  for (size_t i = 0; i < streams.results.size(); ++i) {
+    EXPECT_TRUE(streams.results[i].status.ok())
+        << i << ": " << streams.results[i].status.error_message();
+    EXPECT_EQ(streams.results[i].ids.size(), 1900u) << i;
+    last_end = std::max(last_end, streams.ended[i]);
+  }
+  EXPECT_GT(last_end, checked) << "every stream had ended before the checks: the test did not "
+                                  "see a drain with requests in flight";
+  auto code = router.process->Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << router.process->ReadLog();
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(5)));
+}
+
+TEST(RouterDrainTest, StreamsLeftAtTheDrainTimeoutEndWithUnavailable) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 18520, 128, {"--decode_max_running=1"});
+  ASSERT_NE(cluster, nullptr);
+  const std::string decode = cluster->Get("decode").grpc;
+  const int free_at_start = DecodeFreeBlocks(decode);
+  Router router = StartRouter(*cluster, 18530, "300ms");
+  ASSERT_TRUE(router.process.has_value());
+  ASSERT_TRUE(WaitForStatus(router.info.grpc, "readiness", Health::SERVING, absl::Seconds(10)));
+
+  Streams streams;
+  streams.Start(router.info.grpc);
+  ASSERT_TRUE(WaitForBlocksInUse(decode, free_at_start));
+  router.process->Signal(SIGTERM);
+  auto code = router.process->Wait(absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << router.process->ReadLog();
+  streams.Join();
+  int cut = 0;
+  for (const GrpcResult& r : streams.results) {
+    if (r.status.ok()) continue;
+    ++cut;
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE) << r.status.error_message();
+    EXPECT_THAT(r.status.error_message(), HasSubstr("shut down"));
+  }
+  EXPECT_GE(cut, 1) << "no stream was still running at the 300 ms drain timeout";
+  EXPECT_THAT(router.process->ReadLog(), HasSubstr("drain timeout: cancelling"));
+  // What the cut requests held on the decode worker comes back.
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(10)))
+      << DecodeFreeBlocks(decode) << " of " << free_at_start;
+}
+
+}  // namespace
+}  // namespace dsv3
