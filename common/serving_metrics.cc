@@ -66,7 +66,8 @@ const std::vector<Definition>& Definitions() {
        "Requests resumed on another decode worker (--migration_limit) as prompt + the tokens "
        "streamed so far, by why: decode_failed (the decode stream broke: the worker died or "
        "is draining), decode_stalled (the worker stopped answering), kv_transfer_failed (the "
-       "decode worker failed while the prompt's KV was sent to it).",
+       "decode worker failed while the prompt's KV was sent to it); prefill_stalled: the "
+       "prompt started again on another prefill worker, its own stopped answering.",
        {}},
       {{"dsv3_worker_up", MetricType::kGauge, {"role", "address"}, "router"},
        "1 when the router's health checks reach the worker and it is SERVING, else 0.",

@@ -1,5 +1,6 @@
 // CompletionRun's migration (see completion_run.h): resuming a request whose decode worker
-// failed on another one, and watching the attempt's decode worker for silence.
+// failed on another one, watching the attempt's decode worker for silence, and starting a
+// prompt again elsewhere when its prefill worker falls silent.
 
 #include <utility>
 
@@ -101,6 +102,77 @@ void CompletionRun::OnDecodeStalled(int attempt) {
 bool CompletionRun::DecodeStalled() {
   absl::MutexLock lock(&mu_);
   return decode_stalled_;
+}
+
+void CompletionRun::WatchPrefillWorker(const std::string& address, uint64_t job_id) {
+  std::weak_ptr<CompletionRun> weak = weak_from_this();
+  const uint64_t token = workers_.WatchStall(address, [weak, job_id] {
+    if (auto self = weak.lock()) self->OnPrefillStalled(job_id);
+  });
+  bool drop = false;
+  {
+    absl::MutexLock lock(&mu_);
+    // The call may have ended already (OnPrefilled ran first).
+    drop = !prefill_pending_ || job_id_ != job_id || finished_;
+    if (!drop) prefill_stall_watch_ = token;
+  }
+  if (drop) workers_.UnwatchStall(token);
+}
+
+void CompletionRun::OnPrefillStalled(uint64_t job_id) {
+  absl::MutexLock lock(&mu_);
+  if (!prefill_pending_ || job_id_ != job_id || finished_ || cancelled_) return;
+  prefill_stall_watch_ = 0;  // called once
+  prefill_stalled_ = true;
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "prefill worker " << prefill_.address << " stopped answering; ending its call";
+  if (prefill_call_ != nullptr) prefill_call_->TryCancel();  // OnPrefilled starts again
+}
+
+bool CompletionRun::RestartAfterPrefillStall(const std::string& stalled, bool lease_was_shared) {
+  if (absl::Now() >= plan_->deadline) return false;
+  if (!lease_was_shared) {
+    // The destination never reached it: the lease (or the pending Reserve) stays; the
+    // Reserve's answer attaches it to the new job.
+    auto next = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
+    if (!next.ok()) return false;
+    Metrics().migrations.WithLabels({plan_->model_name, "prefill_stalled"}).Increment();
+    DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+        << "prefill worker " << stalled << " stalled; computing the prompt on " << next->address;
+    PrefillOn(*next);
+    return true;
+  }
+  // A new lease and a new prefill: the abandoned lease was marked released in OnPrefilled.
+  WorkerView old_decode;
+  int64_t old_blocks = 0;
+  uint64_t old_watch = 0;
+  uint64_t old_lease = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_ || reserve_pending_ || decode_started_) return false;
+    old_lease = destination_.lease_id();
+    old_decode = decode_;
+    old_blocks = decode_assigned_;
+    old_watch = std::exchange(stall_watch_, 0);
+    reserved_ = released_ = lease_shared_ = false;
+    release_not_before_ = absl::InfinitePast();
+    destination_.Clear();
+    decode_ = WorkerView{};
+    decode_assigned_ = 0;
+  }
+  if (old_watch != 0) workers_.UnwatchStall(old_watch);
+  if (!old_decode.address.empty()) workers_.NoteDone(old_decode.address, old_blocks);
+  Metrics().migrations.WithLabels({plan_->model_name, "prefill_stalled"}).Increment();
+  tried_decode_.clear();  // the decode worker is fine: only its lease is spoiled
+  reserve_response_.Clear();
+  prefill_request_.clear_destination();
+  DSV3_LOG(WARNING).With("request_id", plan_->request_id)
+      << "prefill worker " << stalled << " stalled holding lease " << old_lease << " on "
+      << old_decode.address
+      << " (it may still write into it): leaving that lease to expire, starting again on "
+         "another prefill worker";
+  Begin();
+  return true;
 }
 
 }  // namespace dsv3::router

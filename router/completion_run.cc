@@ -276,6 +276,7 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
   auto self = shared_from_this();
   prefill.stub->async()->Prefill(prefill_call_.get(), &prefill_request_, &prefill_response_,
                                  [self](grpc::Status status) { self->OnPrefilled(status); });
+  WatchPrefillWorker(prefill.address, job_id);
 }
 
 void CompletionRun::SendUpdate(const WorkerView& prefill, uint64_t job_id,
@@ -289,9 +290,20 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   absl::Time lease_end = absl::InfiniteFuture();
   std::string address;
   bool ended = false;
+  bool stalled = false;
+  bool lease_was_shared = false;
+  uint64_t watch = 0;
   {
     absl::MutexLock lock(&mu_);
     prefill_pending_ = false;
+    stalled = std::exchange(prefill_stalled_, false) && !status.ok();
+    watch = std::exchange(prefill_stall_watch_, 0);
+    lease_was_shared = lease_shared_;
+    if (stalled && lease_shared_) {
+      // The stalled worker may write into the lease when it runs again: never release it
+      // (nor give it to a Decode); the decode worker frees it when it expires.
+      released_ = true;
+    }
     if (lease_shared_ && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       // The call ran out of time on this side; the worker ends the job at its next step
       // boundary and waits for its writes: free the lease only after that could be done.
@@ -305,8 +317,16 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
     }
     address = prefill_.address;
   }
+  if (watch != 0) workers_.UnwatchStall(watch);
   workers_.NoteDone(address, prefill_assigned_);  // no longer queued there
   if (ended) return Settle();                     // frees the lease, reports a cancellation
+  if (stalled) {
+    if (RestartAfterPrefillStall(address, lease_was_shared)) return;
+    return FailBeforeDecode(
+        absl::UnavailableError(absl::StrCat("prefill worker ", address,
+                                            " stopped answering and no other could take over")),
+        /*reserve_ended=*/false);
+  }
   if (!status.ok()) {
     const absl::Status failure(
         FromGrpcStatus(status).code(),

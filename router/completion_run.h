@@ -97,6 +97,15 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   // Ends the attempt's pending Reserve or Decode stream on it; both then resume elsewhere.
   void OnDecodeStalled(int attempt);
   bool DecodeStalled();
+  // The same for the prefill worker computing job `job_id`: OnPrefillStalled cancels the
+  // Prefill call, and OnPrefilled starts the prompt again on another prefill worker.
+  void WatchPrefillWorker(const std::string& address, uint64_t job_id);
+  void OnPrefillStalled(uint64_t job_id);
+  // After a stalled prefill worker's call was cancelled. When it had the lease, it may still
+  // write into it once it runs again (up to the lease's end less a margin, where it stops):
+  // that lease is abandoned (the decode worker frees it when it expires) and a new one is
+  // reserved. False: no other prefill worker, or past the deadline.
+  bool RestartAfterPrefillStall(const std::string& stalled, bool lease_was_shared);
   void ReserveOn(WorkerView decode);
   void OnReserved(const grpc::Status& status);
   // Every decode worker is full: try again shortly (until the deadline), as a queue would.
@@ -178,8 +187,10 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   v1::PrefillRequest prefill_request_;
   v1::PrefillResponse prefill_response_;
   std::unique_ptr<DecodeReader> decode_reader_ ABSL_GUARDED_BY(mu_);
-  int attempt_ ABSL_GUARDED_BY(mu_) = 0;           // incremented by Resume
-  uint64_t stall_watch_ ABSL_GUARDED_BY(mu_) = 0;  // WorkerRegistry::WatchStall's token
+  int attempt_ ABSL_GUARDED_BY(mu_) = 0;                   // incremented by Resume
+  uint64_t stall_watch_ ABSL_GUARDED_BY(mu_) = 0;          // WorkerRegistry::WatchStall's token
+  uint64_t prefill_stall_watch_ ABSL_GUARDED_BY(mu_) = 0;  // the same, for the prefill
+  bool prefill_stalled_ ABSL_GUARDED_BY(mu_) = false;
   bool decode_stalled_ ABSL_GUARDED_BY(mu_) = false;
   // Readers of failed attempts: a reader's own OnDone resumes the request, so it is kept.
   std::vector<std::unique_ptr<DecodeReader>> retired_readers_ ABSL_GUARDED_BY(mu_);

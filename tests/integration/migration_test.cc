@@ -232,6 +232,63 @@ TEST(MigrationTest, StoppedDecodeWorkerIsDetectedAndItsStreamGoesOn) {
   EXPECT_EQ(again.ids, std::vector<int32_t>(reference.ids.begin(), reference.ids.begin() + 16));
 }
 
+// A prefill worker stopped (SIGSTOP) with prompts routed to it: the watchdog notices within
+// about 1.2 s, the router cancels their Prefill calls and computes the prompts on the other
+// prefill worker. A lease the stopped worker may still write into is never reused early: the
+// decode worker frees it when it expires. Resumed, the worker serves again.
+TEST(MigrationTest, StoppedPrefillWorkerItsPromptsGoToAnother) {
+  auto cluster = Cluster::Start(kGolden, 2, 1, 18540, 128, {"--router_policy=round_robin"});
+  ASSERT_NE(cluster, nullptr);
+  const std::string decode = cluster->Get("decode").grpc;
+  const int free_at_start = DecodeFreeBlocks(decode);
+  const std::vector<testing::Golden> cases = testing::GoldenCases();
+  ASSERT_GE(cases.size(), 2u);
+
+  const Proc& stopped = cluster->Get("prefill", 0);
+  kill(stopped.pid, SIGSTOP);
+  // Round robin: of 4 requests sent before the watchdog notices, 2 go to the stopped worker.
+  std::vector<GrpcResult> results(4);
+  std::vector<absl::Duration> took(results.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < results.size(); ++i) {
+    clients.emplace_back([&, i] {
+      const absl::Time start = absl::Now();
+      results[i] =
+          GenerateGrpc(cluster->router(), IdsRequest(cases[i % cases.size()].prompt, 16), 60);
+      took[i] = absl::Now() - start;
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < results.size(); ++i) {
+    const testing::Golden& g = cases[i % cases.size()];
+    ASSERT_TRUE(results[i].status.ok()) << i << ": " << results[i].status.error_message();
+    EXPECT_EQ(std::vector<int32_t>(results[i].ids.begin(), results[i].ids.begin() + 8), g.greedy)
+        << i;
+    EXPECT_LT(took[i], absl::Seconds(10)) << i << ": detected by the watchdog, not a deadline";
+  }
+  EXPECT_GE(MetricSum(*cluster, "router",
+                      "dsv3_request_migrations_total{model=\"tiny-v3-bf16\",reason=\"prefill_"
+                      "stalled\"}"),
+            1);
+  kill(stopped.pid, SIGCONT);
+  // Every block comes back, the abandoned leases' when they expire (30 s after Reserve).
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(45)))
+      << DecodeFreeBlocks(decode) << " of " << free_at_start;
+  // The resumed worker is back in rotation and computes correctly.
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (MetricSum(*cluster, "router",
+                   absl::StrCat("dsv3_worker_up{role=\"prefill\",address=\"", stopped.grpc,
+                                "\"}")) != 1 &&
+         absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  for (size_t i = 0; i < 2; ++i) {  // round robin: one of the two goes to it
+    const GrpcResult again = GenerateGrpc(cluster->router(), IdsRequest(cases[i].prompt, 8));
+    ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+    EXPECT_EQ(again.ids, cases[i].greedy) << i;
+  }
+}
+
 // The same over the OpenAI API's server-sent events: the client's stream has every token once.
 TEST(MigrationTest, KilledDecodeWorkerMidStreamOverHttpSse) {
   auto cluster = Cluster::Start(kGolden, 1, 2, 18440);
