@@ -69,6 +69,18 @@ const std::vector<Definition>& Definitions() {
        "decode worker failed while the prompt's KV was sent to it); prefill_stalled: the "
        "prompt started again on another prefill worker, its own stopped answering.",
        {}},
+      {{"dsv3_api_key_requests_total", MetricType::kCounter, {"key", "result"}, "router"},
+       "Generations per API key (--api_keys; the key's name), by result: admitted, or "
+       "refused over a limit: rate_limited (requests per second), token_limited (tokens per "
+       "minute), stream_limited (requests in flight).",
+       {}},
+      {{"dsv3_api_key_tokens_total", MetricType::kCounter, {"key"}, "router"},
+       "Tokens (prompt + completion) the generations of each API key used.",
+       {}},
+      {{"dsv3_api_key_rejected_total", MetricType::kCounter, {"reason"}, "router"},
+       "Requests refused as unauthenticated (--api_keys), by reason: missing (no "
+       "Authorization), malformed (not 'Bearer KEY'), invalid (no such key).",
+       {}},
       {{"dsv3_worker_up", MetricType::kGauge, {"role", "address"}, "router"},
        "1 when the router's health checks reach the worker and it is SERVING, else 0.",
        {}},
@@ -221,6 +233,9 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .router_overhead_seconds = histogram("dsv3_router_overhead_seconds"),
       .reserve_seconds = histogram("dsv3_reserve_seconds"),
       .migrations = counter("dsv3_request_migrations_total"),
+      .api_key_requests = counter("dsv3_api_key_requests_total"),
+      .api_key_tokens = counter("dsv3_api_key_tokens_total"),
+      .api_key_rejected = counter("dsv3_api_key_rejected_total"),
       .worker_up = gauge("dsv3_worker_up"),
       .router_decisions = counter("dsv3_router_decisions_total"),
       .queue_time_seconds = histogram("dsv3_request_queue_time_seconds"),

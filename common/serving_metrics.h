@@ -50,6 +50,10 @@ struct ServingMetrics {
   metrics::Family<metrics::Histogram>& router_overhead_seconds;  // dsv3_router_overhead_seconds
   metrics::Family<metrics::Histogram>& reserve_seconds;          // dsv3_reserve_seconds
   metrics::Family<metrics::Counter>& migrations;  // dsv3_request_migrations_total{model,reason}
+  // --- router: API keys (label key: the key's name, never the key) --------------------
+  metrics::Family<metrics::Counter>& api_key_requests;  // dsv3_api_key_requests_total{key,result}
+  metrics::Family<metrics::Counter>& api_key_tokens;    // dsv3_api_key_tokens_total{key}
+  metrics::Family<metrics::Counter>& api_key_rejected;  // dsv3_api_key_rejected_total{reason}
   // --- router: worker health as the router sees it (labels role, address) -------------
   metrics::Family<metrics::Gauge>& worker_up;           // dsv3_worker_up{role,address}
   metrics::Family<metrics::Counter>& router_decisions;  // dsv3_router_decisions_total{role,reason}

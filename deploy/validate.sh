@@ -107,6 +107,11 @@ for r in default default-operator cpu gpu; do
   [ "$(count "$r" '^ +service: readiness$')" = "$workloads" ] ||
     fail "$r: readiness probes must ask the readiness service"
 done
+# API keys: the CPU example mounts its Secret as a directory (updates reach the router).
+has cpu '--api_keys=/etc/dsv3/api-keys/keys'
+has cpu 'secretName: dsv3-api-keys'
+has cpu 'mountPath: /etc/dsv3/api-keys'
+hasnt default 'api_keys'
 # The router serves on through its preStop delay while it leaves the Service's endpoints.
 has default 'command: \["/bin/sleep", "5"\]'
 [ "$(count default 'preStop:')" = 1 ] || fail "default: only the router has a preStop hook"

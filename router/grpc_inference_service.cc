@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
@@ -238,10 +239,50 @@ void GenerateStream::CancelBackend() {
   if (handle != nullptr) handle->Cancel();
 }
 
+// A Generate refused before it started (no key, over a limit).
+class RefusedStream final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  void Refuse(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// The authorization metadata ("" when absent).
+std::string Authorization(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  return it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+grpc::Status Refusal(grpc::CallbackServerContext& context, const absl::Status& status) {
+  if (std::optional<absl::Duration> retry = RetryAfter(status); retry.has_value()) {
+    context.AddTrailingMetadata("retry-after-ms", absl::StrCat(absl::ToInt64Milliseconds(*retry)));
+  }
+  return ToGrpcStatus(status);
+}
+
 }  // namespace
+
+absl::Status GrpcInferenceService::Authenticate(const grpc::CallbackServerContext& context) {
+  if (api_keys_ == nullptr) return absl::OkStatus();
+  return api_keys_->Authenticate(Authorization(context)).status();
+}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GrpcInferenceService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  if (api_keys_ != nullptr) {
+    absl::StatusOr<std::shared_ptr<ApiKeyUse>> use =
+        api_keys_->AdmitGeneration(Authorization(*context));
+    if (!use.ok()) {
+      auto* refused = new RefusedStream();
+      refused->Refuse(Refusal(*context, use.status()));
+      return refused;
+    }
+    // The request's tokens count against its key; its end frees the key's slot.
+    MeteredBackend metered(backend_, *std::move(use));
+    GenerateStream* reactor = GenerateStream::Create();
+    reactor->Start(metered, *context, *request);
+    return reactor;
+  }
   GenerateStream* reactor = GenerateStream::Create();
   reactor->Start(backend_, *context, *request);
   return reactor;
@@ -251,6 +292,10 @@ grpc::ServerUnaryReactor* GrpcInferenceService::Tokenize(grpc::CallbackServerCon
                                                          const v1::TokenizeRequest* request,
                                                          v1::TokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authenticate(*context); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   absl::StatusOr<v1::TokenizeResponse> result = backend_.Tokenize(*request);
   if (result.ok()) *response = *std::move(result);
   reactor->Finish(ToGrpcStatus(result.status()));
@@ -261,6 +306,10 @@ grpc::ServerUnaryReactor* GrpcInferenceService::ListModels(grpc::CallbackServerC
                                                            const v1::ListModelsRequest* /*request*/,
                                                            v1::ListModelsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authenticate(*context); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   *response = backend_.ListModels();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -270,6 +319,10 @@ grpc::ServerUnaryReactor* GrpcInferenceService::GetModelInfo(grpc::CallbackServe
                                                              const v1::GetModelInfoRequest* request,
                                                              v1::ModelInfo* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Authenticate(*context); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   absl::StatusOr<v1::ModelInfo> info = backend_.GetModelInfo(request->model());
   if (info.ok()) *response = *std::move(info);
   reactor->Finish(ToGrpcStatus(info.status()));

@@ -10,14 +10,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include "dsv3/v1/inference.grpc.pb.h"
+#include "router/api_keys.h"
 #include "router/inference_backend.h"
 
 namespace dsv3::router {
 
 class GrpcInferenceService final : public v1::Inference::CallbackService {
  public:
-  // `backend` must outlive the service (and every call the service still runs).
-  explicit GrpcInferenceService(InferenceBackend& backend) : backend_(backend) {}
+  // `backend` must outlive the service (and every call the service still runs). With
+  // `api_keys`, every call needs `authorization: Bearer KEY` metadata (UNAUTHENTICATED
+  // without) and Generate is held to the key's limits (RESOURCE_EXHAUSTED with a
+  // retry-after-ms trailer over one).
+  explicit GrpcInferenceService(InferenceBackend& backend,
+                                std::shared_ptr<ApiKeys> api_keys = nullptr)
+      : backend_(backend), api_keys_(std::move(api_keys)) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -32,7 +38,11 @@ class GrpcInferenceService final : public v1::Inference::CallbackService {
                                          v1::ModelInfo* response) override;
 
  private:
+  // The caller's key checks out (or no keys are configured); else the status to answer.
+  absl::Status Authenticate(const grpc::CallbackServerContext& context);
+
   InferenceBackend& backend_;
+  const std::shared_ptr<ApiKeys> api_keys_;
 };
 
 }  // namespace dsv3::router

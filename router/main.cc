@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
         // Destroyed in order, after the services: the backend, then the registry it uses.
         parts.keep_alive.push_back(backend);
         parts.keep_alive.push_back(registry);
-        dsv3::router::AddFrontEnds(*backend, parts);
+        if (absl::Status s = dsv3::router::AddFrontEnds(*backend, parts); !s.ok()) return s;
         parts.ready = [backend = backend.get()] { return backend->Ready(); };
         // Streams in flight finish (up to --drain_timeout) before the gRPC server stops.
         parts.on_draining = [backend = backend.get()] {

@@ -3,6 +3,7 @@
 #include "absl/strings/cord.h"
 #include "absl/types/optional.h"
 #include "nlohmann/json.hpp"
+#include "router/api_keys.h"
 
 namespace dsv3::router {
 namespace {
@@ -30,6 +31,10 @@ int HttpStatusFromCode(absl::StatusCode code) {
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
       return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
     case absl::StatusCode::kNotFound:
       return 404;
     case absl::StatusCode::kResourceExhausted:
@@ -81,6 +86,10 @@ std::string ErrorJson(const absl::Status& status) {
   const int http_status = HttpStatusFromCode(status.code());
   absl::string_view code;
   if (status.code() == absl::StatusCode::kNotFound) code = "model_not_found";
+  if (status.code() == absl::StatusCode::kUnauthenticated) code = "invalid_api_key";
+  if (status.code() == absl::StatusCode::kResourceExhausted && RetryAfter(status).has_value()) {
+    code = "rate_limit_exceeded";
+  }
   std::string param = ErrorParam(status);
   if (param.empty() && status.code() == absl::StatusCode::kNotFound) param = "model";
   return ErrorJson(http_status, status.message(), param, code);

@@ -50,6 +50,15 @@ void SendJson(httplib::Response& res, int http_status, const std::string& body) 
 }
 
 void SendError(httplib::Response& res, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kUnauthenticated) {
+    res.set_header("WWW-Authenticate", "Bearer");
+  }
+  if (std::optional<absl::Duration> retry = RetryAfter(status); retry.has_value()) {
+    // Retry-After in whole seconds (RFC 9110); the OpenAI SDK prefers retry-after-ms.
+    res.set_header("Retry-After",
+                   absl::StrCat(absl::ToInt64Seconds(absl::Ceil(*retry, absl::Seconds(1)))));
+    res.set_header("retry-after-ms", absl::StrCat(absl::ToInt64Milliseconds(*retry)));
+  }
   SendJson(res, HttpStatusFromCode(status.code()), ErrorJson(status));
 }
 
@@ -242,8 +251,27 @@ class OpenAiHttp {
   OpenAiHttp(InferenceBackend& backend, const OpenAiHttpOptions& options)
       : backend_(backend), options_(options) {}
 
+  // With API keys: whether `req` presents one (else the 401 is sent).
+  bool Authenticated(const httplib::Request& req, httplib::Response& res) {
+    if (options_.api_keys == nullptr) return true;
+    absl::StatusOr<std::string> key =
+        options_.api_keys->Authenticate(req.get_header_value("Authorization"));
+    if (!key.ok()) SendError(res, key.status());
+    return key.ok();
+  }
+
   void HandleGenerate(OpenAiEndpoint endpoint, const httplib::Request& req,
                       httplib::Response& res) {
+    std::shared_ptr<ApiKeyUse> use;
+    if (options_.api_keys != nullptr) {
+      absl::StatusOr<std::shared_ptr<ApiKeyUse>> admitted =
+          options_.api_keys->AdmitGeneration(req.get_header_value("Authorization"));
+      if (!admitted.ok()) {
+        SendError(res, admitted.status());
+        return;
+      }
+      use = *std::move(admitted);
+    }
     if (req.body.size() > options_.max_body_bytes) {  // chunked bodies skip httplib's check
       SendJson(res, 413, ErrorJson(413, BodyTooLargeMessage()));
       return;
@@ -273,10 +301,14 @@ class OpenAiHttp {
         *request, request_id, model,
         [backend = &backend_, model](int32_t id) { return backend->TokenText(model, id); });
     context.created_unix_seconds = absl::ToUnixSeconds(absl::Now());
+    // The request's tokens count against its key, its end frees the key's slot.
+    std::optional<MeteredBackend> metered;
+    if (use != nullptr) metered.emplace(backend_, std::move(use));
+    InferenceBackend& backend = metered.has_value() ? *metered : backend_;
     if (request->stream) {
-      StartStream(*request, std::move(context), res);
+      StartStream(backend, *request, std::move(context), res);
     } else {
-      RunToCompletion(*request, context, req, res);
+      RunToCompletion(backend, *request, context, req, res);
     }
   }
 
@@ -323,11 +355,12 @@ class OpenAiHttp {
     return model;
   }
 
-  void RunToCompletion(const OpenAiRequest& request, const ResponseContext& context,
-                       const httplib::Request& req, httplib::Response& res) {
+  void RunToCompletion(InferenceBackend& backend, const OpenAiRequest& request,
+                       const ResponseContext& context, const httplib::Request& req,
+                       httplib::Response& res) {
     auto collector = std::make_shared<Collector>();
     absl::StatusOr<std::shared_ptr<GenerateHandle>> handle =
-        backend_.Generate(request.generate, collector);
+        backend.Generate(request.generate, collector);
     if (!handle.ok()) {
       SendError(res, handle.status());
       return;
@@ -353,10 +386,11 @@ class OpenAiHttp {
     SendJson(res, 200, FormatCompletion(context, responses));
   }
 
-  void StartStream(const OpenAiRequest& request, ResponseContext context, httplib::Response& res) {
+  void StartStream(InferenceBackend& backend, const OpenAiRequest& request, ResponseContext context,
+                   httplib::Response& res) {
     auto session = std::make_shared<StreamSession>();
     absl::StatusOr<std::shared_ptr<GenerateHandle>> handle =
-        backend_.Generate(request.generate, std::make_shared<StreamObserver>(session));
+        backend.Generate(request.generate, std::make_shared<StreamObserver>(session));
     if (!handle.ok()) {
       SendError(res, handle.status());
       return;
@@ -421,10 +455,11 @@ void AddOpenAiRoutes(httplib::Server& server, InferenceBackend& backend,
   server.Post("/v1/completions", [http](const httplib::Request& req, httplib::Response& res) {
     http->HandleGenerate(OpenAiEndpoint::kCompletions, req, res);
   });
-  server.Get("/v1/models",
-             [http](const httplib::Request&, httplib::Response& res) { http->HandleModels(res); });
+  server.Get("/v1/models", [http](const httplib::Request& req, httplib::Response& res) {
+    if (http->Authenticated(req, res)) http->HandleModels(res);
+  });
   server.Get(R"(/v1/models/(.+))", [http](const httplib::Request& req, httplib::Response& res) {
-    http->HandleModel(req.matches[1], res);
+    if (http->Authenticated(req, res)) http->HandleModel(req.matches[1], res);
   });
   server.Get("/health",
              [http](const httplib::Request&, httplib::Response& res) { http->HandleHealth(res); });

@@ -3,7 +3,8 @@
 
 // The OpenAI-compatible HTTP API on cpp-httplib, a thin translator onto InferenceBackend:
 //   POST /v1/chat/completions, POST /v1/completions (JSON, or SSE with "stream": true),
-//   GET /v1/models, GET /v1/models/{id}, GET /health.
+//   GET /v1/models, GET /v1/models/{id}, GET /health; with API keys (api_keys.h) every /v1/
+//   route asks for one.
 // Errors are OpenAI's error JSON (openai_error.h); an unknown route is a 404 in that form.
 //
 // Every request holds one httplib pool thread for its whole life (a stream included), so
@@ -13,8 +14,10 @@
 // request checks the same through the kernel's view of its connection (tcp_peer_state.h).
 
 #include <cstddef>
+#include <memory>
 
 #include "absl/time/time.h"
+#include "router/api_keys.h"
 #include "router/inference_backend.h"
 
 namespace httplib {
@@ -33,6 +36,9 @@ struct OpenAiHttpOptions {
   // How often a non-streaming request asks the kernel whether its client closed the
   // connection (tcp_peer_state.h); if so the request is cancelled.
   absl::Duration disconnect_check_interval = absl::Milliseconds(200);
+  // When set, /v1/* needs `Authorization: Bearer KEY` (401 without) and generations are
+  // held to the key's limits (429 with Retry-After over one); /health stays open.
+  std::shared_ptr<ApiKeys> api_keys;
 };
 
 // Adds the routes, the error handler, the body limit and the thread pool to `server`

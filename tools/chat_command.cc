@@ -22,6 +22,7 @@
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
+#include "tools/router_client.h"
 
 // Defined by complete_command.cc.
 ABSL_DECLARE_FLAG(std::string, router);
@@ -73,6 +74,7 @@ grpc::Status StreamReply(v1::Inference::Stub& stub, const v1::GenerateRequest& r
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+  AddApiKey(ctx);
   auto reader = stub.Generate(&ctx, request);
   v1::GenerateResponse response;
   while (reader->Read(&response)) {

@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "dsv3/v1/inference.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
@@ -63,6 +64,9 @@ ABSL_FLAG(int, decode_prefill_max_tokens, 0,
           "dsv3 cluster: the router's --decode_prefill_max_tokens (conditional "
           "disaggregation: a decode worker whose cache leaves at most this many prompt tokens "
           "computes them itself; 0: never).");
+ABSL_FLAG(std::string, api_keys, "",
+          "dsv3 cluster: the router's --api_keys (a file of 'NAME KEY [rps=N tpm=N "
+          "streams=N]' lines): clients then send 'Authorization: Bearer KEY'.");
 ABSL_FLAG(int, migration_limit, 3,
           "dsv3 cluster: the router's --migration_limit (how many times a request whose decode "
           "worker fails is resumed on another; 0: it fails).");
@@ -194,15 +198,34 @@ int WorkersUp(int http_port) {
   return up;
 }
 
-// The router answers ListModels with a model once it sees healthy workers.
-bool RouterServes(const std::string& address, std::string* model) {
-  auto stub =
-      v1::Inference::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+// The router is ready (grpc.health.v1 "readiness": it sees workers for its model) and
+// names the model in ListModels; with API keys ListModels wants a key, and the model is
+// then named as the workers name it by default, after its directory.
+bool RouterServes(const std::string& address, const std::string& model_dir, std::string* model) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  {
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("readiness");
+    grpc::health::v1::HealthCheckResponse response;
+    if (!health->Check(&ctx, request, &response).ok() ||
+        response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+      return false;
+    }
+  }
+  auto stub = v1::Inference::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
   v1::ListModelsResponse response;
-  if (!stub->ListModels(&ctx, v1::ListModelsRequest(), &response).ok()) return false;
-  if (response.models_size() == 0) return false;
+  const grpc::Status status = stub->ListModels(&ctx, v1::ListModelsRequest(), &response);
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::vector<std::string> parts = absl::StrSplit(model_dir, '/', absl::SkipEmpty());
+    *model = parts.empty() ? model_dir : parts.back();
+    return true;
+  }
+  if (!status.ok() || response.models_size() == 0) return false;
   *model = response.models(0).name();
   return true;
 }
@@ -349,6 +372,9 @@ int RunCluster(const std::vector<std::string>&) {
       absl::StrCat("--kv_overlap_weight=", absl::GetFlag(FLAGS_kv_overlap_weight)),
       absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens)),
       absl::StrCat("--migration_limit=", absl::GetFlag(FLAGS_migration_limit))};
+  if (!absl::GetFlag(FLAGS_api_keys).empty()) {
+    router_argv.push_back("--api_keys=" + absl::GetFlag(FLAGS_api_keys));
+  }
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -408,7 +434,7 @@ int RunCluster(const std::vector<std::string>&) {
     // Every worker up as the router sees it, and the router serving the model.
     const int workers_up = ready ? WorkersUp(base + 1) : 0;
     if (ready && workers_up == n_prefill + n_decode &&
-        RouterServes(absl::StrCat("127.0.0.1:", base), &served)) {
+        RouterServes(absl::StrCat("127.0.0.1:", base), model, &served)) {
       break;
     }
     // Loading a model takes a while on a first run: say where the start-up is, when that
@@ -455,15 +481,16 @@ int RunCluster(const std::vector<std::string>&) {
       "  gRPC (dsv3.v1.Inference):   127.0.0.1:%d\n"
       "  OpenAI HTTP API + /metrics: http://127.0.0.1:%d\n"
       "Try:\n"
-      "  %s/dsv3 complete --router 127.0.0.1:%d %s\n"
-      "  curl -s http://127.0.0.1:%d/v1/completions -H 'Content-Type: application/json' \\\n"
+      "  %s%s/dsv3 complete --router 127.0.0.1:%d %s\n"
+      "  curl -s http://127.0.0.1:%d/v1/completions -H 'Content-Type: application/json' %s\\\n"
       "       -d '{\"model\": \"%s\", \"prompt\": %s, \"max_tokens\": 16}'\n"
       "Ctrl-C stops the cluster.\n",
       served.c_str(), tokenizer.empty() ? " (token ids only: no tokenizer)" : "", base, base + 1,
-      bin.c_str(), base,
+      absl::GetFlag(FLAGS_api_keys).empty() ? "" : "DSV3_API_KEY=$KEY ", bin.c_str(), base,
       tokenizer.empty() ? "--tokens \"0 17 5\" --max-tokens 8"
                         : "--prompt \"Hello\" --max-tokens 16",
-      base + 1, served.c_str(), tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
+      base + 1, absl::GetFlag(FLAGS_api_keys).empty() ? "" : "-H \"Authorization: Bearer $KEY\" ",
+      served.c_str(), tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
   std::fflush(stdout);
 
   while (true) {
@@ -479,16 +506,18 @@ int RunCluster(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(
-    cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
-    RunCluster, {"model", {"model", "tokenizer", "speculative"}},
-    {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
-    {"workers",
-     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",
-      "prefix_cache", "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice",
-      "worker_drain_timeout"}},
-    {"router",
-     {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit"}},
-    {"experts", {"eplb_interval", "expert_failover_after"}});
+DSV3_REGISTER_COMMAND(cluster, "cluster",
+                      "run router + prefill + decode workers on this machine (--model DIR)",
+                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
+                      {"processes",
+                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+                      {"workers",
+                       {"ucx_transports", "kv_pool_blocks", "decode_max_running",
+                        "local_prefill_chunk_tokens", "prefix_cache", "prefix_cache_max_blocks",
+                        "engine_idle_spin", "engine_compute_nice", "worker_drain_timeout"}},
+                      {"router",
+                       {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens",
+                        "migration_limit", "api_keys"}},
+                      {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

@@ -15,6 +15,7 @@
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
+#include "tools/router_client.h"
 
 ABSL_FLAG(std::string, router, "127.0.0.1:50051", "Router gRPC address (host:port).");
 ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized by the router).");
@@ -64,6 +65,7 @@ int RunComplete(const std::vector<std::string>&) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+  AddApiKey(ctx);
   auto reader = stub->Generate(&ctx, request);
   v1::GenerateResponse response;
   std::vector<int32_t> ids;

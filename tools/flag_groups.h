@@ -20,7 +20,9 @@ inline FlagGroup EngineSamplingFlags() {
 }
 
 // complete, chat, bench: the router they talk to.
-inline FlagGroup RouterClientFlags() { return {"router connection", {"router", "timeout_s"}}; }
+inline FlagGroup RouterClientFlags() {
+  return {"router connection", {"router", "timeout_s", "api_key"}};
+}
 
 }  // namespace dsv3::tools
 

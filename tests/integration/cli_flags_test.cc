@@ -105,7 +105,7 @@ TEST(CliFlagsTest, AnUnknownFlagIsRefused) {
   auto [rc, out] = RunCommand(BinaryPath("dsv3") + " complete --no_such_flag=1");
   EXPECT_EQ(rc, 1) << out;
   EXPECT_THAT(out, HasSubstr("dsv3 complete: unknown flag --no_such_flag"));
-  EXPECT_THAT(out, HasSubstr("flags of dsv3 complete: --chat --max_tokens"));
+  EXPECT_THAT(out, HasSubstr("flags of dsv3 complete: --api_key --chat --max_tokens"));
 }
 
 TEST(CliFlagsTest, TheCommandsOwnFlagsStillParseWithSeparateValues) {

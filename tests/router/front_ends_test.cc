@@ -24,7 +24,7 @@ TEST(FrontEndsTest, ServesGrpcOpenAiAndMetricsFromOneHost) {
       res.set_content("yes", "text/plain");
     });
   };
-  AddFrontEnds(backend, parts);
+  ASSERT_TRUE(AddFrontEnds(backend, parts).ok());
   ASSERT_EQ(parts.services.size(), 1u);
 
   ServiceHostOptions options;

@@ -1,5 +1,5 @@
-// Shared by the test-reference generators and the bench: finds the npm cache that
-// scripts/install-npm-deps.sh fills and loads the JS reference libraries from it.
+// Shared by the test-reference generators, the bench and the OpenAI SDK tests: finds the npm
+// cache that scripts/install-npm-deps.sh fills and loads the JS libraries from it.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -13,7 +13,8 @@ export function tokenizerDir() {
   return process.env.DSV3_TOKENIZER_DIR || path.join(cacheDir(), "deepseek-v3-tokenizer");
 }
 
-function requireFromCache() {
+// require() of the packages scripts/install-npm-deps.sh installed (the only source of modules).
+export function requireFromCache() {
   const npmDir = path.join(cacheDir(), "npm");
   const pkg = path.join(npmDir, "package.json");
   if (!fs.existsSync(path.join(npmDir, "node_modules"))) {

@@ -203,6 +203,11 @@ spec:
           mountPath: /tmp
         - name: shm
           mountPath: /dev/shm
+        {{- if and (eq .role "router") $root.Values.router.apiKeys.existingSecret }}
+        - name: api-keys
+          mountPath: /etc/dsv3/api-keys
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -223,6 +228,11 @@ spec:
       emptyDir:
         medium: Memory
         sizeLimit: {{ $root.Values.sharedMemory.sizeLimit }}
+    {{- if and (eq .role "router") $root.Values.router.apiKeys.existingSecret }}
+    - name: api-keys
+      secret:
+        secretName: {{ $root.Values.router.apiKeys.existingSecret }}
+    {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
