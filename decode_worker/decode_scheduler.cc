@@ -127,6 +127,20 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
         absl::StrCat("lease ", start.lease_id, " is unknown, expired or already used")));
   }
   Lease& lease = it->second;
+  // Checked here, per request: an id outside the vocabulary would fail (or read out of
+  // bounds in) the step of every sequence batched with it.
+  const int64_t vocab = model_.config().vocab_size;
+  if (!start.prefill_here && (start.first_token < 0 || start.first_token >= vocab)) {
+    return absl::InvalidArgumentError(absl::StrCat("first_token_id ", start.first_token,
+                                                   " is outside the vocabulary of ", vocab));
+  }
+  for (size_t i = 0; i < start.prompt.size(); ++i) {
+    if (start.prompt[i] < 0 || start.prompt[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", start.prompt[i],
+                                                     " at position ", i,
+                                                     " is outside the vocabulary of ", vocab));
+    }
+  }
   if (static_cast<int>(start.prompt.size()) != lease.prompt_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("lease ", start.lease_id, " holds ",
                                                    lease.prompt_tokens, " prompt tokens, not ",

@@ -65,7 +65,13 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const Json& e, ui
         absl::StrCat("data_offsets [", begin, ", ", end, ") out of range of the data buffer (",
                      data_size, " bytes; truncated file?)"));
   }
-  const uint64_t expected = numel * static_cast<uint64_t>(DTypeSize(t.dtype));
+  // The byte count must not wrap: 2^62 elements of 4 bytes would read as 0 bytes.
+  const uint64_t dtype_size = static_cast<uint64_t>(DTypeSize(t.dtype));
+  if (numel > (uint64_t{1} << 62) / dtype_size) {
+    return HeaderError(label, name,
+                       absl::StrCat("shape ", sh->dump(), " x ", DTypeName(t.dtype), " overflows"));
+  }
+  const uint64_t expected = numel * dtype_size;
   if (end - begin != expected) {
     return HeaderError(label, name,
                        absl::StrCat("byte length ", end - begin, " != shape ", sh->dump(), " x ",

@@ -1,11 +1,12 @@
 // libFuzzer target: a safetensors file's first bytes (8-byte length + JSON header + data) must
-// only ever yield a header or an error, never a crash. Build with -DDSV3_FUZZ=ON (clang) and
-// run e.g. `safetensors_header_fuzzer -max_total_time=60`.
+// only ever yield a header whose sizes match its shapes, or an error, never a crash. Build with
+// -DDSV3_FUZZ=ON (clang) and run e.g. `safetensors_header_fuzzer -max_total_time=60`.
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "engine/dtype.h"
 #include "engine/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,6 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (tensors.ok()) {
     for (const auto& t : *tensors) {
       if (t.data_begin + t.nbytes > static_cast<int64_t>(size - 8 - header_len)) __builtin_trap();
+      // The oracle: the byte count is the shape's element count times the dtype's size, with
+      // no wrap-around anywhere on the way.
+      int64_t bytes = dsv3::engine::DTypeSize(t.dtype);
+      for (int64_t d : t.shape) {
+        if (d < 0 || __builtin_mul_overflow(bytes, d, &bytes)) __builtin_trap();
+      }
+      if (bytes != t.nbytes) __builtin_trap();
     }
   }
   return 0;

@@ -90,6 +90,14 @@ TEST_F(SafetensorsTest, RejectsBrokenFiles) {
   ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12), "hole");
   ExpectError(Raw(R"({"t": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8),
               "bad shape");
+  // 2^62 F32 elements with empty data: the byte count (2^64) must not wrap to 0.
+  ExpectError(
+      Raw(R"({"t": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})", 0),
+      "overflows");
+  ExpectError(
+      Raw(R"({"t": {"dtype": "BF16", "shape": [2147483648, 2147483648], "data_offsets": [0, 0]}})",
+          0),
+      "overflows");
   // Header length larger than the file.
   {
     const std::string path = (dir_ / "len.safetensors").string();

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "dsv3/v1/worker.grpc.pb.h"
@@ -369,6 +370,45 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
   auto first = Prefill(g.prompt, *ok);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->first_token_id(), g.greedy[0]);
+}
+
+// A Decode with a token id outside the vocabulary fails alone: the request decoding beside it
+// in the same batch goes on to its end.
+TEST_P(DisaggregatedWorkersTest, BadDecodeInputFailsOnlyThatRequest) {
+  const GoldenPrompt g = LoadGolden().front();
+  auto good_lease = Reserve(static_cast<int>(g.prompt.size()), 700);  // 12 of 16 blocks
+  ASSERT_TRUE(good_lease.ok()) << good_lease.status();
+  auto good_prefill = Prefill(g.prompt, *good_lease);
+  ASSERT_TRUE(good_prefill.ok()) << good_prefill.status();
+  std::vector<int32_t> good;
+  v1::FinishReason good_reason = v1::FINISH_REASON_UNSPECIFIED;
+  std::thread decoding([&] {
+    good =
+        Decode(g.prompt, good_lease->lease_id(), good_prefill->first_token_id(), 700, &good_reason);
+  });
+  for (int32_t bad_first : {99999, -1}) {
+    auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_TRUE(Prefill(g.prompt, *lease).ok());
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 30);
+    v1::DecodeRequest req;
+    req.set_lease_id(lease->lease_id());
+    for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
+    req.set_first_token_id(bad_first);
+    req.mutable_sampling()->set_max_tokens(8);
+    auto reader = decode_.stub->Decode(&ctx, req);
+    v1::DecodeResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad_first;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("outside the vocabulary")) << bad_first;
+  }
+  decoding.join();
+  ASSERT_EQ(good.size(), 700u);  // max_tokens counts the first token
+  EXPECT_EQ(std::vector<int32_t>(good.begin(), good.begin() + 8), g.greedy);
+  EXPECT_EQ(good_reason, v1::FINISH_REASON_LENGTH);
 }
 
 TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
