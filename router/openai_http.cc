@@ -18,6 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -260,8 +261,41 @@ class OpenAiHttp {
     return key.ok();
   }
 
+  // Reads the request body through `reader`, at most max_body_bytes of it: a chunked body
+  // (no Content-Length, so httplib's own limit does not apply) is refused once it passes
+  // the limit, not after it was read whole. False: the 413 is sent and the connection closes.
+  bool ReadBody(const httplib::Request& req, const httplib::ContentReader& reader,
+                httplib::Response& res, std::string* body) {
+    bool too_large = false;
+    const bool read = reader([&](const char* data, size_t length) {
+      if (body->size() + length > options_.max_body_bytes) {
+        too_large = true;
+        return false;  // stop reading
+      }
+      body->append(data, length);
+      return true;
+    });
+    // httplib refuses a Content-Length over its payload limit without reading any of it.
+    if (!read && !too_large) {
+      uint64_t declared = 0;
+      too_large = absl::SimpleAtoi(req.get_header_value("Content-Length"), &declared) &&
+                  declared > options_.max_body_bytes;
+      if (!too_large) {
+        res.set_header("Connection", "close");
+        SendJson(res, 400, ErrorJson(400, "the request body could not be read"));
+        return false;
+      }
+    }
+    if (!too_large) return true;
+    res.set_header("Connection", "close");  // the rest of the body is never read
+    SendJson(res, 413, ErrorJson(413, BodyTooLargeMessage()));
+    return false;
+  }
+
   void HandleGenerate(OpenAiEndpoint endpoint, const httplib::Request& req,
-                      httplib::Response& res) {
+                      const httplib::ContentReader& reader, httplib::Response& res) {
+    std::string body;
+    if (!ReadBody(req, reader, res, &body)) return;
     std::shared_ptr<ApiKeyUse> use;
     if (options_.api_keys != nullptr) {
       absl::StatusOr<std::shared_ptr<ApiKeyUse>> admitted =
@@ -272,10 +306,6 @@ class OpenAiHttp {
       }
       use = *std::move(admitted);
     }
-    if (req.body.size() > options_.max_body_bytes) {  // chunked bodies skip httplib's check
-      SendJson(res, 413, ErrorJson(413, BodyTooLargeMessage()));
-      return;
-    }
     const std::string content_type = req.get_header_value("Content-Type");
     if (!IsJsonContentType(content_type)) {
       SendJson(res, 415,
@@ -283,7 +313,7 @@ class OpenAiHttp {
                                            content_type, "'")));
       return;
     }
-    absl::StatusOr<OpenAiRequest> request = ParseOpenAiRequest(endpoint, req.body);
+    absl::StatusOr<OpenAiRequest> request = ParseOpenAiRequest(endpoint, body);
     if (!request.ok()) {
       SendError(res, request.status());
       return;
@@ -449,11 +479,13 @@ void AddOpenAiRoutes(httplib::Server& server, InferenceBackend& backend,
   };
   server.set_payload_max_length(options.max_body_bytes);
 
-  server.Post("/v1/chat/completions", [http](const httplib::Request& req, httplib::Response& res) {
-    http->HandleGenerate(OpenAiEndpoint::kChatCompletions, req, res);
+  server.Post("/v1/chat/completions", [http](const httplib::Request& req, httplib::Response& res,
+                                             const httplib::ContentReader& reader) {
+    http->HandleGenerate(OpenAiEndpoint::kChatCompletions, req, reader, res);
   });
-  server.Post("/v1/completions", [http](const httplib::Request& req, httplib::Response& res) {
-    http->HandleGenerate(OpenAiEndpoint::kCompletions, req, res);
+  server.Post("/v1/completions", [http](const httplib::Request& req, httplib::Response& res,
+                                        const httplib::ContentReader& reader) {
+    http->HandleGenerate(OpenAiEndpoint::kCompletions, req, reader, res);
   });
   server.Get("/v1/models", [http](const httplib::Request& req, httplib::Response& res) {
     if (http->Authenticated(req, res)) http->HandleModels(res);

@@ -2,6 +2,8 @@
 // errors mapped to HTTP statuses (real sockets, scripted backend).
 
 #include <httplib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -283,6 +285,25 @@ TEST_F(OpenAiHttpTest, BodyOverTheLimitIs413) {
   ASSERT_TRUE(result) << httplib::to_string(result.error());
   ExpectError({result->status, result->body, result->get_header_value("Content-Type")}, 413);
   EXPECT_EQ(backend_.generate_calls(), 0);
+
+  // A huge chunked body is refused once it passes the limit, not read whole first: the
+  // server stops reading and closes, and the client's writes fail long before 64 MiB.
+  const int fd = ConnectAndSend(port_,
+                                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Type: application/json\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n");
+  ASSERT_GE(fd, 0);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  const std::string chunk = "10000\r\n" + std::string(0x10000, 'a') + "\r\n";
+  size_t sent = 0;
+  while (sent < (size_t{64} << 20)) {
+    const ssize_t n = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  close(fd);
+  EXPECT_LT(sent, size_t{32} << 20) << "the server read a chunked body far past its limit";
 }
 
 TEST_F(OpenAiHttpTest, BackendErrorsMapToHttpStatuses) {
