@@ -4,6 +4,9 @@
 # gRPC call that does nothing, to the prefill worker, every 5 ms: `dsv3 bench --bench_probe`).
 #   bench/router_overhead_bench.sh BUILD_DIR MODEL_DIR [ROUNDS] [TRANSPORTS...]
 #     (default: 3 rounds; tcp and posix,cma,self)
+#   AUTH="open keys" bench/router_overhead_bench.sh ...: each round and transport also with
+#     the router's --api_keys on (one key, limits set but never reached), to put the cost of
+#     API keys beside the open router in one run (issue 16). Default AUTH=open.
 # Each round and transport: a fresh `dsv3 cluster` (router + 1 prefill + 1 decode), then
 # `dsv3 bench` with 128-token prompts and 2 output tokens; at 256 streams the first 256
 # requests (the ramp) are left out. Prints the bench's figures and the router's histograms
@@ -36,12 +39,20 @@ for k, v in b.items():
     print(f"  router {k}: n {int(total)} p50 {q(.5):.2f} p90 {q(.9):.2f} p99 {q(.99):.2f} ms")
 PY
 }
+read -r -a auths <<<"${AUTH:-open}"
+key="sk-bench-0123456789abcdef"
 for round in $(seq 1 "$rounds"); do
   for tls in "${transports[@]}"; do
+  for auth in "${auths[@]}"; do
     dir="$(mktemp -d /tmp/router-overhead-bench.XXXXXX)"
+    keys=()
+    if [ "$auth" = keys ]; then
+      echo "bench $key rps=100000 tpm=1000000000 streams=100000" >"$dir/keys"
+      keys=(--api_keys "$dir/keys")
+    fi
     "$build/bin/dsv3" cluster --model "$model" --kv_pool_blocks 1024 --decode_max_running 256 \
       --ucx_transports "$tls" --port_base "$port" --status_file "$dir/status.json" \
-      --log_dir "$dir" >"$dir/cluster.out" 2>&1 &
+      --log_dir "$dir" "${keys[@]}" >"$dir/cluster.out" 2>&1 &
     cluster=$!
     for _ in $(seq 1 600); do [ -s "$dir/status.json" ] && break; sleep 0.5; done
     [ -s "$dir/status.json" ] || { echo "cluster did not start"; cat "$dir/cluster.out"; exit 1; }
@@ -49,21 +60,22 @@ for round in $(seq 1 "$rounds"); do
     for c in 1 256; do
       n=1024; warmup=256; [ "$c" = 1 ] && { n=100; warmup=10; }
       curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$dir/m0.txt"
-      "$build/bin/dsv3" bench --router "127.0.0.1:$port" --bench_concurrency "$c" \
+      DSV3_API_KEY="$key" "$build/bin/dsv3" bench --router "127.0.0.1:$port" --bench_concurrency "$c" \
         --bench_requests "$n" --bench_warmup_requests "$warmup" --bench_prompt_tokens 128 \
         --bench_output_tokens 2 --bench_probe "$prefill" --bench_json "$dir/bench-$c.json" \
         >"$dir/bench-$c.out" 2>&1 || true
       curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$dir/m1.txt"
-      python3 - "$dir/bench-$c.json" "$round" "$tls" "$c" <<'PY'
+      python3 - "$dir/bench-$c.json" "$round" "$tls" "$c" "$auth" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 a, p = j["ttft_minus_prefill_worker_ms"], j["probe_rtt_ms"]
-print(f"round {sys.argv[2]} {sys.argv[3]} concurrency {sys.argv[4]}: requests {j['requests']} "
+print(f"round {sys.argv[2]} {sys.argv[3]} {sys.argv[5]} concurrency {sys.argv[4]}: requests {j['requests']} "
       f"errors {j['errors']}; TTFT - prefill worker p50 {a['p50']:.2f} p90 {a['p90']:.2f} "
       f"p99 {a['p99']:.2f} ms; probe RTT p50 {p['p50']:.2f} p99 {p['p99']:.2f} ms")
 PY
       quantiles "$dir/m0.txt" "$dir/m1.txt"
     done
     kill -TERM "$cluster"; wait "$cluster" || true
+  done
   done
 done

@@ -19,9 +19,7 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
   }
   // A lease the failed attempt's Decode never took goes back (if its worker still answers).
   ReleaseLease("the request migrated to another decode worker");
-  WorkerView failed;
-  int64_t failed_blocks = 0;
-  uint64_t old_watch = 0;
+  DroppedDecode failed;
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_ || finished_ || reserve_pending_ || prefill_pending_) return false;
@@ -31,26 +29,19 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
           static_cast<int32_t>(plan_->prompt.size()),
           prefill_on_decode_ ? destination_.cached_tokens() : prefill_response_.cached_tokens());
     }
-    failed = decode_;
-    failed_blocks = decode_assigned_;
     ++attempt_;
-    old_watch = std::exchange(stall_watch_, 0);
     decode_stalled_ = false;
     if (decode_reader_ != nullptr) retired_readers_.push_back(std::move(decode_reader_));
-    reserved_ = released_ = decode_started_ = lease_shared_ = false;
-    release_not_before_ = absl::InfinitePast();
-    destination_.Clear();
-    decode_ = WorkerView{};
-    decode_assigned_ = 0;
+    decode_started_ = false;
+    failed = DropDecodeLocked();
   }
-  if (old_watch != 0) workers_.UnwatchStall(old_watch);
-  if (!failed.address.empty()) workers_.NoteDone(failed.address, failed_blocks);
+  Forget(failed);
   ++migrations_;
   resumed_output_ = static_cast<int64_t>(output_.size());
   prompt_ = plan_->prompt;
   prompt_.insert(prompt_.end(), output_.begin(), output_.end());
   sampling_.set_max_tokens(static_cast<int32_t>(remaining));
-  tried_decode_ = {failed.address};
+  tried_decode_ = {failed.decode.address};
   tried_prefill_.clear();
   backoff_ = absl::Milliseconds(20);
   reserve_request_.Clear();
@@ -59,11 +50,27 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
   prefill_response_.Clear();
   Metrics().migrations.WithLabels({plan_->model_name, reason}).Increment();
   DSV3_LOG(WARNING).With("request_id", plan_->request_id)
-      << "decode worker " << failed.address << " failed (" << why << "); resuming after "
+      << "decode worker " << failed.decode.address << " failed (" << why << "); resuming after "
       << output_.size() << " tokens on another decode worker (migration " << migrations_ << " of "
       << plan_->migration_limit << ")";
   Begin();
   return true;
+}
+
+CompletionRun::DroppedDecode CompletionRun::DropDecodeLocked() {
+  DroppedDecode dropped{std::exchange(decode_, WorkerView{}), std::exchange(decode_assigned_, 0),
+                        std::exchange(stall_watch_, 0)};
+  reserved_ = released_ = lease_shared_ = false;
+  release_not_before_ = absl::InfinitePast();
+  destination_.Clear();
+  return dropped;
+}
+
+void CompletionRun::Forget(const DroppedDecode& dropped) {
+  if (dropped.watch != 0) workers_.UnwatchStall(dropped.watch);
+  if (!dropped.decode.address.empty()) {
+    workers_.NoteDone(dropped.decode.address, dropped.blocks);
+  }
 }
 
 void CompletionRun::WatchDecodeWorker(const std::string& address) {
@@ -143,32 +150,22 @@ bool CompletionRun::RestartAfterPrefillStall(const std::string& stalled, bool le
     return true;
   }
   // A new lease and a new prefill: the abandoned lease was marked released in OnPrefilled.
-  WorkerView old_decode;
-  int64_t old_blocks = 0;
-  uint64_t old_watch = 0;
+  DroppedDecode old;
   uint64_t old_lease = 0;
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_ || finished_ || reserve_pending_ || decode_started_) return false;
     old_lease = destination_.lease_id();
-    old_decode = decode_;
-    old_blocks = decode_assigned_;
-    old_watch = std::exchange(stall_watch_, 0);
-    reserved_ = released_ = lease_shared_ = false;
-    release_not_before_ = absl::InfinitePast();
-    destination_.Clear();
-    decode_ = WorkerView{};
-    decode_assigned_ = 0;
+    old = DropDecodeLocked();
   }
-  if (old_watch != 0) workers_.UnwatchStall(old_watch);
-  if (!old_decode.address.empty()) workers_.NoteDone(old_decode.address, old_blocks);
+  Forget(old);
   Metrics().migrations.WithLabels({plan_->model_name, "prefill_stalled"}).Increment();
   tried_decode_.clear();  // the decode worker is fine: only its lease is spoiled
   reserve_response_.Clear();
   prefill_request_.clear_destination();
   DSV3_LOG(WARNING).With("request_id", plan_->request_id)
       << "prefill worker " << stalled << " stalled holding lease " << old_lease << " on "
-      << old_decode.address
+      << old.decode.address
       << " (it may still write into it): leaving that lease to expire, starting again on "
          "another prefill worker";
   Begin();

@@ -106,6 +106,16 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   // that lease is abandoned (the decode worker frees it when it expires) and a new one is
   // reserved. False: no other prefill worker, or past the deadline.
   bool RestartAfterPrefillStall(const std::string& stalled, bool lease_was_shared);
+  // What an attempt's decode side held (its worker, the blocks noted there, the stall
+  // watch), taken out of the run with its lease forgotten (neither released nor used);
+  // Forget it outside mu_.
+  struct DroppedDecode {
+    WorkerView decode;
+    int64_t blocks = 0;
+    uint64_t watch = 0;
+  };
+  DroppedDecode DropDecodeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const DroppedDecode& dropped);
   void ReserveOn(WorkerView decode);
   void OnReserved(const grpc::Status& status);
   // Every decode worker is full: try again shortly (until the deadline), as a queue would.
