@@ -54,6 +54,7 @@ for round in $(seq 1 "$rounds"); do
       --ucx_transports "$tls" --port_base "$port" --status_file "$dir/status.json" \
       --log_dir "$dir" "${keys[@]}" >"$dir/cluster.out" 2>&1 &
     cluster=$!
+    trap 'kill -TERM "$cluster" 2>/dev/null || true' EXIT  # a failed step leaves no cluster
     for _ in $(seq 1 600); do [ -s "$dir/status.json" ] && break; sleep 0.5; done
     [ -s "$dir/status.json" ] || { echo "cluster did not start"; cat "$dir/cluster.out"; exit 1; }
     prefill=$(python3 -c "import json,sys; print([e['grpc'] for e in json.load(open(sys.argv[1])) if e['role']=='prefill'][0])" "$dir/status.json")

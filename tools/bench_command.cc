@@ -400,6 +400,7 @@ int RunBench(const std::vector<std::string>&) {
       router_stubs.push_back(v1::Inference::NewStub(channel));
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(10));
+    AddApiKey(ctx);
     v1::GetModelInfoRequest request;
     request.set_model(absl::GetFlag(FLAGS_model));
     v1::ModelInfo info;
