@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/process_metrics.h"
@@ -52,6 +53,7 @@ ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role) {
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.keepalive = KeepaliveFromFlags();
   return options;
 }
 
@@ -84,6 +86,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   // gRPC sets SO_REUSEPORT by default, which lets a second process bind a port that is in
   // use and silently share its traffic; a port clash must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ConfigureServerKeepalive(builder, options.keepalive);
   builder.AddListeningPort(absl::StrCat(opts.host, ":", opts.grpc_port),
                            grpc::InsecureServerCredentials(), &host->grpc_port_);
   for (grpc::Service* s : services) builder.RegisterService(s);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_channel.h"
 
 namespace httplib {
 class Server;
@@ -46,6 +47,8 @@ struct ServiceHostOptions {
   std::string ready_file;
   // How long in-flight calls may run on after a termination signal.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // HTTP/2 keepalive of the gRPC server (grpc_channel.h); zero time: gRPC's defaults.
+  KeepaliveOptions keepalive{absl::ZeroDuration(), absl::ZeroDuration()};
   // Extra HTTP routes (the router's OpenAI API); /metrics is always there.
   std::function<void(httplib::Server&)> add_http_routes;
   // Lets a binary tune the gRPC server (message sizes, thread pools) before it starts.

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "absl/strings/str_split.h"
+#include "common/grpc_channel.h"
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
@@ -233,6 +234,36 @@ TEST(ServerBinaryPortTest, PortInUseIsAClearError) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 1);
   EXPECT_THAT(second->ReadLog(), HasSubstr("cannot listen for gRPC"));
+}
+
+// A call to a peer that stops answering (a stopped process; a host that vanished looks the
+// same to TCP) fails within keepalive time + timeout, not at its deadline: the cluster's
+// channels ping. Here a decode worker's WatchLoad stream, stopped after its first report.
+TEST(KeepaliveTest, ACallToAStoppedPeerFailsWithinTheKeepaliveNotItsDeadline) {
+  const std::string dir = MakeTempDir("keepalive");
+  auto process = Subprocess::Start(
+      {BinaryPath("dsv3-decode"), "--ready_file=" + dir + "/ready",
+       std::string("--model=") + kModel, "--grpc_keepalive_time=1s", "--grpc_keepalive_timeout=1s"},
+      dir + "/log.txt");
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto info = testing::WaitForReadyFile(dir + "/ready", *process, absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  const KeepaliveOptions keepalive{absl::Seconds(1), absl::Seconds(1)};
+  auto stub = v1::Worker::NewStub(ClusterChannel(info->grpc, keepalive));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());
+  v1::LoadReport report;
+  ASSERT_TRUE(reader->Read(&report));
+  process->Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  while (reader->Read(&report)) {
+  }
+  const grpc::Status status = reader->Finish();
+  const absl::Duration took = absl::Now() - stopped;
+  process->Signal(SIGCONT);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_LT(took, absl::Seconds(10)) << "the stream waited for its deadline";
 }
 
 }  // namespace
