@@ -42,6 +42,9 @@ ABSL_FLAG(double, load_weight, 1.0,
           "kv and load policies: weight of a prefill worker's queued prompt tokens.");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
           "Deadline of a request that sets none.");
+ABSL_FLAG(absl::Duration, max_request_timeout, absl::Hours(1),
+          "Longest a request may run: a longer deadline (timeout_ms, the gRPC deadline) is cut "
+          "to this, so that no client holds KV blocks and a stream slot for longer.");
 int main(int argc, char** argv) {
   return dsv3::RunServerMain(
       argc, argv, "router",
@@ -74,6 +77,10 @@ int main(int argc, char** argv) {
         options.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
         options.decode_prefill_max_tokens = absl::GetFlag(FLAGS_decode_prefill_max_tokens);
         options.default_timeout = absl::GetFlag(FLAGS_request_timeout);
+        options.max_timeout = absl::GetFlag(FLAGS_max_request_timeout);
+        if (options.max_timeout <= absl::ZeroDuration()) {
+          return absl::InvalidArgumentError("--max_request_timeout must be > 0");
+        }
         options.migration_limit = absl::GetFlag(FLAGS_migration_limit);
         if (options.migration_limit < 0) {
           return absl::InvalidArgumentError("--migration_limit must be >= 0");

@@ -15,6 +15,10 @@ namespace {
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
+constexpr size_t kMaxStopBytes = 1024;
+constexpr int kMaxStopTokenIds = 64;
+constexpr int kMaxTools = 128;
+
 // Resolves the wire's "0 means default" and checks ranges.
 absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64_t context,
                              int32_t default_max_tokens, int max_stops) {
@@ -51,6 +55,13 @@ absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64
     return Invalid(absl::StrCat("at most ", max_stops, " stop strings"));
   for (const auto& stop : s.stop()) {
     if (stop.empty()) return Invalid("stop strings must not be empty");
+    // Each is searched for in the text after every token: its length costs every step.
+    if (stop.size() > kMaxStopBytes) {
+      return Invalid(absl::StrCat("stop strings are at most ", kMaxStopBytes, " bytes"));
+    }
+  }
+  if (s.stop_token_ids_size() > kMaxStopTokenIds) {
+    return Invalid(absl::StrCat("at most ", kMaxStopTokenIds, " stop_token_ids"));
   }
   if (!s.has_seed() && s.temperature() > 0) {
     // One seed for the prefill and decode workers of this request.
@@ -195,6 +206,9 @@ absl::StatusOr<std::string> RouterBackend::RenderChat(const v1::ChatPrompt& chat
   if (messages.empty()) return absl::InvalidArgumentError("messages must not be empty");
   tokenizer::ChatTemplateOptions options;
   options.add_generation_prompt = !chat.has_add_generation_prompt() || chat.add_generation_prompt();
+  if (chat.tools_size() > kMaxTools) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxTools, " tools"));
+  }
   if (chat.tools_size() > 0) {
     options.tools = nlohmann::ordered_json::array();
     for (const auto& t : chat.tools()) {
@@ -316,8 +330,12 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     plan->kv_names =
         KvBlockHashes(KvCacheIdentityOf(model->config_hash(), model->kv_layout()), plan->prompt);
   }
-  absl::Duration timeout = request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms())
-                                                    : options_.default_timeout;
+  // No request holds the router's (and the workers') resources past --max_request_timeout,
+  // whatever deadline its client set.
+  const absl::Duration timeout =
+      std::min(request.timeout_ms() > 0 ? absl::Milliseconds(request.timeout_ms())
+                                        : options_.default_timeout,
+               options_.max_timeout);
   plan->deadline = plan->arrival + timeout;
 
   plan->model_name = model->model_name();

@@ -22,6 +22,8 @@ struct RouterBackendOptions {
   std::string model_name;  // "" = the name the workers report
   int32_t default_max_tokens = 256;
   absl::Duration default_timeout = absl::Minutes(10);
+  // Longer deadlines (timeout_ms or the gRPC deadline) are cut to this.
+  absl::Duration max_timeout = absl::Hours(1);
   int max_n = 4;
   int max_stop_strings = 16;
   // CompletionPlan::decode_prefill_max_tokens (conditional disaggregation); 0: never.

@@ -205,6 +205,21 @@ TEST_F(GoldenClusterTest, BadInputGetsAClearErrorAndTheClusterKeepsServing) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   r = GenerateGrpc(cluster_->router(), IdsRequest({0, 1}, 5000));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Limits on what costs time or memory per request, each a clear INVALID_ARGUMENT.
+  v1::GenerateRequest limited = IdsRequest({0, 1}, 4);
+  limited.mutable_sampling()->add_stop(std::string(1025, 'x'));
+  r = GenerateGrpc(cluster_->router(), limited);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("stop strings are at most 1024 bytes"));
+  limited = IdsRequest({0, 1}, 4);
+  for (int i = 0; i < 65; ++i) limited.mutable_sampling()->add_stop_token_ids(i);
+  r = GenerateGrpc(cluster_->router(), limited);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("at most 64 stop_token_ids"));
+  limited = IdsRequest({0, 1}, 4);
+  limited.set_n(5);
+  r = GenerateGrpc(cluster_->router(), limited);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   v1::GenerateRequest text;
   text.set_text("no tokenizer here");
   r = GenerateGrpc(cluster_->router(), text);
@@ -252,6 +267,18 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
   const std::string expected_text = nlohmann::json::parse(dout)["text"];
 
   httplib::Client http = cluster->Http();
+  // At most 128 tools: each is rendered into the prompt.
+  nlohmann::json tools = nlohmann::json::array();
+  for (int i = 0; i < 129; ++i) {
+    tools.push_back(
+        {{"type", "function"}, {"function", {{"name", absl::StrCat("f", i)}, {"parameters", {}}}}});
+  }
+  nlohmann::json too_many = {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                             {"tools", tools}};
+  auto refused = http.Post("/v1/chat/completions", too_many.dump(), "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_THAT(refused->body, HasSubstr("at most 128 tools"));
   nlohmann::json body = {{"messages", {{{"role", "user"}, {"content", "Hello, wie geht's? 你好"}}}},
                          {"max_tokens", 12},
                          {"ignore_eos", true},

@@ -1,9 +1,10 @@
-// A router told to stop (SIGTERM, as Kubernetes does in a rolling update): it reports not
+// The router's lifecycle and its own limits. A router told to stop (SIGTERM, as Kubernetes
+// does in a rolling update): it reports not
 // ready at once (grpc.health.v1 "readiness", /health/ready) while staying live, refuses new
 // work (HTTP 503 with OpenAI's error JSON and Connection: close, gRPC UNAVAILABLE: clients
 // retry on another replica), lets the streams in flight finish, and exits 0. Streams still
 // running at --drain_timeout end with UNAVAILABLE, and the decode worker gets their blocks
-// back. And a router with no workers behind it is live but not ready.
+// back. And no request runs past --max_request_timeout, whatever deadline its client set.
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -72,15 +73,17 @@ struct Router {
 };
 
 // A router of its own (the cluster's stays up), on `port` and `port` + 1.
-Router StartRouter(const Cluster& cluster, int port, const std::string& drain_timeout) {
+Router StartRouter(const Cluster& cluster, int port, const std::string& drain_timeout,
+                   const std::vector<std::string>& extra = {}) {
   const std::string dir = testing::MakeTempDir("router-drain");
   Router router;
-  auto process = Subprocess::Start(
-      {testing::BinaryPath("dsv3-router"), absl::StrCat("--grpc_port=", port),
-       absl::StrCat("--http_port=", port + 1), "--ready_file=" + dir + "/router.ready",
-       "--prefill=" + cluster.Get("prefill").grpc, "--decode=" + cluster.Get("decode").grpc,
-       "--drain_timeout=" + drain_timeout},
-      dir + "/router.log");
+  std::vector<std::string> argv = {
+      testing::BinaryPath("dsv3-router"),         absl::StrCat("--grpc_port=", port),
+      absl::StrCat("--http_port=", port + 1),     "--ready_file=" + dir + "/router.ready",
+      "--prefill=" + cluster.Get("prefill").grpc, "--decode=" + cluster.Get("decode").grpc,
+      "--drain_timeout=" + drain_timeout};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto process = Subprocess::Start(argv, dir + "/router.log");
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return router;
   router.process.emplace(std::move(*process));
@@ -208,6 +211,25 @@ TEST(RouterDrainTest, StreamsLeftAtTheDrainTimeoutEndWithUnavailable) {
   // What the cut requests held on the decode worker comes back.
   EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(10)))
       << DecodeFreeBlocks(decode) << " of " << free_at_start;
+}
+
+TEST(RouterLimitsTest, NoRequestRunsPastTheMaximumTimeout) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 18580);
+  ASSERT_NE(cluster, nullptr);
+  const std::string decode = cluster->Get("decode").grpc;
+  const int free_at_start = DecodeFreeBlocks(decode);
+  Router router = StartRouter(*cluster, 18590, "10s", {"--max_request_timeout=300ms"});
+  ASSERT_TRUE(router.process.has_value());
+  ASSERT_TRUE(WaitForStatus(router.info.grpc, "readiness", Health::SERVING, absl::Seconds(10)));
+  // ~1.3 s of decoding asked for, with a 60 s gRPC deadline and a 60 s timeout_ms.
+  v1::GenerateRequest request = IdsRequest({0, 17, 5}, 1900);
+  request.set_timeout_ms(60000);
+  const absl::Time start = absl::Now();
+  const GrpcResult r = GenerateGrpc(router.info.grpc, request, 60);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << r.status.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_LT(r.ids.size(), 1900u);
+  EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(10)));
 }
 
 }  // namespace
