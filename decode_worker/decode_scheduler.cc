@@ -1,5 +1,7 @@
 #include "decode_worker/decode_scheduler.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -53,6 +55,20 @@ DecodeScheduler::~DecodeScheduler() {
   leases_.clear();
 }
 
+namespace {
+
+// 64 bits from the kernel's CSPRNG (getrandom): a lease's secret must not be predictable
+// from the secrets of other leases.
+uint64_t LeaseSecret() {
+  uint64_t secret = 0;
+  while (secret == 0) {
+    if (getrandom(&secret, sizeof(secret), 0) != sizeof(secret)) secret = 0;
+  }
+  return secret;
+}
+
+}  // namespace
+
 absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_new_tokens,
                                                     absl::Duration lease,
                                                     std::span<const int32_t> prompt) {
@@ -66,6 +82,7 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
                      ") exceeds the model context of ", context, " tokens"));
   }
   if (lease <= absl::ZeroDuration()) lease = options_.default_lease;
+  lease = std::min(lease, options_.max_lease);
   const int64_t block_size = pool_->layout().block_size;
   const int64_t blocks = (prompt_tokens + max_new_tokens + 1 + block_size - 1) / block_size;
   if (blocks > pool_->layout().num_blocks) {
@@ -100,15 +117,16 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
   kv.num_tokens = kv.mtp_num_tokens = 0;  // set at Start
   PublishKvEventsLocked();                // blocks it evicted
   const uint64_t id = next_lease_id_++;
-  LeaseGrant grant{id, kv.blocks, absl::Now() + lease, cached};
-  leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry, cached};
+  LeaseGrant grant{id, LeaseSecret(), kv.blocks, absl::Now() + lease, cached};
+  leases_[id] =
+      Lease{std::move(kv), prompt_tokens, max_new_tokens, grant.expiry, cached, grant.secret};
   return grant;
 }
 
-bool DecodeScheduler::Release(uint64_t lease_id) {
+bool DecodeScheduler::Release(uint64_t lease_id, uint64_t secret) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease_id);
-  if (it == leases_.end()) return false;
+  if (it == leases_.end() || it->second.secret != secret) return false;
   pool_->Release(it->second.kv);
   leases_.erase(it);
   return true;
@@ -127,6 +145,10 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
         absl::StrCat("lease ", start.lease_id, " is unknown, expired or already used")));
   }
   Lease& lease = it->second;
+  if (lease.secret != start.lease_secret) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("lease ", start.lease_id, ": not the lease's secret"));
+  }
   // Checked here, per request: an id outside the vocabulary would fail (or read out of
   // bounds in) the step of every sequence batched with it.
   const int64_t vocab = model_.config().vocab_size;

@@ -37,6 +37,8 @@ struct DecodeSchedulerOptions {
   int max_running = 64;
   // How long a lease waits for its Start before its blocks are freed.
   absl::Duration default_lease = absl::Seconds(30);
+  // No lease lives longer, whatever a caller asks (a lease pins pool blocks).
+  absl::Duration max_lease = absl::Minutes(2);
   // MTP speculative decoding (models with an MTP layer): each step drafts one token with
   // the MTP layer and verifies it in the same main forward pass.
   bool speculative_mtp = false;
@@ -56,6 +58,9 @@ struct DecodeSchedulerOptions {
 
 struct LeaseGrant {
   uint64_t lease_id = 0;
+  // Drawn at random per lease; Start and Release must present it, so that no one who merely
+  // guesses or sees a lease id can take over or free another request's blocks.
+  uint64_t secret = 0;
   std::vector<int32_t> block_ids;
   absl::Time expiry;
   // The first cached_tokens positions came from the prefix cache (not to be written).
@@ -74,6 +79,7 @@ class DecodeSink {
 
 struct DecodeStart {
   uint64_t lease_id = 0;
+  uint64_t lease_secret = 0;
   std::vector<int32_t> prompt;  // the whole prompt (penalties need it)
   // Its last this-many tokens are the request's earlier output (a migrated request).
   int64_t resumed_output_tokens = 0;
@@ -120,10 +126,11 @@ class DecodeScheduler {
   // the pool lacks them; INVALID_ARGUMENT when they exceed the model's context.
   absl::StatusOr<LeaseGrant> Reserve(int prompt_tokens, int max_new_tokens, absl::Duration lease,
                                      std::span<const int32_t> prompt = {});
-  // Frees a lease that has not started. False when it is unknown (expired, started, freed).
-  bool Release(uint64_t lease_id);
+  // Frees a lease that has not started. False when it is unknown (expired, started, freed)
+  // or `secret` is not its secret.
+  bool Release(uint64_t lease_id, uint64_t secret);
   // Starts decoding a lease whose prompt KV is now in its blocks. NOT_FOUND for an unknown
-  // or expired lease.
+  // or expired lease, PERMISSION_DENIED for a wrong secret.
   absl::Status Start(DecodeStart start, std::shared_ptr<DecodeSink> sink);
   // Ends a started sequence (the client left); its sink gets OnFinish(CANCELLED).
   void Cancel(uint64_t lease_id);
@@ -142,6 +149,7 @@ class DecodeScheduler {
     int max_new_tokens = 0;
     absl::Time expiry;
     int64_t cached_tokens = 0;  // from the prefix cache
+    uint64_t secret = 0;
   };
   struct Sequence {
     uint64_t lease_id = 0;

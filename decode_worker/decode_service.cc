@@ -242,6 +242,7 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
   *d->mutable_layout() = WireLayout();
   for (int32_t b : grant->block_ids) d->add_block_ids(b);
   d->set_lease_id(grant->lease_id);
+  d->set_lease_secret(grant->secret);
   d->set_lease_expiry_unix_ms(absl::ToUnixMillis(grant->expiry));
   d->set_decode_address(options_.advertised_address);
   d->set_config_hash(config_hash_);
@@ -263,6 +264,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
 
   DecodeStart start;
   start.lease_id = request->lease_id();
+  start.lease_secret = request->lease_secret();
   start.prompt.assign(request->prompt_token_ids().begin(), request->prompt_token_ids().end());
   start.first_token = request->first_token_id();
   start.sampling = worker::ToEngineSampling(request->sampling());
@@ -283,7 +285,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
 grpc::ServerUnaryReactor* DecodeService::Release(grpc::CallbackServerContext* context,
                                                  const v1::ReleaseRequest* request,
                                                  v1::ReleaseResponse* response) {
-  response->set_released(scheduler_->Release(request->lease_id()));
+  response->set_released(scheduler_->Release(request->lease_id(), request->lease_secret()));
   if (response->released()) {
     DSV3_LOG(INFO) << "released lease " << request->lease_id() << ": " << request->reason();
   }

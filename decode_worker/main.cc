@@ -25,6 +25,9 @@ ABSL_FLAG(std::string, kv_pool_memory, "engine",
           "memory, 2-3x faster KV transfer between workers on one node).");
 ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(30),
           "How long reserved KV blocks wait for their Decode before they are freed.");
+ABSL_FLAG(absl::Duration, max_lease_timeout, absl::Minutes(2),
+          "No KV lease lives longer without a Decode, whatever its Reserve asks (a lease pins "
+          "pool blocks).");
 
 int main(int argc, char** argv) {
   dsv3::decode::DecodeService* service = nullptr;
@@ -41,6 +44,7 @@ int main(int argc, char** argv) {
         options.scheduler.local_prefill_chunk_tokens =
             absl::GetFlag(FLAGS_local_prefill_chunk_tokens);
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
+        options.scheduler.max_lease = absl::GetFlag(FLAGS_max_lease_timeout);
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
         options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);

@@ -395,6 +395,7 @@ void CompletionRun::StartDecode() {
   {
     absl::MutexLock lock(&mu_);
     request.set_lease_id(destination_.lease_id());
+    request.set_lease_secret(destination_.lease_secret());
     if (!cancelled_) {
       // Under mu_ so that a concurrent Cancel either sees the reader or sets cancelled_
       // before this check.
@@ -488,6 +489,7 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
 void CompletionRun::ReleaseLease(const std::string& reason) {
   std::shared_ptr<v1::Worker::Stub> stub;
   uint64_t lease_id = 0;
+  uint64_t secret = 0;
   {
     absl::MutexLock lock(&mu_);
     // A lease a Decode took is the sequence's now: the Decode's end frees it.
@@ -495,8 +497,9 @@ void CompletionRun::ReleaseLease(const std::string& reason) {
     released_ = true;
     stub = decode_.stub;
     lease_id = destination_.lease_id();
+    secret = destination_.lease_secret();
   }
-  SendLeaseRelease(*stub, lease_id, reason);  // the lease also expires on its own
+  SendLeaseRelease(*stub, lease_id, secret, reason);  // the lease also expires on its own
 }
 
 void CompletionRun::Settle() {

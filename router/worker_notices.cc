@@ -33,7 +33,8 @@ void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, ui
       });
 }
 
-void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, const std::string& reason) {
+void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
+                      const std::string& reason) {
   struct Call {
     grpc::ClientContext ctx;
     v1::ReleaseRequest request;
@@ -42,6 +43,7 @@ void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, const std::st
   auto call = std::make_shared<Call>();
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   call->request.set_lease_id(lease_id);
+  call->request.set_lease_secret(lease_secret);
   call->request.set_reason(reason);
   decode.async()->Release(&call->ctx, &call->request, &call->response, [call](grpc::Status) {});
 }

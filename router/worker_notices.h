@@ -20,7 +20,8 @@ void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, ui
                        absl::Time deadline, const std::string& request_id);
 
 // Release of a decode worker's lease that no Decode will take.
-void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, const std::string& reason);
+void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
+                      const std::string& reason);
 
 }  // namespace dsv3::router
 

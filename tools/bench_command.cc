@@ -242,6 +242,7 @@ class DirectPrefillCall {
       result_.kv_transfer = prefill_response_.kv_transfer_ns() * 1e-9;
     }
     release_request_.set_lease_id(reserve_response_.destination().lease_id());
+    release_request_.set_lease_secret(reserve_response_.destination().lease_secret());
     release_request_.set_reason("dsv3 bench: direct prefill");
     release_ctx_.set_deadline(DeadlineIn(timeout_s_));
     decode_->async()->Release(

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -152,6 +153,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     grpc::Status s = decode_.stub->Reserve(&ctx, req, &resp);
     if (!s.ok())
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    secrets_[resp.destination().lease_id()] = resp.destination().lease_secret();
     return resp.destination();
   }
 
@@ -175,6 +177,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     SetDeadline(ctx, 30);
     v1::DecodeRequest req;
     req.set_lease_id(lease);
+    req.set_lease_secret(secrets_[lease]);
     for (int32_t t : prompt) req.add_prompt_token_ids(t);
     req.set_first_token_id(first);
     req.mutable_sampling()->set_max_tokens(max_tokens);
@@ -243,6 +246,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     SetDeadline(ctx, 5);
     v1::ReleaseRequest rel;
     rel.set_lease_id(lease_id);
+    rel.set_lease_secret(secrets_[lease_id]);
     v1::ReleaseResponse released;
     return decode_.stub->Release(&ctx, rel, &released).ok() && released.released();
   }
@@ -289,6 +293,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
   std::string dir_;
   Worker decode_;
   Worker prefill_;
+  std::map<uint64_t, uint64_t> secrets_;  // lease id -> the secret Reserve gave
 };
 
 TEST_P(DisaggregatedWorkersTest, GreedyTokensMatchTheReference) {
@@ -358,6 +363,7 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
     grpc::ClientContext ctx;
     v1::ReleaseRequest rel;
     rel.set_lease_id(big->lease_id());
+    rel.set_lease_secret(big->lease_secret());
     v1::ReleaseResponse released;
     ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
   }
@@ -370,6 +376,61 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
   auto first = Prefill(g.prompt, *ok);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->first_token_id(), g.greedy[0]);
+}
+
+// A lease is taken over or freed only with its secret: a caller who sees or guesses a lease
+// id can neither start a Decode on another request's blocks nor release them; and no lease
+// lives longer than the worker's cap, whatever lease_ms asks.
+TEST_P(DisaggregatedWorkersTest, LeasesNeedTheirSecretAndHaveACappedLifetime) {
+  const GoldenPrompt g = LoadGolden().front();
+  auto d = Reserve(static_cast<int>(g.prompt.size()), 8);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NE(d->lease_secret(), 0u);
+  auto p = Prefill(g.prompt, *d);
+  ASSERT_TRUE(p.ok()) << p.status();
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::ReleaseRequest rel;
+    rel.set_lease_id(d->lease_id());
+    rel.set_lease_secret(d->lease_secret() + 1);
+    v1::ReleaseResponse released;
+    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+    EXPECT_FALSE(released.released());
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::DecodeRequest req;
+    req.set_lease_id(d->lease_id());
+    req.set_lease_secret(0);
+    for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
+    req.set_first_token_id(p->first_token_id());
+    req.mutable_sampling()->set_max_tokens(8);
+    auto reader = decode_.stub->Decode(&ctx, req);
+    v1::DecodeResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The lease is intact: its owner decodes the golden tokens.
+  v1::FinishReason reason;
+  EXPECT_EQ(Decode(g.prompt, d->lease_id(), p->first_token_id(), 8, &reason), g.greedy);
+  // A lease asking to live a day lives the worker's cap (2 minutes by default).
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::ReserveRequest req;
+    req.set_prompt_tokens(4);
+    req.set_max_new_tokens(4);
+    req.set_lease_ms(int64_t{24} * 3600 * 1000);
+    v1::ReserveResponse resp;
+    ASSERT_TRUE(decode_.stub->Reserve(&ctx, req, &resp).ok());
+    secrets_[resp.destination().lease_id()] = resp.destination().lease_secret();
+    EXPECT_LE(resp.destination().lease_expiry_unix_ms(),
+              absl::ToUnixMillis(absl::Now() + absl::Minutes(2) + absl::Seconds(1)));
+    EXPECT_TRUE(Release(resp.destination().lease_id()));
+  }
 }
 
 // A Decode with a token id outside the vocabulary fails alone: the request decoding beside it
@@ -394,6 +455,7 @@ TEST_P(DisaggregatedWorkersTest, BadDecodeInputFailsOnlyThatRequest) {
     SetDeadline(ctx, 30);
     v1::DecodeRequest req;
     req.set_lease_id(lease->lease_id());
+    req.set_lease_secret(lease->lease_secret());
     for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
     req.set_first_token_id(bad_first);
     req.mutable_sampling()->set_max_tokens(8);
