@@ -1,0 +1,159 @@
+// The decode and prefill workers' gRPC against bad and hostile input: out-of-range ids,
+// impossible reservations, a token id outside the vocabulary in one Decode of a batch (it
+// fails alone), and leases that only their secret can take over or free, with a capped
+// lifetime. Instantiated over tcp and shared memory in disaggregated_workers_test.cc.
+
+#include <thread>
+
+#include "tests/integration/disaggregated_workers_fixture.h"
+
+namespace dsv3::disaggregated {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
+  // Out-of-range token id: the prefill worker refuses; the lease is released by the caller.
+  auto d = Reserve(3, 4);
+  ASSERT_TRUE(d.ok());
+  auto p = Prefill({0, 99999, 5}, *d);
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+  // A destination of another model (config hash) is refused before any byte moves.
+  v1::KvDestination other = *d;
+  other.set_config_hash("0123456789abcdef");
+  EXPECT_EQ(Prefill({0, 1, 2}, other).status().code(), absl::StatusCode::kFailedPrecondition);
+  // An unknown lease.
+  v1::FinishReason reason;
+  grpc::ClientContext ctx;
+  v1::DecodeRequest req;
+  req.set_lease_id(987654);
+  auto reader = decode_.stub->Decode(&ctx, req);
+  v1::DecodeResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  (void)reason;
+  // More than the context: refused at Reserve.
+  EXPECT_EQ(Reserve(2000, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  // More than the whole pool can ever hold: INVALID_ARGUMENT (waiting would not help).
+  EXPECT_EQ(Reserve(1000, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  // More than is free now: RESOURCE_EXHAUSTED; fine again once the blocks come back.
+  auto big = Reserve(600, 100);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(Reserve(600, 100).status().code(), absl::StatusCode::kResourceExhausted);
+  {
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest rel;
+    rel.set_lease_id(big->lease_id());
+    rel.set_lease_secret(big->lease_secret());
+    v1::ReleaseResponse released;
+    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+  }
+  auto again = Reserve(600, 100);
+  ASSERT_TRUE(again.ok()) << again.status();
+  // The workers still serve.
+  const GoldenPrompt g = LoadGolden().front();
+  auto ok = Reserve(static_cast<int>(g.prompt.size()), 2);
+  ASSERT_TRUE(ok.ok());
+  auto first = Prefill(g.prompt, *ok);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->first_token_id(), g.greedy[0]);
+}
+
+// A lease is taken over or freed only with its secret: a caller who sees or guesses a lease
+// id can neither start a Decode on another request's blocks nor release them; and no lease
+// lives longer than the worker's cap, whatever lease_ms asks.
+TEST_P(DisaggregatedWorkersTest, LeasesNeedTheirSecretAndHaveACappedLifetime) {
+  const GoldenPrompt g = LoadGolden().front();
+  auto d = Reserve(static_cast<int>(g.prompt.size()), 8);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NE(d->lease_secret(), 0u);
+  auto p = Prefill(g.prompt, *d);
+  ASSERT_TRUE(p.ok()) << p.status();
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::ReleaseRequest rel;
+    rel.set_lease_id(d->lease_id());
+    rel.set_lease_secret(d->lease_secret() + 1);
+    v1::ReleaseResponse released;
+    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+    EXPECT_FALSE(released.released());
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::DecodeRequest req;
+    req.set_lease_id(d->lease_id());
+    req.set_lease_secret(0);
+    for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
+    req.set_first_token_id(p->first_token_id());
+    req.mutable_sampling()->set_max_tokens(8);
+    auto reader = decode_.stub->Decode(&ctx, req);
+    v1::DecodeResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // The lease is intact: its owner decodes the golden tokens.
+  v1::FinishReason reason;
+  EXPECT_EQ(Decode(g.prompt, d->lease_id(), p->first_token_id(), 8, &reason), g.greedy);
+  // A lease asking to live a day lives the worker's cap (2 minutes by default).
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::ReserveRequest req;
+    req.set_prompt_tokens(4);
+    req.set_max_new_tokens(4);
+    req.set_lease_ms(int64_t{24} * 3600 * 1000);
+    v1::ReserveResponse resp;
+    ASSERT_TRUE(decode_.stub->Reserve(&ctx, req, &resp).ok());
+    secrets_[resp.destination().lease_id()] = resp.destination().lease_secret();
+    EXPECT_LE(resp.destination().lease_expiry_unix_ms(),
+              absl::ToUnixMillis(absl::Now() + absl::Minutes(2) + absl::Seconds(1)));
+    EXPECT_TRUE(Release(resp.destination().lease_id()));
+  }
+}
+
+// A Decode with a token id outside the vocabulary fails alone: the request decoding beside it
+// in the same batch goes on to its end.
+TEST_P(DisaggregatedWorkersTest, BadDecodeInputFailsOnlyThatRequest) {
+  const GoldenPrompt g = LoadGolden().front();
+  auto good_lease = Reserve(static_cast<int>(g.prompt.size()), 700);  // 12 of 16 blocks
+  ASSERT_TRUE(good_lease.ok()) << good_lease.status();
+  auto good_prefill = Prefill(g.prompt, *good_lease);
+  ASSERT_TRUE(good_prefill.ok()) << good_prefill.status();
+  std::vector<int32_t> good;
+  v1::FinishReason good_reason = v1::FINISH_REASON_UNSPECIFIED;
+  std::thread decoding([&] {
+    good =
+        Decode(g.prompt, good_lease->lease_id(), good_prefill->first_token_id(), 700, &good_reason);
+  });
+  for (int32_t bad_first : {99999, -1}) {
+    auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_TRUE(Prefill(g.prompt, *lease).ok());
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 30);
+    v1::DecodeRequest req;
+    req.set_lease_id(lease->lease_id());
+    req.set_lease_secret(lease->lease_secret());
+    for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
+    req.set_first_token_id(bad_first);
+    req.mutable_sampling()->set_max_tokens(8);
+    auto reader = decode_.stub->Decode(&ctx, req);
+    v1::DecodeResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad_first;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("outside the vocabulary")) << bad_first;
+  }
+  decoding.join();
+  ASSERT_EQ(good.size(), 700u);  // max_tokens counts the first token
+  EXPECT_EQ(std::vector<int32_t>(good.begin(), good.begin() + 8), g.greedy);
+  EXPECT_EQ(good_reason, v1::FINISH_REASON_LENGTH);
+}
+
+}  // namespace
+}  // namespace dsv3::disaggregated
