@@ -7,6 +7,8 @@
 #   AUTH="open keys" bench/router_overhead_bench.sh ...: each round and transport also with
 #     the router's --api_keys on (one key, limits set but never reached), to put the cost of
 #     API keys beside the open router in one run (issue 16). Default AUTH=open.
+#   AUTH="open tls tls+keys": also with `dsv3 cluster --tls` (TLS on every port, mutual TLS
+#     between the processes; the bench presents the cluster's certificate), and with both.
 # Each round and transport: a fresh `dsv3 cluster` (router + 1 prefill + 1 decode), then
 # `dsv3 bench` with 128-token prompts and 2 output tokens; at 256 streams the first 256
 # requests (the ramp) are left out. Prints the bench's figures and the router's histograms
@@ -45,14 +47,19 @@ for round in $(seq 1 "$rounds"); do
   for tls in "${transports[@]}"; do
   for auth in "${auths[@]}"; do
     dir="$(mktemp -d /tmp/router-overhead-bench.XXXXXX)"
-    keys=()
-    if [ "$auth" = keys ]; then
+    keys=(); tls_flags=(); client_tls=(); curl_tls=(); scheme=http
+    if [[ "$auth" == tls* ]]; then
+      tls_flags=(--tls)
+      client_tls=(--tls_ca "$dir/tls/ca.pem" --tls_cert "$dir/tls/cluster.pem" --tls_key "$dir/tls/cluster.key")
+      curl_tls=(--cacert "$dir/tls/ca.pem"); scheme=https
+    fi
+    if [[ "$auth" == *keys ]]; then
       echo "bench $key rps=100000 tpm=1000000000 streams=100000" >"$dir/keys"
       keys=(--api_keys "$dir/keys")
     fi
     "$build/bin/dsv3" cluster --model "$model" --kv_pool_blocks 1024 --decode_max_running 256 \
       --ucx_transports "$tls" --port_base "$port" --status_file "$dir/status.json" \
-      --log_dir "$dir" "${keys[@]}" >"$dir/cluster.out" 2>&1 &
+      --log_dir "$dir" "${keys[@]}" "${tls_flags[@]}" >"$dir/cluster.out" 2>&1 &
     cluster=$!
     trap 'kill -TERM "$cluster" 2>/dev/null || true' EXIT  # a failed step leaves no cluster
     for _ in $(seq 1 600); do [ -s "$dir/status.json" ] && break; sleep 0.5; done
@@ -60,12 +67,12 @@ for round in $(seq 1 "$rounds"); do
     prefill=$(python3 -c "import json,sys; print([e['grpc'] for e in json.load(open(sys.argv[1])) if e['role']=='prefill'][0])" "$dir/status.json")
     for c in 1 256; do
       n=1024; warmup=256; [ "$c" = 1 ] && { n=100; warmup=10; }
-      curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$dir/m0.txt"
+      curl -s "${curl_tls[@]}" "$scheme://127.0.0.1:$((port + 1))/metrics" >"$dir/m0.txt"
       DSV3_API_KEY="$key" "$build/bin/dsv3" bench --router "127.0.0.1:$port" --bench_concurrency "$c" \
         --bench_requests "$n" --bench_warmup_requests "$warmup" --bench_prompt_tokens 128 \
-        --bench_output_tokens 2 --bench_probe "$prefill" --bench_json "$dir/bench-$c.json" \
+        --bench_output_tokens 2 --bench_probe "$prefill" --bench_json "$dir/bench-$c.json" "${client_tls[@]}" \
         >"$dir/bench-$c.out" 2>&1 || true
-      curl -s "http://127.0.0.1:$((port + 1))/metrics" >"$dir/m1.txt"
+      curl -s "${curl_tls[@]}" "$scheme://127.0.0.1:$((port + 1))/metrics" >"$dir/m1.txt"
       python3 - "$dir/bench-$c.json" "$round" "$tls" "$c" "$auth" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))

@@ -4,8 +4,9 @@ find_package(absl CONFIG REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 find_package(nlohmann_json REQUIRED)
-# libcrypto: SHA-256 of API keys (router/api_keys.cc).
-find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+# libcrypto: SHA-256 of API keys (router/api_keys.cc); libssl: TLS of the HTTP servers
+# (common/https_server.cc) and the certificates `dsv3 cluster --tls` makes.
+find_package(OpenSSL REQUIRED COMPONENTS Crypto SSL)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/flags/flag.h"
+#include "common/tls_config.h"
 
 ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Seconds(10),
           "gRPC between the processes: a keepalive ping after this long without a frame on a "
@@ -41,7 +42,11 @@ std::shared_ptr<grpc::Channel> ClusterChannel(const std::string& address,
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  // One set of credentials per process: with TLS it watches the certificate files.
+  static const TlsConfig* const tls = new TlsConfig(TlsFromFlags(/*internal_api=*/false));
+  static const std::shared_ptr<grpc::ChannelCredentials> credentials = GrpcChannelCredentials(*tls);
+  AddTlsChannelArgs(*tls, args);
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 void ConfigureServerKeepalive(grpc::ServerBuilder& builder, const KeepaliveOptions& keepalive) {

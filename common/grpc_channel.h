@@ -2,7 +2,8 @@
 #define DSV3_COMMON_GRPC_CHANNEL_H_
 
 // A gRPC channel between processes of the cluster (router -> workers, attention workers ->
-// expert workers): insecure (pods talk inside the cluster network), reconnecting within a
+// expert workers): TLS presenting this process's certificate when --tls_ca is set
+// (tls_config.h), else insecure; reconnecting within a
 // second after the peer restarts instead of gRPC's default backoff of up to two minutes, and
 // with HTTP/2 keepalive pings, so that a call to a peer whose host vanished (or whose
 // process stopped) fails within keepalive time + timeout instead of hanging to its deadline.

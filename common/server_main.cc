@@ -15,6 +15,11 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
   BlockTerminationSignals();
   ParseCommandLineOrExit(argc, argv, usage);
   ServiceHostOptions options = ServiceHostOptionsFromFlags(role);
+  // Before loading a model: a wrong certificate path fails in a second, not minutes.
+  if (absl::Status tls = CheckTlsConfig(options.tls); !tls.ok()) {
+    DSV3_LOG(ERROR) << "start-up failed: " << tls;
+    return 1;
+  }
   const BuildInfo& build = GetBuildInfo();
   DSV3_LOG(INFO) << "dsv3-" << role << " " << build.version << " (" << build.git_revision << ")";
   LogComputePlacement();

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_channel.h"
+#include "common/https_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/process_metrics.h"
@@ -54,6 +55,8 @@ ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role) {
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.keepalive = KeepaliveFromFlags();
+  // Every role but the router serves only the cluster's own processes.
+  options.tls = TlsFromFlags(/*internal_api=*/role != "router");
   return options;
 }
 
@@ -77,6 +80,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     ServiceHostOptions options, const std::vector<grpc::Service*>& services) {
   std::unique_ptr<ServiceHost> host(new ServiceHost(std::move(options)));
   const ServiceHostOptions& opts = host->options_;
+  if (absl::Status tls = CheckTlsConfig(opts.tls); !tls.ok()) return tls;
   RegisterProcessMetrics(opts.role);
   Metrics();  // the whole dsv3_* serving catalog, so /metrics lists every family
 
@@ -88,7 +92,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   ConfigureServerKeepalive(builder, options.keepalive);
   builder.AddListeningPort(absl::StrCat(opts.host, ":", opts.grpc_port),
-                           grpc::InsecureServerCredentials(), &host->grpc_port_);
+                           GrpcServerCredentials(opts.tls), &host->grpc_port_);
   for (grpc::Service* s : services) builder.RegisterService(s);
   if (opts.configure_grpc) opts.configure_grpc(builder);
   host->grpc_server_ = builder.BuildAndStart();
@@ -98,7 +102,16 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   }
 
   // HTTP: /metrics, the probes, plus the binary's own routes.
-  host->http_server_ = std::make_unique<httplib::Server>();
+  if (opts.tls.server_enabled()) {
+    absl::StatusOr<std::unique_ptr<httplib::Server>> https = MakeHttpsServer(opts.tls);
+    if (!https.ok()) {
+      host->grpc_server_->Shutdown();
+      return https.status();
+    }
+    host->http_server_ = *std::move(https);
+  } else {
+    host->http_server_ = std::make_unique<httplib::Server>();
+  }
   host->http_server_->Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics::Registry::Default().Expose(),
                     "text/plain; version=0.0.4; charset=utf-8");
@@ -153,8 +166,13 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     host->UpdateReadiness(/*first=*/true);
   }
   host->readiness_thread_ = std::thread([self] { self->WatchReadiness(); });
-  DSV3_LOG(INFO) << "listening: grpc " << opts.host << ":" << host->grpc_port_ << ", http "
-                 << opts.host << ":" << host->http_port_;
+  DSV3_LOG(INFO) << "listening: grpc " << opts.host << ":" << host->grpc_port_
+                 << (opts.tls.server_enabled()
+                         ? (opts.tls.require_client_cert ? " (TLS, client certificates required)"
+                                                         : " (TLS)")
+                         : "")
+                 << ", " << (opts.tls.server_enabled() ? "https " : "http ") << opts.host << ":"
+                 << host->http_port_;
 
   if (!opts.ready_file.empty()) {
     // Write then rename, so a reader never sees half a file.

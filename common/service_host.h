@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc_channel.h"
+#include "common/tls_config.h"
 
 namespace httplib {
 class Server;
@@ -49,6 +50,9 @@ struct ServiceHostOptions {
   absl::Duration drain_timeout = absl::Seconds(10);
   // HTTP/2 keepalive of the gRPC server (grpc_channel.h); zero time: gRPC's defaults.
   KeepaliveOptions keepalive{absl::ZeroDuration(), absl::ZeroDuration()};
+  // TLS on both ports when tls.cert is set (tls_config.h); client certificates on gRPC when
+  // tls.require_client_cert.
+  TlsConfig tls;
   // Extra HTTP routes (the router's OpenAI API); /metrics is always there.
   std::function<void(httplib::Server&)> add_http_routes;
   // Lets a binary tune the gRPC server (message sizes, thread pools) before it starts.
@@ -64,7 +68,7 @@ inline constexpr char kLivenessService[] = "liveness";
 inline constexpr char kReadinessService[] = "readiness";
 
 // Reads the flags every server binary has (--host, --grpc_port, --http_port, --ready_file,
-// --drain_timeout, --log_level, --log_json) into options and configures logging.
+// --drain_timeout, --log_level, --log_json, --tls_*) into options and configures logging.
 ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role);
 
 class ServiceHost {

@@ -44,6 +44,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -282,8 +283,7 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address,
     grpc::ChannelArguments args;
     // Distinct arguments give each channel its own connection.
     args.SetInt("dsv3.bench_channel", i);
-    channels.push_back(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    channels.push_back(ClientChannel(address, args));
   }
   return channels;
 }
@@ -381,10 +381,8 @@ int RunBench(const std::vector<std::string>&) {
   std::vector<std::unique_ptr<v1::Inference::Stub>> router_stubs;
   std::unique_ptr<v1::Worker::Stub> prefill_stub, decode_stub;
   if (direct) {
-    prefill_stub = v1::Worker::NewStub(
-        grpc::CreateChannel(direct_prefill, grpc::InsecureChannelCredentials()));
-    decode_stub =
-        v1::Worker::NewStub(grpc::CreateChannel(direct_decode, grpc::InsecureChannelCredentials()));
+    prefill_stub = v1::Worker::NewStub(ClientChannel(direct_prefill));
+    decode_stub = v1::Worker::NewStub(ClientChannel(direct_decode));
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(10));
     v1::WorkerInfo info;

@@ -4,11 +4,12 @@
 
 #include <chrono>
 
+#include "common/tls_config.h"
+
 namespace dsv3::tools::bench {
 
 RttProbe::RttProbe(const std::string& address, absl::Duration interval)
-    : stub_(v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
-      interval_(interval) {}
+    : stub_(v1::Worker::NewStub(ClientChannel(address))), interval_(interval) {}
 
 RttProbe::~RttProbe() {
   int64_t failures = 0;

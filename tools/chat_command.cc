@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
@@ -89,8 +90,7 @@ grpc::Status StreamReply(v1::Inference::Stub& stub, const v1::GenerateRequest& r
 
 int RunChat(const std::vector<std::string>&) {
   const bool interactive = isatty(STDIN_FILENO);
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_router), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Inference::NewStub(ClientChannel(absl::GetFlag(FLAGS_router)));
   v1::GenerateRequest request;
   request.set_model(absl::GetFlag(FLAGS_model));
   *request.mutable_sampling() = SamplingFromFlags();

@@ -23,9 +23,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tools/cluster_tls.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
@@ -115,7 +117,8 @@ std::string SelfDir() {
   return path.substr(0, path.rfind('/'));
 }
 
-bool Spawn(Child& child, const std::vector<std::string>& argv) {
+bool Spawn(Child& child, std::vector<std::string> argv, const ClusterTls& tls) {
+  argv.insert(argv.end(), tls.process_flags.begin(), tls.process_flags.end());
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, child.log.c_str(),
@@ -185,8 +188,12 @@ bool ReadReady(Child& c) {
 }
 
 // Workers the router sees up, from its /metrics (dsv3_worker_up{role,address} 1).
-int WorkersUp(int http_port) {
-  httplib::Client client("127.0.0.1", http_port);
+int WorkersUp(int http_port, const ClusterTls& tls) {
+  httplib::Client client(absl::StrCat(tls.scheme(), "://127.0.0.1:", http_port));
+  if (tls.enabled) {
+    client.set_ca_cert_path(tls.ca.c_str());
+    client.enable_server_certificate_verification(true);
+  }
   client.set_connection_timeout(1);
   client.set_read_timeout(2);
   auto res = client.Get("/metrics");
@@ -202,7 +209,7 @@ int WorkersUp(int http_port) {
 // names the model in ListModels; with API keys ListModels wants a key, and the model is
 // then named as the workers name it by default, after its directory.
 bool RouterServes(const std::string& address, const std::string& model_dir, std::string* model) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto channel = ClientChannel(address);  // TLS as SetUpClusterTls set the flags
   {
     auto health = grpc::health::v1::Health::NewStub(channel);
     grpc::ClientContext ctx;
@@ -273,13 +280,19 @@ int RunCluster(const std::vector<std::string>&) {
       return 1;
     }
   }
+  absl::StatusOr<ClusterTls> cluster_tls = SetUpClusterTls(log_dir);
+  if (!cluster_tls.ok()) {
+    std::fprintf(stderr, "dsv3 cluster: %s\n", std::string(cluster_tls.status().message()).c_str());
+    return 1;
+  }
+  const ClusterTls& tls = *cluster_tls;
   const std::string bin = SelfDir();
   const int base = absl::GetFlag(FLAGS_port_base);
   int next_port = base + 2;
   std::vector<Child> children;
   std::vector<std::string> prefill_addresses, decode_addresses, expert_addresses;
-  std::string tls = absl::GetFlag(FLAGS_ucx_transports);
-  if (tls.empty()) tls = n_experts > 0 ? "tcp" : "posix,cma,self";
+  std::string ucx = absl::GetFlag(FLAGS_ucx_transports);
+  if (ucx.empty()) ucx = n_experts > 0 ? "tcp" : "posix,cma,self";
   std::string idle_spin = absl::GetFlag(FLAGS_engine_idle_spin);
   // Measured on 2 cores (bench/RESULTS.md): spinning engine threads of one process starve
   // the expert workers it waits on; 100us instead of 2ms took decode batch 8 from 0.63x to
@@ -300,15 +313,15 @@ int RunCluster(const std::vector<std::string>&) {
                                      absl::StrCat("--grpc_port=", c.grpc_port),
                                      absl::StrCat("--http_port=", c.http_port),
                                      "--ready_file=" + c.ready_file,
-                                     "--ucx_tls=" + tls};
-    if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+                                     "--ucx_tls=" + ucx};
+    if (ucx.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!idle_spin.empty()) argv.push_back("--engine_idle_spin=" + idle_spin);
     if (absl::GetFlag(FLAGS_engine_compute_nice) > 0) {
       argv.push_back(
           absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
     }
     expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
-    if (Spawn(c, argv)) children.push_back(c);
+    if (Spawn(c, argv, tls)) children.push_back(c);
   }
   auto add_worker = [&](const std::string& role, int index) {
     Child c;
@@ -323,11 +336,11 @@ int RunCluster(const std::vector<std::string>&) {
         absl::StrCat("--grpc_port=", c.grpc_port),
         absl::StrCat("--http_port=", c.http_port),
         "--ready_file=" + c.ready_file,
-        "--ucx_tls=" + tls,
+        "--ucx_tls=" + ucx,
         absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks)),
         absl::StrCat("--prefix_cache=", absl::GetFlag(FLAGS_prefix_cache) ? "true" : "false"),
         absl::StrCat("--prefix_cache_max_blocks=", absl::GetFlag(FLAGS_prefix_cache_max_blocks))};
-    if (tls.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
+    if (ucx.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!expert_addresses.empty()) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
     }
@@ -346,12 +359,12 @@ int RunCluster(const std::vector<std::string>&) {
                                     absl::GetFlag(FLAGS_local_prefill_chunk_tokens)));
       }
       // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).
-      if (tls.find("tcp") == std::string::npos) argv.push_back("--kv_pool_memory=ucx");
+      if (ucx.find("tcp") == std::string::npos) argv.push_back("--kv_pool_memory=ucx");
       if (absl::GetFlag(FLAGS_speculative) == "mtp") argv.push_back("--speculative_mtp");
     }
     (role == "prefill" ? prefill_addresses : decode_addresses)
         .push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
-    if (Spawn(c, argv)) children.push_back(c);
+    if (Spawn(c, argv, tls)) children.push_back(c);
   };
   for (int i = 0; i < n_decode; ++i) add_worker("decode", i);
   for (int i = 0; i < n_prefill; ++i) add_worker("prefill", i);
@@ -376,7 +389,7 @@ int RunCluster(const std::vector<std::string>&) {
     router_argv.push_back("--api_keys=" + absl::GetFlag(FLAGS_api_keys));
   }
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
-  if (Spawn(router, router_argv)) children.push_back(router);
+  if (Spawn(router, router_argv, tls)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
   const int n_rebalancers = n_experts > 0 ? 1 : 0;
   if (n_rebalancers > 0) {
@@ -396,7 +409,7 @@ int RunCluster(const std::vector<std::string>&) {
     if (!absl::GetFlag(FLAGS_expert_failover_after).empty()) {
       argv.push_back("--expert_failover_after=" + absl::GetFlag(FLAGS_expert_failover_after));
     }
-    if (Spawn(rebalancer, argv)) children.push_back(rebalancer);
+    if (Spawn(rebalancer, argv, tls)) children.push_back(rebalancer);
   }
   if (children.size() !=
       static_cast<size_t>(n_prefill + n_decode + n_experts + 1 + n_rebalancers)) {
@@ -407,7 +420,7 @@ int RunCluster(const std::vector<std::string>&) {
                "dsv3 cluster: starting %d prefill, %d decode, %d expert workers, a router%s "
                "(UCX over %s; logs in %s)\n",
                n_prefill, n_decode, n_experts, n_rebalancers > 0 ? " and a rebalancer" : "",
-               tls.c_str(), log_dir.c_str());
+               ucx.c_str(), log_dir.c_str());
 
   // Healthy = every process listening and the router serving the model.
   const absl::Time started = absl::Now();
@@ -432,7 +445,7 @@ int RunCluster(const std::vector<std::string>&) {
     for (Child& c : children) listening += ReadReady(c) ? 1 : 0;
     const bool ready = listening == static_cast<int>(children.size());
     // Every worker up as the router sees it, and the router serving the model.
-    const int workers_up = ready ? WorkersUp(base + 1) : 0;
+    const int workers_up = ready ? WorkersUp(base + 1, tls) : 0;
     if (ready && workers_up == n_prefill + n_decode &&
         RouterServes(absl::StrCat("127.0.0.1:", base), model, &served)) {
       break;
@@ -476,21 +489,26 @@ int RunCluster(const std::vector<std::string>&) {
   }
   std::fprintf(stderr, "dsv3 cluster: healthy after %.1f s\n",
                absl::ToDoubleSeconds(absl::Now() - started));
+  const bool keys = !absl::GetFlag(FLAGS_api_keys).empty();
+  const std::string tls_client = tls.enabled ? absl::StrCat("--tls_ca ", tls.ca, " ") : "";
+  const std::string curl_tls = tls.enabled ? absl::StrCat("--cacert ", tls.ca, " ") : "";
   std::printf(
       "dsv3 cluster: serving model '%s'%s\n"
-      "  gRPC (dsv3.v1.Inference):   127.0.0.1:%d\n"
-      "  OpenAI HTTP API + /metrics: http://127.0.0.1:%d\n"
+      "  gRPC (dsv3.v1.Inference):   127.0.0.1:%d%s\n"
+      "  OpenAI HTTP API + /metrics: %s://127.0.0.1:%d\n"
       "Try:\n"
-      "  %s%s/dsv3 complete --router 127.0.0.1:%d %s\n"
-      "  curl -s http://127.0.0.1:%d/v1/completions -H 'Content-Type: application/json' %s\\\n"
+      "  %s%s/dsv3 complete --router 127.0.0.1:%d %s%s\n"
+      "  curl -s %s%s://127.0.0.1:%d/v1/completions -H 'Content-Type: application/json' %s\\\n"
       "       -d '{\"model\": \"%s\", \"prompt\": %s, \"max_tokens\": 16}'\n"
       "Ctrl-C stops the cluster.\n",
-      served.c_str(), tokenizer.empty() ? " (token ids only: no tokenizer)" : "", base, base + 1,
-      absl::GetFlag(FLAGS_api_keys).empty() ? "" : "DSV3_API_KEY=$KEY ", bin.c_str(), base,
+      served.c_str(), tokenizer.empty() ? " (token ids only: no tokenizer)" : "", base,
+      tls.enabled ? " (TLS)" : "", tls.scheme().c_str(), base + 1, keys ? "DSV3_API_KEY=$KEY " : "",
+      bin.c_str(), base, tls_client.c_str(),
       tokenizer.empty() ? "--tokens \"0 17 5\" --max-tokens 8"
                         : "--prompt \"Hello\" --max-tokens 16",
-      base + 1, absl::GetFlag(FLAGS_api_keys).empty() ? "" : "-H \"Authorization: Bearer $KEY\" ",
-      served.c_str(), tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
+      curl_tls.c_str(), tls.scheme().c_str(), base + 1,
+      keys ? "-H \"Authorization: Bearer $KEY\" " : "", served.c_str(),
+      tokenizer.empty() ? "[0, 17, 5]" : "\"Hello\"");
   std::fflush(stdout);
 
   while (true) {
@@ -506,18 +524,18 @@ int RunCluster(const std::vector<std::string>&) {
 
 }  // namespace
 
-DSV3_REGISTER_COMMAND(cluster, "cluster",
-                      "run router + prefill + decode workers on this machine (--model DIR)",
-                      RunCluster, {"model", {"model", "tokenizer", "speculative"}},
-                      {"processes",
-                       {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
-                      {"workers",
-                       {"ucx_transports", "kv_pool_blocks", "decode_max_running",
-                        "local_prefill_chunk_tokens", "prefix_cache", "prefix_cache_max_blocks",
-                        "engine_idle_spin", "engine_compute_nice", "worker_drain_timeout"}},
-                      {"router",
-                       {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens",
-                        "migration_limit", "api_keys"}},
-                      {"experts", {"eplb_interval", "expert_failover_after"}});
+DSV3_REGISTER_COMMAND(
+    cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
+    RunCluster, {"model", {"model", "tokenizer", "speculative"}},
+    {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
+    {"workers",
+     {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",
+      "prefix_cache", "prefix_cache_max_blocks", "engine_idle_spin", "engine_compute_nice",
+      "worker_drain_timeout"}},
+    {"router",
+     {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit",
+      "api_keys"}},
+    {"security", {"tls", "tls_cert", "tls_key", "tls_ca", "tls_refresh_interval"}},
+    {"experts", {"eplb_interval", "expert_failover_after"}});
 
 }  // namespace dsv3::tools

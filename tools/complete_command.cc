@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
@@ -60,8 +61,7 @@ int RunComplete(const std::vector<std::string>&) {
     request.set_return_text(false);
   }
 
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_router), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Inference::NewStub(ClientChannel(absl::GetFlag(FLAGS_router)));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));

@@ -21,7 +21,8 @@ inline FlagGroup EngineSamplingFlags() {
 
 // complete, chat, bench: the router they talk to.
 inline FlagGroup RouterClientFlags() {
-  return {"router connection", {"router", "timeout_s", "api_key"}};
+  return {"router connection",
+          {"router", "timeout_s", "api_key", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}};
 }
 
 }  // namespace dsv3::tools

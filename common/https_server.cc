@@ -1,0 +1,151 @@
+#include "common/https_server.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+
+namespace dsv3 {
+namespace {
+
+// A certificate chain and its key, as OpenSSL objects.
+struct Identity {
+  X509* leaf = nullptr;
+  STACK_OF(X509) * chain = nullptr;  // intermediates after the leaf
+  EVP_PKEY* key = nullptr;
+  ~Identity() {
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+  }
+};
+
+absl::StatusOr<std::shared_ptr<const Identity>> LoadIdentity(const std::string& cert_path,
+                                                             const std::string& key_path) {
+  auto identity = std::make_shared<Identity>();
+  BIO* bio = BIO_new_file(cert_path.c_str(), "r");
+  if (bio == nullptr) return absl::InvalidArgumentError("cannot read " + cert_path);
+  identity->leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  identity->chain = sk_X509_new_null();
+  while (X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    sk_X509_push(identity->chain, extra);
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // the end of the file reads as an error
+  bio = BIO_new_file(key_path.c_str(), "r");
+  if (bio == nullptr) return absl::InvalidArgumentError("cannot read " + key_path);
+  identity->key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (identity->leaf == nullptr || identity->key == nullptr ||
+      X509_check_private_key(identity->leaf, identity->key) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat(cert_path, " and ", key_path, " are not a certificate and its key"));
+  }
+  return std::shared_ptr<const Identity>(std::move(identity));
+}
+
+// The certificate files, re-read when their modification time, size or inode changes
+// (cert-manager swaps a symlinked directory; an editor rewrites in place).
+class CertificateFiles {
+ public:
+  explicit CertificateFiles(TlsConfig tls) : tls_(std::move(tls)) {}
+
+  absl::Status Load() {
+    absl::MutexLock lock(&mu_);
+    auto identity = LoadIdentity(tls_.cert, tls_.key);
+    if (!identity.ok()) return identity.status();
+    current_ = *std::move(identity);
+    stamp_ = Stamp();
+    checked_ = absl::Now();
+    return absl::OkStatus();
+  }
+
+  // The identity to present now; a broken new file keeps the old one (and says so).
+  std::shared_ptr<const Identity> Current() {
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() - checked_ < tls_.refresh) return current_;
+    checked_ = absl::Now();
+    std::string stamp = Stamp();
+    if (stamp == stamp_) return current_;
+    auto identity = LoadIdentity(tls_.cert, tls_.key);
+    if (!identity.ok()) {
+      DSV3_LOG(WARNING) << "TLS: keeping the current certificate: " << identity.status();
+      return current_;
+    }
+    DSV3_LOG(INFO) << "TLS: " << tls_.cert << " changed; new connections get the new certificate";
+    current_ = *std::move(identity);
+    stamp_ = std::move(stamp);
+    return current_;
+  }
+
+ private:
+  std::string Stamp() const {
+    std::string out;
+    for (const std::string& path : {tls_.cert, tls_.key}) {
+      struct stat st {};
+      if (stat(path.c_str(), &st) != 0) return "missing";
+      absl::StrAppend(&out, st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec, ";");
+    }
+    return out;
+  }
+
+  const TlsConfig tls_;
+  absl::Mutex mu_;
+  std::shared_ptr<const Identity> current_ ABSL_GUARDED_BY(mu_);
+  std::string stamp_ ABSL_GUARDED_BY(mu_);
+  absl::Time checked_ ABSL_GUARDED_BY(mu_);
+};
+
+// OpenSSL asks for the certificate at each handshake.
+int PresentCertificate(SSL* ssl, void* arg) {
+  std::shared_ptr<const Identity> identity = static_cast<CertificateFiles*>(arg)->Current();
+  // SSL_use_cert_and_key takes its own references.
+  return SSL_use_cert_and_key(ssl, identity->leaf, identity->key, identity->chain, 1) == 1 ? 1 : 0;
+}
+
+// Holds the files for as long as the server that points OpenSSL at them (a base class so
+// that it is built before the SSLServer base that uses it).
+struct FilesHolder {
+  std::unique_ptr<CertificateFiles> files;
+};
+
+class HttpsServer : private FilesHolder, public httplib::SSLServer {
+ public:
+  explicit HttpsServer(std::unique_ptr<CertificateFiles> files)
+      : FilesHolder{std::move(files)}, httplib::SSLServer([this](SSL_CTX& ctx) {
+          return Setup(ctx);
+        }) {}
+
+ private:
+  bool Setup(SSL_CTX& ctx) {
+    SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_cert_cb(&ctx, PresentCertificate, files.get());
+    return true;
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeHttpsServer(const TlsConfig& tls) {
+  auto files = std::make_unique<CertificateFiles>(tls);
+  if (absl::Status loaded = files->Load(); !loaded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS: ", loaded.message()));
+  }
+  auto server = std::make_unique<HttpsServer>(std::move(files));
+  if (!server->is_valid()) return absl::InternalError("TLS: cannot create an OpenSSL context");
+  return server;
+}
+
+}  // namespace dsv3
