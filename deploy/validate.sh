@@ -58,11 +58,12 @@ if "$helm" template t "$chart" --set router.replicaz=2 >/dev/null 2>&1; then
 fi
 
 # --- lint and render -------------------------------------------------------------------
-render() {  # render NAME VALUES_FILE|"" with-operator|without-operator
+render() {  # render NAME "VALUES_FILE..."|"" with-operator|without-operator
   local name="$1" values=() api=()
-  [ -n "$2" ] && values=(-f "$2")
-  # Render as a cluster with the Prometheus Operator CRDs would (helm lint has no such flag).
-  [ "$3" = with-operator ] && api=(--api-versions monitoring.coreos.com/v1)
+  for f in $2; do values+=(-f "$f"); done
+  # Render as a cluster with the Prometheus Operator and cert-manager CRDs would (helm lint
+  # has no such flag).
+  [ "$3" = with-operator ] && api=(--api-versions monitoring.coreos.com/v1 --api-versions cert-manager.io/v1)
   "$helm" lint --strict "$chart" "${values[@]}" >"$work/$name.lint" 2>&1 ||
     { cat "$work/$name.lint" >&2; fail "helm lint ($name)"; }
   "$helm" template dsv3 "$chart" --namespace dsv3 "${values[@]}" "${api[@]}" \
@@ -73,12 +74,15 @@ render default "" without-operator
 render default-operator "" with-operator
 render cpu "$chart/values-cpu.yaml" with-operator
 render gpu "$chart/values-gpu.yaml" with-operator
+render secure "$chart/values-cpu.yaml $chart/values-secure.yaml" with-operator
+render secure-gpu "$chart/values-gpu.yaml $chart/values-secure.yaml" with-operator
 # Every rendered object against the schemas (one validator run for all renders).
-renders=("$work"/default.yaml "$work"/default-operator.yaml "$work"/cpu.yaml "$work"/gpu.yaml)
+renders=("$work"/default.yaml "$work"/default-operator.yaml "$work"/cpu.yaml "$work"/gpu.yaml
+         "$work"/secure.yaml "$work"/secure-gpu.yaml)
 validate "${renders[@]}" >"$work/validate.log" 2>&1 || { cat "$work/validate.log" >&2; fail "schema validation"; }
-echo "validate: $(tail -n1 "$work/validate.log" | sed 's/^validate-manifests: //') (4 renders)"
+echo "validate: $(tail -n1 "$work/validate.log" | sed 's/^validate-manifests: //') (${#renders[@]} renders)"
 for kind in Deployment StatefulSet Service ConfigMap HorizontalPodAutoscaler PodDisruptionBudget \
-            ServiceAccount Pod ServiceMonitor PodMonitor; do
+            ServiceAccount Pod ServiceMonitor PodMonitor NetworkPolicy Certificate; do
   grep -qE "^ok   [^ ]+/$kind " "$work/validate.log" || fail "no $kind was validated"
 done
 
@@ -86,6 +90,20 @@ done
 has() { grep -qE -- "$2" "$work/$1.yaml" || fail "$1: expected /$2/"; }
 hasnt() { ! grep -qE -- "$2" "$work/$1.yaml" || fail "$1: unexpected /$2/"; }
 count() { grep -cE -- "$2" "$work/$1.yaml" || true; }
+
+# Security properties of every render (securityContext, resources, PDBs, NetworkPolicies;
+# TLS flags and HTTPS probes where TLS is on).
+for r in default default-operator cpu gpu secure secure-gpu; do
+  mode=""; [[ "$r" == secure* ]] && mode=tls
+  NODE_MODULES="$node_modules" node "$root/deploy/validate/check-hardening.mjs" "$work/$r.yaml" $mode \
+    >"$work/$r.hardening.log" 2>&1 || { cat "$work/$r.hardening.log" >&2; fail "$r: hardening"; }
+  echo "validate: $r: $(cat "$work/$r.hardening.log")"
+done
+# The hardening check can fail: a render with a writable root filesystem and an open worker.
+"$helm" template dsv3 "$chart" --namespace dsv3 --set securityContext.readOnlyRootFilesystem=false \
+  >"$work/weak.yaml" 2>/dev/null || fail "helm template (weak)"
+! NODE_MODULES="$node_modules" node "$root/deploy/validate/check-hardening.mjs" "$work/weak.yaml" >/dev/null 2>&1 ||
+  fail "check-hardening.mjs accepted a writable root filesystem"
 
 for r in default default-operator cpu gpu; do
   has "$r" '^kind: ConfigMap'
@@ -107,6 +125,21 @@ for r in default default-operator cpu gpu; do
   [ "$(count "$r" '^ +service: readiness$')" = "$workloads" ] ||
     fail "$r: readiness probes must ask the readiness service"
 done
+# TLS: the certificate from cert-manager, mounted as a directory, HTTPS probes and scrapes.
+for r in secure secure-gpu; do
+  has "$r" '^kind: Certificate$'
+  has "$r" 'secretName: dsv3-tls'
+  has "$r" 'mountPath: /etc/dsv3/tls'
+  has "$r" '--tls_server_name=dsv3-cluster'
+  has "$r" '- dsv3-decode-headless\.dsv3\.svc\.cluster\.local'
+  has "$r" 'url="https://dsv3-router:50052/v1/completions"'
+  hasnt "$r" '^ +grpc:$'
+  [ "$(count "$r" '^ +scheme: HTTPS$')" = "$((3 * $(count "$r" '^kind: (Deployment|StatefulSet)$')))" ] ||
+    fail "$r: every probe must be an HTTPS GET"
+done
+has secure-gpu 'scheme: https'          # the monitors scrape over TLS
+hasnt default 'kind: Certificate'
+hasnt default '--tls_'
 # API keys: the CPU example mounts its Secret as a directory (updates reach the router).
 has cpu '--api_keys=/etc/dsv3/api-keys/keys'
 has cpu 'secretName: dsv3-api-keys'
@@ -141,7 +174,7 @@ has gpu 'hostPath:'
 # --- every flag the chart passes is known to its binary (when the binaries are built) -----
 bin="${DSV3_BIN_DIR:-$root/build/bin}"
 if [ -x "$bin/dsv3-router" ] && [ -x "$bin/dsv3-expert" ] && [ -x "$bin/dsv3-rebalancer" ]; then
-  for r in default cpu gpu; do
+  for r in default cpu gpu secure; do
     NODE_MODULES="$node_modules" node "$root/deploy/validate/chart-flags.mjs" "$work/$r.yaml" "$bin" \
       >"$work/$r.flags.log" 2>&1 || { cat "$work/$r.flags.log" >&2; fail "$r: a flag the binary does not know"; }
     echo "validate: $r: $(cat "$work/$r.flags.log")"

@@ -1,6 +1,7 @@
 // Validates rendered Kubernetes manifests against the Kubernetes OpenAPI schemas
 // (kubernetes-models) and the Prometheus Operator CRD schemas
-// (@kubernetes-models/prometheus-operator). Fails on any invalid object, any kind neither
+// (@kubernetes-models/prometheus-operator); cert-manager's Certificate (no npm package has
+// its schema) against the fields of its cert-manager.io/v1 CRD the chart uses. Fails on any invalid object, any kind neither
 // package knows, a missing name, or a duplicate kind/name.
 //
 //   NODE_PATH=<node_modules> node validate-manifests.mjs rendered.yaml [...]
@@ -28,7 +29,45 @@ function modulePath(apiVersion) {
   return `kubernetes-models/${apiVersion}`;
 }
 
+// cert-manager.io/v1 Certificate: the CRD's required fields and the types and enums of the
+// fields the chart sets.
+class CertManagerCertificate {
+  constructor(obj) {
+    this.obj = obj;
+  }
+  validate() {
+    const spec = this.obj.spec ?? {};
+    const errors = [];
+    const dns = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+    const duration = /^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/;
+    const usages = new Set(["signing", "digital signature", "content commitment", "key encipherment",
+      "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only",
+      "any", "server auth", "client auth", "code signing", "email protection", "s/mime",
+      "ipsec end system", "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+      "microsoft sgc", "netscape sgc"]);
+    if (typeof spec.secretName !== "string" || !spec.secretName) errors.push("spec.secretName is required");
+    if (typeof spec.issuerRef?.name !== "string" || !spec.issuerRef.name) errors.push("spec.issuerRef.name is required");
+    for (const k of Object.keys(spec.issuerRef ?? {})) {
+      if (!["name", "kind", "group"].includes(k)) errors.push(`spec.issuerRef.${k} is not a field`);
+    }
+    for (const name of spec.dnsNames ?? []) if (!dns.test(name)) errors.push(`spec.dnsNames: '${name}' is not a DNS name`);
+    for (const u of spec.usages ?? []) if (!usages.has(u)) errors.push(`spec.usages: '${u}' is not a usage`);
+    for (const k of ["duration", "renewBefore"]) {
+      if (spec[k] !== undefined && !duration.test(String(spec[k]))) errors.push(`spec.${k}: '${spec[k]}' is not a duration`);
+    }
+    const key = spec.privateKey ?? {};
+    if (key.algorithm !== undefined && !["RSA", "ECDSA", "Ed25519"].includes(key.algorithm)) errors.push("spec.privateKey.algorithm");
+    if (key.rotationPolicy !== undefined && !["Never", "Always"].includes(key.rotationPolicy)) errors.push("spec.privateKey.rotationPolicy");
+    if (errors.length) {
+      const e = new Error("invalid Certificate");
+      e.errors = errors;
+      throw e;
+    }
+  }
+}
+
 function modelFor(apiVersion, kind) {
+  if (apiVersion === "cert-manager.io/v1" && kind === "Certificate") return CertManagerCertificate;
   let mod;
   try {
     mod = require(modulePath(apiVersion));

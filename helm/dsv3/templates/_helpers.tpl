@@ -63,6 +63,16 @@ app.kubernetes.io/component: {{ .role }}
 {{- printf "%s.%s.svc.%s:%d" (include "dsv3.headlessName" .) .root.Release.Namespace .root.Values.clusterDomain (int .root.Values.ports.grpc) }}
 {{- end }}
 
+{{/* The Secret with tls.crt, tls.key and ca.crt every pod presents and trusts. */}}
+{{- define "dsv3.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "dsv3.fullname" .)) .Values.tls.existingSecret }}
+{{- end }}
+
+{{/* The name every pod's certificate carries and every pod checks on its peers. */}}
+{{- define "dsv3.tlsServerName" -}}
+{{- default (printf "%s-cluster" (include "dsv3.fullname" .)) .Values.tls.serverName }}
+{{- end }}
+
 {{- define "dsv3.modelClaimName" -}}
 {{- .Values.model.source.pvc.claimName }}
 {{- end }}
@@ -158,27 +168,26 @@ spec:
           exec:
             command: ["/bin/sleep", "{{ $preStop }}"]
       {{- end }}
-      startupProbe:
+      {{- range $probe := list "startup" "liveness" "readiness" }}
+      {{- $p := index $root.Values.probes $probe }}
+      {{ $probe }}Probe:
+        {{- $service := ternary "readiness" "liveness" (eq $probe "readiness") }}
+        {{- if $root.Values.tls.enabled }}
+        # The kubelet's gRPC probes cannot do TLS; its HTTPS GETs do (without checking the
+        # certificate).
+        httpGet:
+          path: {{ ternary "/health/ready" "/health/live" (eq $probe "readiness") }}
+          port: http
+          scheme: HTTPS
+        {{- else }}
         grpc:
           port: {{ $root.Values.ports.grpc }}
-          service: liveness
-        periodSeconds: {{ $root.Values.probes.startup.periodSeconds }}
-        failureThreshold: {{ $root.Values.probes.startup.failureThreshold }}
-        timeoutSeconds: {{ $root.Values.probes.startup.timeoutSeconds }}
-      livenessProbe:
-        grpc:
-          port: {{ $root.Values.ports.grpc }}
-          service: liveness
-        periodSeconds: {{ $root.Values.probes.liveness.periodSeconds }}
-        failureThreshold: {{ $root.Values.probes.liveness.failureThreshold }}
-        timeoutSeconds: {{ $root.Values.probes.liveness.timeoutSeconds }}
-      readinessProbe:
-        grpc:
-          port: {{ $root.Values.ports.grpc }}
-          service: readiness
-        periodSeconds: {{ $root.Values.probes.readiness.periodSeconds }}
-        failureThreshold: {{ $root.Values.probes.readiness.failureThreshold }}
-        timeoutSeconds: {{ $root.Values.probes.readiness.timeoutSeconds }}
+          service: {{ $service }}
+        {{- end }}
+        periodSeconds: {{ $p.periodSeconds }}
+        failureThreshold: {{ $p.failureThreshold }}
+        timeoutSeconds: {{ $p.timeoutSeconds }}
+      {{- end }}
       resources:
         {{- include "dsv3.resources" . | nindent 8 }}
       securityContext:
@@ -208,6 +217,11 @@ spec:
           mountPath: /etc/dsv3/api-keys
           readOnly: true
         {{- end }}
+        {{- if $root.Values.tls.enabled }}
+        - name: tls
+          mountPath: /etc/dsv3/tls
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -232,6 +246,11 @@ spec:
     - name: api-keys
       secret:
         secretName: {{ $root.Values.router.apiKeys.existingSecret }}
+    {{- end }}
+    {{- if $root.Values.tls.enabled }}
+    - name: tls
+      secret:
+        secretName: {{ include "dsv3.tlsSecretName" $root }}
     {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
