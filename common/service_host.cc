@@ -20,6 +20,10 @@
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 in containers).");
 ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 picks a free one (see --ready_file).");
 ABSL_FLAG(int, http_port, 0, "HTTP port for /metrics (and the router's OpenAI API); 0 picks one.");
+ABSL_FLAG(int, metrics_port, -1,
+          "Port of a listener of its own for /metrics (and the probes), so that the metrics "
+          "(which name the workers' addresses) stay off a public --http_port; -1: /metrics on "
+          "--http_port; 0 picks one.");
 ABSL_FLAG(std::string, ready_file, "",
           "Write {\"role\",\"pid\",\"grpc\",\"http\"} JSON here once listening.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
@@ -52,6 +56,7 @@ ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role) {
   options.host = absl::GetFlag(FLAGS_host);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.keepalive = KeepaliveFromFlags();
@@ -102,36 +107,14 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   }
 
   // HTTP: /metrics, the probes, plus the binary's own routes.
-  if (opts.tls.server_enabled()) {
-    absl::StatusOr<std::unique_ptr<httplib::Server>> https = MakeHttpsServer(opts.tls);
-    if (!https.ok()) {
-      host->grpc_server_->Shutdown();
-      return https.status();
-    }
-    host->http_server_ = *std::move(https);
-  } else {
-    host->http_server_ = std::make_unique<httplib::Server>();
+  absl::Status https;
+  host->http_server_ = host->NewHttpServer(&https);
+  if (host->http_server_ == nullptr) {
+    host->grpc_server_->Shutdown();
+    return https;
   }
-  host->http_server_->Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics::Registry::Default().Expose(),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
-  host->http_server_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"status":"live"})", "application/json");
-  });
   ServiceHost* self = host.get();
-  host->http_server_->Get("/health/ready", [self](const httplib::Request&, httplib::Response& res) {
-    if (self->ready_reported_.load()) {
-      res.set_content(R"({"status":"ready"})", "application/json");
-    } else {
-      res.status = 503;
-      res.set_content(self->draining() ? kDrainingJson
-                                       : R"({"error":{"message":"not ready to take work",)"
-                                         R"("type":"service_unavailable_error",)"
-                                         R"("param":null,"code":null}})",
-                      "application/json");
-    }
-  });
+  self->AddHealthRoutes(*host->http_server_, /*metrics=*/opts.metrics_port < 0);
   // While draining, new work gets 503 (OpenAI's error JSON: the router's clients read it)
   // and the connection closes, so that clients open their next one elsewhere.
   host->http_server_->set_pre_routing_handler(
@@ -159,6 +142,13 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
   }
   host->http_thread_ =
       std::thread([server = host->http_server_.get()] { server->listen_after_bind(); });
+  if (opts.metrics_port >= 0) {
+    absl::Status metrics = host->StartMetricsServer();
+    if (!metrics.ok()) {
+      host->Shutdown();
+      return metrics;
+    }
+  }
 
   host->SetHealth(kLivenessService, true);
   {
@@ -172,7 +162,9 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
                                                          : " (TLS)")
                          : "")
                  << ", " << (opts.tls.server_enabled() ? "https " : "http ") << opts.host << ":"
-                 << host->http_port_;
+                 << host->http_port_
+                 << (opts.metrics_port >= 0 ? absl::StrCat(", /metrics on ", host->metrics_port_)
+                                            : "");
 
   if (!opts.ready_file.empty()) {
     // Write then rename, so a reader never sees half a file.
@@ -181,7 +173,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
       std::ofstream out(tmp);
       out << "{\"role\":\"" << opts.role << "\",\"pid\":" << getpid() << ",\"grpc\":\"" << opts.host
           << ":" << host->grpc_port_ << "\",\"http\":\"" << opts.host << ":" << host->http_port_
-          << "\"}\n";
+          << "\",\"metrics\":\"" << opts.host << ":" << host->metrics_port() << "\"}\n";
       if (!out) return absl::InternalError("cannot write ready file " + tmp);
     }
     if (std::rename(tmp.c_str(), opts.ready_file.c_str()) != 0) {
@@ -189,6 +181,58 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     }
   }
   return host;
+}
+
+std::unique_ptr<httplib::Server> ServiceHost::NewHttpServer(absl::Status* status) const {
+  if (!options_.tls.server_enabled()) return std::make_unique<httplib::Server>();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> https = MakeHttpsServer(options_.tls);
+  if (!https.ok()) {
+    *status = https.status();
+    return nullptr;
+  }
+  return *std::move(https);
+}
+
+void ServiceHost::AddHealthRoutes(httplib::Server& server, bool metrics) {
+  if (metrics) {
+    server.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics::Registry::Default().Expose(),
+                      "text/plain; version=0.0.4; charset=utf-8");
+    });
+  }
+  server.Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"live"})", "application/json");
+  });
+  server.Get("/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    if (ready_reported_.load()) {
+      res.set_content(R"({"status":"ready"})", "application/json");
+    } else {
+      res.status = 503;
+      res.set_content(draining() ? kDrainingJson
+                                 : R"({"error":{"message":"not ready to take work",)"
+                                   R"("type":"service_unavailable_error",)"
+                                   R"("param":null,"code":null}})",
+                      "application/json");
+    }
+  });
+}
+
+absl::Status ServiceHost::StartMetricsServer() {
+  absl::Status status;
+  metrics_server_ = NewHttpServer(&status);
+  if (metrics_server_ == nullptr) return status;
+  AddHealthRoutes(*metrics_server_, /*metrics=*/true);
+  if (options_.metrics_port == 0) {
+    metrics_port_ = metrics_server_->bind_to_any_port(options_.host);
+  } else if (metrics_server_->bind_to_port(options_.host, options_.metrics_port)) {
+    metrics_port_ = options_.metrics_port;
+  }
+  if (metrics_port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for /metrics on ", options_.host, ":", options_.metrics_port));
+  }
+  metrics_thread_ = std::thread([server = metrics_server_.get()] { server->listen_after_bind(); });
+  return absl::OkStatus();
 }
 
 void ServiceHost::SetHealth(const char* service, bool serving) {
@@ -258,6 +302,8 @@ void ServiceHost::Shutdown() {
   }
   if (http_server_ != nullptr) http_server_->stop();
   if (http_thread_.joinable()) http_thread_.join();
+  if (metrics_server_ != nullptr) metrics_server_->stop();
+  if (metrics_thread_.joinable()) metrics_thread_.join();
   DSV3_LOG(INFO) << "stopped";
 }
 

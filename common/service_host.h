@@ -44,7 +44,10 @@ struct ServiceHostOptions {
   // 0 picks a free port; the bound ports are reported by grpc_port()/http_port().
   int grpc_port = 0;
   int http_port = 0;
-  // When set, written once both servers listen: {"role","pid","grpc","http"}.
+  // -1: /metrics on the HTTP port; else a listener of its own (0 picks a port) serving
+  // /metrics and the probes, and the HTTP port serves no /metrics.
+  int metrics_port = -1;
+  // When set, written once the servers listen: {"role","pid","grpc","http","metrics"}.
   std::string ready_file;
   // How long in-flight calls may run on after a termination signal.
   absl::Duration drain_timeout = absl::Seconds(10);
@@ -67,8 +70,9 @@ struct ServiceHostOptions {
 inline constexpr char kLivenessService[] = "liveness";
 inline constexpr char kReadinessService[] = "readiness";
 
-// Reads the flags every server binary has (--host, --grpc_port, --http_port, --ready_file,
-// --drain_timeout, --log_level, --log_json, --tls_*) into options and configures logging.
+// Reads the flags every server binary has (--host, --grpc_port, --http_port, --metrics_port,
+// --ready_file, --drain_timeout, --log_level, --log_json, --tls_*) into options and
+// configures logging.
 ServiceHostOptions ServiceHostOptionsFromFlags(const std::string& role);
 
 class ServiceHost {
@@ -83,6 +87,8 @@ class ServiceHost {
 
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_port_; }
+  // Where /metrics is served: its own port, or the HTTP port.
+  int metrics_port() const { return metrics_port_ > 0 ? metrics_port_ : http_port_; }
   std::string grpc_address() const;
 
   // Stops taking new work while the calls in flight go on: readiness turns NOT_SERVING and
@@ -106,11 +112,19 @@ class ServiceHost {
   // Reports readiness when it changed (or `first`). mu_ held.
   void UpdateReadiness(bool first);
   void WatchReadiness();  // the readiness thread
+  // An HTTP server, HTTPS with TLS on; null (and `status`) when TLS cannot be set up.
+  std::unique_ptr<httplib::Server> NewHttpServer(absl::Status* status) const;
+  // /health/live, /health/ready and, when `metrics`, /metrics.
+  void AddHealthRoutes(httplib::Server& server, bool metrics);
+  absl::Status StartMetricsServer();
 
   ServiceHostOptions options_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<httplib::Server> http_server_;
   std::thread http_thread_;
+  std::unique_ptr<httplib::Server> metrics_server_;
+  std::thread metrics_thread_;
+  int metrics_port_ = 0;
   int grpc_port_ = 0;
   int http_port_ = 0;
   bool shut_down_ = false;

@@ -7,7 +7,7 @@
 // limit. Every workload role: a PodDisruptionBudget (the rebalancer, one replica, excepted)
 // and, when the render has NetworkPolicies, one selecting its pods; the router's open to
 // clients on its two ports, every other role's only to the release's pods (any port) and to
-// the metrics scrapers (the HTTP port). With `tls`: the flags of every process carry the
+// the metrics scrapers (the metrics port). The router Service exposes no metrics port. With `tls`: the flags of every process carry the
 // certificate, key and CA, and every probe is an HTTPS GET. Prints one line; exit 1 listing
 // every problem.
 import fs from "node:fs";
@@ -75,9 +75,15 @@ for (const w of workloads) {
     const fromRelease = (rule.from ?? []).every((f) => f.podSelector && !f.namespaceSelector &&
       f.podSelector.matchLabels?.["app.kubernetes.io/instance"] === labels["app.kubernetes.io/instance"]);
     if (anyPort && !fromRelease) problem(`${role}: every port open to pods outside the release`);
-    if (!anyPort && rule.ports.some((p) => p.port !== "http")) problem(`${role}: a port other than http open outside the release`);
+    if (!anyPort && rule.ports.some((p) => p.port !== "metrics")) problem(`${role}: a port other than metrics open outside the release`);
   }
 }
+
+const routerService = objects.find((o) => o.kind === "Service" && o.spec?.clusterIP !== "None" &&
+  o.spec?.selector?.["app.kubernetes.io/component"] === "router");
+if (routerService?.spec.ports.some((p) => p.targetPort === "metrics")) problem("the router Service exposes /metrics");
+const common = objects.find((o) => o.kind === "ConfigMap" && o.data?.["common.flags"]);
+if (!/--metrics_port=\d+/.test(common?.data["common.flags"] ?? "")) problem("common.flags lacks --metrics_port");
 
 if (mode === "tls") {
   const config = objects.find((o) => o.kind === "ConfigMap" && o.data?.["common.flags"]);

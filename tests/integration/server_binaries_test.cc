@@ -239,6 +239,33 @@ TEST(ServerBinaryPortTest, PortInUseIsAClearError) {
 // A call to a peer that stops answering (a stopped process; a host that vanished looks the
 // same to TCP) fails within keepalive time + timeout, not at its deadline: the cluster's
 // channels ping. Here a decode worker's WatchLoad stream, stopped after its first report.
+// --metrics_port: /metrics (which names the workers' addresses) on a listener of its own, off
+// the router's public HTTP port; the probes answer on both.
+TEST(ServerBinaryPortTest, MetricsOnAPortOfTheirOwnLeaveTheApiPort) {
+  std::string dir = MakeTempDir("metrics-port");
+  const std::string ready = dir + "/ready.json";
+  auto process = Subprocess::Start(
+      {BinaryPath("dsv3-router"), "--ready_file=" + ready, "--metrics_port=0"}, dir + "/log.txt");
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto info = testing::WaitForReadyFile(ready, *process, absl::Seconds(30));
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_NE(info->metrics, info->http);
+  httplib::Client api("http://" + info->http), metrics("http://" + info->metrics);
+  auto on_api = api.Get("/metrics");
+  ASSERT_TRUE(on_api);
+  EXPECT_EQ(on_api->status, 404);
+  EXPECT_THAT(on_api->body, ::testing::Not(HasSubstr("dsv3_")));
+  auto on_metrics = metrics.Get("/metrics");
+  ASSERT_TRUE(on_metrics);
+  EXPECT_EQ(on_metrics->status, 200);
+  EXPECT_THAT(on_metrics->body, HasSubstr("dsv3_build_info{"));
+  for (httplib::Client* client : {&api, &metrics}) {
+    auto live = client->Get("/health/live");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+  }
+}
+
 TEST(KeepaliveTest, ACallToAStoppedPeerFailsWithinTheKeepaliveNotItsDeadline) {
   const std::string dir = MakeTempDir("keepalive");
   auto process = Subprocess::Start(

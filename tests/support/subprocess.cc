@@ -112,6 +112,7 @@ absl::StatusOr<ReadyInfo> WaitForReadyFile(const std::string& path, Subprocess& 
         info.pid = j.value("pid", 0);
         info.grpc = j.value("grpc", "");
         info.http = j.value("http", "");
+        info.metrics = j.value("metrics", "");
         return info;
       }
     }

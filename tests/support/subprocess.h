@@ -41,12 +41,13 @@ class Subprocess {
   std::string log_path_;
 };
 
-// Endpoints from a ready file ({"role","pid","grpc","http"}).
+// Endpoints from a ready file ({"role","pid","grpc","http","metrics"}).
 struct ReadyInfo {
   std::string role;
   int pid = 0;
-  std::string grpc;  // host:port
-  std::string http;  // host:port
+  std::string grpc;     // host:port
+  std::string http;     // host:port
+  std::string metrics;  // host:port of /metrics (the HTTP port's, unless --metrics_port)
 };
 
 // Polls `path` until it holds a complete ready file, the process exits, or the timeout.

@@ -160,6 +160,9 @@ spec:
         - name: http
           containerPort: {{ $root.Values.ports.http }}
           protocol: TCP
+        - name: metrics
+          containerPort: {{ $root.Values.ports.metrics }}
+          protocol: TCP
       {{- if and (eq .role "router") (gt $preStop 0) }}
       # Kubernetes takes a terminating pod out of the Service's endpoints while the preStop
       # hook runs; only then does SIGTERM make the router refuse new requests.
