@@ -87,7 +87,9 @@ WorkerRegistry::~WorkerRegistry() {
 }
 
 void WorkerRegistry::AddWorker(const std::string& address, WorkerKind kind) {
-  if (workers_.count(address)) return;
+  // Once stopping, never: the destructor has taken the workers it joins, and a worker added
+  // by a late DNS refresh would be destroyed with its thread running (std::terminate).
+  if (stop_ || workers_.count(address)) return;
   auto w = std::make_unique<Worker>();
   w->address = address;
   w->kind = kind;
