@@ -17,7 +17,6 @@ absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentE
 
 constexpr size_t kMaxStopBytes = 1024;
 constexpr int kMaxStopTokenIds = 64;
-constexpr int kMaxTools = 128;
 
 // Resolves the wire's "0 means default" and checks ranges.
 absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64_t context,
@@ -155,17 +154,9 @@ RouterBackend::RouterBackend(RouterBackendOptions options, WorkerRegistry& worke
                              std::unique_ptr<tokenizer::Tokenizer> tokenizer)
     : options_(std::move(options)),
       workers_(workers),
-      tokenizer_(std::move(tokenizer)),
-      created_unix_seconds_(absl::ToUnixSeconds(absl::Now())) {
-  if (tokenizer_ != nullptr) {
-    auto chat = tokenizer::ChatTemplate::FromConfig(tokenizer_->config());
-    if (chat.ok()) {
-      chat_template_ = std::move(*chat);
-    } else {
-      DSV3_LOG(WARNING) << "no chat template: " << chat.status();
-    }
-  }
-}
+      prompts_(std::move(tokenizer)),
+      tokenizer_(prompts_.tokenizer()),
+      created_unix_seconds_(absl::ToUnixSeconds(absl::Now())) {}
 
 absl::StatusOr<v1::WorkerInfo> RouterBackend::ServedModel(const std::string& requested) const {
   std::optional<v1::WorkerInfo> info = workers_.ModelInfo();
@@ -177,83 +168,6 @@ absl::StatusOr<v1::WorkerInfo> RouterBackend::ServedModel(const std::string& req
   }
   info->set_model_name(name);
   return *info;
-}
-
-absl::StatusOr<std::string> RouterBackend::RenderChat(const v1::ChatPrompt& chat) const {
-  if (chat_template_ == nullptr) {
-    return absl::InvalidArgumentError("this model has no chat template; send text or token ids");
-  }
-  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-  for (const auto& m : chat.messages()) {
-    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" &&
-        m.role() != "tool") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown message role '", m.role(), "'"));
-    }
-    nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
-    if (!m.name().empty()) j["name"] = m.name();
-    if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
-    if (m.tool_calls_size() > 0) {
-      j["tool_calls"] = nlohmann::ordered_json::array();
-      for (const auto& c : m.tool_calls()) {
-        j["tool_calls"].push_back(
-            {{"id", c.id()},
-             {"type", c.type().empty() ? "function" : c.type()},
-             {"function", {{"name", c.function_name()}, {"arguments", c.function_arguments()}}}});
-      }
-    }
-    messages.push_back(std::move(j));
-  }
-  if (messages.empty()) return absl::InvalidArgumentError("messages must not be empty");
-  tokenizer::ChatTemplateOptions options;
-  options.add_generation_prompt = !chat.has_add_generation_prompt() || chat.add_generation_prompt();
-  if (chat.tools_size() > kMaxTools) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxTools, " tools"));
-  }
-  if (chat.tools_size() > 0) {
-    options.tools = nlohmann::ordered_json::array();
-    for (const auto& t : chat.tools()) {
-      nlohmann::ordered_json params = nlohmann::ordered_json::parse(
-          t.parameters_json().empty() ? "{}" : t.parameters_json(), nullptr, false);
-      if (params.is_discarded()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tool '", t.name(), "': parameters are not valid JSON"));
-      }
-      options.tools.push_back(
-          {{"type", "function"},
-           {"function",
-            {{"name", t.name()}, {"description", t.description()}, {"parameters", params}}}});
-    }
-  }
-  return chat_template_->Render(messages, options);
-}
-
-absl::StatusOr<std::vector<int32_t>> RouterBackend::PromptIds(const v1::GenerateRequest& request,
-                                                              std::string* rendered) const {
-  switch (request.prompt_case()) {
-    case v1::GenerateRequest::kTokenIds:
-      return std::vector<int32_t>(request.token_ids().ids().begin(),
-                                  request.token_ids().ids().end());
-    case v1::GenerateRequest::kText: {
-      if (tokenizer_ == nullptr) {
-        return absl::InvalidArgumentError(
-            "this model is served without a tokenizer: send token ids");
-      }
-      return tokenizer_->Encode(request.text(), {.add_special_tokens = true});
-    }
-    case v1::GenerateRequest::kChat: {
-      if (tokenizer_ == nullptr) {
-        return absl::InvalidArgumentError(
-            "this model is served without a tokenizer: send token ids");
-      }
-      auto text = RenderChat(request.chat());
-      if (!text.ok()) return text.status();
-      if (rendered != nullptr) *rendered = *text;
-      // The template writes BOS itself.
-      return tokenizer_->Encode(*text, {.add_special_tokens = false});
-    }
-    default:
-      return absl::InvalidArgumentError("the request has no prompt (text, chat or token_ids)");
-  }
 }
 
 absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
@@ -286,7 +200,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
   auto model = ServedModel(request.model());
   if (!model.ok()) return model.status();
-  auto prompt = PromptIds(request, nullptr);
+  auto prompt = prompts_.Ids(request, nullptr);
   if (!prompt.ok()) return prompt.status();
   if (prompt->empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (size_t i = 0; i < prompt->size(); ++i) {
@@ -321,7 +235,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   }
   plan->return_text =
       (!request.has_return_text() || request.return_text()) && tokenizer_ != nullptr;
-  plan->tokenizer = tokenizer_.get();
+  plan->tokenizer = tokenizer_;
   plan->config_hash = model->config_hash();
   plan->arrival = absl::Now();
   plan->decode_prefill_max_tokens = options_.decode_prefill_max_tokens;
@@ -380,7 +294,7 @@ absl::StatusOr<v1::TokenizeResponse> RouterBackend::Tokenize(const v1::TokenizeR
   }
   v1::TokenizeResponse response;
   if (request.prompt_case() == v1::TokenizeRequest::kChat) {
-    auto text = RenderChat(request.chat());
+    auto text = prompts_.RenderChat(request.chat());
     if (!text.ok()) return text.status();
     response.set_rendered_prompt(*text);
     auto ids = tokenizer_->Encode(*text, {.add_special_tokens = false});

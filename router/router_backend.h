@@ -12,8 +12,8 @@
 #include "router/delayed_tasks.h"
 #include "router/in_flight_requests.h"
 #include "router/inference_backend.h"
+#include "router/prompt_encoder.h"
 #include "router/worker_registry.h"
-#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv3::router {
@@ -55,17 +55,13 @@ class RouterBackend : public InferenceBackend {
   absl::StatusOr<std::shared_ptr<GenerateHandle>> StartGenerate(
       const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer);
   absl::StatusOr<v1::WorkerInfo> ServedModel(const std::string& requested) const;
-  // Text or chat -> ids (BOS as the tokenizer says; the chat template writes its own).
-  absl::StatusOr<std::vector<int32_t>> PromptIds(const v1::GenerateRequest& request,
-                                                 std::string* rendered) const;
-  absl::StatusOr<std::string> RenderChat(const v1::ChatPrompt& chat) const;
 
   const RouterBackendOptions options_;
   WorkerRegistry& workers_;
   InFlightRequests in_flight_;
   DelayedTasks delayed_;  // requests waiting for KV capacity
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
-  std::unique_ptr<tokenizer::ChatTemplate> chat_template_;
+  const PromptEncoder prompts_;
+  const tokenizer::Tokenizer* const tokenizer_;  // prompts_'s; null without one
   const int64_t created_unix_seconds_;
 };
 
