@@ -312,6 +312,10 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   response->set_git_revision(GetBuildInfo().git_revision);
   response->set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
   response->set_prefix_cache(options_.scheduler.prefix_cache);
+  v1::KvPoolAccess* pool = response->mutable_kv_pool();
+  pool->set_ucx_worker_address(ucx_.worker_address());
+  pool->set_rkey(pool_region_->packed_rkey());
+  pool->set_base_address(pool_region_->base_address());
   return Reply(context, absl::OkStatus());
 }
 

@@ -56,6 +56,8 @@ absl::StatusOr<PrefillUpdate> PrefillService::ToUpdate(const v1::KvDestination& 
         "decode worker ", d.decode_address(), " serves a different model (config hash ",
         d.config_hash(), ", this prefill worker: ", config_hash_, ")"));
   }
+  // Written only where the decode worker itself says its pool is.
+  if (absl::Status pool = decode_pools_->Check(d); !pool.ok()) return pool;
   auto target = worker::ToWriteTarget(d);
   if (!target.ok()) return target.status();
   PrefillUpdate update;

@@ -9,6 +9,7 @@
 
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "engine/model.h"
+#include "prefill_worker/decode_pools.h"
 #include "prefill_worker/prefill_scheduler.h"
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
@@ -53,6 +54,8 @@ class PrefillService final : public v1::Worker::CallbackService {
   PrefillServiceOptions options_;
   std::string config_hash_;
   engine::KvCacheLayout layout_;
+  // Checks destinations against their decode workers (ToUpdate is const; the cache is not).
+  std::unique_ptr<DecodePools> decode_pools_ = std::make_unique<DecodePools>();
   std::unique_ptr<transport::KvWriter> writer_;
   std::unique_ptr<PrefillScheduler> scheduler_;
   std::unique_ptr<worker::LoadWatchers> watchers_;

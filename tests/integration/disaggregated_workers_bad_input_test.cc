@@ -155,5 +155,32 @@ TEST_P(DisaggregatedWorkersTest, BadDecodeInputFailsOnlyThatRequest) {
   EXPECT_EQ(good_reason, v1::FINISH_REASON_LENGTH);
 }
 
+// A caller of Prefill cannot point the prefill worker's one-sided writes elsewhere: a
+// destination whose base address, pool size, rkey or decode worker differs from what the
+// decode worker itself answers (GetInfo) is refused with PERMISSION_DENIED, and the lease it
+// was forged from still serves its own request whole.
+TEST_P(DisaggregatedWorkersTest, AForgedKvDestinationIsNotWrittenInto) {
+  const GoldenPrompt g = LoadGolden().front();
+  auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  std::vector<v1::KvDestination> forged(5, *lease);
+  forged[0].set_base_address(lease->base_address() + 4096);
+  forged[1].mutable_layout()->set_num_blocks(lease->layout().num_blocks() * 64);
+  forged[2].set_rkey(std::string(lease->rkey().size(), '\x5a'));
+  forged[3].set_decode_address(prefill_.address);  // a prefill worker has no pool
+  forged[4].set_decode_address("");
+  for (size_t i = 0; i < forged.size(); ++i) {
+    auto refused = Prefill(g.prompt, forged[i]);
+    ASSERT_FALSE(refused.ok()) << "forged destination " << i;
+    EXPECT_TRUE(absl::IsPermissionDenied(refused.status()) ||
+                (i == 4 && absl::IsInvalidArgument(refused.status())))
+        << i << ": " << refused.status();
+  }
+  auto prefill = Prefill(g.prompt, *lease);
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  EXPECT_EQ(Decode(g.prompt, lease->lease_id(), prefill->first_token_id(), 8, &reason), g.greedy);
+}
+
 }  // namespace
 }  // namespace dsv3::disaggregated

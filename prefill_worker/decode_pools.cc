@@ -1,0 +1,64 @@
+#include "prefill_worker/decode_pools.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
+#include "dsv3/v1/worker.grpc.pb.h"
+
+namespace dsv3::prefill {
+
+absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
+  auto stub = v1::Worker::NewStub(ClusterChannel(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::WorkerInfo info;
+  const grpc::Status status = stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot ask decode worker ", address,
+                                               " about its KV pool: ", status.error_message()));
+  }
+  if (info.role() != v1::WORKER_ROLE_DECODE && info.role() != v1::WORKER_ROLE_COLOCATED) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(address, " is not a decode worker: it has no KV pool to write into"));
+  }
+  return info;
+}
+
+bool DecodePools::Matches(const v1::KvDestination& d, const v1::WorkerInfo& info) {
+  return d.ucx_worker_address() == info.kv_pool().ucx_worker_address() &&
+         d.rkey() == info.kv_pool().rkey() && d.base_address() == info.kv_pool().base_address() &&
+         d.layout().SerializeAsString() == info.kv_layout().SerializeAsString();
+}
+
+absl::Status DecodePools::Check(const v1::KvDestination& destination) {
+  const std::string& address = destination.decode_address();
+  if (address.empty()) {
+    return absl::InvalidArgumentError("KvDestination names no decode worker (decode_address)");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = known_.find(address);
+    if (it != known_.end() && Matches(destination, it->second.info)) return absl::OkStatus();
+    // Asked again at most once a second: a stream of forged destinations costs one GetInfo
+    // a second, not one per call.
+    if (it != known_.end() && absl::Now() - it->second.asked < absl::Seconds(1)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("the KV destination does not match what decode worker ", address,
+                       " says of its pool (layout, UCX address, rkey or base address)"));
+    }
+  }
+  absl::StatusOr<v1::WorkerInfo> info = Ask(address);  // not under the lock: a network call
+  if (!info.ok()) return info.status();
+  const bool matches = Matches(destination, *info);
+  {
+    absl::MutexLock lock(&mu_);
+    known_[address] = Known{*std::move(info), absl::Now()};
+  }
+  if (!matches) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the KV destination does not match what decode worker ", address,
+                     " says of its pool (layout, UCX address, rkey or base address)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dsv3::prefill
