@@ -120,20 +120,21 @@ struct FilesHolder {
   std::unique_ptr<CertificateFiles> files;
 };
 
+// Sets up the context SSLServer's constructor makes. A free function: while the SSLServer
+// base is being built, the HttpsServer is not an object yet (UBSan reports a member call).
+bool SetUpContext(SSL_CTX& ctx, CertificateFiles* files) {
+  SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_cert_cb(&ctx, PresentCertificate, files);
+  return true;
+}
+
 class HttpsServer : private FilesHolder, public httplib::SSLServer {
  public:
   explicit HttpsServer(std::unique_ptr<CertificateFiles> files)
-      : FilesHolder{std::move(files)}, httplib::SSLServer([this](SSL_CTX& ctx) {
-          return Setup(ctx);
-        }) {}
-
- private:
-  bool Setup(SSL_CTX& ctx) {
-    SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_cert_cb(&ctx, PresentCertificate, files.get());
-    return true;
-  }
+      : FilesHolder{std::move(files)},
+        httplib::SSLServer(
+            [raw = FilesHolder::files.get()](SSL_CTX& ctx) { return SetUpContext(ctx, raw); }) {}
 };
 
 }  // namespace
