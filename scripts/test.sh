@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing (apt, npm), builds dsv3-serve (CPU + CUDA compile where nvcc
 # exists) and runs every test: unit and integration tests on the normal build, then the
-# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer and under
-# ThreadSanitizer, a bounded fuzz run,
+# unit tests and the request and security paths of the integration tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer, the unit tests under ThreadSanitizer, a
+# bounded run of every fuzz target,
 # the deployment checks, and the guard that everything used comes from install-deps.sh.
 # A cold first run takes about 15 minutes on 2 cores; each phase says how long it took.
 set -euo pipefail
@@ -27,6 +28,16 @@ phase_begin "building build-asan/ (ASan + UBSan, CPU only)"
 phase_begin "unit tests under ASan + UBSan (ctest -L unit)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -L unit --timeout 900 -j 2
+
+phase_begin "integration tests under ASan + UBSan (real processes: requests, TLS, keys, workers)"
+# The servers are the ASan builds too (build-asan/bin): a report in any of them fails its test
+# (abort_on_error: the process dies, the test sees it). Left to the normal build: tests whose
+# assertions are timings a Debug + ASan build cannot meet (a drain window of streams, a
+# prompt failure within 5 s) and the long cluster, expert and benchmark suites.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" --output-on-failure -L integration --timeout 900 -j 2 \
+  -R '^(TlsTest|ApiKeysTest|RouterLimitsTest|ServerBinary|AllServers|Transports/DisaggregatedWorkersTest|GoldenClusterTest|TextClusterTest|RouterDrainTest|WorkerDiscoveryTest|KeepaliveTest)' \
+  -E '(SigtermRefusesNewWorkAndLetsStreamsFinish|DecodeWorkerKilledDuringTheTransferFailsThePrefillPromptly)'
 
 phase_begin "building build-tsan/ (ThreadSanitizer, CPU only)"
 "$root/scripts/build.sh" "$root/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV3_TSAN=ON \
