@@ -13,8 +13,10 @@ absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
   v1::WorkerInfo info;
   const grpc::Status status = stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
   if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot ask decode worker ", address,
-                                               " about its KV pool: ", status.error_message()));
+    // ABORTED, as a transfer into a decode worker that died is: the router resumes the
+    // request on another decode worker.
+    return absl::AbortedError(absl::StrCat("cannot ask decode worker ", address,
+                                           " about its KV pool: ", status.error_message()));
   }
   if (info.role() != v1::WORKER_ROLE_DECODE && info.role() != v1::WORKER_ROLE_COLOCATED) {
     return absl::PermissionDeniedError(

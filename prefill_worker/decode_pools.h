@@ -7,7 +7,7 @@
 // it matches the decode worker's own account (issue 16: a caller must not be able to point the
 // prefill worker's one-sided writes at memory of its choosing). A mismatch is asked again
 // once (the decode worker may have restarted at the same address), then refused with
-// PERMISSION_DENIED.
+// PERMISSION_DENIED. A decode worker that does not answer is ABORTED, as a failed transfer.
 
 #include <grpcpp/grpcpp.h>
 
