@@ -31,6 +31,7 @@ int RunServerMain(int argc, char** argv, const std::string& role, const std::str
   }
   options.add_http_routes = parts->add_http_routes;
   options.ready = parts->ready;
+  options.configure_grpc = parts->configure_grpc;
   std::vector<grpc::Service*> services;
   for (auto& s : parts->services) services.push_back(s.get());
   absl::StatusOr<std::unique_ptr<ServiceHost>> host =

@@ -25,6 +25,8 @@ struct ServerParts {
   std::vector<std::shared_ptr<void>> keep_alive;
   std::vector<std::unique_ptr<grpc::Service>> services;
   std::function<void(httplib::Server&)> add_http_routes;
+  // Tunes the gRPC server before it starts (ServiceHostOptions::configure_grpc).
+  std::function<void(grpc::ServerBuilder&)> configure_grpc;
   // Readiness beyond "listening and not draining" (ServiceHostOptions::ready).
   std::function<bool()> ready;
   // Runs after the servers listen and before waiting for a signal (e.g. start workers).

@@ -14,6 +14,9 @@ ABSL_FLAG(int, http_threads, 64,
           "served at once.");
 ABSL_FLAG(int64_t, max_request_body_bytes, int64_t{8} << 20,
           "Larger HTTP request bodies are refused with 413.");
+ABSL_FLAG(int, max_streams_per_connection, 1024,
+          "gRPC: the most calls one client connection may have open at once (HTTP/2 "
+          "MAX_CONCURRENT_STREAMS); a client's further calls wait for one to end.");
 ABSL_FLAG(std::string, api_keys, "",
           "File of API keys, one 'NAME KEY' or 'NAME sha256:HEX' a line, optionally followed "
           "by limits rps=N tpm=N streams=N (router/api_keys.h); re-read when it changes. Set: "
@@ -53,6 +56,14 @@ absl::Status AddFrontEnds(InferenceBackend& backend, ServerParts& parts) {
   absl::StatusOr<std::shared_ptr<ApiKeys>> keys = ApiKeysFromFlags();
   if (!keys.ok()) return keys.status();
   parts.services.push_back(std::make_unique<GrpcInferenceService>(backend, *keys));
+  const int max_streams = absl::GetFlag(FLAGS_max_streams_per_connection);
+  if (max_streams < 1) return absl::InvalidArgumentError("--max_streams_per_connection: >= 1");
+  std::function<void(grpc::ServerBuilder&)> configure = std::move(parts.configure_grpc);
+  parts.configure_grpc = [configure = std::move(configure),
+                          max_streams](grpc::ServerBuilder& builder) {
+    if (configure) configure(builder);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_streams);
+  };
   std::function<void(httplib::Server&)> earlier = std::move(parts.add_http_routes);
   OpenAiHttpOptions options = OpenAiHttpOptionsFromFlags();
   options.api_keys = *keys;

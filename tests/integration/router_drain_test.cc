@@ -232,5 +232,48 @@ TEST(RouterLimitsTest, NoRequestRunsPastTheMaximumTimeout) {
   EXPECT_TRUE(WaitForFreeBlocks(decode, free_at_start, absl::Seconds(10)));
 }
 
+// When a call of the second stream on one connection first hears back from the router, and
+// when the first stream's last token arrived. Two Generate calls over one channel (one HTTP/2
+// connection): a long one, then a short one started once the long one streams.
+std::pair<absl::Time, absl::Time> TwoStreamsOnOneConnection(const std::string& router) {
+  auto stub =
+      v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext long_ctx, short_ctx;
+  long_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  short_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto long_call = stub->Generate(&long_ctx, IdsRequest({0, 17, 5}, 1500));
+  v1::GenerateResponse response;
+  EXPECT_TRUE(long_call->Read(&response));
+  absl::Time short_first = absl::InfiniteFuture();
+  std::thread short_thread([&] {
+    auto short_call = stub->Generate(&short_ctx, IdsRequest({0, 17, 5}, 2));
+    v1::GenerateResponse r;
+    if (short_call->Read(&r)) short_first = absl::Now();
+    while (short_call->Read(&r)) {
+    }
+    EXPECT_TRUE(short_call->Finish().ok());
+  });
+  absl::Time long_last = absl::Now();
+  while (long_call->Read(&response)) long_last = absl::Now();
+  EXPECT_TRUE(long_call->Finish().ok());
+  short_thread.join();
+  return {short_first, long_last};
+}
+
+// --max_streams_per_connection bounds the calls one client connection has open: the second
+// waits for the first to end (HTTP/2 MAX_CONCURRENT_STREAMS), where without the limit both
+// stream at once.
+TEST(RouterLimitsTest, ACallBeyondTheConnectionsStreamLimitWaitsForOneToEnd) {
+  auto cluster = Cluster::Start(kGolden, 1, 1, 18620);
+  ASSERT_NE(cluster, nullptr);
+  Router router = StartRouter(*cluster, 18630, "10s", {"--max_streams_per_connection=1"});
+  ASSERT_TRUE(router.process.has_value());
+  ASSERT_TRUE(WaitForStatus(router.info.grpc, "readiness", Health::SERVING, absl::Seconds(10)));
+  auto [limited_short, limited_long] = TwoStreamsOnOneConnection(router.info.grpc);
+  EXPECT_GE(limited_short, limited_long) << "the second call ran beside the first";
+  auto [open_short, open_long] = TwoStreamsOnOneConnection(cluster->router());
+  EXPECT_LT(open_short, open_long) << "without the limit the calls stream at once";
+}
+
 }  // namespace
 }  // namespace dsv3
