@@ -1,6 +1,7 @@
 #include "common/grpc_channel.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "common/tls_config.h"

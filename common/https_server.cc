@@ -1,9 +1,6 @@
 #include "common/https_server.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <string>
@@ -13,46 +10,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/tls_identity.h"
 
 namespace dsv3 {
 namespace {
-
-// A certificate chain and its key, as OpenSSL objects.
-struct Identity {
-  X509* leaf = nullptr;
-  STACK_OF(X509) * chain = nullptr;  // intermediates after the leaf
-  EVP_PKEY* key = nullptr;
-  ~Identity() {
-    X509_free(leaf);
-    sk_X509_pop_free(chain, X509_free);
-    EVP_PKEY_free(key);
-  }
-};
-
-absl::StatusOr<std::shared_ptr<const Identity>> LoadIdentity(const std::string& cert_path,
-                                                             const std::string& key_path) {
-  auto identity = std::make_shared<Identity>();
-  BIO* bio = BIO_new_file(cert_path.c_str(), "r");
-  if (bio == nullptr) return absl::InvalidArgumentError("cannot read " + cert_path);
-  identity->leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  identity->chain = sk_X509_new_null();
-  while (X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-    sk_X509_push(identity->chain, extra);
-  }
-  BIO_free(bio);
-  ERR_clear_error();  // the end of the file reads as an error
-  bio = BIO_new_file(key_path.c_str(), "r");
-  if (bio == nullptr) return absl::InvalidArgumentError("cannot read " + key_path);
-  identity->key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  if (identity->leaf == nullptr || identity->key == nullptr ||
-      X509_check_private_key(identity->leaf, identity->key) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat(cert_path, " and ", key_path, " are not a certificate and its key"));
-  }
-  return std::shared_ptr<const Identity>(std::move(identity));
-}
 
 // The certificate files, re-read when their modification time, size or inode changes
 // (cert-manager swaps a symlinked directory; an editor rewrites in place).
@@ -62,7 +23,7 @@ class CertificateFiles {
 
   absl::Status Load() {
     absl::MutexLock lock(&mu_);
-    auto identity = LoadIdentity(tls_.cert, tls_.key);
+    auto identity = LoadTlsIdentity(tls_.cert, tls_.key);
     if (!identity.ok()) return identity.status();
     current_ = *std::move(identity);
     stamp_ = Stamp();
@@ -71,13 +32,13 @@ class CertificateFiles {
   }
 
   // The identity to present now; a broken new file keeps the old one (and says so).
-  std::shared_ptr<const Identity> Current() {
+  std::shared_ptr<const TlsIdentity> Current() {
     absl::MutexLock lock(&mu_);
     if (absl::Now() - checked_ < tls_.refresh) return current_;
     checked_ = absl::Now();
     std::string stamp = Stamp();
     if (stamp == stamp_) return current_;
-    auto identity = LoadIdentity(tls_.cert, tls_.key);
+    auto identity = LoadTlsIdentity(tls_.cert, tls_.key);
     if (!identity.ok()) {
       DSV3_LOG(WARNING) << "TLS: keeping the current certificate: " << identity.status();
       return current_;
@@ -102,14 +63,14 @@ class CertificateFiles {
 
   const TlsConfig tls_;
   absl::Mutex mu_;
-  std::shared_ptr<const Identity> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const TlsIdentity> current_ ABSL_GUARDED_BY(mu_);
   std::string stamp_ ABSL_GUARDED_BY(mu_);
   absl::Time checked_ ABSL_GUARDED_BY(mu_);
 };
 
 // OpenSSL asks for the certificate at each handshake.
 int PresentCertificate(SSL* ssl, void* arg) {
-  std::shared_ptr<const Identity> identity = static_cast<CertificateFiles*>(arg)->Current();
+  std::shared_ptr<const TlsIdentity> identity = static_cast<CertificateFiles*>(arg)->Current();
   // SSL_use_cert_and_key takes its own references.
   return SSL_use_cert_and_key(ssl, identity->leaf, identity->key, identity->chain, 1) == 1 ? 1 : 0;
 }

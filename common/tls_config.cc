@@ -5,6 +5,7 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -15,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/tls_identity.h"
 
 ABSL_FLAG(std::string, tls_cert, "",
           "TLS: this process's PEM certificate chain; with it the gRPC and HTTP ports serve TLS "
@@ -39,18 +41,6 @@ namespace {
 
 unsigned RefreshSeconds(const TlsConfig& tls) {
   return static_cast<unsigned>(std::clamp<int64_t>(absl::ToInt64Seconds(tls.refresh), 1, 86400));
-}
-
-struct BioCloser {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-
-absl::StatusOr<std::unique_ptr<BIO, BioCloser>> OpenPem(const std::string& path, const char* what) {
-  std::unique_ptr<BIO, BioCloser> bio(BIO_new_file(path.c_str(), "r"));
-  if (bio == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("TLS: cannot read ", what, " ", path));
-  }
-  return bio;
 }
 
 }  // namespace
@@ -79,34 +69,21 @@ absl::Status CheckTlsConfig(const TlsConfig& tls) {
         "TLS: client certificates are required (--tls_require_client_cert) but there is no "
         "--tls_ca to check them against");
   }
-  X509* leaf = nullptr;
   if (!tls.cert.empty()) {
-    auto bio = OpenPem(tls.cert, "certificate");
-    if (!bio.ok()) return bio.status();
-    leaf = PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr);
-    if (leaf == nullptr) {
-      return absl::InvalidArgumentError("TLS: no PEM certificate in " + tls.cert);
-    }
-    auto key_bio = OpenPem(tls.key, "key");
-    if (!key_bio.ok()) {
-      X509_free(leaf);
-      return key_bio.status();
-    }
-    EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio->get(), nullptr, nullptr, nullptr);
-    const bool matches = key != nullptr && X509_check_private_key(leaf, key) == 1;
-    EVP_PKEY_free(key);
-    X509_free(leaf);
-    if (!matches) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS: ", tls.key, " is not the private key of ", tls.cert));
-    }
+    auto identity = LoadTlsIdentity(tls.cert, tls.key);
+    if (!identity.ok())
+      return absl::InvalidArgumentError(absl::StrCat("TLS: ", identity.status().message()));
   }
   if (!tls.ca.empty()) {
-    auto bio = OpenPem(tls.ca, "CA bundle");
-    if (!bio.ok()) return bio.status();
-    X509* ca = PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr);
-    if (ca == nullptr) return absl::InvalidArgumentError("TLS: no PEM certificate in " + tls.ca);
+    BIO* bio = BIO_new_file(tls.ca.c_str(), "r");
+    X509* ca = bio != nullptr ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+    BIO_free(bio);
+    const bool readable = ca != nullptr;
     X509_free(ca);
+    if (!readable) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError("TLS: no readable PEM certificate in " + tls.ca);
+    }
   }
   return absl::OkStatus();
 }
@@ -154,9 +131,20 @@ void AddTlsChannelArgs(const TlsConfig& tls, grpc::ChannelArguments& args) {
 
 std::shared_ptr<grpc::Channel> ClientChannel(const std::string& address,
                                              grpc::ChannelArguments args) {
-  const TlsConfig tls = TlsFromFlags(/*internal_api=*/false);
-  AddTlsChannelArgs(tls, args);
-  return grpc::CreateCustomChannel(address, GrpcChannelCredentials(tls), args);
+  // One set of credentials per process, from the flags as they are at the first channel:
+  // with TLS it watches the certificate files (a thread), shared by every channel. Never
+  // destroyed: channels may outlive static destruction at exit.
+  struct FromFlags {
+    TlsConfig tls;
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
+  };
+  static const FromFlags* const from_flags = [] {
+    auto* f = new FromFlags{TlsFromFlags(/*internal_api=*/false), nullptr};
+    f->credentials = GrpcChannelCredentials(f->tls);
+    return f;
+  }();
+  AddTlsChannelArgs(from_flags->tls, args);
+  return grpc::CreateCustomChannel(address, from_flags->credentials, args);
 }
 
 }  // namespace dsv3

@@ -72,8 +72,9 @@ std::shared_ptr<grpc::ServerCredentials> GrpcServerCredentials(const TlsConfig& 
 std::shared_ptr<grpc::ChannelCredentials> GrpcChannelCredentials(const TlsConfig& tls);
 void AddTlsChannelArgs(const TlsConfig& tls, grpc::ChannelArguments& args);
 
-// A channel to `address` from a client tool (the router; a worker, for `dsv3 bench`) with the
-// flags' TLS: insecure when --tls_ca is not set.
+// A channel to `address` with the flags' TLS (insecure when --tls_ca is not set): a client
+// tool's to the router (or a worker, for `dsv3 bench`), and ClusterChannel's between the
+// processes. The flags are read at the first call.
 std::shared_ptr<grpc::Channel> ClientChannel(const std::string& address,
                                              grpc::ChannelArguments args = {});
 

@@ -133,9 +133,7 @@ for r in secure secure-gpu; do
   has "$r" '--tls_server_name=dsv3-cluster'
   has "$r" '- dsv3-decode-headless\.dsv3\.svc\.cluster\.local'
   has "$r" 'url="https://dsv3-router:50052/v1/completions"'
-  hasnt "$r" '^ +grpc:$'
-  [ "$(count "$r" '^ +scheme: HTTPS$')" = "$((3 * $(count "$r" '^kind: (Deployment|StatefulSet)$')))" ] ||
-    fail "$r: every probe must be an HTTPS GET"
+  # (every probe an HTTPS GET: check-hardening.mjs, above)
 done
 has secure-gpu 'scheme: https'          # the monitors scrape over TLS
 hasnt default 'kind: Certificate'

@@ -5,6 +5,15 @@
 #include "dsv3/v1/worker.grpc.pb.h"
 
 namespace dsv3::prefill {
+namespace {
+
+absl::Status Mismatch(const std::string& address) {
+  return absl::PermissionDeniedError(
+      absl::StrCat("the KV destination does not match what decode worker ", address,
+                   " says of its pool (layout, UCX address, rkey or base address)"));
+}
+
+}  // namespace
 
 absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
   auto stub = v1::Worker::NewStub(ClusterChannel(address));
@@ -43,9 +52,7 @@ absl::Status DecodePools::Check(const v1::KvDestination& destination) {
     // Asked again at most once a second: a stream of forged destinations costs one GetInfo
     // a second, not one per call.
     if (it != known_.end() && absl::Now() - it->second.asked < absl::Seconds(1)) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("the KV destination does not match what decode worker ", address,
-                       " says of its pool (layout, UCX address, rkey or base address)"));
+      return Mismatch(address);
     }
   }
   absl::StatusOr<v1::WorkerInfo> info = Ask(address);  // not under the lock: a network call
@@ -55,12 +62,7 @@ absl::Status DecodePools::Check(const v1::KvDestination& destination) {
     absl::MutexLock lock(&mu_);
     known_[address] = Known{*std::move(info), absl::Now()};
   }
-  if (!matches) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("the KV destination does not match what decode worker ", address,
-                     " says of its pool (layout, UCX address, rkey or base address)"));
-  }
-  return absl::OkStatus();
+  return matches ? absl::OkStatus() : Mismatch(address);
 }
 
 }  // namespace dsv3::prefill

@@ -92,14 +92,19 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::string CommonName(X509* cert) {
+  char cn[256] = "";
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+  return cn;
+}
+
 // The common name of a PEM certificate ("" when it does not parse).
 std::string CommonName(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (cert == nullptr) return "";
-  char cn[256] = "";
-  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+  std::string cn = CommonName(cert);
   X509_free(cert);
   return cn;
 }
@@ -142,9 +147,7 @@ std::string HttpsServerName(const std::string& host_port, const std::string& ca)
     BIO_get_ssl(bio, &ssl);
     X509* peer = SSL_get1_peer_certificate(ssl);
     if (peer != nullptr) {
-      char buf[256] = "";
-      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, buf, sizeof(buf));
-      cn = buf;
+      cn = CommonName(peer);
       X509_free(peer);
     }
   }
