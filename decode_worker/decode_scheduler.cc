@@ -171,6 +171,12 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   auto sampler = engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
                                                 start.prompt, start.resumed_output_tokens);
   if (!sampler.ok()) return sampler.status();
+  if (start.constraint != nullptr) {
+    absl::Status constrained = sampler->Constrain(
+        std::move(start.constraint),
+        start.resumed_output_tokens + std::min(start.max_tokens, lease.max_new_tokens));
+    if (!constrained.ok()) return constrained;
+  }
   auto seq = std::make_unique<Sequence>();
   seq->lease_id = start.lease_id;
   seq->kv = std::move(lease.kv);

@@ -85,6 +85,8 @@ struct DecodeStart {
   int64_t resumed_output_tokens = 0;
   int32_t first_token = 0;  // sampled by the prefill worker; fed first
   engine::SamplingParams sampling;
+  // Structured output (null: free text); it sees the resumed output and the first token.
+  std::unique_ptr<engine::TokenConstraint> constraint;
   int32_t max_tokens = 16;    // completion tokens in all, the first token included
   int32_t eos_token_id = -1;  // -1: none
   // The main model's final-normed state at the last prompt position (float32 bytes), from

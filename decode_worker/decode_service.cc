@@ -11,6 +11,7 @@
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "engine/model_config.h"
+#include "worker_common/structured_outputs.h"
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::decode {
@@ -274,7 +275,13 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   start.last_hidden_state = request->last_hidden_state();
   start.prefill_here = request->prefill_here();
   start.resumed_output_tokens = request->resumed_output_tokens();
-  absl::Status started = scheduler_->Start(std::move(start), stream);
+  absl::StatusOr<std::unique_ptr<engine::TokenConstraint>> constraint =
+      worker::ConstraintFor(options_.structured_outputs.get(), request->sampling());
+  absl::Status started = constraint.status();
+  if (started.ok()) {
+    start.constraint = *std::move(constraint);
+    started = scheduler_->Start(std::move(start), stream);
+  }
   if (!started.ok()) {
     DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;
     stream->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(), started);

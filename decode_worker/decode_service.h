@@ -13,6 +13,7 @@
 #include "decode_worker/decode_scheduler.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "engine/model.h"
+#include "structured_output/grammar_constraint.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_memory_region.h"
 #include "worker_common/load_watchers.h"
@@ -37,6 +38,8 @@ struct DecodeServiceOptions {
   KvPoolMemory kv_pool_memory = KvPoolMemory::kEngine;
   std::string advertised_address;  // host:port peers use for this worker's gRPC
   DecodeSchedulerOptions scheduler;
+  // Null: the model has no tokenizer, and requests with a grammar fail.
+  std::shared_ptr<structured_output::StructuredOutputs> structured_outputs;
 };
 
 class DecodeService final : public v1::Worker::CallbackService {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/server_main.h"
 #include "decode_worker/decode_service.h"
+#include "worker_common/structured_outputs.h"
 #include "worker_common/worker_flags.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
@@ -48,6 +49,9 @@ int main(int argc, char** argv) {
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
         options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
+        auto structured = dsv3::worker::LoadStructuredOutputs(*resources->model);
+        if (!structured.ok()) return structured.status();
+        options.structured_outputs = *std::move(structured);
         auto pool_memory = dsv3::decode::ParseKvPoolMemory(absl::GetFlag(FLAGS_kv_pool_memory));
         if (!pool_memory.ok()) return pool_memory.status();
         options.kv_pool_memory = *pool_memory;

@@ -102,6 +102,10 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   }
   const SamplingParams& p = params_;
   std::vector<float> l(logits.begin(), logits.end());
+  if (constraint_ != nullptr) {
+    DSV3_RETURN_IF_ERROR(
+        constraint_->Mask(l, max_output_tokens_ - static_cast<int64_t>(output_.size())));
+  }
   for (int64_t t = 0; t < vocab_size_; ++t) {
     if (p.repetition_penalty != 1.0f && seen_[t]) {
       l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
@@ -125,6 +129,8 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
     size_t keep = order.size();
     if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+    // Tokens a constraint masked (-inf, sorted last) are never drawn.
+    while (keep > 1 && std::isinf(l[order[keep - 1]]) && l[order[keep - 1]] < 0) --keep;
     std::vector<double> prob(keep);
     double total = 0.0;
     for (size_t i = 0; i < keep; ++i) {
@@ -158,6 +164,7 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
       }
     }
   }
+  if (constraint_ != nullptr) DSV3_RETURN_IF_ERROR(constraint_->Accept(out.token));
   out.logprob = logprob(out.token);
   if (p.top_logprobs > 0) {
     std::vector<int32_t> order(static_cast<size_t>(vocab_size_));
@@ -175,9 +182,19 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   return out;
 }
 
+absl::Status RequestSampler::Constrain(std::unique_ptr<TokenConstraint> constraint,
+                                       int64_t max_output_tokens) {
+  constraint_ = std::move(constraint);
+  max_output_tokens_ = max_output_tokens;
+  for (int32_t t : output_) DSV3_RETURN_IF_ERROR(constraint_->Accept(t));
+  return absl::OkStatus();
+}
+
 void RequestSampler::Replay(int32_t token) {
   if (!params_.greedy()) (void)NextUniform();
   if (token < 0 || token >= vocab_size_) return;
+  // A refused token fails the constraint, and so the next Sample.
+  if (constraint_ != nullptr) (void)constraint_->Accept(token);
   output_.push_back(token);
   ++output_counts_[token];
   seen_[token] = 1;

@@ -14,11 +14,13 @@
 //      request's generator (xoshiro256** seeded by splitmix64 of the seed).
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/token_constraint.h"
 
 namespace dsv3::engine {
 
@@ -55,6 +57,12 @@ class RequestSampler {
                                                std::span<const int32_t> prompt,
                                                int64_t resumed_output = 0);
 
+  // Structured output: every later token must satisfy `constraint` (its mask applies before
+  // everything else, so logprobs are those of the allowed tokens), and at most
+  // `max_output_tokens` tokens (the output so far included) will be generated. The output
+  // so far (resumed tokens) is replayed into it.
+  absl::Status Constrain(std::unique_ptr<TokenConstraint> constraint, int64_t max_output_tokens);
+
   // Picks the next token from a logits row and appends it to the request's output history.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits);
 
@@ -76,6 +84,9 @@ class RequestSampler {
   std::vector<int32_t> output_;
   std::vector<int32_t> output_counts_;
   std::vector<uint8_t> seen_;  // prompt or output
+  // shared: a RequestSampler is copied by value in places; one request owns one constraint.
+  std::shared_ptr<TokenConstraint> constraint_;
+  int64_t max_output_tokens_ = 0;
   uint64_t state_[4];
 };
 

@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "common/server_main.h"
 #include "prefill_worker/prefill_service.h"
+#include "worker_common/structured_outputs.h"
 #include "worker_common/worker_flags.h"
 
 ABSL_FLAG(int, prefill_chunk_tokens, 512, "Prompt tokens computed per step (all requests).");
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
         options.scheduler.transfer_timeout = absl::GetFlag(FLAGS_kv_transfer_timeout);
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
         options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
+        auto structured = dsv3::worker::LoadStructuredOutputs(*resources->model);
+        if (!structured.ok()) return structured.status();
+        options.structured_outputs = *std::move(structured);
         auto created = dsv3::prefill::PrefillService::Create(
             *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model), *resources->ucx,
             options);

@@ -431,6 +431,10 @@ void PrefillScheduler::Complete(Active& a, std::span<const float> last_logits) {
     a.failure = sampler.status();
     return;
   }
+  if (a.job->constraint != nullptr) {
+    a.failure = sampler->Constrain(std::move(a.job->constraint), job.max_output_tokens);
+    if (!a.failure.ok()) return;
+  }
   absl::StatusOr<engine::SampledToken> token = sampler->Sample(last_logits);
   if (!token.ok()) {
     a.failure = token.status();

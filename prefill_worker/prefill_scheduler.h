@@ -62,6 +62,10 @@ struct PrefillJob {
   // The last this-many prompt tokens are the request's earlier output (a migrated request).
   int64_t resumed_output_tokens = 0;
   engine::SamplingParams sampling;
+  // Structured output (null: free text), and the most output tokens the request may have,
+  // the resumed ones included (the constraint keeps room to finish within them).
+  std::unique_ptr<engine::TokenConstraint> constraint;
+  int64_t max_output_tokens = 0;
   int32_t logprobs = 0;
   std::optional<transport::KvWriteTarget> target;  // absent: comes with Update
   std::string decode_address;                      // for error messages

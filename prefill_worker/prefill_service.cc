@@ -6,6 +6,7 @@
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "engine/model_config.h"
+#include "worker_common/structured_outputs.h"
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::prefill {
@@ -90,6 +91,16 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
   job->resumed_output_tokens = request->resumed_output_tokens();
   job->sampling = worker::ToEngineSampling(request->sampling());
   job->logprobs = request->sampling().logprobs();
+  job->max_output_tokens =
+      request->resumed_output_tokens() +
+      (request->sampling().max_tokens() > 0 ? request->sampling().max_tokens() : int64_t{1} << 30);
+  absl::StatusOr<std::unique_ptr<engine::TokenConstraint>> constraint =
+      worker::ConstraintFor(options_.structured_outputs.get(), request->sampling());
+  if (!constraint.ok()) {
+    reactor->Finish(ToGrpcStatus(constraint.status()));
+    return reactor;
+  }
+  job->constraint = *std::move(constraint);
   job->deadline = std::min(job->deadline, absl::FromChrono(context->deadline()));
   job->caller_gone = [context] { return context->IsCancelled(); };
   const std::string request_id = request->request_id();

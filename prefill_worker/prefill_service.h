@@ -11,6 +11,7 @@
 #include "engine/model.h"
 #include "prefill_worker/decode_pools.h"
 #include "prefill_worker/prefill_scheduler.h"
+#include "structured_output/grammar_constraint.h"
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
 #include "worker_common/load_watchers.h"
@@ -20,6 +21,8 @@ namespace dsv3::prefill {
 struct PrefillServiceOptions {
   std::string model_name;
   PrefillSchedulerOptions scheduler;
+  // Null: the model has no tokenizer, and requests with a grammar fail.
+  std::shared_ptr<structured_output::StructuredOutputs> structured_outputs;
 };
 
 class PrefillService final : public v1::Worker::CallbackService {

@@ -43,6 +43,8 @@
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "router/completion_text.h"
 #include "router/delayed_tasks.h"
+#include "router/reasoning/reasoning_parser.h"
+#include "router/tool_calls/tool_call_format.h"
 #include "router/worker_registry.h"
 #include "tokenizer/tokenizer.h"
 
@@ -69,6 +71,10 @@ struct CompletionPlan {
   int32_t decode_prefill_max_tokens = 0;
   // How many times the request may be resumed on another decode worker (see above).
   int migration_limit = 0;
+  // Non-null: the text is parsed for tool calls in this format (GenerateResponse.tool_calls).
+  std::shared_ptr<const ToolCallFormat> tool_calls;
+  // Non-empty: the text's reasoning is split off with this parser (router/reasoning/).
+  std::string reasoning_parser;
 };
 
 class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
@@ -150,6 +156,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   const ResponseFn on_response_;
   const DoneFn on_done_;
   CompletionText text_;
+  std::unique_ptr<ToolCallParser> tool_parser_;        // with plan_->tool_calls
+  std::unique_ptr<ReasoningParser> reasoning_parser_;  // with plan_->reasoning_parser
 
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

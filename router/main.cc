@@ -7,7 +7,9 @@
 #include "common/logging.h"
 #include "common/server_main.h"
 #include "router/front_ends.h"
+#include "router/reasoning/reasoning_parser.h"
 #include "router/router_backend.h"
+#include "router/tool_calls/tool_call_format.h"
 #include "router/worker_registry.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
@@ -22,6 +24,12 @@ ABSL_FLAG(std::string, prefill_dns, "",
 ABSL_FLAG(std::string, decode_dns, "", "name:port resolved periodically to decode workers.");
 ABSL_FLAG(absl::Duration, dns_interval, absl::Seconds(5), "How often DNS names are re-resolved.");
 ABSL_FLAG(int, default_max_tokens, 256, "max_tokens when a request does not say.");
+ABSL_FLAG(std::string, reasoning_parser, "none",
+          "Reasoning models: deepseek_r1 splits the thinking (up to </think>) into "
+          "reasoning_content, apart from the answer; none leaves it in the content.");
+ABSL_FLAG(std::string, tool_call_parser, "auto",
+          "How the model writes tool calls, parsed into tool_calls: auto (by the model's type: "
+          "deepseek_v3 for DeepSeek-V3/R1), deepseek_v3, none (left as text).");
 ABSL_FLAG(std::string, router_policy, "kv",
           "How workers are chosen: kv (weighs each worker's prefix-cache overlap with the "
           "prompt against its load), load (load alone), round_robin. docs/architecture.md.");
@@ -82,6 +90,16 @@ int main(int argc, char** argv) {
           return absl::InvalidArgumentError("--max_request_timeout must be > 0");
         }
         options.migration_limit = absl::GetFlag(FLAGS_migration_limit);
+        options.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
+        options.reasoning_parser = absl::GetFlag(FLAGS_reasoning_parser);
+        if (auto parser = dsv3::router::NewReasoningParser(options.reasoning_parser);
+            !parser.ok()) {
+          return parser.status();
+        }
+        if (options.tool_call_parser != "auto") {
+          auto format = dsv3::router::ToolCallFormatByName(options.tool_call_parser);
+          if (!format.ok()) return format.status();
+        }
         if (options.migration_limit < 0) {
           return absl::InvalidArgumentError("--migration_limit must be >= 0");
         }

@@ -15,7 +15,8 @@
 namespace dsv3::router {
 namespace {
 
-using Json = nlohmann::json;
+// Ordered: a JSON schema's properties are generated in the order the client wrote them.
+using Json = nlohmann::ordered_json;
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int kMaxN = 4;
@@ -241,6 +242,74 @@ absl::Status ReadTools(const Json& value, v1::ChatPrompt* chat) {
   return absl::OkStatus();
 }
 
+// "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
+absl::Status ReadToolChoice(const Json& value, v1::ToolChoice* out) {
+  if (value.is_string()) {
+    const std::string mode = value.get<std::string>();
+    if (mode == "auto") {
+      out->set_mode(v1::ToolChoice::TOOL_CHOICE_AUTO);
+    } else if (mode == "none") {
+      out->set_mode(v1::ToolChoice::TOOL_CHOICE_NONE);
+    } else if (mode == "required") {
+      out->set_mode(v1::ToolChoice::TOOL_CHOICE_REQUIRED);
+    } else {
+      return InvalidParam("tool_choice", absl::StrCat("unknown tool_choice '", mode,
+                                                      "' (none, auto, required or a function)"));
+    }
+    return absl::OkStatus();
+  }
+  if (!value.is_object()) return WrongType("tool_choice", "a string or an object", value);
+  const Json* function = Field(value, "function");
+  const Json* name =
+      function != nullptr && function->is_object() ? Field(*function, "name") : nullptr;
+  if (name == nullptr) {
+    return InvalidParam("tool_choice.function.name", "tool_choice names no function");
+  }
+  OPENAI_RETURN_IF_ERROR(
+      ReadString(*name, "tool_choice.function.name", out->mutable_function_name()));
+  out->set_mode(v1::ToolChoice::TOOL_CHOICE_FUNCTION);
+  return absl::OkStatus();
+}
+
+// {"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}
+absl::Status ReadResponseFormat(const Json& value, v1::GenerateRequest* request) {
+  if (!value.is_object()) return WrongType("response_format", "an object", value);
+  const Json* type = Field(value, "type");
+  std::string kind;
+  if (type == nullptr) return InvalidParam("response_format.type", "response_format needs a type");
+  OPENAI_RETURN_IF_ERROR(ReadString(*type, "response_format.type", &kind));
+  if (kind == "text") return absl::OkStatus();
+  if (kind == "json_object") {
+    request->mutable_response_format()->set_json_object(true);
+    return absl::OkStatus();
+  }
+  if (kind != "json_schema") {
+    return InvalidParam("response_format.type",
+                        absl::StrCat("unknown response_format type '", kind,
+                                     "' (text, json_object or json_schema)"));
+  }
+  const Json* spec = Field(value, "json_schema");
+  if (spec == nullptr || !spec->is_object()) {
+    return InvalidParam("response_format.json_schema",
+                        "response_format.json_schema must be an object with a 'schema'");
+  }
+  const Json* schema = Field(*spec, "schema");
+  if (schema == nullptr) {
+    // OpenAI's own default: no schema, any JSON object.
+    request->mutable_response_format()->set_json_object(true);
+    return absl::OkStatus();
+  }
+  if (!schema->is_object() && !schema->is_boolean()) {
+    return WrongType("response_format.json_schema.schema", "an object (JSON Schema)", *schema);
+  }
+  if (const Json* strict = Field(*spec, "strict"); strict != nullptr && !strict->is_boolean()) {
+    return WrongType("response_format.json_schema.strict", "a boolean", *strict);
+  }
+  // strict or not, the schema is enforced (what strict=false permits, strict output meets).
+  request->mutable_response_format()->set_json_schema(schema->dump());
+  return absl::OkStatus();
+}
+
 absl::Status ReadChatPrompt(const Json& body, v1::GenerateRequest* request) {
   const Json* messages = Field(body, "messages");
   if (messages == nullptr) return InvalidParam("messages", "'messages' is required");
@@ -251,6 +320,14 @@ absl::Status ReadChatPrompt(const Json& body, v1::GenerateRequest* request) {
     OPENAI_RETURN_IF_ERROR(ReadMessage((*messages)[i], i, chat->add_messages()));
   }
   if (const Json* tools = Field(body, "tools")) OPENAI_RETURN_IF_ERROR(ReadTools(*tools, chat));
+  if (const Json* choice = Field(body, "tool_choice")) {
+    OPENAI_RETURN_IF_ERROR(ReadToolChoice(*choice, chat->mutable_tool_choice()));
+  }
+  if (const Json* parallel = Field(body, "parallel_tool_calls")) {
+    bool value = true;
+    OPENAI_RETURN_IF_ERROR(ReadBool(*parallel, "parallel_tool_calls", &value));
+    chat->set_parallel_tool_calls(value);
+  }
   if (const Json* add = Field(body, "add_generation_prompt")) {
     bool value = true;
     OPENAI_RETURN_IF_ERROR(ReadBool(*add, "add_generation_prompt", &value));
@@ -429,10 +506,12 @@ const std::set<std::string>& KnownFields(OpenAiEndpoint endpoint) {
                                 "skip_special_tokens",
                                 "stream",
                                 "stream_options",
-                                "return_token_ids"};
+                                "return_token_ids",
+                                "response_format"};
   static const std::set<std::string>* const kChat = [] {
     auto* fields = new std::set<std::string>(*kCommon);
-    fields->insert({"messages", "tools", "top_logprobs", "add_generation_prompt"});
+    fields->insert({"messages", "tools", "top_logprobs", "add_generation_prompt", "tool_choice",
+                    "parallel_tool_calls"});
     return fields;
   }();
   static const std::set<std::string>* const kCompletion = [] {
@@ -460,6 +539,9 @@ absl::Status ReadRequest(const Json& body, OpenAiRequest* out) {
     }
   }
   OPENAI_RETURN_IF_ERROR(ReadSampling(body, out));
+  if (const Json* format = Field(body, "response_format")) {
+    OPENAI_RETURN_IF_ERROR(ReadResponseFormat(*format, &request));
+  }
   int64_t n = 1;
   if (const Json* v = Field(body, "n")) OPENAI_RETURN_IF_ERROR(ReadInt(*v, "n", 1, kMaxN, &n));
   request.set_n(static_cast<int32_t>(n));

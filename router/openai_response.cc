@@ -31,9 +31,26 @@ Json FinishReasonJson(v1::FinishReason reason) {
       return "abort";
     case v1::FINISH_REASON_ERROR:
       return "error";
+    case v1::FINISH_REASON_TOOL_CALLS:
+      return "tool_calls";
     default:
       return nullptr;
   }
+}
+
+// One tool-call delta as OpenAI streams it (the first of a call names it).
+Json ToolCallDeltaJson(const v1::ToolCallDelta& call) {
+  Json json;
+  json["index"] = call.index();
+  Json function = Json::object();
+  if (!call.id().empty()) {
+    json["id"] = call.id();
+    json["type"] = call.type();
+    function["name"] = call.function_name();
+  }
+  function["arguments"] = call.arguments();
+  json["function"] = std::move(function);
+  return json;
 }
 
 bool IsLast(const v1::GenerateResponse& response) {
@@ -179,14 +196,25 @@ std::string FormatCompletion(const ResponseContext& context,
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
     int32_t cached_tokens = 0;
+    std::vector<v1::ToolCallDelta> tool_calls;  // merged: one per call
+    std::string reasoning;
   };
   std::vector<Choice> choices(static_cast<size_t>(context.n));
   for (const v1::GenerateResponse& r : responses) {
     if (r.index() < 0 || r.index() >= context.n) continue;
     Choice& c = choices[static_cast<size_t>(r.index())];
     c.text += r.text();
+    c.reasoning += r.reasoning_text();
     c.token_ids.insert(c.token_ids.end(), r.token_ids().begin(), r.token_ids().end());
     c.logprobs.MergeFrom(r.logprobs());
+    for (const v1::ToolCallDelta& call : r.tool_calls()) {
+      if (call.index() < 0 || call.index() > static_cast<int32_t>(c.tool_calls.size())) continue;
+      if (call.index() == static_cast<int32_t>(c.tool_calls.size())) c.tool_calls.emplace_back();
+      v1::ToolCallDelta& merged = c.tool_calls[call.index()];
+      const std::string arguments = merged.arguments() + call.arguments();
+      if (!call.id().empty()) merged = call;
+      merged.set_arguments(arguments);
+    }
     if (IsLast(r)) {
       c.finish_reason = r.finish_reason();
       CountUsage(r, static_cast<int64_t>(c.token_ids.size()), &c.prompt_tokens,
@@ -210,7 +238,18 @@ std::string FormatCompletion(const ResponseContext& context,
     if (IsChat(context)) {
       Json message;
       message["role"] = "assistant";
-      message["content"] = c.text;
+      // OpenAI's content is null in a turn that only calls tools.
+      message["content"] = c.text.empty() && !c.tool_calls.empty() ? Json() : Json(c.text);
+      if (!c.reasoning.empty()) message["reasoning_content"] = c.reasoning;
+      if (!c.tool_calls.empty()) {
+        Json calls = Json::array();
+        for (const v1::ToolCallDelta& call : c.tool_calls) {
+          Json json = ToolCallDeltaJson(call);
+          json.erase("index");
+          calls.push_back(std::move(json));
+        }
+        message["tool_calls"] = std::move(calls);
+      }
       choice["message"] = std::move(message);
       if (context.logprobs) {
         Json content = Json::array();
@@ -267,13 +306,28 @@ std::string StreamFormatter::Add(const v1::GenerateResponse& response) {
   };
 
   const bool has_content = !response.text().empty() || response.logprobs_size() > 0 ||
+                           response.tool_calls_size() > 0 || !response.reasoning_text().empty() ||
                            (context_.return_token_ids && response.token_ids_size() > 0);
   if (has_content) {
     Json choice;
     choice["index"] = index;
     Json logprobs = nullptr;
     if (IsChat(context_)) {
-      choice["delta"] = Json{{"content", response.text()}};
+      Json delta = Json::object();
+      if (!response.reasoning_text().empty())
+        delta["reasoning_content"] = response.reasoning_text();
+      if (!response.text().empty() ||
+          (response.tool_calls_size() == 0 && response.reasoning_text().empty())) {
+        delta["content"] = response.text();
+      }
+      if (response.tool_calls_size() > 0) {
+        Json calls = Json::array();
+        for (const v1::ToolCallDelta& call : response.tool_calls()) {
+          calls.push_back(ToolCallDeltaJson(call));
+        }
+        delta["tool_calls"] = std::move(calls);
+      }
+      choice["delta"] = std::move(delta);
       if (context_.logprobs) {
         Json content = Json::array();
         AppendChatLogprobs(context_, response.logprobs(), &content);

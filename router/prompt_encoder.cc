@@ -29,6 +29,10 @@ absl::StatusOr<std::string> PromptEncoder::RenderChat(const v1::ChatPrompt& chat
       return absl::InvalidArgumentError(absl::StrCat("unknown message role '", m.role(), "'"));
     }
     nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
+    // A turn that only calls tools has no content (templates test for none, as OpenAI's null).
+    if (m.role() == "assistant" && m.content().empty() && m.tool_calls_size() > 0) {
+      j["content"] = nullptr;
+    }
     if (!m.name().empty()) j["name"] = m.name();
     if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
     if (m.tool_calls_size() > 0) {

@@ -9,6 +9,7 @@
 #include "common/serving_metrics.h"
 #include "nlohmann/json.hpp"
 #include "router/completion_run.h"
+#include "router/output_plan.h"
 
 namespace dsv3::router {
 namespace {
@@ -229,6 +230,15 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
                                        options_.default_max_tokens, options_.max_stop_strings);
       !s.ok()) {
     return s;
+  }
+  absl::StatusOr<OutputPlan> output =
+      PlanOutput(request, options_.tool_call_parser, model->model_type(), tokenizer_ != nullptr,
+                 &plan->sampling);
+  if (!output.ok()) return output.status();
+  plan->tool_calls = std::move(output->tool_calls);
+  // A constrained output starts at its grammar: there is no thinking to split off.
+  if (request.has_chat() && !plan->sampling.has_grammar()) {
+    plan->reasoning_parser = options_.reasoning_parser;
   }
   if (!plan->sampling.ignore_eos() && tokenizer_ != nullptr && tokenizer_->eos_id().has_value()) {
     plan->eos_token_id = *tokenizer_->eos_id();

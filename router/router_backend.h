@@ -30,6 +30,10 @@ struct RouterBackendOptions {
   int32_t decode_prefill_max_tokens = 0;
   // CompletionPlan::migration_limit.
   int migration_limit = 3;
+  // Tool-call format of the model's output: "auto" (by model type), "deepseek_v3", "none".
+  std::string tool_call_parser = "auto";
+  // Reasoning format of chat output (router/reasoning/): "deepseek_r1" or "none".
+  std::string reasoning_parser = "none";
 };
 
 class RouterBackend : public InferenceBackend {

@@ -66,6 +66,11 @@ ABSL_FLAG(int, decode_prefill_max_tokens, 0,
           "dsv3 cluster: the router's --decode_prefill_max_tokens (conditional "
           "disaggregation: a decode worker whose cache leaves at most this many prompt tokens "
           "computes them itself; 0: never).");
+ABSL_FLAG(std::string, reasoning_parser, "none",
+          "dsv3 cluster: the router's --reasoning_parser (deepseek_r1: the thinking goes to "
+          "reasoning_content).");
+ABSL_FLAG(std::string, tool_call_parser, "auto",
+          "dsv3 cluster: the router's --tool_call_parser (auto, deepseek_v3, none).");
 ABSL_FLAG(std::string, api_keys, "",
           "dsv3 cluster: the router's --api_keys (a file of 'NAME KEY [rps=N tpm=N "
           "streams=N]' lines): clients then send 'Authorization: Bearer KEY'.");
@@ -384,7 +389,9 @@ int RunCluster(const std::vector<std::string>&) {
       "--router_policy=" + absl::GetFlag(FLAGS_router_policy),
       absl::StrCat("--kv_overlap_weight=", absl::GetFlag(FLAGS_kv_overlap_weight)),
       absl::StrCat("--decode_prefill_max_tokens=", absl::GetFlag(FLAGS_decode_prefill_max_tokens)),
-      absl::StrCat("--migration_limit=", absl::GetFlag(FLAGS_migration_limit))};
+      absl::StrCat("--migration_limit=", absl::GetFlag(FLAGS_migration_limit)),
+      "--reasoning_parser=" + absl::GetFlag(FLAGS_reasoning_parser),
+      "--tool_call_parser=" + absl::GetFlag(FLAGS_tool_call_parser)};
   if (!absl::GetFlag(FLAGS_api_keys).empty()) {
     router_argv.push_back("--api_keys=" + absl::GetFlag(FLAGS_api_keys));
   }
@@ -534,7 +541,7 @@ DSV3_REGISTER_COMMAND(
       "worker_drain_timeout"}},
     {"router",
      {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit",
-      "api_keys"}},
+      "reasoning_parser", "tool_call_parser", "api_keys"}},
     {"security", {"tls", "tls_cert", "tls_key", "tls_ca", "tls_refresh_interval"}},
     {"experts", {"eplb_interval", "expert_failover_after"}});
 

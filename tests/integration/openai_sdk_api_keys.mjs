@@ -7,28 +7,14 @@
 // within seconds, without a restart. Exits 1 naming the first check that failed.
 import fs from "node:fs";
 import { requireFromCache } from "../tokenizer/js_reference.mjs";
+import { check, refusal } from "./sdk_checks.mjs";
 
 const { default: OpenAI, AuthenticationError, RateLimitError } = requireFromCache()("openai");
 const [baseURL, model, keysFile, alice, bob] = process.argv.slice(2);
 const client = (apiKey, maxRetries = 0) => new OpenAI({ baseURL, apiKey, maxRetries, timeout: 30000 });
 const prompt = [0, 17, 5];
 
-function check(cond, what) {
-  if (!cond) {
-    console.error(`FAIL: ${what}`);
-    process.exit(1);
-  }
-  console.log(`ok: ${what}`);
-}
 
-async function refusal(promise) {
-  try {
-    await promise;
-    return null;
-  } catch (e) {
-    return e;
-  }
-}
 
 function writeKeys(text) {  // replaced whole, as a Kubernetes Secret update does
   fs.writeFileSync(keysFile + ".new", text);

@@ -5,18 +5,12 @@
 // cluster's CA. untrusted (no CA given): the SDK refuses the server's certificate with an
 // APIConnectionError. Exits 1 naming the first check that failed.
 import { requireFromCache } from "../tokenizer/js_reference.mjs";
+import { check } from "./sdk_checks.mjs";
 
 const { default: OpenAI, APIConnectionError } = requireFromCache()("openai");
 const [baseURL, model, mode] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 30000 });
 
-function check(cond, what) {
-  if (!cond) {
-    console.error(`FAIL: ${what}`);
-    process.exit(1);
-  }
-  console.log(`ok: ${what}`);
-}
 
 if (mode === "untrusted") {
   let error = null;
