@@ -399,9 +399,18 @@ std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active
     return drafts;
   }
   for (size_t j = 0; j < which.size(); ++j) {
-    std::span<const float> logits = out->LastLogits(j);
-    drafts[which[j]] =
-        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    // A structured output's draft is taken among the tokens its grammar allows next (what
+    // the verification would refuse is no draft).
+    std::span<const float> row = out->LastLogits(j);
+    engine::RequestSampler& sampler = *active[which[j]]->sampler;
+    if (!sampler.constrained()) {
+      drafts[which[j]] =
+          static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      continue;
+    }
+    std::vector<float> logits(row.begin(), row.end());
+    absl::StatusOr<int32_t> draft = sampler.Draft(logits);
+    if (draft.ok()) drafts[which[j]] = *draft;
   }
   return drafts;
 }

@@ -39,6 +39,13 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size)
   if (!std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) {
     return absl::InvalidArgumentError("presence/frequency penalties must be finite");
   }
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0 || token >= vocab_size || !(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", token,
+                                                     " must be in [0, ", vocab_size,
+                                                     ") with a bias in [-100, 100]"));
+    }
+  }
   if (p.top_logprobs < 0 || p.top_logprobs > vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("top_logprobs must be in [0, ", vocab_size, "]"));
@@ -106,6 +113,7 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
     DSV3_RETURN_IF_ERROR(
         constraint_->Mask(l, max_output_tokens_ - static_cast<int64_t>(output_.size())));
   }
+  for (const auto& [token, bias] : p.logit_bias) l[token] += bias;
   for (int64_t t = 0; t < vocab_size_; ++t) {
     if (p.repetition_penalty != 1.0f && seen_[t]) {
       l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
@@ -188,6 +196,14 @@ absl::Status RequestSampler::Constrain(std::unique_ptr<TokenConstraint> constrai
   max_output_tokens_ = max_output_tokens;
   for (int32_t t : output_) DSV3_RETURN_IF_ERROR(constraint_->Accept(t));
   return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> RequestSampler::Draft(std::span<float> logits) {
+  if (constraint_ != nullptr) {
+    DSV3_RETURN_IF_ERROR(
+        constraint_->Mask(logits, max_output_tokens_ - static_cast<int64_t>(output_.size())));
+  }
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
 void RequestSampler::Replay(int32_t token) {

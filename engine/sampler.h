@@ -4,6 +4,7 @@
 // Token selection for one request, deterministic for a given seed.
 //
 // Order of operations on a logits row (vLLM's semantics):
+//   0. a structured-output constraint's mask (TokenConstraint), then logit_bias;
 //   1. penalties: repetition (over prompt + output; positive logits divided, negative
 //      multiplied), frequency (minus count in output x f), presence (minus p if in output);
 //   2. logprobs (the requested top-n and the chosen token's) = log_softmax of the penalised
@@ -35,6 +36,8 @@ struct SamplingParams {
   uint64_t seed = 0;
   int32_t top_logprobs = 0;  // how many alternatives to report
   std::vector<int32_t> stop_token_ids;
+  // Added to these tokens' logits first (OpenAI's logit_bias), sorted by token id.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 
   bool greedy() const { return temperature == 0.0f; }
 };
@@ -63,6 +66,10 @@ class RequestSampler {
   // so far (resumed tokens) is replayed into it.
   absl::Status Constrain(std::unique_ptr<TokenConstraint> constraint, int64_t max_output_tokens);
 
+  // A draft of the next token (MTP) from `logits` under the constraint, if any: the
+  // constraint's mask applied in place, the state unchanged. The argmax of what is left.
+  absl::StatusOr<int32_t> Draft(std::span<float> logits);
+
   // Picks the next token from a logits row and appends it to the request's output history.
   absl::StatusOr<SampledToken> Sample(std::span<const float> logits);
 
@@ -72,6 +79,7 @@ class RequestSampler {
   void Replay(int32_t token);
 
   const SamplingParams& params() const { return params_; }
+  bool constrained() const { return constraint_ != nullptr; }
   const std::vector<int32_t>& output() const { return output_; }
 
  private:

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/server_main.h"
 #include "router/front_ends.h"
+#include "router/generation_config.h"
 #include "router/reasoning/reasoning_parser.h"
 #include "router/router_backend.h"
 #include "router/tool_calls/tool_call_format.h"
@@ -60,10 +61,15 @@ int main(int argc, char** argv) {
       "usage: dsv3-router --prefill HOST:PORT --decode HOST:PORT [--tokenizer DIR] [--flags]",
       []() -> absl::StatusOr<dsv3::ServerParts> {
         std::unique_ptr<dsv3::tokenizer::Tokenizer> tokenizer;
+        dsv3::router::GenerationDefaults generation_defaults;
         if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
           auto loaded = dsv3::tokenizer::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer));
           if (!loaded.ok()) return loaded.status();
           tokenizer = std::move(*loaded);
+          // The checkpoint directory carries the sampling defaults beside the tokenizer.
+          auto defaults = dsv3::router::LoadGenerationDefaults(absl::GetFlag(FLAGS_tokenizer));
+          if (!defaults.ok()) return defaults.status();
+          generation_defaults = *defaults;
         } else {
           DSV3_LOG(INFO) << "no --tokenizer: serving token ids only";
         }
@@ -92,6 +98,7 @@ int main(int argc, char** argv) {
         options.migration_limit = absl::GetFlag(FLAGS_migration_limit);
         options.tool_call_parser = absl::GetFlag(FLAGS_tool_call_parser);
         options.reasoning_parser = absl::GetFlag(FLAGS_reasoning_parser);
+        options.generation_defaults = generation_defaults;
         if (auto parser = dsv3::router::NewReasoningParser(options.reasoning_parser);
             !parser.ok()) {
           return parser.status();

@@ -323,10 +323,9 @@ class OpenAiHttp {
     res.set_header("X-Request-Id", request_id);
     if (!request->ignored_fields.empty()) LogIgnoredFields(req.path, *request);
     std::string model = request->generate.model();
-    if (model.empty()) {
-      absl::StatusOr<v1::ModelInfo> info = backend_.GetModelInfo("");
-      if (info.ok()) model = info->name();
-    }
+    absl::StatusOr<v1::ModelInfo> info = backend_.GetModelInfo(model);
+    if (model.empty() && info.ok()) model = info->name();
+    ApplySamplingDefaults(info.ok() ? *info : v1::ModelInfo(), &*request);
     ResponseContext context = MakeResponseContext(
         *request, request_id, model,
         [backend = &backend_, model](int32_t id) { return backend->TokenText(model, id); });

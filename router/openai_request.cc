@@ -7,334 +7,31 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "router/openai_chat_request.h"
 #include "router/openai_error.h"
+#include "router/openai_json_fields.h"
 
 namespace dsv3::router {
 namespace {
 
-// Ordered: a JSON schema's properties are generated in the order the client wrote them.
-using Json = nlohmann::ordered_json;
+using openai_json::Bound;
+using openai_json::Field;
+using openai_json::Json;
+using openai_json::ReadBool;
+using openai_json::ReadInt;
+using openai_json::ReadNumber;
+using openai_json::ReadString;
+using openai_json::WrongType;
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int kMaxN = 4;
 constexpr int kMaxLogprobs = 20;
 constexpr int kMaxStopStrings = 16;
-
-// Propagates an error status from an expression (early return, no nesting).
-#define OPENAI_RETURN_IF_ERROR(expr)                 \
-  do {                                               \
-    absl::Status _openai_status = (expr);            \
-    if (!_openai_status.ok()) return _openai_status; \
-  } while (0)
-
-absl::Status WrongType(absl::string_view param, absl::string_view expected, const Json& value) {
-  return InvalidParam(
-      param, absl::StrCat("'", param, "' must be ", expected, ", got ", value.type_name()));
-}
-
-// The value of `key`, or nullptr when absent or null (clients send null for "unset").
-const Json* Field(const Json& object, const std::string& key) {
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-// An integer in [lo, hi]. Floats (even 3.0), booleans and strings are wrong types.
-absl::Status ReadInt(const Json& value, absl::string_view param, int64_t lo, int64_t hi,
-                     int64_t* out) {
-  if (!value.is_number_integer()) return WrongType(param, "an integer", value);
-  bool in_range = false;
-  if (value.is_number_unsigned()) {
-    const uint64_t v = value.get<uint64_t>();
-    in_range = v <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v) >= lo;
-    if (in_range) *out = static_cast<int64_t>(v);
-  } else {
-    const int64_t v = value.get<int64_t>();
-    in_range = v >= lo && v <= hi;
-    if (in_range) *out = v;
-  }
-  if (!in_range) {
-    return InvalidParam(param, absl::StrCat("'", param, "' must be between ", lo, " and ", hi,
-                                            ", got ", value.dump()));
-  }
-  return absl::OkStatus();
-}
-
-enum class Bound { kClosed, kOpen };
-
-// A finite number in the interval lo..hi (each end open or closed).
-absl::Status ReadNumber(const Json& value, absl::string_view param, double lo, Bound lo_bound,
-                        double hi, float* out) {
-  if (!value.is_number()) return WrongType(param, "a number", value);
-  const double v = value.get<double>();
-  const bool above_lo = lo_bound == Bound::kOpen ? v > lo : v >= lo;
-  if (!std::isfinite(v) || !above_lo || v > hi) {
-    return InvalidParam(
-        param, absl::StrCat("'", param, "' must be in ", lo_bound == Bound::kOpen ? "(" : "[", lo,
-                            ", ", hi, "], got ", value.dump()));
-  }
-  *out = static_cast<float>(v);
-  return absl::OkStatus();
-}
-
-absl::Status ReadBool(const Json& value, absl::string_view param, bool* out) {
-  if (!value.is_boolean()) return WrongType(param, "a boolean", value);
-  *out = value.get<bool>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadString(const Json& value, absl::string_view param, std::string* out) {
-  if (!value.is_string()) return WrongType(param, "a string", value);
-  *out = value.get<std::string>();
-  return absl::OkStatus();
-}
-
-// --- chat messages and tools ---------------------------------------------------------
-
-// content: a string, or an array of {"type": "text", "text": ...} parts (joined by "\n"
-// as vLLM does); null only where the message may omit it.
-absl::Status ReadContent(const Json& value, const std::string& param, std::string* out) {
-  if (value.is_string()) {
-    *out = value.get<std::string>();
-    return absl::OkStatus();
-  }
-  if (!value.is_array()) return WrongType(param, "a string or an array of parts", value);
-  out->clear();
-  for (size_t i = 0; i < value.size(); ++i) {
-    const Json& part = value[i];
-    const std::string part_param = absl::StrCat(param, "[", i, "]");
-    if (!part.is_object()) return WrongType(part_param, "an object", part);
-    const Json* type = Field(part, "type");
-    if (type == nullptr) {
-      return InvalidParam(part_param + ".type",
-                          absl::StrCat("'", part_param, ".type' is required"));
-    }
-    std::string type_name;
-    OPENAI_RETURN_IF_ERROR(ReadString(*type, part_param + ".type", &type_name));
-    if (type_name != "text") {
-      return InvalidParam(part_param + ".type", absl::StrCat("content part type '", type_name,
-                                                             "' is not supported (only 'text')"));
-    }
-    const Json* text = Field(part, "text");
-    if (text == nullptr) {
-      return InvalidParam(part_param + ".text",
-                          absl::StrCat("'", part_param, ".text' is required"));
-    }
-    std::string piece;
-    OPENAI_RETURN_IF_ERROR(ReadString(*text, part_param + ".text", &piece));
-    if (i > 0) out->push_back('\n');
-    out->append(piece);
-  }
-  return absl::OkStatus();
-}
-
-// JSON text of a value that may arrive as an object or as already-encoded text.
-std::string JsonText(const Json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
-}
-
-absl::Status ReadToolCalls(const Json& value, const std::string& param, v1::ChatMessage* message) {
-  if (!value.is_array()) return WrongType(param, "an array", value);
-  for (size_t i = 0; i < value.size(); ++i) {
-    const Json& call = value[i];
-    const std::string call_param = absl::StrCat(param, "[", i, "]");
-    if (!call.is_object()) return WrongType(call_param, "an object", call);
-    v1::ToolCall* out = message->add_tool_calls();
-    out->set_type("function");
-    if (const Json* id = Field(call, "id")) {
-      OPENAI_RETURN_IF_ERROR(ReadString(*id, call_param + ".id", out->mutable_id()));
-    }
-    if (const Json* type = Field(call, "type")) {
-      OPENAI_RETURN_IF_ERROR(ReadString(*type, call_param + ".type", out->mutable_type()));
-      if (out->type() != "function") {
-        return InvalidParam(call_param + ".type", "only 'function' tool calls are supported");
-      }
-    }
-    const Json* function = Field(call, "function");
-    if (function == nullptr || !function->is_object()) {
-      return InvalidParam(call_param + ".function",
-                          absl::StrCat("'", call_param, ".function' must be an object"));
-    }
-    const Json* name = Field(*function, "name");
-    if (name == nullptr) {
-      return InvalidParam(call_param + ".function.name", "a tool call needs a function name");
-    }
-    OPENAI_RETURN_IF_ERROR(
-        ReadString(*name, call_param + ".function.name", out->mutable_function_name()));
-    if (const Json* arguments = Field(*function, "arguments")) {
-      out->set_function_arguments(JsonText(*arguments));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadMessage(const Json& value, size_t index, v1::ChatMessage* message) {
-  const std::string param = absl::StrCat("messages[", index, "]");
-  if (!value.is_object()) return WrongType(param, "an object", value);
-  const Json* role = Field(value, "role");
-  if (role == nullptr)
-    return InvalidParam(param + ".role", absl::StrCat("'", param, ".role' is required"));
-  OPENAI_RETURN_IF_ERROR(ReadString(*role, param + ".role", message->mutable_role()));
-  // "developer" is what newer OpenAI clients send for the system turn.
-  if (message->role() == "developer") message->set_role("system");
-  const std::string& r = message->role();
-  if (r != "system" && r != "user" && r != "assistant" && r != "tool") {
-    return InvalidParam(
-        param + ".role",
-        absl::StrCat("unknown role '", r, "' (expected system, user, assistant or tool)"));
-  }
-  if (const Json* content = Field(value, "content")) {
-    OPENAI_RETURN_IF_ERROR(ReadContent(*content, param + ".content", message->mutable_content()));
-  } else if (r != "assistant") {
-    return InvalidParam(param + ".content", absl::StrCat("'", param, ".content' is required"));
-  }
-  if (const Json* name = Field(value, "name")) {
-    OPENAI_RETURN_IF_ERROR(ReadString(*name, param + ".name", message->mutable_name()));
-  }
-  if (const Json* tool_calls = Field(value, "tool_calls")) {
-    OPENAI_RETURN_IF_ERROR(ReadToolCalls(*tool_calls, param + ".tool_calls", message));
-  }
-  if (const Json* tool_call_id = Field(value, "tool_call_id")) {
-    OPENAI_RETURN_IF_ERROR(
-        ReadString(*tool_call_id, param + ".tool_call_id", message->mutable_tool_call_id()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadTools(const Json& value, v1::ChatPrompt* chat) {
-  if (!value.is_array()) return WrongType("tools", "an array", value);
-  for (size_t i = 0; i < value.size(); ++i) {
-    const Json& tool = value[i];
-    const std::string param = absl::StrCat("tools[", i, "]");
-    if (!tool.is_object()) return WrongType(param, "an object", tool);
-    v1::Tool* out = chat->add_tools();
-    out->set_type("function");
-    if (const Json* type = Field(tool, "type")) {
-      OPENAI_RETURN_IF_ERROR(ReadString(*type, param + ".type", out->mutable_type()));
-      if (out->type() != "function") {
-        return InvalidParam(param + ".type", "only 'function' tools are supported");
-      }
-    }
-    const Json* function = Field(tool, "function");
-    if (function == nullptr || !function->is_object()) {
-      return InvalidParam(param + ".function",
-                          absl::StrCat("'", param, ".function' must be an object"));
-    }
-    const Json* name = Field(*function, "name");
-    if (name == nullptr)
-      return InvalidParam(param + ".function.name", "a tool needs a function name");
-    OPENAI_RETURN_IF_ERROR(ReadString(*name, param + ".function.name", out->mutable_name()));
-    if (const Json* description = Field(*function, "description")) {
-      OPENAI_RETURN_IF_ERROR(
-          ReadString(*description, param + ".function.description", out->mutable_description()));
-    }
-    if (const Json* parameters = Field(*function, "parameters")) {
-      if (!parameters->is_object()) {
-        return WrongType(param + ".function.parameters", "an object (JSON Schema)", *parameters);
-      }
-      out->set_parameters_json(parameters->dump());
-    }
-  }
-  return absl::OkStatus();
-}
-
-// "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
-absl::Status ReadToolChoice(const Json& value, v1::ToolChoice* out) {
-  if (value.is_string()) {
-    const std::string mode = value.get<std::string>();
-    if (mode == "auto") {
-      out->set_mode(v1::ToolChoice::TOOL_CHOICE_AUTO);
-    } else if (mode == "none") {
-      out->set_mode(v1::ToolChoice::TOOL_CHOICE_NONE);
-    } else if (mode == "required") {
-      out->set_mode(v1::ToolChoice::TOOL_CHOICE_REQUIRED);
-    } else {
-      return InvalidParam("tool_choice", absl::StrCat("unknown tool_choice '", mode,
-                                                      "' (none, auto, required or a function)"));
-    }
-    return absl::OkStatus();
-  }
-  if (!value.is_object()) return WrongType("tool_choice", "a string or an object", value);
-  const Json* function = Field(value, "function");
-  const Json* name =
-      function != nullptr && function->is_object() ? Field(*function, "name") : nullptr;
-  if (name == nullptr) {
-    return InvalidParam("tool_choice.function.name", "tool_choice names no function");
-  }
-  OPENAI_RETURN_IF_ERROR(
-      ReadString(*name, "tool_choice.function.name", out->mutable_function_name()));
-  out->set_mode(v1::ToolChoice::TOOL_CHOICE_FUNCTION);
-  return absl::OkStatus();
-}
-
-// {"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}
-absl::Status ReadResponseFormat(const Json& value, v1::GenerateRequest* request) {
-  if (!value.is_object()) return WrongType("response_format", "an object", value);
-  const Json* type = Field(value, "type");
-  std::string kind;
-  if (type == nullptr) return InvalidParam("response_format.type", "response_format needs a type");
-  OPENAI_RETURN_IF_ERROR(ReadString(*type, "response_format.type", &kind));
-  if (kind == "text") return absl::OkStatus();
-  if (kind == "json_object") {
-    request->mutable_response_format()->set_json_object(true);
-    return absl::OkStatus();
-  }
-  if (kind != "json_schema") {
-    return InvalidParam("response_format.type",
-                        absl::StrCat("unknown response_format type '", kind,
-                                     "' (text, json_object or json_schema)"));
-  }
-  const Json* spec = Field(value, "json_schema");
-  if (spec == nullptr || !spec->is_object()) {
-    return InvalidParam("response_format.json_schema",
-                        "response_format.json_schema must be an object with a 'schema'");
-  }
-  const Json* schema = Field(*spec, "schema");
-  if (schema == nullptr) {
-    // OpenAI's own default: no schema, any JSON object.
-    request->mutable_response_format()->set_json_object(true);
-    return absl::OkStatus();
-  }
-  if (!schema->is_object() && !schema->is_boolean()) {
-    return WrongType("response_format.json_schema.schema", "an object (JSON Schema)", *schema);
-  }
-  if (const Json* strict = Field(*spec, "strict"); strict != nullptr && !strict->is_boolean()) {
-    return WrongType("response_format.json_schema.strict", "a boolean", *strict);
-  }
-  // strict or not, the schema is enforced (what strict=false permits, strict output meets).
-  request->mutable_response_format()->set_json_schema(schema->dump());
-  return absl::OkStatus();
-}
-
-absl::Status ReadChatPrompt(const Json& body, v1::GenerateRequest* request) {
-  const Json* messages = Field(body, "messages");
-  if (messages == nullptr) return InvalidParam("messages", "'messages' is required");
-  if (!messages->is_array()) return WrongType("messages", "an array", *messages);
-  if (messages->empty()) return InvalidParam("messages", "'messages' must not be empty");
-  v1::ChatPrompt* chat = request->mutable_chat();
-  for (size_t i = 0; i < messages->size(); ++i) {
-    OPENAI_RETURN_IF_ERROR(ReadMessage((*messages)[i], i, chat->add_messages()));
-  }
-  if (const Json* tools = Field(body, "tools")) OPENAI_RETURN_IF_ERROR(ReadTools(*tools, chat));
-  if (const Json* choice = Field(body, "tool_choice")) {
-    OPENAI_RETURN_IF_ERROR(ReadToolChoice(*choice, chat->mutable_tool_choice()));
-  }
-  if (const Json* parallel = Field(body, "parallel_tool_calls")) {
-    bool value = true;
-    OPENAI_RETURN_IF_ERROR(ReadBool(*parallel, "parallel_tool_calls", &value));
-    chat->set_parallel_tool_calls(value);
-  }
-  if (const Json* add = Field(body, "add_generation_prompt")) {
-    bool value = true;
-    OPENAI_RETURN_IF_ERROR(ReadBool(*add, "add_generation_prompt", &value));
-    chat->set_add_generation_prompt(value);
-  }
-  return absl::OkStatus();
-}
+constexpr size_t kMaxLogitBias = 300;  // OpenAI's limit
 
 // --- completions prompt ----------------------------------------------------------------
 
@@ -399,6 +96,52 @@ absl::Status ReadStop(const Json& value, v1::SamplingParams* sampling) {
   return absl::OkStatus();
 }
 
+// {"TOKEN_ID": BIAS, ...}: ids as strings (JSON keys), biases in [-100, 100].
+absl::Status ReadLogitBias(const Json& value, v1::SamplingParams* sampling) {
+  if (!value.is_object()) return WrongType("logit_bias", "an object of token id -> bias", value);
+  if (value.size() > kMaxLogitBias) {
+    return InvalidParam("logit_bias", absl::StrCat("at most ", kMaxLogitBias, " tokens"));
+  }
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    const std::string param = absl::StrCat("logit_bias[", it.key(), "]");
+    int32_t token = 0;
+    if (!absl::SimpleAtoi(it.key(), &token) || token < 0) {
+      return InvalidParam("logit_bias", absl::StrCat("'", it.key(), "' is not a token id"));
+    }
+    float bias = 0;
+    OPENAI_RETURN_IF_ERROR(ReadNumber(it.value(), param, -100, Bound::kClosed, 100, &bias));
+    (*sampling->mutable_logit_bias())[token] = bias;
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI parameters that would change the output and that this server does not implement:
+// refused by name, never ignored.
+absl::Status RefuseUnsupported(const Json& body, OpenAiEndpoint endpoint) {
+  for (const char* key :
+       {"functions", "function_call", "audio", "prediction", "web_search_options"}) {
+    if (Field(body, key) != nullptr) {
+      return InvalidParam(key, absl::StrCat("'", key, "' is not supported",
+                                            absl::string_view(key).find("function") == 0
+                                                ? " (use 'tools' and 'tool_choice')"
+                                                : ""));
+    }
+  }
+  if (const Json* m = Field(body, "modalities"); m != nullptr && *m != Json::array({"text"})) {
+    return InvalidParam("modalities", "only the 'text' modality is supported");
+  }
+  if (endpoint == OpenAiEndpoint::kCompletions) {
+    if (const Json* b = Field(body, "best_of");
+        b != nullptr && !(b->is_number_integer() && *b == 1)) {
+      return InvalidParam("best_of", "'best_of' other than 1 is not supported (use 'n')");
+    }
+    if (const Json* s = Field(body, "suffix"); s != nullptr && !(s->is_string() && s->empty())) {
+      return InvalidParam("suffix", "'suffix' is not supported");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadSampling(const Json& body, OpenAiRequest* out) {
   v1::SamplingParams* sampling = out->generate.mutable_sampling();
   int64_t value = 0;
@@ -413,12 +156,17 @@ absl::Status ReadSampling(const Json& body, OpenAiRequest* out) {
   if (const Json* v = Field(body, "temperature")) {
     OPENAI_RETURN_IF_ERROR(ReadNumber(*v, "temperature", 0, Bound::kClosed, 2, &number));
     sampling->set_temperature(number);
+    out->has_temperature = true;
   }
   if (const Json* v = Field(body, "top_p")) {
     OPENAI_RETURN_IF_ERROR(ReadNumber(*v, "top_p", 0, Bound::kOpen, 1, &number));
     sampling->set_top_p(number);
+    out->has_top_p = true;
   }
+  if (const Json* v = Field(body, "logit_bias"))
+    OPENAI_RETURN_IF_ERROR(ReadLogitBias(*v, sampling));
   if (const Json* v = Field(body, "top_k")) {
+    out->has_top_k = true;
     // -1 means "off" in vLLM's API; 0 means it here.
     OPENAI_RETURN_IF_ERROR(ReadInt(*v, "top_k", -1, kInt32Max, &value));
     sampling->set_top_k(value < 0 ? 0 : static_cast<int32_t>(value));
@@ -507,7 +255,13 @@ const std::set<std::string>& KnownFields(OpenAiEndpoint endpoint) {
                                 "stream",
                                 "stream_options",
                                 "return_token_ids",
-                                "response_format"};
+                                "response_format",
+                                "logit_bias",
+                                "user",
+                                "metadata",
+                                "store",
+                                "service_tier",
+                                "modalities"};
   static const std::set<std::string>* const kChat = [] {
     auto* fields = new std::set<std::string>(*kCommon);
     fields->insert({"messages", "tools", "top_logprobs", "add_generation_prompt", "tool_choice",
@@ -516,7 +270,7 @@ const std::set<std::string>& KnownFields(OpenAiEndpoint endpoint) {
   }();
   static const std::set<std::string>* const kCompletion = [] {
     auto* fields = new std::set<std::string>(*kCommon);
-    fields->insert({"prompt", "echo"});
+    fields->insert({"prompt", "echo", "best_of", "suffix"});
     return fields;
   }();
   return endpoint == OpenAiEndpoint::kChatCompletions ? *kChat : *kCompletion;
@@ -533,12 +287,17 @@ absl::Status ReadRequest(const Json& body, OpenAiRequest* out) {
   } else {
     OPENAI_RETURN_IF_ERROR(ReadCompletionPrompt(body, &request));
     if (const Json* echo = Field(body, "echo")) {
-      bool value = false;
-      OPENAI_RETURN_IF_ERROR(ReadBool(*echo, "echo", &value));
-      if (value) return InvalidParam("echo", "'echo' is not supported");
+      OPENAI_RETURN_IF_ERROR(ReadBool(*echo, "echo", &out->echo));
+      if (out->echo && !request.has_text()) {
+        return InvalidParam("echo", "'echo' needs a text prompt (not token ids)");
+      }
     }
   }
   OPENAI_RETURN_IF_ERROR(ReadSampling(body, out));
+  OPENAI_RETURN_IF_ERROR(RefuseUnsupported(body, out->endpoint));
+  if (out->echo && out->logprobs) {
+    return InvalidParam("echo", "'echo' with 'logprobs' (the prompt's logprobs) is not supported");
+  }
   if (const Json* format = Field(body, "response_format")) {
     OPENAI_RETURN_IF_ERROR(ReadResponseFormat(*format, &request));
   }
@@ -568,9 +327,16 @@ absl::Status ReadRequest(const Json& body, OpenAiRequest* out) {
   return absl::OkStatus();
 }
 
-#undef OPENAI_RETURN_IF_ERROR
-
 }  // namespace
+
+void ApplySamplingDefaults(const v1::ModelInfo& info, OpenAiRequest* request) {
+  v1::SamplingParams* s = request->generate.mutable_sampling();
+  if (!request->has_temperature) {
+    s->set_temperature(info.has_default_temperature() ? info.default_temperature() : 1.0f);
+  }
+  if (!request->has_top_p && info.has_default_top_p()) s->set_top_p(info.default_top_p());
+  if (!request->has_top_k && info.has_default_top_k()) s->set_top_k(info.default_top_k());
+}
 
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::string_view body) {
   Json json;

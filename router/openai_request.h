@@ -31,6 +31,12 @@ struct OpenAiRequest {
   int top_logprobs = 0;
   // Extension (as vLLM's): each choice also carries the generated token ids.
   bool return_token_ids = false;
+  // Completions: the prompt's text comes back before each choice's text.
+  bool echo = false;
+  // Which sampling fields the client set (the others take the model's defaults).
+  bool has_temperature = false;
+  bool has_top_p = false;
+  bool has_top_k = false;
   // Top-level fields that were ignored (sorted).
   std::vector<std::string> ignored_fields;
 };
@@ -38,6 +44,10 @@ struct OpenAiRequest {
 // Parses a POST body of /v1/chat/completions or /v1/completions. Errors are
 // INVALID_ARGUMENT with the offending field as ErrorParam().
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::string_view body);
+
+// What a request leaves out, OpenAI's API fills in: the checkpoint's sampling defaults
+// (`info`, from its generation_config.json), else OpenAI's (temperature 1, top_p 1).
+void ApplySamplingDefaults(const v1::ModelInfo& info, OpenAiRequest* request);
 
 }  // namespace dsv3::router
 

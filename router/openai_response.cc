@@ -182,6 +182,7 @@ ResponseContext MakeResponseContext(const OpenAiRequest& request, const std::str
   context.top_logprobs = request.top_logprobs;
   context.include_usage = request.include_usage;
   context.return_token_ids = request.return_token_ids;
+  if (request.echo) context.echo = request.generate.text();
   context.token_text = std::move(token_text);
   return context;
 }
@@ -258,7 +259,7 @@ std::string FormatCompletion(const ResponseContext& context,
         logprobs["content"] = std::move(content);
       }
     } else {
-      choice["text"] = c.text;
+      choice["text"] = context.echo + c.text;
       if (context.logprobs) {
         CompletionLogprobs lp;
         int64_t offset = 0;
@@ -277,7 +278,20 @@ std::string FormatCompletion(const ResponseContext& context,
 }
 
 std::string StreamFormatter::Begin() {
-  if (!IsChat(context_)) return "";
+  if (!IsChat(context_)) {
+    if (context_.echo.empty()) return "";
+    std::string events;  // the echoed prompt first, one chunk per choice
+    for (int i = 0; i < context_.n; ++i) {
+      Json chunk = Header(context_, /*chunk=*/true);
+      chunk["choices"] = Json::array({Json{{"index", i},
+                                           {"text", context_.echo},
+                                           {"logprobs", nullptr},
+                                           {"finish_reason", nullptr}}});
+      if (context_.include_usage) chunk["usage"] = nullptr;
+      events += SseEvent(chunk);
+    }
+    return events;
+  }
   std::string events;
   for (int i = 0; i < context_.n; ++i) {
     Json chunk = Header(context_, /*chunk=*/true);

@@ -28,6 +28,8 @@ struct ResponseContext {
   int top_logprobs = 0;
   bool include_usage = false;
   bool return_token_ids = false;
+  // Completions with `echo`: the prompt's text, before each choice's.
+  std::string echo;
   // Text of one token id, for logprobs (InferenceBackend::TokenText).
   std::function<std::string(int32_t)> token_text;
 };

@@ -18,10 +18,11 @@ absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentE
 
 constexpr size_t kMaxStopBytes = 1024;
 constexpr int kMaxStopTokenIds = 64;
+constexpr int kMaxLogitBias = 300;  // OpenAI's limit
 
 // Resolves the wire's "0 means default" and checks ranges.
 absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64_t context,
-                             int32_t default_max_tokens, int max_stops) {
+                             int64_t vocab_size, int32_t default_max_tokens, int max_stops) {
   if (s.max_tokens() < 0) return Invalid("max_tokens must be >= 0");
   if (prompt_tokens >= context) {
     return Invalid(absl::StrCat("prompt of ", prompt_tokens,
@@ -58,6 +59,19 @@ absl::Status ResolveSampling(v1::SamplingParams& s, int64_t prompt_tokens, int64
     // Each is searched for in the text after every token: its length costs every step.
     if (stop.size() > kMaxStopBytes) {
       return Invalid(absl::StrCat("stop strings are at most ", kMaxStopBytes, " bytes"));
+    }
+  }
+  if (s.logit_bias_size() > kMaxLogitBias) {
+    return Invalid(absl::StrCat("logit_bias holds at most ", kMaxLogitBias, " tokens"));
+  }
+  for (const auto& [token, bias] : s.logit_bias()) {
+    if (token < 0 || token >= vocab_size) {
+      return Invalid(
+          absl::StrCat("logit_bias: token ", token, " is outside the vocabulary of ", vocab_size));
+    }
+    if (!(bias >= -100 && bias <= 100)) {
+      return Invalid(
+          absl::StrCat("logit_bias: the bias of token ", token, " must be in [-100, 100]"));
     }
   }
   if (s.stop_token_ids_size() > kMaxStopTokenIds) {
@@ -226,7 +240,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   plan->prompt = std::move(*prompt);
   plan->sampling = request.sampling();
   if (absl::Status s = ResolveSampling(plan->sampling, static_cast<int64_t>(plan->prompt.size()),
-                                       model->max_position_embeddings(),
+                                       model->max_position_embeddings(), model->vocab_size(),
                                        options_.default_max_tokens, options_.max_stop_strings);
       !s.ok()) {
     return s;
@@ -338,6 +352,10 @@ absl::StatusOr<v1::ModelInfo> RouterBackend::GetModelInfo(const std::string& mod
   info.set_has_tokenizer(tokenizer_ != nullptr);
   info.set_speculative_decoding(served->speculative_decoding());
   info.set_created_unix_seconds(created_unix_seconds_);
+  const GenerationDefaults& d = options_.generation_defaults;
+  if (d.temperature.has_value()) info.set_default_temperature(*d.temperature);
+  if (d.top_p.has_value()) info.set_default_top_p(*d.top_p);
+  if (d.top_k.has_value()) info.set_default_top_k(*d.top_k);
   return info;
 }
 

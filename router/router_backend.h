@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "router/delayed_tasks.h"
+#include "router/generation_config.h"
 #include "router/in_flight_requests.h"
 #include "router/inference_backend.h"
 #include "router/prompt_encoder.h"
@@ -34,6 +35,8 @@ struct RouterBackendOptions {
   std::string tool_call_parser = "auto";
   // Reasoning format of chat output (router/reasoning/): "deepseek_r1" or "none".
   std::string reasoning_parser = "none";
+  // The checkpoint's sampling defaults (ModelInfo.default_*), for the OpenAI API.
+  GenerationDefaults generation_defaults;
 };
 
 class RouterBackend : public InferenceBackend {

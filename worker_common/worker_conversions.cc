@@ -1,5 +1,7 @@
 #include "worker_common/worker_conversions.h"
 
+#include <algorithm>
+
 namespace dsv3::worker {
 
 engine::SamplingParams ToEngineSampling(const v1::SamplingParams& wire) {
@@ -14,6 +16,8 @@ engine::SamplingParams ToEngineSampling(const v1::SamplingParams& wire) {
   p.seed = wire.has_seed() ? wire.seed() : 0;
   p.top_logprobs = wire.logprobs();
   p.stop_token_ids.assign(wire.stop_token_ids().begin(), wire.stop_token_ids().end());
+  p.logit_bias.assign(wire.logit_bias().begin(), wire.logit_bias().end());
+  std::sort(p.logit_bias.begin(), p.logit_bias.end());  // a map's order is unspecified
   return p;
 }
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
+#include <span>
 #include <vector>
 
 namespace dsv3::engine {
@@ -158,6 +160,74 @@ TEST(SamplerTest, RejectsBadInput) {
   EXPECT_FALSE(RequestSampler::Create(p, 3, std::vector<int32_t>{5}).ok());
   auto s = RequestSampler::Create(p, 3, {});
   EXPECT_FALSE(s->Sample(std::vector<float>{1, 2}).ok());
+}
+
+// A constraint that allows even tokens only, records what it was told, and (as the real
+// one) fails every later call once a token broke it.
+class EvenTokens : public TokenConstraint {
+ public:
+  explicit EvenTokens(std::vector<int32_t>* accepted) : accepted_(accepted) {}
+  absl::Status Mask(std::span<float> logits, int64_t tokens_left) override {
+    if (!failure_.ok()) return failure_;
+    last_tokens_left = tokens_left;
+    for (size_t t = 1; t < logits.size(); t += 2) logits[t] = -INFINITY;
+    return absl::OkStatus();
+  }
+  absl::Status Accept(int32_t token) override {
+    accepted_->push_back(token);
+    if (token % 2 != 0) failure_ = absl::InvalidArgumentError("odd");
+    return failure_;
+  }
+  int64_t last_tokens_left = -1;
+
+ private:
+  std::vector<int32_t>* accepted_;
+  absl::Status failure_;
+};
+
+TEST(SamplerTest, AConstraintMasksFirstAndSeesEveryToken) {
+  for (float temperature : {0.0f, 1.0f}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    p.seed = 3;
+    // The prompt's last two tokens are earlier output (a resumed request): replayed.
+    const std::vector<int32_t> prompt = {5, 2, 4};
+    auto s = RequestSampler::Create(p, 6, prompt, /*resumed_output=*/2);
+    ASSERT_TRUE(s.ok());
+    std::vector<int32_t> accepted;
+    auto c = std::make_unique<EvenTokens>(&accepted);
+    EvenTokens* constraint = c.get();
+    ASSERT_TRUE(s->Constrain(std::move(c), /*max_output_tokens=*/10).ok());
+    EXPECT_EQ(accepted, (std::vector<int32_t>{2, 4}));
+    // The odd tokens are the likeliest: never drawn, and not in the logprobs.
+    const std::vector<float> logits = {0.0f, 5.0f, 0.1f, 5.0f, 0.2f, 5.0f};
+    for (int i = 0; i < 20; ++i) {
+      auto t = s->Sample(logits);
+      ASSERT_TRUE(t.ok());
+      EXPECT_EQ(t->token % 2, 0);
+    }
+    EXPECT_EQ(accepted.size(), 22u);
+    EXPECT_EQ(constraint->last_tokens_left, 10 - 21);  // 2 resumed + 19 sampled before it
+    // A draft is taken under the mask and changes nothing.
+    std::vector<float> draft_logits = logits;
+    EXPECT_EQ(*s->Draft(draft_logits), 4);
+    EXPECT_EQ(accepted.size(), 22u);
+    // A replayed token the constraint refuses fails the next step.
+    s->Replay(3);
+    EXPECT_FALSE(s->Sample(logits).ok());
+  }
+}
+
+TEST(SamplerTest, LogitBiasComesBeforeEverything) {
+  SamplingParams p;
+  p.logit_bias = {{0, 100.0f}};
+  EXPECT_EQ(Draw(p, {0.1f, 2.0f, -1.0f, 1.9f}, 2), (std::vector<int32_t>{0, 0}));
+  p.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(Draw(p, {0.1f, 2.0f, -1.0f, 1.9f}, 1), (std::vector<int32_t>{3}));
+  p.logit_bias = {{9, 1.0f}};
+  EXPECT_FALSE(RequestSampler::Create(p, 4, {}).ok());
+  p.logit_bias = {{1, 101.0f}};
+  EXPECT_FALSE(RequestSampler::Create(p, 4, {}).ok());
 }
 
 TEST(SamplerTest, BatchUsesEachRequestsOwnState) {

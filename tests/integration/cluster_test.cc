@@ -104,8 +104,11 @@ TEST_F(GoldenClusterTest, HttpCompletionsStreamingAndNotReturnTheSameTokens) {
   ASSERT_NE(cluster_, nullptr);
   const Golden g = GoldenCases()[2];
   httplib::Client http = cluster_->Http();
-  nlohmann::json body = {
-      {"prompt", g.prompt}, {"max_tokens", 8}, {"ignore_eos", true}, {"return_token_ids", true}};
+  nlohmann::json body = {{"prompt", g.prompt},
+                         {"max_tokens", 8},
+                         {"ignore_eos", true},
+                         {"return_token_ids", true},
+                         {"temperature", 0}};
   auto res = http.Post("/v1/completions", body.dump(), "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -281,6 +284,7 @@ TEST(TextClusterTest, ChatAndTextMatchTheEngineAndStopStringsCutText) {
   EXPECT_THAT(refused->body, HasSubstr("at most 128 tools"));
   nlohmann::json body = {{"messages", {{{"role", "user"}, {"content", "Hello, wie geht's? 你好"}}}},
                          {"max_tokens", 12},
+                         {"temperature", 0},
                          {"ignore_eos", true},
                          {"skip_special_tokens", false}};
   auto res = http.Post("/v1/chat/completions", body.dump(), "application/json");

@@ -137,7 +137,42 @@ for await (const chunk of thinking) {
 check(streamedThought === thought && streamedContent === "",
   "reasoning streamed: delta.reasoning_content joins to the same", streamedThought);
 
-// 7. What is not supported is a 400 naming it, through the SDK's typed error.
+// 7. The rest of the surface. logit_bias: +100 on one token all but forces it.
+const biased = await client.completions.create({
+  model, prompt: "Once upon a time", max_tokens: 4, temperature: 0,
+  logit_bias: { "1000": 100 }, return_token_ids: true,
+});
+check(biased.choices[0].token_ids.every((t) => t === 1000), "logit_bias forces its token",
+  JSON.stringify(biased.choices[0]));
+// seed: the same seed and parameters give the same text; sampling is the default (no
+// temperature given: OpenAI's 1), so n = 3 gives three different texts.
+const seeded = () => client.completions.create({ model, prompt: "Once", max_tokens: 6, seed: 5 });
+const [s1, s2] = [await seeded(), await seeded()];
+check(s1.choices[0].text === s2.choices[0].text, "seed: the same seed gives the same text");
+const three = await client.completions.create({ model, prompt: "Once", max_tokens: 6, n: 3 });
+check(new Set(three.choices.map((c) => c.text)).size > 1,
+  "no temperature: sampled (OpenAI's default 1), so n = 3 differ", JSON.stringify(three.choices));
+// echo: the prompt comes back first; max_completion_tokens bounds a chat turn.
+const echoed = await client.completions.create({
+  model, prompt: "Once upon", max_tokens: 2, temperature: 0, echo: true,
+});
+check(echoed.choices[0].text.startsWith("Once upon"), "echo returns the prompt first");
+const bounded = await client.chat.completions.create({ model, messages, max_completion_tokens: 3 });
+check(bounded.usage.completion_tokens <= 3, "max_completion_tokens bounds the turn");
+
+// logprobs with alternatives, one entry per generated token; the model is listed.
+const withLogprobs = await client.chat.completions.create({
+  model, messages, max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2,
+});
+const entries = withLogprobs.choices[0].logprobs?.content ?? [];
+check(entries.length === withLogprobs.usage.completion_tokens &&
+  entries.every((e) => e.logprob <= 0 && e.top_logprobs.length === 2),
+  "logprobs: an entry per token with two alternatives", JSON.stringify(entries));
+const listed = [];
+for await (const m of client.models.list()) listed.push(m.id);
+check(listed.includes(model), "models.list() names the model", JSON.stringify(listed));
+
+// 8. What is not supported is a 400 naming it, through the SDK's typed error.
 const pattern = await refusal(client.chat.completions.create({
   model, messages, max_tokens: 4, response_format: { type: "json_schema", json_schema: {
     name: "p", schema: { type: "object", properties: { a: { type: "string", pattern: "^x" } } } } },
@@ -148,6 +183,11 @@ const noTools = await refusal(client.chat.completions.create({
   model, messages, max_tokens: 4, tool_choice: "required",
 }));
 check(noTools instanceof BadRequestError, "tool_choice required without tools is a BadRequestError");
+const legacy = await refusal(client.chat.completions.create({
+  model, messages, max_tokens: 4, functions: [{ name: "f", parameters: {} }],
+}));
+check(legacy instanceof BadRequestError && /functions/.test(legacy.message),
+  "legacy functions are a BadRequestError pointing to tools", String(legacy));
 const unknown = await refusal(client.chat.completions.create({
   model, messages, tools, max_tokens: 4, tool_choice: { type: "function", function: { name: "nope" } },
 }));

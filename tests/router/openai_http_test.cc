@@ -12,12 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router/openai_request.h"
 #include "tests/router/openai_http_fixture.h"
 
 namespace dsv3::router::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // --- happy paths -------------------------------------------------------------------------
 
@@ -211,7 +213,30 @@ TEST_F(OpenAiHttpTest, UnknownFieldsAreIgnoredWithAWarning) {
   EXPECT_EQ(ParseJson(reply.body)["choices"][0]["message"]["content"], "Hello world!");
   EXPECT_THAT(log, HasSubstr("ignoring unknown fields"));
   EXPECT_THAT(log, HasSubstr("frobnicate"));
-  EXPECT_THAT(log, HasSubstr("logit_bias"));
+  // Known fields are used (or informational, as `user`), not reported.
+  EXPECT_THAT(log, Not(HasSubstr("logit_bias")));
+  EXPECT_THAT(log, Not(HasSubstr("user")));
+  EXPECT_FLOAT_EQ(backend_.last_request().sampling().logit_bias().at(5), 1.0f);
+}
+
+TEST_F(OpenAiHttpTest, WhatARequestLeavesOutTakesOpenAisDefaults) {
+  // OpenAI samples at temperature 1 unless told otherwise (the gRPC API's 0 stays greedy).
+  Reply reply = Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}]})");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_FLOAT_EQ(backend_.last_request().sampling().temperature(), 1.0f);
+  reply = Post("/v1/completions", R"({"prompt": "x", "temperature": 0, "echo": true})");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_FLOAT_EQ(backend_.last_request().sampling().temperature(), 0.0f);
+  // echo: the prompt's text, then the completion's.
+  EXPECT_EQ(ParseJson(reply.body)["choices"][0]["text"], "xHello world!") << reply.body;
+  // The checkpoint's defaults come first: ApplySamplingDefaults is what the server calls.
+  OpenAiRequest request = *ParseOpenAiRequest(OpenAiEndpoint::kCompletions, R"({"prompt": "x"})");
+  v1::ModelInfo info;
+  info.set_default_temperature(0.6f);
+  info.set_default_top_p(0.95f);
+  ApplySamplingDefaults(info, &request);
+  EXPECT_FLOAT_EQ(request.generate.sampling().temperature(), 0.6f);
+  EXPECT_FLOAT_EQ(request.generate.sampling().top_p(), 0.95f);
 }
 
 TEST_F(OpenAiHttpTest, ModelsAndHealth) {
