@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "dsv3/v1/inference.grpc.pb.h"
@@ -34,6 +35,9 @@ std::string DemoModelWithMtp() {
       absl::StrCat(testing::BinaryPath("dsv3"), " make-model --preset demo --dtype bf16 --mtp 1 ",
                    "--seed 11 --out ", out, " --tokenizer ", tok));
   EXPECT_EQ(rc, 0) << log;
+  // Sampling defaults, as real checkpoints ship them (the OpenAI API applies them).
+  std::ofstream(out + "/generation_config.json")
+      << R"({"do_sample": true, "temperature": 0.7, "top_p": 0.9})";
   return out;
 }
 
@@ -49,9 +53,20 @@ TEST(StructuredOutputTest, TheOpenAiSdkGetsValidJsonAndToolCallsFromRandomWeight
   EXPECT_EQ(rc, 0) << out;
   EXPECT_THAT(out, HasSubstr("all structured-output checks passed"));
 
-  // gRPC: the same forced call arrives in typed fields.
+  // gRPC: the checkpoint's sampling defaults are the model's.
   auto channel = grpc::CreateChannel(cluster->router(), grpc::InsecureChannelCredentials());
   auto stub = v1::Inference::NewStub(channel);
+  {
+    grpc::ClientContext context;
+    v1::GetModelInfoRequest get;
+    v1::ModelInfo info;
+    ASSERT_TRUE(stub->GetModelInfo(&context, get, &info).ok());
+    EXPECT_FLOAT_EQ(info.default_temperature(), 0.7f);
+    EXPECT_FLOAT_EQ(info.default_top_p(), 0.9f);
+    EXPECT_FALSE(info.has_default_top_k());
+  }
+
+  // gRPC: the same forced call arrives in typed fields.
   v1::GenerateRequest request;
   v1::ChatPrompt* chat = request.mutable_chat();
   v1::ChatMessage* m = chat->add_messages();
