@@ -39,12 +39,8 @@ CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int ind
       text_(plan_->return_text ? plan_->tokenizer : nullptr,
             std::vector<std::string>(plan_->sampling.stop().begin(), plan_->sampling.stop().end()),
             !plan_->sampling.has_skip_special_tokens() || plan_->sampling.skip_special_tokens()),
-      tool_parser_(plan_->tool_calls != nullptr && plan_->return_text
-                       ? plan_->tool_calls->NewParser()
-                       : nullptr),
-      reasoning_parser_(plan_->return_text
-                            ? NewReasoningParser(plan_->reasoning_parser).value_or(nullptr)
-                            : nullptr),
+      parsers_(plan_->return_text ? plan_->tool_calls.get() : nullptr,
+               plan_->return_text ? plan_->reasoning_parser : ""),
       prompt_(plan_->prompt),
       sampling_(plan_->sampling) {}
 
@@ -487,20 +483,7 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
         prefill_on_decode_ ? (usage != nullptr ? usage->cached_prompt_tokens() : 0)
                            : prefill_response_.cached_tokens()));
   }
-  const bool last = response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
-  if (reasoning_parser_ != nullptr) {
-    ReasoningParser::Delta split = reasoning_parser_->Add(response.text(), last);
-    response.set_reasoning_text(std::move(split.reasoning));
-    response.set_text(std::move(split.content));
-  }
-  if (tool_parser_ != nullptr) {
-    ToolCallParser::Delta parsed = tool_parser_->Add(response.text(), last);
-    response.set_text(std::move(parsed.content));
-    for (v1::ToolCallDelta& call : parsed.calls) *response.add_tool_calls() = std::move(call);
-    if (response.finish_reason() == v1::FINISH_REASON_STOP && tool_parser_->calls() > 0) {
-      response.set_finish_reason(v1::FINISH_REASON_TOOL_CALLS);
-    }
-  }
+  parsers_.Apply(&response);
   if (!plan_->return_text) response.clear_text();
   on_response_(response);
   return stop;

@@ -43,7 +43,7 @@
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "router/completion_text.h"
 #include "router/delayed_tasks.h"
-#include "router/reasoning/reasoning_parser.h"
+#include "router/response_parsers.h"
 #include "router/tool_calls/tool_call_format.h"
 #include "router/worker_registry.h"
 #include "tokenizer/tokenizer.h"
@@ -156,8 +156,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   const ResponseFn on_response_;
   const DoneFn on_done_;
   CompletionText text_;
-  std::unique_ptr<ToolCallParser> tool_parser_;        // with plan_->tool_calls
-  std::unique_ptr<ReasoningParser> reasoning_parser_;  // with plan_->reasoning_parser
+  ResponseParsers parsers_;  // plan_->tool_calls, plan_->reasoning_parser
 
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

@@ -19,6 +19,7 @@ struct Mask {
   // The most bytes any allowed token leaves to finish (for the room-to-finish check); in
   // the cache, less the state's own (states that share a key share the difference).
   int64_t worst_remaining = 0;
+  int64_t allowed = 0;  // tokens set in `bits` (0: the grammar is stuck)
 };
 
 // Depth-first over the trie, one matcher state per depth. With `budget` >= 0, a token is
@@ -51,6 +52,7 @@ Mask WalkTrie(const CompiledGrammar& grammar, const TokenVocabulary& vocabulary,
       const int64_t remaining = grammar.MinRemainingBytes(states[depth]);
       if (budget < 0 || remaining <= budget) {
         mask.worst_remaining = std::max(mask.worst_remaining, remaining);
+        mask.allowed += c.tokens_end - c.tokens_begin;
         for (int32_t k = c.tokens_begin; k < c.tokens_end; ++k) {
           const int32_t id = order[k];
           mask.bits[id / 64] |= uint64_t{1} << (id % 64);
@@ -61,12 +63,9 @@ Mask WalkTrie(const CompiledGrammar& grammar, const TokenVocabulary& vocabulary,
   }
   if (grammar.CanEnd(start)) {
     for (int32_t id : vocabulary.end_ids()) mask.bits[id / 64] |= uint64_t{1} << (id % 64);
+    mask.allowed += static_cast<int64_t>(vocabulary.end_ids().size());
   }
   return mask;
-}
-
-bool Empty(const Mask& mask) {
-  return std::all_of(mask.bits.begin(), mask.bits.end(), [](uint64_t w) { return w == 0; });
 }
 
 }  // namespace
@@ -186,9 +185,9 @@ class GrammarConstraint : public engine::TokenConstraint {
     if (worst_remaining > budget && budget >= 0) {
       auto tight = std::make_shared<structured_output::Mask>(
           WalkTrie(*entry_->grammar, vocab, state_, budget));
-      if (!Empty(*tight)) mask = std::move(tight);
+      if (tight->allowed > 0) mask = std::move(tight);
     }
-    if (Empty(*mask)) {
+    if (mask->allowed == 0) {
       return absl::FailedPreconditionError("the structured output's grammar allows no token here");
     }
     const size_t n = std::min(logits.size(), static_cast<size_t>(vocab.size()));
