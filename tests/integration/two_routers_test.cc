@@ -48,6 +48,19 @@ TEST(TwoRoutersTest, BothServeTheSameWorkersAndEitherMayDie) {
   ASSERT_TRUE(second.ok()) << second.status();
   auto ready = testing::WaitForReadyFile(dir + "/router.ready", *second, absl::Seconds(30));
   ASSERT_TRUE(ready.ok()) << ready.status();
+  // Listening is not serving: wait until the second router sees the workers (its
+  // readiness probe), as Kubernetes would before sending it traffic.
+  {
+    const size_t colon = ready->http.rfind(':');
+    httplib::Client probe(ready->http.substr(0, colon), std::stoi(ready->http.substr(colon + 1)));
+    const absl::Time until = absl::Now() + absl::Seconds(30);
+    auto res = probe.Get("/health/ready");
+    while ((!res || res->status != 200) && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(50));
+      res = probe.Get("/health/ready");
+    }
+    ASSERT_TRUE(res && res->status == 200) << "the second router never became ready";
+  }
   const std::vector<std::string> routers = {cluster->router(), ready->grpc};
 
   // 16 requests at once, half through each router, each reserving 4 blocks (room for 200
