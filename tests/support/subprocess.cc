@@ -8,12 +8,15 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -126,13 +129,44 @@ absl::StatusOr<ReadyInfo> WaitForReadyFile(const std::string& path, Subprocess& 
       absl::StrCat("no ready file ", path, " in ", absl::FormatDuration(timeout)));
 }
 
+namespace {
+
+std::mutex temp_dirs_mu;
+std::vector<std::string>* temp_dirs = nullptr;  // leaked: read at exit
+
+// At exit, removes the directories MakeTempDir made (checkpoints of hundreds of MB, logs),
+// unless a test failed: then they stay, with their logs, and their paths are printed.
+void RemoveTempDirsAtExit() {
+  std::lock_guard<std::mutex> lock(temp_dirs_mu);
+  const ::testing::UnitTest* unit = ::testing::UnitTest::GetInstance();
+  const bool keep =
+      std::getenv("DSV3_KEEP_TEST_DIRS") != nullptr || (unit != nullptr && unit->Failed());
+  for (const std::string& dir : *temp_dirs) {
+    if (keep) {
+      std::fprintf(stderr, "kept test dir %s\n", dir.c_str());
+      continue;
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+}
+
+}  // namespace
+
 std::string MakeTempDir(const std::string& prefix) {
   const char* base = std::getenv("TEST_TMPDIR");
   std::string templ = absl::StrCat(base ? base : "/tmp", "/", prefix, "XXXXXX");
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   char* dir = mkdtemp(buf.data());
-  return dir ? std::string(dir) : std::string();
+  if (dir == nullptr) return std::string();
+  std::lock_guard<std::mutex> lock(temp_dirs_mu);
+  if (temp_dirs == nullptr) {
+    temp_dirs = new std::vector<std::string>();
+    std::atexit(RemoveTempDirsAtExit);
+  }
+  temp_dirs->push_back(dir);
+  return std::string(dir);
 }
 
 std::string BinaryPath(const std::string& name) {

@@ -54,7 +54,8 @@ struct ReadyInfo {
 absl::StatusOr<ReadyInfo> WaitForReadyFile(const std::string& path, Subprocess& process,
                                            absl::Duration timeout);
 
-// A fresh directory under the test temp dir.
+// A fresh directory under the test temp dir ($TEST_TMPDIR or /tmp), removed when the test
+// process exits unless a test failed or DSV3_KEEP_TEST_DIRS is set.
 std::string MakeTempDir(const std::string& prefix);
 
 // Path of a built binary (bin/ of the build tree).
