@@ -44,6 +44,8 @@ int DTypeSize(DType dtype) {
     case DType::kF16:
       return 2;
     case DType::kF8E4M3:
+    case DType::kQ8:
+    case DType::kQ4:
       return 1;
   }
   return 0;
@@ -59,6 +61,10 @@ absl::string_view DTypeName(DType dtype) {
       return "F16";
     case DType::kF8E4M3:
       return "F8_E4M3";
+    case DType::kQ8:
+      return "Q8_G32";
+    case DType::kQ4:
+      return "Q4_G32";
   }
   return "?";
 }
@@ -161,6 +167,10 @@ void ConvertToFloat(DType dtype, const void* data, int64_t first, int64_t n, flo
       for (int64_t i = 0; i < n; ++i) out[i] = kE4M3ToFloat[q[i]];
       return;
     }
+    case DType::kQ8:
+    case DType::kQ4:
+      std::memset(out, 0, static_cast<size_t>(n) * sizeof(float));  // see the header
+      return;
   }
 }
 

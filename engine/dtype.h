@@ -14,9 +14,19 @@
 
 namespace dsv3::engine {
 
-enum class DType : uint8_t { kF32, kBF16, kF16, kF8E4M3 };
+enum class DType : uint8_t {
+  kF32,
+  kBF16,
+  kF16,
+  kF8E4M3,
+  // Only in memory, never in a file: weights quantized at load (kernels/quantize.h) in groups
+  // of 32 columns with an f16 scale each; int8 codes, or 4-bit codes two per byte.
+  kQ8,
+  kQ4,
+};
 
-// Bytes per element.
+// Bytes per element (kQ4: 1, as its codes are addressed by byte pairs of columns; use
+// Linear::weight_bytes for sizes).
 int DTypeSize(DType dtype);
 // Safetensors spelling: "F32", "BF16", "F16", "F8_E4M3".
 absl::string_view DTypeName(DType dtype);
@@ -60,11 +70,15 @@ inline float LoadAsFloat(DType dtype, const void* data, int64_t i) {
     }
     case DType::kF8E4M3:
       return kE4M3ToFloat[p[i]];
+    case DType::kQ8:
+    case DType::kQ4:
+      break;  // codes without their group scales: Linear::DequantRow
   }
   return 0.0f;
 }
 
-// Converts `n` elements starting at element `first` into `out`.
+// Converts `n` elements starting at element `first` into `out` (not kQ8/kQ4: their values need
+// the group scales, Linear::DequantRow).
 void ConvertToFloat(DType dtype, const void* data, int64_t first, int64_t n, float* out);
 
 }  // namespace dsv3::engine

@@ -29,6 +29,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
   std::unique_ptr<Model> m(new Model());
   if (options.num_threads > 0) ThreadPool::SetDefaultThreads(options.num_threads);
   DSV3_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
+  if (options.weights != WeightFormat::kAsStored) {
+    m->config_.weight_format = std::string(WeightFormatName(options.weights));
+  }
   DSV3_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV3_ASSIGN_OR_RETURN(m->weights_, LoadModelWeights(*m->checkpoint_, m->config_, options));
   m->rope_ = std::make_unique<Rope>(m->config_);

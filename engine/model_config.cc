@@ -389,6 +389,7 @@ std::string ModelConfigHash(const ModelConfig& c) {
                           y.original_max_position_embeddings, y.beta_fast, y.beta_slow, y.mscale,
                           y.mscale_all_dim);
   }
+  if (!c.weight_format.empty()) absl::StrAppend(&s, ";weights=", c.weight_format);
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : s) {
     h ^= ch;

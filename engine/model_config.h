@@ -61,6 +61,9 @@ struct ModelConfig {
   int64_t weight_block_cols = 0;
   int64_t bos_token_id = 0;
   int64_t eos_token_id = 1;
+  // Not from config.json: the format the process holds the weights in when it is not the
+  // stored one ("int8", "int4": LoadOptions::weights, set by Model::Load). Part of the hash.
+  std::string weight_format;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool IsMoeLayer(int64_t layer) const;

@@ -275,9 +275,23 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
   DSV3_RETURN_IF_ERROR(b.CheckAllUsed(ignored));
   w.bytes = b.bytes();
   w.tensors = b.tensors();
+  DSV3_ASSIGN_OR_RETURN(const QuantizeReport quantized, QuantizeModelWeights(options.weights, &w));
+  std::vector<MappedRegion> resident;
+  const std::set<const void*> released(quantized.released.begin(), quantized.released.end());
+  for (const MappedRegion& r : b.regions()) {
+    if (released.count(r.data)) {
+      w.bytes -= r.bytes;
+    } else {
+      resident.push_back(r);
+    }
+  }
+  w.bytes += quantized.quantized_bytes;
   if (options.prefault) {
-    LoadProgress progress(checkpoint.dir(), w.bytes, w.tensors, options.progress);
-    MakeResident(b.regions(), &progress);
+    int64_t bytes = 0;
+    for (const MappedRegion& r : resident) bytes += r.bytes;
+    LoadProgress progress(checkpoint.dir(), bytes, static_cast<int64_t>(resident.size()),
+                          options.progress);
+    MakeResident(resident, &progress);
     progress.Finish();
   }
   return w;

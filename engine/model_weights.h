@@ -14,6 +14,7 @@
 #include "engine/load_progress.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
+#include "engine/weight_format.h"
 
 namespace dsv3::engine {
 
@@ -84,7 +85,7 @@ struct ModelWeights {
   std::vector<float> final_norm;
   Linear lm_head;  // [vocab, hidden] (the embedding when tie_word_embeddings)
   std::vector<MtpWeights> mtp;
-  int64_t bytes = 0;    // bytes of the checkpoint tensors bound
+  int64_t bytes = 0;    // bytes of the weights held (checkpoint tensors bound, or quantized)
   int64_t tensors = 0;  // number of checkpoint tensors bound
   LoadRole role = LoadRole::kEverything;
 
@@ -106,6 +107,8 @@ struct LoadOptions {
   // memory reflects what the role holds and requests do not page-fault the weights in.
   bool prefault = true;
   ProgressMode progress = ProgressMode::kAuto;  // load progress on stderr (load_progress.h)
+  // Projections as stored, or quantized at load (weight_format.h).
+  WeightFormat weights = WeightFormat::kAsStored;
   // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
   // 0 leaves it as it is (hardware threads unless set before).
   int num_threads = 0;

@@ -181,6 +181,9 @@ class Filler {
       case DType::kF8E4M3:
         Quantise(s, v, out);
         break;
+      case DType::kQ8:
+      case DType::kQ4:
+        return absl::InvalidArgumentError("checkpoints hold no load-time quantized tensors");
     }
     return absl::OkStatus();
   }

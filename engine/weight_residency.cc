@@ -69,4 +69,15 @@ void MakeResident(std::span<const MappedRegion> regions, LoadProgress* progress)
                                            });
 }
 
+void ReleaseResident(const MappedRegion& region) {
+  if (region.data == nullptr || region.bytes <= 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(PageSize());
+  // Only pages wholly inside the region: its neighbours may share the edge pages.
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(region.data) + page - 1) & ~(page - 1);
+  const uintptr_t end =
+      (reinterpret_cast<uintptr_t>(region.data) + static_cast<uintptr_t>(region.bytes)) &
+      ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace dsv3::engine

@@ -22,6 +22,10 @@ struct MappedRegion {
 // `progress` (optional) receives each region's bytes and one tensor per region.
 void MakeResident(std::span<const MappedRegion> regions, LoadProgress* progress);
 
+// Drops the whole pages inside `region` from this process (they stay in the page cache, and
+// a later read maps them again): for stored weights replaced by a quantized copy.
+void ReleaseResident(const MappedRegion& region);
+
 }  // namespace dsv3::engine
 
 #endif  // DSV3_ENGINE_WEIGHT_RESIDENCY_H_

@@ -52,6 +52,25 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
 
 void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const {
   const int64_t first = row * in_features + col_begin;
+  if (dtype == DType::kQ8 || dtype == DType::kQ4) {
+    const uint16_t* scales = group_scales.data() + row * (in_features / group);
+    const auto* codes = static_cast<const uint8_t*>(data);
+    for (int64_t c = 0; c < n; ++c) {
+      const int64_t col = col_begin + c;
+      const float s = F16ToFloat(scales[col / group]);
+      int code;
+      if (dtype == DType::kQ8) {
+        code = static_cast<int8_t>(codes[row * in_features + col]);
+      } else {
+        const int64_t in_group = col % group;
+        const uint8_t byte =
+            codes[(row * in_features + col - in_group) / 2 + in_group % (group / 2)];
+        code = (in_group < group / 2 ? byte & 0xF : byte >> 4) - 8;
+      }
+      out[c] = static_cast<float>(code) * s;
+    }
+    return;
+  }
   if (dtype != DType::kF8E4M3) {
     ConvertToFloat(dtype, data, first, n, out);
     return;

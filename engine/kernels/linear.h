@@ -3,7 +3,8 @@
 
 // A projection weight W [out_features, in_features] (PyTorch nn.Linear layout: y = x W^T) kept
 // in its stored dtype (F32, BF16, F16, or FP8 e4m3 with block scales W = code x
-// scale_inv[r / block_rows][c / block_cols], edge blocks partial). Activations are always f32;
+// scale_inv[r / block_rows][c / block_cols], edge blocks partial), or quantized at load
+// (kQ8/kQ4, kernels/quantize.h: W = code x group_scales[r][c / group]). Activations are always f32;
 // W is never materialised in f32 as a whole:
 //   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
 //     (matmul_direct.h, AVX-512 with a portable fallback);
@@ -13,6 +14,7 @@
 // called from inside a parallel job, where it runs on the calling thread.
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -28,9 +30,23 @@ struct Linear {
   std::vector<float> scale_inv;
   int64_t block_rows = 0;
   int64_t block_cols = 0;
+  // kQ8/kQ4 only: f16 scales [out_features, in_features / group], and the buffer `data` points
+  // into (copies of this Linear share it). kQ8 codes are int8 [out, in]; kQ4 codes are
+  // [out, in / 2] bytes, each group of 32 columns in 16 bytes: byte j holds column j in its low
+  // nibble and column j + 16 in its high one, both offset by 8 (code 0 is -8 x scale).
+  std::vector<uint16_t> group_scales;
+  int64_t group = 0;
+  std::shared_ptr<const void> owner;
 
   bool empty() const { return data == nullptr; }
-  int64_t weight_bytes() const { return out_features * in_features * DTypeSize(dtype); }
+  // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4).
+  int64_t weight_bytes() const {
+    if (dtype == DType::kQ4) return out_features * in_features / 2 + scale_bytes();
+    return out_features * in_features * DTypeSize(dtype) + scale_bytes();
+  }
+  int64_t scale_bytes() const {
+    return static_cast<int64_t>(group_scales.size() * sizeof(uint16_t));
+  }
   // W[row, col_begin : col_begin + n] as f32.
   void DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const;
 };

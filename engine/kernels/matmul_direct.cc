@@ -49,6 +49,8 @@ DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   } else if constexpr (D == DType::kF16) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+  } else if constexpr (D == DType::kQ8) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p)));
   } else {
     const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p));
     const __m512i moved = _mm512_srai_epi32(_mm512_slli_epi32(c, 24), 4);
@@ -58,7 +60,11 @@ DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
 }
 
 template <DType D>
-constexpr int64_t kElemBytes = D == DType::kF32 ? 4 : (D == DType::kF8E4M3 ? 1 : 2);
+constexpr int64_t kElemBytes = D == DType::kF32 ? 4
+                                                : (D == DType::kF8E4M3 || D == DType::kQ8 ? 1 : 2);
+// FP8: one scale per block of block_rows x block_cols; kQ8: one per group of a row.
+template <DType D>
+constexpr bool kScaled = D == DType::kF8E4M3 || D == DType::kQ8;
 
 constexpr float kTwoPow120 = 1.329227995784916e36f;  // 2^120
 
@@ -69,7 +75,7 @@ constexpr int64_t kPrefetchBytes = 8192;
 template <DType D, bool kMasked>
 DSV3_AVX512_INLINE __m512 LoadScaled(const uint8_t* p, __mmask16 mask, __m512 scale) {
   const __m512 v = kMasked ? LoadW<D>(p, mask) : LoadW<D>(p, static_cast<__mmask16>(0xFFFF));
-  if constexpr (D == DType::kF8E4M3) return _mm512_mul_ps(v, scale);
+  if constexpr (kScaled<D>) return _mm512_mul_ps(v, scale);
   return v;
 }
 
@@ -101,17 +107,20 @@ DSV3_AVX512_INLINE void Step(const float* x, int64_t ldx, const uint8_t* pa, con
 // MB activation rows (1..8) times weight rows ra and rb (rb may equal ra: its result is then
 // dropped by the caller). Each weight vector is dequantised once per MB rows.
 template <DType D, int MB>
-DSV3_AVX512 void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
-                       float out[2][8]) {
+DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
+                            float out[2][8]) {
   const int64_t k = w.in_features;
   const auto* base = static_cast<const uint8_t*>(w.data);
   const uint8_t* pa = base + ra * k * kElemBytes<D>;
   const uint8_t* pb = base + rb * k * kElemBytes<D>;
-  constexpr bool kScaled = D == DType::kF8E4M3;
-  const int64_t bc = kScaled ? w.block_cols : k;
-  const int64_t scale_cols = kScaled ? (k + bc - 1) / bc : 0;
-  const float* sa_row = kScaled ? w.scale_inv.data() + (ra / w.block_rows) * scale_cols : nullptr;
-  const float* sb_row = kScaled ? w.scale_inv.data() + (rb / w.block_rows) * scale_cols : nullptr;
+  constexpr bool kFp8 = D == DType::kF8E4M3;
+  constexpr bool kGroups = D == DType::kQ8;
+  const int64_t bc = kFp8 ? w.block_cols : (kGroups ? w.group : k);
+  const int64_t scale_cols = kScaled<D> ? (k + bc - 1) / bc : 0;
+  const float* sa_row = kFp8 ? w.scale_inv.data() + (ra / w.block_rows) * scale_cols : nullptr;
+  const float* sb_row = kFp8 ? w.scale_inv.data() + (rb / w.block_rows) * scale_cols : nullptr;
+  const uint16_t* ga_row = kGroups ? w.group_scales.data() + ra * scale_cols : nullptr;
+  const uint16_t* gb_row = kGroups ? w.group_scales.data() + rb * scale_cols : nullptr;
   // Fully unrolled over MB so the accumulators live in registers.
   __m512 acc_a[MB], acc_b[MB];
 #pragma GCC unroll 8
@@ -119,9 +128,12 @@ DSV3_AVX512 void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra,
   for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
     const int64_t c1 = std::min(k, c0 + bc);
     __m512 sa = _mm512_set1_ps(1.0f), sb = sa;
-    if constexpr (kScaled) {
+    if constexpr (kFp8) {
       sa = _mm512_set1_ps(sa_row[blk] * kTwoPow120);
       sb = _mm512_set1_ps(sb_row[blk] * kTwoPow120);
+    } else if constexpr (kGroups) {
+      sa = _mm512_set1_ps(_cvtsh_ss(ga_row[blk]));
+      sb = _mm512_set1_ps(_cvtsh_ss(gb_row[blk]));
     }
     int64_t c = c0;
     for (; c + 16 <= c1; c += 16) {
@@ -136,6 +148,65 @@ DSV3_AVX512 void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra,
   for (int i = 0; i < MB; ++i) {
     out[0][i] = _mm512_reduce_add_ps(acc_a[i]);
     out[1][i] = _mm512_reduce_add_ps(acc_b[i]);
+  }
+}
+
+// kQ4 codes of 32 columns (16 bytes at p) as two f32 vectors times `scale`: columns 0-15 are
+// the low nibbles, 16-31 the high ones.
+DSV3_AVX512_INLINE void LoadQ4(const uint8_t* p, __m512 scale, __m512* lo, __m512* hi) {
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i eight = _mm512_set1_epi32(8);
+  const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xF));
+  const __m512i high = _mm512_srli_epi32(bytes, 4);
+  *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(low, eight)), scale);
+  *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(high, eight)), scale);
+}
+
+// As BlockDense for kQ4, a group (32 columns, 16 bytes, one scale) at a time.
+template <int MB>
+DSV3_AVX512 void BlockQ4(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
+                         float out[2][8]) {
+  const int64_t k = w.in_features;
+  const int64_t groups = k / w.group;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* pa = base + ra * (k / 2);
+  const uint8_t* pb = base + rb * (k / 2);
+  const uint16_t* ga = w.group_scales.data() + ra * groups;
+  const uint16_t* gb = w.group_scales.data() + rb * groups;
+  __m512 acc_a[MB], acc_b[MB];
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i) acc_a[i] = acc_b[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    if ((g & 3) == 0) {  // one prefetch per 64-byte line of each row
+      _mm_prefetch(reinterpret_cast<const char*>(pa + g * 16 + kPrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pb + g * 16 + kPrefetchBytes), _MM_HINT_T0);
+    }
+    __m512 wa_lo, wa_hi, wb_lo, wb_hi;
+    LoadQ4(pa + g * 16, _mm512_set1_ps(_cvtsh_ss(ga[g])), &wa_lo, &wa_hi);
+    LoadQ4(pb + g * 16, _mm512_set1_ps(_cvtsh_ss(gb[g])), &wb_lo, &wb_hi);
+    const int64_t c = g * 32;
+#pragma GCC unroll 8
+    for (int i = 0; i < MB; ++i) {
+      const __m512 x_lo = _mm512_loadu_ps(x + i * ldx + c);
+      const __m512 x_hi = _mm512_loadu_ps(x + i * ldx + c + 16);
+      acc_a[i] = _mm512_fmadd_ps(wa_hi, x_hi, _mm512_fmadd_ps(wa_lo, x_lo, acc_a[i]));
+      acc_b[i] = _mm512_fmadd_ps(wb_hi, x_hi, _mm512_fmadd_ps(wb_lo, x_lo, acc_b[i]));
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i) {
+    out[0][i] = _mm512_reduce_add_ps(acc_a[i]);
+    out[1][i] = _mm512_reduce_add_ps(acc_b[i]);
+  }
+}
+
+template <DType D, int MB>
+DSV3_AVX512_INLINE void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
+                              float out[2][8]) {
+  if constexpr (D == DType::kQ4) {
+    BlockQ4<MB>(x, ldx, w, ra, rb, out);
+  } else {
+    BlockDense<D, MB>(x, ldx, w, ra, rb, out);
   }
 }
 
@@ -184,24 +255,44 @@ DSV3_AVX512 void RowsAvx512(const float* x, int64_t m, int64_t ldx, const Linear
   }
 }
 
+DSV3_AVX512 void DequantRowQ4Avx512(const Linear& w, int64_t row, float* out) {
+  const int64_t k = w.in_features;
+  const int64_t groups = k / w.group;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * (k / 2);
+  const uint16_t* scales = w.group_scales.data() + row * groups;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512 lo, hi;
+    LoadQ4(p + g * 16, _mm512_set1_ps(_cvtsh_ss(scales[g])), &lo, &hi);
+    _mm512_storeu_ps(out + g * 32, lo);
+    _mm512_storeu_ps(out + g * 32 + 16, hi);
+  }
+}
+
 template <DType D>
 DSV3_AVX512 void DequantRowAvx512(const Linear& w, int64_t row, float* out) {
-  const int64_t k = w.in_features;
-  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * k * kElemBytes<D>;
-  constexpr bool kScaled = D == DType::kF8E4M3;
-  const int64_t bc = kScaled ? w.block_cols : k;
-  const float* s_row =
-      kScaled ? w.scale_inv.data() + (row / w.block_rows) * ((k + bc - 1) / bc) : nullptr;
-  for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
-    const int64_t c1 = std::min(k, c0 + bc);
-    const __m512 s = _mm512_set1_ps(kScaled ? s_row[blk] * kTwoPow120 : 1.0f);
-    int64_t c = c0;
-    for (; c + 16 <= c1; c += 16) {
-      _mm512_storeu_ps(out + c, LoadScaled<D, false>(p + c * kElemBytes<D>, 0, s));
-    }
-    if (c < c1) {
-      const auto mask = static_cast<__mmask16>((1u << static_cast<unsigned>(c1 - c)) - 1u);
-      _mm512_mask_storeu_ps(out + c, mask, LoadScaled<D, true>(p + c * kElemBytes<D>, mask, s));
+  if constexpr (D == DType::kQ4) {
+    return DequantRowQ4Avx512(w, row, out);
+  } else {
+    const int64_t k = w.in_features;
+    const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * k * kElemBytes<D>;
+    constexpr bool kFp8 = D == DType::kF8E4M3;
+    constexpr bool kGroups = D == DType::kQ8;
+    const int64_t bc = kFp8 ? w.block_cols : (kGroups ? w.group : k);
+    const float* s_row =
+        kFp8 ? w.scale_inv.data() + (row / w.block_rows) * ((k + bc - 1) / bc) : nullptr;
+    const uint16_t* g_row = kGroups ? w.group_scales.data() + row * (k / bc) : nullptr;
+    for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
+      const int64_t c1 = std::min(k, c0 + bc);
+      const __m512 s =
+          _mm512_set1_ps(kFp8 ? s_row[blk] * kTwoPow120 : (kGroups ? _cvtsh_ss(g_row[blk]) : 1.0f));
+      int64_t c = c0;
+      for (; c + 16 <= c1; c += 16) {
+        _mm512_storeu_ps(out + c, LoadScaled<D, false>(p + c * kElemBytes<D>, 0, s));
+      }
+      if (c < c1) {
+        const auto mask = static_cast<__mmask16>((1u << static_cast<unsigned>(c1 - c)) - 1u);
+        _mm512_mask_storeu_ps(out + c, mask, LoadScaled<D, true>(p + c * kElemBytes<D>, mask, s));
+      }
     }
   }
 }
@@ -239,6 +330,10 @@ void DequantRowFast(const Linear& w, int64_t row, float* out) {
         return DequantRowAvx512<DType::kF16>(w, row, out);
       case DType::kF8E4M3:
         return DequantRowAvx512<DType::kF8E4M3>(w, row, out);
+      case DType::kQ8:
+        return DequantRowAvx512<DType::kQ8>(w, row, out);
+      case DType::kQ4:
+        return DequantRowAvx512<DType::kQ4>(w, row, out);
     }
   }
 #endif
@@ -259,6 +354,10 @@ void MatMulRowsDirect(const float* x, int64_t m, int64_t ldx, const Linear& w, i
         return RowsAvx512<DType::kF16>(x, m, ldx, w, row_begin, row_count, y, ldy);
       case DType::kF8E4M3:
         return RowsAvx512<DType::kF8E4M3>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kQ8:
+        return RowsAvx512<DType::kQ8>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kQ4:
+        return RowsAvx512<DType::kQ4>(x, m, ldx, w, row_begin, row_count, y, ldy);
     }
   }
 #endif

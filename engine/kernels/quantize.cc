@@ -1,0 +1,118 @@
+#include "engine/kernels/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kernels/matmul_direct.h"
+#include "engine/thread_pool.h"
+
+namespace dsv3::engine {
+namespace {
+
+// One group's scale as stored (f16) and as used (its f32 value); 0 for an all-zero group.
+struct GroupScale {
+  uint16_t bits = 0;
+  float value = 0.0f;
+};
+
+GroupScale ScaleFor(float divisor_source, float divisor) {
+  constexpr float kF16Max = 65504.0f;
+  GroupScale s;
+  s.bits = FloatToF16(std::clamp(divisor_source / divisor, -kF16Max, kF16Max));
+  s.value = F16ToFloat(s.bits);
+  return s;
+}
+
+void QuantizeRowQ8(const float* w, int64_t n, int8_t* codes, uint16_t* scales) {
+  for (int64_t g = 0; g < n / kQuantGroup; ++g) {
+    const float* v = w + g * kQuantGroup;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < kQuantGroup; ++i) amax = std::max(amax, std::fabs(v[i]));
+    const GroupScale s = ScaleFor(amax, 127.0f);
+    scales[g] = s.bits;
+    const float inv = s.value > 0.0f ? 1.0f / s.value : 0.0f;
+    for (int64_t i = 0; i < kQuantGroup; ++i) {
+      const float q = std::nearbyint(v[i] * inv);
+      codes[g * kQuantGroup + i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+}
+
+void QuantizeRowQ4(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
+  constexpr int64_t kHalf = kQuantGroup / 2;
+  for (int64_t g = 0; g < n / kQuantGroup; ++g) {
+    const float* v = w + g * kQuantGroup;
+    float extreme = 0.0f;
+    for (int64_t i = 0; i < kQuantGroup; ++i) {
+      if (std::fabs(v[i]) > std::fabs(extreme)) extreme = v[i];
+    }
+    const GroupScale s = ScaleFor(extreme, -8.0f);
+    scales[g] = s.bits;
+    const float inv = s.value != 0.0f ? 1.0f / s.value : 0.0f;
+    uint8_t* out = codes + g * kHalf;
+    for (int64_t j = 0; j < kHalf; ++j) {
+      const auto code = [&](float x) {
+        return static_cast<uint8_t>(std::clamp(std::nearbyint(x * inv), -8.0f, 7.0f) + 8.0f);
+      };
+      out[j] = static_cast<uint8_t>(code(v[j]) | (code(v[j + kHalf]) << 4));
+    }
+  }
+}
+
+}  // namespace
+
+bool CanQuantize(const Linear& w) {
+  return !w.empty() && w.dtype != DType::kQ8 && w.dtype != DType::kQ4 &&
+         w.in_features % kQuantGroup == 0;
+}
+
+absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target) {
+  if (target != DType::kQ8 && target != DType::kQ4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot quantize to ", DTypeName(target), " (only Q8_G32, Q4_G32)"));
+  }
+  if (!CanQuantize(w)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot quantize a ", DTypeName(w.dtype), " projection [", w.out_features,
+                     ", ", w.in_features, "]: its inputs must be a multiple of ", kQuantGroup));
+  }
+  const int64_t out = w.out_features;
+  const int64_t in = w.in_features;
+  const int64_t groups = in / kQuantGroup;
+  const int64_t row_bytes = target == DType::kQ8 ? in : in / 2;
+  // Aligned for the kernels' vector loads; zero-initialised is not needed: every byte is set.
+  std::shared_ptr<uint8_t[]> codes(
+      new (std::align_val_t(64)) uint8_t[out * row_bytes],
+      [](uint8_t* p) { ::operator delete[](p, std::align_val_t(64)); });
+  Linear q;
+  q.dtype = target;
+  q.out_features = out;
+  q.in_features = in;
+  q.group = kQuantGroup;
+  q.group_scales.resize(static_cast<size_t>(out * groups));
+  ThreadPool::Default().ParallelFor(
+      out,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(in));
+        for (int64_t r = begin; r < end; ++r) {
+          DequantRowFast(w, r, row.data());
+          uint16_t* scales = q.group_scales.data() + r * groups;
+          if (target == DType::kQ8) {
+            QuantizeRowQ8(row.data(), in, reinterpret_cast<int8_t*>(codes.get() + r * row_bytes),
+                          scales);
+          } else {
+            QuantizeRowQ4(row.data(), in, codes.get() + r * row_bytes, scales);
+          }
+        }
+      },
+      1);
+  q.data = codes.get();
+  q.owner = std::shared_ptr<const void>(codes, codes.get());
+  return q;
+}
+
+}  // namespace dsv3::engine

@@ -1,0 +1,27 @@
+#ifndef DSV3_ENGINE_KERNELS_QUANTIZE_H_
+#define DSV3_ENGINE_KERNELS_QUANTIZE_H_
+
+// Load-time quantization of a projection to the in-memory group formats (dtype.h):
+//   kQ8: per group of 32 columns of a row, scale = absmax / 127 (rounded to f16), codes
+//        round(w / scale) in [-127, 127];
+//   kQ4: per group, scale = m / -8 where m is the group's value of largest magnitude (so it
+//        is coded exactly, as -8), codes round(w / scale) clamped to [-8, 7], stored + 8.
+// The byte budget is that of ggml's Q8_0 / Q4_0 (8.5 / 4.5 bits a weight); the kernels keep
+// activations in f32 (matmul_direct.h). Rows are split between the engine's threads.
+
+#include "absl/status/statusor.h"
+#include "engine/kernels/linear.h"
+
+namespace dsv3::engine {
+
+inline constexpr int64_t kQuantGroup = 32;
+
+// Whether `w` can be quantized: in_features a multiple of kQuantGroup and not yet quantized.
+bool CanQuantize(const Linear& w);
+
+// W in `target` (kQ8 or kQ4), from any stored dtype; the result owns its bytes.
+absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_KERNELS_QUANTIZE_H_

@@ -1,0 +1,91 @@
+#include "engine/weight_format.h"
+
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kernels/quantize.h"
+#include "engine/model_weights.h"
+#include "engine/weight_residency.h"
+
+namespace dsv3::engine {
+namespace {
+
+// Every projection of `w` that a format quantizes, with the dtype it gets.
+void ForEachQuantizable(WeightFormat format, ModelWeights* w,
+                        const std::function<void(Linear*, DType)>& fn) {
+  const DType body = format == WeightFormat::kInt4 ? DType::kQ4 : DType::kQ8;
+  const DType head = DType::kQ8;
+  auto mlp = [&](MlpWeights& m) {
+    fn(&m.gate, body);
+    fn(&m.up, body);
+    fn(&m.down, body);
+  };
+  auto layer = [&](LayerWeights& l) {
+    for (Linear* p :
+         {&l.attn.q_a, &l.attn.q_b, &l.attn.q_proj, &l.attn.kv_a, &l.attn.kv_b, &l.attn.o}) {
+      fn(p, body);
+    }
+    if (!l.is_moe) {
+      mlp(l.mlp);
+      return;
+    }
+    for (MlpWeights& e : l.moe.experts) mlp(e);
+    mlp(l.moe.shared);
+  };
+  for (LayerWeights& l : w->layers) layer(l);
+  fn(&w->lm_head, head);
+  for (MtpWeights& m : w->mtp) {
+    fn(&m.eh_proj, body);
+    layer(m.block);
+    fn(&m.head, head);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name) {
+  if (name == "auto" || name.empty()) return WeightFormat::kAsStored;
+  if (name == "int8") return WeightFormat::kInt8;
+  if (name == "int4") return WeightFormat::kInt4;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown weight format '", name, "' (auto, int8, int4)"));
+}
+
+absl::string_view WeightFormatName(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kAsStored:
+      return "auto";
+    case WeightFormat::kInt8:
+      return "int8";
+    case WeightFormat::kInt4:
+      return "int4";
+  }
+  return "?";
+}
+
+absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w) {
+  QuantizeReport report;
+  if (format == WeightFormat::kAsStored) return report;
+  absl::Status status;
+  ForEachQuantizable(format, w, [&](Linear* p, DType target) {
+    if (!status.ok() || !CanQuantize(*p)) return;
+    auto q = QuantizeLinear(*p, target);
+    if (!q.ok()) {
+      status = q.status();
+      return;
+    }
+    ++report.projections;
+    report.source_bytes += p->weight_bytes();
+    report.quantized_bytes += q->weight_bytes();
+    // A tied head shares the embedding's bytes, which stay in use.
+    if (p->data != w->embed.data && p->owner == nullptr) {
+      ReleaseResident({p->data, p->weight_bytes()});
+      report.released.push_back(p->data);
+    }
+    *p = std::move(*q);
+  });
+  if (!status.ok()) return status;
+  return report;
+}
+
+}  // namespace dsv3::engine

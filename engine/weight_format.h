@@ -1,0 +1,45 @@
+#ifndef DSV3_ENGINE_WEIGHT_FORMAT_H_
+#define DSV3_ENGINE_WEIGHT_FORMAT_H_
+
+// The format a process keeps its projection weights in (`--weights`): as the checkpoint
+// stores them, or quantized at load (kernels/quantize.h) from BF16 or FP8 checkpoints:
+//   int8: every projection in kQ8 (8.5 bits a weight);
+//   int4: every projection in kQ4 (4.5 bits a weight), the output heads in kQ8 (next-token
+//         logits are the most sensitive product, as llama.cpp's Q4_0 keeps its head wider).
+// The embedding tables (one row read per token) and the MoE routers (tiny; expert choice is
+// discontinuous in their output) stay as stored, as does a projection whose inputs are not a
+// multiple of 32. The format is part of the model's identity (ModelConfig::weight_format,
+// hence the config hash): KV computed under one format never meets another's.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace dsv3::engine {
+
+struct ModelWeights;
+
+enum class WeightFormat { kAsStored, kInt8, kInt4 };
+
+// "auto" (as stored), "int8", "int4".
+absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name);
+absl::string_view WeightFormatName(WeightFormat format);
+
+struct QuantizeReport {
+  int64_t projections = 0;            // quantized
+  int64_t source_bytes = 0;           // their bytes as stored
+  int64_t quantized_bytes = 0;        // and now
+  std::vector<const void*> released;  // stored tensors no longer read (by their data)
+};
+
+// Quantizes `w`'s projections in place for `format` (a no-op for kAsStored), one after the
+// other, each on all the engine's threads; the stored bytes a projection no longer needs are
+// released from the process as soon as it is done (weight_residency.h), so the peak is the
+// quantized model plus one projection.
+absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_WEIGHT_FORMAT_H_

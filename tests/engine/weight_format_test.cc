@@ -1,0 +1,224 @@
+// Whole models with load-time quantized weights (--weights int8|int4, weight_format.h):
+//   - exactness: a model loaded as int8/int4 computes what a float32 checkpoint holding the
+//     dequantized values of exactly the projections the format names computes (to float
+//     rounding), so every quantized projection runs through the right kernel, the embedding
+//     and routers stay as stored, and the heads take kQ8;
+//   - accuracy: int8 against the float64 golden logits, within a tolerance derived from the
+//     format: the golden FP8 case is the same weights in FP8, so its logit deviation from the
+//     BF16 golden is the deviation of a known weight error; int8's weight error is measured
+//     on the same tensors, and (deviations being linear in small weight errors) its
+//     tolerance is twice the FP8 deviation scaled by the ratio of the two weight errors;
+//   - identity: the format is part of the config hash.
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "engine/kernels/quantize.h"
+#include "engine/model.h"
+#include "engine/safetensors.h"
+#include "engine/safetensors_writer.h"
+#include "tests/engine/golden_data.h"
+
+namespace dsv3::engine::testing {
+namespace {
+
+// The projections a format quantizes, by checkpoint name (an independent statement of
+// weight_format.h's rule): attention, MLP and expert projections and the heads; not the
+// embeddings, not the MoE routers (`mlp.gate.weight`).
+bool Quantized(const std::string& name) {
+  if (absl::StrContains(name, "embed_tokens") || absl::EndsWith(name, "mlp.gate.weight")) {
+    return false;
+  }
+  return absl::EndsWith(name, "_proj.weight") || absl::EndsWith(name, "_proj_with_mqa.weight") ||
+         absl::EndsWith(name, "lm_head.weight") || absl::EndsWith(name, "shared_head.head.weight");
+}
+
+bool IsHead(const std::string& name) {
+  return absl::EndsWith(name, "lm_head.weight") || absl::EndsWith(name, "shared_head.head.weight");
+}
+
+// The stored projection `name` as a Linear (with FP8 block scales when it has them).
+Linear StoredLinear(const Checkpoint& ckpt, const std::string& name) {
+  const TensorView v = *ckpt.Get(name);
+  Linear l;
+  l.dtype = v.dtype();
+  l.out_features = v.shape()[0];
+  l.in_features = v.shape()[1];
+  l.data = v.data;
+  if (l.dtype == DType::kF8E4M3) {
+    const TensorView s = *ckpt.Get(name + "_scale_inv");
+    l.block_rows = 128;
+    l.block_cols = 128;
+    l.scale_inv.resize(static_cast<size_t>(s.numel()));
+    ConvertToFloat(s.dtype(), s.data, 0, s.numel(), l.scale_inv.data());
+  }
+  return l;
+}
+
+std::vector<float> Values(const Linear& l) {
+  std::vector<float> v(static_cast<size_t>(l.out_features * l.in_features));
+  for (int64_t r = 0; r < l.out_features; ++r) {
+    l.DequantRow(r, 0, l.in_features, v.data() + r * l.in_features);
+  }
+  return v;
+}
+
+// Writes `dir`: `src`'s config and tensors, the projections `format` quantizes replaced by
+// their dequantized values in float32 (their FP8 scales dropped).
+void WriteDequantizedTwin(const std::string& src, WeightFormat format, const std::string& dir) {
+  auto ckpt = Checkpoint::Open(src);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/config.json", dir + "/config.json");
+  std::vector<TensorSpec> specs;
+  for (const std::string& name : (*ckpt)->Names()) {
+    const TensorView v = *(*ckpt)->Get(name);
+    if (absl::EndsWith(name, "_scale_inv") &&
+        Quantized(name.substr(0, name.size() - std::strlen("_scale_inv")))) {
+      continue;
+    }
+    specs.push_back({name, Quantized(name) ? DType::kF32 : v.dtype(), v.shape()});
+  }
+  absl::Status written = WriteSafetensorsFile(
+      dir + "/model.safetensors", specs, [&](const TensorSpec& spec, std::span<uint8_t> out) {
+        const TensorView v = *(*ckpt)->Get(spec.name);
+        if (!Quantized(spec.name)) {
+          std::memcpy(out.data(), v.data, out.size());
+          return absl::OkStatus();
+        }
+        const DType target =
+            format == WeightFormat::kInt4 && !IsHead(spec.name) ? DType::kQ4 : DType::kQ8;
+        auto q = QuantizeLinear(StoredLinear(**ckpt, spec.name), target);
+        if (!q.ok()) return q.status();
+        const std::vector<float> values = Values(*q);
+        std::memcpy(out.data(), values.data(), out.size());
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(written.ok()) << written;
+}
+
+std::vector<float> PromptLogits(const Model& model, const std::vector<int32_t>& prompt) {
+  auto pool = KvCachePool::Create(model.KvLayout(4, 64));
+  EXPECT_TRUE(pool.ok());
+  KvSequence seq;
+  SequenceInput in{prompt, &seq, /*all_logits=*/true};
+  auto out = model.Forward({&in, 1}, **pool);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? out->logits : std::vector<float>();
+}
+
+std::unique_ptr<Model> LoadAs(const std::string& dir, WeightFormat format) {
+  LoadOptions options;
+  options.weights = format;
+  auto model = Model::Load(dir, options);
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? std::move(*model) : nullptr;
+}
+
+class WeightFormatTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WeightFormatTest, QuantizedModelComputesItsDequantizedTwin) {
+  const GoldenCase golden = LoadGolden(GetParam());
+  ASSERT_FALSE(golden.prompts.empty());
+  for (WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    const std::string twin = ::testing::TempDir() + "/twin-" + GetParam() + "-" +
+                             std::string(WeightFormatName(format)) + "-" + std::to_string(getpid());
+    WriteDequantizedTwin(golden.dir, format, twin);
+    std::unique_ptr<Model> quantized = LoadAs(golden.dir, format);
+    std::unique_ptr<Model> reference = LoadAs(twin, WeightFormat::kAsStored);
+    ASSERT_TRUE(quantized && reference);
+    EXPECT_LT(quantized->weights().bytes, reference->weights().bytes);
+    for (const GoldenPrompt& p : golden.prompts) {
+      const std::vector<float> got = PromptLogits(*quantized, p.prompt);
+      const std::vector<float> want = PromptLogits(*reference, p.prompt);
+      ASSERT_EQ(got.size(), want.size());
+      const Diff d = Compare(got.data(), want.data(), static_cast<int64_t>(got.size()));
+      std::printf("[weights] %s %s vs its dequantized twin: max|dlogit| %.3g of %.3g\n",
+                  GetParam().c_str(), std::string(WeightFormatName(format)).c_str(), d.max_abs_diff,
+                  d.max_abs_ref);
+      EXPECT_LE(d.max_abs_diff, kLogitTolerance * d.max_abs_ref) << WeightFormatName(format);
+    }
+    std::filesystem::remove_all(twin);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, WeightFormatTest,
+                         ::testing::Values("tiny-v3-bf16", "tiny-v3-fp8"));
+
+// RMS of (values of `a` - values of `b`) over the RMS of `b`, over every quantized
+// projection of two checkpoints with the same names.
+double RelativeWeightError(const Checkpoint& a, const Checkpoint& b,
+                           const std::function<std::vector<float>(const Linear&, bool)>& map_a) {
+  double err = 0, ref = 0;
+  for (const std::string& name : b.Names()) {
+    if (!Quantized(name)) continue;
+    const std::vector<float> va = map_a(StoredLinear(a, name), IsHead(name));
+    const std::vector<float> vb = Values(StoredLinear(b, name));
+    for (size_t i = 0; i < vb.size(); ++i) {
+      err += (double(va[i]) - vb[i]) * (double(va[i]) - vb[i]);
+      ref += double(vb[i]) * vb[i];
+    }
+  }
+  return std::sqrt(err / ref);
+}
+
+TEST(WeightFormatAccuracyTest, Int8WithinTheToleranceItsWeightErrorGives) {
+  const GoldenCase bf16 = LoadGolden("tiny-v3-bf16");
+  const GoldenCase fp8 = LoadGolden("tiny-v3-fp8");
+  ASSERT_EQ(bf16.prompts.size(), fp8.prompts.size());
+  auto ckpt_bf16 = Checkpoint::Open(bf16.dir);
+  auto ckpt_fp8 = Checkpoint::Open(fp8.dir);
+  ASSERT_TRUE(ckpt_bf16.ok() && ckpt_fp8.ok());
+  const double fp8_error =
+      RelativeWeightError(**ckpt_fp8, **ckpt_bf16, [](const Linear& l, bool) { return Values(l); });
+  const double int8_error = RelativeWeightError(
+      **ckpt_bf16, **ckpt_bf16,
+      [](const Linear& l, bool) { return Values(*QuantizeLinear(l, DType::kQ8)); });
+  std::printf("[weights] relative weight error: fp8 %.4f, int8 %.4f\n", fp8_error, int8_error);
+  ASSERT_GT(fp8_error, 0);
+  ASSERT_LT(int8_error, fp8_error);
+  std::unique_ptr<Model> int8 = LoadAs(bf16.dir, WeightFormat::kInt8);
+  ASSERT_TRUE(int8);
+  for (size_t i = 0; i < bf16.prompts.size(); ++i) {
+    const GoldenPrompt& p = bf16.prompts[i];
+    ASSERT_EQ(p.prompt, fp8.prompts[i].prompt);
+    const Diff fp8_dev = Compare(fp8.prompts[i].logits.data(), p.logits.data(),
+                                 static_cast<int64_t>(p.logits.size()));
+    const double tolerance = 2 * fp8_dev.max_abs_diff * int8_error / fp8_error;
+    const std::vector<float> got = PromptLogits(*int8, p.prompt);
+    const Diff d = Compare(got.data(), p.logits.data(), static_cast<int64_t>(got.size()));
+    std::printf("[weights] int8 vs golden: max|dlogit| %.3g (fp8 golden %.3g, tolerance %.3g)\n",
+                d.max_abs_diff, fp8_dev.max_abs_diff, tolerance);
+    EXPECT_LE(d.max_abs_diff, tolerance);
+  }
+}
+
+TEST(WeightFormatAccuracyTest, FormatIsPartOfTheModelIdentity) {
+  const std::string dir = GoldenDir("tiny-v3-bf16");
+  std::unique_ptr<Model> stored = LoadAs(dir, WeightFormat::kAsStored);
+  std::unique_ptr<Model> int8 = LoadAs(dir, WeightFormat::kInt8);
+  std::unique_ptr<Model> int4 = LoadAs(dir, WeightFormat::kInt4);
+  ASSERT_TRUE(stored && int8 && int4);
+  EXPECT_EQ(stored->config().weight_format, "");
+  EXPECT_EQ(int8->config().weight_format, "int8");
+  const std::string h = ModelConfigHash(stored->config());
+  EXPECT_NE(ModelConfigHash(int8->config()), h);
+  EXPECT_NE(ModelConfigHash(int4->config()), h);
+  EXPECT_NE(ModelConfigHash(int4->config()), ModelConfigHash(int8->config()));
+  EXPECT_EQ(stored->weights().lm_head.dtype, DType::kBF16);
+  EXPECT_EQ(int4->weights().lm_head.dtype, DType::kQ8);
+  EXPECT_EQ(int4->weights().layers[1].moe.experts[0].up.dtype, DType::kQ4);
+  EXPECT_EQ(int4->weights().layers[1].moe.router.dtype, DType::kBF16);
+  EXPECT_EQ(int4->weights().embed.dtype, DType::kBF16);
+}
+
+}  // namespace
+}  // namespace dsv3::engine::testing
