@@ -7,8 +7,12 @@
 
 namespace dsv3::expert {
 
-ExpertShard::ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index)
-    : dir_(std::move(dir)), config_(std::move(config)), worker_index_(worker_index) {
+ExpertShard::ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index,
+                         engine::WeightFormat weights)
+    : dir_(std::move(dir)),
+      config_(std::move(config)),
+      worker_index_(worker_index),
+      weights_(weights) {
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     if (config_.IsMoeLayer(l)) moe_layers_.push_back(l);
   }
@@ -19,7 +23,8 @@ ExpertShard::ExpertShard(std::string dir, engine::ModelConfig config, int32_t wo
 
 absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string& dir,
                                                                int32_t worker_index,
-                                                               int32_t num_workers) {
+                                                               int32_t num_workers,
+                                                               engine::WeightFormat weights) {
   if (num_workers < 1 || worker_index < 0 || worker_index >= num_workers) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard index ", worker_index, " is not in [0, ", num_workers, ")"));
@@ -29,7 +34,10 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
   if (config->n_routed_experts <= 0) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " has no routed experts"));
   }
-  std::unique_ptr<ExpertShard> shard(new ExpertShard(dir, *config, worker_index));
+  if (weights != engine::WeightFormat::kAsStored) {
+    config->weight_format = std::string(engine::WeightFormatName(weights));
+  }
+  std::unique_ptr<ExpertShard> shard(new ExpertShard(dir, *config, worker_index, weights));
   experts::ExpertPlacement placement = experts::DefaultExpertPlacement(
       shard->moe_layers_, config->n_routed_experts, config->n_group, num_workers);
   auto holding = shard->LoadHolding(placement, nullptr);
@@ -55,6 +63,7 @@ absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
   engine::LoadOptions options;
   options.role = engine::LoadRole::kRoutedExperts;
   options.load_mtp = config_.num_nextn_predict_layers > 0;
+  options.weights = weights_;
   for (const auto& [layer, expert] : keys) options.experts.push_back({layer, expert});
   if (options.experts.empty()) {
     // Nothing assigned (more workers than experts): hold nothing, answer nothing.

@@ -31,10 +31,10 @@ struct ExpertHolding {
 class ExpertShard {
  public:
   // Loads this worker's experts of the default placement (DefaultExpertPlacement) over
-  // `num_workers` workers.
-  static absl::StatusOr<std::unique_ptr<ExpertShard>> Load(const std::string& dir,
-                                                           int32_t worker_index,
-                                                           int32_t num_workers);
+  // `num_workers` workers, in the `weights` format (part of config().weight_format).
+  static absl::StatusOr<std::unique_ptr<ExpertShard>> Load(
+      const std::string& dir, int32_t worker_index, int32_t num_workers,
+      engine::WeightFormat weights = engine::WeightFormat::kAsStored);
 
   std::shared_ptr<const ExpertHolding> current() const;
   // Makes `next` the placement in effect after loading what it assigns to this worker.
@@ -47,13 +47,15 @@ class ExpertShard {
   int32_t worker_index() const { return worker_index_; }
 
  private:
-  ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index);
+  ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index,
+              engine::WeightFormat weights);
   absl::StatusOr<std::shared_ptr<const ExpertHolding>> LoadHolding(
       const experts::ExpertPlacement& placement, const experts::ExpertPlacement* previous) const;
 
   const std::string dir_;
   const engine::ModelConfig config_;
   const int32_t worker_index_;
+  const engine::WeightFormat weights_;
   std::vector<int64_t> moe_layers_;
   absl::Mutex apply_mu_;  // one Apply at a time
   mutable absl::Mutex mu_;

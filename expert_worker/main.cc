@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
         const std::string dir = absl::GetFlag(FLAGS_model);
         if (dir.empty()) return absl::InvalidArgumentError("--model is required");
         dsv3::worker::ConfigureEngineFromFlags();
+        auto weights = dsv3::worker::WeightFormatFromFlags();
+        if (!weights.ok()) return weights.status();
         auto shard = dsv3::expert::ExpertShard::Load(dir, absl::GetFlag(FLAGS_shard_index),
-                                                     absl::GetFlag(FLAGS_num_shards));
+                                                     absl::GetFlag(FLAGS_num_shards), *weights);
         if (!shard.ok()) return shard.status();
         const auto holding = (*shard)->current();
         DSV3_LOG(INFO) << "expert shard " << absl::GetFlag(FLAGS_shard_index) << "/"

@@ -27,6 +27,9 @@ ABSL_FLAG(double, presence_penalty, 0.0, "presence penalty");
 ABSL_FLAG(double, frequency_penalty, 0.0, "frequency penalty");
 ABSL_FLAG(std::string, stop_token_ids, "", "token ids that end generation");
 ABSL_FLAG(int32_t, threads, 0, "engine compute threads; 0 = all hardware threads");
+ABSL_FLAG(std::string, weights, "auto",
+          "weight format in memory: auto (as the checkpoint stores them), int8 or int4 "
+          "(quantized at load from BF16/FP8; see engine/weight_format.h)");
 
 namespace dsv3::tools {
 
@@ -43,9 +46,12 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
   return ids;
 }
 
-engine::LoadOptions LoadOptionsFromFlags() {
+absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags() {
   engine::LoadOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
+  auto weights = engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
+  if (!weights.ok()) return weights.status();
+  options.weights = *weights;
   return options;
 }
 

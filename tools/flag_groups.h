@@ -10,7 +10,7 @@
 namespace dsv3::tools {
 
 // generate, logits: the checkpoint and the engine's threads.
-inline FlagGroup ModelLoadFlags() { return {"model loading", {"model", "threads"}}; }
+inline FlagGroup ModelLoadFlags() { return {"model loading", {"model", "threads", "weights"}}; }
 
 // generate: sampling in the in-process engine (SamplingParamsFromFlags).
 inline FlagGroup EngineSamplingFlags() {

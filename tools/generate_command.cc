@@ -25,7 +25,7 @@ absl::Status Run() {
   options.num_draft_tokens = absl::GetFlag(FLAGS_draft_tokens);
   options.max_new_tokens = absl::GetFlag(FLAGS_max_tokens);
   DSV3_ASSIGN_OR_RETURN(options.sampling, SamplingParamsFromFlags());
-  engine::LoadOptions load = LoadOptionsFromFlags();
+  DSV3_ASSIGN_OR_RETURN(engine::LoadOptions load, LoadOptionsFromFlags());
   load.load_mtp = options.speculative_mtp;
   DSV3_ASSIGN_OR_RETURN(auto model, engine::Model::Load(absl::GetFlag(FLAGS_model), load));
   DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ParseTokenList(absl::GetFlag(FLAGS_tokens)));

@@ -27,7 +27,7 @@ absl::Status WriteFloats(const std::string& path, const std::vector<float>& v) {
 
 absl::Status Run() {
   const std::string mtp_output = absl::GetFlag(FLAGS_mtp_output);
-  engine::LoadOptions load = LoadOptionsFromFlags();
+  DSV3_ASSIGN_OR_RETURN(engine::LoadOptions load, LoadOptionsFromFlags());
   load.load_mtp = !mtp_output.empty();
   DSV3_ASSIGN_OR_RETURN(auto model, engine::Model::Load(absl::GetFlag(FLAGS_model), load));
   DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ParseTokenList(absl::GetFlag(FLAGS_tokens)));

@@ -9,6 +9,10 @@
 
 ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
 ABSL_FLAG(std::string, model_name, "", "Name the model is served as (default: directory name).");
+ABSL_FLAG(std::string, weights, "auto",
+          "Weight format in memory: auto (as the checkpoint stores them), int8 or int4 "
+          "(quantized at load from BF16/FP8 checkpoints; engine/weight_format.h). Part of the "
+          "model identity: every prefill, decode and expert worker of a cluster must agree.");
 ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
@@ -31,13 +35,22 @@ void ConfigureEngineFromFlags() {
       std::chrono::microseconds(absl::ToInt64Microseconds(absl::GetFlag(FLAGS_engine_idle_spin))));
 }
 
+absl::StatusOr<engine::WeightFormat> WeightFormatFromFlags() {
+  return engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
+}
+
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
     const engine::LoadOptions& options) {
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return absl::InvalidArgumentError("--model is required");
   ConfigureEngineFromFlags();
-  DSV3_LOG(INFO) << "loading model " << dir;
-  return engine::Model::Load(dir, options);
+  auto weights = WeightFormatFromFlags();
+  if (!weights.ok()) return weights.status();
+  engine::LoadOptions load = options;
+  load.weights = *weights;
+  DSV3_LOG(INFO) << "loading model " << dir << " (weights: " << engine::WeightFormatName(*weights)
+                 << ")";
+  return engine::Model::Load(dir, load);
 }
 
 std::string ModelNameFromFlags() {

@@ -26,7 +26,11 @@ namespace dsv3::worker {
 // before a model loads.
 void ConfigureEngineFromFlags();
 
-// Loads --model (HF directory) with `options` (by default everything, MTP included).
+// --weights (auto, int8, int4).
+absl::StatusOr<engine::WeightFormat> WeightFormatFromFlags();
+
+// Loads --model (HF directory) with `options` (by default everything, MTP included) in the
+// --weights format.
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
     const engine::LoadOptions& options = {});
 // The name the model is served as: --model_name, else the directory's base name.
