@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,10 @@ ABSL_FLAG(std::string, model, "", "model directory; default: the bench preset in
 ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
           "where the bench preset model is cached (written when missing)");
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
+ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8 or int4");
+ABSL_FLAG(double, min_seconds, 0,
+          "time each decode and prefill figure over at least this long (more steps, more "
+          "prefills); 0: the fixed 32/16/8 steps and one prefill");
 ABSL_FLAG(int32_t, reps, 3, "repetitions of each measurement (the best is reported)");
 ABSL_FLAG(std::string, json, "", "also write the figures as JSON to this file ('-' = stdout)");
 ABSL_FLAG(bool, ceilings, true, "measure STREAM bandwidth and GEMM peak");
@@ -55,6 +60,7 @@ using engine::SequenceInput;
 constexpr int64_t kDecodePrompt = 32;  // context each decoding sequence starts from
 constexpr int64_t kPrefillTokens = 512;
 constexpr int64_t kPoolBlocks = 64;  // 4096 positions: batch 32 x 64, or the prefill
+constexpr int64_t kPoolBlockSize = 64;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -71,38 +77,40 @@ std::vector<int32_t> PromptTokens(int64_t n, int64_t vocab, int64_t salt) {
   return t;
 }
 
-// Bytes of weights one decode token at batch 1 streams: every attention projection, the dense
-// MLPs, per MoE layer the router, the shared expert and top_k routed experts, the embedding
-// row, the LM head.
-int64_t DecodeTokenWeightBytes(const Model& model) {
+// Sum of `size` over the weights one decode token at batch 1 streams: every attention
+// projection, the dense MLPs, per MoE layer the router, the shared expert and top_k routed
+// experts, the embedding row, the LM head.
+int64_t DecodeTokenWeights(const Model& model,
+                           const std::function<int64_t(const engine::Linear&)>& size) {
   const engine::ModelWeights& w = model.weights();
   const engine::ModelConfig& c = model.config();
-  auto mlp = [](const engine::MlpWeights& m) {
-    return m.gate.weight_bytes() + m.up.weight_bytes() + m.down.weight_bytes();
-  };
-  int64_t bytes = w.embed.weight_bytes() / c.vocab_size + w.lm_head.weight_bytes();
+  auto mlp = [&](const engine::MlpWeights& m) { return size(m.gate) + size(m.up) + size(m.down); };
+  int64_t bytes = size(w.embed) / c.vocab_size + size(w.lm_head);
   for (const engine::LayerWeights& l : w.layers) {
     const engine::MlaWeights& a = l.attn;
-    bytes += a.q_a.weight_bytes() + a.q_b.weight_bytes() + a.q_proj.weight_bytes() +
-             a.kv_a.weight_bytes() + a.kv_b.weight_bytes() + a.o.weight_bytes();
+    bytes += size(a.q_a) + size(a.q_b) + size(a.q_proj) + size(a.kv_a) + size(a.kv_b) + size(a.o);
     if (!l.is_moe) {
       bytes += mlp(l.mlp);
       continue;
     }
-    bytes += l.moe.router.weight_bytes() + mlp(l.moe.shared);
+    bytes += size(l.moe.router) + mlp(l.moe.shared);
     if (!l.moe.experts.empty()) bytes += c.num_experts_per_tok * mlp(l.moe.experts[0]);
   }
   return bytes;
 }
 
+int64_t DecodeTokenWeightBytes(const Model& model) {
+  return DecodeTokenWeights(model, [](const engine::Linear& l) { return l.weight_bytes(); });
+}
+
+int64_t Params(const engine::Linear& l) { return l.out_features * l.in_features; }
+
 // Matrix FLOPs of one prefill of n tokens from position 0 (projections of every token, the
 // expanded attention, the LM head for the last token only).
 double PrefillFlops(const Model& model, int64_t n) {
   const engine::ModelConfig& c = model.config();
-  const int64_t head =
-      model.weights().lm_head.weight_bytes() / engine::DTypeSize(model.weights().lm_head.dtype);
-  const int64_t per_token_params =
-      (DecodeTokenWeightBytes(model) - model.weights().lm_head.weight_bytes()) / 2;  // bf16
+  const int64_t head = Params(model.weights().lm_head);
+  const int64_t per_token_params = DecodeTokenWeights(model, Params) - head;
   double flops = 2.0 * static_cast<double>(per_token_params) * n + 2.0 * head;
   const double pairs = static_cast<double>(n) * (n + 1) / 2;
   const double heads = static_cast<double>(c.num_attention_heads);
@@ -133,22 +141,32 @@ absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool
   };
   DSV3_RETURN_IF_ERROR(step());  // prefill
   DSV3_RETURN_IF_ERROR(step());  // warm-up decode step
+  // --min_seconds: more steps until that much time is measured, as far as the pool holds.
+  const int64_t max_steps = (kPoolBlocks / batch) * kPoolBlockSize - kDecodePrompt - 2;
+  const double min_seconds = absl::GetFlag(FLAGS_min_seconds);
   const auto t0 = Clock::now();
-  for (int64_t s = 0; s < steps; ++s) DSV3_RETURN_IF_ERROR(step());
+  int64_t done = 0;
+  while (done < steps || (Seconds(t0) < min_seconds && done < max_steps)) {
+    DSV3_RETURN_IF_ERROR(step());
+    ++done;
+  }
   const double secs = Seconds(t0);
   for (KvSequence& s : seqs) pool.Release(s);
-  return DecodeFigure{batch, steps, static_cast<double>(batch * steps) / secs};
+  return DecodeFigure{batch, done, static_cast<double>(batch * done) / secs};
 }
 
 absl::StatusOr<double> MeasurePrefillSeconds(const Model& model, KvCachePool& pool) {
   const std::vector<int32_t> prompt = PromptTokens(kPrefillTokens, model.config().vocab_size, 99);
-  KvSequence seq;
-  SequenceInput in{prompt, &seq, false};
   const auto t0 = Clock::now();
-  DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward({&in, 1}, pool));
-  const double secs = Seconds(t0);
-  pool.Release(seq);
-  return secs;
+  int64_t done = 0;
+  do {  // --min_seconds: the mean over as many prefills as fill it
+    KvSequence seq;
+    SequenceInput in{prompt, &seq, false};
+    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward({&in, 1}, pool));
+    pool.Release(seq);
+    ++done;
+  } while (Seconds(t0) < absl::GetFlag(FLAGS_min_seconds));
+  return Seconds(t0) / static_cast<double>(done);
 }
 
 absl::Status EnsureModel(std::string* dir) {
@@ -172,9 +190,12 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   auto t0 = Clock::now();
   engine::LoadOptions load;
   load.num_threads = threads;
+  DSV3_ASSIGN_OR_RETURN(load.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
   DSV3_ASSIGN_OR_RETURN(auto model, Model::Load(dir, load));
+  j["weights"] = absl::GetFlag(FLAGS_weights);
   j["load_s"] = Seconds(t0);
-  DSV3_ASSIGN_OR_RETURN(auto pool, KvCachePool::Create(model->KvLayout(kPoolBlocks)));
+  DSV3_ASSIGN_OR_RETURN(auto pool,
+                        KvCachePool::Create(model->KvLayout(kPoolBlocks, kPoolBlockSize)));
   const double weight_bytes = static_cast<double>(model->weights().bytes);
   const double token_bytes = static_cast<double>(DecodeTokenWeightBytes(*model));
   j["weights_bytes"] = weight_bytes;

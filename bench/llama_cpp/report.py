@@ -1,0 +1,112 @@
+"""The table of bench/llama_cpp_peer_bench.sh from the raw outputs in one results directory.
+
+usage: python3 report.py OUT_DIR"""
+
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+out = sys.argv[1]
+PAIRS = [("auto", "bf16", "BF16 / BF16"), ("int8", "q8_0", "int8 / Q8_0"), ("int4", "q4_0", "int4 / Q4_0")]
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def runs(pattern):
+    return sorted(glob.glob(os.path.join(out, pattern)))
+
+
+def ours(fmt, key):
+    return [load(p)[key] for p in runs(f"ours-{fmt}-[0-9]*.json")]
+
+
+def llama_bench(q, kind):
+    vals = []
+    for p in runs(f"llama-{q}-{kind}-*.json"):
+        for r in load(p):
+            vals.append(r["avg_ts"])
+    return vals
+
+
+def llama_batched(q, pl):
+    vals = []
+    for p in runs(f"llama-{q}-batched-*.jsonl"):
+        with open(p) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    r = json.loads(line)
+                    if r.get("pl") == pl:
+                        vals.append(r["speed_tg"])
+    return vals
+
+
+def fmt3(v):
+    if not v:
+        return "-"
+    return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
+
+
+def ratio(a, b):
+    return f"{statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-"
+
+
+ceil = {k: load(os.path.join(out, f"ceilings-{k}.json")) for k in ("start", "end")
+        if os.path.exists(os.path.join(out, f"ceilings-{k}.json"))}
+stream = [c["stream_triad_gb_s"] for c in ceil.values() if "stream_triad_gb_s" in c]
+print(f"# Peer bench: dsv3 engine vs llama.cpp, {out}\n")
+threads = load(runs("ours-auto-[0-9]*.json")[0]).get("threads") if runs("ours-auto-[0-9]*.json") else "?"
+print(f"STREAM triad (start, end of the run): {', '.join(f'{s:.1f}' for s in stream)} GB/s; "
+      f"threads: {threads}; runs: {len(runs('ours-auto-[0-9]*.json'))}; "
+      "figures: median (min-max) tokens/s\n")
+print("| weights (ours / llama.cpp) | figure | ours | llama.cpp | ours / llama.cpp |")
+print("|---|---|---:|---:|---:|")
+for fmt, q, label in PAIRS:
+    rows = [
+        ("decode batch 1", ours(fmt, "decode_b1_tok_s"), llama_bench(q, "tg")),
+        ("decode batch 8", ours(fmt, "decode_b8_tok_s"), llama_batched(q, 8)),
+        ("decode batch 32", ours(fmt, "decode_b32_tok_s"), llama_batched(q, 32)),
+        ("prefill 512", ours(fmt, "prefill_512_tok_s"), llama_bench(q, "pp")),
+    ]
+    for name, a, b in rows:
+        print(f"| {label} | {name} | {fmt3(a)} | {fmt3(b)} | {ratio(a, b)} |")
+print()
+if stream:
+    bw = statistics.median(stream) * 1e9
+    print("Batch-1 decode against the STREAM roofline (weight bytes a token reads / bandwidth):\n")
+    print("| weights | MB a token reads (ours) | ours % of roofline |")
+    print("|---|---:|---:|")
+    for fmt, q, label in PAIRS:
+        files = runs(f"ours-{fmt}-[0-9]*.json")
+        if not files:
+            continue
+        tb = load(files[0])["decode_token_weight_bytes"]
+        b1 = ours(fmt, "decode_b1_tok_s")
+        print(f"| {label.split(' / ')[0]} | {tb / 1e6:.1f} | {100 * statistics.median(b1) * tb / bw:.0f}% |")
+    print()
+kl_rows = []
+for fmt, q in (("int8", "q8_0"), ("int4", "q4_0")):
+    p = os.path.join(out, f"ours-kl-{fmt}.json")
+    lp = os.path.join(out, f"llama-kl-{q}.log")
+    if not (os.path.exists(p) and os.path.exists(lp)):
+        continue
+    o = load(p)
+    text = open(lp).read()
+    m = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", text)
+    t = re.search(r"Same top p:\s+([0-9.]+)", text)
+    kl_rows.append((fmt, q, o, float(m.group(1)) if m else None, float(t.group(1)) if t else None))
+if kl_rows:
+    print("KL divergence from BF16 of the next-token distribution (second half of 512-token "
+          "chunks of the same text):\n")
+    print("| ours | mean KL | same top token | llama.cpp | mean KL | same top token |")
+    print("|---|---:|---:|---|---:|---:|")
+    for fmt, q, o, lk, lt in kl_rows:
+        lks = f"{lk:.6f}" if lk is not None else "-"
+        lts = f"{lt:.2f}%" if lt is not None else "-"
+        print(f"| {fmt} | {o['mean_kl']:.6f} | {100 * o['same_top_token']:.2f}% | {q.upper()} | {lks} | {lts} |")
