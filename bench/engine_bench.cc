@@ -36,7 +36,7 @@ ABSL_FLAG(std::string, model, "", "model directory; default: the bench preset in
 ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
           "where the bench preset model is cached (written when missing)");
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
-ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8 or int4");
+ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, int4 or int8-head");
 ABSL_FLAG(double, min_seconds, 0,
           "time each decode and prefill figure over at least this long (more steps, more "
           "prefills); 0: the fixed 32/16/8 steps and one prefill");

@@ -13,8 +13,13 @@ namespace {
 // Every projection of `w` that a format quantizes, with the dtype it gets.
 void ForEachQuantizable(WeightFormat format, ModelWeights* w,
                         const std::function<void(Linear*, DType)>& fn) {
-  const DType body = format == WeightFormat::kInt4 ? DType::kQ4 : DType::kQ8;
   const DType head = DType::kQ8;
+  if (format == WeightFormat::kInt8Head) {
+    fn(&w->lm_head, head);
+    for (MtpWeights& m : w->mtp) fn(&m.head, head);
+    return;
+  }
+  const DType body = format == WeightFormat::kInt4 ? DType::kQ4 : DType::kQ8;
   auto mlp = [&](MlpWeights& m) {
     fn(&m.gate, body);
     fn(&m.up, body);
@@ -47,8 +52,9 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name) {
   if (name == "auto" || name.empty()) return WeightFormat::kAsStored;
   if (name == "int8") return WeightFormat::kInt8;
   if (name == "int4") return WeightFormat::kInt4;
+  if (name == "int8-head") return WeightFormat::kInt8Head;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown weight format '", name, "' (auto, int8, int4)"));
+      absl::StrCat("unknown weight format '", name, "' (auto, int8, int4, int8-head)"));
 }
 
 absl::string_view WeightFormatName(WeightFormat format) {
@@ -59,6 +65,8 @@ absl::string_view WeightFormatName(WeightFormat format) {
       return "int8";
     case WeightFormat::kInt4:
       return "int4";
+    case WeightFormat::kInt8Head:
+      return "int8-head";
   }
   return "?";
 }
@@ -66,10 +74,15 @@ absl::string_view WeightFormatName(WeightFormat format) {
 absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w) {
   QuantizeReport report;
   if (format == WeightFormat::kAsStored) return report;
+  int64_t code_bytes = 0;
+  ForEachQuantizable(format, w, [&](Linear* p, DType target) {
+    if (CanQuantize(*p)) code_bytes += QuantizedCodeBytes(*p, target) + 64;
+  });
+  CodeArena arena = CodeArena::Create(code_bytes);  // one block: huge pages, no per-tensor slack
   absl::Status status;
   ForEachQuantizable(format, w, [&](Linear* p, DType target) {
     if (!status.ok() || !CanQuantize(*p)) return;
-    auto q = QuantizeLinear(*p, target);
+    auto q = QuantizeLinear(*p, target, &arena);
     if (!q.ok()) {
       status = q.status();
       return;

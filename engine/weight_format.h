@@ -5,7 +5,10 @@
 // stores them, or quantized at load (kernels/quantize.h) from BF16 or FP8 checkpoints:
 //   int8: every projection in kQ8 (8.5 bits a weight);
 //   int4: every projection in kQ4 (4.5 bits a weight), the output heads in kQ8 (next-token
-//         logits are the most sensitive product, as llama.cpp's Q4_0 keeps its head wider).
+//         logits are the most sensitive product, as llama.cpp's Q4_0 keeps its head wider);
+//   int8-head: the output heads in kQ8, everything else as stored (an FP8 checkpoint keeps
+//         its FP8 experts and stops reading a BF16 head: half the bytes a token reads on a
+//         small model with DeepSeek-V3's 129k vocabulary).
 // The embedding tables (one row read per token) and the MoE routers (tiny; expert choice is
 // discontinuous in their output) stay as stored, as does a projection whose inputs are not a
 // multiple of 32. The format is part of the model's identity (ModelConfig::weight_format,
@@ -21,9 +24,9 @@ namespace dsv3::engine {
 
 struct ModelWeights;
 
-enum class WeightFormat { kAsStored, kInt8, kInt4 };
+enum class WeightFormat { kAsStored, kInt8, kInt4, kInt8Head };
 
-// "auto" (as stored), "int8", "int4".
+// "auto" (as stored), "int8", "int4", "int8-head".
 absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view name);
 absl::string_view WeightFormatName(WeightFormat format);
 

@@ -13,7 +13,8 @@ ABSL_FLAG(int64_t, max_tokens, 16, "tokens to generate");
 ABSL_FLAG(std::string, speculative, "", "speculative decoding method: '' (off) or 'mtp'");
 ABSL_FLAG(int32_t, draft_tokens, 1, "draft tokens per verification step (--speculative mtp)");
 ABSL_FLAG(std::string, preset, "tiny",
-          "synthetic model shape: tiny, demo (tiny with the DeepSeek-V3 vocabulary) or bench");
+          "synthetic model shape: tiny, demo (tiny with the DeepSeek-V3 vocabulary), bench, or "
+          "v3-slice (DeepSeek-V3's widths, 1 dense + 1 MoE layer, ~16 GB as fp8)");
 ABSL_FLAG(std::string, dtype, "bf16", "synthetic weight dtype: bf16 or fp8");
 ABSL_FLAG(int32_t, mtp, 0, "MTP layers of the synthetic model (0 or 1)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed (weights for make-model, sampling for generate)");
@@ -28,7 +29,7 @@ ABSL_FLAG(double, frequency_penalty, 0.0, "frequency penalty");
 ABSL_FLAG(std::string, stop_token_ids, "", "token ids that end generation");
 ABSL_FLAG(int32_t, threads, 0, "engine compute threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, weights, "auto",
-          "weight format in memory: auto (as the checkpoint stores them), int8 or int4 "
+          "weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8; see engine/weight_format.h)");
 
 namespace dsv3::tools {

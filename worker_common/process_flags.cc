@@ -10,7 +10,7 @@
 ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
 ABSL_FLAG(std::string, model_name, "", "Name the model is served as (default: directory name).");
 ABSL_FLAG(std::string, weights, "auto",
-          "Weight format in memory: auto (as the checkpoint stores them), int8 or int4 "
+          "Weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8 checkpoints; engine/weight_format.h). Part of the "
           "model identity: every prefill, decode and expert worker of a cluster must agree.");
 ABSL_FLAG(std::string, ucx_tls, "",

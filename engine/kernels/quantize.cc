@@ -1,7 +1,10 @@
 #include "engine/kernels/quantize.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -70,7 +73,34 @@ bool CanQuantize(const Linear& w) {
          w.in_features % kQuantGroup == 0;
 }
 
-absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target) {
+int64_t QuantizedCodeBytes(const Linear& w, DType target) {
+  const int64_t n = w.out_features * w.in_features;
+  return target == DType::kQ4 ? n / 2 : n;
+}
+
+CodeArena CodeArena::Create(int64_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t align = static_cast<size_t>(bytes) >= kHuge ? kHuge : 64;
+  const size_t n =
+      std::max<size_t>(align, (static_cast<size_t>(bytes) + align - 1) / align * align);
+  CodeArena arena;
+  void* p = std::aligned_alloc(align, n);
+  if (p == nullptr) return arena;
+  if (align == kHuge) ::madvise(p, n, MADV_HUGEPAGE);  // advisory: THP "madvise" mode needs it
+  arena.base_ =
+      std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+  arena.size_ = static_cast<int64_t>(n);
+  return arena;
+}
+
+std::shared_ptr<uint8_t> CodeArena::Take(int64_t bytes) {
+  const int64_t at = (used_ + 63) / 64 * 64;  // cache-line aligned for the kernels' loads
+  if (base_ == nullptr || at + bytes > size_) return nullptr;
+  used_ = at + bytes;
+  return std::shared_ptr<uint8_t>(base_, base_.get() + at);
+}
+
+absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* arena) {
   if (target != DType::kQ8 && target != DType::kQ4) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot quantize to ", DTypeName(target), " (only Q8_G32, Q4_G32)"));
@@ -84,10 +114,16 @@ absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target) {
   const int64_t in = w.in_features;
   const int64_t groups = in / kQuantGroup;
   const int64_t row_bytes = target == DType::kQ8 ? in : in / 2;
-  // Aligned for the kernels' vector loads; zero-initialised is not needed: every byte is set.
-  std::shared_ptr<uint8_t[]> codes(
-      new (std::align_val_t(64)) uint8_t[out * row_bytes],
-      [](uint8_t* p) { ::operator delete[](p, std::align_val_t(64)); });
+  std::shared_ptr<uint8_t> codes;
+  if (arena != nullptr) {
+    codes = arena->Take(out * row_bytes);
+  } else {
+    codes = CodeArena::Create(out * row_bytes).Take(out * row_bytes);
+  }
+  if (codes == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", out * row_bytes, " bytes for quantized weights"));
+  }
   Linear q;
   q.dtype = target;
   q.out_features = out;

@@ -9,6 +9,9 @@
 // The byte budget is that of ggml's Q8_0 / Q4_0 (8.5 / 4.5 bits a weight); the kernels keep
 // activations in f32 (matmul_direct.h). Rows are split between the engine's threads.
 
+#include <cstdint>
+#include <memory>
+
 #include "absl/status/statusor.h"
 #include "engine/kernels/linear.h"
 
@@ -19,8 +22,27 @@ inline constexpr int64_t kQuantGroup = 32;
 // Whether `w` can be quantized: in_features a multiple of kQuantGroup and not yet quantized.
 bool CanQuantize(const Linear& w);
 
-// W in `target` (kQ8 or kQ4), from any stored dtype; the result owns its bytes.
-absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target);
+// Memory for quantized codes: one block, 2 MiB-aligned and offered to the kernel for
+// transparent huge pages (the kernels stream these bytes every token; 4 KiB pages cost a TLB
+// miss and stop the hardware prefetchers every 4 KiB), handed out in cache-line-aligned
+// pieces that keep the block alive.
+class CodeArena {
+ public:
+  static CodeArena Create(int64_t bytes);        // an empty arena (Take fails) if out of memory
+  std::shared_ptr<uint8_t> Take(int64_t bytes);  // null when it does not fit
+
+ private:
+  std::shared_ptr<uint8_t> base_;
+  int64_t size_ = 0;
+  int64_t used_ = 0;
+};
+
+// Bytes of codes QuantizeLinear takes for `w` in `target` (plus up to 63 of alignment).
+int64_t QuantizedCodeBytes(const Linear& w, DType target);
+
+// W in `target` (kQ8 or kQ4), from any stored dtype; its codes in `arena` (or a block of their
+// own), which the result keeps alive.
+absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* arena = nullptr);
 
 }  // namespace dsv3::engine
 

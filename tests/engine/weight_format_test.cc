@@ -45,6 +45,11 @@ bool IsHead(const std::string& name) {
   return absl::EndsWith(name, "lm_head.weight") || absl::EndsWith(name, "shared_head.head.weight");
 }
 
+// Whether `format` quantizes tensor `name`.
+bool QuantizedIn(WeightFormat format, const std::string& name) {
+  return format == WeightFormat::kInt8Head ? IsHead(name) : Quantized(name);
+}
+
 // The stored projection `name` as a Linear (with FP8 block scales when it has them).
 Linear StoredLinear(const Checkpoint& ckpt, const std::string& name) {
   const TensorView v = *ckpt.Get(name);
@@ -82,15 +87,15 @@ void WriteDequantizedTwin(const std::string& src, WeightFormat format, const std
   for (const std::string& name : (*ckpt)->Names()) {
     const TensorView v = *(*ckpt)->Get(name);
     if (absl::EndsWith(name, "_scale_inv") &&
-        Quantized(name.substr(0, name.size() - std::strlen("_scale_inv")))) {
+        QuantizedIn(format, name.substr(0, name.size() - std::strlen("_scale_inv")))) {
       continue;
     }
-    specs.push_back({name, Quantized(name) ? DType::kF32 : v.dtype(), v.shape()});
+    specs.push_back({name, QuantizedIn(format, name) ? DType::kF32 : v.dtype(), v.shape()});
   }
   absl::Status written = WriteSafetensorsFile(
       dir + "/model.safetensors", specs, [&](const TensorSpec& spec, std::span<uint8_t> out) {
         const TensorView v = *(*ckpt)->Get(spec.name);
-        if (!Quantized(spec.name)) {
+        if (!QuantizedIn(format, spec.name)) {
           std::memcpy(out.data(), v.data, out.size());
           return absl::OkStatus();
         }
@@ -128,7 +133,7 @@ class WeightFormatTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(WeightFormatTest, QuantizedModelComputesItsDequantizedTwin) {
   const GoldenCase golden = LoadGolden(GetParam());
   ASSERT_FALSE(golden.prompts.empty());
-  for (WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+  for (WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4, WeightFormat::kInt8Head}) {
     const std::string twin = ::testing::TempDir() + "/twin-" + GetParam() + "-" +
                              std::string(WeightFormatName(format)) + "-" + std::to_string(getpid());
     WriteDequantizedTwin(golden.dir, format, twin);
@@ -218,6 +223,13 @@ TEST(WeightFormatAccuracyTest, FormatIsPartOfTheModelIdentity) {
   EXPECT_EQ(int4->weights().layers[1].moe.experts[0].up.dtype, DType::kQ4);
   EXPECT_EQ(int4->weights().layers[1].moe.router.dtype, DType::kBF16);
   EXPECT_EQ(int4->weights().embed.dtype, DType::kBF16);
+  std::unique_ptr<Model> head = LoadAs(dir, WeightFormat::kInt8Head);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->weights().lm_head.dtype, DType::kQ8);
+  EXPECT_EQ(head->weights().layers[1].moe.experts[0].up.dtype, DType::kBF16);
+  EXPECT_EQ(head->weights().layers[0].attn.o.dtype, DType::kBF16);
+  EXPECT_NE(ModelConfigHash(head->config()), ModelConfigHash(int8->config()));
+  EXPECT_EQ(*ParseWeightFormat("int8-head"), WeightFormat::kInt8Head);
 }
 
 }  // namespace
