@@ -1,5 +1,6 @@
 #include "engine/model.h"
 
+#include <chrono>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -131,10 +132,18 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
     }
   }
   const LayerContext ctx = MakeLayerContext(pool, options);
+  auto stage_start = std::chrono::steady_clock::now();
+  auto end_stage = [&] {
+    if (options.stage_seconds == nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    options.stage_seconds->push_back(std::chrono::duration<double>(now - stage_start).count());
+    stage_start = now;
+  };
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     DSV3_RETURN_IF_ERROR(DecoderLayerForward(ctx, weights_.layers[static_cast<size_t>(l)], l,
                                              slices, rows, x.data()));
     if (options.on_layer_kv_written) options.on_layer_kv_written(l);
+    end_stage();
   }
   RmsNormRows(x.data(), hidden, weights_.final_norm.data(), hidden, rows,
               static_cast<float>(config_.rms_norm_eps), x.data(), hidden);
@@ -142,6 +151,7 @@ absl::StatusOr<ForwardResult> Model::Forward(std::span<const SequenceInput> batc
   std::vector<bool> all_logits;
   for (const SequenceInput& in : batch) all_logits.push_back(in.all_logits);
   ForwardResult out = ApplyHead(slices, all_logits, x, hidden, weights_.lm_head);
+  end_stage();
   if (options.return_hidden) out.hidden = std::move(x);
   for (const SequenceInput& in : batch) in.kv->num_tokens += static_cast<int64_t>(in.tokens.size());
   return out;

@@ -51,6 +51,9 @@ struct ForwardOptions {
   // Called after each main layer has written the new tokens' latent KV rows into the pool
   // (before the next layer runs): a prefill worker starts sending that layer meanwhile.
   std::function<void(int64_t layer)> on_layer_kv_written;
+  // When set (benchmarks): wall seconds of each main layer, then of the final norm and the
+  // head, appended (num_hidden_layers + 1 entries a call).
+  std::vector<double>* stage_seconds = nullptr;
 };
 
 struct ForwardResult {

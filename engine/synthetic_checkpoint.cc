@@ -288,8 +288,30 @@ absl::StatusOr<ModelConfig> PresetConfig(absl::string_view preset) {
     c.max_position_embeddings = 4096;
     return c;
   }
+  if (preset == "v3-slice") {
+    // DeepSeek-V3's own widths (its config.json) with one dense and one MoE layer: what a
+    // layer of the 671B model costs on this machine (bench/v3_slice_bench.cc), ~16 GB in FP8.
+    c.vocab_size = 129280;
+    c.hidden_size = 7168;
+    c.intermediate_size = 18432;
+    c.moe_intermediate_size = 2048;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 128;
+    c.q_lora_rank = 1536;
+    c.kv_lora_rank = 512;
+    c.qk_nope_head_dim = 128;
+    c.qk_rope_head_dim = 64;
+    c.v_head_dim = 128;
+    c.n_routed_experts = 256;
+    c.num_experts_per_tok = 8;
+    c.n_group = 8;
+    c.topk_group = 4;
+    c.max_position_embeddings = 163840;
+    c.rope_yarn = YarnConfig{40.0, 4096, 32.0, 1.0, 1.0, 1.0};
+    return c;
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown preset '", preset, "' (supported: tiny, demo, bench)"));
+      absl::StrCat("unknown preset '", preset, "' (supported: tiny, demo, bench, v3-slice)"));
 }
 
 std::vector<TensorSpec> CheckpointTensorSpecs(const ModelConfig& c) {
