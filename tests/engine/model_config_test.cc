@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "engine/synthetic_checkpoint.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/golden_data.h"
 
@@ -145,6 +146,40 @@ TEST(ModelConfigTest, JsonRoundTripAndStableHash) {
   auto bf16 = LoadModelConfig(testing::GoldenDir("tiny-v3-bf16"));
   ASSERT_TRUE(bf16.ok());
   EXPECT_NE(ModelConfigHash(*c), ModelConfigHash(*bf16));  // FP8 block size differs
+}
+
+}  // namespace
+}  // namespace dsv3::engine
+
+namespace dsv3::engine {
+namespace {
+
+// The v3-slice preset is DeepSeek-V3's config.json with two layers: one dense, one MoE.
+TEST(ModelConfigTest, V3SlicePresetHasDeepSeekV3Widths) {
+  auto c = PresetConfig("v3-slice");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hidden_size, 7168);
+  EXPECT_EQ(c->num_attention_heads, 128);
+  EXPECT_EQ(c->q_lora_rank, 1536);
+  EXPECT_EQ(c->kv_lora_rank, 512);
+  EXPECT_EQ(c->qk_nope_head_dim + c->qk_rope_head_dim, 192);
+  EXPECT_EQ(c->n_routed_experts, 256);
+  EXPECT_EQ(c->num_experts_per_tok, 8);
+  EXPECT_EQ(c->moe_intermediate_size, 2048);
+  EXPECT_EQ(c->intermediate_size, 18432);
+  EXPECT_EQ(c->vocab_size, 129280);
+  ASSERT_TRUE(c->rope_yarn.has_value());
+  EXPECT_EQ(c->rope_yarn->factor, 40.0);
+  EXPECT_FALSE(c->IsMoeLayer(0));
+  EXPECT_TRUE(c->IsMoeLayer(1));
+  c->weight_block_rows = c->weight_block_cols = 128;  // --dtype fp8
+  int64_t bytes = 0;
+  for (const TensorSpec& s : CheckpointTensorSpecs(*c)) bytes += s.nbytes();
+  EXPECT_GT(bytes, int64_t{15000000000});  // 15.8 GB: 11.3 of routed experts, 3.7 BF16 embed+head
+  EXPECT_LT(bytes, int64_t{17000000000});
+  auto round = ParseModelConfig(ModelConfigToJson(*c));
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_EQ(ModelConfigHash(*round), ModelConfigHash(*c));
 }
 
 }  // namespace
