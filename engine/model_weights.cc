@@ -1,5 +1,6 @@
 #include "engine/model_weights.h"
 
+#include <cstdio>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -286,6 +287,12 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
     }
   }
   w.bytes += quantized.quantized_bytes;
+  if (quantized.projections > 0 && options.progress != ProgressMode::kOff) {
+    std::fprintf(stderr, "dsv3: quantized %lld projections to %s: %.2f GB as stored -> %.2f GB\n",
+                 static_cast<long long>(quantized.projections),
+                 std::string(WeightFormatName(options.weights)).c_str(),
+                 quantized.source_bytes / 1e9, quantized.quantized_bytes / 1e9);
+  }
   if (options.prefault) {
     int64_t bytes = 0;
     for (const MappedRegion& r : resident) bytes += r.bytes;

@@ -55,9 +55,14 @@ void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) c
   if (dtype == DType::kQ8 || dtype == DType::kQ4) {
     const uint16_t* scales = group_scales.data() + row * (in_features / group);
     const auto* codes = static_cast<const uint8_t*>(data);
+    int64_t scale_group = -1;
+    float s = 0.0f;
     for (int64_t c = 0; c < n; ++c) {
       const int64_t col = col_begin + c;
-      const float s = F16ToFloat(scales[col / group]);
+      if (col / group != scale_group) {  // one f16 conversion per group, not per weight
+        scale_group = col / group;
+        s = F16ToFloat(scales[scale_group]);
+      }
       int code;
       if (dtype == DType::kQ8) {
         code = static_cast<int8_t>(codes[row * in_features + col]);
