@@ -9,9 +9,9 @@
 namespace dsv3::engine {
 
 float Dot(const float* a, const float* b, int64_t n);
-// y += a * x
+// y += a * x (x and y must not overlap)
 void Axpy(float a, const float* x, float* y, int64_t n);
-// y += x
+// y += x (x and y must not overlap)
 void Add(const float* x, float* y, int64_t n);
 // out = x / sqrt(mean(x^2) + eps) * weight (out may alias x).
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
