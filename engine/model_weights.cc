@@ -276,7 +276,8 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
   DSV3_RETURN_IF_ERROR(b.CheckAllUsed(ignored));
   w.bytes = b.bytes();
   w.tensors = b.tensors();
-  DSV3_ASSIGN_OR_RETURN(const QuantizeReport quantized, QuantizeModelWeights(options.weights, &w));
+  DSV3_ASSIGN_OR_RETURN(const QuantizeReport quantized,
+                        QuantizeModelWeights(options.weights, &w, options.int8_activations));
   std::vector<MappedRegion> resident;
   const std::set<const void*> released(quantized.released.begin(), quantized.released.end());
   for (const MappedRegion& r : b.regions()) {

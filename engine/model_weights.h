@@ -109,6 +109,10 @@ struct LoadOptions {
   ProgressMode progress = ProgressMode::kAuto;  // load progress on stderr (load_progress.h)
   // Projections as stored, or quantized at load (weight_format.h).
   WeightFormat weights = WeightFormat::kAsStored;
+  // Quantized projections multiply int8-quantized activations at decode-sized batches
+  // (kernels/matmul_int8.h); false keeps activations in f32 (slower at batch 1, and exactly
+  // the dequantized weights' result).
+  bool int8_activations = true;
   // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
   // 0 leaves it as it is (hardware threads unless set before).
   int num_threads = 0;

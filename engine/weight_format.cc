@@ -71,7 +71,8 @@ absl::string_view WeightFormatName(WeightFormat format) {
   return "?";
 }
 
-absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w) {
+absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w,
+                                                    bool int8_activations) {
   QuantizeReport report;
   if (format == WeightFormat::kAsStored) return report;
   int64_t code_bytes = 0;
@@ -96,6 +97,7 @@ absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWe
       report.released.push_back(p->data);
     }
     *p = std::move(*q);
+    p->int8_activations = int8_activations;
   });
   if (!status.ok()) return status;
   return report;

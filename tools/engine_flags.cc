@@ -31,6 +31,9 @@ ABSL_FLAG(int32_t, threads, 0, "engine compute threads; 0 = all hardware threads
 ABSL_FLAG(std::string, weights, "auto",
           "weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8; see engine/weight_format.h)");
+ABSL_FLAG(bool, int8_activations, true,
+          "with --weights int8/int4: decode-sized batches quantize activations to int8 for "
+          "integer dot products (engine/kernels/matmul_int8.h); false keeps them in f32");
 
 namespace dsv3::tools {
 
@@ -53,6 +56,7 @@ absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags() {
   auto weights = engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
   if (!weights.ok()) return weights.status();
   options.weights = *weights;
+  options.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   return options;
 }
 

@@ -10,7 +10,9 @@
 namespace dsv3::tools {
 
 // generate, logits: the checkpoint and the engine's threads.
-inline FlagGroup ModelLoadFlags() { return {"model loading", {"model", "threads", "weights"}}; }
+inline FlagGroup ModelLoadFlags() {
+  return {"model loading", {"model", "threads", "weights", "int8_activations"}};
+}
 
 // generate: sampling in the in-process engine (SamplingParamsFromFlags).
 inline FlagGroup EngineSamplingFlags() {

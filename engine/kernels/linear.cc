@@ -6,6 +6,7 @@
 
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/matmul_direct.h"
+#include "engine/kernels/matmul_int8.h"
 #include "engine/kernels/ops.h"
 #include "engine/thread_pool.h"
 
@@ -45,6 +46,24 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
     MatMulRowsDirect(x, m, ldx, w, row_begin, row_count, y, ldy);
   } else {
     MatMulRowsTiled(x, m, ldx, w, row_begin, row_count, y, ldy);
+  }
+}
+
+// x quantized for w when the int8 kernel takes this call (decode-sized batches), else null.
+// The buffer is the calling thread's; the threads of one MatMulRows call share it.
+const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, const Linear& w) {
+  if (m > kDirectMaxRows || !Int8KernelApplies(w)) return nullptr;
+  thread_local Int8Activations xq;
+  QuantizeActivations(x, m, ldx, w.in_features, w.dtype, &xq);
+  return &xq;
+}
+
+void MatMulRowsShare(const float* x, const Int8Activations* xq, int64_t m, int64_t ldx,
+                     const Linear& w, int64_t row_begin, int64_t row_count, float* y, int64_t ldy) {
+  if (xq != nullptr) {
+    MatMulRowsInt8(*xq, w, row_begin, row_count, y, ldy);
+  } else {
+    MatMulRowsOneThread(x, m, ldx, w, row_begin, row_count, y, ldy);
   }
 }
 
@@ -96,8 +115,9 @@ void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) c
 void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
                 int64_t row_count, float* y, int64_t ldy) {
   if (m <= 0 || row_count <= 0) return;
+  const Int8Activations* xq = QuantizedFor(x, m, ldx, w);
   if (row_count * w.in_features < kParallelMinElements || ThreadPool::InJob()) {
-    MatMulRowsOneThread(x, m, ldx, w, row_begin, row_count, y, ldy);
+    MatMulRowsShare(x, xq, m, ldx, w, row_begin, row_count, y, ldy);
     return;
   }
   // Static split of the output rows: every thread streams an equal share of W once.
@@ -105,7 +125,7 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
   ThreadPool::Default().ParallelFor(
       row_count,
       [&](int64_t begin, int64_t end) {
-        MatMulRowsOneThread(x, m, ldx, w, row_begin + begin, end - begin, y + begin, ldy);
+        MatMulRowsShare(x, xq, m, ldx, w, row_begin + begin, end - begin, y + begin, ldy);
       },
       align);
 }

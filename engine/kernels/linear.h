@@ -7,7 +7,8 @@
 // (kQ8/kQ4, kernels/quantize.h: W = code x group_scales[r][c / group]). Activations are always f32;
 // W is never materialised in f32 as a whole:
 //   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
-//     (matmul_direct.h, AVX-512 with a portable fallback);
+//     (matmul_direct.h, AVX-512 with a portable fallback), or for kQ8/kQ4 with
+//     int8_activations multiplied by int8-quantized activations (matmul_int8.h);
 //   - more rows (prefill, big batches): 128-row tiles of W are dequantised to f32 and multiplied
 //     by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
@@ -37,6 +38,9 @@ struct Linear {
   std::vector<uint16_t> group_scales;
   int64_t group = 0;
   std::shared_ptr<const void> owner;
+  // kQ8/kQ4: decode-sized batches quantize the activations to int8 and use integer dot
+  // products (matmul_int8.h) where the CPU has AVX-512 VNNI; false keeps them in f32.
+  bool int8_activations = false;
 
   bool empty() const { return data == nullptr; }
   // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4).

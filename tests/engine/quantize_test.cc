@@ -15,6 +15,7 @@
 
 #include "engine/dtype.h"
 #include "engine/kernels/linear.h"
+#include "engine/kernels/matmul_int8.h"
 #include "engine/weight_format.h"
 
 namespace dsv3::engine {
@@ -175,6 +176,69 @@ TEST(QuantizeTest, MatMulOnQuantizedWeights) {
             mag += std::fabs(xt[i * rc + j] * deq[(rb + j) * in + c]);
           }
           ASSERT_NEAR(yt[i * in + c], ref, 1e-5 * (1 + mag));
+        }
+      }
+    }
+  }
+}
+
+// Decode-sized batches with int8 activations (matmul_int8.h): x is quantized per group of 32
+// as round(x * 127 / absmax) with scale absmax / 127, so the product must be, to float
+// rounding, sum over groups of (weight scale x activation scale x the exact integer dot
+// product of the codes), computed here from the independently decoded weights; and within
+// the activations' rounding (half a step per column) of the f32 product. Widths with and
+// without a last half chunk (k % 64 == 32), row counts that are not a multiple of 4.
+TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> n(0, 1);
+  for (const int64_t in : {320, 352}) {
+    const int64_t out = 203;
+    Bf16Matrix w = MakeBf16(out, in, rng);
+    for (DType target : {DType::kQ8, DType::kQ4}) {
+      auto q = QuantizeLinear(w.linear, target);
+      ASSERT_TRUE(q.ok()) << q.status();
+      q->int8_activations = true;
+      if (!Int8KernelApplies(*q)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+      for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24}) {
+        std::vector<float> x(m * in), y(m * out);
+        for (auto& v : x) v = n(rng);
+        x[7] = 0;
+        std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero group
+        MatMul(x.data(), m, *q, y.data());
+        for (int64_t i = 0; i < m; ++i) {
+          std::vector<int> xc(in);
+          std::vector<double> xs(in / kQuantGroup);
+          for (int64_t g = 0; g < in / kQuantGroup; ++g) {
+            float amax = 0;
+            for (int64_t c = 0; c < kQuantGroup; ++c) {
+              amax = std::max(amax, std::fabs(x[i * in + g * kQuantGroup + c]));
+            }
+            xs[g] = amax / 127.0f;
+            for (int64_t c = 0; c < kQuantGroup; ++c) {
+              const float v = x[i * in + g * kQuantGroup + c];
+              xc[g * kQuantGroup + c] =
+                  amax > 0 ? static_cast<int>(std::nearbyint(v * (127.0f / amax))) : 0;
+            }
+          }
+          for (int64_t r = 0; r < out; ++r) {
+            double ref = 0, exact = 0, bound = 0, mag = 0;
+            for (int64_t g = 0; g < in / kQuantGroup; ++g) {
+              int64_t dot = 0;
+              double wscale = 0;
+              for (int64_t c = g * kQuantGroup; c < (g + 1) * kQuantGroup; ++c) {
+                const Decoded d = DecodeQ(*q, r, c);
+                wscale = d.scale;
+                dot += d.scale == 0 ? 0 : std::lround(d.value / d.scale) * xc[c];
+                exact += d.value * x[i * in + c];
+                bound += std::fabs(d.value) * xs[g] / 2;
+                mag += std::fabs(d.value * x[i * in + c]);
+              }
+              ref += wscale * xs[g] * static_cast<double>(dot);
+            }
+            ASSERT_NEAR(y[i * out + r], ref, 1e-5 * (1 + mag))
+                << DTypeName(target) << " in=" << in << " m=" << m << " " << i << "," << r;
+            ASSERT_LE(std::fabs(y[i * out + r] - exact), bound * (1 + 1e-4) + 1e-5 * (1 + mag));
+          }
         }
       }
     }

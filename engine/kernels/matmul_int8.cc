@@ -1,0 +1,227 @@
+#include "engine/kernels/matmul_int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/dtype.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
+// placeholders (a known false positive, GCC PR 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define DSV3_HAVE_VNNI_KERNEL 1
+#endif
+
+namespace dsv3::engine {
+namespace {
+
+constexpr int64_t kGroup = 32;  // quantize.h's kQuantGroup (the layout's group width)
+constexpr int64_t kLane = 4;    // columns a vpdpbusd lane sums
+
+#if DSV3_HAVE_VNNI_KERNEL
+
+#define DSV3_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+#define DSV3_VNNI_INLINE DSV3_VNNI __attribute__((always_inline)) inline
+
+// Prefetch distance in the weight stream (as matmul_direct.cc: 8 KiB ahead).
+constexpr int64_t kPrefetchBytes = 8192;
+
+bool CpuHasVnni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+}
+
+// The scales of the two groups of 64 columns as f32 lanes (0-7: s[0], 8-15: s[1]); `tail`:
+// only s[0] exists (the row's last group).
+DSV3_VNNI_INLINE __m512 PairScales(const uint16_t* s, bool tail) {
+  if (tail) return _mm512_set1_ps(_cvtsh_ss(s[0]));
+  uint32_t two;
+  std::memcpy(&two, s, sizeof(two));
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(two)));
+  const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(f));
+}
+
+// 64 weights (two groups, natural column order) of a row as unsigned bytes, code + offset.
+// `tail`: only the first group exists; the other 32 lanes' bytes are then multiplied by
+// activation codes of 0.
+template <DType D>
+DSV3_VNNI_INLINE __m512i LoadUnsigned(const uint8_t* row, int64_t c, bool tail) {
+  if constexpr (D == DType::kQ8) {
+    const __mmask64 mask = tail ? 0xFFFFFFFFull : ~0ull;
+    return _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, row + c), _mm512_set1_epi8(-128));
+  } else {
+    // 16 bytes a group: byte j holds column j (low nibble) and column j + 16 (high).
+    const uint8_t* p = row + c / 2;
+    const __m256i packed =
+        tail ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))
+             : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i low = _mm256_and_si256(packed, nibble);
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+    // [g low, g+1 low, g high, g+1 high] -> [g low, g high, g+1 low, g+1 high] (16 bytes each).
+    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+    return _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+}
+
+template <DType D>
+constexpr int64_t kRowBytesDivisor = D == DType::kQ8 ? 1 : 2;  // bytes of a row = k / this
+
+// MB activation rows (1..4) from i0 times NR weight rows (1..4) starting at r.
+template <DType D, int NR, int MB>
+DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int64_t r,
+                     float out[4][4]) {
+  const int64_t k = w.in_features;
+  const int64_t groups = k / kGroup;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* rows[NR];
+  const uint16_t* scales[NR];
+  __m512 acc[NR][MB];
+#pragma GCC unroll 4
+  for (int n = 0; n < NR; ++n) {
+    rows[n] = base + (r + n) * (k / kRowBytesDivisor<D>);
+    scales[n] = w.group_scales.data() + (r + n) * groups;
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) acc[n][i] = _mm512_setzero_ps();
+  }
+  const Int8Activations::Chunk* chunk = xq.chunks.data() + i0;
+  for (int64_t c = 0; c < k; c += 64, chunk += xq.m) {
+    const bool tail = c + 64 > k;
+    __m512i wv[NR];
+    __m512 sv[NR];
+#pragma GCC unroll 4
+    for (int n = 0; n < NR; ++n) {
+      _mm_prefetch(
+          reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + kPrefetchBytes),
+          _MM_HINT_T0);
+      wv[n] = LoadUnsigned<D>(rows[n], c, tail);
+      sv[n] = PairScales(scales[n] + c / kGroup, tail);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) {
+      const __m512i x = _mm512_loadu_si512(chunk[i].codes);
+      const __m512i o = _mm512_loadu_si512(chunk[i].lane_offset);
+      const __m512 s = _mm512_loadu_ps(chunk[i].lane_scale);
+#pragma GCC unroll 4
+      for (int n = 0; n < NR; ++n) {
+        const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(o, wv[n], x));
+        acc[n][i] = _mm512_fmadd_ps(dot, _mm512_mul_ps(sv[n], s), acc[n][i]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int n = 0; n < NR; ++n) {
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) out[n][i] = _mm512_reduce_add_ps(acc[n][i]);
+  }
+}
+
+template <DType D, int NR>
+DSV3_VNNI void BlockRows(const Int8Activations& xq, int64_t i0, int mb, const Linear& w, int64_t r,
+                         float out[4][4]) {
+  switch (mb) {
+    case 1:
+      return Block<D, NR, 1>(xq, i0, w, r, out);
+    case 2:
+      return Block<D, NR, 2>(xq, i0, w, r, out);
+    case 3:
+      return Block<D, NR, 3>(xq, i0, w, r, out);
+    default:
+      return Block<D, NR, 4>(xq, i0, w, r, out);
+  }
+}
+
+// Blocks of 4 weight rows x up to 4 activation rows: 16 accumulators, and each weight vector
+// unpacked once per 4 activation rows; a weight block is re-read from L1/L2 for every 4
+// activation rows beyond the first 4.
+template <DType D>
+DSV3_VNNI void RowsVnni(const Int8Activations& xq, const Linear& w, int64_t row_begin,
+                        int64_t row_count, float* y, int64_t ldy) {
+  float out[4][4];
+  for (int64_t j = 0; j < row_count;) {
+    const int64_t left = row_count - j;
+    const int nr = left >= 4 ? 4 : (left >= 2 ? 2 : 1);
+    for (int64_t i0 = 0; i0 < xq.m; i0 += 4) {
+      const int mb = static_cast<int>(std::min<int64_t>(4, xq.m - i0));
+      if (nr == 4) {
+        BlockRows<D, 4>(xq, i0, mb, w, row_begin + j, out);
+      } else if (nr == 2) {
+        BlockRows<D, 2>(xq, i0, mb, w, row_begin + j, out);
+      } else {
+        BlockRows<D, 1>(xq, i0, mb, w, row_begin + j, out);
+      }
+      for (int n = 0; n < nr; ++n) {
+        for (int i = 0; i < mb; ++i) y[(i0 + i) * ldy + j + n] = out[n][i];
+      }
+    }
+    j += nr;
+  }
+}
+
+#endif  // DSV3_HAVE_VNNI_KERNEL
+
+}  // namespace
+
+bool Int8KernelApplies(const Linear& w) {
+#if DSV3_HAVE_VNNI_KERNEL
+  return w.int8_activations && (w.dtype == DType::kQ8 || w.dtype == DType::kQ4) &&
+         w.group == kGroup && w.in_features % kGroup == 0 && CpuHasVnni();
+#else
+  (void)w;
+  return false;
+#endif
+}
+
+void QuantizeActivations(const float* x, int64_t m, int64_t ldx, int64_t k, DType dtype,
+                         Int8Activations* out) {
+  const int32_t offset = dtype == DType::kQ8 ? 128 : 8;
+  const int64_t chunks = (k + 63) / 64;
+  out->m = m;
+  out->k = k;
+  out->chunks.resize(static_cast<size_t>(chunks * m));
+  for (int64_t i = 0; i < m; ++i) {
+    const float* row = x + i * ldx;
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      Int8Activations::Chunk& chunk = out->chunks[static_cast<size_t>(ch * m + i)];
+      std::memset(&chunk, 0, sizeof(chunk));
+      for (int64_t h = 0; h < 2 && ch * 64 + h * kGroup < k; ++h) {
+        const float* v = row + ch * 64 + h * kGroup;
+        float amax = 0.0f;
+        for (int64_t c = 0; c < kGroup; ++c) amax = std::max(amax, std::fabs(v[c]));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int8_t* q = chunk.codes + h * kGroup;
+        for (int64_t c = 0; c < kGroup; ++c) {
+          q[c] = static_cast<int8_t>(std::clamp(std::nearbyint(v[c] * inv), -127.0f, 127.0f));
+        }
+        for (int64_t l = 0; l < kGroup / kLane; ++l) {
+          int32_t sum = 0;
+          for (int64_t c = 0; c < kLane; ++c) sum += q[l * kLane + c];
+          chunk.lane_scale[h * (kGroup / kLane) + l] = amax / 127.0f;
+          chunk.lane_offset[h * (kGroup / kLane) + l] = -offset * sum;
+        }
+      }
+    }
+  }
+}
+
+void MatMulRowsInt8(const Int8Activations& xq, const Linear& w, int64_t row_begin,
+                    int64_t row_count, float* y, int64_t ldy) {
+  if (xq.m <= 0 || row_count <= 0) return;
+#if DSV3_HAVE_VNNI_KERNEL
+  if (w.dtype == DType::kQ8) return RowsVnni<DType::kQ8>(xq, w, row_begin, row_count, y, ldy);
+  return RowsVnni<DType::kQ4>(xq, w, row_begin, row_count, y, ldy);
+#else
+  (void)w, (void)row_begin, (void)y, (void)ldy;
+#endif
+}
+
+}  // namespace dsv3::engine
