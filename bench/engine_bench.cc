@@ -23,6 +23,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/engine_bench_machine.h"
@@ -37,6 +38,7 @@ ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
           "where the bench preset model is cached (written when missing)");
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, int4 or int8-head");
+ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights at decode sizes");
 ABSL_FLAG(double, min_seconds, 0,
           "time each decode and prefill figure over at least this long (more steps, more "
           "prefills); 0: the fixed 32/16/8 steps and one prefill");
@@ -44,6 +46,9 @@ ABSL_FLAG(int32_t, reps, 3, "repetitions of each measurement (the best is report
 ABSL_FLAG(std::string, json, "", "also write the figures as JSON to this file ('-' = stdout)");
 ABSL_FLAG(bool, ceilings, true, "measure STREAM bandwidth and GEMM peak");
 ABSL_FLAG(bool, speed, true, "measure decode and prefill speed");
+ABSL_FLAG(std::vector<std::string>, decode_batches, std::vector<std::string>({"1", "8", "32"}),
+          "decode batch sizes to measure (e.g. 1 alone, to profile it)");
+ABSL_FLAG(bool, prefill, true, "measure prefill speed");
 ABSL_FLAG(bool, roles, true, "measure resident memory per load role (child processes)");
 ABSL_FLAG(std::string, role_child, "", "internal: load one role and print its figures");
 
@@ -191,8 +196,10 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   engine::LoadOptions load;
   load.num_threads = threads;
   DSV3_ASSIGN_OR_RETURN(load.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
+  load.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   DSV3_ASSIGN_OR_RETURN(auto model, Model::Load(dir, load));
   j["weights"] = absl::GetFlag(FLAGS_weights);
+  j["int8_activations"] = load.int8_activations;
   j["load_s"] = Seconds(t0);
   DSV3_ASSIGN_OR_RETURN(auto pool,
                         KvCachePool::Create(model->KvLayout(kPoolBlocks, kPoolBlockSize)));
@@ -207,8 +214,18 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
       dir.c_str(), weight_bytes / 1e9, pool->size_bytes() / 1e6, j["load_s"].get<double>(),
       token_bytes / 1e6);
 
-  const struct { int64_t batch, steps; } kDecode[] = {{1, 32}, {8, 16}, {32, 8}};
-  for (const auto& d : kDecode) {
+  struct DecodeRun {
+    int64_t batch, steps;
+  };
+  std::vector<DecodeRun> runs;
+  for (const std::string& b : absl::GetFlag(FLAGS_decode_batches)) {
+    int64_t batch;
+    if (!absl::SimpleAtoi(b, &batch) || batch < 1 || batch * 2 * kDecodePrompt > kPoolBlocks * 64) {
+      return absl::InvalidArgumentError(absl::StrCat("bad --decode_batches entry '", b, "'"));
+    }
+    runs.push_back({batch, batch == 1 ? 32 : (batch <= 8 ? 16 : 8)});
+  }
+  for (const DecodeRun& d : runs) {
     DecodeFigure best;
     for (int r = 0; r < reps; ++r) {
       DSV3_ASSIGN_OR_RETURN(DecodeFigure f, MeasureDecode(*model, *pool, d.batch, d.steps));
@@ -227,21 +244,23 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
     std::printf("\n");
   }
 
-  double best_prefill = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    DSV3_ASSIGN_OR_RETURN(double s, MeasurePrefillSeconds(*model, *pool));
-    best_prefill = std::min(best_prefill, s);
+  if (absl::GetFlag(FLAGS_prefill)) {
+    double best_prefill = 1e30;
+    for (int r = 0; r < reps; ++r) {
+      DSV3_ASSIGN_OR_RETURN(double s, MeasurePrefillSeconds(*model, *pool));
+      best_prefill = std::min(best_prefill, s);
+    }
+    const double flops = PrefillFlops(*model, kPrefillTokens);
+    j["prefill_512_tok_s"] = kPrefillTokens / best_prefill;
+    j["prefill_512_gflop_s"] = flops / best_prefill / 1e9;
+    std::printf("prefill 512: %7.1f tok/s, %.1f GFLOP/s", kPrefillTokens / best_prefill,
+                flops / best_prefill / 1e9);
+    if (peak > 0) {
+      j["prefill_peak_share"] = flops / best_prefill / 1e9 / peak;
+      std::printf(" (%.0f%% of the measured GEMM peak)", 100.0 * flops / best_prefill / 1e9 / peak);
+    }
+    std::printf("\n");
   }
-  const double flops = PrefillFlops(*model, kPrefillTokens);
-  j["prefill_512_tok_s"] = kPrefillTokens / best_prefill;
-  j["prefill_512_gflop_s"] = flops / best_prefill / 1e9;
-  std::printf("prefill 512: %7.1f tok/s, %.1f GFLOP/s", kPrefillTokens / best_prefill,
-              flops / best_prefill / 1e9);
-  if (peak > 0) {
-    j["prefill_peak_share"] = flops / best_prefill / 1e9 / peak;
-    std::printf(" (%.0f%% of the measured GEMM peak)", 100.0 * flops / best_prefill / 1e9 / peak);
-  }
-  std::printf("\n");
 
   const MemoryUsage mem = ReadMemoryUsage();
   const double held = weight_bytes + static_cast<double>(pool->size_bytes());

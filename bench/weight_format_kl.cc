@@ -4,7 +4,8 @@
 // `llama-perplexity --kl-divergence` measures a quantization: the token stream is cut into
 // chunks of --ctx tokens, each starting with BOS; over the second half of every chunk, the
 // KL divergence of the next-token distribution of the model in --weights from the same model
-// as stored, and how often both rank the same token first. Prints one JSON line.
+// as stored, and how often both rank the same token first. Prints one JSON line. --step 16
+// measures what decoding computes (the decode kernels, int8 activations), 0 what prefill does.
 
 #include <algorithm>
 #include <cmath>
@@ -27,6 +28,11 @@ ABSL_FLAG(std::string, tokens, "", "file of token ids (whitespace or comma separ
 ABSL_FLAG(int, ctx, 512, "tokens per chunk (the first is replaced by BOS)");
 ABSL_FLAG(int, chunks, 16, "chunks to evaluate (at most what the tokens fill)");
 ABSL_FLAG(int, threads, 0, "engine threads (0: all)");
+ABSL_FLAG(int, step, 0,
+          "forward each chunk this many tokens at a time (the KV cache carrying on): up to 24 "
+          "runs the decode kernels (int8 activations included); 0: the whole chunk at once, "
+          "as a prefill");
+ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations at decode sizes");
 
 namespace {
 
@@ -48,10 +54,16 @@ absl::StatusOr<std::vector<float>> ChunkLogits(const Model& model, std::span<con
       model.KvLayout(static_cast<int64_t>((chunk.size() + 63) / 64), 64));
   if (!pool.ok()) return pool.status();
   dsv3::engine::KvSequence seq;
-  dsv3::engine::SequenceInput in{chunk, &seq, /*all_logits=*/true};
-  auto out = model.Forward({&in, 1}, **pool);
-  if (!out.ok()) return out.status();
-  return std::move(out->logits);
+  const size_t step = absl::GetFlag(FLAGS_step) > 0 ? absl::GetFlag(FLAGS_step) : chunk.size();
+  std::vector<float> logits;
+  for (size_t at = 0; at < chunk.size(); at += step) {
+    dsv3::engine::SequenceInput in{chunk.subspan(at, std::min(step, chunk.size() - at)), &seq,
+                                   /*all_logits=*/true};
+    auto out = model.Forward({&in, 1}, **pool);
+    if (!out.ok()) return out.status();
+    logits.insert(logits.end(), out->logits.begin(), out->logits.end());
+  }
+  return logits;
 }
 
 int Run() {
@@ -73,6 +85,7 @@ int Run() {
     return 1;
   }
   load.weights = *format;
+  load.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   auto quant = Model::Load(absl::GetFlag(FLAGS_model), load);
   if (!quant.ok()) {
     std::fprintf(stderr, "%s\n", quant.status().ToString().c_str());
@@ -115,6 +128,8 @@ int Run() {
   std::sort(sorted.begin(), sorted.end());
   nlohmann::json j;
   j["weights"] = absl::GetFlag(FLAGS_weights);
+  j["int8_activations"] = absl::GetFlag(FLAGS_int8_activations);
+  j["step"] = absl::GetFlag(FLAGS_step);
   j["positions"] = kls.size();
   j["mean_kl"] = mean;
   j["median_kl"] = sorted[sorted.size() / 2];

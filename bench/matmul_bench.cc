@@ -1,0 +1,104 @@
+// matmul_bench [--rows 16384] [--cols 4096] [--batches 1,4,8] [--threads 2]
+//
+// The decode kernels alone (MatMulRows, kernels/linear.h) on one random projection in each
+// weight dtype: GB/s of weights streamed per second beside the STREAM triad measured in the
+// same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ4
+// run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h).
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "bench/engine_bench_machine.h"
+#include "engine/dtype.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/quantize.h"
+#include "engine/thread_pool.h"
+
+ABSL_FLAG(int64_t, rows, 16384, "output features of the projection");
+ABSL_FLAG(int64_t, cols, 4096, "input features (a multiple of 32)");
+ABSL_FLAG(std::vector<std::string>, batches, std::vector<std::string>({"1", "4", "8"}),
+          "activation rows");
+ABSL_FLAG(int, threads, 2, "engine threads");
+ABSL_FLAG(double, min_seconds, 1.0, "time each figure over at least this long");
+
+namespace {
+
+using dsv3::engine::DType;
+using dsv3::engine::Linear;
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Best-of-3 seconds per MatMulRows call, each timing over --min_seconds of calls.
+double TimeCall(const Linear& w, const std::vector<float>& x, int64_t m, std::vector<float>& y) {
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    int64_t calls = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    do {
+      dsv3::engine::MatMul(x.data(), m, w, y.data());
+      ++calls;
+    } while (Seconds(t0) < absl::GetFlag(FLAGS_min_seconds));
+    best = std::min(best, Seconds(t0) / static_cast<double>(calls));
+  }
+  return best;
+}
+
+int Run() {
+  const int64_t rows = absl::GetFlag(FLAGS_rows), cols = absl::GetFlag(FLAGS_cols);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  dsv3::engine::ThreadPool::SetDefaultThreads(threads);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> n(0, 0.05f);
+  std::vector<uint16_t> bf16(static_cast<size_t>(rows * cols));
+  for (uint16_t& v : bf16) v = dsv3::engine::FloatToBF16(n(rng));
+  Linear stored;
+  stored.dtype = DType::kBF16;
+  stored.out_features = rows;
+  stored.in_features = cols;
+  stored.data = bf16.data();
+  struct Case {
+    std::string name;
+    Linear w;
+  };
+  std::vector<Case> cases = {{"bf16", stored}};
+  for (DType t : {DType::kQ8, DType::kQ4}) {
+    auto q = dsv3::engine::QuantizeLinear(stored, t);
+    if (!q.ok()) return std::fprintf(stderr, "%s\n", q.status().ToString().c_str()), 1;
+    const std::string name = t == DType::kQ8 ? "q8" : "q4";
+    cases.push_back({name + " f32-act", *q});
+    q->int8_activations = true;
+    cases.push_back({name + " int8-act", *q});
+  }
+  const double stream = dsv3::bench::StreamTriadGBs(threads, int64_t{1} << 25, 3);
+  std::printf("projection [%lld, %lld], %d threads, STREAM triad %.1f GB/s\n",
+              static_cast<long long>(rows), static_cast<long long>(cols), threads, stream);
+  for (const std::string& b : absl::GetFlag(FLAGS_batches)) {
+    int64_t m;
+    if (!absl::SimpleAtoi(b, &m) || m < 1)
+      return std::fprintf(stderr, "bad batch %s\n", b.c_str()), 1;
+    std::vector<float> x(static_cast<size_t>(m * cols)), y(static_cast<size_t>(m * rows));
+    for (float& v : x) v = n(rng);
+    for (const Case& c : cases) {
+      const double s = TimeCall(c.w, x, m, y);
+      const double gbs = static_cast<double>(c.w.weight_bytes()) / s / 1e9;
+      std::printf("batch %2lld  %-13s %8.1f us  %6.1f GB/s  %3.0f%% of STREAM\n",
+                  static_cast<long long>(m), c.name.c_str(), s * 1e6, gbs, 100 * gbs / stream);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return Run();
+}
