@@ -199,7 +199,7 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
       ASSERT_TRUE(q.ok()) << q.status();
       q->int8_activations = true;
       if (!Int8KernelApplies(*q)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
-      for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24}) {
+      for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24, 40, 64}) {
         std::vector<float> x(m * in), y(m * out);
         for (auto& v : x) v = n(rng);
         x[7] = 0;

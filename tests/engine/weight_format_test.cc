@@ -8,6 +8,7 @@
 //     BF16 golden is the deviation of a known weight error; int8's weight error is measured
 //     on the same tensors, and (deviations being linear in small weight errors) its
 //     tolerance is twice the FP8 deviation scaled by the ratio of the two weight errors;
+//     with int8 activations, no worse than the FP8 checkpoint itself (see that test);
 //   - identity: the format is part of the config hash.
 
 #include <gtest/gtest.h>
@@ -178,27 +179,14 @@ double RelativeWeightError(const Checkpoint& a, const Checkpoint& b,
   return std::sqrt(err / ref);
 }
 
-// RMS error over RMS of rounding `v` (rows of `cols`) as int8 activations are rounded: per
-// group of 32, to multiples of absmax / 127.
-double RelativeActivationError(const std::vector<float>& v) {
-  double err = 0, ref = 0;
-  for (size_t g = 0; g + kQuantGroup <= v.size(); g += kQuantGroup) {
-    double amax = 0;
-    for (int64_t c = 0; c < kQuantGroup; ++c) amax = std::max(amax, std::fabs(double(v[g + c])));
-    for (int64_t c = 0; c < kQuantGroup; ++c) {
-      const double x = v[g + c];
-      const double q = amax > 0 ? std::nearbyint(x * 127 / amax) * amax / 127 : 0;
-      err += (q - x) * (q - x);
-      ref += x * x;
-    }
-  }
-  return std::sqrt(err / ref);
-}
-
-// With f32 activations the deviation comes from the weights' error alone; int8 activations
-// add their own rounding, independent of the weights', so the two relative errors add in
-// quadrature. The activations' error is measured on the vectors the model starts from (its
-// embedding rows, rounded as the kernel rounds activations).
+// With f32 activations the deviation comes from the weights' error alone (the tolerance
+// above). int8 activations add a rounding of every projection's input, which can flip a
+// near-tied choice (the MoE layers' top-k experts) into a deviation that does not shrink with
+// the error: on the golden's 33-token prompt, 1.04 at positions 17 and 21 whether the prompt
+// runs token by token or at once (not a batch effect), where the FP8 checkpoint deviates by
+// 1.62 and int8 with f32 activations by 0.08. Their bound is the deviation of the FP8
+// checkpoint DeepSeek ships, on every prompt; their distribution-level accuracy is measured
+// by bench/weight_format_kl (KL divergence, beside llama.cpp's).
 TEST(WeightFormatAccuracyTest, Int8WithinTheToleranceItsWeightErrorGives) {
   const GoldenCase bf16 = LoadGolden("tiny-v3-bf16");
   const GoldenCase fp8 = LoadGolden("tiny-v3-fp8");
@@ -214,21 +202,16 @@ TEST(WeightFormatAccuracyTest, Int8WithinTheToleranceItsWeightErrorGives) {
   std::printf("[weights] relative weight error: fp8 %.4f, int8 %.4f\n", fp8_error, int8_error);
   ASSERT_GT(fp8_error, 0);
   ASSERT_LT(int8_error, fp8_error);
-  const double activation_error =
-      RelativeActivationError(Values(StoredLinear(**ckpt_bf16, "model.embed_tokens.weight")));
-  std::printf("[weights] relative int8 activation error on the embeddings: %.4f\n",
-              activation_error);
-  ASSERT_GT(activation_error, 0);
   for (const bool int8_activations : {false, true}) {
     std::unique_ptr<Model> int8 = LoadAs(bf16.dir, WeightFormat::kInt8, int8_activations);
     ASSERT_TRUE(int8);
-    const double error = int8_activations ? std::hypot(int8_error, activation_error) : int8_error;
     for (size_t i = 0; i < bf16.prompts.size(); ++i) {
       const GoldenPrompt& p = bf16.prompts[i];
       ASSERT_EQ(p.prompt, fp8.prompts[i].prompt);
       const Diff fp8_dev = Compare(fp8.prompts[i].logits.data(), p.logits.data(),
                                    static_cast<int64_t>(p.logits.size()));
-      const double tolerance = 2 * fp8_dev.max_abs_diff * error / fp8_error;
+      const double tolerance = int8_activations ? fp8_dev.max_abs_diff
+                                                : 2 * fp8_dev.max_abs_diff * int8_error / fp8_error;
       const std::vector<float> got = PromptLogits(*int8, p.prompt);
       const Diff d = Compare(got.data(), p.logits.data(), static_cast<int64_t>(got.size()));
       std::printf(
