@@ -26,6 +26,9 @@ void CausalSoftmax(float* scores, int64_t n, int64_t ctx, int64_t start_pos, flo
 
 // Slices with at most this many new tokens use the absorbed form under AttentionForm::kAuto.
 constexpr int64_t kAbsorbedMaxTokens = 8;
+// Heads that share a pass over the latent cache in decode: their queries and outputs (8 x
+// (576 + 512) floats at DeepSeek-V3's widths) stay in L1 while each cache row is read once.
+constexpr int64_t kHeadGroup = 8;
 
 }  // namespace
 
@@ -86,10 +89,13 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
       AbsorbedSlice(w, cache_layer, s, pool, q.data(), attn.data());
     }
   }
-  // Decode: heads are independent; within a head, all absorbed rows share W_UK and W_UV.
+  // Decode: heads are independent; within a head, all absorbed rows share W_UK and W_UV, and
+  // a group of heads shares each pass over the cache.
   if (!absorbed.empty()) {
-    ThreadPool::Default().ParallelForDynamic(heads, [&](int64_t h, int) {
-      AbsorbedHead(w, cache_layer, absorbed, h, pool, q.data(), attn.data());
+    const int64_t groups = (heads + kHeadGroup - 1) / kHeadGroup;
+    ThreadPool::Default().ParallelForDynamic(groups, [&](int64_t g, int) {
+      AbsorbedHeads(w, cache_layer, absorbed, g * kHeadGroup, std::min(heads, (g + 1) * kHeadGroup),
+                    pool, q.data(), attn.data());
     });
   }
   MatMul(attn.data(), num_rows, w.o, out);
@@ -202,9 +208,10 @@ void MlaAttention::AbsorbedSlice(const MlaWeights& w, int64_t cache_layer, const
   });
 }
 
-void MlaAttention::AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
-                                std::span<const SequenceSlice* const> slices, int64_t h,
-                                const KvCachePool& pool, const float* q, float* attn) const {
+void MlaAttention::AbsorbedHeads(const MlaWeights& w, int64_t cache_layer,
+                                 std::span<const SequenceSlice* const> slices, int64_t h_begin,
+                                 int64_t h_end, const KvCachePool& pool, const float* q,
+                                 float* attn) const {
   const ModelConfig& c = config_;
   const int64_t heads = c.num_attention_heads;
   const int64_t dq = c.qk_head_dim();
@@ -213,50 +220,71 @@ void MlaAttention::AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
   const int64_t vdim = c.v_head_dim;
   const int64_t latent = c.kv_lora_rank;
   const int64_t width = latent + rope;  // a cache row
-  int64_t n = 0;                        // rows of all slices
-  for (const SequenceSlice* s : slices) n += s->num_tokens;
+  const int64_t hg = h_end - h_begin;
+  int64_t n = 0;  // rows of all slices
+  int64_t max_ctx = 0;
+  for (const SequenceSlice* s : slices) {
+    n += s->num_tokens;
+    max_ctx = std::max(max_ctx, s->start_pos + s->num_tokens);
+  }
 
+  // Per head of the group: qh {n, [q_nope | q_pe]}, qcat {n, [q_nope W_UK | q_pe]}, olat
+  // {n, kv_lora}; scores {hg, ctx} for one row at a time; vout {n, v}.
   thread_local std::vector<float> qh, qcat, olat, vout, scores;
-  qh.resize(static_cast<size_t>(n * dq));        // {n, [q_nope | q_pe]} of head h
-  qcat.resize(static_cast<size_t>(n * width));   // {n, [q_nope W_UK | q_pe]}
-  olat.resize(static_cast<size_t>(n * latent));  // {n, kv_lora}
-  vout.resize(static_cast<size_t>(n * vdim));    // {n, v}
+  qh.resize(static_cast<size_t>(n * dq));
+  qcat.resize(static_cast<size_t>(hg * n * width));
+  olat.resize(static_cast<size_t>(hg * n * latent));
+  vout.resize(static_cast<size_t>(n * vdim));
+  scores.resize(static_cast<size_t>(hg * max_ctx));
+  for (int64_t h = h_begin; h < h_end; ++h) {
+    float* qcat_h = &qcat[static_cast<size_t>((h - h_begin) * n * width)];
+    int64_t r = 0;
+    for (const SequenceSlice* s : slices) {
+      for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
+        std::memcpy(&qh[static_cast<size_t>(r * dq)], q + ((s->token_begin + i) * heads + h) * dq,
+                    sizeof(float) * dq);
+      }
+    }
+    MatMulTransposedRows(qh.data(), n, dq, w.kv_b, h * (nope + vdim), nope, qcat_h, width);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(qcat_h + i * width + latent, &qh[static_cast<size_t>(i * dq + nope)],
+                  sizeof(float) * rope);
+    }
+  }
   int64_t r = 0;
   for (const SequenceSlice* s : slices) {
     for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
-      std::memcpy(&qh[static_cast<size_t>(r * dq)], q + ((s->token_begin + i) * heads + h) * dq,
-                  sizeof(float) * dq);
-    }
-  }
-  MatMulTransposedRows(qh.data(), n, dq, w.kv_b, h * (nope + vdim), nope, qcat.data(), width);
-  for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(&qcat[static_cast<size_t>(i * width + latent)],
-                &qh[static_cast<size_t>(i * dq + nope)], sizeof(float) * rope);
-  }
-  r = 0;
-  for (const SequenceSlice* s : slices) {
-    const int64_t ctx = s->start_pos + s->num_tokens;
-    scores.resize(static_cast<size_t>(ctx));
-    for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
       const int64_t visible = s->start_pos + i + 1;
-      const float* qi = &qcat[static_cast<size_t>(r * width)];
       for (int64_t j = 0; j < visible; ++j) {
-        scores[j] = Dot(qi, pool.Row(cache_layer, *s->kv, j), width) * scale_;
+        const float* row = pool.Row(cache_layer, *s->kv, j);
+        for (int64_t g = 0; g < hg; ++g) {
+          scores[static_cast<size_t>(g * max_ctx + j)] =
+              Dot(&qcat[static_cast<size_t>((g * n + r) * width)], row, width) * scale_;
+        }
       }
-      SoftmaxInPlace(scores.data(), visible);
-      float* o = &olat[static_cast<size_t>(r * latent)];
-      std::memset(o, 0, sizeof(float) * latent);
-      for (int64_t j = 0; j < visible; ++j)
-        Axpy(scores[j], pool.Row(cache_layer, *s->kv, j), o, latent);
+      for (int64_t g = 0; g < hg; ++g) {
+        SoftmaxInPlace(&scores[static_cast<size_t>(g * max_ctx)], visible);
+        std::memset(&olat[static_cast<size_t>((g * n + r) * latent)], 0, sizeof(float) * latent);
+      }
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* row = pool.Row(cache_layer, *s->kv, j);
+        for (int64_t g = 0; g < hg; ++g) {
+          Axpy(scores[static_cast<size_t>(g * max_ctx + j)], row,
+               &olat[static_cast<size_t>((g * n + r) * latent)], latent);
+        }
+      }
     }
   }
-  // {n, v} = olat W_UV^T, W_UV = kv_b rows of this head's v part.
-  MatMulRows(olat.data(), n, latent, w.kv_b, h * (nope + vdim) + nope, vdim, vout.data(), vdim);
-  r = 0;
-  for (const SequenceSlice* s : slices) {
-    for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
-      std::memcpy(attn + ((s->token_begin + i) * heads + h) * vdim,
-                  &vout[static_cast<size_t>(r * vdim)], sizeof(float) * vdim);
+  for (int64_t h = h_begin; h < h_end; ++h) {
+    // {n, v} = olat W_UV^T, W_UV = kv_b rows of this head's v part.
+    MatMulRows(&olat[static_cast<size_t>((h - h_begin) * n * latent)], n, latent, w.kv_b,
+               h * (nope + vdim) + nope, vdim, vout.data(), vdim);
+    r = 0;
+    for (const SequenceSlice* s : slices) {
+      for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
+        std::memcpy(attn + ((s->token_begin + i) * heads + h) * vdim,
+                    &vout[static_cast<size_t>(r * vdim)], sizeof(float) * vdim);
+      }
     }
   }
 }

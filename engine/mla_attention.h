@@ -37,12 +37,13 @@ class MlaAttention {
  private:
   void Expanded(const MlaWeights& w, int64_t cache_layer, const SequenceSlice& s,
                 const KvCachePool& pool, const float* q, float* attn) const;
-  // Head `h` of every slice in `slices` in the absorbed form: the rows of all slices go
-  // through W_UK and W_UV together (one pass over the head's kv_b rows). Thread-safe: one call
-  // per head.
-  void AbsorbedHead(const MlaWeights& w, int64_t cache_layer,
-                    std::span<const SequenceSlice* const> slices, int64_t h,
-                    const KvCachePool& pool, const float* q, float* attn) const;
+  // Heads [h_begin, h_end) of every slice in `slices` in the absorbed form: the rows of all
+  // slices go through each head's W_UK and W_UV together (one pass over its kv_b rows), and
+  // each cache row is read once for all the heads (scores, then P.V), not once per head.
+  // Thread-safe: one call per group of heads.
+  void AbsorbedHeads(const MlaWeights& w, int64_t cache_layer,
+                     std::span<const SequenceSlice* const> slices, int64_t h_begin, int64_t h_end,
+                     const KvCachePool& pool, const float* q, float* attn) const;
 
   // One slice of many new tokens in the absorbed form, as GEMMs per head over the slice's
   // cache rows gathered once: scores = [q_nope W_UK | q_pe] rows^T, out = (P c_kv) W_UV^T.
