@@ -28,12 +28,13 @@ bool Retryable(grpc::StatusCode code) {
 }  // namespace
 
 CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
-                             WorkerRegistry& workers, DelayedTasks& delayed, ResponseFn on_response,
-                             DoneFn on_done)
+                             WorkerRegistry& workers, DelayedTasks& delayed,
+                             std::shared_ptr<LiveRuns> live, ResponseFn on_response, DoneFn on_done)
     : plan_(std::move(plan)),
       index_(index),
       workers_(workers),
       delayed_(delayed),
+      live_(std::move(live)),
       on_response_(std::move(on_response)),
       on_done_(std::move(on_done)),
       text_(plan_->return_text ? plan_->tokenizer : nullptr,
@@ -42,9 +43,11 @@ CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int ind
       parsers_(plan_->return_text ? plan_->tool_calls.get() : nullptr,
                plan_->return_text ? plan_->reasoning_parser : ""),
       prompt_(plan_->prompt),
-      sampling_(plan_->sampling) {}
+      sampling_(plan_->sampling) {
+  live_->Add();
+}
 
-CompletionRun::~CompletionRun() = default;
+CompletionRun::~CompletionRun() { live_->Remove(); }
 
 PickHint CompletionRun::Hint() const {
   return PickHint{plan_->kv_names, static_cast<int64_t>(prompt_.size())};

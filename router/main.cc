@@ -11,6 +11,7 @@
 #include "router/reasoning/reasoning_parser.h"
 #include "router/router_backend.h"
 #include "router/tool_calls/tool_call_format.h"
+#include "router/worker_notices.h"
 #include "router/worker_registry.h"
 
 ABSL_DECLARE_FLAG(absl::Duration, drain_timeout);  // common/service_host.cc
@@ -113,8 +114,14 @@ int main(int argc, char** argv) {
         auto backend =
             std::make_shared<dsv3::router::RouterBackend>(options, *registry, std::move(tokenizer));
         dsv3::ServerParts parts;
-        // Destroyed in order, after the services: the backend, then the registry it uses.
+        // Destroyed in order, after the services: the backend, then (at most 3 s) the lease
+        // Releases and prefill cancels its last requests sent, then the registry it uses.
         parts.keep_alive.push_back(backend);
+        parts.keep_alive.push_back(std::shared_ptr<void>(nullptr, [](void*) {
+          if (!dsv3::router::WaitForWorkerNotices(absl::Seconds(3))) {
+            DSV3_LOG(WARNING) << "exiting with lease releases still unanswered";
+          }
+        }));
         parts.keep_alive.push_back(registry);
         if (absl::Status s = dsv3::router::AddFrontEnds(*backend, parts); !s.ok()) return s;
         parts.ready = [backend = backend.get()] { return backend->Ready(); };

@@ -209,7 +209,16 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
 
 bool RouterBackend::Ready() { return ListModels().models_size() > 0; }
 
-int RouterBackend::Drain(absl::Time deadline) { return in_flight_.Drain(deadline); }
+int RouterBackend::Drain(absl::Time deadline) {
+  const int cancelled = in_flight_.Drain(deadline);
+  // The runs cancelled release their leases once their prefill calls end (a stalled prefill's
+  // write grace is 3 s): wait for that before the process exits.
+  if (!live_runs_->WaitForNone(absl::Seconds(5))) {
+    DSV3_LOG(WARNING) << "exiting with requests whose decode leases are not yet released (they "
+                         "expire on the decode worker)";
+  }
+  return cancelled;
+}
 
 absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
@@ -296,7 +305,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     // The front-end holds the group (its GenerateHandle) until the request is done.
     std::weak_ptr<RequestGroup> weak = group;
     auto run = std::make_shared<CompletionRun>(
-        run_plan, i, workers_, delayed_,
+        run_plan, i, workers_, delayed_, live_runs_,
         [weak](const v1::GenerateResponse& r) {
           if (auto g = weak.lock()) g->OnResponse(r);
         },

@@ -23,6 +23,12 @@ void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, ui
 void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
                       const std::string& reason);
 
+// Waits, at most `timeout`, until every notice sent so far has been answered or has failed;
+// false if some are still in flight. A router exiting at its drain timeout cancels the
+// streams left, whose leases it then releases: without this wait those Releases die with the
+// process and the decode worker holds their KV blocks until the leases expire.
+bool WaitForWorkerNotices(absl::Duration timeout);
+
 }  // namespace dsv3::router
 
 #endif  // DSV3_ROUTER_WORKER_NOTICES_H_
