@@ -59,7 +59,7 @@ setup_llama_cpp() {
 }
 
 setup_ours() {
-  cmake --build "$BUILD" --target engine_bench weight_format_kl dsv3 > "$OUT/ours-build.log"
+  cmake --build "$BUILD" --target engine_bench weight_format_kl matmul_bench dsv3 > "$OUT/ours-build.log"
   [ -f "$TOKENIZER/tokenizer.json" ] || "$ROOT/scripts/install-npm-deps.sh" > /dev/null
 }
 
@@ -106,9 +106,13 @@ kl() {
   cat /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/GFDL-1.3 > "$text"
   $PY -c 'import json,sys; print(json.dumps({"text": open(sys.argv[1]).read()}))' "$text" |
     "$BUILD/bin/dsv3" tokenize --tokenizer "$WORK/model-bf16" > "$OUT/kl-tokens.json"
+  # Ours twice: the chunk as one prefill (f32 activations), and 16 tokens at a time, which
+  # runs the decode kernels (int8 activations): what generated tokens are computed with.
   for f in int8 int4; do
     "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights $f --threads "$THREADS" \
       --tokens "$OUT/kl-tokens.json" --ctx 512 --chunks 16 > "$OUT/ours-kl-$f.json"
+    "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights $f --threads "$THREADS" \
+      --tokens "$OUT/kl-tokens.json" --ctx 512 --chunks 16 --step 16 > "$OUT/ours-kl-$f-decode.json"
   done
   "$b/llama-perplexity" -m "$WORK/bench-bf16.gguf" -t "$THREADS" -f "$text" -c 512 --chunks 16 \
     --kl-divergence-base "$OUT/llama-kl-base.bin" > "$OUT/llama-kl-base.log" 2>&1

@@ -100,13 +100,18 @@ for fmt, q in (("int8", "q8_0"), ("int4", "q4_0")):
     text = open(lp).read()
     m = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", text)
     t = re.search(r"Same top p:\s+([0-9.]+)", text)
-    kl_rows.append((fmt, q, o, float(m.group(1)) if m else None, float(t.group(1)) if t else None))
+    dp = os.path.join(out, f"ours-kl-{fmt}-decode.json")
+    d = load(dp) if os.path.exists(dp) else None
+    kl_rows.append((fmt, q, o, d, float(m.group(1)) if m else None, float(t.group(1)) if t else None))
 if kl_rows:
     print("KL divergence from BF16 of the next-token distribution (second half of 512-token "
-          "chunks of the same text):\n")
-    print("| ours | mean KL | same top token | llama.cpp | mean KL | same top token |")
-    print("|---|---:|---:|---|---:|---:|")
-    for fmt, q, o, lk, lt in kl_rows:
+          "chunks of the same text). Ours as a prefill (f32 activations) and 16 tokens at a "
+          "time (the decode kernels: int8 activations):\n")
+    print("| ours | mean KL prefill | mean KL decode | same top token (decode) | llama.cpp | mean KL | same top token |")
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for fmt, q, o, d, lk, lt in kl_rows:
         lks = f"{lk:.6f}" if lk is not None else "-"
         lts = f"{lt:.2f}%" if lt is not None else "-"
-        print(f"| {fmt} | {o['mean_kl']:.6f} | {100 * o['same_top_token']:.2f}% | {q.upper()} | {lks} | {lts} |")
+        dk = f"{d['mean_kl']:.6f}" if d else "-"
+        dt = f"{100 * d['same_top_token']:.2f}%" if d else "-"
+        print(f"| {fmt} | {o['mean_kl']:.6f} | {dk} | {dt} | {q.upper()} | {lks} | {lts} |")
