@@ -96,8 +96,12 @@ class CompiledGrammar {
   // Byte counts saturate here: "cannot end" (and no overflow on long repetitions).
   static constexpr int64_t kUnreachable = std::numeric_limits<int64_t>::max() / 4;
   static int64_t SaturatingAdd(int64_t a, int64_t b) { return std::min(kUnreachable, a + b); }
+  // Overflow-checked: a count of 24 times an unreachable item once overflowed (fuzzer).
   static int64_t SaturatingMul(int64_t a, int64_t b) {
-    return a == 0 || b == 0 ? 0 : std::min(kUnreachable, a * b);
+    int64_t product;
+    if (a == 0 || b == 0) return 0;
+    if (__builtin_mul_overflow(a, b, &product)) return kUnreachable;
+    return std::min(kUnreachable, product);
   }
 
   CompiledGrammar() = default;

@@ -1,6 +1,8 @@
 // The grammar matcher and the JSON Schema compiler: what a schema lets through, byte by
 // byte, and what it refuses (with the reason named).
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -230,6 +232,31 @@ TEST(GrammarMatcherTest, MinRemainingBytesIsTheShortestWayToTheEnd) {
     MatchState s = g->Start();
     for (char c : std::string(prefix)) ASSERT_TRUE(g->Advance(s, static_cast<uint8_t>(c)));
     EXPECT_EQ(g->MinRemainingBytes(s), expected) << prefix;
+  }
+}
+
+// A wire grammar the fuzzer found (tests/fuzz/structured_output/, replayed there too): a
+// repeat of 24 whose item cannot end made the shortest-completion count overflow (24 x the
+// "unreachable" count) instead of saturating: UBSan's report in the sanitizer build, a negative
+// count here.
+TEST(GrammarMatcherTest, CountsOfUnreachableItemsSaturate) {
+  std::ifstream in(std::string(DSV3_SOURCE_DIR) +
+                       "/tests/fuzz/structured_output/regression-saturating-mul-overflow",
+                   std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(bytes.empty());
+  v1::Grammar grammar;
+  ASSERT_TRUE(grammar.ParseFromString(bytes));
+  auto compiled = CompiledGrammar::Compile(grammar);
+  if (!compiled.ok()) {
+    EXPECT_EQ(compiled.status().code(), absl::StatusCode::kInvalidArgument);
+    return;
+  }
+  MatchState state = (*compiled)->Start();
+  EXPECT_GE((*compiled)->MinRemainingBytes(state), 0);
+  for (char c : bytes) {
+    if (!(*compiled)->Advance(state, static_cast<uint8_t>(c))) break;
+    EXPECT_GE((*compiled)->MinRemainingBytes(state), 0);
   }
 }
 
