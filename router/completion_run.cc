@@ -29,7 +29,8 @@ bool Retryable(grpc::StatusCode code) {
 
 CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index,
                              WorkerRegistry& workers, DelayedTasks& delayed,
-                             std::shared_ptr<LiveRuns> live, ResponseFn on_response, DoneFn on_done)
+                             std::shared_ptr<LiveCount> live, ResponseFn on_response,
+                             DoneFn on_done)
     : plan_(std::move(plan)),
       index_(index),
       workers_(workers),

@@ -43,7 +43,7 @@
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "router/completion_text.h"
 #include "router/delayed_tasks.h"
-#include "router/live_runs.h"
+#include "router/live_count.h"
 #include "router/response_parsers.h"
 #include "router/tool_calls/tool_call_format.h"
 #include "router/worker_registry.h"
@@ -84,7 +84,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   using DoneFn = std::function<void(const absl::Status&)>;
 
   CompletionRun(std::shared_ptr<const CompletionPlan> plan, int index, WorkerRegistry& workers,
-                DelayedTasks& delayed, std::shared_ptr<LiveRuns> live, ResponseFn on_response,
+                DelayedTasks& delayed, std::shared_ptr<LiveCount> live, ResponseFn on_response,
                 DoneFn on_done);
   ~CompletionRun();
   void Start();
@@ -155,7 +155,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   const int index_;
   WorkerRegistry& workers_;
   DelayedTasks& delayed_;
-  const std::shared_ptr<LiveRuns> live_;  // counts this run while it exists
+  const std::shared_ptr<LiveCount> live_;  // counts this run while it exists
   const ResponseFn on_response_;
   const DoneFn on_done_;
   CompletionText text_;

@@ -13,7 +13,7 @@
 #include "router/generation_config.h"
 #include "router/in_flight_requests.h"
 #include "router/inference_backend.h"
-#include "router/live_runs.h"
+#include "router/live_count.h"
 #include "router/prompt_encoder.h"
 #include "router/worker_registry.h"
 #include "tokenizer/tokenizer.h"
@@ -67,7 +67,7 @@ class RouterBackend : public InferenceBackend {
   const RouterBackendOptions options_;
   WorkerRegistry& workers_;
   InFlightRequests in_flight_;
-  const std::shared_ptr<LiveRuns> live_runs_ = std::make_shared<LiveRuns>();
+  const std::shared_ptr<LiveCount> live_runs_ = std::make_shared<LiveCount>();
   DelayedTasks delayed_;  // requests waiting for KV capacity
   const PromptEncoder prompts_;
   const tokenizer::Tokenizer* const tokenizer_;  // prompts_'s; null without one

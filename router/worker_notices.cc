@@ -4,32 +4,20 @@
 
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "router/live_count.h"
 
 namespace dsv3::router {
 namespace {
 
-// Notices sent and not yet answered.
-struct InFlight {
-  absl::Mutex mu;
-  int64_t calls ABSL_GUARDED_BY(mu) = 0;
-};
-
-InFlight& Notices() {
-  static auto* in_flight = new InFlight;  // never destroyed: callbacks may run at exit
+// Notices sent and not yet answered; never destroyed: callbacks may run at exit.
+LiveCount& Notices() {
+  static auto* in_flight = new LiveCount;
   return *in_flight;
 }
 
-void NoticeSent() {
-  absl::MutexLock lock(&Notices().mu);
-  ++Notices().calls;
-}
-
-void NoticeDone() {
-  absl::MutexLock lock(&Notices().mu);
-  --Notices().calls;
-}
+void NoticeSent() { Notices().Add(); }
+void NoticeDone() { Notices().Remove(); }
 
 }  // namespace
 
@@ -77,12 +65,6 @@ void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t leas
                           [call](grpc::Status) { NoticeDone(); });
 }
 
-bool WaitForWorkerNotices(absl::Duration timeout) {
-  InFlight& n = Notices();
-  absl::MutexLock lock(&n.mu);
-  return n.mu.AwaitWithTimeout(absl::Condition(
-                                   +[](int64_t* calls) { return *calls == 0; }, &n.calls),
-                               timeout);
-}
+bool WaitForWorkerNotices(absl::Duration timeout) { return Notices().WaitForNone(timeout); }
 
 }  // namespace dsv3::router

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engine/dtype.h"
+#include "engine/kernels/quantize.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
@@ -18,8 +19,8 @@
 namespace dsv3::engine {
 namespace {
 
-constexpr int64_t kGroup = 32;  // quantize.h's kQuantGroup (the layout's group width)
-constexpr int64_t kLane = 4;    // columns a vpdpbusd lane sums
+constexpr int64_t kGroup = kQuantGroup;  // the layout's group width
+constexpr int64_t kLane = 4;             // columns a vpdpbusd lane sums
 
 #if DSV3_HAVE_VNNI_KERNEL
 
