@@ -7,8 +7,8 @@
 // (kQ8/kQ4, kernels/quantize.h: W = code x group_scales[r][c / group]). Activations are always f32;
 // W is never materialised in f32 as a whole:
 //   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
-//     (matmul_direct.h, AVX-512 with a portable fallback), or for kQ8/kQ4 with
-//     int8_activations multiplied by int8-quantized activations (matmul_int8.h);
+//     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4 with int8_activations, up
+//     to 64 rows: multiplied by int8-quantized activations (matmul_int8.h);
 //   - more rows (prefill, big batches): 128-row tiles of W are dequantised to f32 and multiplied
 //     by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
