@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/kv_block_hash.h"
+#include "decode_worker/kv_landing_table.h"
 #include "dsv3/v1/common.pb.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
@@ -54,6 +55,10 @@ struct DecodeSchedulerOptions {
   // that a suffix computed here lengthens each step of the running batch by a bounded amount
   // (chunked over several steps); 0: each suffix in one step.
   int64_t local_prefill_chunk_tokens = 0;
+  // Where prefill workers mark a lease's prompt KV as landed: a Start that no prefill
+  // preceded is refused (prefill_here ones compute the prompt and need no mark). Outlives
+  // the scheduler. Null: not checked (a pool no prefill worker writes into).
+  KvLandingTable* landing = nullptr;
 };
 
 struct LeaseGrant {
@@ -65,6 +70,10 @@ struct LeaseGrant {
   absl::Time expiry;
   // The first cached_tokens positions came from the prefix cache (not to be written).
   int64_t cached_tokens = 0;
+  // The lease's slot in the landing table (options.landing) and the tag that marks it
+  // landed; -1 without a table.
+  int landing_slot = -1;
+  uint64_t landing_tag = 0;
 };
 
 // Where a running sequence's output goes. Called on the scheduler thread: must not block.
@@ -132,7 +141,8 @@ class DecodeScheduler {
   // or `secret` is not its secret.
   bool Release(uint64_t lease_id, uint64_t secret);
   // Starts decoding a lease whose prompt KV is now in its blocks. NOT_FOUND for an unknown
-  // or expired lease, PERMISSION_DENIED for a wrong secret.
+  // or expired lease, PERMISSION_DENIED for a wrong secret, FAILED_PRECONDITION when no
+  // prefill has marked the lease landed (and not prefill_here).
   absl::Status Start(DecodeStart start, std::shared_ptr<DecodeSink> sink);
   // Ends a started sequence (the client left); its sink gets OnFinish(CANCELLED).
   void Cancel(uint64_t lease_id);
@@ -152,6 +162,7 @@ class DecodeScheduler {
     absl::Time expiry;
     int64_t cached_tokens = 0;  // from the prefix cache
     uint64_t secret = 0;
+    KvLandingTable::Slot landing;  // freed with the lease
   };
   struct Sequence {
     uint64_t lease_id = 0;

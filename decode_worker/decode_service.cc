@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 
@@ -139,6 +140,21 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
                            static_cast<int>(layout.num_layers - model.config().num_hidden_layers)));
   std::unique_ptr<DecodeService> s(new DecodeService(model, ucx, std::move(options)));
   s->config_hash_ = config_hash;
+  {
+    // A slot per lease; leases hold at least one block each but for the rare fully cached
+    // prompt, so twice the pool's blocks (and at least 1024) is ample. UCX-allocated, as the
+    // pool: over shared memory the prefill worker's put is then a plain copy.
+    const int slots = static_cast<int>(std::clamp<int64_t>(2 * layout.num_blocks, 1024, 1 << 22));
+    auto region = transport::UcxMemoryRegion::Allocate(ucx, static_cast<size_t>(slots) * 8);
+    if (!region.ok()) {
+      return absl::Status(region.status().code(), absl::StrCat("allocating the KV landing table: ",
+                                                               region.status().message()));
+    }
+    s->landing_region_ = std::move(*region);
+    std::memset(s->landing_region_->base(), 0, s->landing_region_->length());
+    s->landing_ = std::make_unique<KvLandingTable>(s->landing_region_->base(), slots);
+    s->options_.scheduler.landing = s->landing_.get();
+  }
   if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
     // The region first: it owns the memory the scheduler's pool lives in.
     if (layout.total_bytes() <= 0) {
@@ -248,6 +264,10 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
   d->set_decode_address(options_.advertised_address);
   d->set_config_hash(config_hash_);
   d->set_cached_tokens(static_cast<int32_t>(grant->cached_tokens));
+  v1::KvLanding* landing = d->mutable_landing();
+  landing->set_rkey(landing_region_->packed_rkey());
+  landing->set_address(landing_region_->base_address() + uint64_t{8} * grant->landing_slot);
+  landing->set_tag(grant->landing_tag);
   DSV3_LOG(DEBUG).With("request_id", request->request_id())
       << "reserved lease " << grant->lease_id << ": " << grant->block_ids.size() << " blocks, "
       << grant->cached_tokens << " prompt tokens cached";
@@ -323,6 +343,9 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   pool->set_ucx_worker_address(ucx_.worker_address());
   pool->set_rkey(pool_region_->packed_rkey());
   pool->set_base_address(pool_region_->base_address());
+  pool->set_landing_rkey(landing_region_->packed_rkey());
+  pool->set_landing_base_address(landing_region_->base_address());
+  pool->set_landing_slots(landing_->slots());
   return Reply(context, absl::OkStatus());
 }
 

@@ -91,6 +91,10 @@ class DecodeService final : public v1::Worker::CallbackService {
   // scheduler's pool owns it, so the region (the registration) goes first (~DecodeService).
   std::unique_ptr<DecodeScheduler> scheduler_;
   std::unique_ptr<transport::UcxMemoryRegion> pool_region_;
+  // The landing table (decode_worker/kv_landing_table.h) and its UCX memory; both outlive the
+  // scheduler, which holds slots.
+  std::unique_ptr<transport::UcxMemoryRegion> landing_region_;
+  std::unique_ptr<KvLandingTable> landing_;
   std::unique_ptr<worker::LoadWatchers> watchers_;
 };
 

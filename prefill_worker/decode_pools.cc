@@ -10,7 +10,7 @@ namespace {
 absl::Status Mismatch(const std::string& address) {
   return absl::PermissionDeniedError(
       absl::StrCat("the KV destination does not match what decode worker ", address,
-                   " says of its pool (layout, UCX address, rkey or base address)"));
+                   " says of its pool (layout, UCX address, rkey, base address or landing slot)"));
 }
 
 }  // namespace
@@ -35,8 +35,14 @@ absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
 }
 
 bool DecodePools::Matches(const v1::KvDestination& d, const v1::WorkerInfo& info) {
-  return d.ucx_worker_address() == info.kv_pool().ucx_worker_address() &&
-         d.rkey() == info.kv_pool().rkey() && d.base_address() == info.kv_pool().base_address() &&
+  const v1::KvPoolAccess& pool = info.kv_pool();
+  // The landing mark goes into one aligned slot of the decode worker's own landing table.
+  const uint64_t slot = d.landing().address() - pool.landing_base_address();
+  const bool landing_ok = d.landing().rkey() == pool.landing_rkey() &&
+                          d.landing().address() >= pool.landing_base_address() && slot % 8 == 0 &&
+                          slot / 8 < static_cast<uint64_t>(pool.landing_slots());
+  return d.ucx_worker_address() == pool.ucx_worker_address() && d.rkey() == pool.rkey() &&
+         d.base_address() == pool.base_address() && landing_ok &&
          d.layout().SerializeAsString() == info.kv_layout().SerializeAsString();
 }
 

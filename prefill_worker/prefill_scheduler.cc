@@ -459,7 +459,7 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   const absl::Time flush_start = absl::Now();
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
   DecodeLiveness::Probe probe = liveness_.ProbeFor(job.decode_address);
-  if (absl::Status s = a.transfer->Flush(deadline, [&probe] { return probe.Check(); }); !s.ok()) {
+  if (absl::Status s = a.transfer->Land(deadline, [&probe] { return probe.Check(); }); !s.ok()) {
     a.failure = TransferFailed(job.decode_address, s);
     return;
   }

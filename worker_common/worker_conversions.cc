@@ -70,6 +70,9 @@ absl::StatusOr<transport::KvWriteTarget> ToWriteTarget(const v1::KvDestination& 
   t.layout = ToTransportLayout(d.layout());
   t.block_ids.assign(d.block_ids().begin(), d.block_ids().end());
   t.cached_tokens = d.cached_tokens();
+  t.landing_rkey = d.landing().rkey();
+  t.landing_address = d.landing().address();
+  t.landing_tag = d.landing().tag();
   return t;
 }
 

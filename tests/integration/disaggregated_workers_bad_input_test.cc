@@ -163,12 +163,16 @@ TEST_P(DisaggregatedWorkersTest, AForgedKvDestinationIsNotWrittenInto) {
   const GoldenPrompt g = LoadGolden().front();
   auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
   ASSERT_TRUE(lease.ok()) << lease.status();
-  std::vector<v1::KvDestination> forged(5, *lease);
+  std::vector<v1::KvDestination> forged(8, *lease);
   forged[0].set_base_address(lease->base_address() + 4096);
   forged[1].mutable_layout()->set_num_blocks(lease->layout().num_blocks() * 64);
   forged[2].set_rkey(std::string(lease->rkey().size(), '\x5a'));
   forged[3].set_decode_address(prefill_.address);  // a prefill worker has no pool
   forged[4].set_decode_address("");
+  // The landing mark, too, goes only into one slot of the decode worker's own table.
+  forged[5].mutable_landing()->set_address(lease->landing().address() + (uint64_t{8} << 30));
+  forged[6].mutable_landing()->set_address(lease->landing().address() + 4);
+  forged[7].mutable_landing()->set_rkey(std::string(lease->landing().rkey().size(), '\x5a'));
   for (size_t i = 0; i < forged.size(); ++i) {
     auto refused = Prefill(g.prompt, forged[i]);
     ASSERT_FALSE(refused.ok()) << "forged destination " << i;
@@ -179,6 +183,48 @@ TEST_P(DisaggregatedWorkersTest, AForgedKvDestinationIsNotWrittenInto) {
   auto prefill = Prefill(g.prompt, *lease);
   ASSERT_TRUE(prefill.ok()) << prefill.status();
   v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  EXPECT_EQ(Decode(g.prompt, lease->lease_id(), prefill->first_token_id(), 8, &reason), g.greedy);
+}
+
+// A Decode that no Prefill preceded is refused (FAILED_PRECONDITION) rather than reading
+// the rows an earlier request left in the reused blocks (and naming them in the prefix
+// cache): the decode worker starts a lease only once the prefill worker has put the lease's
+// landing tag after its last row. The lease is intact: its own prefill and decode follow.
+TEST_P(DisaggregatedWorkersTest, ADecodeThatNoPrefillPrecededIsRefused) {
+  const GoldenPrompt g = LoadGolden().front();
+  // An earlier request leaves its rows in the pool's blocks.
+  auto earlier = Reserve(static_cast<int>(g.prompt.size()), 8);
+  ASSERT_TRUE(earlier.ok()) << earlier.status();
+  auto earlier_prefill = Prefill(g.prompt, *earlier);
+  ASSERT_TRUE(earlier_prefill.ok()) << earlier_prefill.status();
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  EXPECT_EQ(Decode(g.prompt, earlier->lease_id(), earlier_prefill->first_token_id(), 8, &reason),
+            g.greedy);
+
+  auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_NE(lease->landing().tag(), 0u);
+  EXPECT_NE(lease->landing().tag(), lease->lease_secret());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 10);
+    v1::DecodeRequest req;
+    req.set_lease_id(lease->lease_id());
+    req.set_lease_secret(lease->lease_secret());  // the caller holds the secret, even
+    for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
+    req.set_first_token_id(g.greedy[0]);
+    req.mutable_sampling()->set_max_tokens(8);
+    auto reader = decode_.stub->Decode(&ctx, req);
+    v1::DecodeResponse resp;
+    int responses = 0;
+    while (reader->Read(&resp)) responses += resp.token_ids_size();
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("no prefill has landed"));
+    EXPECT_EQ(responses, 0);
+  }
+  auto prefill = Prefill(g.prompt, *lease);
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
   EXPECT_EQ(Decode(g.prompt, lease->lease_id(), prefill->first_token_id(), 8, &reason), g.greedy);
 }
 

@@ -80,6 +80,12 @@ void KvTransferTest::RowsLandInTheirBlocksByteForByte(bool ucx_allocated) {
   target.base_address = (*region)->base_address();
   target.layout = layout;
   target.block_ids = {5, 2, 7};  // 12 token slots, out of order on purpose
+  // The lease's landing slot: the 4th word of a table the decode side allocated.
+  auto landing = UcxMemoryRegion::Allocate(**decode, 8 * 8);
+  ASSERT_TRUE(landing.ok()) << landing.status();
+  target.landing_rkey = (*landing)->packed_rkey();
+  target.landing_address = (*landing)->base_address() + 3 * 8;
+  target.landing_tag = 0x0123456789abcdefULL;
 
   const int tokens = 10;  // the last block is partly used
   std::mt19937 rng(7);
@@ -101,6 +107,15 @@ void KvTransferTest::RowsLandInTheirBlocksByteForByte(bool ucx_allocated) {
   absl::Status flushed = (*transfer)->Flush(absl::Now() + absl::Seconds(10));
   ASSERT_TRUE(flushed.ok()) << flushed;
   EXPECT_EQ((*transfer)->bytes(), layout.num_layers * tokens * layout.row_bytes);
+  // Rows alone do not mark the lease landed: Land puts the tag after them.
+  const volatile uint64_t* landing_word = static_cast<const uint64_t*>((*landing)->base()) + 3;
+  EXPECT_EQ(*landing_word, 0u);
+  absl::Status landed = (*transfer)->Land(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(landed.ok()) << landed;
+  EXPECT_EQ(*landing_word, target.landing_tag);
+  EXPECT_EQ((*transfer)->bytes(), layout.num_layers * tokens * layout.row_bytes);  // rows only
+  EXPECT_EQ(static_cast<const uint64_t*>((*landing)->base())[2], 0u);  // its neighbours untouched
+  EXPECT_EQ(static_cast<const uint64_t*>((*landing)->base())[4], 0u);
 
   std::vector<uint8_t> expected(pool.size(), 0xAB);
   for (int layer = 0; layer < layout.num_layers; ++layer) {
@@ -152,11 +167,12 @@ TEST(KvWriterTest, RejectsRowsBeyondTheReservation) {
   std::vector<uint8_t> pool(layout.SpanBytes());
   auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
   ASSERT_TRUE(region.ok());
-  KvWriteTarget target{(*decode)->worker_address(),
-                       (*region)->packed_rkey(),
-                       (*region)->base_address(),
-                       layout,
-                       {1}};
+  KvWriteTarget target;
+  target.worker_address = (*decode)->worker_address();
+  target.packed_rkey = (*region)->packed_rkey();
+  target.base_address = (*region)->base_address();
+  target.layout = layout;
+  target.block_ids = {1};
   KvWriter writer(**prefill, layout);
   auto transfer = writer.Begin(target);
   ASSERT_TRUE(transfer.ok()) << transfer.status();
@@ -167,6 +183,17 @@ TEST(KvWriterTest, RejectsRowsBeyondTheReservation) {
             absl::StatusCode::kInvalidArgument);
   target.block_ids = {8};
   EXPECT_EQ(writer.Begin(target).status().code(), absl::StatusCode::kInvalidArgument);
+  // A landing slot must be an aligned word with a non-zero tag.
+  target.block_ids = {1};
+  target.landing_rkey = (*region)->packed_rkey();
+  target.landing_address = (*region)->base_address() + 4;
+  target.landing_tag = 1;
+  EXPECT_EQ(writer.Begin(target).status().code(), absl::StatusCode::kInvalidArgument);
+  target.landing_address += 4;
+  target.landing_tag = 0;
+  EXPECT_EQ(writer.Begin(target).status().code(), absl::StatusCode::kInvalidArgument);
+  target.landing_tag = 1;
+  EXPECT_TRUE(writer.Begin(target).ok());
 }
 
 // A decode worker that goes away: the flush ends with an error by its deadline, no hang.
@@ -183,11 +210,12 @@ TEST(KvWriterTest, DeadPeerFailsTheFlushInsteadOfHanging) {
     std::vector<uint8_t> pool(layout.SpanBytes());
     auto region = UcxMemoryRegion::Register(**decode, pool.data(), pool.size());
     ASSERT_TRUE(region.ok());
-    KvWriteTarget target{(*decode)->worker_address(),
-                         (*region)->packed_rkey(),
-                         (*region)->base_address(),
-                         layout,
-                         {0}};
+    KvWriteTarget target;
+    target.worker_address = (*decode)->worker_address();
+    target.packed_rkey = (*region)->packed_rkey();
+    target.base_address = (*region)->base_address();
+    target.layout = layout;
+    target.block_ids = {0};
     auto begun = writer.Begin(target);
     ASSERT_TRUE(begun.ok()) << begun.status();
     transfer = std::move(*begun);

@@ -37,7 +37,17 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
   if (!peer.ok()) return peer.status();
   auto rkey = (*peer)->Rkey(target.packed_rkey);
   if (!rkey.ok()) return rkey.status();
-  return std::unique_ptr<KvTransfer>(new KvTransfer(*peer, *rkey, target));
+  ucp_rkey_h landing_rkey = nullptr;
+  if (!target.landing_rkey.empty()) {
+    if (target.landing_address == 0 || target.landing_address % 8 != 0 || target.landing_tag == 0) {
+      return absl::InvalidArgumentError(
+          "KV destination's landing slot is not an aligned address with a non-zero tag");
+    }
+    auto landing = (*peer)->Rkey(target.landing_rkey);
+    if (!landing.ok()) return landing.status();
+    landing_rkey = *landing;
+  }
+  return std::unique_ptr<KvTransfer>(new KvTransfer(*peer, *rkey, landing_rkey, target));
 }
 
 absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, const void* rows) {
@@ -80,6 +90,22 @@ absl::Status KvTransfer::Flush(absl::Time deadline,
   if (status.ok()) return status;
   return absl::Status(status.code(),
                       absl::StrCat("KV transfer to the decode worker failed: ", status.message()));
+}
+
+absl::Status KvTransfer::Land(absl::Time deadline,
+                              const std::function<absl::Status()>& decode_alive) {
+  if (absl::Status s = Flush(deadline, decode_alive); !s.ok()) return s;
+  if (landing_rkey_ == nullptr) return absl::OkStatus();
+  // Only after the flush: the decode worker reads the rows as soon as it sees the mark, so
+  // the mark must not overtake any of them (a flush orders; a second put alone does not).
+  landing_word_ = target_.landing_tag;  // x86-64 and aarch64 Linux: little-endian, as the wire
+  if (absl::Status s =
+          batch_.Put(&landing_word_, sizeof(landing_word_), target_.landing_address, landing_rkey_);
+      !s.ok()) {
+    return s;
+  }
+  landing_bytes_ += sizeof(landing_word_);
+  return Flush(deadline, decode_alive);
 }
 
 }  // namespace dsv3::transport

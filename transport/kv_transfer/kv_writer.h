@@ -8,7 +8,7 @@
 //   KvWriter writer(ucx_context);
 //   auto transfer = writer.Begin(destination);     // per request
 //   transfer->PutLayerRows(layer, first_token, n, rows);   // after each layer, non-blocking
-//   transfer->Flush(deadline);                     // before reporting the first token
+//   transfer->Land(deadline);                      // flush, then mark the lease landed
 
 #include <cstdint>
 #include <functional>
@@ -34,6 +34,12 @@ struct KvWriteTarget {
   // Tokens below this (whole blocks) are the decode worker's cached prefix, which other
   // requests may be reading: their rows are never written.
   int cached_tokens = 0;
+  // Where the transfer marks itself landed (dsv3.v1.KvLanding): after every row put
+  // completed, `landing_tag` is put into the 8 bytes at `landing_address`. An empty rkey:
+  // no mark (a pool nothing waits on).
+  std::string landing_rkey;
+  uint64_t landing_address = 0;
+  uint64_t landing_tag = 0;
 };
 
 class KvTransfer {
@@ -48,16 +54,25 @@ class KvTransfer {
   // `decode_alive` (optional): asked every 100 ms while the flush waits (PutBatch::Flush).
   absl::Status Flush(absl::Time deadline,
                      const std::function<absl::Status()>& decode_alive = nullptr);
-  int64_t bytes() const { return batch_.bytes(); }
+  // Flush, then the landing mark (KvWriteTarget::landing_*), flushed too: once this returns
+  // OK the decode worker may start the lease. Errors as Flush.
+  absl::Status Land(absl::Time deadline,
+                    const std::function<absl::Status()>& decode_alive = nullptr);
+  // Row bytes put (the landing mark not counted).
+  int64_t bytes() const { return batch_.bytes() - landing_bytes_; }
   const KvWriteTarget& target() const { return target_; }
 
  private:
   friend class KvWriter;
-  KvTransfer(std::shared_ptr<UcxPeer> peer, ucp_rkey_h rkey, KvWriteTarget target)
-      : batch_(peer), rkey_(rkey), target_(std::move(target)) {}
+  KvTransfer(std::shared_ptr<UcxPeer> peer, ucp_rkey_h rkey, ucp_rkey_h landing_rkey,
+             KvWriteTarget target)
+      : batch_(peer), rkey_(rkey), landing_rkey_(landing_rkey), target_(std::move(target)) {}
   PutBatch batch_;
   ucp_rkey_h rkey_;
+  ucp_rkey_h landing_rkey_;  // null: no landing mark
   KvWriteTarget target_;
+  uint64_t landing_word_ = 0;  // the put's source: lives until the flush
+  int64_t landing_bytes_ = 0;
 };
 
 class KvWriter {
