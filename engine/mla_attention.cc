@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/kernels/gemm.h"
+#include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
 #include "engine/thread_pool.h"
@@ -251,28 +252,22 @@ void MlaAttention::AbsorbedHeads(const MlaWeights& w, int64_t cache_layer,
                   sizeof(float) * rope);
     }
   }
+  // The latent-cache rows of a slice (pages of the pool), gathered once for all its tokens.
+  thread_local std::vector<const float*> rows;
   int64_t r = 0;
   for (const SequenceSlice* s : slices) {
+    const int64_t ctx = s->start_pos + s->num_tokens;
+    rows.resize(static_cast<size_t>(ctx));
+    for (int64_t j = 0; j < ctx; ++j)
+      rows[static_cast<size_t>(j)] = pool.Row(cache_layer, *s->kv, j);
     for (int64_t i = 0; i < s->num_tokens; ++i, ++r) {
       const int64_t visible = s->start_pos + i + 1;
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* row = pool.Row(cache_layer, *s->kv, j);
-        for (int64_t g = 0; g < hg; ++g) {
-          scores[static_cast<size_t>(g * max_ctx + j)] =
-              Dot(&qcat[static_cast<size_t>((g * n + r) * width)], row, width) * scale_;
-        }
-      }
-      for (int64_t g = 0; g < hg; ++g) {
+      LatentScores(&qcat[static_cast<size_t>(r * width)], n * width, hg, rows.data(), visible,
+                   width, scale_, scores.data(), max_ctx);
+      for (int64_t g = 0; g < hg; ++g)
         SoftmaxInPlace(&scores[static_cast<size_t>(g * max_ctx)], visible);
-        std::memset(&olat[static_cast<size_t>((g * n + r) * latent)], 0, sizeof(float) * latent);
-      }
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* row = pool.Row(cache_layer, *s->kv, j);
-        for (int64_t g = 0; g < hg; ++g) {
-          Axpy(scores[static_cast<size_t>(g * max_ctx + j)], row,
-               &olat[static_cast<size_t>((g * n + r) * latent)], latent);
-        }
-      }
+      LatentWeightedSum(scores.data(), max_ctx, hg, rows.data(), visible, latent,
+                        &olat[static_cast<size_t>(r * latent)], n * latent);
     }
   }
   for (int64_t h = h_begin; h < h_end; ++h) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
 #include "engine/rope.h"
@@ -138,6 +139,50 @@ TEST(LinearTest, AllDtypesMatchReferenceOnBothPaths) {
           for (int64_t c = 0; c < in; ++c) ref += x[i * in + c] * ref_w[r * in + c];
           ASSERT_NEAR(y[i * out + r], ref, 1e-5 * (1 + std::fabs(ref)))
               << DTypeName(dtype) << " m=" << m << " " << i << " " << r;
+        }
+      }
+    }
+  }
+}
+
+// The absorbed attention's loops over latent-cache rows (one pass for a group of heads) against
+// a float64 reference: every head count of a group, odd row counts, widths with a vector tail.
+TEST(LatentAttentionTest, ScoresAndWeightedSumsMatchTheReference) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0, 1);
+  for (int64_t heads = 1; heads <= 8; ++heads) {
+    for (int64_t n : {1, 2, 3, 37}) {
+      for (int64_t width : {320, 200}) {
+        const int64_t cols = width - 64;
+        std::vector<std::vector<float>> row_data(n, std::vector<float>(width));
+        std::vector<const float*> rows(n);
+        for (int64_t j = 0; j < n; ++j) {
+          for (auto& v : row_data[j]) v = dist(rng);
+          rows[j] = row_data[j].data();
+        }
+        const int64_t q_stride = width + 3, stride = n + 5, out_stride = cols + 7;
+        std::vector<float> q(heads * q_stride), p(heads * stride);
+        for (auto& v : q) v = dist(rng);
+        for (auto& v : p) v = dist(rng);
+        std::vector<float> scores(heads * stride, -1.0f), out(heads * out_stride, -1.0f);
+        LatentScores(q.data(), q_stride, heads, rows.data(), n, width, 0.25f, scores.data(),
+                     stride);
+        LatentWeightedSum(p.data(), stride, heads, rows.data(), n, cols, out.data(), out_stride);
+        for (int64_t g = 0; g < heads; ++g) {
+          for (int64_t j = 0; j < n; ++j) {
+            double ref = 0;
+            for (int64_t c = 0; c < width; ++c) ref += double{q[g * q_stride + c]} * rows[j][c];
+            ASSERT_NEAR(scores[g * stride + j], 0.25 * ref, 1e-4 * (1 + std::fabs(ref)))
+                << heads << " heads, n " << n << ", width " << width << ": g " << g << " j " << j;
+          }
+          EXPECT_EQ(scores[g * stride + n], -1.0f);  // nothing past n written
+          for (int64_t c = 0; c < cols; ++c) {
+            double ref = 0;
+            for (int64_t j = 0; j < n; ++j) ref += double{p[g * stride + j]} * rows[j][c];
+            ASSERT_NEAR(out[g * out_stride + c], ref, 1e-4 * (1 + std::fabs(ref)))
+                << heads << " heads, n " << n << ", cols " << cols << ": g " << g << " c " << c;
+          }
+          EXPECT_EQ(out[g * out_stride + cols], -1.0f);
         }
       }
     }
