@@ -3,32 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/kernels/avx512.h"
 #include "engine/kernels/ops.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own placeholders (GCC PR
-// 105593), as in matmul_direct.cc.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#define DSV3_HAVE_AVX512_KERNEL 1
-#endif
 
 namespace dsv3::engine {
 namespace {
 
 #if DSV3_HAVE_AVX512_KERNEL
-
-#define DSV3_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-bool CpuHasAvx512() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  }();
-  return has;
-}
 
 __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF)

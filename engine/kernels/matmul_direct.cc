@@ -4,16 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/avx512.h"
 #include "engine/kernels/ops.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
-// placeholders (a known false positive, GCC PR 105593).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#define DSV3_HAVE_AVX512_KERNEL 1
-#endif
 
 namespace dsv3::engine {
 namespace {
@@ -31,9 +23,6 @@ void RowsGeneric(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_
 }
 
 #if DSV3_HAVE_AVX512_KERNEL
-
-#define DSV3_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
-#define DSV3_AVX512_INLINE DSV3_AVX512 __attribute__((always_inline)) inline
 
 // 16 weights starting at byte `p` as f32 (lanes outside `mask` read nothing and are 0).
 // FP8 e4m3: the byte moved so that sign -> bit 31, exponent and mantissa -> bits 20..26 is an
@@ -355,15 +344,6 @@ DSV3_AVX512 void DequantRowAvx512(const Linear& w, int64_t row, float* out) {
       }
     }
   }
-}
-
-bool CpuHasAvx512() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  }();
-  return has;
 }
 
 #endif  // DSV3_HAVE_AVX512_KERNEL
