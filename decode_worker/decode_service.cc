@@ -142,10 +142,19 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
   s->config_hash_ = config_hash;
   {
     // A slot per lease; leases hold at least one block each but for the rare fully cached
-    // prompt, so twice the pool's blocks (and at least 1024) is ample. UCX-allocated, as the
-    // pool: over shared memory the prefill worker's put is then a plain copy.
+    // prompt, so twice the pool's blocks (and at least 1024) is ample. Its memory comes from
+    // where the pool's does (--kv_pool_memory): UCX-allocated, the prefill worker's put is a
+    // plain copy over shared memory; the worker's own, registered, it is emulated like the
+    // pool's rows, and no peer maps a segment of this process.
     const int slots = static_cast<int>(std::clamp<int64_t>(2 * layout.num_blocks, 1024, 1 << 22));
-    auto region = transport::UcxMemoryRegion::Allocate(ucx, static_cast<size_t>(slots) * 8);
+    const size_t bytes = static_cast<size_t>(slots) * 8;
+    absl::StatusOr<std::unique_ptr<transport::UcxMemoryRegion>> region;
+    if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
+      region = transport::UcxMemoryRegion::Allocate(ucx, bytes);
+    } else {
+      s->landing_memory_ = std::make_unique<uint64_t[]>(static_cast<size_t>(slots));
+      region = transport::UcxMemoryRegion::Register(ucx, s->landing_memory_.get(), bytes);
+    }
     if (!region.ok()) {
       return absl::Status(region.status().code(), absl::StrCat("allocating the KV landing table: ",
                                                                region.status().message()));

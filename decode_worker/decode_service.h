@@ -93,6 +93,7 @@ class DecodeService final : public v1::Worker::CallbackService {
   std::unique_ptr<transport::UcxMemoryRegion> pool_region_;
   // The landing table (decode_worker/kv_landing_table.h) and its UCX memory; both outlive the
   // scheduler, which holds slots.
+  std::unique_ptr<uint64_t[]> landing_memory_;  // kEngine: registered by landing_region_
   std::unique_ptr<transport::UcxMemoryRegion> landing_region_;
   std::unique_ptr<KvLandingTable> landing_;
   std::unique_ptr<worker::LoadWatchers> watchers_;
