@@ -93,25 +93,39 @@ TEST(TwoRoutersTest, BothServeTheSameWorkersAndEitherMayDie) {
 
   // Long streams through both; the cluster's router dies mid-way. The second serves its own
   // to the end, and the dead router's sequences are cancelled on the workers.
+  // The pools hold one such stream per decode worker at a time, so most wait for capacity;
+  // one of the doomed router's may still end before the kill when steps are fast: it must
+  // have ended before the kill, and at least one of them is cut.
   std::vector<GrpcResult> streams(6);
+  std::vector<absl::Time> ended(6);
   std::vector<std::thread> clients;
   for (int i = 0; i < 6; ++i) {
     clients.emplace_back([&, i] {
       streams[static_cast<size_t>(i)] =
           GenerateGrpc(routers[static_cast<size_t>(i) % 2], IdsRequest({3, 1, 4, 1, 5}, 600), 60);
+      ended[static_cast<size_t>(i)] = absl::Now();
     });
   }
   absl::SleepFor(absl::Milliseconds(300));
   kill(cluster->Get("router").pid, SIGKILL);
+  const absl::Time killed = absl::Now();
   for (auto& t : clients) t.join();
   for (size_t i = 1; i < streams.size(); i += 2) {
     ASSERT_TRUE(streams[i].status.ok()) << i << ": " << streams[i].status.error_message();
     EXPECT_EQ(streams[i].ids.size(), 600u);
     EXPECT_EQ(streams[i].ids, streams[1].ids);
   }
+  int cut = 0;
   for (size_t i = 0; i < streams.size(); i += 2) {
-    EXPECT_FALSE(streams[i].status.ok()) << "a stream through the killed router succeeded";
+    if (!streams[i].status.ok()) {
+      ++cut;
+    } else {
+      // (Its last message may have been on the wire as the router died.)
+      EXPECT_LT(ended[i], killed + absl::Milliseconds(200))
+          << "a stream through the killed router succeeded after the kill";
+    }
   }
+  EXPECT_GE(cut, 1) << "every stream through the killed router had ended before it died";
   for (const std::string& d : decode) {
     EXPECT_TRUE(WaitForFreeBlocks(d, free_at_start, absl::Seconds(10)))
         << d << ": " << DecodeFreeBlocks(d) << " of " << free_at_start;
