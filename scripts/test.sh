@@ -75,7 +75,8 @@ for f in "${fuzzers[@]}"; do
   (cd "$root/build-fuzz" && "$bin" -max_total_time="${DSV3_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 \
     -timeout=10 -print_final_stats=1 "$root/build-fuzz/corpus/$f" "$root/tests/fuzz/$f") \
     >"$root/build-fuzz/$f.log" 2>&1 || rc=$?
-  tail -n 6 "$root/build-fuzz/$f.log"
+  # The final stats, not the log's tail: a suppressions report may follow them.
+  grep -a "^Done \|^stat::" "$root/build-fuzz/$f.log" || tail -n 6 "$root/build-fuzz/$f.log"
   [ "$rc" = 0 ] || { grep -A30 "ERROR\|==ERROR\|deadly signal" "$root/build-fuzz/$f.log" | head -60; echo "fuzz: $f failed"; exit 1; }
 done
 
