@@ -233,10 +233,10 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
     // The prefill worker wrote MTP rows 0..n-2; row n-1 pairs h_{n-1} with the first token.
     seq->speculative = true;
     seq->kv.mtp_num_tokens = lease.prompt_tokens - 1;
-    seq->mtp_hidden.resize(static_cast<size_t>(hidden));
-    std::memcpy(seq->mtp_hidden.data(), start.last_hidden_state.data(),
+    seq->spec.hidden.resize(static_cast<size_t>(hidden));
+    std::memcpy(seq->spec.hidden.data(), start.last_hidden_state.data(),
                 start.last_hidden_state.size());
-    seq->mtp_next = {start.first_token};
+    seq->spec.next = {start.first_token};
   }
   leases_.erase(it);
   waiting_.push_back(seq.get());

@@ -28,6 +28,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "worker_common/kv_event_log.h"
 
 namespace dsv3::decode {
@@ -40,9 +41,11 @@ struct DecodeSchedulerOptions {
   absl::Duration default_lease = absl::Seconds(30);
   // No lease lives longer, whatever a caller asks (a lease pins pool blocks).
   absl::Duration max_lease = absl::Minutes(2);
-  // MTP speculative decoding (models with an MTP layer): each step drafts one token with
-  // the MTP layer and verifies it in the same main forward pass.
+  // MTP speculative decoding (models with an MTP layer): each step drafts up to
+  // num_draft_tokens tokens with the MTP layer (engine/speculative.h) and verifies them in
+  // the same main forward pass.
   bool speculative_mtp = false;
+  int32_t num_draft_tokens = 1;
   // Prefix caching: the full blocks of a finished sequence (prompt and answer) stay in the
   // pool, named by their content, until their room is needed; a Reserve whose prompt begins
   // with cached blocks takes them instead of having the prefill worker send them again.
@@ -185,13 +188,9 @@ class DecodeScheduler {
     int64_t prefill_done = 0;
     int32_t cached_prompt_tokens = 0;
     absl::Time started;  // Start() was called: queue time runs until it joins a step
-    // Speculation: MTP rows still to append (hidden states and the token after each),
-    // then the draft they give.
+    // Speculation: the MTP rows still to append and the drafts so far.
     bool speculative = false;
-    std::vector<float> mtp_hidden;
-    std::vector<int32_t> mtp_next;
-    int32_t drafted = 0;
-    int32_t accepted = 0;
+    engine::SpeculativeState spec;
   };
 
   DecodeScheduler(const engine::Model& model, DecodeSchedulerOptions options)
@@ -209,8 +208,8 @@ class DecodeScheduler {
   // done (mtp_num_tokens stays where the cached prefix ends until then).
   void KeepPrefillHidden(Sequence* seq, const engine::ForwardResult& out, size_t index,
                          int64_t rows);
-  // Appends each speculating sequence's pending MTP rows and returns its draft (-1: none).
-  std::vector<int32_t> Draft(const std::vector<Sequence*>& active);
+  // Appends each speculating sequence's pending MTP rows and returns its drafts.
+  std::vector<std::vector<int32_t>> Draft(const std::vector<Sequence*>& active);
   // Frees the sequence's blocks; with `keep_kv`, its full blocks stay in the prefix cache.
   void FinishLocked(Sequence* seq, bool keep_kv) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Names the first blocks of `kv` that `tokens` (valid_tokens of them with complete KV in

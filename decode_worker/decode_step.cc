@@ -15,41 +15,27 @@
 
 namespace dsv3::decode {
 
-std::vector<int32_t> DecodeScheduler::Draft(const std::vector<Sequence*>& active) {
-  std::vector<int32_t> drafts(active.size(), -1);
-  std::vector<engine::MtpInput> inputs;
-  std::vector<size_t> which;
+std::vector<std::vector<int32_t>> DecodeScheduler::Draft(const std::vector<Sequence*>& active) {
+  std::vector<engine::DraftRequest> requests;
   const int64_t context = model_.config().max_position_embeddings;
-  for (size_t i = 0; i < active.size(); ++i) {
-    Sequence* seq = active[i];
-    if (!seq->speculative || seq->mtp_next.empty() || !seq->pending_prompt.empty()) continue;
-    // A draft only where its token could still be emitted and stored.
-    if (seq->generated + 1 >= seq->max_tokens || seq->kv.num_tokens + 2 > context) continue;
-    inputs.push_back(engine::MtpInput{seq->mtp_hidden, seq->mtp_next, &seq->kv, false});
-    which.push_back(i);
-  }
-  if (inputs.empty()) return drafts;
-  absl::StatusOr<engine::ForwardResult> out = engine::MtpForward(model_, inputs, *pool_);
-  if (!out.ok()) {
-    // Drafting is an optimisation: without it the step is a plain one.
-    DSV3_LOG(WARNING) << "MTP draft failed: " << out.status();
-    return drafts;
-  }
-  for (size_t j = 0; j < which.size(); ++j) {
-    // A structured output's draft is taken among the tokens its grammar allows next (what
-    // the verification would refuse is no draft).
-    std::span<const float> row = out->LastLogits(j);
-    engine::RequestSampler& sampler = *active[which[j]]->sampler;
-    if (!sampler.constrained()) {
-      drafts[which[j]] =
-          static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-      continue;
+  for (Sequence* seq : active) {
+    engine::DraftRequest& r = requests.emplace_back();
+    r.kv = &seq->kv;
+    r.state = &seq->spec;
+    r.sampler = seq->sampler.get();
+    if (seq->speculative && seq->pending_prompt.empty()) {
+      r.max_drafts = engine::DraftBudget(options_.num_draft_tokens,
+                                         seq->max_tokens - seq->generated, seq->kv, context);
     }
-    std::vector<float> logits(row.begin(), row.end());
-    absl::StatusOr<int32_t> draft = sampler.Draft(logits);
-    if (draft.ok()) drafts[which[j]] = *draft;
   }
-  return drafts;
+  absl::StatusOr<std::vector<std::vector<int32_t>>> drafts =
+      engine::DraftTokens(model_, *pool_, requests);
+  if (!drafts.ok()) {
+    // Drafting is an optimisation: without it the step is a plain one.
+    DSV3_LOG(WARNING) << "MTP draft failed: " << drafts.status();
+    return std::vector<std::vector<int32_t>>(active.size());
+  }
+  return *std::move(drafts);
 }
 
 bool DecodeScheduler::FinishLocalPrefill(
@@ -68,8 +54,8 @@ bool DecodeScheduler::FinishLocalPrefill(
   if (seq->speculative) {
     // Pending MTP rows: (h_p, token p+1) for every position the steps computed
     // (mtp_num_tokens is still where the cached prefix ends; see KeepPrefillHidden).
-    seq->mtp_next.assign(seq->pending_prompt.begin() + 1, seq->pending_prompt.end());
-    seq->mtp_next.push_back(token->token);
+    seq->spec.next.assign(seq->pending_prompt.begin() + 1, seq->pending_prompt.end());
+    seq->spec.next.push_back(token->token);
   }
   seq->pending_prompt.clear();
   if (token->is_stop || token->token == seq->eos_token_id) {
@@ -88,11 +74,11 @@ void DecodeScheduler::KeepPrefillHidden(Sequence* seq, const engine::ForwardResu
                                         size_t index, int64_t rows) {
   if (!seq->speculative) return;
   const int64_t hidden = model_.config().hidden_size;
-  const size_t at = seq->mtp_hidden.size();
-  seq->mtp_hidden.resize(at + static_cast<size_t>(rows * hidden));
+  const size_t at = seq->spec.hidden.size();
+  seq->spec.hidden.resize(at + static_cast<size_t>(rows * hidden));
   for (int64_t r = 0; r < rows; ++r) {
     std::span<const float> h = out.HiddenRow(index, r);
-    std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + at + r * hidden);
+    std::copy(h.begin(), h.end(), seq->spec.hidden.begin() + at + r * hidden);
   }
 }
 
@@ -106,8 +92,8 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     usage.set_prompt_tokens(seq->prompt_tokens);
     usage.set_completion_tokens(seq->generated);
     usage.set_cached_prompt_tokens(seq->cached_prompt_tokens);
-    usage.set_draft_tokens(seq->drafted);
-    usage.set_accepted_draft_tokens(seq->accepted);
+    usage.set_draft_tokens(static_cast<int32_t>(seq->spec.drafted));
+    usage.set_accepted_draft_tokens(static_cast<int32_t>(seq->spec.accepted));
     seq->sink->OnFinish(reason, usage, status);
     seq->failed = reason == v1::FINISH_REASON_ERROR;
     finished.push_back(seq);
@@ -132,7 +118,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     chunks.push_back(chunk);
   }
   if (active.empty()) return finished;
-  const std::vector<int32_t> drafts = Draft(active);
+  const std::vector<std::vector<int32_t>> drafts = Draft(active);
   std::vector<std::vector<int32_t>> tokens(active.size());
   bool any_draft = false;
   for (size_t i = 0; i < active.size(); ++i) {
@@ -146,12 +132,9 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
                                 &active[i]->kv, false});
       continue;
     }
-    tokens[i] = {active[i]->next_input};
-    if (drafts[i] >= 0) {
-      tokens[i].push_back(drafts[i]);
-      any_draft = true;
-    }
-    inputs.push_back(engine::SequenceInput{tokens[i], &active[i]->kv, drafts[i] >= 0});
+    tokens[i] = engine::VerifyInput(active[i]->next_input, drafts[i]);
+    any_draft |= !drafts[i].empty();
+    inputs.push_back(engine::SequenceInput{tokens[i], &active[i]->kv, !drafts[i].empty()});
   }
   engine::ForwardOptions options;
   options.return_hidden = any_draft || std::any_of(active.begin(), active.end(),
@@ -162,7 +145,6 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     for (Sequence* seq : active) finish(seq, v1::FINISH_REASON_ERROR, out.status());
     return finished;
   }
-  const int64_t hidden = model_.config().hidden_size;
   const ServingMetrics& m = Metrics();
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
@@ -174,59 +156,39 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
       }
       continue;
     }
-    const int64_t base = seq->kv.num_tokens - static_cast<int64_t>(tokens[i].size());
-    std::vector<engine::SampledToken> emitted;
-    bool done = false;
-    // Verify: sample each row in order; a draft stands while it equals the sample.
-    const int64_t rows = static_cast<int64_t>(tokens[i].size());
-    for (int64_t r = 0; r < rows && !done; ++r) {
-      std::span<const float> logits = rows > 1 ? out->LogitsRow(i, r) : out->LastLogits(i);
-      absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(logits);
-      if (!token.ok()) {
-        finish(seq, v1::FINISH_REASON_ERROR, token.status());
-        done = true;
-        break;
-      }
+    v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+    auto more = [&](const engine::SampledToken& token) {
       ++seq->generated;
-      emitted.push_back(*token);
-      if (token->is_stop || token->token == seq->eos_token_id) {
-        seq->sink->OnTokens(emitted);
-        finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
-        done = true;
+      if (token.is_stop || token.token == seq->eos_token_id) {
+        reason = v1::FINISH_REASON_STOP;
       } else if (seq->generated >= seq->max_tokens) {
-        seq->sink->OnTokens(emitted);
-        finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
-        done = true;
-      } else if (r + 1 >= rows || token->token != tokens[i][r + 1]) {
-        break;  // the draft (if any) was rejected here, or every row is used
+        reason = v1::FINISH_REASON_LENGTH;
       }
+      return reason == v1::FINISH_REASON_UNSPECIFIED;
+    };
+    absl::StatusOr<engine::Verified> verified =
+        engine::SampleVerified(*seq->sampler, *out, i, tokens[i], more);
+    if (!verified.ok()) {
+      finish(seq, v1::FINISH_REASON_ERROR, verified.status());
+      continue;
     }
-    if (drafts[i] >= 0) {
-      ++seq->drafted;
-      const bool accepted = emitted.size() == 2;
-      seq->accepted += accepted;
-      m.spec_drafts.WithLabels({options_.model_name}).Increment();
-      m.spec_draft_tokens.WithLabels({options_.model_name}).Increment();
-      if (accepted) m.spec_accepted_tokens.WithLabels({options_.model_name}).Increment();
+    const int64_t accepted_before = seq->spec.accepted;
+    engine::AcceptVerified(*out, i, tokens[i], verified->emitted, seq->kv,
+                           seq->speculative ? &seq->spec : nullptr);
+    if (!drafts[i].empty()) {
+      const std::string& model = options_.model_name;
+      m.spec_drafts.WithLabels({model}).Increment();
+      m.spec_draft_tokens.WithLabels({model}).Increment(static_cast<double>(drafts[i].size()));
+      m.spec_accepted_tokens.WithLabels({model}).Increment(
+          static_cast<double>(seq->spec.accepted - accepted_before));
     }
-    const int64_t kept = static_cast<int64_t>(emitted.size());  // accepted drafts + 1
-    // Positions base..base+kept-1 hold verified KV; a rejected draft's row is overwritten.
-    seq->kv.num_tokens = base + kept;
-    for (const auto& t : emitted) seq->tokens.push_back(t.token);
-    if (done) continue;
-    seq->sink->OnTokens(emitted);
-    seq->next_input = emitted.back().token;
-    if (seq->speculative) {
-      // Next MTP rows: (h_p, token p+1) for the positions just verified.
-      seq->kv.mtp_num_tokens = base;
-      seq->mtp_hidden.resize(static_cast<size_t>(kept * hidden));
-      for (int64_t r = 0; r < kept; ++r) {
-        std::span<const float> h = out->HiddenRow(i, r);
-        std::copy(h.begin(), h.end(), seq->mtp_hidden.begin() + r * hidden);
-      }
-      seq->mtp_next.clear();
-      for (const auto& t : emitted) seq->mtp_next.push_back(t.token);
+    for (const auto& t : verified->emitted) seq->tokens.push_back(t.token);
+    seq->sink->OnTokens(verified->emitted);
+    if (verified->stopped) {
+      finish(seq, reason, absl::OkStatus());
+      continue;
     }
+    seq->next_input = verified->emitted.back().token;
   }
   return finished;
 }

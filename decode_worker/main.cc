@@ -18,7 +18,10 @@ ABSL_FLAG(int, local_prefill_chunk_tokens, 32,
           "itself; a longer suffix is chunked over several steps, so the running batch's "
           "steps stay short (bench/RESULTS.md). 0: each suffix in one step.");
 ABSL_FLAG(bool, speculative_mtp, false,
-          "MTP speculative decoding (models with an MTP layer): one draft token per step.");
+          "MTP speculative decoding (models with an MTP layer): --num_draft_tokens drafts per "
+          "step, verified in the step's forward pass.");
+ABSL_FLAG(int32_t, num_draft_tokens, 1,
+          "With --speculative_mtp: drafts per step (1-8), chained through the one MTP layer.");
 ABSL_FLAG(std::string, kv_pool_memory, "engine",
           "Where the KV pool lives: engine (its own memory, registered with UCX; pages are used "
           "as blocks are touched) or ucx (allocated by UCX, committed at start, in /dev/shm "
@@ -47,6 +50,10 @@ int main(int argc, char** argv) {
         options.scheduler.default_lease = absl::GetFlag(FLAGS_lease_timeout);
         options.scheduler.max_lease = absl::GetFlag(FLAGS_max_lease_timeout);
         options.scheduler.speculative_mtp = absl::GetFlag(FLAGS_speculative_mtp);
+        options.scheduler.num_draft_tokens = absl::GetFlag(FLAGS_num_draft_tokens);
+        if (options.scheduler.num_draft_tokens < 1 || options.scheduler.num_draft_tokens > 8) {
+          return absl::InvalidArgumentError("--num_draft_tokens must be within 1..8");
+        }
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
         options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
         auto structured = dsv3::worker::LoadStructuredOutputs(*resources->model);

@@ -3,15 +3,11 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "engine/mtp.h"
+#include "engine/speculative.h"
 #include "engine/status_macros.h"
 
 namespace dsv3::engine {
 namespace {
-
-int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
 
 class Session {
  public:
@@ -27,9 +23,13 @@ class Session {
   // Samples from `logits` and records the token; returns false when generation must stop.
   absl::StatusOr<bool> Emit(std::span<const float> logits) {
     DSV3_ASSIGN_OR_RETURN(SampledToken t, sampler_.Sample(logits));
-    const bool stop = t.is_stop;
-    result_.tokens.push_back(std::move(t));
-    return !stop && static_cast<int64_t>(result_.tokens.size()) < options_.max_new_tokens;
+    return More(t);
+  }
+
+  // Records a sampled token; returns false when generation must stop.
+  bool More(const SampledToken& t) {
+    result_.tokens.push_back(t);
+    return !t.is_stop && static_cast<int64_t>(result_.tokens.size()) < options_.max_new_tokens;
   }
 
   absl::Status RunPlain(std::span<const int32_t> prompt) {
@@ -44,43 +44,26 @@ class Session {
     }
   }
 
-  // Runs the MTP layer over `rows` rows of main hidden states (from `hidden`) and their next
-  // tokens, then chains further drafts; returns up to `k` greedy drafts.
-  absl::StatusOr<std::vector<int32_t>> Draft(std::span<const float> hidden,
-                                             std::span<const int32_t> next_tokens, int64_t k) {
-    std::vector<int32_t> drafts;
-    if (k <= 0) return drafts;
-    MtpInput in{hidden, next_tokens, &seq_, false};
-    DSV3_ASSIGN_OR_RETURN(ForwardResult out, MtpForward(model_, {&in, 1}, *pool_));
-    drafts.push_back(Argmax(out.LastLogits(0)));
-    const int64_t h = model_.config().hidden_size;
-    std::vector<float> g(out.hidden.end() - h, out.hidden.end());
-    while (static_cast<int64_t>(drafts.size()) < k) {
-      const int32_t last = drafts.back();
-      MtpInput chain{g, {&last, 1}, &seq_, false};
-      DSV3_ASSIGN_OR_RETURN(ForwardResult step, MtpForward(model_, {&chain, 1}, *pool_));
-      drafts.push_back(Argmax(step.LastLogits(0)));
-      g.assign(step.hidden.end() - h, step.hidden.end());
-    }
-    if (options_.draft_override) {
-      const std::vector<int32_t> emitted = result_.token_ids();
-      drafts = options_.draft_override(emitted, k);
-      if (static_cast<int64_t>(drafts.size()) > k) drafts.resize(static_cast<size_t>(k));
-      DSV3_RETURN_IF_ERROR(model_.ValidateTokens(drafts.empty() ? next_tokens : drafts, 0));
-    }
-    return drafts;
-  }
-
-  int64_t DraftBudget() const {
+  // Appends the pending MTP rows and chains up to DraftBudget() drafts (speculative.h).
+  absl::StatusOr<std::vector<int32_t>> Draft() {
     const int64_t remaining = options_.max_new_tokens - static_cast<int64_t>(result_.tokens.size());
-    const int64_t room = model_.config().max_position_embeddings - seq_.num_tokens - 1;
-    return std::max<int64_t>(0,
-                             std::min<int64_t>({options_.num_draft_tokens, remaining - 1, room}));
+    const DraftRequest request{&seq_, &spec_,
+                               DraftBudget(options_.num_draft_tokens, remaining, seq_,
+                                           model_.config().max_position_embeddings)};
+    DSV3_ASSIGN_OR_RETURN(std::vector<std::vector<int32_t>> drafts,
+                          DraftTokens(model_, *pool_, {&request, 1}));
+    if (options_.draft_override && request.max_drafts > 0) {
+      const std::vector<int32_t> emitted = result_.token_ids();
+      drafts[0] = options_.draft_override(emitted, request.max_drafts);
+      if (static_cast<int64_t>(drafts[0].size()) > request.max_drafts) {
+        drafts[0].resize(static_cast<size_t>(request.max_drafts));
+      }
+      if (!drafts[0].empty()) DSV3_RETURN_IF_ERROR(model_.ValidateTokens(drafts[0], 0));
+    }
+    return std::move(drafts[0]);
   }
 
   absl::Status RunSpeculative(std::span<const int32_t> prompt) {
-    const int64_t h = model_.config().hidden_size;
-    const int64_t n = static_cast<int64_t>(prompt.size());
     ForwardOptions with_hidden;
     with_hidden.return_hidden = true;
     SequenceInput in{prompt, &seq_, false};
@@ -89,41 +72,27 @@ class Session {
     DSV3_ASSIGN_OR_RETURN(bool more, Emit(out.LastLogits(0)));
     if (!more) return absl::OkStatus();
     // MTP rows 0..n-1: (h_i, t_{i+1}), the last one with the token just sampled.
-    std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
-    next.push_back(result_.tokens.back().token);
-    DSV3_ASSIGN_OR_RETURN(
-        std::vector<int32_t> drafts,
-        Draft(std::span<const float>(out.hidden).subspan(0, n * h), next, DraftBudget()));
+    spec_.hidden = std::move(out.hidden);
+    spec_.next.assign(prompt.begin() + 1, prompt.end());
+    spec_.next.push_back(result_.tokens.back().token);
+    auto more_fn = [this](const SampledToken& t) { return More(t); };
     for (;;) {
-      const int64_t base = seq_.num_tokens;  // position of the last emitted token
-      std::vector<int32_t> verify = {result_.tokens.back().token};
-      verify.insert(verify.end(), drafts.begin(), drafts.end());
-      SequenceInput vin{verify, &seq_, true};
+      DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> drafts, Draft());
+      const std::vector<int32_t> fed = VerifyInput(result_.tokens.back().token, drafts);
+      SequenceInput vin{fed, &seq_, true};
       DSV3_ASSIGN_OR_RETURN(ForwardResult vout, model_.Forward({&vin, 1}, *pool_, with_hidden));
       ++result_.main_steps;
-      result_.drafted += static_cast<int64_t>(drafts.size());
-      int64_t accepted = 0;
-      bool go_on = true;
-      for (size_t j = 0; j <= drafts.size(); ++j) {
-        DSV3_ASSIGN_OR_RETURN(go_on, Emit(vout.LogitsRow(0, static_cast<int64_t>(j))));
-        if (j == drafts.size() || result_.tokens.back().token != drafts[j]) break;
-        ++accepted;
-        if (!go_on) break;
-      }
-      result_.accepted += accepted;
-      if (!go_on) return absl::OkStatus();
-      // Keep the KV of the last emitted token's predecessors only: positions base..base+accepted.
-      seq_.num_tokens = base + accepted + 1;
-      seq_.mtp_num_tokens = base;
-      std::vector<int32_t> mtp_next(drafts.begin(), drafts.begin() + accepted);
-      mtp_next.push_back(result_.tokens.back().token);
-      DSV3_ASSIGN_OR_RETURN(
-          drafts, Draft(std::span<const float>(vout.hidden).subspan(0, (accepted + 1) * h),
-                        mtp_next, DraftBudget()));
+      DSV3_ASSIGN_OR_RETURN(Verified v, SampleVerified(sampler_, vout, 0, fed, more_fn));
+      AcceptVerified(vout, 0, fed, v.emitted, seq_, &spec_);
+      if (v.stopped) return absl::OkStatus();
     }
   }
 
-  GenerateResult TakeResult() { return std::move(result_); }
+  GenerateResult TakeResult() {
+    result_.drafted = spec_.drafted;
+    result_.accepted = spec_.accepted;
+    return std::move(result_);
+  }
 
  private:
   const Model& model_;
@@ -131,6 +100,7 @@ class Session {
   RequestSampler sampler_;
   std::unique_ptr<KvCachePool> pool_;
   KvSequence seq_;
+  SpeculativeState spec_;
   GenerateResult result_;
 };
 

@@ -2,15 +2,9 @@
 #define DSV3_ENGINE_GENERATOR_H_
 
 // Single-request generation loops over a private KV pool: plain (prefill, then one token per
-// step) and MTP speculative decoding. The serving workers drive Model/MtpForward directly with
-// their own batching; this is the in-process reference (`dsv3 generate`, end-to-end tests).
-//
-// Speculative decoding with MTP: after each main step, the MTP layer drafts k tokens greedily
-// (draft j+1 feeds the MTP block's own normed output back as h); one main forward verifies
-// [last token, d_1..d_k]; each position's token is sampled with the request's sampler and the
-// drafts are accepted while they equal it (exact-match verification: the output distribution is
-// the main model's, and greedy speculative output equals greedy plain output). Rejected
-// positions are simply overwritten later (num_tokens is rolled back).
+// step) and MTP speculative decoding, k drafts per verification step (the steps of
+// speculative.h, which the decode worker's scheduler runs batched). This is the in-process
+// reference (`dsv3 generate`, end-to-end tests).
 
 #include <cstdint>
 #include <functional>

@@ -367,7 +367,10 @@ int RunCluster(const std::vector<std::string>&) {
       }
       // Over shared memory only, UCX-allocated pools take one-sided puts (UCX 1.13).
       if (ucx.find("tcp") == std::string::npos) argv.push_back("--kv_pool_memory=ucx");
-      if (absl::GetFlag(FLAGS_speculative) == "mtp") argv.push_back("--speculative_mtp");
+      if (absl::GetFlag(FLAGS_speculative) == "mtp") {
+        argv.push_back("--speculative_mtp");
+        argv.push_back(absl::StrCat("--num_draft_tokens=", absl::GetFlag(FLAGS_draft_tokens)));
+      }
     }
     (role == "prefill" ? prefill_addresses : decode_addresses)
         .push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
@@ -535,7 +538,7 @@ int RunCluster(const std::vector<std::string>&) {
 
 DSV3_REGISTER_COMMAND(
     cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
-    RunCluster, {"model", {"model", "tokenizer", "speculative", "weights"}},
+    RunCluster, {"model", {"model", "tokenizer", "speculative", "draft_tokens", "weights"}},
     {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
     {"workers",
      {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",

@@ -403,6 +403,39 @@ TEST(SpeculativeClusterTest, MtpSpeculativeGreedyEqualsPlainGreedy) {
   EXPECT_GT(accepted, 0) << "no draft was accepted: the accepted path did not run";
 }
 
+TEST(SpeculativeClusterTest, SeveralDraftsPerStepDraftAndAcceptAsTheGeneratorDoes) {
+  // --draft_tokens 3: the decode worker chains three MTP drafts per step, batched over its
+  // sequences (engine/speculative.h), exactly as the single-process loop does for one.
+  const std::string model = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-mtp";
+  auto cluster = Cluster::Start(model, 1, 1, 17450, 128, {"--speculative=mtp", "--draft_tokens=3"});
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<std::vector<int32_t>> prompts = {{0, 23}, {0, 24}, {0, 30}, {0, 17, 5}};
+  std::vector<GrpcResult> results(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = GenerateGrpc(cluster->router(), IdsRequest(prompts[i], 40)); });
+  }
+  for (auto& t : threads) t.join();
+  int drafted = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const GrpcResult& r = results[i];
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, Generate(model, prompts[i], 40));
+    auto [src, sout] = RunCommand(absl::StrCat(
+        BinaryPath("dsv3"), " generate --model ", model, " --tokens \"",
+        absl::StrJoin(prompts[i], " "), "\" --max-tokens 40 --speculative mtp --draft_tokens 3"));
+    ASSERT_EQ(src, 0) << sout;
+    EXPECT_THAT(sout, HasSubstr(absl::StrCat("drafted ", r.usage.draft_tokens(), " accepted ",
+                                             r.usage.accepted_draft_tokens())));
+    drafted += r.usage.draft_tokens();
+  }
+  // Three drafts a step: more than one draft per token verified would be impossible with one.
+  int completion = 0;
+  for (const GrpcResult& r : results) completion += r.usage.completion_tokens();
+  EXPECT_GT(drafted, completion) << "fewer drafts than steps: the chain did not run";
+}
+
 // --- Capacity ------------------------------------------------------------------------------
 
 TEST(ClusterCapacityTest, RequestsWaitForKvBlocksAndImpossibleOnesFailAtOnce) {
