@@ -124,8 +124,9 @@ absl::StatusOr<LeaseGrant> DecodeScheduler::Reserve(int prompt_tokens, int max_n
     landing = *std::move(slot);
   }
   const uint64_t id = next_lease_id_++;
-  LeaseGrant grant{id,     Random64(),      kv.blocks,    absl::Now() + lease,
-                   cached, landing.index(), landing.tag()};
+  LeaseGrant grant{
+      id,           Random64(), kv.blocks, absl::Now() + lease, cached, landing.offset_bytes(),
+      landing.tag()};
   leases_[id] = Lease{std::move(kv), prompt_tokens, max_new_tokens,    grant.expiry,
                       cached,        grant.secret,  std::move(landing)};
   return grant;
@@ -228,14 +229,17 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
   NameBlocksLocked(seq->kv, seq->tokens,
                    seq->prompt_tokens - (options_.kv_identity.num_mtp_layers > 0 ? 1 : 0));
   PublishKvEventsLocked();
+  // The last prompt position's hidden state, which the prefill worker put beside the mark.
+  const std::span<const std::byte> last_hidden = options_.landing != nullptr
+                                                     ? options_.landing->LandedHidden(lease.landing)
+                                                     : std::span<const std::byte>();
   if (options_.speculative_mtp && model_.has_mtp() &&
-      start.last_hidden_state.size() == static_cast<size_t>(hidden) * sizeof(float)) {
+      last_hidden.size() == static_cast<size_t>(hidden) * sizeof(float)) {
     // The prefill worker wrote MTP rows 0..n-2; row n-1 pairs h_{n-1} with the first token.
     seq->speculative = true;
     seq->kv.mtp_num_tokens = lease.prompt_tokens - 1;
     seq->spec.hidden.resize(static_cast<size_t>(hidden));
-    std::memcpy(seq->spec.hidden.data(), start.last_hidden_state.data(),
-                start.last_hidden_state.size());
+    std::memcpy(seq->spec.hidden.data(), last_hidden.data(), last_hidden.size());
     seq->spec.next = {start.first_token};
   }
   leases_.erase(it);

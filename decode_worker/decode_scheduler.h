@@ -73,9 +73,9 @@ struct LeaseGrant {
   absl::Time expiry;
   // The first cached_tokens positions came from the prefix cache (not to be written).
   int64_t cached_tokens = 0;
-  // The lease's slot in the landing table (options.landing) and the tag that marks it
-  // landed; -1 without a table.
-  int landing_slot = -1;
+  // The lease's slot in the landing table (options.landing: its byte offset there) and the
+  // tag that marks it landed; -1 without a table.
+  int64_t landing_offset = -1;
   uint64_t landing_tag = 0;
 };
 
@@ -101,11 +101,9 @@ struct DecodeStart {
   std::unique_ptr<engine::TokenConstraint> constraint;
   int32_t max_tokens = 16;    // completion tokens in all, the first token included
   int32_t eos_token_id = -1;  // -1: none
-  // The main model's final-normed state at the last prompt position (float32 bytes), from
-  // the prefill worker; with it (and the MTP rows of the prompt in the lease) MTP drafts.
-  std::string last_hidden_state;
   // No prefill worker ran: the first step computes the prompt positions the lease's cached
-  // prefix lacks and samples the first token (first_token and last_hidden_state unused).
+  // prefix lacks and samples the first token (first_token unused). Otherwise the MTP draft
+  // starts from the hidden state the prefill worker put into the lease's landing slot.
   bool prefill_here = false;
 };
 

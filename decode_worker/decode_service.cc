@@ -146,13 +146,19 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     // where the pool's does (--kv_pool_memory): UCX-allocated, the prefill worker's put is a
     // plain copy over shared memory; the worker's own, registered, it is emulated like the
     // pool's rows, and no peer maps a segment of this process.
-    const int slots = static_cast<int>(std::clamp<int64_t>(2 * layout.num_blocks, 1024, 1 << 22));
-    const size_t bytes = static_cast<size_t>(slots) * 8;
+    int slots = static_cast<int>(std::clamp<int64_t>(2 * layout.num_blocks, 1024, 1 << 22));
+    // Speculating, a slot also takes the hidden state the first draft needs (28 KiB at
+    // DeepSeek-V3's width): leases beyond what the batch can run soon wait at the router.
+    const bool speculative = s->options_.scheduler.speculative_mtp && model.has_mtp();
+    const int64_t hidden_bytes =
+        speculative ? model.config().hidden_size * static_cast<int64_t>(sizeof(float)) : 0;
+    if (speculative) slots = std::min(slots, std::max(1024, 4 * s->options_.scheduler.max_running));
+    const size_t bytes = static_cast<size_t>(slots * KvLandingTable::SlotBytes(hidden_bytes));
     absl::StatusOr<std::unique_ptr<transport::UcxMemoryRegion>> region;
     if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
       region = transport::UcxMemoryRegion::Allocate(ucx, bytes);
     } else {
-      s->landing_memory_ = std::make_unique<uint64_t[]>(static_cast<size_t>(slots));
+      s->landing_memory_ = std::make_unique<uint64_t[]>(bytes / 8);
       region = transport::UcxMemoryRegion::Register(ucx, s->landing_memory_.get(), bytes);
     }
     if (!region.ok()) {
@@ -161,7 +167,7 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     }
     s->landing_region_ = std::move(*region);
     std::memset(s->landing_region_->base(), 0, s->landing_region_->length());
-    s->landing_ = std::make_unique<KvLandingTable>(s->landing_region_->base(), slots);
+    s->landing_ = std::make_unique<KvLandingTable>(s->landing_region_->base(), slots, hidden_bytes);
     s->options_.scheduler.landing = s->landing_.get();
   }
   if (s->options_.kv_pool_memory == KvPoolMemory::kUcx) {
@@ -275,8 +281,14 @@ grpc::ServerUnaryReactor* DecodeService::Reserve(grpc::CallbackServerContext* co
   d->set_cached_tokens(static_cast<int32_t>(grant->cached_tokens));
   v1::KvLanding* landing = d->mutable_landing();
   landing->set_rkey(landing_region_->packed_rkey());
-  landing->set_address(landing_region_->base_address() + uint64_t{8} * grant->landing_slot);
+  const uint64_t slot =
+      landing_region_->base_address() + static_cast<uint64_t>(grant->landing_offset);
+  landing->set_address(slot);
   landing->set_tag(grant->landing_tag);
+  if (landing_->hidden_bytes() > 0) {
+    landing->set_hidden_address(slot + KvLandingTable::kHiddenMarkOffset);
+    landing->set_hidden_bytes(static_cast<uint32_t>(landing_->hidden_bytes()));
+  }
   DSV3_LOG(DEBUG).With("request_id", request->request_id())
       << "reserved lease " << grant->lease_id << ": " << grant->block_ids.size() << " blocks, "
       << grant->cached_tokens << " prompt tokens cached";
@@ -301,7 +313,6 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   start.max_tokens =
       request->sampling().max_tokens() > 0 ? request->sampling().max_tokens() : 1 << 30;
   start.eos_token_id = request->sampling().ignore_eos() ? -1 : request->eos_token_id();
-  start.last_hidden_state = request->last_hidden_state();
   start.prefill_here = request->prefill_here();
   start.resumed_output_tokens = request->resumed_output_tokens();
   absl::StatusOr<std::unique_ptr<engine::TokenConstraint>> constraint =
@@ -355,6 +366,7 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   pool->set_landing_rkey(landing_region_->packed_rkey());
   pool->set_landing_base_address(landing_region_->base_address());
   pool->set_landing_slots(landing_->slots());
+  pool->set_landing_slot_bytes(static_cast<int32_t>(landing_->slot_bytes()));
   return Reply(context, absl::OkStatus());
 }
 

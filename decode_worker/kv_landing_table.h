@@ -8,8 +8,15 @@
 // the lease's Decode only when the slot holds that tag. A Decode that no prefill preceded (a
 // caller's bug or a hostile caller with the lease's secret) is refused instead of reading the
 // rows a previous request left in reused blocks.
+//
+// A worker that speculates with the MTP layer has larger slots: the first draft needs the
+// main model's hidden state at the last prompt position, which the prefill worker puts with
+// the rows (before the tag) at kHiddenOffset, preceded by the tag again at kHiddenMarkOffset
+// (so a hidden state is used only when this lease's prefill put one).
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -31,7 +38,7 @@ class KvLandingTable {
     int index() const { return index_; }
     uint64_t tag() const { return tag_; }
     // Byte offset of the slot in the table's memory.
-    int64_t offset_bytes() const { return int64_t{index_} * 8; }
+    int64_t offset_bytes() const;
 
    private:
     friend class KvLandingTable;
@@ -40,9 +47,14 @@ class KvLandingTable {
     uint64_t tag_ = 0;
   };
 
-  // Over `slots` 8-byte words at `memory`, which the caller registers with UCX and keeps
-  // alive past the table and every Slot.
-  KvLandingTable(void* memory, int slots);
+  static constexpr int64_t kHiddenMarkOffset = 56;
+  static constexpr int64_t kHiddenOffset = 64;
+  // The size of a slot that holds a hidden state of `hidden_bytes` (0: just the tag).
+  static int64_t SlotBytes(int64_t hidden_bytes);
+
+  // Over `slots` slots of SlotBytes(hidden_bytes) at `memory`, which the caller registers
+  // with UCX and keeps alive past the table and every Slot.
+  KvLandingTable(void* memory, int slots, int64_t hidden_bytes = 0);
   KvLandingTable(const KvLandingTable&) = delete;
   KvLandingTable& operator=(const KvLandingTable&) = delete;
 
@@ -51,14 +63,23 @@ class KvLandingTable {
   absl::StatusOr<Slot> Claim(uint64_t tag);
   // Whether the slot holds its tag (an acquire load: the rows put before it are visible).
   bool Landed(const Slot& slot) const;
+  // After Landed: the hidden state this lease's prefill put (hidden_bytes() of it), or
+  // empty when it put none.
+  std::span<const std::byte> LandedHidden(const Slot& slot) const;
   int slots() const { return slots_; }
+  int64_t slot_bytes() const { return slot_bytes_; }
+  int64_t hidden_bytes() const { return hidden_bytes_; }
   int free_slots() const;
 
  private:
   void Free(int index);
 
-  uint64_t* const words_;
+  uint64_t& Word(int index, int64_t offset) const;
+
+  std::byte* const memory_;
   const int slots_;
+  const int64_t hidden_bytes_;
+  const int64_t slot_bytes_;
   mutable absl::Mutex mu_;
   std::vector<int> free_ ABSL_GUARDED_BY(mu_);
 };

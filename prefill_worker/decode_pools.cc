@@ -36,11 +36,18 @@ absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
 
 bool DecodePools::Matches(const v1::KvDestination& d, const v1::WorkerInfo& info) {
   const v1::KvPoolAccess& pool = info.kv_pool();
-  // The landing mark goes into one aligned slot of the decode worker's own landing table.
+  // The landing mark goes into one aligned slot of the decode worker's own landing table,
+  // and the hidden state, if any, within that slot (kv_landing_table.h: at 56, 8 + bytes).
+  const uint64_t slot_bytes = pool.landing_slot_bytes() > 0 ? pool.landing_slot_bytes() : 8;
   const uint64_t slot = d.landing().address() - pool.landing_base_address();
-  const bool landing_ok = d.landing().rkey() == pool.landing_rkey() &&
-                          d.landing().address() >= pool.landing_base_address() && slot % 8 == 0 &&
-                          slot / 8 < static_cast<uint64_t>(pool.landing_slots());
+  const uint64_t hidden_at = d.landing().hidden_address();
+  const bool hidden_ok =
+      hidden_at == 0 || (hidden_at == d.landing().address() + 56 &&
+                         64 + uint64_t{d.landing().hidden_bytes()} <= slot_bytes);
+  const bool landing_ok =
+      d.landing().rkey() == pool.landing_rkey() &&
+      d.landing().address() >= pool.landing_base_address() && slot % slot_bytes == 0 &&
+      slot / slot_bytes < static_cast<uint64_t>(pool.landing_slots()) && hidden_ok;
   return d.ucx_worker_address() == pool.ucx_worker_address() && d.rkey() == pool.rkey() &&
          d.base_address() == pool.base_address() && landing_ok &&
          d.layout().SerializeAsString() == info.kv_layout().SerializeAsString();

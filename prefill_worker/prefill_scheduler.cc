@@ -459,7 +459,10 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   const absl::Time flush_start = absl::Now();
   absl::Time deadline = std::min(job.deadline, flush_start + options_.transfer_timeout);
   DecodeLiveness::Probe probe = liveness_.ProbeFor(job.decode_address);
-  if (absl::Status s = a.transfer->Land(deadline, [&probe] { return probe.Check(); }); !s.ok()) {
+  // The MTP draft's starting hidden state travels with the KV, into the lease's slot.
+  if (absl::Status s = a.transfer->Land(
+          deadline, [&probe] { return probe.Check(); }, a.last_hidden);
+      !s.ok()) {
     a.failure = TransferFailed(job.decode_address, s);
     return;
   }
@@ -478,7 +481,6 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   response.set_compute_ns(a.compute_ns);
   response.set_destination_wait_ns(a.destination_wait_ns);
   response.set_cached_tokens(static_cast<int32_t>(a.cached_tokens));
-  response.set_last_hidden_state(a.last_hidden);
   DSV3_LOG(DEBUG).With("request_id", job.request_id)
       << "prefill done: " << job.prompt.size() << " tokens, " << a.transfer->bytes()
       << " KV bytes, flush " << absl::FormatDuration(absl::Now() - flush_start);

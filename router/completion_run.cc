@@ -395,7 +395,6 @@ void CompletionRun::StartDecode() {
   request.mutable_prompt_token_ids()->Add(prompt_.begin(), prompt_.end());
   *request.mutable_sampling() = sampling_;
   request.set_resumed_output_tokens(static_cast<int32_t>(resumed_output_));
-  request.set_last_hidden_state(prefill_response_.last_hidden_state());
   request.set_eos_token_id(plan_->eos_token_id);
   request.set_prefill_here(prefill_on_decode_);
   {

@@ -73,6 +73,8 @@ absl::StatusOr<transport::KvWriteTarget> ToWriteTarget(const v1::KvDestination& 
   t.landing_rkey = d.landing().rkey();
   t.landing_address = d.landing().address();
   t.landing_tag = d.landing().tag();
+  t.landing_hidden_address = d.landing().hidden_address();
+  t.landing_hidden_bytes = d.landing().hidden_bytes();
   return t;
 }
 

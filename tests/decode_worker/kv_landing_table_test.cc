@@ -51,5 +51,51 @@ TEST(KvLandingTableTest, AFullTableRefusesWithResourceExhausted) {
   EXPECT_EQ(table.free_slots(), 1);  // the claimed temporary went back too
 }
 
+// Speculating, a slot also holds the last prompt position's hidden state: taken only once
+// the slot landed and only when the mark before it is this lease's tag (a hidden state a
+// previous lease's prefill put, or none, is not this one's).
+TEST(KvLandingTableTest, AHiddenStateCountsOnlyWithThisLeasesMark) {
+  constexpr int64_t kHidden = 40;
+  const int64_t slot_bytes = KvLandingTable::SlotBytes(kHidden);
+  EXPECT_EQ(slot_bytes, 128);
+  EXPECT_EQ(KvLandingTable::SlotBytes(0), 8);
+  std::vector<uint64_t> memory(static_cast<size_t>(2 * slot_bytes / 8), 0);
+  auto* bytes = reinterpret_cast<char*>(memory.data());
+  KvLandingTable table(memory.data(), 2, kHidden);
+  EXPECT_EQ(table.slot_bytes(), 128);
+  auto a = table.Claim(0x1111);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->offset_bytes(), a->index() * 128);
+  char* slot = bytes + a->offset_bytes();
+  const uint64_t tag = 0x1111, old_tag = 0x2222;
+  std::memset(slot + KvLandingTable::kHiddenOffset, 7, kHidden);
+  std::memcpy(slot + KvLandingTable::kHiddenMarkOffset, &old_tag, 8);
+  EXPECT_TRUE(table.LandedHidden(*a).empty());  // not landed
+  std::memcpy(slot, &tag, 8);
+  EXPECT_TRUE(table.Landed(*a));
+  EXPECT_TRUE(table.LandedHidden(*a).empty());  // landed, with an earlier lease's state
+  std::memcpy(slot + KvLandingTable::kHiddenMarkOffset, &tag, 8);
+  std::span<const std::byte> hidden = table.LandedHidden(*a);
+  ASSERT_EQ(hidden.size(), static_cast<size_t>(kHidden));
+  EXPECT_EQ(reinterpret_cast<const char*>(hidden.data()), slot + KvLandingTable::kHiddenOffset);
+  // Reclaimed: tag and mark cleared.
+  const int index = a->index();
+  *a = KvLandingTable::Slot();
+  auto b = table.Claim(0x1111);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->index(), index);
+  EXPECT_FALSE(table.Landed(*b));
+  uint64_t mark = 1;
+  std::memcpy(&mark, slot + KvLandingTable::kHiddenMarkOffset, 8);
+  EXPECT_EQ(mark, 0u);
+  // A table without hidden states has none to give.
+  std::vector<uint64_t> small(2, 0);
+  KvLandingTable plain(small.data(), 2);
+  auto c = plain.Claim(5);
+  small[static_cast<size_t>(c->index())] = 5;
+  EXPECT_TRUE(plain.Landed(*c));
+  EXPECT_TRUE(plain.LandedHidden(*c).empty());
+}
+
 }  // namespace
 }  // namespace dsv3::decode

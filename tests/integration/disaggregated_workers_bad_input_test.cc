@@ -163,7 +163,7 @@ TEST_P(DisaggregatedWorkersTest, AForgedKvDestinationIsNotWrittenInto) {
   const GoldenPrompt g = LoadGolden().front();
   auto lease = Reserve(static_cast<int>(g.prompt.size()), 8);
   ASSERT_TRUE(lease.ok()) << lease.status();
-  std::vector<v1::KvDestination> forged(8, *lease);
+  std::vector<v1::KvDestination> forged(10, *lease);
   forged[0].set_base_address(lease->base_address() + 4096);
   forged[1].mutable_layout()->set_num_blocks(lease->layout().num_blocks() * 64);
   forged[2].set_rkey(std::string(lease->rkey().size(), '\x5a'));
@@ -173,6 +173,10 @@ TEST_P(DisaggregatedWorkersTest, AForgedKvDestinationIsNotWrittenInto) {
   forged[5].mutable_landing()->set_address(lease->landing().address() + (uint64_t{8} << 30));
   forged[6].mutable_landing()->set_address(lease->landing().address() + 4);
   forged[7].mutable_landing()->set_rkey(std::string(lease->landing().rkey().size(), '\x5a'));
+  // And a hidden state only where its slot has room for one (this worker's have none).
+  forged[8].mutable_landing()->set_hidden_address(lease->landing().address() + 56);
+  forged[8].mutable_landing()->set_hidden_bytes(64);
+  forged[9].mutable_landing()->set_hidden_address(lease->landing().address() + (uint64_t{1} << 20));
   for (size_t i = 0; i < forged.size(); ++i) {
     auto refused = Prefill(g.prompt, forged[i]);
     ASSERT_FALSE(refused.ok()) << "forged destination " << i;

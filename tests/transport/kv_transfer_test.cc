@@ -9,6 +9,8 @@
 #include <cstring>
 #include <random>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
@@ -134,6 +136,60 @@ void KvTransferTest::RowsLandInTheirBlocksByteForByte(bool ucx_allocated) {
   EXPECT_EQ(writer.open_endpoints(), 1u);
   transfer->reset();
   again->reset();
+}
+
+// A decode worker that speculates takes the last prompt position's hidden state in the
+// lease's landing slot: Land puts the tag again and the hidden state at the address the
+// destination names (with the rows, before the mark), only when its size is the one asked.
+TEST_P(KvTransferTest, LandPutsTheHiddenStateInTheSlotBeforeTheMark) {
+  auto decode = UcxContext::Create(OptionsFor(GetParam()));
+  ASSERT_TRUE(decode.ok()) << decode.status();
+  auto prefill = UcxContext::Create(OptionsFor(GetParam()));
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  const KvPoolLayout layout = TestLayout();
+  auto region = UcxMemoryRegion::Allocate(**decode, layout.SpanBytes());
+  ASSERT_TRUE(region.ok()) << region.status();
+  // Two slots of 128 bytes (kv_landing_table.h): tag at 0, mark at 56, hidden state at 64.
+  auto landing = UcxMemoryRegion::Allocate(**decode, 2 * 128);
+  ASSERT_TRUE(landing.ok()) << landing.status();
+  const auto* table = static_cast<const uint8_t*>((*landing)->base());
+  KvWriter writer(**prefill, layout);
+  std::string hidden(40, '\0');
+  for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<char>(i + 1);
+  for (const bool right_size : {false, true}) {
+    KvWriteTarget target;
+    target.worker_address = (*decode)->worker_address();
+    target.packed_rkey = (*region)->packed_rkey();
+    target.base_address = (*region)->base_address();
+    target.layout = layout;
+    target.block_ids = {1};
+    target.landing_rkey = (*landing)->packed_rkey();
+    target.landing_address = (*landing)->base_address() + 128;
+    target.landing_tag = right_size ? 0x1122334455667788ULL : 0x99ULL;
+    target.landing_hidden_address = target.landing_address + 56;
+    target.landing_hidden_bytes = 40;
+    auto transfer = writer.Begin(target);
+    ASSERT_TRUE(transfer.ok()) << transfer.status();
+    const std::string_view put =
+        right_size ? std::string_view(hidden) : std::string_view(hidden).substr(0, 39);
+    absl::Status landed = (*transfer)->Land(absl::Now() + absl::Seconds(10), nullptr, put);
+    ASSERT_TRUE(landed.ok()) << landed;
+    EXPECT_EQ((*transfer)->bytes(), 0);  // no rows; the slot's bytes are not KV bytes
+    uint64_t tag = 0, mark = 0;
+    std::memcpy(&tag, table + 128, 8);
+    std::memcpy(&mark, table + 128 + 56, 8);
+    EXPECT_EQ(tag, target.landing_tag);
+    if (!right_size) {
+      EXPECT_EQ(mark, 0u) << "a hidden state of another size was put";
+      continue;
+    }
+    EXPECT_EQ(mark, target.landing_tag);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(table + 128 + 64), 40), hidden);
+    EXPECT_TRUE(std::all_of(table, table + 128, [](uint8_t b) { return b == 0; }))
+        << "the other slot was written";
+    EXPECT_TRUE(std::all_of(table + 128 + 104, table + 256, [](uint8_t b) { return b == 0; }))
+        << "bytes past the hidden state were written";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, KvTransferTest,

@@ -43,6 +43,10 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
       return absl::InvalidArgumentError(
           "KV destination's landing slot is not an aligned address with a non-zero tag");
     }
+    if (target.landing_hidden_address % 8 != 0) {
+      return absl::InvalidArgumentError(
+          "KV destination's hidden-state address in the landing slot is not aligned");
+    }
     auto landing = (*peer)->Rkey(target.landing_rkey);
     if (!landing.ok()) return landing.status();
     landing_rkey = *landing;
@@ -93,7 +97,21 @@ absl::Status KvTransfer::Flush(absl::Time deadline,
 }
 
 absl::Status KvTransfer::Land(absl::Time deadline,
-                              const std::function<absl::Status()>& decode_alive) {
+                              const std::function<absl::Status()>& decode_alive,
+                              std::string_view hidden) {
+  if (landing_rkey_ != nullptr && target_.landing_hidden_address != 0 && !hidden.empty() &&
+      hidden.size() == target_.landing_hidden_bytes) {
+    // With the rows: the flush below completes it before the mark.
+    const uint64_t tag = target_.landing_tag;
+    landing_hidden_.assign(reinterpret_cast<const char*>(&tag), sizeof(tag));
+    landing_hidden_.append(hidden);
+    if (absl::Status s = batch_.Put(landing_hidden_.data(), landing_hidden_.size(),
+                                    target_.landing_hidden_address, landing_rkey_);
+        !s.ok()) {
+      return s;
+    }
+    landing_bytes_ += static_cast<int64_t>(landing_hidden_.size());
+  }
   if (absl::Status s = Flush(deadline, decode_alive); !s.ok()) return s;
   if (landing_rkey_ == nullptr) return absl::OkStatus();
   // Only after the flush: the decode worker reads the rows as soon as it sees the mark, so

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +41,10 @@ struct KvWriteTarget {
   std::string landing_rkey;
   uint64_t landing_address = 0;
   uint64_t landing_tag = 0;
+  // Where a hidden state for the decode worker's first MTP draft goes (0: nowhere): the tag
+  // again, then landing_hidden_bytes bytes of it, put with the rows (before the mark).
+  uint64_t landing_hidden_address = 0;
+  uint32_t landing_hidden_bytes = 0;
 };
 
 class KvTransfer {
@@ -55,9 +60,11 @@ class KvTransfer {
   absl::Status Flush(absl::Time deadline,
                      const std::function<absl::Status()>& decode_alive = nullptr);
   // Flush, then the landing mark (KvWriteTarget::landing_*), flushed too: once this returns
-  // OK the decode worker may start the lease. Errors as Flush.
+  // OK the decode worker may start the lease. `hidden`: put first, with the rows, where the
+  // target takes a hidden state of exactly that size (else not put). Errors as Flush.
   absl::Status Land(absl::Time deadline,
-                    const std::function<absl::Status()>& decode_alive = nullptr);
+                    const std::function<absl::Status()>& decode_alive = nullptr,
+                    std::string_view hidden = {});
   // Row bytes put (the landing mark not counted).
   int64_t bytes() const { return batch_.bytes() - landing_bytes_; }
   const KvWriteTarget& target() const { return target_; }
@@ -71,7 +78,8 @@ class KvTransfer {
   ucp_rkey_h rkey_;
   ucp_rkey_h landing_rkey_;  // null: no landing mark
   KvWriteTarget target_;
-  uint64_t landing_word_ = 0;  // the put's source: lives until the flush
+  uint64_t landing_word_ = 0;   // the put's source: lives until the flush
+  std::string landing_hidden_;  // the same: the tag, then the hidden state
   int64_t landing_bytes_ = 0;
 };
 
