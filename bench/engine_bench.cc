@@ -28,8 +28,8 @@
 #include "absl/strings/str_format.h"
 #include "bench/engine_bench_machine.h"
 #include "bench/engine_bench_roles.h"
+#include "common/status_macros.h"
 #include "engine/model.h"
-#include "engine/status_macros.h"
 #include "engine/synthetic_checkpoint.h"
 #include "nlohmann/json.hpp"
 

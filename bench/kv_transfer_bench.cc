@@ -40,6 +40,7 @@
 #include "absl/time/clock.h"
 #include "bench/kv_transfer_bench_proc.h"
 #include "common/mutex_mode.h"
+#include "common/status_macros.h"
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_memory_region.h"
@@ -353,7 +354,7 @@ class Initiator {
       }
     }
     const absl::Time posted = absl::Now();
-    if (absl::Status s = (*transfer)->Flush(absl::Now() + Timeout()); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR((*transfer)->Flush(absl::Now() + Timeout()));
     const absl::Duration took = absl::Now() - start;
     last_flush_ = absl::Now() - posted;
     if (absl::GetFlag(FLAGS_verbose)) {

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace dsv3 {
 namespace {
@@ -112,7 +113,7 @@ absl::StatusOr<PemCertificate> Make(const CertificateSpec& spec, bool is_ca, X50
     if (!names.empty()) extensions.push_back({NID_subject_alt_name, absl::StrJoin(names, ",")});
   }
   for (const auto& [nid, value] : extensions) {
-    if (absl::Status s = AddExtension(cert.get(), signer, nid, value); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(AddExtension(cert.get(), signer, nid, value));
   }
   if (X509_sign(cert.get(), issuer_key != nullptr ? issuer_key : key.get(), EVP_sha256()) == 0) {
     return OpenSslError("signing");

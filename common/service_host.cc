@@ -16,6 +16,7 @@
 #include "common/metrics.h"
 #include "common/process_metrics.h"
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 in containers).");
 ABSL_FLAG(int, grpc_port, 0, "gRPC port; 0 picks a free one (see --ready_file).");
@@ -85,7 +86,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
     ServiceHostOptions options, const std::vector<grpc::Service*>& services) {
   std::unique_ptr<ServiceHost> host(new ServiceHost(std::move(options)));
   const ServiceHostOptions& opts = host->options_;
-  if (absl::Status tls = CheckTlsConfig(opts.tls); !tls.ok()) return tls;
+  DSV3_RETURN_IF_ERROR(CheckTlsConfig(opts.tls));
   RegisterProcessMetrics(opts.role);
   Metrics();  // the whole dsv3_* serving catalog, so /metrics lists every family
 

@@ -2,10 +2,10 @@
 
 #include <vector>
 
+#include "common/status_macros.h"
 #include "engine/kernels/ops.h"
 #include "engine/mlp.h"
 #include "engine/moe.h"
-#include "engine/status_macros.h"
 
 namespace dsv3::engine {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/speculative.h"
-#include "engine/status_macros.h"
 
 namespace dsv3::engine {
 namespace {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dsv3::engine {
 
@@ -33,7 +34,7 @@ absl::Status KvCachePool::CheckLayout(const KvCacheLayout& layout) {
 }
 
 absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLayout& layout) {
-  if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(CheckLayout(layout));
   std::unique_ptr<KvCachePool> pool(new KvCachePool(layout));
   // Populated now: the pool is resident from the start (a worker's memory does not creep up
   // as blocks are first used, a pool the machine cannot hold fails here, and no first-touch
@@ -52,7 +53,7 @@ absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::Create(const KvCacheLa
 
 absl::StatusOr<std::unique_ptr<KvCachePool>> KvCachePool::CreateOver(const KvCacheLayout& layout,
                                                                      void* base, size_t bytes) {
-  if (absl::Status s = CheckLayout(layout); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(CheckLayout(layout));
   if (base == nullptr) {
     return absl::InvalidArgumentError("KV cache pool over a null buffer");
   }

@@ -4,9 +4,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
-#include "engine/status_macros.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::engine {

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/weight_residency.h"
 
 namespace dsv3::engine {

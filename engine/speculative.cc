@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "common/status_macros.h"
 #include "engine/mtp.h"
-#include "engine/status_macros.h"
 
 namespace dsv3::engine {
 namespace {

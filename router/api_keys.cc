@@ -18,6 +18,7 @@
 #include "absl/types/optional.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 
 namespace dsv3::router {
 namespace {
@@ -253,7 +254,7 @@ ApiKeys::ApiKeys(std::string path, ApiKeyOptions options)
 absl::StatusOr<std::shared_ptr<ApiKeys>> ApiKeys::Load(const std::string& path,
                                                        ApiKeyOptions options) {
   std::shared_ptr<ApiKeys> keys(new ApiKeys(path, std::move(options)));
-  if (absl::Status s = keys->Reload(); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(keys->Reload());
   ApiKeys* self = keys.get();
   keys->watcher_ = std::thread([self] {
     absl::MutexLock lock(&self->mu_);
@@ -351,7 +352,7 @@ absl::StatusOr<std::shared_ptr<ApiKeyUse>> ApiKeys::AdmitGeneration(
     absl::string_view authorization) {
   absl::StatusOr<std::shared_ptr<ApiKeyState>> key = Find(authorization);
   if (!key.ok()) return key.status();
-  if (absl::Status s = (*key)->Admit(options_.now()); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR((*key)->Admit(options_.now()));
   return std::make_shared<ApiKeyUse>(*std::move(key), options_.now);
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/server_main.h"
+#include "common/status_macros.h"
 #include "router/front_ends.h"
 #include "router/generation_config.h"
 #include "router/reasoning/reasoning_parser.h"
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
           }
         }));
         parts.keep_alive.push_back(registry);
-        if (absl::Status s = dsv3::router::AddFrontEnds(*backend, parts); !s.ok()) return s;
+        DSV3_RETURN_IF_ERROR(dsv3::router::AddFrontEnds(*backend, parts));
         parts.ready = [backend = backend.get()] { return backend->Ready(); };
         // Streams in flight finish (up to --drain_timeout) before the gRPC server stops.
         parts.on_draining = [backend = backend.get()] {

@@ -1,6 +1,7 @@
 #include "tokenizer/added_vocabulary.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3::tokenizer {
@@ -100,7 +101,7 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(const nlohmann::json& 
         return absl::InvalidArgumentError(
             absl::StrCat("tokenizer.json: added token ", token.id, " is empty"));
       }
-      if (absl::Status s = ValidateUtf8(token.content); !s.ok()) return s;
+      DSV3_RETURN_IF_ERROR(ValidateUtf8(token.content));
       const int32_t index = static_cast<int32_t>(vocab.tokens_.size());
       if (!vocab.by_id_.emplace(token.id, index).second) {
         return absl::InvalidArgumentError(

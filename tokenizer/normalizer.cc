@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dsv3::tokenizer {
 
@@ -19,7 +20,7 @@ absl::Status CheckIdentityNormalizer(const nlohmann::json& normalizer) {
       return absl::InvalidArgumentError("tokenizer.json: Sequence normalizer without a list");
     }
     for (const auto& step : *it) {
-      if (absl::Status s = CheckIdentityNormalizer(step); !s.ok()) return s;
+      DSV3_RETURN_IF_ERROR(CheckIdentityNormalizer(step));
     }
     return absl::OkStatus();
   }

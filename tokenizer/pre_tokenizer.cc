@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dsv3::tokenizer {
 namespace {
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(const nlohm
   auto pre = std::unique_ptr<PreTokenizer>(new PreTokenizer());
   bool saw_byte_level = false;
   try {
-    if (absl::Status s = pre->AddConfig(config, &saw_byte_level); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(pre->AddConfig(config, &saw_byte_level));
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: pre_tokenizer: ", e.what()));
   }
@@ -38,7 +39,7 @@ absl::Status PreTokenizer::AddConfig(const nlohmann::json& config, bool* saw_byt
   }
   if (type == "Sequence") {
     for (const auto& step : config.at("pretokenizers")) {
-      if (absl::Status s = AddConfig(step, saw_byte_level); !s.ok()) return s;
+      DSV3_RETURN_IF_ERROR(AddConfig(step, saw_byte_level));
     }
     return absl::OkStatus();
   }
@@ -125,7 +126,7 @@ absl::Status PreTokenizer::Split(absl::string_view text,
     const bool last = i + 1 == stages_.size();
     std::vector<absl::string_view>* out = last ? words : &b;
     if (!last) b.clear();
-    if (absl::Status s = RunStage(stages_[i], a, has_gc_table_code_point, out); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(RunStage(stages_[i], a, has_gc_table_code_point, out));
     if (!last) std::swap(a, b);
   }
   return absl::OkStatus();

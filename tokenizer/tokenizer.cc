@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/utf8.h"
@@ -63,7 +64,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
     return absl::UnimplementedError(
         "tokenizer_config.json: clean_up_tokenization_spaces=true is not supported");
   }
-  if (absl::Status s = tokenizer->Init(tokenizer_json); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(tokenizer->Init(tokenizer_json));
   return tokenizer;
 }
 
@@ -85,7 +86,7 @@ absl::Status Tokenizer::Init(absl::string_view tokenizer_json) {
       PreTokenizer::FromJson(root.value("pre_tokenizer", nlohmann::json()));
   if (!pre.ok()) return pre.status();
   pre_tokenizer_ = *std::move(pre);
-  if (absl::Status s = CheckDecoder(root.value("decoder", nlohmann::json())); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(CheckDecoder(root.value("decoder", nlohmann::json())));
   absl::StatusOr<AddedVocabulary> added =
       AddedVocabulary::FromJson(root.value("added_tokens", nlohmann::json()));
   if (!added.ok()) return added.status();
@@ -154,7 +155,7 @@ absl::Status Tokenizer::InitPostProcessor(const nlohmann::json& post_processor) 
     if (type == "ByteLevel") return absl::OkStatus();  // offsets only
     if (type == "Sequence") {
       for (const auto& step : post_processor.at("processors")) {
-        if (absl::Status s = InitPostProcessor(step); !s.ok()) return s;
+        DSV3_RETURN_IF_ERROR(InitPostProcessor(step));
       }
       return absl::OkStatus();
     }
@@ -182,13 +183,13 @@ absl::Status Tokenizer::InitPostProcessor(const nlohmann::json& post_processor) 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(absl::string_view text,
                                                        const EncodeOptions& options) const {
   std::vector<int32_t> ids;
-  if (absl::Status s = EncodeTo(text, options, &ids); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(EncodeTo(text, options, &ids));
   return ids;
 }
 
 absl::Status Tokenizer::EncodeTo(absl::string_view text, const EncodeOptions& options,
                                  std::vector<int32_t>* ids) const {
-  if (absl::Status s = ValidateUtf8(text); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(ValidateUtf8(text));
   ids->reserve(ids->size() + text.size() / 3 + 4);
   if (options.add_special_tokens) ids->insert(ids->end(), prefix_ids_.begin(), prefix_ids_.end());
   thread_local std::vector<AddedVocabulary::Segment> segments;
@@ -201,7 +202,7 @@ absl::Status Tokenizer::EncodeTo(absl::string_view text, const EncodeOptions& op
       continue;
     }
     words.clear();
-    if (absl::Status s = pre_tokenizer_->Split(segment.text, &words); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(pre_tokenizer_->Split(segment.text, &words));
     for (const absl::string_view word : words) bpe_->EncodeWord(word, ids);
   }
   if (options.add_special_tokens) ids->insert(ids->end(), suffix_ids_.begin(), suffix_ids_.end());

@@ -44,6 +44,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_status.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
@@ -288,12 +289,7 @@ std::vector<std::shared_ptr<grpc::Channel>> Channels(const std::string& address,
   return channels;
 }
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "dsv3 bench: %s\n", message.c_str());
-  return 1;
-}
-
-int RunBench(const std::vector<std::string>&) {
+absl::Status RunBench(const std::vector<std::string>&) {
   RunOptions options;
   options.concurrency = absl::GetFlag(FLAGS_bench_concurrency);
   options.rate = absl::GetFlag(FLAGS_bench_rate);
@@ -303,19 +299,14 @@ int RunBench(const std::vector<std::string>&) {
   options.warmup = absl::GetFlag(FLAGS_bench_warmup_requests);
   if (options.concurrency < 0 || options.rate < 0 || options.requests < 0 || options.duration < 0 ||
       options.warmup < 0) {
-    std::fprintf(stderr,
-                 "dsv3 bench: concurrency, rate, requests, duration and warmup must be >= 0\n");
-    return 2;
+    return UsageError("concurrency, rate, requests, duration and warmup must be >= 0");
   }
   if (options.requests == 0 && options.duration == 0) options.requests = 100;
   const int timeout_s = absl::GetFlag(FLAGS_timeout_s);
   const int output_tokens = absl::GetFlag(FLAGS_bench_output_tokens);
   const int prompt_tokens = absl::GetFlag(FLAGS_bench_prompt_tokens);
   if (timeout_s <= 0 || output_tokens < 1 || prompt_tokens < 1) {
-    std::fprintf(stderr,
-                 "dsv3 bench: --timeout_s, --bench_output_tokens and "
-                 "--bench_prompt_tokens must be >= 1\n");
-    return 2;
+    return UsageError("--timeout_s, --bench_output_tokens and --bench_prompt_tokens must be >= 1");
   }
 
   bench::MultiTurnOptions multi;
@@ -330,11 +321,9 @@ int RunBench(const std::vector<std::string>&) {
     if (multi.turns < 1 || multi.system_tokens < 0 || multi.user_tokens < 1 ||
         multi.block_size < 1 || options.rate > 0 || options.duration > 0 ||
         !absl::GetFlag(FLAGS_bench_dataset).empty()) {
-      std::fprintf(stderr,
-                   "dsv3 bench: multi-turn mode needs --bench_turns >= 1, --bench_user_tokens "
-                   ">= 1, a fixed concurrency, and no --bench_rate, --bench_duration or "
-                   "--bench_dataset\n");
-      return 2;
+      return UsageError(
+          "multi-turn mode needs --bench_turns >= 1, --bench_user_tokens >= 1, a fixed "
+          "concurrency, and no --bench_rate, --bench_duration or --bench_dataset");
     }
     options.requests = static_cast<int64_t>(multi.conversations) * multi.turns;
     // A conversation has one turn in flight at a time.
@@ -346,7 +335,7 @@ int RunBench(const std::vector<std::string>&) {
   std::string workload;
   if (!dataset_path.empty()) {
     auto read = ReadDataset(dataset_path, output_tokens);
-    if (!read.ok()) return Fail(std::string(read.status().message()));
+    if (!read.ok()) return read.status();
     dataset = std::move(*read);
     workload = absl::StrCat("dataset ", dataset_path, " (", dataset.size(), " prompts)");
   } else if (multi_turn) {
@@ -361,13 +350,10 @@ int RunBench(const std::vector<std::string>&) {
   const std::string direct_decode = absl::GetFlag(FLAGS_bench_direct_decode);
   const bool direct = !direct_prefill.empty() || !direct_decode.empty();
   if (direct && multi_turn) {
-    std::fprintf(stderr, "dsv3 bench: multi-turn mode goes through a router\n");
-    return 2;
+    return UsageError("multi-turn mode goes through a router");
   }
   if (direct && (direct_prefill.empty() || direct_decode.empty())) {
-    std::fprintf(stderr,
-                 "dsv3 bench: --bench_direct_prefill and --bench_direct_decode go together\n");
-    return 2;
+    return UsageError("--bench_direct_prefill and --bench_direct_decode go together");
   }
 
   // What the target serves: vocabulary (random ids), tokenizer (text), config hash (direct).
@@ -387,12 +373,14 @@ int RunBench(const std::vector<std::string>&) {
     ctx.set_deadline(DeadlineIn(10));
     v1::WorkerInfo info;
     grpc::Status s = decode_stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
-    if (!s.ok())
-      return Fail(absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));
+    if (!s.ok()) {
+      return absl::Status(FromGrpcStatus(s).code(),
+                          absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));
+    }
     vocab_size = info.vocab_size();
     config_hash = info.config_hash();
     for (const Prompt& p : dataset) {
-      if (!p.text.empty()) return Fail("direct mode takes token ids only (no tokenizer)");
+      if (!p.text.empty()) return UsageError("direct mode takes token ids only (no tokenizer)");
     }
   } else {
     for (const auto& channel : router_channels)
@@ -405,7 +393,9 @@ int RunBench(const std::vector<std::string>&) {
     v1::ModelInfo info;
     grpc::Status s = router_stubs[0]->GetModelInfo(&ctx, request, &info);
     if (!s.ok()) {
-      return Fail(absl::StrCat("router ", absl::GetFlag(FLAGS_router), ": ", s.error_message()));
+      return absl::Status(
+          FromGrpcStatus(s).code(),
+          absl::StrCat("router ", absl::GetFlag(FLAGS_router), ": ", s.error_message()));
     }
     vocab_size = info.vocab_size();
     has_tokenizer = info.has_tokenizer();
@@ -415,7 +405,7 @@ int RunBench(const std::vector<std::string>&) {
                             ? absl::GetFlag(FLAGS_bench_token_max)
                             : vocab_size - 1;
   if (dataset.empty() && (token_min < 0 || token_max < token_min)) {
-    return Fail(absl::StrCat("bad token id range [", token_min, ", ", token_max, "]"));
+    return UsageError(absl::StrCat("bad token id range [", token_min, ", ", token_max, "]"));
   }
   const Workload work(std::move(dataset), prompt_tokens, output_tokens, token_min, token_max,
                       options.seed);
@@ -499,11 +489,12 @@ int RunBench(const std::vector<std::string>&) {
   if (!json_path.empty()) {
     std::ofstream out(json_path);
     out << report.json.dump(2) << "\n";
-    if (!out) return Fail(absl::StrCat("cannot write ", json_path));
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", json_path));
   }
-  return report.json["errors"].get<int64_t>() + report.json["warmup_errors"].get<int64_t>() == 0
-             ? 0
-             : 1;
+  const int64_t errors =
+      report.json["errors"].get<int64_t>() + report.json["warmup_errors"].get<int64_t>();
+  if (errors == 0) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(errors, " request(s) failed (errors_by_code above)"));
 }
 
 }  // namespace

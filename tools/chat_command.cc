@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "common/grpc_status.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
@@ -88,7 +89,7 @@ grpc::Status StreamReply(v1::Inference::Stub& stub, const v1::GenerateRequest& r
   return reader->Finish();
 }
 
-int RunChat(const std::vector<std::string>&) {
+absl::Status RunChat(const std::vector<std::string>&) {
   const bool interactive = isatty(STDIN_FILENO);
   auto stub = v1::Inference::NewStub(ClientChannel(absl::GetFlag(FLAGS_router)));
   v1::GenerateRequest request;
@@ -126,9 +127,10 @@ int RunChat(const std::vector<std::string>&) {
     if (!status.ok()) {
       // The failed turn is dropped so the user can retry it.
       chat->mutable_messages()->RemoveLast();
-      std::fprintf(stderr, "dsv3 chat: %s (%d)\n", status.error_message().c_str(),
-                   static_cast<int>(status.error_code()));
-      if (!interactive) return 1;
+      // Interactive, the user may retry; a script's conversation ends here.
+      if (!interactive) return FromGrpcStatus(status);
+      std::fprintf(stderr, "dsv3 chat: %s (%s)\n", status.error_message().c_str(),
+                   absl::StatusCodeToString(FromGrpcStatus(status).code()).c_str());
       continue;
     }
     v1::ChatMessage* assistant = chat->add_messages();
@@ -141,7 +143,7 @@ int RunChat(const std::vector<std::string>&) {
     }
   }
   if (interactive) std::fputs("\n", stderr);
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -242,23 +243,20 @@ bool RouterServes(const std::string& address, const std::string& model_dir, std:
   return true;
 }
 
-int RunCluster(const std::vector<std::string>&) {
+absl::Status RunCluster(const std::vector<std::string>&) {
   const std::string model = absl::GetFlag(FLAGS_model);
   if (model.empty()) {
-    std::fprintf(stderr, "dsv3 cluster: --model DIR is required\n");
-    return 2;
+    return UsageError("--model DIR is required");
   }
   const int n_prefill = absl::GetFlag(FLAGS_prefill), n_decode = absl::GetFlag(FLAGS_decode);
   const int n_experts = absl::GetFlag(FLAGS_experts);
   if (n_prefill < 1 || n_decode < 1 || n_experts < 0) {
-    std::fprintf(stderr, "dsv3 cluster: --prefill and --decode must be >= 1, --experts >= 0\n");
-    return 2;
+    return UsageError("--prefill and --decode must be >= 1, --experts >= 0");
   }
   const absl::Duration eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
   if (eplb_interval < absl::ZeroDuration() ||
       (eplb_interval > absl::ZeroDuration() && n_experts == 0)) {
-    std::fprintf(stderr, "dsv3 cluster: --eplb_interval must be >= 0 and needs --experts > 0\n");
-    return 2;
+    return UsageError("--eplb_interval must be >= 0 and needs --experts > 0");
   }
   std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
   if (tokenizer.empty() && std::ifstream(model + "/tokenizer.json").good()) tokenizer = model;
@@ -280,17 +278,11 @@ int RunCluster(const std::vector<std::string>&) {
     std::error_code error;
     std::filesystem::create_directories(log_dir, error);
     if (error) {
-      std::fprintf(stderr, "dsv3 cluster: cannot create --log_dir %s: %s\n", log_dir.c_str(),
-                   error.message().c_str());
-      return 1;
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create --log_dir ", log_dir, ": ", error.message()));
     }
   }
-  absl::StatusOr<ClusterTls> cluster_tls = SetUpClusterTls(log_dir);
-  if (!cluster_tls.ok()) {
-    std::fprintf(stderr, "dsv3 cluster: %s\n", std::string(cluster_tls.status().message()).c_str());
-    return 1;
-  }
-  const ClusterTls& tls = *cluster_tls;
+  DSV3_ASSIGN_OR_RETURN(const ClusterTls tls, SetUpClusterTls(log_dir));
   const std::string bin = SelfDir();
   const int base = absl::GetFlag(FLAGS_port_base);
   int next_port = base + 2;
@@ -426,7 +418,7 @@ int RunCluster(const std::vector<std::string>&) {
   if (children.size() !=
       static_cast<size_t>(n_prefill + n_decode + n_experts + 1 + n_rebalancers)) {
     StopAll(children);
-    return 1;
+    return absl::UnavailableError("a process could not be started (said above)");
   }
   std::fprintf(stderr,
                "dsv3 cluster: starting %d prefill, %d decode, %d expert workers, a router%s "
@@ -450,7 +442,7 @@ int RunCluster(const std::vector<std::string>&) {
         ss << in.rdbuf();
         std::fprintf(stderr, "%s\n", ss.str().c_str());
         StopAll(children);
-        return 1;
+        return absl::UnavailableError(absl::StrCat("the ", c.role, " failed to start"));
       }
     }
     int listening = 0;
@@ -476,14 +468,13 @@ int RunCluster(const std::vector<std::string>&) {
       last_print = absl::Now();
     }
     if (absl::Now() > deadline) {
-      std::fprintf(stderr, "dsv3 cluster: not healthy after 10 minutes; stopping\n");
       StopAll(children);
-      return 1;
+      return absl::DeadlineExceededError("not healthy after 10 minutes; stopped");
     }
     timespec ts{0, 50'000'000};
     if (sigtimedwait(&signals, nullptr, &ts) > 0) {
       StopAll(children);
-      return 0;
+      return absl::OkStatus();
     }
   }
 
@@ -531,7 +522,7 @@ int RunCluster(const std::vector<std::string>&) {
   }
   std::fprintf(stderr, "dsv3 cluster: stopping\n");
   StopAll(children);
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace

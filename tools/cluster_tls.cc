@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/certificate_authority.h"
+#include "common/status_macros.h"
 #include "common/tls_config.h"
 
 ABSL_FLAG(bool, tls, false,
@@ -37,7 +38,7 @@ absl::StatusOr<ClusterTls> SetUpClusterTls(const std::string& log_dir) {
     for (const auto& [name, pem] : {std::pair<std::string, std::string>{"ca.pem", ca->cert},
                                     {"cluster.pem", cert->cert},
                                     {"cluster.key", cert->key}}) {
-      if (absl::Status s = WritePemFile(dir + "/" + name, pem); !s.ok()) return s;
+      DSV3_RETURN_IF_ERROR(WritePemFile(dir + "/" + name, pem));
     }
     // The CA's key is not kept: nothing else gets signed by it.
     absl::SetFlag(&FLAGS_tls_cert, dir + "/cluster.pem");
@@ -50,7 +51,7 @@ absl::StatusOr<ClusterTls> SetUpClusterTls(const std::string& log_dir) {
         "dsv3 cluster: --tls_cert needs --tls_ca (the CA that "
         "signed the processes' certificates)");
   }
-  if (absl::Status s = CheckTlsConfig(config); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(CheckTlsConfig(config));
   tls.ca = config.ca;
   tls.process_flags = {"--tls_cert=" + config.cert, "--tls_key=" + config.key,
                        "--tls_ca=" + config.ca,

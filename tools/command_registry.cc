@@ -1,7 +1,11 @@
 #include "tools/command_registry.h"
 
+#include "absl/strings/cord.h"
+
 namespace dsv3::tools {
 namespace {
+constexpr char kUsagePayload[] = "type.dsv3/tools.UsageError";
+
 std::vector<Command>& MutableCommands() {
   static auto* commands = new std::vector<Command>();
   return *commands;
@@ -14,5 +18,15 @@ bool RegisterCommand(const Command& command) {
 }
 
 const std::vector<Command>& Commands() { return MutableCommands(); }
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kUsagePayload, absl::Cord());
+  return status;
+}
+
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsagePayload).has_value();
+}
 
 }  // namespace dsv3::tools

@@ -10,13 +10,20 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "common/cli.h"
 
 namespace dsv3::tools {
 
 // `args` are the positional arguments left after flag parsing (without the subcommand name).
-// Returns the process exit code.
-using CommandFn = int (*)(const std::vector<std::string>& args);
+// main.cc prints an error as `dsv3 <command>: <message>` and exits 2 for a UsageError, 1
+// for any other.
+using CommandFn = absl::Status (*)(const std::vector<std::string>& args);
+
+// A command called wrongly (flags missing or out of range): exit code 2.
+absl::Status UsageError(absl::string_view message);
+bool IsUsageError(const absl::Status& status);
 
 struct Command {
   const char* name;

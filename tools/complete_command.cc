@@ -9,8 +9,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/grpc_status.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "tools/command_registry.h"
@@ -27,7 +29,7 @@ ABSL_FLAG(int, timeout_s, 600, "Request deadline in seconds.");
 namespace dsv3::tools {
 namespace {
 
-int RunComplete(const std::vector<std::string>&) {
+absl::Status RunComplete(const std::vector<std::string>&) {
   v1::GenerateRequest request;
   const std::string tokens = absl::GetFlag(FLAGS_tokens);
   const bool ids_mode = !tokens.empty();
@@ -35,8 +37,7 @@ int RunComplete(const std::vector<std::string>&) {
     for (absl::string_view t : absl::StrSplit(tokens, ' ', absl::SkipEmpty())) {
       int32_t id;
       if (!absl::SimpleAtoi(t, &id)) {
-        std::fprintf(stderr, "dsv3 complete: '%s' is not a token id\n", std::string(t).c_str());
-        return 2;
+        return UsageError(absl::StrCat("'", t, "' is not a token id"));
       }
       request.mutable_token_ids()->add_ids(id);
     }
@@ -77,16 +78,15 @@ int RunComplete(const std::vector<std::string>&) {
   }
   grpc::Status status = reader->Finish();
   if (!status.ok()) {
-    std::fprintf(stderr, "\ndsv3 complete: %s (%d)\n", status.error_message().c_str(),
-                 static_cast<int>(status.error_code()));
-    return 1;
+    std::fputc('\n', stderr);  // after the text streamed so far
+    return FromGrpcStatus(status);
   }
   if (ids_mode) {
     std::cout << absl::StrJoin(ids, " ") << "\n";
   } else {
     std::cout << "\n";
   }
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "engine/generator.h"
 #include "engine/model.h"
-#include "engine/status_macros.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
@@ -19,7 +19,7 @@ absl::Status Run() {
   engine::GenerateOptions options;
   const std::string speculative = absl::GetFlag(FLAGS_speculative);
   if (!speculative.empty() && speculative != "mtp") {
-    return absl::InvalidArgumentError("--speculative must be empty or 'mtp'");
+    return UsageError("--speculative must be empty or 'mtp'");
   }
   options.speculative_mtp = speculative == "mtp";
   options.num_draft_tokens = absl::GetFlag(FLAGS_draft_tokens);
@@ -40,19 +40,14 @@ absl::Status Run() {
   return absl::OkStatus();
 }
 
-int Generate(const std::vector<std::string>& args) {
+absl::Status Generate(const std::vector<std::string>& args) {
   if (!args.empty() || absl::GetFlag(FLAGS_model).empty()) {
-    std::fprintf(stderr,
-                 "usage: dsv3 generate --model DIR --tokens \"0 17 5\" --max-tokens 8 "
-                 "[--temperature T --top-p P --top-k K --min-p M --seed S] [--speculative mtp]\n");
-    return 2;
+    return UsageError(
+        "usage: dsv3 generate --model DIR --tokens \"0 17 5\" --max-tokens 8 "
+        "[--temperature T --top-p P --top-k K --min-p M --seed S] [--speculative mtp "
+        "--draft-tokens K]");
   }
-  const absl::Status status = Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "dsv3 generate: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return Run();
 }
 
 }  // namespace

@@ -6,9 +6,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/model.h"
 #include "engine/mtp.h"
-#include "engine/status_macros.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
 #include "tools/flag_groups.h"
@@ -58,19 +58,13 @@ absl::Status Run() {
   return WriteFloats(mtp_output, mtp_logits);
 }
 
-int Logits(const std::vector<std::string>& args) {
+absl::Status Logits(const std::vector<std::string>& args) {
   if (!args.empty() || absl::GetFlag(FLAGS_model).empty() || absl::GetFlag(FLAGS_output).empty()) {
-    std::fprintf(stderr,
-                 "usage: dsv3 logits --model DIR --tokens \"0 17 5\" --output FILE "
-                 "[--mtp-output FILE]\n");
-    return 2;
+    return UsageError(
+        "usage: dsv3 logits --model DIR --tokens \"0 17 5\" --output FILE "
+        "[--mtp-output FILE]");
   }
-  const absl::Status status = Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "dsv3 logits: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return Run();
 }
 
 }  // namespace

@@ -90,5 +90,8 @@ int main(int argc, char** argv) {
   RefuseForeignFlagsOrExit(*command, sub_argc, sub_argv.data());
   std::vector<char*> positional = dsv3::ParseCommandLineOrExit(sub_argc, sub_argv.data(), usage);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
-  return command->run(args);
+  const absl::Status status = command->run(args);
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "dsv3 %s: %s\n", command->name, std::string(status.message()).c_str());
+  return dsv3::tools::IsUsageError(status) ? 2 : 1;
 }

@@ -5,6 +5,8 @@
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/synthetic_checkpoint.h"
 #include "tools/command_registry.h"
 #include "tools/engine_flags.h"
@@ -18,29 +20,23 @@ ABSL_FLAG(double, router_skew, 0,
 namespace dsv3::tools {
 namespace {
 
-int MakeModel(const std::vector<std::string>& args) {
+absl::Status MakeModel(const std::vector<std::string>& args) {
   if (!args.empty() || absl::GetFlag(FLAGS_out).empty()) {
-    std::fprintf(stderr,
-                 "usage: dsv3 make-model --preset tiny|demo|bench --dtype bf16|fp8 --mtp 0|1 "
-                 "--seed N --out DIR [--tokenizer DIR] [--router_skew S]\n");
-    return 2;
+    return UsageError(
+        "usage: dsv3 make-model --preset tiny|demo|bench --dtype bf16|fp8 --mtp 0|1 "
+        "--seed N --out DIR [--tokenizer DIR] [--router_skew S]");
   }
   engine::SyntheticOptions options;
   options.preset = absl::GetFlag(FLAGS_preset);
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   if (dtype != "bf16" && dtype != "fp8") {
-    std::fprintf(stderr, "dsv3 make-model: --dtype must be bf16 or fp8, got '%s'\n", dtype.c_str());
-    return 2;
+    return UsageError(absl::StrCat("--dtype must be bf16 or fp8, got '", dtype, "'"));
   }
   options.fp8 = dtype == "fp8";
   options.mtp_layers = absl::GetFlag(FLAGS_mtp);
   options.seed = absl::GetFlag(FLAGS_seed);
   options.router_skew = absl::GetFlag(FLAGS_router_skew);
-  const absl::Status status = engine::WriteSyntheticCheckpoint(absl::GetFlag(FLAGS_out), options);
-  if (!status.ok()) {
-    std::fprintf(stderr, "dsv3 make-model: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
+  DSV3_RETURN_IF_ERROR(engine::WriteSyntheticCheckpoint(absl::GetFlag(FLAGS_out), options));
   // The tokenizer travels with the model, as in a Hugging Face model directory.
   const std::string tokenizer = absl::GetFlag(FLAGS_tokenizer);
   if (!tokenizer.empty()) {
@@ -50,13 +46,12 @@ int MakeModel(const std::vector<std::string>& args) {
                                  std::filesystem::path(absl::GetFlag(FLAGS_out)) / file,
                                  std::filesystem::copy_options::overwrite_existing, ec);
       if (ec && std::string(file) == "tokenizer.json") {
-        std::fprintf(stderr, "dsv3 make-model: copying %s/%s: %s\n", tokenizer.c_str(), file,
-                     ec.message().c_str());
-        return 1;
+        return absl::NotFoundError(
+            absl::StrCat("copying ", tokenizer, "/", file, ": ", ec.message()));
       }
     }
   }
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -27,18 +29,17 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::unique_ptr<tokenizer::Tokenizer> LoadOrDie(const char* command) {
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer() {
   const std::string dir = absl::GetFlag(FLAGS_tokenizer);
-  if (dir.empty()) {
-    std::fprintf(stderr, "dsv3 %s: --tokenizer DIR is required\n", command);
-    return nullptr;
-  }
-  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok = tokenizer::Tokenizer::Load(dir);
-  if (!tok.ok()) {
-    std::fprintf(stderr, "dsv3 %s: %s\n", command, tok.status().ToString().c_str());
-    return nullptr;
-  }
-  return *std::move(tok);
+  if (dir.empty()) return UsageError("--tokenizer DIR is required");
+  return tokenizer::Tokenizer::Load(dir);
+}
+
+// After every line was answered: an error when some lines were answered with one.
+absl::Status LinesFailed(int failed) {
+  if (failed == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(failed, " line(s) answered with an error (see their \"error\")"));
 }
 
 void PrintLine(const Json& j) {
@@ -68,12 +69,11 @@ absl::StatusOr<std::vector<int32_t>> TokenizeLine(const tokenizer::Tokenizer& to
                     {.add_special_tokens = in.value("add_special_tokens", true)});
 }
 
-int RunTokenize(const std::vector<std::string>& /*args*/) {
-  std::unique_ptr<tokenizer::Tokenizer> tok = LoadOrDie("tokenize");
-  if (tok == nullptr) return 2;
+absl::Status RunTokenize(const std::vector<std::string>& /*args*/) {
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> tok, LoadTokenizer());
   absl::StatusOr<std::unique_ptr<tokenizer::ChatTemplate>> chat =
       tokenizer::ChatTemplate::FromConfig(tok->config());
-  int rc = 0;
+  int failed = 0;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -86,18 +86,17 @@ int RunTokenize(const std::vector<std::string>& /*args*/) {
     }
     if (!ids.ok()) {
       PrintLine({{"error", ids.status().ToString()}});
-      rc = 1;
+      ++failed;
       continue;
     }
     PrintLine({{"ids", *ids}});
   }
-  return rc;
+  return LinesFailed(failed);
 }
 
-int RunDetokenize(const std::vector<std::string>& /*args*/) {
-  std::unique_ptr<tokenizer::Tokenizer> tok = LoadOrDie("detokenize");
-  if (tok == nullptr) return 2;
-  int rc = 0;
+absl::Status RunDetokenize(const std::vector<std::string>& /*args*/) {
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> tok, LoadTokenizer());
+  int failed = 0;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -111,12 +110,12 @@ int RunDetokenize(const std::vector<std::string>& /*args*/) {
     }
     if (!text.ok()) {
       PrintLine({{"error", text.status().ToString()}});
-      rc = 1;
+      ++failed;
       continue;
     }
     PrintLine({{"text", *text}});
   }
-  return rc;
+  return LinesFailed(failed);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dsv3::transport {
 
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
         absl::StrCat("KV layout mismatch: decode worker has ", target.layout.DebugString(),
                      ", this prefill worker writes ", expected_layout_.DebugString()));
   }
-  if (absl::Status valid = target.layout.Validate(); !valid.ok()) return valid;
+  DSV3_RETURN_IF_ERROR(target.layout.Validate());
   if (target.cached_tokens < 0 ||
       target.cached_tokens >
           static_cast<int64_t>(target.block_ids.size()) * target.layout.block_size ||
@@ -81,7 +82,7 @@ absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, con
     const uint64_t remote =
         target_.base_address + layout.RowOffset(layer, target_.block_ids[block_index], row);
     const size_t length = static_cast<size_t>(run) * layout.row_bytes;
-    if (absl::Status s = batch_.Put(src, length, remote, rkey_); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(batch_.Put(src, length, remote, rkey_));
     src += length;
     token += run;
   }
@@ -112,7 +113,7 @@ absl::Status KvTransfer::Land(absl::Time deadline,
     }
     landing_bytes_ += static_cast<int64_t>(landing_hidden_.size());
   }
-  if (absl::Status s = Flush(deadline, decode_alive); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(Flush(deadline, decode_alive));
   if (landing_rkey_ == nullptr) return absl::OkStatus();
   // Only after the flush: the decode worker reads the rows as soon as it sees the mark, so
   // the mark must not overtake any of them (a flush orders; a second put alone does not).

@@ -12,6 +12,7 @@
 #include "absl/memory/memory.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/status_macros.h"
 #include "transport/nccl/nccl_channel.h"
 
 namespace dsv3::transport {
@@ -41,10 +42,10 @@ absl::Status AttentionTransfers(NcclChannel& ch, const ExpertCommRanks& ranks, i
   const int64_t send_bytes = header_bytes + layout.send_total;
   const int64_t recv_bytes = combine_bytes + layout.recv_total;
   for (CudaBuffer* b : {&ch.host_send, &ch.device_send}) {
-    if (absl::Status s = ch.Check(b->Reserve(send_bytes)); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(ch.Check(b->Reserve(send_bytes)));
   }
   for (CudaBuffer* b : {&ch.host_recv, &ch.device_recv}) {
-    if (absl::Status s = ch.Check(b->Reserve(recv_bytes)); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(ch.Check(b->Reserve(recv_bytes)));
   }
   EncodeDispatchHeaders(layout, reinterpret_cast<int64_t*>(ch.host_send.data()));
   PackDispatchBuffer(plan, layout, x, ch.host_send.data() + header_bytes);
@@ -236,7 +237,7 @@ absl::Status NcclExpertServer::Step(int64_t placement_version, absl::Time deadli
 absl::Status NcclExpertServer::StepLocked(int64_t placement_version, absl::Time deadline,
                                           ComputeFn compute) {
   NcclChannel& ch = *channel_;
-  if (absl::Status s = ch.Begin(); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(ch.Begin());
   const int64_t attention = ranks_.num_attention_workers();
   const std::vector<int32_t> peers = ranks_.PeerOrder(rank_);
   auto index_of = [this](int32_t peer) {
@@ -246,7 +247,7 @@ absl::Status NcclExpertServer::StepLocked(int64_t placement_version, absl::Time 
   // Group 1: every attention rank's header.
   const int64_t header_bytes = HeaderRegion(attention, kDispatchHeaderWords);
   for (CudaBuffer* b : {&ch.host_recv, &ch.device_recv}) {
-    if (absl::Status s = ch.Check(b->Reserve(header_bytes)); !s.ok()) return s;
+    DSV3_RETURN_IF_ERROR(ch.Check(b->Reserve(header_bytes)));
   }
   uint8_t* drecv = ch.device_recv.data();
   absl::Status s = ch.PostGroup("receiving dispatch counts", [&]() -> ncclResult_t {

@@ -1,7 +1,8 @@
-#ifndef DSV3_ENGINE_STATUS_MACROS_H_
-#define DSV3_ENGINE_STATUS_MACROS_H_
+#ifndef DSV3_COMMON_STATUS_MACROS_H_
+#define DSV3_COMMON_STATUS_MACROS_H_
 
-// Early-return helpers for absl::Status / absl::StatusOr (no nested error checks).
+// Early-return helpers for absl::Status / absl::StatusOr (no nested error checks), for every
+// module: header-only, so the engine (which links nothing of common/) uses it too.
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,4 +25,4 @@
   if (!tmp.ok()) return tmp.status();               \
   lhs = std::move(tmp).value()
 
-#endif  // DSV3_ENGINE_STATUS_MACROS_H_
+#endif  // DSV3_COMMON_STATUS_MACROS_H_
