@@ -44,7 +44,7 @@ DecodeScheduler::~DecodeScheduler() {
   if (loop_.joinable()) loop_.join();
   absl::MutexLock lock(&mu_);
   for (auto& [id, seq] : sequences_) {
-    seq->sink->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(),
+    seq->sink->OnFinish(worker::FinishReason::kError, seq->Usage(),
                         MarkResumable(absl::UnavailableError("decode worker shutting down")));
     pool_->Release(seq->kv);
   }
@@ -346,10 +346,7 @@ void DecodeScheduler::Loop() {
         leases_.clear();
         running_.clear();
         for (auto& [id, seq] : sequences_) {
-          v1::Usage usage;
-          usage.set_prompt_tokens(seq->prompt_tokens);
-          usage.set_completion_tokens(seq->generated);
-          seq->sink->OnFinish(v1::FINISH_REASON_ERROR, usage,
+          seq->sink->OnFinish(worker::FinishReason::kError, seq->Usage(),
                               MarkResumable(absl::UnavailableError(
                                   "decode worker draining: the request resumes elsewhere")));
           pool_->Release(seq->kv);
@@ -361,10 +358,7 @@ void DecodeScheduler::Loop() {
       std::vector<Sequence*> kept;
       for (Sequence* seq : running_) {
         if (seq->cancelled.load(std::memory_order_relaxed)) {
-          v1::Usage usage;
-          usage.set_prompt_tokens(seq->prompt_tokens);
-          usage.set_completion_tokens(seq->generated);
-          seq->sink->OnFinish(v1::FINISH_REASON_CANCELLED, usage,
+          seq->sink->OnFinish(worker::FinishReason::kCancelled, seq->Usage(),
                               absl::CancelledError("cancelled by the client"));
           FinishLocked(seq, /*keep_kv=*/true);
         } else {

@@ -24,12 +24,12 @@
 #include "absl/time/time.h"
 #include "common/kv_block_hash.h"
 #include "decode_worker/kv_landing_table.h"
-#include "dsv3/v1/common.pb.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
 #include "worker_common/kv_event_log.h"
+#include "worker_common/sequence_end.h"
 
 namespace dsv3::decode {
 
@@ -85,7 +85,7 @@ class DecodeSink {
   virtual ~DecodeSink() = default;
   virtual void OnTokens(std::span<const engine::SampledToken> tokens) = 0;
   // The last call: why the sequence ended, its usage, and an error when it failed.
-  virtual void OnFinish(v1::FinishReason reason, const v1::Usage& usage,
+  virtual void OnFinish(worker::FinishReason reason, const worker::SequenceUsage& usage,
                         const absl::Status& status) = 0;
 };
 
@@ -189,6 +189,11 @@ class DecodeScheduler {
     // Speculation: the MTP rows still to append and the drafts so far.
     bool speculative = false;
     engine::SpeculativeState spec;
+
+    worker::SequenceUsage Usage() const {
+      return {prompt_tokens, generated, cached_prompt_tokens, static_cast<int32_t>(spec.drafted),
+              static_cast<int32_t>(spec.accepted)};
+    }
   };
 
   DecodeScheduler(const engine::Model& model, DecodeSchedulerOptions options)
@@ -200,7 +205,7 @@ class DecodeScheduler {
   // with the batch): samples the first token. Returns false when the sequence finished.
   bool FinishLocalPrefill(
       Sequence* seq, const engine::ForwardResult& out, size_t index,
-      const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish);
+      const std::function<void(Sequence*, worker::FinishReason, const absl::Status&)>& finish);
   // A speculating prefill_here sequence keeps the hidden states of the `rows` positions its
   // chunk computed: with the tokens after them they give the MTP rows once the suffix is
   // done (mtp_num_tokens stays where the cached prefix ends until then).

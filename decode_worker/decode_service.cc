@@ -55,16 +55,16 @@ class DecodeStream : public DecodeSink, public std::enable_shared_from_this<Deco
     Push(std::move(response), std::nullopt);
   }
 
-  void OnFinish(v1::FinishReason reason, const v1::Usage& usage,
+  void OnFinish(worker::FinishReason reason, const worker::SequenceUsage& usage,
                 const absl::Status& status) override {
     v1::DecodeResponse response;
-    response.set_finish_reason(reason);
-    *response.mutable_usage() = usage;
+    response.set_finish_reason(worker::ToWireFinishReason(reason));
+    *response.mutable_usage() = worker::ToWireUsage(usage);
     // A cancelled sequence ends its stream with CANCELLED; errors with their status, and
     // whether another decode worker may take the request over.
-    grpc::Status final =
-        reason == v1::FINISH_REASON_CANCELLED ? grpc::Status::CANCELLED : ToGrpcStatus(status);
-    if (!final.ok() && reason != v1::FINISH_REASON_CANCELLED) {
+    const bool cancelled = reason == worker::FinishReason::kCancelled;
+    grpc::Status final = cancelled ? grpc::Status::CANCELLED : ToGrpcStatus(status);
+    if (!final.ok() && !cancelled) {
       reactor_->context_->AddTrailingMetadata(kResumableTrailer, IsResumable(status) ? "1" : "0");
     }
     Push(std::move(response), final);
@@ -324,7 +324,7 @@ grpc::ServerWriteReactor<v1::DecodeResponse>* DecodeService::Decode(
   }
   if (!started.ok()) {
     DSV3_LOG(WARNING).With("request_id", request->request_id()) << "Decode: " << started;
-    stream->OnFinish(v1::FINISH_REASON_ERROR, v1::Usage(), started);
+    stream->OnFinish(worker::FinishReason::kError, worker::SequenceUsage(), started);
   }
   return reactor;
 }

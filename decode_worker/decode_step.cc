@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -40,11 +41,11 @@ std::vector<std::vector<int32_t>> DecodeScheduler::Draft(const std::vector<Seque
 
 bool DecodeScheduler::FinishLocalPrefill(
     Sequence* seq, const engine::ForwardResult& out, size_t index,
-    const std::function<void(Sequence*, v1::FinishReason, const absl::Status&)>& finish) {
+    const std::function<void(Sequence*, worker::FinishReason, const absl::Status&)>& finish) {
   absl::StatusOr<engine::SampledToken> token = seq->sampler->Sample(out.LastLogits(index));
   if (!token.ok()) {
     seq->pending_prompt.clear();
-    finish(seq, v1::FINISH_REASON_ERROR, token.status());
+    finish(seq, worker::FinishReason::kError, token.status());
     return false;
   }
   seq->generated = 1;
@@ -59,11 +60,11 @@ bool DecodeScheduler::FinishLocalPrefill(
   }
   seq->pending_prompt.clear();
   if (token->is_stop || token->token == seq->eos_token_id) {
-    finish(seq, v1::FINISH_REASON_STOP, absl::OkStatus());
+    finish(seq, worker::FinishReason::kStop, absl::OkStatus());
     return false;
   }
   if (seq->generated >= seq->max_tokens) {
-    finish(seq, v1::FINISH_REASON_LENGTH, absl::OkStatus());
+    finish(seq, worker::FinishReason::kLength, absl::OkStatus());
     return false;
   }
   seq->next_input = token->token;
@@ -87,15 +88,9 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   std::vector<Sequence*> active;
   std::vector<engine::SequenceInput> inputs;
   const int64_t context = model_.config().max_position_embeddings;
-  auto finish = [&](Sequence* seq, v1::FinishReason reason, const absl::Status& status) {
-    v1::Usage usage;
-    usage.set_prompt_tokens(seq->prompt_tokens);
-    usage.set_completion_tokens(seq->generated);
-    usage.set_cached_prompt_tokens(seq->cached_prompt_tokens);
-    usage.set_draft_tokens(static_cast<int32_t>(seq->spec.drafted));
-    usage.set_accepted_draft_tokens(static_cast<int32_t>(seq->spec.accepted));
-    seq->sink->OnFinish(reason, usage, status);
-    seq->failed = reason == v1::FINISH_REASON_ERROR;
+  auto finish = [&](Sequence* seq, worker::FinishReason reason, const absl::Status& status) {
+    seq->sink->OnFinish(reason, seq->Usage(), status);
+    seq->failed = reason == worker::FinishReason::kError;
     finished.push_back(seq);
   };
   // prefill_here suffixes share a budget of tokens per step; one left without sits out.
@@ -104,7 +99,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   std::vector<int64_t> chunks;
   for (Sequence* seq : batch) {
     if (seq->kv.num_tokens + 1 > context) {
-      finish(seq, v1::FINISH_REASON_CONTEXT_FULL, absl::OkStatus());
+      finish(seq, worker::FinishReason::kContextFull, absl::OkStatus());
       continue;
     }
     int64_t chunk = 0;
@@ -142,7 +137,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
   absl::StatusOr<engine::ForwardResult> out = model_.Forward(inputs, *pool_, options);
   if (!out.ok()) {
     DSV3_LOG(ERROR) << "decode step failed: " << out.status();
-    for (Sequence* seq : active) finish(seq, v1::FINISH_REASON_ERROR, out.status());
+    for (Sequence* seq : active) finish(seq, worker::FinishReason::kError, out.status());
     return finished;
   }
   const ServingMetrics& m = Metrics();
@@ -156,20 +151,20 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
       }
       continue;
     }
-    v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+    std::optional<worker::FinishReason> reason;
     auto more = [&](const engine::SampledToken& token) {
       ++seq->generated;
       if (token.is_stop || token.token == seq->eos_token_id) {
-        reason = v1::FINISH_REASON_STOP;
+        reason = worker::FinishReason::kStop;
       } else if (seq->generated >= seq->max_tokens) {
-        reason = v1::FINISH_REASON_LENGTH;
+        reason = worker::FinishReason::kLength;
       }
-      return reason == v1::FINISH_REASON_UNSPECIFIED;
+      return !reason.has_value();
     };
     absl::StatusOr<engine::Verified> verified =
         engine::SampleVerified(*seq->sampler, *out, i, tokens[i], more);
     if (!verified.ok()) {
-      finish(seq, v1::FINISH_REASON_ERROR, verified.status());
+      finish(seq, worker::FinishReason::kError, verified.status());
       continue;
     }
     const int64_t accepted_before = seq->spec.accepted;
@@ -185,7 +180,7 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     for (const auto& t : verified->emitted) seq->tokens.push_back(t.token);
     seq->sink->OnTokens(verified->emitted);
     if (verified->stopped) {
-      finish(seq, reason, absl::OkStatus());
+      finish(seq, *reason, absl::OkStatus());
       continue;
     }
     seq->next_input = verified->emitted.back().token;

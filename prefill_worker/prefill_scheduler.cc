@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 #include "engine/mtp.h"
 #include "engine/thread_pool.h"
 #include "worker_common/worker_conversions.h"
@@ -59,7 +60,7 @@ absl::Status TransferFailed(const std::string& decode_address, const absl::Statu
 }  // namespace
 
 absl::Status PrefillScheduler::Submit(std::unique_ptr<PrefillJob> job) {
-  if (absl::Status s = model_.ValidateTokens(job->prompt, 0); !s.ok()) return s;
+  DSV3_RETURN_IF_ERROR(model_.ValidateTokens(job->prompt, 0));
   if (job->resumed_output_tokens < 0 ||
       job->resumed_output_tokens > static_cast<int64_t>(job->prompt.size())) {
     return absl::InvalidArgumentError(absl::StrCat("resumed_output_tokens ",
@@ -471,21 +472,20 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
       .Increment(static_cast<double>(a.transfer->bytes()));
   m.kv_transfer_seconds.WithLabels({options_.model_name})
       .Observe(absl::ToDoubleSeconds(absl::Now() - a.first_step));
-  v1::PrefillResponse response;
-  response.set_first_token_id(token.token);
-  if (job.logprobs > 0) worker::ToWireLogprob(token, response.mutable_first_token_logprob());
-  response.set_kv_bytes(a.transfer->bytes());
+  PrefillResult result;
+  result.first_token = token;
+  result.kv_bytes = a.transfer->bytes();
   // From the first step (the first puts) to the completed flush.
-  response.set_kv_transfer_ns(absl::ToInt64Nanoseconds(absl::Now() - a.first_step));
-  response.set_queue_ns(absl::ToInt64Nanoseconds(a.first_step - a.enqueued));
-  response.set_compute_ns(a.compute_ns);
-  response.set_destination_wait_ns(a.destination_wait_ns);
-  response.set_cached_tokens(static_cast<int32_t>(a.cached_tokens));
+  result.kv_transfer_ns = absl::ToInt64Nanoseconds(absl::Now() - a.first_step);
+  result.queue_ns = absl::ToInt64Nanoseconds(a.first_step - a.enqueued);
+  result.compute_ns = a.compute_ns;
+  result.destination_wait_ns = a.destination_wait_ns;
+  result.cached_tokens = static_cast<int32_t>(a.cached_tokens);
   DSV3_LOG(DEBUG).With("request_id", job.request_id)
       << "prefill done: " << job.prompt.size() << " tokens, " << a.transfer->bytes()
       << " KV bytes, flush " << absl::FormatDuration(absl::Now() - flush_start);
   a.answered = true;
-  a.job->done(std::move(response));
+  a.job->done(std::move(result));
 }
 
 void PrefillScheduler::EndWithError(Active& a, const absl::Status& status) {

@@ -29,7 +29,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/kv_block_hash.h"
-#include "dsv3/v1/worker.pb.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -54,6 +53,17 @@ struct PrefillSchedulerOptions {
   KvCacheIdentity kv_identity;
 };
 
+// A finished prefill: the first token (sampled here) and what the job cost.
+struct PrefillResult {
+  engine::SampledToken first_token;
+  int64_t kv_bytes = 0;        // row bytes put into the decode worker's pool
+  int64_t kv_transfer_ns = 0;  // from the first puts to the completed flush
+  int64_t queue_ns = 0;        // queued before the first chunk ran
+  int64_t compute_ns = 0;
+  int64_t destination_wait_ns = 0;  // waited for the destination after the last chunk
+  int32_t cached_tokens = 0;        // prompt tokens the prefix cache held
+};
+
 struct PrefillJob {
   std::string request_id;
   // Names the job for Update; 0: the destination is known at Submit.
@@ -73,7 +83,7 @@ struct PrefillJob {
   // True once the caller has gone (the call was cancelled); polled between steps.
   std::function<bool()> caller_gone;
   // Called once, on the scheduler thread, with the response or the error.
-  std::function<void(absl::StatusOr<v1::PrefillResponse>)> done;
+  std::function<void(absl::StatusOr<PrefillResult>)> done;
 };
 
 // What UpdatePrefill brings for a job: its destination, or the end of it.

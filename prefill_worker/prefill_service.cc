@@ -5,6 +5,7 @@
 #include "common/grpc_status.h"
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "engine/model_config.h"
 #include "worker_common/structured_outputs.h"
 #include "worker_common/worker_conversions.h"
@@ -58,7 +59,7 @@ absl::StatusOr<PrefillUpdate> PrefillService::ToUpdate(const v1::KvDestination& 
         d.config_hash(), ", this prefill worker: ", config_hash_, ")"));
   }
   // Written only where the decode worker itself says its pool is.
-  if (absl::Status pool = decode_pools_->Check(d); !pool.ok()) return pool;
+  DSV3_RETURN_IF_ERROR(decode_pools_->Check(d));
   auto target = worker::ToWriteTarget(d);
   if (!target.ok()) return target.status();
   PrefillUpdate update;
@@ -104,9 +105,19 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
   job->deadline = std::min(job->deadline, absl::FromChrono(context->deadline()));
   job->caller_gone = [context] { return context->IsCancelled(); };
   const std::string request_id = request->request_id();
-  job->done = [reactor, response, request_id](absl::StatusOr<v1::PrefillResponse> result) {
+  const bool logprobs = job->logprobs > 0;
+  job->done = [reactor, response, request_id, logprobs](absl::StatusOr<PrefillResult> result) {
     if (result.ok()) {
-      *response = std::move(*result);
+      response->set_first_token_id(result->first_token.token);
+      if (logprobs) {
+        worker::ToWireLogprob(result->first_token, response->mutable_first_token_logprob());
+      }
+      response->set_kv_bytes(result->kv_bytes);
+      response->set_kv_transfer_ns(result->kv_transfer_ns);
+      response->set_queue_ns(result->queue_ns);
+      response->set_compute_ns(result->compute_ns);
+      response->set_destination_wait_ns(result->destination_wait_ns);
+      response->set_cached_tokens(result->cached_tokens);
       reactor->Finish(grpc::Status::OK);
     } else {
       if (absl::IsCancelled(result.status())) {

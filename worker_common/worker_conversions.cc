@@ -88,4 +88,30 @@ void ToWireLogprob(const engine::SampledToken& token, v1::TokenLogprob* out) {
   }
 }
 
+v1::FinishReason ToWireFinishReason(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kContextFull:
+      return v1::FINISH_REASON_CONTEXT_FULL;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kError:
+      return v1::FINISH_REASON_ERROR;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+v1::Usage ToWireUsage(const SequenceUsage& usage) {
+  v1::Usage wire;
+  wire.set_prompt_tokens(usage.prompt_tokens);
+  wire.set_completion_tokens(usage.completion_tokens);
+  wire.set_cached_prompt_tokens(usage.cached_prompt_tokens);
+  wire.set_draft_tokens(usage.draft_tokens);
+  wire.set_accepted_draft_tokens(usage.accepted_draft_tokens);
+  return wire;
+}
+
 }  // namespace dsv3::worker

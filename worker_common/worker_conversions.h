@@ -3,7 +3,7 @@
 
 // Conversions shared by the prefill and decode workers between the wire contract
 // (dsv3.v1 protos), the engine's types and the transport's: sampling parameters, the KV
-// pool layout, the KV destination.
+// pool layout, the KV destination, how a sequence ended.
 
 #include "absl/status/statusor.h"
 #include "dsv3/v1/worker.pb.h"
@@ -11,6 +11,7 @@
 #include "engine/sampler.h"
 #include "transport/kv_transfer/kv_pool_layout.h"
 #include "transport/kv_transfer/kv_writer.h"
+#include "worker_common/sequence_end.h"
 
 namespace dsv3::worker {
 
@@ -28,6 +29,10 @@ absl::StatusOr<transport::KvWriteTarget> ToWriteTarget(const v1::KvDestination& 
 
 // Converts an engine token (with logprobs) into its wire form.
 void ToWireLogprob(const engine::SampledToken& token, v1::TokenLogprob* out);
+
+// A sequence's end as the decode scheduler reports it -> the wire's.
+v1::FinishReason ToWireFinishReason(FinishReason reason);
+v1::Usage ToWireUsage(const SequenceUsage& usage);
 
 }  // namespace dsv3::worker
 
