@@ -35,7 +35,7 @@ PrefillScheduler::~PrefillScheduler() {
   }
   if (loop_.joinable()) loop_.join();
   absl::Status shutting_down = absl::UnavailableError("prefill worker shutting down");
-  for (auto& a : running_) EndWithError(*a, shutting_down);
+  for (auto& a : running_) EndWithError(*a, shutting_down, /*may_release_lease=*/false);
   absl::MutexLock lock(&mu_);
   for (auto& a : queue_) a->job->done(shutting_down);
 }
@@ -106,6 +106,7 @@ absl::Status PrefillScheduler::Update(uint64_t job_id, PrefillUpdate update) {
   PendingUpdate pending;
   pending.received = absl::Now();
   pending.decode_address = update.decode_address;
+  pending.lease = update.lease;
   pending.lease_deadline = update.lease_deadline;
   pending.cancel = update.cancel;
   absl::Status result = absl::OkStatus();
@@ -157,6 +158,7 @@ bool PrefillScheduler::TakeUpdate(Active& a) {
   } else if (a.transfer == nullptr) {
     a.transfer = std::move(update.transfer);
     a.job->decode_address = update.decode_address;
+    a.job->lease = update.lease;
     a.job->deadline = std::min(a.job->deadline, update.lease_deadline);
   }
   return a.transfer != nullptr;
@@ -488,12 +490,19 @@ void PrefillScheduler::Answer(Active& a, const engine::SampledToken& token) {
   a.job->done(std::move(result));
 }
 
-void PrefillScheduler::EndWithError(Active& a, const absl::Status& status) {
+void PrefillScheduler::EndWithError(Active& a, const absl::Status& status, bool may_release_lease) {
   if (a.answered) return;
   if (a.transfer != nullptr) {
     // Puts already posted must land (or fail) before the caller may free the lease.
     DecodeLiveness::Probe probe = liveness_.ProbeFor(a.job->decode_address);
     (void)a.transfer->Flush(absl::Now() + kQuiesceTimeout, [&probe] { return probe.Check(); });
+    // Whoever called would release the lease once this call ended; gone, it cannot. (Past
+    // the job's deadline the caller's request, or the lease, is over either way.)
+    const bool caller_gone =
+        (a.job->caller_gone && a.job->caller_gone()) || absl::Now() > a.job->deadline;
+    if (may_release_lease && a.job->lease.id != 0 && caller_gone && options_.on_abandoned_lease) {
+      options_.on_abandoned_lease(a.job->decode_address, a.job->lease);
+    }
   }
   a.answered = true;
   a.job->done(status);

@@ -38,6 +38,12 @@
 
 namespace dsv3::prefill {
 
+// The decode worker's lease a destination writes into (KvDestination.lease_id/secret).
+struct DecodeLease {
+  uint64_t id = 0;  // 0: not known
+  uint64_t secret = 0;
+};
+
 struct PrefillSchedulerOptions {
   std::string model_name;  // the `model` label of the metrics
   // Prompt tokens computed per step, across all requests in the step.
@@ -51,6 +57,11 @@ struct PrefillSchedulerOptions {
   int64_t prefix_cache_max_blocks = 0;
   // Names blocks the way the router and the decode workers do (common/kv_block_hash.h).
   KvCacheIdentity kv_identity;
+  // Called (on the scheduler thread: must not block) when a job whose caller is gone ends
+  // with a destination: no Decode will follow, so its lease may be freed at once rather
+  // than at its expiry (a router that died between Reserve and Decode). Only after the
+  // job's puts completed, so nothing lands in the blocks once they are someone else's.
+  std::function<void(const std::string& decode_address, DecodeLease lease)> on_abandoned_lease;
 };
 
 // A finished prefill: the first token (sampled here) and what the job cost.
@@ -79,6 +90,7 @@ struct PrefillJob {
   int32_t logprobs = 0;
   std::optional<transport::KvWriteTarget> target;  // absent: comes with Update
   std::string decode_address;                      // for error messages
+  DecodeLease lease;                               // of the target
   absl::Time deadline = absl::InfiniteFuture();
   // True once the caller has gone (the call was cancelled); polled between steps.
   std::function<bool()> caller_gone;
@@ -90,6 +102,7 @@ struct PrefillJob {
 struct PrefillUpdate {
   std::optional<transport::KvWriteTarget> target;
   std::string decode_address;
+  DecodeLease lease;
   absl::Time lease_deadline = absl::InfiniteFuture();
   absl::Status cancel;  // not OK: end the job with this status
 };
@@ -144,6 +157,7 @@ class PrefillScheduler {
   struct PendingUpdate {
     std::unique_ptr<transport::KvTransfer> transfer;
     std::string decode_address;
+    DecodeLease lease;
     absl::Time lease_deadline = absl::InfiniteFuture();
     absl::Status cancel;
     absl::Time received;
@@ -177,8 +191,9 @@ class PrefillScheduler {
   void Complete(Active& request, std::span<const float> last_logits);
   // Flushes the transfer and answers with the first token.
   void Answer(Active& request, const engine::SampledToken& token);
-  // Answers with an error once none of the job's writes is in flight.
-  void EndWithError(Active& request, const absl::Status& status);
+  // Answers with an error once none of the job's writes is in flight; then, when its caller
+  // is gone and `may_release_lease` (not at shutdown), hands its lease to on_abandoned_lease.
+  void EndWithError(Active& request, const absl::Status& status, bool may_release_lease = true);
 
   const engine::Model& model_;
   transport::KvWriter& writer_;

@@ -1,7 +1,11 @@
 #include "prefill_worker/prefill_service.h"
 
+#include <atomic>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "common/build_info.h"
+#include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
@@ -11,11 +15,45 @@
 #include "worker_common/worker_conversions.h"
 
 namespace dsv3::prefill {
+namespace {
+
+// Frees a lease whose caller left (PrefillSchedulerOptions::on_abandoned_lease): a Release
+// on its decode worker, sent and forgotten (the lease expires on its own if this fails).
+void ReleaseAbandonedLease(const std::string& decode_address, DecodeLease lease) {
+  struct Call {
+    std::unique_ptr<v1::Worker::Stub> stub;
+    grpc::ClientContext ctx;
+    v1::ReleaseRequest request;
+    v1::ReleaseResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->stub = v1::Worker::NewStub(ClusterChannel(decode_address));
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  call->request.set_lease_id(lease.id);
+  call->request.set_lease_secret(lease.secret);
+  call->request.set_reason("its prefill's caller left before a Decode");
+  call->stub->async()->Release(
+      &call->ctx, &call->request, &call->response, [call, decode_address](grpc::Status s) {
+        DSV3_LOG(INFO) << "lease " << call->request.lease_id() << " on " << decode_address
+                       << " (its prefill's caller left): "
+                       << (!s.ok()                     ? "release failed: " + s.error_message()
+                           : call->response.released() ? "released"
+                                                       : "already gone");
+      });
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, transport::UcxContext& ucx,
     PrefillServiceOptions options) {
   options.scheduler.model_name = options.model_name;
+  // Not while draining: the server then cancels the calls it ends, and their callers (alive)
+  // may send the same lease to another prefill worker.
+  auto draining = std::make_shared<std::atomic<bool>>(false);
+  options.scheduler.on_abandoned_lease = [draining](const std::string& address, DecodeLease lease) {
+    if (!draining->load()) ReleaseAbandonedLease(address, lease);
+  };
   const std::string config_hash = engine::ModelConfigHash(model.config());
   options.scheduler.kv_identity = KvCacheIdentityOf(
       config_hash,
@@ -23,6 +61,7 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
                            static_cast<int>(layout.num_layers - model.config().num_hidden_layers)));
   std::unique_ptr<PrefillService> s(new PrefillService(model, std::move(options)));
   s->config_hash_ = config_hash;
+  s->draining_ = std::move(draining);
   s->layout_ = layout;
   s->writer_ = std::make_unique<transport::KvWriter>(ucx, worker::ToTransportLayout(layout));
   auto scheduler = PrefillScheduler::Create(model, layout, *s->writer_, s->options_.scheduler);
@@ -65,6 +104,7 @@ absl::StatusOr<PrefillUpdate> PrefillService::ToUpdate(const v1::KvDestination& 
   PrefillUpdate update;
   update.target = std::move(*target);
   update.decode_address = d.decode_address();
+  update.lease = DecodeLease{d.lease_id(), d.lease_secret()};
   if (d.lease_expiry_unix_ms() > 0) {
     update.lease_deadline = absl::FromUnixMillis(d.lease_expiry_unix_ms());
   }
@@ -84,6 +124,7 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
     }
     job->target = std::move(destination->target);
     job->decode_address = destination->decode_address;
+    job->lease = destination->lease;
     job->deadline = destination->lease_deadline;
   }
   job->request_id = request->request_id();

@@ -4,6 +4,7 @@
 // dsv3.v1.Worker as the prefill worker serves it: Prefill (queue the prompt; answer with
 // the first token once its KV is in the decode worker), WatchLoad, GetInfo.
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -45,7 +46,10 @@ class PrefillService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
                                     const v1::GetInfoRequest* request,
                                     v1::WorkerInfo* response) override;
-  void Drain() { watchers_->Shutdown(); }
+  void Drain() {
+    draining_->store(true);
+    watchers_->Shutdown();
+  }
 
  private:
   PrefillService(const engine::Model& model, PrefillServiceOptions options)
@@ -62,6 +66,7 @@ class PrefillService final : public v1::Worker::CallbackService {
   std::unique_ptr<transport::KvWriter> writer_;
   std::unique_ptr<PrefillScheduler> scheduler_;
   std::unique_ptr<worker::LoadWatchers> watchers_;
+  std::shared_ptr<std::atomic<bool>> draining_;  // set by Drain
 };
 
 }  // namespace dsv3::prefill

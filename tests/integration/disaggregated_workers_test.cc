@@ -189,6 +189,62 @@ TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWo
 // not at its 10 s transfer timeout, and the prefill worker serves the next request. The pool
 // is the engine's own memory here: over shared memory its puts complete only when the decode
 // worker's progress thread takes them, the case that would wait for a dead target.
+// A caller that leaves while its prefill runs (a router that died between Reserve and
+// Decode) cannot release the lease it reserved: the prefill worker, which holds it, does once
+// its puts have completed, so the blocks come back now rather than at the lease's expiry
+// (30 s). Whether the destination came with the Prefill or after it. A cancel by
+// UpdatePrefill (the caller is there and releases the lease itself) leaves the lease alone.
+TEST_P(DisaggregatedWorkersTest, APrefillWhoseCallerLeftReleasesItsLease) {
+  // 900 tokens one per step: long enough to leave while it runs.
+  Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("caller-left"), GetParam(),
+                               {"--prefill_chunk_tokens=1"});
+  ASSERT_TRUE(prefill.stub);
+  std::vector<int32_t> long_prompt(900);
+  for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(i % 1000);
+  const int all_free = FreeBlocks(decode_);
+  for (const bool in_prefill : {true, false}) {
+    auto d = Reserve(static_cast<int>(long_prompt.size()), 4);
+    ASSERT_TRUE(d.ok()) << d.status();
+    ASSERT_LT(FreeBlocks(decode_), all_free);
+    const uint64_t job = in_prefill ? 0 : 93;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 30);
+    v1::PrefillRequest req;
+    for (int32_t t : long_prompt) req.add_prompt_token_ids(t);
+    req.set_job_id(job);
+    if (in_prefill) *req.mutable_destination() = *d;
+    v1::PrefillResponse resp;
+    grpc::Status status;
+    std::thread caller([&] { status = prefill.stub->Prefill(&ctx, req, &resp); });
+    // The caller leaves once its prompt is being computed (and, here, has its destination).
+    const absl::Time running_by = absl::Now() + absl::Seconds(10);
+    while (Load(prefill).queued_prefill_tokens() == 0 && absl::Now() < running_by) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    if (!in_prefill) ASSERT_TRUE(Update(prefill, job, &*d).ok());
+    ctx.TryCancel();
+    caller.join();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (FreeBlocks(decode_) < all_free && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    EXPECT_EQ(FreeBlocks(decode_), all_free) << "in_prefill=" << in_prefill;
+    EXPECT_FALSE(Release(d->lease_id())) << "the lease was still there";
+    EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+  }
+  // Cancelled by its caller, who stays: the lease is the caller's to release.
+  auto d = Reserve(static_cast<int>(long_prompt.size()), 4);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto call = PrefillJob(prefill, long_prompt, 94, *d);
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Update(prefill, 94, nullptr, "the caller cancels").ok());
+  EXPECT_EQ(call.get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(PrefillIdle(prefill, absl::Seconds(5)));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(Release(d->lease_id()));
+}
+
 TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePrefillPromptly) {
   const std::string dir = MakeTempDir("killdecode");
   Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--kv_pool_memory=engine"});

@@ -168,7 +168,7 @@ TEST_F(GrpcInferenceServiceTest, ClientCancelWhileTheBackendIsSilent) {
   auto reader = stub_->Generate(&context, TextRequest("x"));
   v1::GenerateResponse response;
   ASSERT_TRUE(reader->Read(&response));
-  ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(1)));
+  ASSERT_TRUE(backend_.WaitForHeld(1, absl::Seconds(5)));
   context.TryCancel();
   EXPECT_TRUE(backend_.WaitForCancels(1, absl::Seconds(1)));
   while (reader->Read(&response)) {
