@@ -37,30 +37,25 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> DraftTokens(const Model& model
   std::vector<size_t> chained;
   for (size_t j = 0; j < which.size(); ++j) {
     const DraftRequest& r = batch[which[j]];
+    const int64_t rows = static_cast<int64_t>(r.state->next.size());
+    r.state->hidden.clear();  // appended: `out` holds what the chain needs
+    r.state->next.clear();
     std::span<const float> row = out.LastLogits(j);
-    int32_t draft;
-    if (r.sampler != nullptr && r.sampler->constrained()) {
+    const bool constrained = r.sampler != nullptr && r.sampler->constrained();
+    if (constrained) {
+      // Among the tokens its grammar allows; a constrained sampler's state would have to
+      // advance along a chain, so one draft only (none when the grammar allows nothing).
       std::vector<float> logits(row.begin(), row.end());
       absl::StatusOr<int32_t> d = r.sampler->Draft(logits);
-      if (!d.ok()) {  // no token the grammar allows: no draft
-        r.state->hidden.clear();
-        r.state->next.clear();
-        continue;
-      }
-      draft = *d;
-    } else {
-      draft = Argmax(row);
+      if (d.ok()) drafts[which[j]].push_back(*d);
+      continue;
     }
-    drafts[which[j]].push_back(draft);
-    // A constrained sampler's state would have to advance along the chain: one draft only.
-    if (r.max_drafts > 1 && (r.sampler == nullptr || !r.sampler->constrained())) {
-      const int64_t rows = static_cast<int64_t>(r.state->next.size());
+    drafts[which[j]].push_back(Argmax(row));
+    if (r.max_drafts > 1) {
       std::span<const float> h = out.HiddenRow(j, rows - 1);
       chain_hidden.emplace_back(h.begin(), h.end());
       chained.push_back(which[j]);
     }
-    r.state->hidden.clear();
-    r.state->next.clear();
   }
   while (!chained.empty()) {
     std::vector<MtpInput> step;
