@@ -22,7 +22,7 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
   DroppedDecode failed;
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_ || finished_ || reserve_pending_ || prefill_pending_) return false;
+    if (!CanResume(state_)) return false;
     if (!cached_prompt_tokens_.has_value() && !output_.empty()) {
       // What the first attempt did not compute of the client's prompt.
       cached_prompt_tokens_ = std::min<int32_t>(
@@ -32,7 +32,6 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
     ++attempt_;
     decode_stalled_ = false;
     if (decode_reader_ != nullptr) retired_readers_.push_back(std::move(decode_reader_));
-    decode_started_ = false;
     failed = DropDecodeLocked();
   }
   Forget(failed);
@@ -60,8 +59,7 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
 CompletionRun::DroppedDecode CompletionRun::DropDecodeLocked() {
   DroppedDecode dropped{std::exchange(decode_, WorkerView{}), std::exchange(decode_assigned_, 0),
                         std::exchange(stall_watch_, 0)};
-  reserved_ = released_ = lease_shared_ = false;
-  release_not_before_ = absl::InfinitePast();
+  StepLocked(CompletionEvent::kDropLease);
   destination_.Clear();
   return dropped;
 }
@@ -86,7 +84,7 @@ void CompletionRun::WatchDecodeWorker(const std::string& address) {
   bool drop = false;
   {
     absl::MutexLock lock(&mu_);
-    drop = finished_ || attempt != attempt_;
+    drop = state_.request == RequestPhase::kFinished || attempt != attempt_;
     if (!drop) stall_watch_ = token;
   }
   if (drop) workers_.UnwatchStall(token);
@@ -94,14 +92,14 @@ void CompletionRun::WatchDecodeWorker(const std::string& address) {
 
 void CompletionRun::OnDecodeStalled(int attempt) {
   absl::MutexLock lock(&mu_);
-  if (attempt != attempt_ || finished_ || cancelled_) return;
+  if (attempt != attempt_ || state_.over()) return;
   stall_watch_ = 0;  // called once
   decode_stalled_ = true;
   DSV3_LOG(WARNING).With("request_id", plan_->request_id)
       << "decode worker " << decode_.address << " stopped answering; ending its call";
   if (decode_reader_ != nullptr) {
     decode_reader_->Cancel();  // OnDone resumes the request elsewhere
-  } else if (reserve_pending_ && reserve_call_ != nullptr) {
+  } else if (state_.lease == LeasePhase::kReserving && reserve_call_ != nullptr) {
     reserve_call_->TryCancel();  // OnReserved tries another decode worker
   }
 }
@@ -120,7 +118,8 @@ void CompletionRun::WatchPrefillWorker(const std::string& address, uint64_t job_
   {
     absl::MutexLock lock(&mu_);
     // The call may have ended already (OnPrefilled ran first).
-    drop = !prefill_pending_ || job_id_ != job_id || finished_;
+    drop = state_.prefill == PrefillPhase::kIdle || job_id_ != job_id ||
+           state_.request == RequestPhase::kFinished;
     if (!drop) prefill_stall_watch_ = token;
   }
   if (drop) workers_.UnwatchStall(token);
@@ -128,9 +127,11 @@ void CompletionRun::WatchPrefillWorker(const std::string& address, uint64_t job_
 
 void CompletionRun::OnPrefillStalled(uint64_t job_id) {
   absl::MutexLock lock(&mu_);
-  if (!prefill_pending_ || job_id_ != job_id || finished_ || cancelled_) return;
+  if (job_id_ != job_id ||
+      StepLocked(CompletionEvent::kPrefillStalled) == CompletionAction::kIgnore) {
+    return;
+  }
   prefill_stall_watch_ = 0;  // called once
-  prefill_stalled_ = true;
   DSV3_LOG(WARNING).With("request_id", plan_->request_id)
       << "prefill worker " << prefill_.address << " stopped answering; ending its call";
   if (prefill_call_ != nullptr) prefill_call_->TryCancel();  // OnPrefilled starts again
@@ -149,12 +150,15 @@ bool CompletionRun::RestartAfterPrefillStall(const std::string& stalled, bool le
     PrefillOn(*next);
     return true;
   }
-  // A new lease and a new prefill: the abandoned lease was marked released in OnPrefilled.
+  // A new lease and a new prefill: OnPrefilled marked the old one abandoned.
   DroppedDecode old;
   uint64_t old_lease = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_ || finished_ || reserve_pending_ || decode_started_) return false;
+    if (state_.over() || state_.lease == LeasePhase::kReserving ||
+        state_.lease == LeasePhase::kDecoding) {
+      return false;
+    }
     old_lease = destination_.lease_id();
     old = DropDecodeLocked();
   }

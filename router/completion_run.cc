@@ -17,9 +17,6 @@ namespace {
 // A prefill must finish this long before its lease expires (in-flight puts land in time).
 constexpr absl::Duration kLeaseMargin = absl::Seconds(1);
 constexpr int kLeaseMs = 30000;
-// How long a prefill worker may still write after its call timed out here: it notices at its
-// next step boundary, then waits up to 2 s (kQuiesceTimeout) for its in-flight puts.
-constexpr absl::Duration kWriteGrace = absl::Seconds(3);
 
 bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED;
@@ -50,6 +47,12 @@ CompletionRun::CompletionRun(std::shared_ptr<const CompletionPlan> plan, int ind
 
 CompletionRun::~CompletionRun() { live_->Remove(); }
 
+CompletionAction CompletionRun::StepLocked(CompletionEvent event) {
+  CompletionTransition t = NextCompletionState(state_, event, absl::Now());
+  state_ = t.state;
+  return t.action;
+}
+
 PickHint CompletionRun::Hint() const {
   return PickHint{plan_->kv_names, static_cast<int64_t>(prompt_.size())};
 }
@@ -72,6 +75,7 @@ void CompletionRun::Begin() {
       suffix <= plan_->decode_prefill_max_tokens &&
       decode->cached_blocks > workers_.BestOverlap(WorkerKind::kPrefill, plan_->kv_names);
   std::optional<WorkerView> prefill;
+  bool ignored = false;
   if (!prefill_on_decode_) {
     auto picked = workers_.Pick(WorkerKind::kPrefill, tried_prefill_, Hint());
     if (!picked.ok()) return Finish(picked.status());
@@ -79,9 +83,13 @@ void CompletionRun::Begin() {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_ || finished_) return;  // cancelled before it started: nothing to undo
-    reserve_pending_ = true;
+    // Cancelled before it started: nothing to undo.
+    if (StepLocked(CompletionEvent::kReserveBegin) == CompletionAction::kIgnore) {
+      if (state_.over()) return;
+      ignored = true;  // a lease is still held: a bug, but never a hang
+    }
   }
+  if (ignored) return Finish(absl::InternalError("an attempt began with a lease held"));
   if (prefill_on_decode_) return ReserveOn(*decode);
   // Both at once: the prompt queues and computes on the prefill worker while the decode
   // worker reserves; the destination follows in an UpdatePrefill (the Prefill goes first so
@@ -94,7 +102,7 @@ void CompletionRun::AfterLocalReserve() {
   int64_t cached = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_ || finished_) return;  // Settle frees the lease
+    if (state_.over()) return;  // Settle frees the lease
     cached = destination_.cached_tokens();
   }
   if (static_cast<int64_t>(prompt_.size()) - cached <= plan_->decode_prefill_max_tokens &&
@@ -117,15 +125,15 @@ void CompletionRun::ReserveOn(WorkerView decode) {
                                    std::max(1, decode.info.kv_layout().block_size()) +
                                1 - decode.cached_blocks);
   bool over = false;
+  bool lease_held = false;
   uint64_t old_watch = 0;
   grpc::ClientContext* call = nullptr;
   {
     absl::MutexLock lock(&mu_);
     // The request may have ended meanwhile (a retry or a wait for capacity was under way).
-    over = cancelled_ || finished_;
-    if (over) {
-      reserve_pending_ = false;
-    } else {
+    over = StepLocked(CompletionEvent::kReserveSend) == CompletionAction::kIgnore;
+    lease_held = over && !state_.over();  // a bug, but never a hang
+    if (!over) {
       decode_ = decode;
       decode_assigned_ = blocks;
       decode_stalled_ = false;
@@ -134,6 +142,10 @@ void CompletionRun::ReserveOn(WorkerView decode) {
     }
   }
   if (old_watch != 0) workers_.UnwatchStall(old_watch);
+  if (lease_held) {
+    return FailBeforeDecode(absl::InternalError("a Reserve sent with a lease held"),
+                            /*reserve_ended=*/false);
+  }
   if (over) return Settle();
   WatchDecodeWorker(decode.address);
   workers_.NoteAssigned(decode.address, blocks);
@@ -165,12 +177,9 @@ void CompletionRun::OnReserved(const grpc::Status& status) {
     uint64_t job_id = 0;
     {
       absl::MutexLock lock(&mu_);
-      reserve_pending_ = false;
-      reserved_ = true;
       destination_ = reserve_response_.destination();
-      if (!cancelled_ && !finished_ && prefill_pending_ && !lease_shared_) {
+      if (StepLocked(CompletionEvent::kReserveGranted) == CompletionAction::kSendDestination) {
         // From here on the prefill may write into the lease.
-        lease_shared_ = true;
         attach_to = prefill_;
         job_id = job_id_;
       }
@@ -259,20 +268,18 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
     // before the first): send nothing, so nothing can write into the lease. Checked in the
     // same critical section that marks the prefill pending, so a Cancel either sees it
     // pending (and cancels the job) or is seen here.
-    over = cancelled_ || finished_;
+    const CompletionAction action = StepLocked(CompletionEvent::kPrefillSend);
+    over = action == CompletionAction::kIgnore;
     if (!over) {
       prefill_ = prefill;
       job_id_ = job_id;
-      prefill_pending_ = true;
-      if (reserved_) {
+      if (action == CompletionAction::kSendDestination) {
         // The lease is granted already (a retry): the destination goes with the prompt.
         *prefill_request_.mutable_destination() = destination_;
-        lease_shared_ = true;
         deadline = std::min(
             deadline, absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) - kLeaseMargin);
       } else {
         prefill_request_.clear_destination();
-        lease_shared_ = false;
       }
     }
   }
@@ -301,24 +308,18 @@ void CompletionRun::OnPrefilled(const grpc::Status& status) {
   uint64_t watch = 0;
   {
     absl::MutexLock lock(&mu_);
-    prefill_pending_ = false;
-    stalled = std::exchange(prefill_stalled_, false) && !status.ok();
     watch = std::exchange(prefill_stall_watch_, 0);
-    lease_was_shared = lease_shared_;
-    if (stalled && lease_shared_) {
-      // The stalled worker may write into the lease when it runs again: never release it
-      // (nor give it to a Decode); the decode worker frees it when it expires.
-      released_ = true;
-    }
-    if (lease_shared_ && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      // The call ran out of time on this side; the worker ends the job at its next step
-      // boundary and waits for its writes: free the lease only after that could be done.
-      release_not_before_ = absl::Now() + kWriteGrace;
-    }
-    lease_shared_ = false;  // nothing writes into the lease any more (see above)
-    ended = cancelled_ || finished_;
-    reserved = reserved_;
-    if (reserved_) {
+    lease_was_shared = state_.prefill == PrefillPhase::kWriting;
+    // A stalled worker's lease is abandoned; a timed-out call's is kept from release for the
+    // worker's write grace (completion_state.h).
+    const CompletionEvent event = status.ok() ? CompletionEvent::kPrefillOk
+                                  : status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                                      ? CompletionEvent::kPrefillTimedOut
+                                      : CompletionEvent::kPrefillFailed;
+    stalled = StepLocked(event) == CompletionAction::kRestartPrefill;
+    ended = state_.over();
+    reserved = state_.lease == LeasePhase::kHeld;
+    if (reserved) {
       lease_end = absl::FromUnixMillis(destination_.lease_expiry_unix_ms()) - kLeaseMargin;
     }
     address = prefill_.address;
@@ -397,25 +398,30 @@ void CompletionRun::StartDecode() {
   request.set_resumed_output_tokens(static_cast<int32_t>(resumed_output_));
   request.set_eos_token_id(plan_->eos_token_id);
   request.set_prefill_here(prefill_on_decode_);
+  bool over = false;
   {
     absl::MutexLock lock(&mu_);
     request.set_lease_id(destination_.lease_id());
     request.set_lease_secret(destination_.lease_secret());
-    if (!cancelled_) {
-      // Under mu_ so that a concurrent Cancel either sees the reader or sets cancelled_
-      // before this check.
-      decode_started_ = true;
+    // Under mu_ so that a concurrent Cancel either sees the Decode (and cancels it) or is
+    // seen here.
+    if (StepLocked(CompletionEvent::kDecodeStart) != CompletionAction::kIgnore) {
       decode_reader_ = std::make_unique<DecodeReader>(shared_from_this(), NewContext());
       decode_reader_->Begin(*decode_.stub, request);
       return;
     }
+    over = state_.over();
+  }
+  if (!over) {
+    return FailBeforeDecode(absl::InternalError("no KV lease held for the Decode"),
+                            /*reserve_ended=*/false);
   }
   Settle();
 }
 
 bool CompletionRun::IsCancelled() {
   absl::MutexLock lock(&mu_);
-  return cancelled_;
+  return state_.cancelled;
 }
 
 bool CompletionRun::Emit(const std::vector<int32_t>& ids,
@@ -499,8 +505,9 @@ void CompletionRun::ReleaseLease(const std::string& reason) {
   {
     absl::MutexLock lock(&mu_);
     // A lease a Decode took is the sequence's now: the Decode's end frees it.
-    if (!reserved_ || released_ || decode_started_ || !decode_.stub) return;
-    released_ = true;
+    if (!decode_.stub || StepLocked(CompletionEvent::kRelease) == CompletionAction::kIgnore) {
+      return;
+    }
     stub = decode_.stub;
     lease_id = destination_.lease_id();
     secret = destination_.lease_secret();
@@ -514,17 +521,14 @@ void CompletionRun::Settle() {
   std::string reason;
   {
     absl::MutexLock lock(&mu_);
-    const bool over = cancelled_ || finished_;
-    // A lease no Decode will take, once no prefill can write into it.
-    release = over && reserved_ && !released_ && !prefill_pending_ && !decode_started_;
-    if (release && absl::Now() < release_not_before_) {
-      release = false;
+    const CompletionSettlement settlement = SettleCompletion(state_, absl::Now());
+    release = settlement.release_lease;
+    if (settlement.settle_again_at != absl::InfinitePast()) {
       auto self = shared_from_this();
-      delayed_.RunAt(release_not_before_, [self] { self->Settle(); });
+      delayed_.RunAt(settlement.settle_again_at, [self] { self->Settle(); });
     }
-    reason = cancelled_ ? "client cancelled" : "request failed";
-    report_cancel =
-        cancelled_ && !finished_ && !prefill_pending_ && !reserve_pending_ && !decode_started_;
+    reason = state_.cancelled ? "client cancelled" : "request failed";
+    report_cancel = settlement.report_cancel;
   }
   if (release) ReleaseLease(reason);
   if (report_cancel) Finish(absl::CancelledError("cancelled"));
@@ -535,8 +539,8 @@ void CompletionRun::FailBeforeDecode(const absl::Status& status, bool reserve_en
   uint64_t job_id = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (reserve_ended) reserve_pending_ = false;
-    if (prefill_pending_ && !finished_) {
+    if (reserve_ended) StepLocked(CompletionEvent::kReserveEnded);
+    if (state_.prefill != PrefillPhase::kIdle && state_.request != RequestPhase::kFinished) {
       // Stop the prompt's compute; its call answers once no write is in flight.
       cancel_on = prefill_;
       job_id = job_id_;
@@ -555,11 +559,11 @@ void CompletionRun::Cancel() {
   uint64_t job_id = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_ || finished_) return;
-    cancelled_ = true;
-    if (decode_reader_ != nullptr) {
+    const CompletionAction action = StepLocked(CompletionEvent::kCancel);
+    if (action == CompletionAction::kIgnore) return;
+    if (action == CompletionAction::kCancelDecode) {
       decode_reader_->Cancel();  // the decode worker frees the sequence's blocks
-    } else if (prefill_pending_) {
+    } else if (action == CompletionAction::kCancelPrefill) {
       cancel_on = prefill_;
       job_id = job_id_;
     }
@@ -575,8 +579,7 @@ void CompletionRun::Finish(const absl::Status& status) {
   uint64_t watch = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    finished_ = true;
+    if (StepLocked(CompletionEvent::kFinish) == CompletionAction::kIgnore) return;
     decode_address = decode_.address;
     decode_blocks = decode_assigned_;
     watch = std::exchange(stall_watch_, 0);

@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "dsv3/v1/inference.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
+#include "router/completion_state.h"
 #include "router/completion_text.h"
 #include "router/delayed_tasks.h"
 #include "router/live_count.h"
@@ -148,6 +149,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   void ReleaseLease(const std::string& reason);
   void Finish(const absl::Status& status);
   bool IsCancelled();
+  // Applies `event` to state_ (the transition function of router/completion_state.h).
+  CompletionAction StepLocked(CompletionEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   PickHint Hint() const;
 
@@ -162,16 +165,8 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   ResponseParsers parsers_;  // plan_->tool_calls, plan_->reasoning_parser
 
   absl::Mutex mu_;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool reserve_pending_ ABSL_GUARDED_BY(mu_) = false;  // incl. waiting for capacity
-  bool reserved_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
-  bool prefill_pending_ ABSL_GUARDED_BY(mu_) = false;
-  bool lease_shared_ ABSL_GUARDED_BY(mu_) = false;  // the pending prefill may write into it
-  bool decode_started_ ABSL_GUARDED_BY(mu_) = false;
-  // A prefill call that timed out may leave writes in flight: no release before this.
-  absl::Time release_not_before_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Where the calls and the lease stand (router/completion_state.h); changed only by Step.
+  CompletionState state_ ABSL_GUARDED_BY(mu_);
   v1::KvDestination destination_ ABSL_GUARDED_BY(mu_);
   WorkerView prefill_ ABSL_GUARDED_BY(mu_);
   uint64_t job_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -210,7 +205,6 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;                   // incremented by Resume
   uint64_t stall_watch_ ABSL_GUARDED_BY(mu_) = 0;          // WorkerRegistry::WatchStall's token
   uint64_t prefill_stall_watch_ ABSL_GUARDED_BY(mu_) = 0;  // the same, for the prefill
-  bool prefill_stalled_ ABSL_GUARDED_BY(mu_) = false;
   bool decode_stalled_ ABSL_GUARDED_BY(mu_) = false;
   // Readers of failed attempts: a reader's own OnDone resumes the request, so it is kept.
   std::vector<std::unique_ptr<DecodeReader>> retired_readers_ ABSL_GUARDED_BY(mu_);
