@@ -39,6 +39,7 @@ class RunUnderTest {
     for (const FakeWorker* w : prefill) options.prefill_addresses.push_back(w->address());
     for (const FakeWorker* w : decode) options.decode_addresses.push_back(w->address());
     options.report_interval_ms = 50;
+    options.down_after = absl::Milliseconds(400);  // a paused worker is noticed soon
     registry_ = WorkerRegistry::Start(options);
     auto plan = std::make_shared<CompletionPlan>();
     plan->request_id = "req-1";
@@ -192,6 +193,33 @@ TEST(CompletionRunTest, ARequestDoneAtItsFirstTokenGivesItsLeaseBack) {
   ASSERT_TRUE(decode->WaitFor([](const FakeWorkerCalls& c) { return c.released.size() == 1; }));
   EXPECT_EQ(decode->calls().released.begin()->second, "finished at the first token");
   EXPECT_TRUE(decode->calls().decodes.empty());
+}
+
+TEST(CompletionRunTest, ADecodeWorkerThatStopsAnsweringMidStreamHandsTheRequestOver) {
+  auto prefill = FakeWorker::Start(PrefillScript());
+  auto decode_a = FakeWorker::Start(FakeWorkerScript());
+  auto decode_b = FakeWorker::Start(FakeWorkerScript());
+  ASSERT_TRUE(prefill && decode_a && decode_b);
+  prefill->HoldPrefills(true);
+  RunUnderTest request({prefill.get()}, {decode_a.get(), decode_b.get()}, /*max_tokens=*/3,
+                       /*migration_limit=*/1);
+  ASSERT_TRUE(request.Start());
+  ASSERT_TRUE(
+      prefill->WaitFor([](const FakeWorkerCalls& c) { return c.destination_updates == 1; }));
+  // The worker that granted the lease stops (its connections stay open) before its Decode.
+  FakeWorker* stopped = decode_a->calls().leases.empty() ? decode_b.get() : decode_a.get();
+  FakeWorker* other = stopped == decode_a.get() ? decode_b.get() : decode_a.get();
+  stopped->Pause(true);
+  prefill->HoldPrefills(false);
+  std::vector<int32_t> tokens;
+  ASSERT_TRUE(request.Wait(&tokens).ok());
+  // The first attempt's first token, then the second attempt's (prompt + that token; the
+  // scripted prefill answers 11 again) and the one Decode token left of max_tokens.
+  EXPECT_EQ(tokens, (std::vector<int32_t>{11, 11, 12}));
+  EXPECT_EQ(stopped->calls().decodes.size(), 1u);
+  EXPECT_EQ(other->calls().decodes.size(), 1u);
+  EXPECT_EQ(prefill->calls().prefills, 2);
+  stopped->Pause(false);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "tests/support/fake_worker.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace dsv3::testing {
@@ -41,6 +43,16 @@ void FakeWorker::HoldPrefills(bool hold) {
   hold_ = hold;
 }
 
+void FakeWorker::Pause(bool paused) {
+  absl::MutexLock lock(&mu_);
+  paused_ = paused;
+}
+
+void FakeWorker::SetDraining(bool draining) {
+  absl::MutexLock lock(&mu_);
+  draining_ = draining;
+}
+
 grpc::Status FakeWorker::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
                                  v1::WorkerInfo* info) {
   info->set_role(script_.role);
@@ -61,7 +73,13 @@ grpc::Status FakeWorker::WatchLoad(grpc::ServerContext* context,
     report.set_unix_ms(absl::ToUnixMillis(absl::Now()));
     report.set_kv_blocks_total(script_.num_blocks);
     report.set_kv_blocks_free(script_.num_blocks);
-    if (!writer->Write(report)) break;
+    bool paused = false;
+    {
+      absl::MutexLock lock(&mu_);
+      report.set_draining(draining_);
+      paused = paused_;
+    }
+    if (!paused && !writer->Write(report)) break;
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval)) break;
   }
@@ -131,7 +149,7 @@ grpc::Status FakeWorker::UpdatePrefill(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorker::Decode(grpc::ServerContext*, const v1::DecodeRequest* request,
+grpc::Status FakeWorker::Decode(grpc::ServerContext* context, const v1::DecodeRequest* request,
                                 grpc::ServerWriter<v1::DecodeResponse>* writer) {
   {
     absl::MutexLock lock(&mu_);
@@ -142,10 +160,23 @@ grpc::Status FakeWorker::Decode(grpc::ServerContext*, const v1::DecodeRequest* r
     secrets_.erase(it);  // the sequence's now
     calls_.decodes.push_back(request->lease_id());
   }
-  for (size_t i = 0; i < script_.decode_tokens.size(); ++i) {
+  // The first token came from the prefill; max_tokens counts it.
+  const size_t count =
+      std::min(script_.decode_tokens.size(),
+               static_cast<size_t>(std::max(1, request->sampling().max_tokens()) - 1));
+  for (size_t i = 0; i < count; ++i) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto going = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !paused_ || stopping_; };
+      while (!mu_.AwaitWithTimeout(absl::Condition(&going), absl::Milliseconds(20))) {
+        if (context->IsCancelled()) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while stopped");
+        }
+      }
+    }
     v1::DecodeResponse response;
     response.add_token_ids(script_.decode_tokens[i]);
-    if (i + 1 == script_.decode_tokens.size()) {
+    if (i + 1 == count) {
       response.set_finish_reason(v1::FINISH_REASON_LENGTH);
       response.mutable_usage()->set_completion_tokens(static_cast<int32_t>(i + 2));
     }

@@ -32,7 +32,8 @@ struct FakeWorkerScript {
   int prefill_failures = 0;
   grpc::StatusCode prefill_failure = grpc::StatusCode::ABORTED;
   int32_t first_token = 11;
-  // Decode streams these, one a message, the last with FINISH_REASON_LENGTH.
+  // Decode streams these (at most max_tokens - 1), one a message, the last with
+  // FINISH_REASON_LENGTH.
   std::vector<int32_t> decode_tokens = {12, 13};
   int32_t block_size = 16;
   int32_t num_blocks = 64;
@@ -65,6 +66,11 @@ class FakeWorker : public v1::Worker::Service {
   // While held, no Prefill answers (neither a result nor a cancellation): a prompt that
   // computes, or a worker that keeps writing. Letting go answers them all.
   void HoldPrefills(bool hold);
+  // A stopped process (SIGSTOP): its connections stay open, but no load report and no
+  // further Decode token goes out until it goes on.
+  void Pause(bool paused);
+  // Its load reports say it drains (the registry then picks it no more).
+  void SetDraining(bool draining);
 
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
                        v1::WorkerInfo* info) override;
@@ -96,6 +102,8 @@ class FakeWorker : public v1::Worker::Service {
   std::map<uint64_t, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> secrets_ ABSL_GUARDED_BY(mu_);  // lease id -> secret
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_lease_ ABSL_GUARDED_BY(mu_) = 100;
 };
