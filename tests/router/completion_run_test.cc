@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "router/delayed_tasks.h"
 #include "router/live_count.h"
+#include "router/worker_notices.h"
 #include "router/worker_registry.h"
 #include "tests/support/fake_worker.h"
 
@@ -39,7 +40,6 @@ class RunUnderTest {
     for (const FakeWorker* w : prefill) options.prefill_addresses.push_back(w->address());
     for (const FakeWorker* w : decode) options.decode_addresses.push_back(w->address());
     options.report_interval_ms = 50;
-    options.down_after = absl::Milliseconds(400);  // a paused worker is noticed soon
     registry_ = WorkerRegistry::Start(options);
     auto plan = std::make_shared<CompletionPlan>();
     plan->request_id = "req-1";
@@ -67,9 +67,23 @@ class RunUnderTest {
   ~RunUnderTest() {
     run_.reset();
     EXPECT_TRUE(live_->WaitForNone(absl::Seconds(10))) << "the run was never freed";
+    // Its one-way notices (Release, UpdatePrefill) use the registry's stubs: their answers
+    // come before the registry goes, as in a router that exits.
+    EXPECT_TRUE(WaitForWorkerNotices(absl::Seconds(10)));
   }
+  // Starts the run once every worker is up (the registry is ready with one of each).
   bool Start() {
-    if (!registry_->WaitUntilReady(absl::Seconds(10))) return false;
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    auto all_up = [this] {
+      for (const WorkerView& w : registry_->Snapshot()) {
+        if (!w.up) return false;
+      }
+      return true;
+    };
+    while (!all_up()) {
+      if (absl::Now() > end) return false;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
     run_->Start();
     return true;
   }
@@ -108,7 +122,8 @@ TEST(CompletionRunTest, ThePromptComputesWhileTheLeaseIsReservedThenTheDecodeTak
   EXPECT_EQ(decode->calls().leases.size(), 1u);
   prefill->HoldPrefills(false);
   std::vector<int32_t> tokens;
-  ASSERT_TRUE(request.Wait(&tokens).ok());
+  const absl::Status status = request.Wait(&tokens);
+  ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(tokens, (std::vector<int32_t>{11, 12, 13}));
   const FakeWorkerCalls d = decode->calls();
   ASSERT_EQ(d.decodes.size(), 1u);
@@ -149,7 +164,8 @@ TEST(CompletionRunTest, AFullDecodeWorkerIsAskedAgainUntilItHasRoom) {
   RunUnderTest request({prefill.get()}, {decode.get()}, /*max_tokens=*/3);
   ASSERT_TRUE(request.Start());
   std::vector<int32_t> tokens;
-  ASSERT_TRUE(request.Wait(&tokens).ok());
+  const absl::Status status = request.Wait(&tokens);
+  ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(tokens, (std::vector<int32_t>{11, 12, 13}));
   EXPECT_EQ(decode->calls().reserves, 4);
   EXPECT_EQ(prefill->calls().prefills, 1) << "the prompt computed once, while it waited";
@@ -166,7 +182,8 @@ TEST(CompletionRunTest, AFailedKvTransferMovesTheRequestToAnotherDecodeWorker) {
                        /*migration_limit=*/1);
   ASSERT_TRUE(request.Start());
   std::vector<int32_t> tokens;
-  ASSERT_TRUE(request.Wait(&tokens).ok());
+  const absl::Status status = request.Wait(&tokens);
+  ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(tokens, (std::vector<int32_t>{11, 12, 13}));
   // One worker's lease went back unused; the other's was decoded from.
   const FakeWorkerCalls a = decode_a->calls();
@@ -188,7 +205,8 @@ TEST(CompletionRunTest, ARequestDoneAtItsFirstTokenGivesItsLeaseBack) {
   RunUnderTest request({prefill.get()}, {decode.get()}, /*max_tokens=*/1);
   ASSERT_TRUE(request.Start());
   std::vector<int32_t> tokens;
-  ASSERT_TRUE(request.Wait(&tokens).ok());
+  const absl::Status status = request.Wait(&tokens);
+  ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(tokens, (std::vector<int32_t>{11}));
   ASSERT_TRUE(decode->WaitFor([](const FakeWorkerCalls& c) { return c.released.size() == 1; }));
   EXPECT_EQ(decode->calls().released.begin()->second, "finished at the first token");
@@ -212,7 +230,8 @@ TEST(CompletionRunTest, ADecodeWorkerThatStopsAnsweringMidStreamHandsTheRequestO
   stopped->Pause(true);
   prefill->HoldPrefills(false);
   std::vector<int32_t> tokens;
-  ASSERT_TRUE(request.Wait(&tokens).ok());
+  const absl::Status status = request.Wait(&tokens);
+  ASSERT_TRUE(status.ok()) << status;
   // The first attempt's first token, then the second attempt's (prompt + that token; the
   // scripted prefill answers 11 again) and the one Decode token left of max_tokens.
   EXPECT_EQ(tokens, (std::vector<int32_t>{11, 11, 12}));

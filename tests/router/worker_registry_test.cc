@@ -50,7 +50,7 @@ TEST(WorkerRegistryTest, ASilentWorkerIsTakenOutItsWatchersToldOnceAndItComesBac
   options.prefill_addresses = {prefill->address()};
   options.decode_addresses = {decode->address()};
   options.report_interval_ms = 50;
-  options.down_after = absl::Milliseconds(400);
+  options.down_after = absl::Milliseconds(1000);
   auto registry = WorkerRegistry::Start(options);
   ASSERT_TRUE(registry->WaitUntilReady(absl::Seconds(10)));
   std::atomic<int> stalls{0};

@@ -2,9 +2,36 @@
 
 #include <algorithm>
 
+#include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 
 namespace dsv3::testing {
+
+namespace {
+
+// gRPC 1.51 (Debian's) runs callback calls on a shared completion queue, with "nexting"
+// threads, where the poller has no background threads; the queue goes when the last channel
+// that used it goes, and one made while it goes aborts in grpc_cq_internal_unref. A router
+// keeps its channels for its lifetime; tests that make and drop registries (their channels)
+// one after another keep one channel that used the queue for the process's lifetime instead.
+void KeepTheCallbackQueue(const std::string& address) {
+  static absl::once_flag once;
+  absl::call_once(once, [&] {
+    auto* channel = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));  // never freed
+    auto stub = v1::Worker::NewStub(*channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::GetInfoRequest request;
+    v1::WorkerInfo info;
+    absl::Notification done;
+    stub->async()->GetInfo(&ctx, &request, &info, [&](grpc::Status) { done.Notify(); });
+    done.WaitForNotification();
+  });
+}
+
+}  // namespace
 
 std::unique_ptr<FakeWorker> FakeWorker::Start(FakeWorkerScript script) {
   std::unique_ptr<FakeWorker> worker(new FakeWorker(std::move(script)));
@@ -15,6 +42,7 @@ std::unique_ptr<FakeWorker> FakeWorker::Start(FakeWorkerScript script) {
   worker->server_ = builder.BuildAndStart();
   if (worker->server_ == nullptr || port == 0) return nullptr;
   worker->address_ = absl::StrCat("127.0.0.1:", port);
+  KeepTheCallbackQueue(worker->address_);
   return worker;
 }
 
@@ -141,7 +169,8 @@ grpc::Status FakeWorker::UpdatePrefill(grpc::ServerContext*,
   if (request->update_case() == v1::UpdatePrefillRequest::kCancelReason) {
     calls_.cancels.push_back(request->cancel_reason());
   }
-  if (it == jobs_.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such job");
+  // An update may overtake its Prefill (separate calls): kept for it, as the real worker does.
+  if (it == jobs_.end()) it = jobs_.emplace(request->job_id(), Job{}).first;
   if (request->has_destination()) it->second.has_destination = true;
   if (request->update_case() == v1::UpdatePrefillRequest::kCancelReason) {
     it->second.cancel = request->cancel_reason();
