@@ -15,12 +15,14 @@ namespace {
 // that used it goes, and one made while it goes aborts in grpc_cq_internal_unref. A router
 // keeps its channels for its lifetime; tests that make and drop registries (their channels)
 // one after another keep one channel that used the queue for the process's lifetime instead.
+std::shared_ptr<grpc::Channel>* kept_channel = nullptr;  // never freed (nor leaked: global)
+
 void KeepTheCallbackQueue(const std::string& address) {
   static absl::once_flag once;
   absl::call_once(once, [&] {
-    auto* channel = new std::shared_ptr<grpc::Channel>(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));  // never freed
-    auto stub = v1::Worker::NewStub(*channel);
+    kept_channel = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    auto stub = v1::Worker::NewStub(*kept_channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     v1::GetInfoRequest request;
