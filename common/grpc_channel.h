@@ -8,6 +8,9 @@
 // with HTTP/2 keepalive pings, so that a call to a peer whose host vanished (or whose
 // process stopped) fails within keepalive time + timeout instead of hanging to its deadline.
 // Servers (ServiceHost) accept those pings and ping their clients the same way.
+// The first ClusterChannel of a process also keeps gRPC's shared callback queue for the
+// process's lifetime, so that dropping every channel (a router whose workers were all
+// replaced) cannot free it under its own thread (see grpc_channel.cc).
 
 #include <grpcpp/grpcpp.h>
 

@@ -209,7 +209,7 @@ void WorkerRegistry::ResolveDns() {
   for (auto [name, kind] : {std::pair{options_.prefill_dns, WorkerKind::kPrefill},
                             std::pair{options_.decode_dns, WorkerKind::kDecode}}) {
     if (name.empty()) continue;
-    auto addresses = ResolveAddresses(name);
+    auto addresses = options_.resolve ? options_.resolve(name) : ResolveAddresses(name);
     if (!addresses.ok()) {
       DSV3_LOG(WARNING) << "resolving " << name << ": " << addresses.status();
       continue;

@@ -57,6 +57,8 @@ struct WorkerRegistryOptions {
   std::string prefill_dns;  // "name:port", resolved to every address it has
   std::string decode_dns;
   absl::Duration dns_interval = absl::Seconds(5);
+  // Resolves a "name:port" to host:port addresses; unset: DNS (common/resolve_addresses.h).
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::string&)> resolve;
   // No load report for this long: the worker is down.
   absl::Duration down_after = absl::Milliseconds(1200);
   int report_interval_ms = 200;

@@ -7,15 +7,20 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "tests/support/fake_worker.h"
 
 namespace dsv3::router {
 namespace {
 
 using dsv3::testing::FakeWorker;
+using dsv3::testing::FakeWorkerCalls;
 using dsv3::testing::FakeWorkerScript;
 
 FakeWorkerScript Role(v1::WorkerRole role) {
@@ -30,6 +35,23 @@ bool IsUp(const WorkerRegistry& registry, const std::string& address) {
   }
   return false;
 }
+
+// A DNS whose answers the test sets.
+class FakeDns {
+ public:
+  void Set(const std::string& name, std::vector<std::string> addresses) {
+    absl::MutexLock lock(&mu_);
+    answers_[name] = std::move(addresses);
+  }
+  absl::StatusOr<std::vector<std::string>> Resolve(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    return answers_[name];
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::vector<std::string>> answers_ ABSL_GUARDED_BY(mu_);
+};
 
 // Polls `done` for up to 10 s.
 template <typename Fn>
@@ -99,6 +121,61 @@ TEST(WorkerRegistryTest, ADrainingWorkerIsNotPicked) {
   // Excluding the one serving worker leaves none.
   EXPECT_EQ(registry->Pick(WorkerKind::kDecode, {serving->address()}).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+// A full redeploy behind a headless Service, round after round: every worker leaves DNS at
+// once while a call to one is still in flight (its channel goes last, on gRPC's callback
+// thread, as the worker shuts down), and new workers at new addresses appear. The router
+// drops every channel it had, makes new ones, and serves from the new workers.
+TEST(WorkerRegistryTest, EveryWorkerReplacedThroughDnsIsDroppedAndTheNewOnesServe) {
+  FakeDns dns;
+  WorkerRegistryOptions options;
+  options.prefill_dns = "prefill.test:1";
+  options.decode_dns = "decode.test:1";
+  options.dns_interval = absl::Milliseconds(50);
+  options.report_interval_ms = 50;
+  options.resolve = [&dns](const std::string& name) { return dns.Resolve(name); };
+  auto registry = WorkerRegistry::Start(options);
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE(round);
+    auto prefill = FakeWorker::Start(Role(v1::WORKER_ROLE_PREFILL));
+    auto decode = FakeWorker::Start(Role(v1::WORKER_ROLE_DECODE));
+    ASSERT_TRUE(prefill && decode);
+    dns.Set(options.prefill_dns, {prefill->address()});
+    dns.Set(options.decode_dns, {decode->address()});
+    ASSERT_TRUE(Eventually(
+        [&] { return IsUp(*registry, prefill->address()) && IsUp(*registry, decode->address()); }));
+    auto picked = registry->Pick(WorkerKind::kPrefill, {});
+    ASSERT_TRUE(picked.ok()) << picked.status();
+    EXPECT_EQ(picked->address, prefill->address());
+
+    // A Prefill with no destination yet: the worker holds it until it shuts down. Only the
+    // call holds the old worker's channel then (its stub and context), and lets it go on
+    // gRPC's callback thread.
+    struct InFlight {
+      grpc::ClientContext context;
+      v1::PrefillRequest request;
+      v1::PrefillResponse response;
+    };
+    auto done = std::make_shared<absl::Notification>();
+    {
+      auto call = std::make_shared<InFlight>();
+      call->request.add_prompt_token_ids(1);
+      InFlight* raw = call.get();
+      picked->stub->async()->Prefill(&raw->context, &raw->request, &raw->response,
+                                     [call = std::move(call), stub = std::move(picked->stub),
+                                      done](grpc::Status) { done->Notify(); });
+    }
+    ASSERT_TRUE(prefill->WaitFor([](const FakeWorkerCalls& c) { return c.prefills == 1; }));
+
+    dns.Set(options.prefill_dns, {});
+    dns.Set(options.decode_dns, {});
+    ASSERT_TRUE(Eventually([&] { return registry->Snapshot().empty(); }));
+    EXPECT_EQ(registry->Pick(WorkerKind::kPrefill, {}).status().code(),
+              absl::StatusCode::kUnavailable);
+    prefill.reset();  // answers the held call
+    ASSERT_TRUE(done->WaitForNotificationWithTimeout(absl::Seconds(10)));
+  }
 }
 
 }  // namespace

@@ -2,38 +2,9 @@
 
 #include <algorithm>
 
-#include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 
 namespace dsv3::testing {
-
-namespace {
-
-// gRPC 1.51 (Debian's) runs callback calls on a shared completion queue, with "nexting"
-// threads, where the poller has no background threads; the queue goes when the last channel
-// that used it goes, and one made while it goes aborts in grpc_cq_internal_unref. A router
-// keeps its channels for its lifetime; tests that make and drop registries (their channels)
-// one after another keep one channel that used the queue for the process's lifetime instead.
-std::shared_ptr<grpc::Channel>* kept_channel = nullptr;  // never freed (nor leaked: global)
-
-void KeepTheCallbackQueue(const std::string& address) {
-  static absl::once_flag once;
-  absl::call_once(once, [&] {
-    kept_channel = new std::shared_ptr<grpc::Channel>(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    auto stub = v1::Worker::NewStub(*kept_channel);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-    v1::GetInfoRequest request;
-    v1::WorkerInfo info;
-    absl::Notification done;
-    stub->async()->GetInfo(&ctx, &request, &info, [&](grpc::Status) { done.Notify(); });
-    done.WaitForNotification();
-  });
-}
-
-}  // namespace
 
 std::unique_ptr<FakeWorker> FakeWorker::Start(FakeWorkerScript script) {
   std::unique_ptr<FakeWorker> worker(new FakeWorker(std::move(script)));
@@ -44,7 +15,6 @@ std::unique_ptr<FakeWorker> FakeWorker::Start(FakeWorkerScript script) {
   worker->server_ = builder.BuildAndStart();
   if (worker->server_ == nullptr || port == 0) return nullptr;
   worker->address_ = absl::StrCat("127.0.0.1:", port);
-  KeepTheCallbackQueue(worker->address_);
   return worker;
 }
 
