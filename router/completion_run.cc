@@ -262,6 +262,7 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
   prefill_request_.set_job_id(job_id);
   absl::Time deadline = plan_->deadline;
   bool over = false;
+  grpc::ClientContext* call = nullptr;
   {
     absl::MutexLock lock(&mu_);
     // Ended while no prefill was pending (between a failed attempt and this retry, or
@@ -281,13 +282,15 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
       } else {
         prefill_request_.clear_destination();
       }
+      // Replaced only by the next attempt, after this call's OnPrefilled.
+      prefill_call_ = NewContext();
+      prefill_call_->set_deadline(absl::ToChronoTime(deadline));
+      call = prefill_call_.get();
     }
   }
   if (over) return Settle();
-  prefill_call_ = NewContext();
-  prefill_call_->set_deadline(absl::ToChronoTime(deadline));
   auto self = shared_from_this();
-  prefill.stub->async()->Prefill(prefill_call_.get(), &prefill_request_, &prefill_response_,
+  prefill.stub->async()->Prefill(call, &prefill_request_, &prefill_response_,
                                  [self](grpc::Status status) { self->OnPrefilled(status); });
   WatchPrefillWorker(prefill.address, job_id);
 }

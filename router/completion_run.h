@@ -198,7 +198,7 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   std::unique_ptr<grpc::ClientContext> reserve_call_ ABSL_GUARDED_BY(mu_);  // in flight
   v1::ReserveRequest reserve_request_;
   v1::ReserveResponse reserve_response_;
-  std::unique_ptr<grpc::ClientContext> prefill_call_;  // the Prefill in flight
+  std::unique_ptr<grpc::ClientContext> prefill_call_ ABSL_GUARDED_BY(mu_);  // in flight
   v1::PrefillRequest prefill_request_;
   v1::PrefillResponse prefill_response_;
   std::unique_ptr<DecodeReader> decode_reader_ ABSL_GUARDED_BY(mu_);
