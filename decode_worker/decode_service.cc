@@ -339,27 +339,21 @@ grpc::ServerUnaryReactor* DecodeService::Release(grpc::CallbackServerContext* co
   return Reply(context, absl::OkStatus());
 }
 
-grpc::ServerWriteReactor<v1::LoadReport>* DecodeService::WatchLoad(
-    grpc::CallbackServerContext* context, const v1::WatchLoadRequest* request) {
-  return watchers_->Watch(context, request);
-}
-
-grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* context,
-                                                 const v1::GetInfoRequest*,
-                                                 v1::WorkerInfo* response) {
+std::unique_ptr<worker::WorkerStatusService> DecodeService::NewStatusService() {
   const engine::ModelConfig& config = model_.config();
-  response->set_role(v1::WORKER_ROLE_DECODE);
-  response->set_model_name(options_.model_name);
-  response->set_config_hash(config_hash_);
-  response->set_model_type(config.model_type);
-  response->set_vocab_size(static_cast<int32_t>(config.vocab_size));
-  response->set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
-  *response->mutable_kv_layout() = WireLayout();
-  response->set_version(GetBuildInfo().version);
-  response->set_git_revision(GetBuildInfo().git_revision);
-  response->set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
-  response->set_prefix_cache(options_.scheduler.prefix_cache);
-  v1::KvPoolAccess* pool = response->mutable_kv_pool();
+  v1::WorkerInfo info;
+  info.set_role(v1::WORKER_ROLE_DECODE);
+  info.set_model_name(options_.model_name);
+  info.set_config_hash(config_hash_);
+  info.set_model_type(config.model_type);
+  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
+  info.set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
+  *info.mutable_kv_layout() = WireLayout();
+  info.set_version(GetBuildInfo().version);
+  info.set_git_revision(GetBuildInfo().git_revision);
+  info.set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
+  info.set_prefix_cache(options_.scheduler.prefix_cache);
+  v1::KvPoolAccess* pool = info.mutable_kv_pool();
   pool->set_ucx_worker_address(ucx_.worker_address());
   pool->set_rkey(pool_region_->packed_rkey());
   pool->set_base_address(pool_region_->base_address());
@@ -367,7 +361,7 @@ grpc::ServerUnaryReactor* DecodeService::GetInfo(grpc::CallbackServerContext* co
   pool->set_landing_base_address(landing_region_->base_address());
   pool->set_landing_slots(landing_->slots());
   pool->set_landing_slot_bytes(static_cast<int32_t>(landing_->slot_bytes()));
-  return Reply(context, absl::OkStatus());
+  return std::make_unique<worker::WorkerStatusService>(std::move(info), watchers_.get());
 }
 
 }  // namespace dsv3::decode

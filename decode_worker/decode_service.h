@@ -1,9 +1,9 @@
 #ifndef DSV3_DECODE_WORKER_DECODE_SERVICE_H_
 #define DSV3_DECODE_WORKER_DECODE_SERVICE_H_
 
-// dsv3.v1.Worker as the decode worker serves it: Reserve (blocks in the UCX-registered KV
-// pool), Decode (join the running batch, stream tokens), Release, WatchLoad, GetInfo.
-// Callback API: no handler blocks.
+// dsv3.v1.DecodeWorker as the decode worker serves it: Reserve (blocks in the UCX-registered
+// KV pool), Decode (join the running batch, stream tokens), Release; and its WorkerStatus
+// (NewStatusService: its identity and load). Callback API: no handler blocks.
 
 #include <memory>
 #include <string>
@@ -17,6 +17,7 @@
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_memory_region.h"
 #include "worker_common/load_watchers.h"
+#include "worker_common/worker_status_service.h"
 
 namespace dsv3::decode {
 
@@ -42,7 +43,7 @@ struct DecodeServiceOptions {
   std::shared_ptr<structured_output::StructuredOutputs> structured_outputs;
 };
 
-class DecodeService final : public v1::Worker::CallbackService {
+class DecodeService final : public v1::DecodeWorker::CallbackService {
  public:
   // Allocates the KV pool with `ucx`, or registers the scheduler's own pool with it
   // (options.kv_pool_memory), once, for the life of the service.
@@ -60,11 +61,9 @@ class DecodeService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* context,
                                     const v1::ReleaseRequest* request,
                                     v1::ReleaseResponse* response) override;
-  grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(grpc::CallbackServerContext* context,
-                                                      const v1::WatchLoadRequest* request) override;
-  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
-                                    const v1::GetInfoRequest* request,
-                                    v1::WorkerInfo* response) override;
+  // WorkerStatus for this worker: its identity, built now, and its load. Serve it beside this
+  // service (it reads this service's load watchers).
+  std::unique_ptr<worker::WorkerStatusService> NewStatusService();
 
   void set_advertised_address(std::string address) { options_.advertised_address = address; }
   // Stop streaming load (drain) before the server shuts down.

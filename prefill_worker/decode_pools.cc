@@ -16,7 +16,7 @@ absl::Status Mismatch(const std::string& address) {
 }  // namespace
 
 absl::StatusOr<v1::WorkerInfo> DecodePools::Ask(const std::string& address) {
-  auto stub = v1::Worker::NewStub(ClusterChannel(address));
+  auto stub = v1::WorkerStatus::NewStub(ClusterChannel(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::WorkerInfo info;

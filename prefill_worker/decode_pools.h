@@ -1,7 +1,7 @@
 #ifndef DSV3_PREFILL_WORKER_DECODE_POOLS_H_
 #define DSV3_PREFILL_WORKER_DECODE_POOLS_H_
 
-// What each decode worker says of its own KV pool (Worker.GetInfo: the layout, the UCX
+// What each decode worker says of its own KV pool (WorkerStatus.GetInfo: the layout, the UCX
 // worker address, rkey and base address), asked once per decode worker and kept. A Prefill's
 // destination comes from whoever called Prefill; the prefill worker writes into it only when
 // it matches the decode worker's own account (issue 16: a caller must not be able to point the

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
         parts.keep_alive.push_back(resources->model);
         parts.keep_alive.push_back(resources->experts);
         parts.keep_alive.push_back(resources->ucx);
+        parts.services.push_back(service->NewStatusService());
         parts.services.push_back(std::move(*created));
         parts.on_draining = [&service] { service->Drain(); };
         return parts;

@@ -21,13 +21,13 @@ namespace {
 // on its decode worker, sent and forgotten (the lease expires on its own if this fails).
 void ReleaseAbandonedLease(const std::string& decode_address, DecodeLease lease) {
   struct Call {
-    std::unique_ptr<v1::Worker::Stub> stub;
+    std::unique_ptr<v1::DecodeWorker::Stub> stub;
     grpc::ClientContext ctx;
     v1::ReleaseRequest request;
     v1::ReleaseResponse response;
   };
   auto call = std::make_shared<Call>();
-  call->stub = v1::Worker::NewStub(ClusterChannel(decode_address));
+  call->stub = v1::DecodeWorker::NewStub(ClusterChannel(decode_address));
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   call->request.set_lease_id(lease.id);
   call->request.set_lease_secret(lease.secret);
@@ -209,29 +209,21 @@ grpc::ServerUnaryReactor* PrefillService::UpdatePrefill(grpc::CallbackServerCont
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::LoadReport>* PrefillService::WatchLoad(
-    grpc::CallbackServerContext* context, const v1::WatchLoadRequest* request) {
-  return watchers_->Watch(context, request);
-}
-
-grpc::ServerUnaryReactor* PrefillService::GetInfo(grpc::CallbackServerContext* context,
-                                                  const v1::GetInfoRequest*,
-                                                  v1::WorkerInfo* response) {
+std::unique_ptr<worker::WorkerStatusService> PrefillService::NewStatusService() const {
   const engine::ModelConfig& config = model_.config();
-  response->set_role(v1::WORKER_ROLE_PREFILL);
-  response->set_model_name(options_.model_name);
-  response->set_config_hash(config_hash_);
-  response->set_model_type(config.model_type);
-  response->set_vocab_size(static_cast<int32_t>(config.vocab_size));
-  response->set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
-  *response->mutable_kv_layout() = worker::ToWireLayout(
+  v1::WorkerInfo info;
+  info.set_role(v1::WORKER_ROLE_PREFILL);
+  info.set_model_name(options_.model_name);
+  info.set_config_hash(config_hash_);
+  info.set_model_type(config.model_type);
+  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
+  info.set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
+  *info.mutable_kv_layout() = worker::ToWireLayout(
       layout_, static_cast<int>(layout_.num_layers - config.num_hidden_layers));
-  response->set_version(GetBuildInfo().version);
-  response->set_git_revision(GetBuildInfo().git_revision);
-  response->set_prefix_cache(options_.scheduler.prefix_cache);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  info.set_version(GetBuildInfo().version);
+  info.set_git_revision(GetBuildInfo().git_revision);
+  info.set_prefix_cache(options_.scheduler.prefix_cache);
+  return std::make_unique<worker::WorkerStatusService>(std::move(info), watchers_.get());
 }
 
 }  // namespace dsv3::prefill

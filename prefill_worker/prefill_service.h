@@ -1,8 +1,9 @@
 #ifndef DSV3_PREFILL_WORKER_PREFILL_SERVICE_H_
 #define DSV3_PREFILL_WORKER_PREFILL_SERVICE_H_
 
-// dsv3.v1.Worker as the prefill worker serves it: Prefill (queue the prompt; answer with
-// the first token once its KV is in the decode worker), WatchLoad, GetInfo.
+// dsv3.v1.PrefillWorker as the prefill worker serves it: Prefill (queue the prompt; answer
+// with the first token once its KV is in the decode worker), UpdatePrefill; and its
+// WorkerStatus (NewStatusService: its identity and load).
 
 #include <atomic>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "transport/kv_transfer/kv_writer.h"
 #include "transport/ucx/ucx_context.h"
 #include "worker_common/load_watchers.h"
+#include "worker_common/worker_status_service.h"
 
 namespace dsv3::prefill {
 
@@ -26,7 +28,7 @@ struct PrefillServiceOptions {
   std::shared_ptr<structured_output::StructuredOutputs> structured_outputs;
 };
 
-class PrefillService final : public v1::Worker::CallbackService {
+class PrefillService final : public v1::PrefillWorker::CallbackService {
  public:
   // `layout`: the local KV pool; decode workers must use the same layout (but pool size).
   static absl::StatusOr<std::unique_ptr<PrefillService>> Create(const engine::Model& model,
@@ -41,11 +43,9 @@ class PrefillService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* UpdatePrefill(grpc::CallbackServerContext* context,
                                           const v1::UpdatePrefillRequest* request,
                                           v1::UpdatePrefillResponse* response) override;
-  grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(grpc::CallbackServerContext* context,
-                                                      const v1::WatchLoadRequest* request) override;
-  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
-                                    const v1::GetInfoRequest* request,
-                                    v1::WorkerInfo* response) override;
+  // WorkerStatus for this worker: its identity, built now, and its load. Serve it beside this
+  // service (it reads this service's load watchers).
+  std::unique_ptr<worker::WorkerStatusService> NewStatusService() const;
   void Drain() {
     draining_->store(true);
     watchers_->Shutdown();

@@ -22,7 +22,7 @@ class CompletionRun::DecodeReader : public grpc::ClientReadReactor<v1::DecodeRes
   DecodeReader(std::shared_ptr<CompletionRun> run, std::unique_ptr<grpc::ClientContext> context)
       : run_(std::move(run)), context_(std::move(context)) {}
 
-  void Begin(v1::Worker::Stub& stub, const v1::DecodeRequest& request) {
+  void Begin(v1::DecodeWorker::Stub& stub, const v1::DecodeRequest& request) {
     request_ = request;
     stub.async()->Decode(context_.get(), &request_, this);
     StartRead(&response_);

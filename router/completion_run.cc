@@ -164,8 +164,8 @@ void CompletionRun::ReserveOn(WorkerView decode) {
   }
   auto self = shared_from_this();
   reserve_sent_ = absl::Now();
-  decode.stub->async()->Reserve(call, &reserve_request_, &reserve_response_,
-                                [self](grpc::Status status) { self->OnReserved(status); });
+  decode.decode_stub->async()->Reserve(call, &reserve_request_, &reserve_response_,
+                                       [self](grpc::Status status) { self->OnReserved(status); });
 }
 
 void CompletionRun::OnReserved(const grpc::Status& status) {
@@ -290,14 +290,15 @@ void CompletionRun::PrefillOn(WorkerView prefill) {
   }
   if (over) return Settle();
   auto self = shared_from_this();
-  prefill.stub->async()->Prefill(call, &prefill_request_, &prefill_response_,
-                                 [self](grpc::Status status) { self->OnPrefilled(status); });
+  prefill.prefill_stub->async()->Prefill(
+      call, &prefill_request_, &prefill_response_,
+      [self](grpc::Status status) { self->OnPrefilled(status); });
   WatchPrefillWorker(prefill.address, job_id);
 }
 
 void CompletionRun::SendUpdate(const WorkerView& prefill, uint64_t job_id,
                                const v1::KvDestination* destination, const std::string& cancel) {
-  SendPrefillUpdate(*prefill.stub, prefill.address, job_id, destination, cancel,
+  SendPrefillUpdate(*prefill.prefill_stub, prefill.address, job_id, destination, cancel,
                     std::max(plan_->deadline, absl::Now() + absl::Seconds(1)), plan_->request_id);
 }
 
@@ -410,7 +411,7 @@ void CompletionRun::StartDecode() {
     // seen here.
     if (StepLocked(CompletionEvent::kDecodeStart) != CompletionAction::kIgnore) {
       decode_reader_ = std::make_unique<DecodeReader>(shared_from_this(), NewContext());
-      decode_reader_->Begin(*decode_.stub, request);
+      decode_reader_->Begin(*decode_.decode_stub, request);
       return;
     }
     over = state_.over();
@@ -502,16 +503,17 @@ bool CompletionRun::Emit(const std::vector<int32_t>& ids,
 }
 
 void CompletionRun::ReleaseLease(const std::string& reason) {
-  std::shared_ptr<v1::Worker::Stub> stub;
+  std::shared_ptr<v1::DecodeWorker::Stub> stub;
   uint64_t lease_id = 0;
   uint64_t secret = 0;
   {
     absl::MutexLock lock(&mu_);
     // A lease a Decode took is the sequence's now: the Decode's end frees it.
-    if (!decode_.stub || StepLocked(CompletionEvent::kRelease) == CompletionAction::kIgnore) {
+    if (!decode_.decode_stub ||
+        StepLocked(CompletionEvent::kRelease) == CompletionAction::kIgnore) {
       return;
     }
-    stub = decode_.stub;
+    stub = decode_.decode_stub;
     lease_id = destination_.lease_id();
     secret = destination_.lease_secret();
   }

@@ -21,9 +21,10 @@ void NoticeDone() { Notices().Remove(); }
 
 }  // namespace
 
-void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, uint64_t job_id,
-                       const v1::KvDestination* destination, const std::string& cancel_reason,
-                       absl::Time deadline, const std::string& request_id) {
+void SendPrefillUpdate(v1::PrefillWorker::Stub& prefill, const std::string& address,
+                       uint64_t job_id, const v1::KvDestination* destination,
+                       const std::string& cancel_reason, absl::Time deadline,
+                       const std::string& request_id) {
   struct Call {
     grpc::ClientContext ctx;
     v1::UpdatePrefillRequest request;
@@ -48,7 +49,7 @@ void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, ui
       });
 }
 
-void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
+void SendLeaseRelease(v1::DecodeWorker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
                       const std::string& reason) {
   struct Call {
     grpc::ClientContext ctx;

@@ -15,12 +15,13 @@ namespace dsv3::router {
 
 // UpdatePrefill on a prefill worker's job: its KV destination (non-null), or the end of it
 // with `cancel_reason`.
-void SendPrefillUpdate(v1::Worker::Stub& prefill, const std::string& address, uint64_t job_id,
-                       const v1::KvDestination* destination, const std::string& cancel_reason,
-                       absl::Time deadline, const std::string& request_id);
+void SendPrefillUpdate(v1::PrefillWorker::Stub& prefill, const std::string& address,
+                       uint64_t job_id, const v1::KvDestination* destination,
+                       const std::string& cancel_reason, absl::Time deadline,
+                       const std::string& request_id);
 
 // Release of a decode worker's lease that no Decode will take.
-void SendLeaseRelease(v1::Worker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
+void SendLeaseRelease(v1::DecodeWorker::Stub& decode, uint64_t lease_id, uint64_t lease_secret,
                       const std::string& reason);
 
 // Waits, at most `timeout`, until every notice sent so far has been answered or has failed;

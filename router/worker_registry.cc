@@ -37,7 +37,9 @@ const char* RoutingPolicyName(RoutingPolicy policy) {
 struct WorkerRegistry::Worker {
   std::string address;
   WorkerKind kind;
-  std::shared_ptr<v1::Worker::Stub> stub;
+  std::unique_ptr<v1::WorkerStatus::Stub> status;  // GetInfo, WatchLoad
+  std::shared_ptr<v1::PrefillWorker::Stub> prefill_stub;
+  std::shared_ptr<v1::DecodeWorker::Stub> decode_stub;
   std::thread monitor;
   // Guarded by the registry's mu_.
   bool up = false;
@@ -93,7 +95,13 @@ void WorkerRegistry::AddWorker(const std::string& address, WorkerKind kind) {
   auto w = std::make_unique<Worker>();
   w->address = address;
   w->kind = kind;
-  w->stub = v1::Worker::NewStub(ClusterChannel(address));
+  const std::shared_ptr<grpc::Channel> channel = ClusterChannel(address);
+  w->status = v1::WorkerStatus::NewStub(channel);
+  if (kind == WorkerKind::kPrefill) {
+    w->prefill_stub = v1::PrefillWorker::NewStub(channel);
+  } else {
+    w->decode_stub = v1::DecodeWorker::NewStub(channel);
+  }
   Worker* raw = w.get();
   SetUpGauge(*raw);
   workers_[address] = std::move(w);
@@ -111,7 +119,7 @@ void WorkerRegistry::Monitor(Worker* w) {
     grpc::ClientContext info_ctx;
     info_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::WorkerInfo info;
-    grpc::Status s = w->stub->GetInfo(&info_ctx, v1::GetInfoRequest(), &info);
+    grpc::Status s = w->status->GetInfo(&info_ctx, v1::GetInfoRequest(), &info);
     if (s.ok()) {
       grpc::ClientContext ctx;
       {
@@ -122,7 +130,7 @@ void WorkerRegistry::Monitor(Worker* w) {
       }
       v1::WatchLoadRequest request;
       request.set_interval_ms(options_.report_interval_ms);
-      auto reader = w->stub->WatchLoad(&ctx, request);
+      auto reader = w->status->WatchLoad(&ctx, request);
       v1::LoadReport report;
       while (reader->Read(&report)) {
         absl::MutexLock lock(&mu_);
@@ -305,7 +313,8 @@ absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,
   v.up = true;
   v.load = best->load;
   v.info = best->info;
-  v.stub = best->stub;
+  v.prefill_stub = best->prefill_stub;
+  v.decode_stub = best->decode_stub;
   v.assigned_since_report = best->assigned_since_report;
   v.cached_blocks = best_overlap;
   return v;
@@ -344,7 +353,8 @@ std::vector<WorkerView> WorkerRegistry::Snapshot() const {
     v.up = w->up;
     v.load = w->load;
     v.info = w->info;
-    v.stub = w->stub;
+    v.prefill_stub = w->prefill_stub;
+    v.decode_stub = w->decode_stub;
     out.push_back(std::move(v));
   }
   return out;

@@ -81,7 +81,9 @@ struct WorkerView {
   bool up = false;
   v1::LoadReport load;
   v1::WorkerInfo info;
-  std::shared_ptr<v1::Worker::Stub> stub;
+  // Its own calls: a prefill worker's, or a decode worker's (the other is null).
+  std::shared_ptr<v1::PrefillWorker::Stub> prefill_stub;
+  std::shared_ptr<v1::DecodeWorker::Stub> decode_stub;
   // Work sent since the last load report (so a burst spreads before reports catch up).
   int64_t assigned_since_report = 0;
   // From Pick: the prompt's leading blocks this worker's prefix cache holds.

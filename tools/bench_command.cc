@@ -203,9 +203,9 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
 // path up to the first token, without the router. Deletes itself when done.
 class DirectPrefillCall {
  public:
-  DirectPrefillCall(ResultSink* sink, v1::Worker::Stub* prefill, v1::Worker::Stub* decode,
-                    const std::string& config_hash, const Prompt& prompt, int timeout_s,
-                    int64_t index)
+  DirectPrefillCall(ResultSink* sink, v1::PrefillWorker::Stub* prefill,
+                    v1::DecodeWorker::Stub* decode, const std::string& config_hash,
+                    const Prompt& prompt, int timeout_s, int64_t index)
       : sink_(sink), prefill_(prefill), decode_(decode), timeout_s_(timeout_s) {
     result_.index = index;
     reserve_request_.set_prompt_tokens(static_cast<int32_t>(prompt.token_ids.size()));
@@ -261,8 +261,8 @@ class DirectPrefillCall {
   }
 
   ResultSink* const sink_;
-  v1::Worker::Stub* const prefill_;
-  v1::Worker::Stub* const decode_;
+  v1::PrefillWorker::Stub* const prefill_;
+  v1::DecodeWorker::Stub* const decode_;
   const int timeout_s_;
   grpc::ClientContext reserve_ctx_, prefill_ctx_, release_ctx_;
   v1::ReserveRequest reserve_request_;
@@ -365,14 +365,16 @@ absl::Status RunBench(const std::vector<std::string>&) {
              : absl::StrCat("router ", absl::GetFlag(FLAGS_router));
   auto router_channels = Channels(absl::GetFlag(FLAGS_router), absl::GetFlag(FLAGS_bench_channels));
   std::vector<std::unique_ptr<v1::Inference::Stub>> router_stubs;
-  std::unique_ptr<v1::Worker::Stub> prefill_stub, decode_stub;
+  std::unique_ptr<v1::PrefillWorker::Stub> prefill_stub;
+  std::unique_ptr<v1::DecodeWorker::Stub> decode_stub;
   if (direct) {
-    prefill_stub = v1::Worker::NewStub(ClientChannel(direct_prefill));
-    decode_stub = v1::Worker::NewStub(ClientChannel(direct_decode));
+    prefill_stub = v1::PrefillWorker::NewStub(ClientChannel(direct_prefill));
+    decode_stub = v1::DecodeWorker::NewStub(ClientChannel(direct_decode));
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(10));
     v1::WorkerInfo info;
-    grpc::Status s = decode_stub->GetInfo(&ctx, v1::GetInfoRequest(), &info);
+    grpc::Status s = v1::WorkerStatus::NewStub(ClientChannel(direct_decode))
+                         ->GetInfo(&ctx, v1::GetInfoRequest(), &info);
     if (!s.ok()) {
       return absl::Status(FromGrpcStatus(s).code(),
                           absl::StrCat("decode worker ", direct_decode, ": ", s.error_message()));

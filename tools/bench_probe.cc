@@ -9,7 +9,7 @@
 namespace dsv3::tools::bench {
 
 RttProbe::RttProbe(const std::string& address, absl::Duration interval)
-    : stub_(v1::Worker::NewStub(ClientChannel(address))), interval_(interval) {}
+    : stub_(v1::WorkerStatus::NewStub(ClientChannel(address))), interval_(interval) {}
 
 RttProbe::~RttProbe() {
   int64_t failures = 0;

@@ -1,7 +1,7 @@
 #ifndef DSV3_TOOLS_BENCH_PROBE_H_
 #define DSV3_TOOLS_BENCH_PROBE_H_
 
-// `dsv3 bench --bench_probe ADDR`: while the benchmark runs, one thread calls Worker.GetInfo
+// `dsv3 bench --bench_probe ADDR`: while the benchmark runs, one thread calls WorkerStatus.GetInfo
 // (a handler that does next to nothing) on ADDR every few milliseconds and records the round
 // trips. It is the floor of one gRPC hop on this machine under the benchmark's own load: the
 // router's overhead (TTFT minus the prefill worker's own time) holds a Prefill call's round
@@ -31,7 +31,7 @@ class RttProbe {
   std::vector<double> Stop(int64_t* failures);
 
  private:
-  std::unique_ptr<v1::Worker::Stub> stub_;
+  std::unique_ptr<v1::WorkerStatus::Stub> stub_;
   const absl::Duration interval_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

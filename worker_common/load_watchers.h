@@ -1,7 +1,7 @@
 #ifndef DSV3_WORKER_COMMON_LOAD_WATCHERS_H_
 #define DSV3_WORKER_COMMON_LOAD_WATCHERS_H_
 
-// Serves Worker.WatchLoad: every caller gets a LoadReport now and then one per interval
+// Serves WorkerStatus.WatchLoad: every caller gets a LoadReport now and then one per interval
 // until it cancels. One thread ticks for all watchers; a watcher whose previous report is
 // still being written skips a tick (reports are snapshots; the newest one matters). With a
 // KvEventLog, each report also carries the prefix-cache events that stream has not seen.

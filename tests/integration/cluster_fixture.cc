@@ -104,7 +104,7 @@ httplib::Client Cluster::Http(const std::string& role, int index) const {
 }
 
 std::optional<v1::LoadReport> WorkerLoad(const std::string& worker_grpc_address) {
-  auto stub = v1::Worker::NewStub(
+  auto stub = v1::WorkerStatus::NewStub(
       grpc::CreateChannel(worker_grpc_address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

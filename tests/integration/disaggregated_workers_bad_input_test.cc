@@ -27,7 +27,7 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
   grpc::ClientContext ctx;
   v1::DecodeRequest req;
   req.set_lease_id(987654);
-  auto reader = decode_.stub->Decode(&ctx, req);
+  auto reader = decode_.decode_stub->Decode(&ctx, req);
   v1::DecodeResponse resp;
   while (reader->Read(&resp)) {
   }
@@ -47,7 +47,7 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
     rel.set_lease_id(big->lease_id());
     rel.set_lease_secret(big->lease_secret());
     v1::ReleaseResponse released;
-    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+    ASSERT_TRUE(decode_.decode_stub->Release(&ctx, rel, &released).ok());
   }
   auto again = Reserve(600, 100);
   ASSERT_TRUE(again.ok()) << again.status();
@@ -58,6 +58,34 @@ TEST_P(DisaggregatedWorkersTest, BadInputFailsCleanly) {
   auto first = Prefill(g.prompt, *ok);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->first_token_id(), g.greedy[0]);
+}
+
+// Each worker serves its role's calls and the status both share, nothing else: a Reserve
+// sent to a prefill worker or a Prefill sent to a decode worker is UNIMPLEMENTED.
+TEST_P(DisaggregatedWorkersTest, EachWorkerAnswersOnlyItsOwnRolesCalls) {
+  {
+    grpc::ClientContext ctx;
+    v1::ReserveRequest req;
+    req.set_prompt_tokens(3);
+    req.set_max_new_tokens(1);
+    v1::ReserveResponse resp;
+    EXPECT_EQ(prefill_.decode_stub->Reserve(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::PrefillRequest req;
+    req.add_prompt_token_ids(1);
+    v1::PrefillResponse resp;
+    EXPECT_EQ(decode_.prefill_stub->Prefill(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  for (Worker* w : {&prefill_, &decode_}) {
+    grpc::ClientContext ctx;
+    v1::WorkerInfo info;
+    ASSERT_TRUE(w->status_stub->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
+    EXPECT_EQ(info.role(), w == &prefill_ ? v1::WORKER_ROLE_PREFILL : v1::WORKER_ROLE_DECODE);
+  }
 }
 
 // A lease is taken over or freed only with its secret: a caller who sees or guesses a lease
@@ -77,7 +105,7 @@ TEST_P(DisaggregatedWorkersTest, LeasesNeedTheirSecretAndHaveACappedLifetime) {
     rel.set_lease_id(d->lease_id());
     rel.set_lease_secret(d->lease_secret() + 1);
     v1::ReleaseResponse released;
-    ASSERT_TRUE(decode_.stub->Release(&ctx, rel, &released).ok());
+    ASSERT_TRUE(decode_.decode_stub->Release(&ctx, rel, &released).ok());
     EXPECT_FALSE(released.released());
   }
   {
@@ -89,7 +117,7 @@ TEST_P(DisaggregatedWorkersTest, LeasesNeedTheirSecretAndHaveACappedLifetime) {
     for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
     req.set_first_token_id(p->first_token_id());
     req.mutable_sampling()->set_max_tokens(8);
-    auto reader = decode_.stub->Decode(&ctx, req);
+    auto reader = decode_.decode_stub->Decode(&ctx, req);
     v1::DecodeResponse resp;
     while (reader->Read(&resp)) {
     }
@@ -107,7 +135,7 @@ TEST_P(DisaggregatedWorkersTest, LeasesNeedTheirSecretAndHaveACappedLifetime) {
     req.set_max_new_tokens(4);
     req.set_lease_ms(int64_t{24} * 3600 * 1000);
     v1::ReserveResponse resp;
-    ASSERT_TRUE(decode_.stub->Reserve(&ctx, req, &resp).ok());
+    ASSERT_TRUE(decode_.decode_stub->Reserve(&ctx, req, &resp).ok());
     secrets_[resp.destination().lease_id()] = resp.destination().lease_secret();
     EXPECT_LE(resp.destination().lease_expiry_unix_ms(),
               absl::ToUnixMillis(absl::Now() + absl::Minutes(2) + absl::Seconds(1)));
@@ -141,7 +169,7 @@ TEST_P(DisaggregatedWorkersTest, BadDecodeInputFailsOnlyThatRequest) {
     for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
     req.set_first_token_id(bad_first);
     req.mutable_sampling()->set_max_tokens(8);
-    auto reader = decode_.stub->Decode(&ctx, req);
+    auto reader = decode_.decode_stub->Decode(&ctx, req);
     v1::DecodeResponse resp;
     while (reader->Read(&resp)) {
     }
@@ -218,7 +246,7 @@ TEST_P(DisaggregatedWorkersTest, ADecodeThatNoPrefillPrecededIsRefused) {
     for (int32_t t : g.prompt) req.add_prompt_token_ids(t);
     req.set_first_token_id(g.greedy[0]);
     req.mutable_sampling()->set_max_tokens(8);
-    auto reader = decode_.stub->Decode(&ctx, req);
+    auto reader = decode_.decode_stub->Decode(&ctx, req);
     v1::DecodeResponse resp;
     int responses = 0;
     while (reader->Read(&resp)) responses += resp.token_ids_size();

@@ -56,7 +56,9 @@ inline std::vector<GoldenPrompt> LoadGolden() {
 
 struct Worker {
   std::optional<Subprocess> process;
-  std::unique_ptr<v1::Worker::Stub> stub;
+  std::unique_ptr<v1::WorkerStatus::Stub> status_stub;
+  std::unique_ptr<v1::PrefillWorker::Stub> prefill_stub;  // a prefill worker's
+  std::unique_ptr<v1::DecodeWorker::Stub> decode_stub;    // a decode worker's
   std::string address;
 };
 
@@ -78,7 +80,10 @@ inline Worker StartWorker(const std::string& binary, const std::string& dir, con
   EXPECT_TRUE(info.ok()) << info.status();
   if (!info.ok()) return w;
   w.address = info->grpc;
-  w.stub = v1::Worker::NewStub(grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials()));
+  auto channel = grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials());
+  w.status_stub = v1::WorkerStatus::NewStub(channel);
+  w.prefill_stub = v1::PrefillWorker::NewStub(channel);
+  w.decode_stub = v1::DecodeWorker::NewStub(channel);
   return w;
 }
 
@@ -91,7 +96,7 @@ inline v1::LoadReport Load(Worker& worker) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, 5);
   v1::WatchLoadRequest req;
-  auto reader = worker.stub->WatchLoad(&ctx, req);
+  auto reader = worker.status_stub->WatchLoad(&ctx, req);
   v1::LoadReport report;
   if (!reader->Read(&report)) report.set_kv_blocks_free(-1);
   ctx.TryCancel();
@@ -140,7 +145,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     dir_ = MakeTempDir("pd");
     decode_ = StartWorker("dsv3-decode", dir_, GetParam());
     prefill_ = StartWorker("dsv3-prefill", dir_, GetParam());
-    ASSERT_TRUE(decode_.stub && prefill_.stub);
+    ASSERT_TRUE(decode_.decode_stub && prefill_.prefill_stub);
   }
 
   absl::StatusOr<v1::KvDestination> Reserve(int prompt_tokens, int max_new) {
@@ -150,7 +155,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     req.set_prompt_tokens(prompt_tokens);
     req.set_max_new_tokens(max_new);
     v1::ReserveResponse resp;
-    grpc::Status s = decode_.stub->Reserve(&ctx, req, &resp);
+    grpc::Status s = decode_.decode_stub->Reserve(&ctx, req, &resp);
     if (!s.ok())
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     secrets_[resp.destination().lease_id()] = resp.destination().lease_secret();
@@ -165,7 +170,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     for (int32_t t : prompt) req.add_prompt_token_ids(t);
     *req.mutable_destination() = d;
     v1::PrefillResponse resp;
-    grpc::Status s = prefill_.stub->Prefill(&ctx, req, &resp);
+    grpc::Status s = prefill_.prefill_stub->Prefill(&ctx, req, &resp);
     if (!s.ok())
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     return resp;
@@ -182,7 +187,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     req.set_first_token_id(first);
     req.mutable_sampling()->set_max_tokens(max_tokens);
     req.mutable_sampling()->set_ignore_eos(true);
-    auto reader = decode_.stub->Decode(&ctx, req);
+    auto reader = decode_.decode_stub->Decode(&ctx, req);
     std::vector<int32_t> tokens = {first};
     v1::DecodeResponse resp;
     while (reader->Read(&resp)) {
@@ -248,7 +253,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
     rel.set_lease_id(lease_id);
     rel.set_lease_secret(secrets_[lease_id]);
     v1::ReleaseResponse released;
-    return decode_.stub->Release(&ctx, rel, &released).ok() && released.released();
+    return decode_.decode_stub->Release(&ctx, rel, &released).ok() && released.released();
   }
 
   // A Prefill with a job id and (when given) a destination, on its own thread.
@@ -265,7 +270,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
           req.set_job_id(job_id);
           if (d.has_value()) *req.mutable_destination() = *d;
           v1::PrefillResponse resp;
-          grpc::Status s = prefill.stub->Prefill(&ctx, req, &resp);
+          grpc::Status s = prefill.prefill_stub->Prefill(&ctx, req, &resp);
           if (!s.ok()) {
             return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
           }
@@ -286,7 +291,7 @@ class DisaggregatedWorkersTest : public ::testing::TestWithParam<std::string> {
       req.set_cancel_reason(cancel_reason);
     }
     v1::UpdatePrefillResponse resp;
-    grpc::Status s = prefill.stub->UpdatePrefill(&ctx, req, &resp);
+    grpc::Status s = prefill.prefill_stub->UpdatePrefill(&ctx, req, &resp);
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }
 

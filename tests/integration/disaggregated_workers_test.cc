@@ -55,14 +55,14 @@ TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
   // A short lease on a second decode worker.
   const std::string dir = MakeTempDir("lease");
   Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--lease_timeout=300ms"});
-  ASSERT_TRUE(decode.stub);
+  ASSERT_TRUE(decode.decode_stub);
   const int free_at_start = FreeBlocks(decode);
   grpc::ClientContext ctx;
   v1::ReserveRequest req;
   req.set_prompt_tokens(40);
   req.set_max_new_tokens(8);
   v1::ReserveResponse resp;
-  ASSERT_TRUE(decode.stub->Reserve(&ctx, req, &resp).ok());
+  ASSERT_TRUE(decode.decode_stub->Reserve(&ctx, req, &resp).ok());
   EXPECT_LT(FreeBlocks(decode), free_at_start);
   absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (FreeBlocks(decode) != free_at_start && absl::Now() < deadline) {
@@ -79,7 +79,7 @@ TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
 TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
   Worker prefill =
       StartWorker("dsv3-prefill", MakeTempDir("late"), GetParam(), {"--prefill_chunk_tokens=2"});
-  ASSERT_TRUE(prefill.stub);
+  ASSERT_TRUE(prefill.prefill_stub);
   const int free_at_start = FreeBlocks(decode_);
   const GoldenPrompt g = LoadGolden().back();
   const int n = static_cast<int>(g.prompt.size());
@@ -130,7 +130,7 @@ TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
 TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWorkerFree) {
   Worker prefill =
       StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(), {"--prefill_chunk_tokens=2"});
-  ASSERT_TRUE(prefill.stub);
+  ASSERT_TRUE(prefill.prefill_stub);
   // 900 tokens at two per step: hundreds of steps, cancelled a few steps in.
   std::vector<int32_t> long_prompt(900);
   for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(i % 1000);
@@ -198,7 +198,7 @@ TEST_P(DisaggregatedWorkersTest, APrefillWhoseCallerLeftReleasesItsLease) {
   // 900 tokens one per step: long enough to leave while it runs.
   Worker prefill = StartWorker("dsv3-prefill", MakeTempDir("caller-left"), GetParam(),
                                {"--prefill_chunk_tokens=1"});
-  ASSERT_TRUE(prefill.stub);
+  ASSERT_TRUE(prefill.prefill_stub);
   std::vector<int32_t> long_prompt(900);
   for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(i % 1000);
   const int all_free = FreeBlocks(decode_);
@@ -215,7 +215,7 @@ TEST_P(DisaggregatedWorkersTest, APrefillWhoseCallerLeftReleasesItsLease) {
     if (in_prefill) *req.mutable_destination() = *d;
     v1::PrefillResponse resp;
     grpc::Status status;
-    std::thread caller([&] { status = prefill.stub->Prefill(&ctx, req, &resp); });
+    std::thread caller([&] { status = prefill.prefill_stub->Prefill(&ctx, req, &resp); });
     // The caller leaves once its prompt is being computed (and, here, has its destination).
     const absl::Time running_by = absl::Now() + absl::Seconds(10);
     while (Load(prefill).queued_prefill_tokens() == 0 && absl::Now() < running_by) {
@@ -250,7 +250,7 @@ TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePref
   Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--kv_pool_memory=engine"});
   // One token per step: the prompt takes many steps, so the kill lands mid-transfer.
   Worker prefill = StartWorker("dsv3-prefill", dir, GetParam(), {"--prefill_chunk_tokens=1"});
-  ASSERT_TRUE(decode.stub && prefill.stub);
+  ASSERT_TRUE(decode.decode_stub && prefill.prefill_stub);
   std::vector<int32_t> prompt(1000);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7) % 1000);
   grpc::ClientContext ctx;
@@ -259,7 +259,7 @@ TEST_P(DisaggregatedWorkersTest, DecodeWorkerKilledDuringTheTransferFailsThePref
   req.set_prompt_tokens(static_cast<int32_t>(prompt.size()));
   req.set_max_new_tokens(4);
   v1::ReserveResponse reserved;
-  ASSERT_TRUE(decode.stub->Reserve(&ctx, req, &reserved).ok());
+  ASSERT_TRUE(decode.decode_stub->Reserve(&ctx, req, &reserved).ok());
   auto call = PrefillJob(prefill, prompt, 91, reserved.destination());
   // Kill as soon as the prompt is in the prefill worker: its first rows are on their way.
   const absl::Time wait_until = absl::Now() + absl::Seconds(5);

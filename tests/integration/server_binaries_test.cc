@@ -276,7 +276,7 @@ TEST(KeepaliveTest, ACallToAStoppedPeerFailsWithinTheKeepaliveNotItsDeadline) {
   auto info = testing::WaitForReadyFile(dir + "/ready", *process, absl::Seconds(30));
   ASSERT_TRUE(info.ok()) << info.status();
   const KeepaliveOptions keepalive{absl::Seconds(1), absl::Seconds(1)};
-  auto stub = v1::Worker::NewStub(ClusterChannel(info->grpc, keepalive));
+  auto stub = v1::WorkerStatus::NewStub(ClusterChannel(info->grpc, keepalive));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto reader = stub->WatchLoad(&ctx, v1::WatchLoadRequest());

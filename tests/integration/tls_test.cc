@@ -121,7 +121,7 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& address, const TlsConf
 // A worker's GetInfo over `channel`; the common name of the certificate the server showed.
 grpc::Status GetInfo(const std::shared_ptr<grpc::Channel>& channel,
                      std::string* server_cn = nullptr) {
-  auto stub = v1::Worker::NewStub(channel);
+  auto stub = v1::WorkerStatus::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::WorkerInfo info;

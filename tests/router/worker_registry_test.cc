@@ -162,9 +162,11 @@ TEST(WorkerRegistryTest, EveryWorkerReplacedThroughDnsIsDroppedAndTheNewOnesServ
       auto call = std::make_shared<InFlight>();
       call->request.add_prompt_token_ids(1);
       InFlight* raw = call.get();
-      picked->stub->async()->Prefill(&raw->context, &raw->request, &raw->response,
-                                     [call = std::move(call), stub = std::move(picked->stub),
-                                      done](grpc::Status) { done->Notify(); });
+      picked->prefill_stub->async()->Prefill(
+          &raw->context, &raw->request, &raw->response,
+          [call = std::move(call), stub = std::move(picked->prefill_stub), done](grpc::Status) {
+            done->Notify();
+          });
     }
     ASSERT_TRUE(prefill->WaitFor([](const FakeWorkerCalls& c) { return c.prefills == 1; }));
 

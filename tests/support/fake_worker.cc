@@ -11,7 +11,14 @@ std::unique_ptr<FakeWorker> FakeWorker::Start(FakeWorkerScript script) {
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(worker.get());
+  builder.RegisterService(static_cast<v1::WorkerStatus::Service*>(worker.get()));
+  const v1::WorkerRole role = worker->script_.role;
+  if (role == v1::WORKER_ROLE_PREFILL || role == v1::WORKER_ROLE_COLOCATED) {
+    builder.RegisterService(static_cast<v1::PrefillWorker::Service*>(worker.get()));
+  }
+  if (role == v1::WORKER_ROLE_DECODE || role == v1::WORKER_ROLE_COLOCATED) {
+    builder.RegisterService(static_cast<v1::DecodeWorker::Service*>(worker.get()));
+  }
   worker->server_ = builder.BuildAndStart();
   if (worker->server_ == nullptr || port == 0) return nullptr;
   worker->address_ = absl::StrCat("127.0.0.1:", port);

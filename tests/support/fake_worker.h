@@ -1,12 +1,13 @@
 #ifndef DSV3_TESTS_SUPPORT_FAKE_WORKER_H_
 #define DSV3_TESTS_SUPPORT_FAKE_WORKER_H_
 
-// A scripted dsv3.v1.Worker served in the test's own process over a real gRPC socket: what
-// lets the router's request path (CompletionRun) and its worker registry be tested without
-// starting worker processes or a model. It hands out leases, answers a Prefill once it has
-// its destination (or holds every answer until the test lets them go), streams scripted
-// Decode tokens, and records every call so a test can check what the router asked for and
-// when.
+// A scripted prefill or decode worker served in the test's own process over a real gRPC
+// socket: what lets the router's request path (CompletionRun) and its worker registry be
+// tested without starting worker processes or a model. Like a real worker it serves
+// dsv3.v1.WorkerStatus and its role's own service (PrefillWorker or DecodeWorker). It hands out
+// leases, answers a Prefill once it has its destination (or holds every answer until the test lets
+// them go), streams scripted Decode tokens, and records every call so a test can check what the
+// router asked for and when.
 
 #include <grpcpp/grpcpp.h>
 
@@ -52,7 +53,11 @@ struct FakeWorkerCalls {
   std::map<uint64_t, std::string> released;  // lease id -> reason
 };
 
-class FakeWorker : public v1::Worker::Service {
+// One object implements the three services (their methods' names differ); Start registers
+// the status service and the role's.
+class FakeWorker : public v1::WorkerStatus::Service,
+                   public v1::PrefillWorker::Service,
+                   public v1::DecodeWorker::Service {
  public:
   // Serves on a free localhost port.
   static std::unique_ptr<FakeWorker> Start(FakeWorkerScript script);

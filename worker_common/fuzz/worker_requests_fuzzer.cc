@@ -1,10 +1,10 @@
-// libFuzzer target: the internal gRPC requests (dsv3.v1.Worker: Reserve, Prefill, Decode,
-// Release, UpdatePrefill, GetInfo) as a real decode worker and a real prefill worker handle
-// them: both services run in this process on a tiny golden model, each behind its own gRPC
-// server on loopback, with a real UCX KV transfer between them; the input is a sequence of
-// calls. Every call must end with a status a caller can act on (OK, a client error, a
-// resource or precondition error; never INTERNAL, UNKNOWN or a crash), and once the input's
-// leases are released the decode worker must be back to no lease, no sequence and every
+// libFuzzer target: the internal gRPC requests (dsv3.v1.DecodeWorker: Reserve, Decode,
+// Release; PrefillWorker: Prefill, UpdatePrefill; WorkerStatus: GetInfo) as a real decode
+// worker and a real prefill worker handle them: both workers run in this process on a tiny golden
+// model, each behind its own gRPC server on loopback, with a real UCX KV transfer between them; the
+// input is a sequence of calls. Every call must end with a status a caller can act on (OK, a client
+// error, a resource or precondition error; never INTERNAL, UNKNOWN or a crash), and once the
+// input's leases are released the decode worker must be back to no lease, no sequence and every
 // block free (nothing a request held is leaked).
 //
 // Input: up to 8 records [op][length lo][length hi][length bytes of a serialized request].
@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,8 +43,6 @@
 
 namespace {
 
-using dsv3::v1::Worker;
-
 enum Op : uint8_t { kReserve, kPrefill, kDecode, kRelease, kUpdate, kInfo, kOps };
 constexpr uint8_t kAsGiven = 0x80;
 
@@ -52,10 +51,14 @@ struct Cluster {
   std::unique_ptr<dsv3::transport::UcxContext> ucx;
   std::unique_ptr<dsv3::decode::DecodeService> decode;
   std::unique_ptr<dsv3::prefill::PrefillService> prefill;
+  std::unique_ptr<dsv3::worker::WorkerStatusService> decode_status;
+  std::unique_ptr<dsv3::worker::WorkerStatusService> prefill_status;
   std::unique_ptr<grpc::Server> decode_server;
   std::unique_ptr<grpc::Server> prefill_server;
-  std::unique_ptr<Worker::Stub> decode_stub;
-  std::unique_ptr<Worker::Stub> prefill_stub;
+  std::unique_ptr<dsv3::v1::DecodeWorker::Stub> decode_stub;
+  std::unique_ptr<dsv3::v1::PrefillWorker::Stub> prefill_stub;
+  std::unique_ptr<dsv3::v1::WorkerStatus::Stub> decode_status_stub;
+  std::unique_ptr<dsv3::v1::WorkerStatus::Stub> prefill_status_stub;
   std::string decode_address;
 };
 
@@ -66,11 +69,12 @@ Cluster* cluster = nullptr;
   std::abort();
 }
 
-std::unique_ptr<grpc::Server> Serve(grpc::Service* service, std::string* address) {
+std::unique_ptr<grpc::Server> Serve(std::initializer_list<grpc::Service*> services,
+                                    std::string* address) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(service);
+  for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) Die("cannot start a gRPC server on loopback");
   *address = "127.0.0.1:" + std::to_string(port);
@@ -183,7 +187,8 @@ class Run {
   void Info(const std::string& bytes) {
     dsv3::v1::GetInfoRequest req;
     if (!req.ParseFromString(bytes)) return;
-    for (Worker::Stub* stub : {cluster->decode_stub.get(), cluster->prefill_stub.get()}) {
+    for (dsv3::v1::WorkerStatus::Stub* stub :
+         {cluster->decode_status_stub.get(), cluster->prefill_status_stub.get()}) {
       grpc::ClientContext ctx;
       SetDeadline(ctx, 5000);
       dsv3::v1::WorkerInfo info;
@@ -346,7 +351,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
       dsv3::decode::DecodeService::Create(*cluster->model, layout, *cluster->ucx, decode_options);
   if (!decode.ok()) Die("decode service: " + std::string(decode.status().message()));
   cluster->decode = std::move(*decode);
-  cluster->decode_server = Serve(cluster->decode.get(), &cluster->decode_address);
+  cluster->decode_status = cluster->decode->NewStatusService();
+  cluster->decode_server =
+      Serve({cluster->decode.get(), cluster->decode_status.get()}, &cluster->decode_address);
   cluster->decode->set_advertised_address(cluster->decode_address);
 
   dsv3::prefill::PrefillServiceOptions prefill_options;
@@ -358,12 +365,17 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (!prefill.ok()) Die("prefill service: " + std::string(prefill.status().message()));
   cluster->prefill = std::move(*prefill);
   std::string prefill_address;
-  cluster->prefill_server = Serve(cluster->prefill.get(), &prefill_address);
+  cluster->prefill_status = cluster->prefill->NewStatusService();
+  cluster->prefill_server =
+      Serve({cluster->prefill.get(), cluster->prefill_status.get()}, &prefill_address);
 
-  cluster->decode_stub = Worker::NewStub(
-      grpc::CreateChannel(cluster->decode_address, grpc::InsecureChannelCredentials()));
-  cluster->prefill_stub =
-      Worker::NewStub(grpc::CreateChannel(prefill_address, grpc::InsecureChannelCredentials()));
+  auto decode_channel =
+      grpc::CreateChannel(cluster->decode_address, grpc::InsecureChannelCredentials());
+  auto prefill_channel = grpc::CreateChannel(prefill_address, grpc::InsecureChannelCredentials());
+  cluster->decode_stub = dsv3::v1::DecodeWorker::NewStub(decode_channel);
+  cluster->decode_status_stub = dsv3::v1::WorkerStatus::NewStub(decode_channel);
+  cluster->prefill_stub = dsv3::v1::PrefillWorker::NewStub(prefill_channel);
+  cluster->prefill_status_stub = dsv3::v1::WorkerStatus::NewStub(prefill_channel);
   return 0;
 }
 

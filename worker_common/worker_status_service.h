@@ -1,0 +1,40 @@
+#ifndef DSV3_WORKER_COMMON_WORKER_STATUS_SERVICE_H_
+#define DSV3_WORKER_COMMON_WORKER_STATUS_SERVICE_H_
+
+// dsv3.v1.WorkerStatus as every prefill and decode worker serves it: GetInfo answers the
+// identity the worker built once when it started (its model, KV layout and, for a decode
+// worker, its UCX pool), and WatchLoad streams the worker's load reports (LoadWatchers).
+// The role's own calls are on its own service (PrefillService, DecodeService).
+
+#include <grpcpp/grpcpp.h>
+
+#include "dsv3/v1/worker.grpc.pb.h"
+#include "worker_common/load_watchers.h"
+
+namespace dsv3::worker {
+
+class WorkerStatusService final : public v1::WorkerStatus::CallbackService {
+ public:
+  // `watchers` must outlive the server this is registered with (the role's service owns
+  // them; a ServiceHost stops serving before its services go).
+  WorkerStatusService(v1::WorkerInfo info, LoadWatchers* watchers)
+      : info_(std::move(info)), watchers_(watchers) {}
+
+  grpc::ServerWriteReactor<v1::LoadReport>* WatchLoad(
+      grpc::CallbackServerContext* context, const v1::WatchLoadRequest* request) override {
+    return watchers_->Watch(context, request);
+  }
+  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* context,
+                                    const v1::GetInfoRequest* request,
+                                    v1::WorkerInfo* response) override;
+
+  const v1::WorkerInfo& info() const { return info_; }
+
+ private:
+  const v1::WorkerInfo info_;
+  LoadWatchers* const watchers_;
+};
+
+}  // namespace dsv3::worker
+
+#endif  // DSV3_WORKER_COMMON_WORKER_STATUS_SERVICE_H_
