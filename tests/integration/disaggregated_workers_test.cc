@@ -54,7 +54,7 @@ TEST_P(DisaggregatedWorkersTest, KvRowsLandByteForByte) {
 TEST_P(DisaggregatedWorkersTest, ExpiredLeaseFreesItsBlocks) {
   // A short lease on a second decode worker.
   const std::string dir = MakeTempDir("lease");
-  Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--lease_timeout=300ms"});
+  Worker decode = StartWorker("dsv3-decode", dir, GetParam(), {"--lease_timeout=1500ms"});
   ASSERT_TRUE(decode.decode_stub);
   const int free_at_start = FreeBlocks(decode);
   grpc::ClientContext ctx;
