@@ -2,8 +2,8 @@
 # Installs what is missing (apt, npm), builds dsv3-serve (CPU + CUDA compile where nvcc
 # exists) and runs every test: unit and integration tests on the normal build, then the
 # unit tests and the request and security paths of the integration tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, the unit tests under ThreadSanitizer, a
-# bounded run of every fuzz target,
+# AddressSanitizer + UndefinedBehaviorSanitizer, and again under ThreadSanitizer, a bounded
+# run of every fuzz target,
 # the deployment checks, and the guard that everything used comes from install-deps.sh.
 # A cold first run takes about 15 minutes on 2 cores; each phase says how long it took.
 set -euo pipefail
@@ -46,15 +46,20 @@ phase_begin "unit tests under ThreadSanitizer (ctest -L unit)"
 # A report fails the test (exit code 66), in the test process and in the servers it starts.
 # tests/support/tsan.supp names only libraries built without TSan. UCX's memory hooks
 # (libucm's madvise interception) crash inside TSan's interceptors at thread exit: off.
-# Not yet the router's front-end tests and the integration tests: their gRPC and HTTP clients
-# hand results over inside libgrpc and cpp-httplib (not built with TSan), which TSan reports
-# as races, some in our frames; see docs/architecture.md.
-UCX_MEM_EVENTS=no \
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$root/tests/support/tsan.supp" \
+tsan_options="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$root/tests/support/tsan.supp"
+UCX_MEM_EVENTS=no TSAN_OPTIONS="$tsan_options" \
   ctest --test-dir "$root/build-tsan" --output-on-failure -L unit --timeout 900 -j 2 \
-  -E '^(OpenAiHttpTest|GrpcInferenceServiceTest|FrontEndsTest)\.' \
   --repeat until-pass:2  # a report is printed either way; one that does not recur on a rerun
                          # has been, so far, inside a library built without TSan
+
+phase_begin "integration tests under ThreadSanitizer (real processes: requests, TLS, keys, workers)"
+# The same set as under ASan, the servers TSan builds too (build-tsan/bin). Left out as well:
+# a request cut at its 300 ms maximum timeout (a TSan worker can miss its load report).
+UCX_MEM_EVENTS=no TSAN_OPTIONS="$tsan_options" \
+  ctest --test-dir "$root/build-tsan" --output-on-failure -L integration --timeout 900 -j 2 \
+  -R '^(TlsTest|ApiKeysTest|RouterLimitsTest|ServerBinary|AllServers|Transports/DisaggregatedWorkersTest|GoldenClusterTest|TextClusterTest|RouterDrainTest|WorkerDiscoveryTest|KeepaliveTest)' \
+  -E '(SigtermRefusesNewWorkAndLetsStreamsFinish|DecodeWorkerKilledDuringTheTransferFailsThePrefillPromptly|NoRequestRunsPastTheMaximumTimeout)' \
+  --repeat until-pass:2
 
 phase_begin "fuzz: every request parser (libFuzzer, bounded, from tests/fuzz/)"
 # Each target starts from its checked-in corpus (tests/fuzz/<name>/, read only) and writes
