@@ -66,7 +66,7 @@ phase_begin "fuzz: every request parser (libFuzzer, bounded, from tests/fuzz/)"
 # what it finds to build-fuzz/corpus/<name>/, kept between runs. A crash, a leak or a
 # sanitizer report fails the phase; the input is left in build-fuzz/ (crash-*).
 fuzzers=(safetensors_header model_config chat_template openai_request structured_output
-  worker_requests)
+  worker_requests expert_requests)
 CC=clang CXX=clang++ "$root/scripts/build.sh" "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDSV3_FUZZ=ON -DDSV3_CUDA=OFF -DDSV3_BUILD_TESTS=OFF -DDSV3_BUILD_BENCH=OFF \
   $(printf -- '--target %s_fuzzer ' "${fuzzers[@]}")
