@@ -240,8 +240,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   builder.RegisterService(worker->service.get());
   worker->grpc_server = builder.BuildAndStart();
   if (worker->grpc_server == nullptr || port == 0) Die("cannot start a gRPC server on loopback");
-  worker->stub = dsv3::v1::Expert::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  worker->stub = dsv3::v1::Expert::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   if (const char* seeds = std::getenv("DSV3_FUZZ_WRITE_SEEDS"); seeds != nullptr) {
     WriteSeeds(seeds, GetPlacement());
   }
