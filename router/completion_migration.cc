@@ -30,7 +30,6 @@ bool CompletionRun::Resume(const char* reason, const std::string& why) {
           prefill_on_decode_ ? destination_.cached_tokens() : prefill_response_.cached_tokens());
     }
     ++attempt_;
-    decode_stalled_ = false;
     if (decode_reader_ != nullptr) retired_readers_.push_back(std::move(decode_reader_));
     failed = DropDecodeLocked();
   }
@@ -92,21 +91,22 @@ void CompletionRun::WatchDecodeWorker(const std::string& address) {
 
 void CompletionRun::OnDecodeStalled(int attempt) {
   absl::MutexLock lock(&mu_);
-  if (attempt != attempt_ || state_.over()) return;
+  if (attempt != attempt_) return;
+  const CompletionAction action = StepLocked(CompletionEvent::kDecodeStalled);
+  if (action == CompletionAction::kIgnore) return;
   stall_watch_ = 0;  // called once
-  decode_stalled_ = true;
   DSV3_LOG(WARNING).With("request_id", plan_->request_id)
       << "decode worker " << decode_.address << " stopped answering; ending its call";
-  if (decode_reader_ != nullptr) {
+  if (action == CompletionAction::kCancelDecode && decode_reader_ != nullptr) {
     decode_reader_->Cancel();  // OnDone resumes the request elsewhere
-  } else if (state_.lease == LeasePhase::kReserving && reserve_call_ != nullptr) {
+  } else if (action == CompletionAction::kCancelReserve && reserve_call_ != nullptr) {
     reserve_call_->TryCancel();  // OnReserved tries another decode worker
   }
 }
 
 bool CompletionRun::DecodeStalled() {
   absl::MutexLock lock(&mu_);
-  return decode_stalled_;
+  return state_.decode_stalled;
 }
 
 void CompletionRun::WatchPrefillWorker(const std::string& address, uint64_t job_id) {

@@ -136,7 +136,6 @@ void CompletionRun::ReserveOn(WorkerView decode) {
     if (!over) {
       decode_ = decode;
       decode_assigned_ = blocks;
-      decode_stalled_ = false;
       reserve_call_ = NewContext();
       old_watch = std::exchange(stall_watch_, 0);
     }

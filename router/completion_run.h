@@ -205,7 +205,6 @@ class CompletionRun : public std::enable_shared_from_this<CompletionRun> {
   int attempt_ ABSL_GUARDED_BY(mu_) = 0;                   // incremented by Resume
   uint64_t stall_watch_ ABSL_GUARDED_BY(mu_) = 0;          // WorkerRegistry::WatchStall's token
   uint64_t prefill_stall_watch_ ABSL_GUARDED_BY(mu_) = 0;  // the same, for the prefill
-  bool decode_stalled_ ABSL_GUARDED_BY(mu_) = false;
   // Readers of failed attempts: a reader's own OnDone resumes the request, so it is kept.
   std::vector<std::unique_ptr<DecodeReader>> retired_readers_ ABSL_GUARDED_BY(mu_);
 };

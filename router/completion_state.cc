@@ -37,6 +37,7 @@ CompletionTransition NextCompletionState(const CompletionState& state, Completio
       }
       if (s.lease != LeasePhase::kReserving && s.lease != LeasePhase::kNone) return ignore();
       s.lease = LeasePhase::kReserving;
+      s.decode_stalled = false;  // a Reserve goes to a worker that answers
       return t;
     case CompletionEvent::kReserveGranted:
       if (state.lease != LeasePhase::kReserving) return ignore();  // no Reserve was sent
@@ -84,6 +85,15 @@ CompletionTransition NextCompletionState(const CompletionState& state, Completio
       if (stalled && !s.over()) t.action = Action::kRestartPrefill;
       return t;
     }
+    case CompletionEvent::kDecodeStalled:
+      if (state.over()) return ignore();
+      s.decode_stalled = true;
+      if (s.lease == LeasePhase::kDecoding) {
+        t.action = Action::kCancelDecode;  // its end resumes the request elsewhere
+      } else if (s.lease == LeasePhase::kReserving) {
+        t.action = Action::kCancelReserve;
+      }
+      return t;
     case CompletionEvent::kDecodeStart:
       // Only from a held lease nothing writes into any more.
       if (state.over() || state.lease != LeasePhase::kHeld ||
@@ -103,6 +113,7 @@ CompletionTransition NextCompletionState(const CompletionState& state, Completio
       return t;
     case CompletionEvent::kDropLease:
       s.lease = LeasePhase::kNone;
+      s.decode_stalled = false;  // the next attempt's decode worker is another
       if (s.prefill == PrefillPhase::kWriting) s.prefill = PrefillPhase::kComputing;
       s.release_not_before = absl::InfinitePast();
       return t;
@@ -198,6 +209,8 @@ const char* ToString(CompletionEvent event) {
       return "prefill_timed_out";
     case CompletionEvent::kDecodeStart:
       return "decode_start";
+    case CompletionEvent::kDecodeStalled:
+      return "decode_stalled";
     case CompletionEvent::kRelease:
       return "release";
     case CompletionEvent::kDropLease:
@@ -220,6 +233,8 @@ const char* ToString(CompletionAction action) {
       return "send_destination";
     case CompletionAction::kRestartPrefill:
       return "restart_prefill";
+    case CompletionAction::kCancelReserve:
+      return "cancel_reserve";
   }
   return "?";
 }
@@ -227,7 +242,8 @@ const char* ToString(CompletionAction action) {
 std::ostream& operator<<(std::ostream& os, const CompletionState& state) {
   os << "{request=" << ToString(state.request) << (state.cancelled ? " (cancelled)" : "")
      << " lease=" << ToString(state.lease) << " prefill=" << ToString(state.prefill)
-     << (state.prefill_stalled ? " (stalled)" : "");
+     << (state.prefill_stalled ? " (stalled)" : "")
+     << (state.decode_stalled ? " decode_stalled" : "");
   if (state.release_not_before != absl::InfinitePast()) {
     os << " release_not_before=" << absl::FormatTime(state.release_not_before);
   }

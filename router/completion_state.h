@@ -50,6 +50,9 @@ struct CompletionState {
   PrefillPhase prefill = PrefillPhase::kIdle;
   // The pending prefill's worker fell silent and its call is being cancelled.
   bool prefill_stalled = false;
+  // The attempt's decode worker fell silent: its call (Reserve or Decode) is being cancelled,
+  // and the attempt's failure resumes the request elsewhere. Until the next attempt.
+  bool decode_stalled = false;
   // A prefill call that timed out here may leave writes in flight: no release before this.
   absl::Time release_not_before = absl::InfinitePast();
 
@@ -57,7 +60,7 @@ struct CompletionState {
   friend bool operator==(const CompletionState& a, const CompletionState& b) {
     return a.request == b.request && a.cancelled == b.cancelled && a.lease == b.lease &&
            a.prefill == b.prefill && a.prefill_stalled == b.prefill_stalled &&
-           a.release_not_before == b.release_not_before;
+           a.decode_stalled == b.decode_stalled && a.release_not_before == b.release_not_before;
   }
 };
 
@@ -74,6 +77,7 @@ enum class CompletionEvent {
   kPrefillFailed,    // it failed (not DEADLINE_EXCEEDED)
   kPrefillTimedOut,  // it failed DEADLINE_EXCEEDED here: the worker may write for a while
   kDecodeStart,      // a Decode is about to take the lease
+  kDecodeStalled,    // the attempt's decode worker fell silent
   kRelease,          // the lease is about to be released
   kDropLease,        // the attempt's lease is forgotten (a migration, or a new lease)
 };
@@ -85,6 +89,7 @@ enum class CompletionAction {
   kCancelPrefill,    // kCancel: tell the prefill worker to stop (UpdatePrefill cancel)
   kSendDestination,  // the pending Prefill gets the lease's destination (now, or in the call)
   kRestartPrefill,   // the stalled prefill's call ended: start the prompt on another worker
+  kCancelReserve,    // kDecodeStalled: cancel the pending Reserve (another worker is tried)
 };
 
 struct CompletionTransition {

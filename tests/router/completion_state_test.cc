@@ -175,6 +175,32 @@ TEST(CompletionStateTest, OnlyAHeldLeaseNothingWritesIntoIsDecodedOrReleased) {
   });
 }
 
+TEST(CompletionStateTest, ASilentDecodeWorkersCallIsCancelledUntilTheNextAttempt) {
+  auto stalled = [](CompletionState s) {
+    s.decode_stalled = true;
+    return s;
+  };
+  const CompletionState decoding = State(kRun, Lease::kDecoding, Prefill::kIdle);
+  const CompletionState reserving = State(kRun, Lease::kReserving, Prefill::kComputing);
+  const CompletionState held = State(kRun, Lease::kHeld, Prefill::kWriting);
+  CheckTable({
+      {"a Decode's stream is cancelled", decoding, Event::kDecodeStalled, stalled(decoding),
+       Action::kCancelDecode},
+      {"a pending Reserve is cancelled", reserving, Event::kDecodeStalled, stalled(reserving),
+       Action::kCancelReserve},
+      {"a held lease waits for its prefill", held, Event::kDecodeStalled, stalled(held),
+       Action::kNone},
+      {"an ended request ignores it", State(kCancelling, Lease::kDecoding, Prefill::kIdle),
+       Event::kDecodeStalled, State(kCancelling, Lease::kDecoding, Prefill::kIdle),
+       Action::kIgnore},
+      {"the next Reserve goes to a worker that answers",
+       stalled(State(kRun, Lease::kNone, Prefill::kComputing)), Event::kReserveSend, reserving,
+       Action::kNone},
+      {"a migration forgets the stall with the lease", stalled(decoding), Event::kDropLease,
+       State(kRun, Lease::kNone, Prefill::kIdle), Action::kNone},
+  });
+}
+
 TEST(CompletionStateTest, SettlingReleasesAnUnusedLeaseAndReportsACancelOnceNothingIsPending) {
   struct SettleRow {
     std::string name;
@@ -232,10 +258,10 @@ TEST(CompletionStateTest, EveryReachableStateKeepsTheLeaseInvariants) {
       Event::kReserveSend,   Event::kReserveGranted,  Event::kReserveEnded,
       Event::kPrefillSend,   Event::kPrefillStalled,  Event::kPrefillOk,
       Event::kPrefillFailed, Event::kPrefillTimedOut, Event::kDecodeStart,
-      Event::kRelease,       Event::kDropLease};
+      Event::kDecodeStalled, Event::kRelease,         Event::kDropLease};
   auto key = [](const CompletionState& s) {
     return std::make_tuple(static_cast<int>(s.request), s.cancelled, static_cast<int>(s.lease),
-                           static_cast<int>(s.prefill), s.prefill_stalled,
+                           static_cast<int>(s.prefill), s.prefill_stalled, s.decode_stalled,
                            absl::ToUnixMillis(s.release_not_before));
   };
   std::set<decltype(key(CompletionState()))> seen;
@@ -274,6 +300,10 @@ TEST(CompletionStateTest, EveryReachableStateKeepsTheLeaseInvariants) {
         EXPECT_EQ(from.lease, Lease::kHeld);
         EXPECT_EQ(from.prefill, Prefill::kIdle);
         EXPECT_FALSE(from.over());
+      }
+      // A new Reserve or a dropped lease starts an attempt on a worker not known silent.
+      if ((e == Event::kReserveSend && t.action != Action::kIgnore) || e == Event::kDropLease) {
+        EXPECT_FALSE(to.decode_stalled);
       }
       // The end is final, and a cancel is remembered.
       if (from.request == Request::kFinished) {
