@@ -47,8 +47,11 @@ phase_begin "unit tests under ThreadSanitizer (ctest -L unit)"
 # tests/support/tsan.supp names only libraries built without TSan. UCX's memory hooks
 # (libucm's madvise interception) crash inside TSan's interceptors at thread exit: off.
 tsan_options="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$root/tests/support/tsan.supp"
+# Left to the other builds: a bound on 40 streams' wall time (a dropped connection costs a
+# 1 s SYN retry) that TSan's slowdown alone crosses.
 UCX_MEM_EVENTS=no TSAN_OPTIONS="$tsan_options" \
   ctest --test-dir "$root/build-tsan" --output-on-failure -L unit --timeout 900 -j 2 \
+  -E '^OpenAiHttpTest\.ManyConcurrentStreamsComplete$' \
   --repeat until-pass:2  # a report is printed either way; one that does not recur on a rerun
                          # has been, so far, inside a library built without TSan
 
