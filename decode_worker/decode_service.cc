@@ -7,7 +7,6 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
-#include "common/build_info.h"
 #include "common/grpc_status.h"
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
@@ -340,17 +339,9 @@ grpc::ServerUnaryReactor* DecodeService::Release(grpc::CallbackServerContext* co
 }
 
 std::unique_ptr<worker::WorkerStatusService> DecodeService::NewStatusService() {
-  const engine::ModelConfig& config = model_.config();
-  v1::WorkerInfo info;
-  info.set_role(v1::WORKER_ROLE_DECODE);
-  info.set_model_name(options_.model_name);
-  info.set_config_hash(config_hash_);
-  info.set_model_type(config.model_type);
-  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
-  info.set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
+  v1::WorkerInfo info = worker::BaseWorkerInfo(v1::WORKER_ROLE_DECODE, options_.model_name,
+                                               config_hash_, model_.config());
   *info.mutable_kv_layout() = WireLayout();
-  info.set_version(GetBuildInfo().version);
-  info.set_git_revision(GetBuildInfo().git_revision);
   info.set_speculative_decoding(options_.scheduler.speculative_mtp && model_.has_mtp());
   info.set_prefix_cache(options_.scheduler.prefix_cache);
   v1::KvPoolAccess* pool = info.mutable_kv_pool();

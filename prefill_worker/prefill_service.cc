@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "common/build_info.h"
 #include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/kv_block_hash.h"
@@ -211,17 +210,10 @@ grpc::ServerUnaryReactor* PrefillService::UpdatePrefill(grpc::CallbackServerCont
 
 std::unique_ptr<worker::WorkerStatusService> PrefillService::NewStatusService() const {
   const engine::ModelConfig& config = model_.config();
-  v1::WorkerInfo info;
-  info.set_role(v1::WORKER_ROLE_PREFILL);
-  info.set_model_name(options_.model_name);
-  info.set_config_hash(config_hash_);
-  info.set_model_type(config.model_type);
-  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
-  info.set_max_position_embeddings(static_cast<int32_t>(config.max_position_embeddings));
+  v1::WorkerInfo info =
+      worker::BaseWorkerInfo(v1::WORKER_ROLE_PREFILL, options_.model_name, config_hash_, config);
   *info.mutable_kv_layout() = worker::ToWireLayout(
       layout_, static_cast<int>(layout_.num_layers - config.num_hidden_layers));
-  info.set_version(GetBuildInfo().version);
-  info.set_git_revision(GetBuildInfo().git_revision);
   info.set_prefix_cache(options_.scheduler.prefix_cache);
   return std::make_unique<worker::WorkerStatusService>(std::move(info), watchers_.get());
 }

@@ -8,10 +8,18 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+
 #include "dsv3/v1/worker.grpc.pb.h"
+#include "engine/model_config.h"
 #include "worker_common/load_watchers.h"
 
 namespace dsv3::worker {
+
+// What every worker's identity says, whatever its role: the role, the model (name, config
+// hash, type, sizes) and this build. The role adds its KV layout and what it offers.
+v1::WorkerInfo BaseWorkerInfo(v1::WorkerRole role, const std::string& model_name,
+                              const std::string& config_hash, const engine::ModelConfig& config);
 
 class WorkerStatusService final : public v1::WorkerStatus::CallbackService {
  public:
