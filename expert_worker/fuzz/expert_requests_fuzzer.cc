@@ -21,11 +21,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,10 +33,15 @@
 #include "expert_worker/expert_service.h"
 #include "expert_worker/expert_shard.h"
 #include "experts/placement_proto.h"
+#include "tests/support/fuzz_call_sequence.h"
 #include "transport/ucx/ucx_context.h"
 #include "transport/ucx/ucx_expert_server.h"
 
 namespace {
+
+using dsv3::fuzzing::AppendRecord;
+using dsv3::fuzzing::CheckStatus;
+using dsv3::fuzzing::SetDeadline;
 
 enum Op : uint8_t { kJoin, kGetPlacement, kApply, kWatch, kOps };
 constexpr uint8_t kAsGiven = 0x80;
@@ -58,27 +61,7 @@ struct Worker {
 Worker* worker = nullptr;
 
 [[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "expert_requests_fuzzer: %s\n", what.c_str());
-  std::abort();
-}
-
-void SetDeadline(grpc::ClientContext& ctx, int ms) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
-}
-
-// A status the caller can act on; anything else is a bug in the worker.
-void CheckStatus(const char* call, const grpc::Status& s) {
-  switch (s.error_code()) {
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::UNKNOWN:
-    case grpc::StatusCode::DATA_LOSS:
-    case grpc::StatusCode::UNIMPLEMENTED:
-      std::fprintf(stderr, "%s answered %d: %s\n", call, static_cast<int>(s.error_code()),
-                   s.error_message().c_str());
-      __builtin_trap();
-    default:
-      return;
-  }
+  dsv3::fuzzing::Die("expert_requests_fuzzer", what);
 }
 
 void Join(const std::string& bytes) {
@@ -155,14 +138,6 @@ void CheckHolding() {
   }
 }
 
-void AppendRecord(std::string* input, uint8_t op, const google::protobuf::Message& m) {
-  const std::string bytes = m.SerializeAsString();
-  input->push_back(static_cast<char>(op));
-  input->push_back(static_cast<char>(bytes.size() & 0xFF));
-  input->push_back(static_cast<char>(bytes.size() >> 8));
-  *input += bytes;
-}
-
 // Seed inputs: the calls as attention workers and the rebalancer make them, and the broken
 // maps tests/expert_worker/expert_worker_test.cc checks.
 void WriteSeeds(const std::string& dir, const dsv3::v1::ExpertPlacement& current) {
@@ -196,12 +171,7 @@ void WriteSeeds(const std::string& dir, const dsv3::v1::ExpertPlacement& current
     AppendRecord(&s, kApply | kAsGiven, current);  // an older version: refused
     seeds["rebalance"] = s;
   }
-  for (const auto& [name, bytes] : seeds) {
-    std::ofstream out(dir + "/" + name, std::ios::binary);
-    out << bytes;
-    if (!out) Die("cannot write seed " + dir + "/" + name);
-  }
-  std::fprintf(stderr, "wrote %zu seeds to %s\n", seeds.size(), dir.c_str());
+  dsv3::fuzzing::WriteSeeds("expert_requests_fuzzer", dir, seeds);
 }
 
 }  // namespace
@@ -249,13 +219,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  size_t at = 0;
-  for (int record = 0; record < 8 && at + 3 <= size; ++record) {
-    const uint8_t op = data[at];
-    const size_t length =
-        std::min<size_t>(data[at + 1] | (size_t{data[at + 2]} << 8), size - at - 3);
-    const std::string bytes(reinterpret_cast<const char*>(data + at + 3), length);
-    at += 3 + length;
+  dsv3::fuzzing::ForEachRecord(data, size, 8, [](uint8_t op, const std::string& bytes) {
     switch ((op & 0x7F) % kOps) {
       case kJoin:
         Join(bytes);
@@ -270,7 +234,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Watch(bytes);
         break;
     }
-  }
+  });
   CheckHolding();
   return 0;
 }

@@ -22,11 +22,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -39,9 +37,14 @@
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "engine/model.h"
 #include "prefill_worker/prefill_service.h"
+#include "tests/support/fuzz_call_sequence.h"
 #include "transport/ucx/ucx_context.h"
 
 namespace {
+
+using dsv3::fuzzing::AppendRecord;
+using dsv3::fuzzing::CheckStatus;
+using dsv3::fuzzing::SetDeadline;
 
 enum Op : uint8_t { kReserve, kPrefill, kDecode, kRelease, kUpdate, kInfo, kOps };
 constexpr uint8_t kAsGiven = 0x80;
@@ -65,8 +68,7 @@ struct Cluster {
 Cluster* cluster = nullptr;
 
 [[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "worker_requests_fuzzer: %s\n", what.c_str());
-  std::abort();
+  dsv3::fuzzing::Die("worker_requests_fuzzer", what);
 }
 
 std::unique_ptr<grpc::Server> Serve(std::initializer_list<grpc::Service*> services,
@@ -79,25 +81,6 @@ std::unique_ptr<grpc::Server> Serve(std::initializer_list<grpc::Service*> servic
   if (server == nullptr || port == 0) Die("cannot start a gRPC server on loopback");
   *address = "127.0.0.1:" + std::to_string(port);
   return server;
-}
-
-void SetDeadline(grpc::ClientContext& ctx, int ms) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
-}
-
-// A status the caller can act on; anything else is a bug in the worker.
-void CheckStatus(const char* call, const grpc::Status& s) {
-  switch (s.error_code()) {
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::UNKNOWN:
-    case grpc::StatusCode::DATA_LOSS:
-    case grpc::StatusCode::UNIMPLEMENTED:
-      std::fprintf(stderr, "%s answered %d: %s\n", call, static_cast<int>(s.error_code()),
-                   s.error_message().c_str());
-      __builtin_trap();
-    default:
-      return;
-  }
 }
 
 struct Lease {
@@ -233,14 +216,6 @@ class Run {
   std::map<uint64_t, uint64_t> leases_;
 };
 
-void AppendRecord(std::string* input, uint8_t op, const google::protobuf::Message& m) {
-  const std::string bytes = m.SerializeAsString();
-  input->push_back(static_cast<char>(op));
-  input->push_back(static_cast<char>(bytes.size() & 0xFF));
-  input->push_back(static_cast<char>(bytes.size() >> 8));
-  *input += bytes;
-}
-
 // Seed inputs: the request path as the router drives it, and the hostile variants the
 // integration tests check (tests/integration/disaggregated_workers_bad_input_test.cc).
 void WriteSeeds(const std::string& dir) {
@@ -308,12 +283,7 @@ void WriteSeeds(const std::string& dir) {
     AppendRecord(&s, kUpdate, cancel);
     seeds["update_prefill"] = s;
   }
-  for (const auto& [name, bytes] : seeds) {
-    std::ofstream out(dir + "/" + name, std::ios::binary);
-    out << bytes;
-    if (!out) Die("cannot write seed " + dir + "/" + name);
-  }
-  std::fprintf(stderr, "wrote %zu seeds to %s\n", seeds.size(), dir.c_str());
+  dsv3::fuzzing::WriteSeeds("worker_requests_fuzzer", dir, seeds);
 }
 
 }  // namespace
@@ -381,13 +351,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Run run;
-  size_t at = 0;
-  for (int record = 0; record < 8 && at + 3 <= size; ++record) {
-    const uint8_t op = data[at];
-    const size_t length =
-        std::min<size_t>(data[at + 1] | (size_t{data[at + 2]} << 8), size - at - 3);
-    const std::string bytes(reinterpret_cast<const char*>(data + at + 3), length);
-    at += 3 + length;
+  dsv3::fuzzing::ForEachRecord(data, size, 8, [&](uint8_t op, const std::string& bytes) {
     const bool as_given = (op & kAsGiven) != 0;
     switch ((op & 0x7F) % kOps) {
       case kReserve:
@@ -409,7 +373,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         run.Info(bytes);
         break;
     }
-  }
+  });
   run.End();
   return 0;
 }
