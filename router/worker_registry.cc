@@ -3,9 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_channel.h"
 #include "common/logging.h"
-#include "common/resolve_addresses.h"
 #include "common/serving_metrics.h"
 
 namespace dsv3::router {
@@ -37,19 +35,13 @@ const char* RoutingPolicyName(RoutingPolicy policy) {
 struct WorkerRegistry::Worker {
   std::string address;
   WorkerKind kind;
-  std::unique_ptr<v1::WorkerStatus::Stub> status;  // GetInfo, WatchLoad
   std::shared_ptr<v1::PrefillWorker::Stub> prefill_stub;
   std::shared_ptr<v1::DecodeWorker::Stub> decode_stub;
-  std::thread monitor;
   // Guarded by the registry's mu_.
   bool up = false;
-  bool removed = false;
-  absl::Time last_report = absl::InfinitePast();
   v1::LoadReport load;
   v1::WorkerInfo info;
   int64_t assigned_since_report = 0;
-  // The WatchLoad call in progress, so the watchdog and shutdown can cancel it.
-  grpc::ClientContext* stream_context = nullptr;
 };
 
 WorkerRegistry::WorkerRegistry(WorkerRegistryOptions options) : options_(std::move(options)) {}
@@ -60,110 +52,124 @@ void WorkerRegistry::SetUpGauge(const Worker& w) {
 
 std::unique_ptr<WorkerRegistry> WorkerRegistry::Start(WorkerRegistryOptions options) {
   std::unique_ptr<WorkerRegistry> r(new WorkerRegistry(std::move(options)));
-  {
-    absl::MutexLock lock(&r->mu_);
-    for (const auto& a : r->options_.prefill_addresses) r->AddWorker(a, WorkerKind::kPrefill);
-    for (const auto& a : r->options_.decode_addresses) r->AddWorker(a, WorkerKind::kDecode);
-  }
-  r->ResolveDns();
-  r->housekeeping_ = std::thread([raw = r.get()] { raw->Housekeeping(); });
+  r->prefill_peers_ = r->WatchKind(WorkerKind::kPrefill);
+  r->decode_peers_ = r->WatchKind(WorkerKind::kDecode);
   return r;
 }
 
+// The sessions and events stop before the state they use goes.
 WorkerRegistry::~WorkerRegistry() {
-  std::vector<std::unique_ptr<Worker>> workers;
+  prefill_peers_.reset();
+  decode_peers_.reset();
+}
+
+std::unique_ptr<WatchedPeers> WorkerRegistry::WatchKind(WorkerKind kind) {
+  const bool prefill = kind == WorkerKind::kPrefill;
+  WatchedPeersOptions o;
+  o.what = absl::StrCat(WorkerKindName(kind), " worker");
+  o.addresses = prefill ? options_.prefill_addresses : options_.decode_addresses;
+  o.dns = prefill ? options_.prefill_dns : options_.decode_dns;
+  o.dns_interval = options_.dns_interval;
+  o.resolve = options_.resolve;
+  o.retry_after = absl::Milliseconds(250);
+  o.quiet_after = options_.down_after;
+  return WatchedPeers::Start(
+      std::move(o), [this, kind](PeerSession& peer) { return Session(kind, peer); },
+      [this, kind](const PeerEvent& event) { OnPeerEvent(kind, event); });
+}
+
+void WorkerRegistry::OnPeerEvent(WorkerKind kind, const PeerEvent& event) {
+  std::vector<std::function<void()>> stalled;
   {
     absl::MutexLock lock(&mu_);
-    stop_ = true;
-    for (auto& [address, w] : workers_) {
-      w->removed = true;
-      if (w->stream_context != nullptr) w->stream_context->TryCancel();
-      workers.push_back(std::move(w));
-    }
-    workers_.clear();
-  }
-  if (housekeeping_.joinable()) housekeeping_.join();
-  for (auto& w : workers) {
-    if (w->monitor.joinable()) w->monitor.join();
-  }
-}
-
-void WorkerRegistry::AddWorker(const std::string& address, WorkerKind kind) {
-  // Once stopping, never: the destructor has taken the workers it joins, and a worker added
-  // by a late DNS refresh would be destroyed with its thread running (std::terminate).
-  if (stop_ || workers_.count(address)) return;
-  auto w = std::make_unique<Worker>();
-  w->address = address;
-  w->kind = kind;
-  const std::shared_ptr<grpc::Channel> channel = ClusterChannel(address);
-  w->status = v1::WorkerStatus::NewStub(channel);
-  if (kind == WorkerKind::kPrefill) {
-    w->prefill_stub = v1::PrefillWorker::NewStub(channel);
-  } else {
-    w->decode_stub = v1::DecodeWorker::NewStub(channel);
-  }
-  Worker* raw = w.get();
-  SetUpGauge(*raw);
-  workers_[address] = std::move(w);
-  raw->monitor = std::thread([this, raw] { Monitor(raw); });
-  DSV3_LOG(INFO) << "watching " << WorkerKindName(kind) << " worker " << address;
-}
-
-void WorkerRegistry::Monitor(Worker* w) {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (w->removed) return;
-    }
-    // Identity first: a worker serves only when GetInfo answers.
-    grpc::ClientContext info_ctx;
-    info_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::WorkerInfo info;
-    grpc::Status s = w->status->GetInfo(&info_ctx, v1::GetInfoRequest(), &info);
-    if (s.ok()) {
-      grpc::ClientContext ctx;
-      {
-        absl::MutexLock lock(&mu_);
-        if (w->removed) return;
-        w->info = info;
-        w->stream_context = &ctx;
+    auto it = workers_.find(event.address);
+    if (event.change == PeerChange::kAdded) {
+      if (it != workers_.end()) return;  // the same address as the other kind: ignored
+      auto w = std::make_unique<Worker>();
+      w->address = event.address;
+      w->kind = kind;
+      if (kind == WorkerKind::kPrefill) {
+        w->prefill_stub = v1::PrefillWorker::NewStub(event.channel);
+      } else {
+        w->decode_stub = v1::DecodeWorker::NewStub(event.channel);
       }
-      v1::WatchLoadRequest request;
-      request.set_interval_ms(options_.report_interval_ms);
-      auto reader = w->status->WatchLoad(&ctx, request);
-      v1::LoadReport report;
-      while (reader->Read(&report)) {
-        absl::MutexLock lock(&mu_);
-        if (!w->up) {
-          DSV3_LOG(INFO) << WorkerKindName(w->kind) << " worker " << w->address << " is up";
-        }
-        w->up = !report.draining();
-        SetUpGauge(*w);
-        kv_index_.Apply(w->address, report.kv_cache_events());
-        report.clear_kv_cache_events();  // kept in the index, not in every snapshot
-        w->load = report;
-        w->last_report = absl::Now();
-        w->assigned_since_report = 0;
-      }
-      (void)reader->Finish();
-      absl::MutexLock lock(&mu_);
-      w->stream_context = nullptr;
-      kv_index_.Forget(w->address);  // the next stream starts with everything
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (w->up) {
-        DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << w->address << " is down";
-      }
-      w->up = false;
       SetUpGauge(*w);
-      if (w->removed) return;
-      // Retry soon; the wait ends early when the worker is removed.
-      auto removed = [w]() { return w->removed; };
-      mu_.AwaitWithTimeout(absl::Condition(&removed), absl::Milliseconds(250));
-      if (w->removed) return;
+      workers_[event.address] = std::move(w);
+      return;
+    }
+    if (it == workers_.end() || it->second->kind != kind) return;
+    Worker& w = *it->second;
+    switch (event.change) {
+      case PeerChange::kAdded:
+        break;
+      case PeerChange::kUp:
+      case PeerChange::kDown:
+        w.up = event.change == PeerChange::kUp;
+        SetUpGauge(w);
+        break;
+      case PeerChange::kRemoved:
+        w.up = false;
+        SetUpGauge(w);
+        kv_index_.Forget(w.address);
+        workers_.erase(it);
+        break;
+    }
+    // A worker that stopped answering: its watchers learn it once.
+    if (event.change == PeerChange::kDown && event.quiet) {
+      for (auto s = stall_watches_.begin(); s != stall_watches_.end();) {
+        if (s->second.address == event.address) {
+          stalled.push_back(std::move(s->second.on_stall));
+          s = stall_watches_.erase(s);
+        } else {
+          ++s;
+        }
+      }
     }
   }
+  for (auto& on_stall : stalled) on_stall();
+}
+
+absl::Status WorkerRegistry::Session(WorkerKind kind, PeerSession& peer) {
+  std::unique_ptr<v1::WorkerStatus::Stub> status = v1::WorkerStatus::NewStub(peer.channel());
+  // Identity first: a worker serves only once GetInfo answers.
+  grpc::ClientContext* info_ctx = peer.NewCall();
+  if (info_ctx == nullptr) return absl::CancelledError("the worker is leaving");
+  info_ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::WorkerInfo info;
+  grpc::Status s = status->GetInfo(info_ctx, v1::GetInfoRequest(), &info);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("GetInfo: ", s.error_message()));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(peer.address());
+    if (it == workers_.end() || it->second->kind != kind) {
+      return absl::CancelledError("the worker is leaving");
+    }
+    it->second->info = info;
+  }
+  grpc::ClientContext* ctx = peer.NewCall();
+  if (ctx == nullptr) return absl::CancelledError("the worker is leaving");
+  v1::WatchLoadRequest request;
+  request.set_interval_ms(options_.report_interval_ms);
+  auto reader = status->WatchLoad(ctx, request);
+  v1::LoadReport report;
+  while (reader->Read(&report)) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = workers_.find(peer.address());
+      if (it == workers_.end() || it->second->kind != kind) break;
+      Worker& w = *it->second;
+      kv_index_.Apply(w.address, report.kv_cache_events());
+      report.clear_kv_cache_events();  // kept in the index, not in every snapshot
+      w.load = report;
+      w.assigned_since_report = 0;
+    }
+    peer.Heard(!report.draining());
+  }
+  ctx->TryCancel();  // when the loop left early
+  s = reader->Finish();
+  absl::MutexLock lock(&mu_);
+  kv_index_.Forget(peer.address());  // the next stream starts with everything
+  return absl::UnavailableError(absl::StrCat("its load stream ended: ", s.error_message()));
 }
 
 uint64_t WorkerRegistry::WatchStall(const std::string& address, std::function<void()> on_stall) {
@@ -176,81 +182,6 @@ uint64_t WorkerRegistry::WatchStall(const std::string& address, std::function<vo
 void WorkerRegistry::UnwatchStall(uint64_t token) {
   absl::MutexLock lock(&mu_);
   stall_watches_.erase(token);
-}
-
-void WorkerRegistry::Housekeeping() {
-  absl::Time next_dns = absl::Now() + options_.dns_interval;
-  while (true) {
-    std::vector<std::function<void()>> stalled;
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100))) return;
-      // Watchdog: a stream that went quiet means a worker that stopped answering.
-      const absl::Time now = absl::Now();
-      for (auto& [address, w] : workers_) {
-        if (w->up && now - w->last_report > options_.down_after) {
-          DSV3_LOG(WARNING) << WorkerKindName(w->kind) << " worker " << address
-                            << " stopped reporting; taking it out";
-          w->up = false;
-          SetUpGauge(*w);
-          if (w->stream_context != nullptr) w->stream_context->TryCancel();
-          for (auto it = stall_watches_.begin(); it != stall_watches_.end();) {
-            if (it->second.address == address) {
-              stalled.push_back(std::move(it->second.on_stall));
-              it = stall_watches_.erase(it);
-            } else {
-              ++it;
-            }
-          }
-        }
-      }
-    }
-    for (auto& on_stall : stalled) on_stall();
-    if (absl::Now() >= next_dns) {
-      ResolveDns();
-      next_dns = absl::Now() + options_.dns_interval;
-    }
-  }
-}
-
-void WorkerRegistry::ResolveDns() {
-  for (auto [name, kind] : {std::pair{options_.prefill_dns, WorkerKind::kPrefill},
-                            std::pair{options_.decode_dns, WorkerKind::kDecode}}) {
-    if (name.empty()) continue;
-    auto addresses = options_.resolve ? options_.resolve(name) : ResolveAddresses(name);
-    if (!addresses.ok()) {
-      DSV3_LOG(WARNING) << "resolving " << name << ": " << addresses.status();
-      continue;
-    }
-    std::vector<std::unique_ptr<Worker>> gone;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& a : *addresses) AddWorker(a, kind);
-      // Workers of this kind that came from DNS and no longer resolve leave.
-      const auto& statics =
-          kind == WorkerKind::kPrefill ? options_.prefill_addresses : options_.decode_addresses;
-      for (auto it = workers_.begin(); it != workers_.end();) {
-        Worker& w = *it->second;
-        bool listed = std::count(addresses->begin(), addresses->end(), w.address) ||
-                      std::count(statics.begin(), statics.end(), w.address);
-        if (w.kind == kind && !listed) {
-          DSV3_LOG(INFO) << "worker " << w.address << " left " << name;
-          w.removed = true;
-          w.up = false;
-          SetUpGauge(w);
-          kv_index_.Forget(w.address);
-          if (w.stream_context != nullptr) w.stream_context->TryCancel();
-          gone.push_back(std::move(it->second));
-          it = workers_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& w : gone) {
-      if (w->monitor.joinable()) w->monitor.join();
-    }
-  }
 }
 
 absl::StatusOr<WorkerView> WorkerRegistry::Pick(WorkerKind kind,

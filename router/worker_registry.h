@@ -2,10 +2,11 @@
 #define DSV3_ROUTER_WORKER_REGISTRY_H_
 
 // The prefill and decode workers the router knows, from a static list and from DNS names
-// re-resolved periodically (a Kubernetes headless Service). Each worker's load arrives on
-// its WatchLoad stream; a worker whose stream breaks or goes quiet for `down_after` is taken
-// out, and put back as soon as it answers again. The same stream brings the worker's
-// prefix-cache events, kept in a KvIndex for KV-aware routing.
+// re-resolved periodically (a Kubernetes headless Service), each kind watched by the control
+// plane's WatchedPeers (common/watched_peers.h). A session with a worker asks its identity
+// (GetInfo) and then reads its WatchLoad stream; a worker whose stream breaks or goes quiet
+// for `down_after` is taken out, and put back as soon as it answers again. The same stream
+// brings the worker's prefix-cache events, kept in a KvIndex for KV-aware routing.
 //
 // How a worker is chosen (--router_policy):
 //   kv (default)  the least cost, where a prompt's overlap with a worker's cache (its leading
@@ -30,7 +31,6 @@
 #include <set>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -38,6 +38,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/watched_peers.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 #include "router/kv_index.h"
 
@@ -112,7 +113,7 @@ class WorkerRegistry {
   std::optional<v1::WorkerInfo> ModelInfo() const;
   // Blocks until at least one prefill and one decode worker are up, or the timeout.
   bool WaitUntilReady(absl::Duration timeout) const;
-  // Calls `on_stall` once (on the registry's thread, no lock held) if the worker at
+  // Calls `on_stall` once (on a control-plane thread, no lock held) if the worker at
   // `address` stops answering: it is up and its load stream goes quiet for `down_after` (a
   // stopped or wedged process; one that dies breaks its streams instead). Returns a token
   // for UnwatchStall, which the caller must call when it no longer needs the call.
@@ -122,12 +123,12 @@ class WorkerRegistry {
  private:
   struct Worker;
   explicit WorkerRegistry(WorkerRegistryOptions options);
-  void AddWorker(const std::string& address, WorkerKind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<WatchedPeers> WatchKind(WorkerKind kind);
+  // One session with a worker: its identity, then its load stream until it ends.
+  absl::Status Session(WorkerKind kind, PeerSession& peer);
+  void OnPeerEvent(WorkerKind kind, const PeerEvent& event);
   // dsv3_worker_up{role,address} follows the worker's state.
   static void SetUpGauge(const Worker& w);
-  void Monitor(Worker* worker);
-  void Housekeeping();
-  void ResolveDns();
 
   const WorkerRegistryOptions options_;
   mutable absl::Mutex mu_;
@@ -135,14 +136,15 @@ class WorkerRegistry {
   KvIndex kv_index_ ABSL_GUARDED_BY(mu_);
   // round_robin: the address chosen last, per kind.
   std::string last_pick_[2] ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   struct StallWatch {
     std::string address;
     std::function<void()> on_stall;
   };
   std::map<uint64_t, StallWatch> stall_watches_ ABSL_GUARDED_BY(mu_);
   uint64_t next_stall_watch_ ABSL_GUARDED_BY(mu_) = 1;
-  std::thread housekeeping_;
+  // Last: their sessions and events use everything above.
+  std::unique_ptr<WatchedPeers> prefill_peers_;
+  std::unique_ptr<WatchedPeers> decode_peers_;
 };
 
 }  // namespace dsv3::router
