@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/resolve_addresses.h"
@@ -29,13 +28,10 @@ std::string Unbracketed(const std::string& address) {
 struct ExpertRebalancer::Worker {
   std::string address;
   std::shared_ptr<v1::Expert::Stub> stub;
-  std::thread watch;
   // Guarded by the rebalancer's mu_.
-  bool removed = false;
-  bool up = false;  // its load stream is open
+  bool up = false;  // its load stream is open and reporting
   int32_t index = -1;
   int64_t version = 0;  // of the placement it holds, as last reported or applied
-  grpc::ClientContext* stream_context = nullptr;
 };
 
 ExpertRebalancer::ExpertRebalancer(ExpertRebalancerOptions options)
@@ -67,11 +63,16 @@ absl::StatusOr<std::unique_ptr<ExpertRebalancer>> ExpertRebalancer::Start(
   }
   std::unique_ptr<ExpertRebalancer> r(new ExpertRebalancer(std::move(options)));
   r->started_ = absl::Now();
-  {
-    absl::MutexLock lock(&r->mu_);
-    for (const std::string& a : r->options_.addresses) r->AddWorker(a);
-  }
-  r->ResolveDns();
+  WatchedPeersOptions peers;
+  peers.what = "expert worker";
+  peers.addresses = r->options_.addresses;
+  peers.dns = r->options_.dns;
+  peers.dns_interval = r->options_.dns_interval;
+  peers.retry_after = absl::Milliseconds(500);
+  ExpertRebalancer* raw = r.get();
+  r->peers_ = WatchedPeers::Start(
+      std::move(peers), [raw](PeerSession& peer) { return raw->Session(peer); },
+      [raw](const PeerEvent& event) { raw->OnPeerEvent(event); });
   r->control_ = std::thread([raw = r.get()] { raw->Control(); });
   if (r->options_.interval == absl::ZeroDuration()) {
     DSV3_LOG(INFO) << "EPLB: rebalancing off; expert workers down for "
@@ -94,108 +95,64 @@ ExpertRebalancer::~ExpertRebalancer() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
     for (grpc::ClientContext* c : calls_) c->TryCancel();
-    for (auto& [address, w] : workers_) {
-      w->removed = true;
-      if (w->stream_context != nullptr) w->stream_context->TryCancel();
-    }
   }
-  // The control thread first: it adds and removes workers.
   if (control_.joinable()) control_.join();
-  std::vector<std::unique_ptr<Worker>> workers;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [address, w] : workers_) workers.push_back(std::move(w));
-    workers_.clear();
-  }
-  for (auto& w : workers) {
-    if (w->watch.joinable()) w->watch.join();
+  peers_.reset();  // before the state its sessions and events use
+}
+
+void ExpertRebalancer::OnPeerEvent(const PeerEvent& event) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(event.address);
+  switch (event.change) {
+    case PeerChange::kAdded: {
+      auto w = std::make_unique<Worker>();
+      w->address = event.address;
+      w->stub = v1::Expert::NewStub(event.channel);
+      workers_[event.address] = std::move(w);
+      break;
+    }
+    case PeerChange::kUp:
+    case PeerChange::kDown:
+      if (it != workers_.end()) it->second->up = event.change == PeerChange::kUp;
+      break;
+    case PeerChange::kRemoved:
+      if (it != workers_.end()) workers_.erase(it);
+      break;
   }
 }
 
-void ExpertRebalancer::AddWorker(const std::string& address) {
-  if (stop_ || workers_.count(address)) return;
-  auto w = std::make_unique<Worker>();
-  w->address = address;
-  w->stub = v1::Expert::NewStub(ClusterChannel(address));
-  Worker* raw = w.get();
-  workers_[address] = std::move(w);
-  raw->watch = std::thread([this, raw] { Watch(raw); });
-  DSV3_LOG(INFO) << "EPLB: watching the load of expert worker " << address;
-}
-
-void ExpertRebalancer::Watch(Worker* w) {
-  while (true) {
-    grpc::ClientContext ctx;
+absl::Status ExpertRebalancer::Session(PeerSession& peer) {
+  std::shared_ptr<v1::Expert::Stub> stub = StubOf(peer.address());
+  grpc::ClientContext* ctx = peer.NewCall();
+  if (stub == nullptr || ctx == nullptr) return absl::CancelledError("the worker is leaving");
+  v1::WatchExpertLoadRequest request;
+  request.set_interval_ms(report_interval_ms_);
+  auto reader = stub->WatchExpertLoad(ctx, request);
+  v1::ExpertLoadReport report;
+  bool first = true;
+  while (reader->Read(&report)) {
+    // A stream's first report counts everything since the worker started: not this window.
+    const bool in_window = !std::exchange(first, false);
     {
       absl::MutexLock lock(&mu_);
-      if (w->removed) return;
-      w->stream_context = &ctx;
-    }
-    v1::WatchExpertLoadRequest request;
-    request.set_interval_ms(report_interval_ms_);
-    auto reader = w->stub->WatchExpertLoad(&ctx, request);
-    v1::ExpertLoadReport report;
-    bool first = true;
-    while (reader->Read(&report)) {
-      // A stream's first report counts everything since the worker started: not this window.
-      const bool in_window = !std::exchange(first, false);
-      absl::MutexLock lock(&mu_);
-      if (!w->up) {
-        DSV3_LOG(INFO) << "EPLB: expert worker " << report.worker_index() << " at " << w->address
+      auto it = workers_.find(peer.address());
+      if (it == workers_.end()) break;
+      Worker& w = *it->second;
+      if (!in_window) {
+        DSV3_LOG(INFO) << "EPLB: expert worker " << report.worker_index() << " at " << w.address
                        << " reports load (placement version " << report.placement_version() << ")";
       }
-      w->up = true;
-      w->index = report.worker_index();
+      w.index = report.worker_index();
       last_seen_[report.worker_index()] = absl::Now();
-      w->version = report.placement_version();
+      w.version = report.placement_version();
       max_version_seen_ = std::max(max_version_seen_, report.placement_version());
       if (in_window) window_.Add(report);
     }
-    const grpc::Status status = reader->Finish();
-    absl::MutexLock lock(&mu_);
-    w->stream_context = nullptr;
-    if (w->up) {
-      DSV3_LOG(WARNING) << "EPLB: the load stream of expert worker " << w->address
-                        << " ended: " << status.error_message();
-    }
-    w->up = false;
-    // Retry soon; the wait ends early when the worker is removed.
-    auto removed = [w]() { return w->removed; };
-    mu_.AwaitWithTimeout(absl::Condition(&removed), absl::Milliseconds(500));
-    if (w->removed) return;
+    peer.Heard();
   }
-}
-
-void ExpertRebalancer::ResolveDns() {
-  if (options_.dns.empty()) return;
-  absl::StatusOr<std::vector<std::string>> addresses = ResolveAddresses(options_.dns);
-  if (!addresses.ok()) {
-    DSV3_LOG(WARNING) << "EPLB: resolving " << options_.dns << ": " << addresses.status();
-    return;
-  }
-  std::vector<std::unique_ptr<Worker>> gone;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const std::string& a : *addresses) AddWorker(a);
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      Worker& w = *it->second;
-      const bool listed =
-          std::count(addresses->begin(), addresses->end(), w.address) ||
-          std::count(options_.addresses.begin(), options_.addresses.end(), w.address);
-      if (listed) {
-        ++it;
-        continue;
-      }
-      DSV3_LOG(INFO) << "EPLB: expert worker " << w.address << " left " << options_.dns;
-      w.removed = true;
-      if (w.stream_context != nullptr) w.stream_context->TryCancel();
-      gone.push_back(std::move(it->second));
-      it = workers_.erase(it);
-    }
-  }
-  for (auto& w : gone) {
-    if (w->watch.joinable()) w->watch.join();
-  }
+  ctx->TryCancel();  // when the loop left early
+  const grpc::Status status = reader->Finish();
+  return absl::UnavailableError(absl::StrCat("its load stream ended: ", status.error_message()));
 }
 
 v1::RebalancerStatus ExpertRebalancer::Status() const {
@@ -204,7 +161,6 @@ v1::RebalancerStatus ExpertRebalancer::Status() const {
   status.set_leader(leader_);
   status.set_placement_version(max_version_seen_);
   for (const auto& [address, worker] : workers_) {
-    if (worker->removed) continue;
     v1::RebalancerStatus::ExpertWorker* w = status.add_expert_workers();
     w->set_address(address);
     w->set_up(worker->up);
@@ -533,16 +489,11 @@ void ExpertRebalancer::Decide(bool leader) {
 }
 
 void ExpertRebalancer::Control() {
-  absl::Time next_dns = absl::Now() + options_.dns_interval;
   absl::Time next_decision = absl::Now() + options_.interval;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100))) return;
-    }
-    if (absl::Now() >= next_dns) {
-      ResolveDns();
-      next_dns = absl::Now() + options_.dns_interval;
     }
     SyncCurrent();
     const bool leader = IsLeader();

@@ -2,10 +2,11 @@
 #define DSV3_EXPERTS_EXPERT_REBALANCER_H_
 
 // EPLB in a live cluster (the dsv3-rebalancer process): it watches every expert worker's
-// WatchExpertLoad stream, adds up the tokens per (layer, expert) over a window, and once per
-// interval weighs the placement in effect against RebalanceExperts' proposal on that window's load.
-// A proposal that lowers the imbalance (max/mean tokens per worker) by more than min_gain is
-// applied to every expert worker with ApplyPlacement.
+// WatchExpertLoad stream (one session per worker, through the control plane's WatchedPeers), adds
+// up the tokens per (layer, expert) over a window, and once per interval weighs the placement in
+// effect against RebalanceExperts' proposal on that window's load. A proposal that lowers the
+// imbalance (max/mean tokens per worker) by more than min_gain is applied to every expert worker
+// with ApplyPlacement.
 //
 // The switch never routes a token to a worker that does not hold its expert yet. An
 // attention worker takes the newest placement any expert worker announces, so a plain "apply
@@ -39,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/watched_peers.h"
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "experts/eplb.h"
 #include "experts/expert_placement.h"
@@ -84,10 +86,10 @@ class ExpertRebalancer {
  private:
   struct Worker;
   explicit ExpertRebalancer(ExpertRebalancerOptions options);
-  void AddWorker(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Watch(Worker* worker);
+  // One session with an expert worker: its load stream until it ends.
+  absl::Status Session(PeerSession& peer);
+  void OnPeerEvent(const PeerEvent& event);
   void Control();
-  void ResolveDns();
   bool IsLeader();
   // Takes the highest version any worker reports as the placement in effect.
   void SyncCurrent();
@@ -122,6 +124,8 @@ class ExpertRebalancer {
   std::map<std::string, absl::Time> retry_after_;  // re-applying to a worker failed
   absl::Time leader_resolved_ = absl::InfinitePast();
   std::thread control_;
+  // Last: its sessions and events use everything above.
+  std::unique_ptr<WatchedPeers> peers_;
 };
 
 }  // namespace dsv3::experts
