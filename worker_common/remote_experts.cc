@@ -5,10 +5,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/grpc_channel.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
-#include "common/resolve_addresses.h"
 #include "common/serving_metrics.h"
 #include "dsv3/v1/expert.grpc.pb.h"
 #include "experts/placement_proto.h"
@@ -18,7 +16,7 @@ ABSL_FLAG(std::string, expert_workers, "",
           "experts; empty (and no --expert_dns): the experts run in this process.");
 ABSL_FLAG(std::string, expert_dns, "",
           "name:port resolved to every expert worker (a Kubernetes headless Service), "
-          "re-resolved while some are missing.");
+          "re-resolved every second.");
 ABSL_FLAG(absl::Duration, expert_timeout, absl::Seconds(10),
           "Deadline of one MoE layer's exchange with the expert workers; a worker that misses "
           "it is marked down.");
@@ -67,7 +65,17 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   auto client = transport::UcxExpertClient::Create(ucx);
   if (!client.ok()) return client.status();
   r->client_ = std::move(*client);
-  r->thread_ = std::thread([raw = r.get()] { raw->Maintain(); });
+  WatchedPeersOptions peers;
+  peers.what = "expert worker";
+  peers.addresses = r->options_.addresses;
+  peers.dns = r->options_.dns;
+  peers.dns_interval = absl::Seconds(1);
+  peers.retry_after = absl::Milliseconds(200);
+  RemoteExpertExecutor* raw = r.get();
+  r->peers_ = WatchedPeers::Start(
+      std::move(peers), [raw](PeerSession& peer) { return raw->Session(peer); },
+      [raw](const PeerEvent& event) { raw->OnPeerEvent(event); });
+  r->thread_ = std::thread([raw] { raw->FetchPlacements(); });
   return r;
 }
 
@@ -77,39 +85,50 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  peers_.reset();  // before the state its sessions and events use
 }
 
-std::vector<std::string> RemoteExpertExecutor::CurrentAddresses() const {
-  std::vector<std::string> out = options_.addresses;
-  if (!options_.dns.empty()) {
-    auto resolved = ResolveAddresses(options_.dns);
-    if (resolved.ok()) {
-      out.insert(out.end(), resolved->begin(), resolved->end());
-    } else {
-      DSV3_LOG(WARNING) << "expert workers: " << resolved.status();
-    }
+void RemoteExpertExecutor::OnPeerEvent(const PeerEvent& event) {
+  absl::MutexLock lock(&mu_);
+  if (event.change == PeerChange::kAdded) {
+    channels_[event.address] = event.channel;
+  } else if (event.change == PeerChange::kRemoved) {
+    channels_.erase(event.address);
+    joined_.erase(event.address);
   }
-  return out;
 }
 
 std::shared_ptr<grpc::Channel> RemoteExpertExecutor::ChannelTo(const std::string& address) {
   absl::MutexLock lock(&mu_);
-  std::shared_ptr<grpc::Channel>& channel = channels_[address];
-  if (channel == nullptr) channel = ClusterChannel(address);
-  return channel;
+  auto it = channels_.find(address);
+  return it == channels_.end() ? nullptr : it->second;
 }
 
-absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
-  auto stub = v1::Expert::NewStub(ChannelTo(address));
+absl::Status RemoteExpertExecutor::Session(PeerSession& peer) {
+  grpc::ClientContext* ctx = peer.NewCall();
+  if (ctx == nullptr) return absl::CancelledError("the expert worker is leaving");
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  absl::StatusOr<int32_t> index = JoinOne(peer, ctx);
+  if (!index.ok()) return index.status();
+  peer.Heard();
+  // Joined: up while the exchange's connection to it holds (a failed exchange drops it).
+  while (client_->connected(*index)) {
+    if (!peer.Wait(absl::Milliseconds(200))) return absl::CancelledError("leaving");
+  }
+  return absl::UnavailableError(
+      absl::StrCat("the exchange with expert worker ", *index, " failed; joining it again"));
+}
+
+absl::StatusOr<int32_t> RemoteExpertExecutor::JoinOne(PeerSession& peer, grpc::ClientContext* ctx) {
+  const std::string& address = peer.address();
+  auto stub = v1::Expert::NewStub(peer.channel());
   v1::JoinRequest request;
   request.set_member_id(options_.member_id);
   request.set_config_hash(engine::ModelConfigHash(config_));
   request.set_transport(v1::EXPERT_TRANSPORT_UCX);
   request.set_ucx_worker_address(ucx_.worker_address());
   v1::JoinResponse response;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-  absl::Status st = FromGrpcStatus(stub->Join(&ctx, request, &response));
+  absl::Status st = FromGrpcStatus(stub->Join(ctx, request, &response));
   if (!st.ok()) return st;
   experts::ExpertPlacement placement = experts::PlacementFromProto(response.placement());
   st = placement.Validate(moe_layers_, config_.n_routed_experts);
@@ -134,7 +153,7 @@ absl::Status RemoteExpertExecutor::JoinOne(const std::string& address) {
     }
   }
   DSV3_LOG(INFO) << "joined expert worker " << index << " at " << address;
-  return absl::OkStatus();
+  return index;
 }
 
 void RemoteExpertExecutor::FetchPlacement(int64_t version) {
@@ -146,7 +165,9 @@ void RemoteExpertExecutor::FetchPlacement(int64_t version) {
     for (const auto& [a, w] : joined_) addresses.push_back(a);
   }
   for (const std::string& address : addresses) {
-    auto stub = v1::Expert::NewStub(ChannelTo(address));
+    std::shared_ptr<grpc::Channel> channel = ChannelTo(address);
+    if (channel == nullptr) continue;
+    auto stub = v1::Expert::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     v1::ExpertPlacement proto;
@@ -162,28 +183,13 @@ void RemoteExpertExecutor::FetchPlacement(int64_t version) {
   }
 }
 
-void RemoteExpertExecutor::Maintain() {
+void RemoteExpertExecutor::FetchPlacements() {
   absl::Time last_poll = absl::Now();
   while (true) {
-    std::vector<std::string> missing;
     {
       absl::MutexLock lock(&mu_);
-      if (stop_) return;
-    }
-    for (const std::string& address : CurrentAddresses()) {
-      int32_t index = -1;
-      {
-        absl::MutexLock lock(&mu_);
-        auto it = joined_.find(address);
-        if (it != joined_.end()) index = it->second;
-      }
-      if (index < 0 || !client_->connected(index)) missing.push_back(address);
-    }
-    for (const std::string& address : missing) {
-      absl::Status st = JoinOne(address);
-      if (!st.ok()) {
-        DSV3_LOG(WARNING) << "expert worker " << address << ": " << st;
-      }
+      auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(200))) return;
     }
     // Newer maps are announced in combine answers; a worker without traffic would not hear
     // of them (and its expert workers drop the experts of maps older than the previous
@@ -195,10 +201,6 @@ void RemoteExpertExecutor::Maintain() {
       last_poll = absl::Now();
       FetchPlacement(placement_version() + 1);
     }
-    absl::MutexLock lock(&mu_);
-    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stopping),
-                         missing.empty() ? absl::Milliseconds(500) : absl::Milliseconds(200));
   }
 }
 
@@ -235,9 +237,14 @@ int64_t RemoteExpertExecutor::placement_version() const {
 absl::Status RemoteExpertExecutor::WaitUntilReady(absl::Time deadline) {
   while (!ready()) {
     if (absl::Now() >= deadline) {
+      std::string peers;
+      for (const WatchedPeers::State& p : peers_->Snapshot()) {
+        absl::StrAppend(&peers, "; ", p.address, p.up ? " up" : " down: ", p.reason);
+      }
       return absl::UnavailableError(
-          "the expert workers do not hold every routed expert yet (see --expert_workers / "
-          "--expert_dns)");
+          absl::StrCat("the expert workers do not hold every routed expert yet (see "
+                       "--expert_workers / --expert_dns)",
+                       peers.empty() ? std::string("; none resolved") : peers));
     }
     absl::SleepFor(absl::Milliseconds(50));
   }

@@ -6,10 +6,11 @@
 // gRPC (Expert.Join: UCX addresses, member index, placement), plans each MoE layer by the
 // placement (replicas share a hot expert's tokens), and overlaps the shared expert with the
 // exchange. A worker that fails is marked down: its tokens go to replicas when every expert
-// they need has one, else the forward step fails UNAVAILABLE; a background thread re-joins
-// it (the same address, or what --expert_dns resolves to now). A newer placement (the
-// EPLB rebalancer's) announced in combine answers is fetched in the background and taken
-// at the next step boundary (the first MoE layer of a forward step).
+// they need has one, else the forward step fails UNAVAILABLE; the control plane's
+// WatchedPeers (common/watched_peers.h) keeps the expert workers (--expert_workers, and what
+// --expert_dns resolves to) and joins each again whenever its connection drops. A newer placement
+// (the EPLB rebalancer's) announced in combine answers is fetched in the background and taken at
+// the next step boundary (the first MoE layer of a forward step).
 
 #include <grpcpp/grpcpp.h>
 
@@ -26,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
+#include "common/watched_peers.h"
 #include "engine/model_config.h"
 #include "engine/routed_experts.h"
 #include "experts/expert_placement.h"
@@ -68,10 +70,13 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
  private:
   RemoteExpertExecutor(const engine::ModelConfig& config, transport::UcxContext& ucx,
                        RemoteExpertsOptions options);
-  void Maintain();  // background: join, re-join, fetch newer placements
-  std::vector<std::string> CurrentAddresses() const;
-  absl::Status JoinOne(const std::string& address);
-  // One channel per expert worker, reused by every Join and GetPlacement.
+  // One session with an expert worker: Join, then up while its connection holds.
+  absl::Status Session(PeerSession& peer);
+  void OnPeerEvent(const PeerEvent& event);
+  // Joins the expert worker (Expert.Join, then the UCX connection); its worker index.
+  absl::StatusOr<int32_t> JoinOne(PeerSession& peer, grpc::ClientContext* ctx);
+  void FetchPlacements();  // background: fetch newer placements
+  // The channel of an expert worker being watched (null if none).
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address);
   void FetchPlacement(int64_t version);
   void MarkDown(int32_t worker);
@@ -94,6 +99,8 @@ class RemoteExpertExecutor final : public engine::RoutedExpertExecutor {
   std::atomic<int64_t> wanted_version_{0};
   std::atomic<uint64_t> spread_{0};
   std::thread thread_;
+  // Last: its sessions and events use everything above.
+  std::unique_ptr<WatchedPeers> peers_;
 };
 
 }  // namespace dsv3::worker
