@@ -14,9 +14,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "tests/support/eventually.h"
 
 namespace dsv3 {
 namespace {
+
+using dsv3::testing::Eventually;
 
 class FakeDns {
  public:
@@ -56,16 +59,6 @@ class EventLog {
   absl::Mutex mu_;
   std::map<std::string, std::vector<PeerEvent>> events_ ABSL_GUARDED_BY(mu_);
 };
-
-template <typename Fn>
-bool Eventually(Fn done) {
-  const absl::Time end = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < end) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return done();
-}
 
 bool IsUp(const WatchedPeers& peers, const std::string& address) {
   for (const WatchedPeers::State& s : peers.Snapshot()) {

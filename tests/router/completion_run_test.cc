@@ -15,6 +15,7 @@
 #include "router/live_count.h"
 #include "router/worker_notices.h"
 #include "router/worker_registry.h"
+#include "tests/support/eventually.h"
 #include "tests/support/fake_worker.h"
 
 namespace dsv3::router {
@@ -73,17 +74,13 @@ class RunUnderTest {
   }
   // Starts the run once every worker is up (the registry is ready with one of each).
   bool Start() {
-    const absl::Time end = absl::Now() + absl::Seconds(10);
-    auto all_up = [this] {
+    const bool all_up = dsv3::testing::Eventually([this] {
       for (const WorkerView& w : registry_->Snapshot()) {
         if (!w.up) return false;
       }
       return true;
-    };
-    while (!all_up()) {
-      if (absl::Now() > end) return false;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+    });
+    if (!all_up) return false;
     run_->Start();
     return true;
   }

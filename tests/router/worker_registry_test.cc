@@ -14,11 +14,13 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "tests/support/eventually.h"
 #include "tests/support/fake_worker.h"
 
 namespace dsv3::router {
 namespace {
 
+using dsv3::testing::Eventually;
 using dsv3::testing::FakeWorker;
 using dsv3::testing::FakeWorkerCalls;
 using dsv3::testing::FakeWorkerScript;
@@ -54,15 +56,6 @@ class FakeDns {
 };
 
 // Polls `done` for up to 10 s.
-template <typename Fn>
-bool Eventually(Fn done) {
-  const absl::Time end = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < end) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return done();
-}
 
 TEST(WorkerRegistryTest, ASilentWorkerIsTakenOutItsWatchersToldOnceAndItComesBack) {
   auto prefill = FakeWorker::Start(Role(v1::WORKER_ROLE_PREFILL));
