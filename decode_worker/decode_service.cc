@@ -338,7 +338,7 @@ grpc::ServerUnaryReactor* DecodeService::Release(grpc::CallbackServerContext* co
   return Reply(context, absl::OkStatus());
 }
 
-std::unique_ptr<worker::WorkerStatusService> DecodeService::NewStatusService() {
+std::unique_ptr<worker::WorkerStatusService> DecodeService::NewStatusService() const {
   v1::WorkerInfo info = worker::BaseWorkerInfo(v1::WORKER_ROLE_DECODE, options_.model_name,
                                                config_hash_, model_.config());
   *info.mutable_kv_layout() = WireLayout();

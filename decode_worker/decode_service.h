@@ -63,7 +63,7 @@ class DecodeService final : public v1::DecodeWorker::CallbackService {
                                     v1::ReleaseResponse* response) override;
   // WorkerStatus for this worker: its identity, built now, and its load. Serve it beside this
   // service (it reads this service's load watchers).
-  std::unique_ptr<worker::WorkerStatusService> NewStatusService();
+  std::unique_ptr<worker::WorkerStatusService> NewStatusService() const;
 
   void set_advertised_address(std::string address) { options_.advertised_address = address; }
   // Stop streaming load (drain) before the server shuts down.
