@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/status_macros.h"
 #include "tokenizer/jinja_interpreter.h"
 #include "tokenizer/jinja_parser.h"
 
@@ -9,10 +10,9 @@ namespace dsv3::tokenizer {
 
 absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(
     absl::string_view source, const TokenizerConfig& special_tokens) {
-  absl::StatusOr<jinja::Body> program = jinja::Parse(source);
-  if (!program.ok()) return program.status();
+  DSV3_ASSIGN_OR_RETURN(jinja::Body program, jinja::Parse(source));
   auto t = std::unique_ptr<ChatTemplate>(new ChatTemplate());
-  t->program_ = *std::move(program);
+  t->program_ = std::move(program);
   t->special_tokens_ = special_tokens;
   return t;
 }

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "tokenizer/jinja_lexer.h"
 
 namespace dsv3::tokenizer::jinja {
@@ -446,10 +447,9 @@ class Parser {
 }  // namespace
 
 absl::StatusOr<Body> Parse(absl::string_view source) {
-  absl::StatusOr<std::vector<Token>> tokens = Lex(source);
-  if (!tokens.ok()) return tokens.status();
+  DSV3_ASSIGN_OR_RETURN(std::vector<Token> tokens, Lex(source));
   try {
-    return Parser(*std::move(tokens)).ParseTemplate();
+    return Parser(std::move(tokens)).ParseTemplate();
   } catch (const JinjaError& e) {
     return absl::InvalidArgumentError(e.message);
   }

@@ -82,9 +82,8 @@ absl::Status PreTokenizer::AddConfig(const nlohmann::json& config, bool* saw_byt
 
 absl::Status PreTokenizer::AddSplit(absl::string_view pattern, bool literal, Behavior behavior,
                                     bool invert) {
-  absl::StatusOr<std::unique_ptr<SplitRegex>> regex = SplitRegex::Create(pattern, literal);
-  if (!regex.ok()) return regex.status();
-  stages_.push_back(Stage{*std::move(regex), behavior, invert});
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<SplitRegex> regex, SplitRegex::Create(pattern, literal));
+  stages_.push_back(Stage{std::move(regex), behavior, invert});
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 #include "tokenizer/unicode_gc_table.h"
 #include "tokenizer/utf8.h"
 
@@ -384,12 +385,10 @@ absl::StatusOr<std::unique_ptr<SplitRegex>> SplitRegex::Create(absl::string_view
     updated = std::string(pattern);
     options |= PCRE2_LITERAL;
   } else {
-    absl::StatusOr<std::string> t = TranslateOnigurumaPattern(pattern);
-    if (!t.ok()) return t.status();
-    updated = *std::move(t);
-    t = TranslateOnigurumaPattern(pattern, /*update_categories=*/false);
-    if (!t.ok()) return t.status();
-    if (*t != updated) plain = *std::move(t);
+    DSV3_ASSIGN_OR_RETURN(updated, TranslateOnigurumaPattern(pattern));
+    DSV3_ASSIGN_OR_RETURN(std::string t,
+                          TranslateOnigurumaPattern(pattern, /*update_categories=*/false));
+    if (t != updated) plain = std::move(t);
     options |= PCRE2_UCP | PCRE2_MULTILINE;
   }
   auto compile = [&](const std::string& translated) -> absl::StatusOr<Compiled> {
@@ -412,9 +411,7 @@ absl::StatusOr<std::unique_ptr<SplitRegex>> SplitRegex::Create(absl::string_view
   // The plain pattern first, so that errors name offsets into the translation without ranges.
   Compiled plain_code;
   if (!plain.empty()) {
-    absl::StatusOr<Compiled> c = compile(plain);
-    if (!c.ok()) return c.status();
-    plain_code = *c;
+    DSV3_ASSIGN_OR_RETURN(plain_code, compile(plain));
   }
   absl::StatusOr<Compiled> updated_code = compile(updated);
   if (!updated_code.ok()) {

@@ -2,14 +2,14 @@
 
 #include <utility>
 
+#include "common/status_macros.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3::tokenizer {
 
 absl::StatusOr<std::string> StreamDetokenizer::Add(int32_t id) {
-  absl::StatusOr<absl::string_view> bytes = tokenizer_.TokenBytes(id, options_);
-  if (!bytes.ok()) return bytes.status();
-  pending_.append(bytes->data(), bytes->size());
+  DSV3_ASSIGN_OR_RETURN(absl::string_view bytes, tokenizer_.TokenBytes(id, options_));
+  pending_.append(bytes.data(), bytes.size());
   // A decoder reaching a lead byte is always in its initial state, so cutting before a
   // trailing valid-but-incomplete sequence gives the same text as decoding everything at once.
   const size_t hold = IncompleteTailLength(pending_);

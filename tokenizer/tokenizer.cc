@@ -33,21 +33,16 @@ absl::Status CheckDecoder(const nlohmann::json& decoder) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir) {
-  absl::StatusOr<std::string> tokenizer_json = ReadFile(dir + "/tokenizer.json");
-  if (!tokenizer_json.ok()) return tokenizer_json.status();
+  DSV3_ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFile(dir + "/tokenizer.json"));
   std::string config_json;
   if (std::ifstream(dir + "/tokenizer_config.json").good()) {
-    absl::StatusOr<std::string> c = ReadFile(dir + "/tokenizer_config.json");
-    if (!c.ok()) return c.status();
-    config_json = *std::move(c);
+    DSV3_ASSIGN_OR_RETURN(config_json, ReadFile(dir + "/tokenizer_config.json"));
   }
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = FromJson(*tokenizer_json, config_json);
-  if (!tokenizer.ok()) return tokenizer.status();
-  if ((*tokenizer)->config_.chat_template.empty() &&
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                        FromJson(tokenizer_json, config_json));
+  if (tokenizer->config_.chat_template.empty() &&
       std::ifstream(dir + "/chat_template.jinja").good()) {
-    absl::StatusOr<std::string> t = ReadFile(dir + "/chat_template.jinja");
-    if (!t.ok()) return t.status();
-    (*tokenizer)->config_.chat_template = *std::move(t);
+    DSV3_ASSIGN_OR_RETURN(tokenizer->config_.chat_template, ReadFile(dir + "/chat_template.jinja"));
   }
   return tokenizer;
 }
@@ -56,9 +51,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(
     absl::string_view tokenizer_json, absl::string_view tokenizer_config_json) {
   auto tokenizer = std::unique_ptr<Tokenizer>(new Tokenizer());
   if (!tokenizer_config_json.empty()) {
-    absl::StatusOr<TokenizerConfig> config = ParseTokenizerConfig(tokenizer_config_json);
-    if (!config.ok()) return config.status();
-    tokenizer->config_ = *std::move(config);
+    DSV3_ASSIGN_OR_RETURN(tokenizer->config_, ParseTokenizerConfig(tokenizer_config_json));
   }
   if (tokenizer->config_.clean_up_tokenization_spaces) {
     return absl::UnimplementedError(
@@ -75,22 +68,16 @@ absl::Status Tokenizer::Init(absl::string_view tokenizer_json) {
     return absl::InvalidArgumentError("tokenizer.json is not a JSON object");
   }
   if (!root.contains("model")) return absl::InvalidArgumentError("tokenizer.json has no model");
-  absl::StatusOr<std::unique_ptr<BpeModel>> bpe = BpeModel::FromJson(root["model"]);
-  if (!bpe.ok()) return bpe.status();
-  bpe_ = *std::move(bpe);
+  DSV3_ASSIGN_OR_RETURN(bpe_, BpeModel::FromJson(root["model"]));
   if (absl::Status s = CheckIdentityNormalizer(root.value("normalizer", nlohmann::json()));
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<std::unique_ptr<PreTokenizer>> pre =
-      PreTokenizer::FromJson(root.value("pre_tokenizer", nlohmann::json()));
-  if (!pre.ok()) return pre.status();
-  pre_tokenizer_ = *std::move(pre);
+  DSV3_ASSIGN_OR_RETURN(pre_tokenizer_,
+                        PreTokenizer::FromJson(root.value("pre_tokenizer", nlohmann::json())));
   DSV3_RETURN_IF_ERROR(CheckDecoder(root.value("decoder", nlohmann::json())));
-  absl::StatusOr<AddedVocabulary> added =
-      AddedVocabulary::FromJson(root.value("added_tokens", nlohmann::json()));
-  if (!added.ok()) return added.status();
-  added_ = *std::move(added);
+  DSV3_ASSIGN_OR_RETURN(added_,
+                        AddedVocabulary::FromJson(root.value("added_tokens", nlohmann::json())));
 
   // Decode table: added tokens win over the model vocab; a token whose characters are all in
   // the byte-level alphabet decodes to those bytes, any other to its own UTF-8 (what the
@@ -223,9 +210,8 @@ absl::StatusOr<std::string> Tokenizer::Decode(absl::Span<const int32_t> ids,
   std::string bytes;
   bytes.reserve(ids.size() * 4);
   for (const int32_t id : ids) {
-    absl::StatusOr<absl::string_view> b = TokenBytes(id, options);
-    if (!b.ok()) return b.status();
-    bytes.append(b->data(), b->size());
+    DSV3_ASSIGN_OR_RETURN(absl::string_view b, TokenBytes(id, options));
+    bytes.append(b.data(), b.size());
   }
   if (ValidateUtf8(bytes).ok()) return bytes;
   std::string text;

@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace dsv3::tokenizer {
@@ -38,9 +39,7 @@ absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view json_text
     for (const Field& f :
          {Field{"bos_token", &out.bos_token}, Field{"eos_token", &out.eos_token},
           Field{"pad_token", &out.pad_token}, Field{"unk_token", &out.unk_token}}) {
-      absl::StatusOr<std::string> content = TokenContent(config, f.key);
-      if (!content.ok()) return content.status();
-      *f.dest = *std::move(content);
+      DSV3_ASSIGN_OR_RETURN(*f.dest, TokenContent(config, f.key));
     }
     const auto it = config.find("chat_template");
     if (it != config.end() && it->is_string()) {
