@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/status_macros.h"
 
 namespace dsv3::structured_output {
 namespace {
@@ -197,10 +198,9 @@ absl::StatusOr<int32_t> GrammarBuilder::Schema(const Json& schema, const std::st
     }
     std::vector<int32_t> alternatives;
     for (size_t i = 0; i < it->size(); ++i) {
-      absl::StatusOr<int32_t> alt =
-          Schema((*it)[i], absl::StrCat(where, "/", key, "/", i), depth + 1);
-      if (!alt.ok()) return alt.status();
-      alternatives.push_back(*alt);
+      DSV3_ASSIGN_OR_RETURN(int32_t alt,
+                            Schema((*it)[i], absl::StrCat(where, "/", key, "/", i), depth + 1));
+      alternatives.push_back(alt);
     }
     // Alternatives of different JSON types cannot both match: oneOf is anyOf here.
     return AnyOf(alternatives, where);
@@ -223,9 +223,8 @@ absl::StatusOr<int32_t> GrammarBuilder::Schema(const Json& schema, const std::st
   if (types.count("number")) types.erase("integer");  // every integer is a number
   std::vector<int32_t> alternatives;
   for (const std::string& t : types) {
-    absl::StatusOr<int32_t> alt = Typed(schema, t, where, depth);
-    if (!alt.ok()) return alt.status();
-    alternatives.push_back(*alt);
+    DSV3_ASSIGN_OR_RETURN(int32_t alt, Typed(schema, t, where, depth));
+    alternatives.push_back(alt);
   }
   return AnyOf(alternatives, where);
 }
@@ -246,12 +245,10 @@ absl::StatusOr<int32_t> GrammarBuilder::Typed(const Json& schema, const std::str
     return Number();
   }
   if (type == "string") {
-    absl::StatusOr<int64_t> min = Count(schema, "minLength", where);
-    absl::StatusOr<int64_t> max = Count(schema, "maxLength", where);
-    if (!min.ok()) return min.status();
-    if (!max.ok()) return max.status();
-    if (*max >= 0 && *min > *max) return Unsupported(where, "minLength > maxLength");
-    return String(static_cast<int32_t>(std::max<int64_t>(0, *min)), static_cast<int32_t>(*max));
+    DSV3_ASSIGN_OR_RETURN(int64_t min, Count(schema, "minLength", where));
+    DSV3_ASSIGN_OR_RETURN(int64_t max, Count(schema, "maxLength", where));
+    if (max >= 0 && min > max) return Unsupported(where, "minLength > maxLength");
+    return String(static_cast<int32_t>(std::max<int64_t>(0, min)), static_cast<int32_t>(max));
   }
   return Unsupported(where, absl::StrCat("unknown type '", type, "'"));
 }
@@ -275,12 +272,12 @@ absl::StatusOr<int32_t> GrammarBuilder::Object(const Json& schema, const std::st
   if (properties != schema.end() && !properties->empty()) {
     if (properties->size() > 64) return Unsupported(where, "more than 64 properties");
     for (auto it = properties->begin(); it != properties->end(); ++it) {
-      absl::StatusOr<int32_t> value =
-          Schema(it.value(), absl::StrCat(where, "/properties/", it.key()), depth + 1);
-      if (!value.ok()) return value.status();
+      DSV3_ASSIGN_OR_RETURN(
+          int32_t value,
+          Schema(it.value(), absl::StrCat(where, "/properties/", it.key()), depth + 1));
       v1::GrammarObject::Property* p = object->add_properties();
       p->set_key(Json(it.key()).dump());
-      p->set_value(*value);
+      p->set_value(value);
       p->set_required(required.erase(it.key()) > 0);
     }
   }
@@ -295,10 +292,9 @@ absl::StatusOr<int32_t> GrammarBuilder::Object(const Json& schema, const std::st
         (additional->is_boolean() && additional->get<bool>())) {
       object->set_additional(AnyValue());
     } else if (additional->is_object()) {
-      absl::StatusOr<int32_t> value =
-          Schema(*additional, where + "/additionalProperties", depth + 1);
-      if (!value.ok()) return value.status();
-      object->set_additional(*value);
+      DSV3_ASSIGN_OR_RETURN(int32_t value,
+                            Schema(*additional, where + "/additionalProperties", depth + 1));
+      object->set_additional(value);
     }
   }
   // With properties listed, only they are written (valid whatever additionalProperties says).
@@ -307,22 +303,18 @@ absl::StatusOr<int32_t> GrammarBuilder::Object(const Json& schema, const std::st
 
 absl::StatusOr<int32_t> GrammarBuilder::Array(const Json& schema, const std::string& where,
                                               int depth) {
-  absl::StatusOr<int64_t> min = Count(schema, "minItems", where);
-  absl::StatusOr<int64_t> max = Count(schema, "maxItems", where);
-  if (!min.ok()) return min.status();
-  if (!max.ok()) return max.status();
-  if (*max >= 0 && *min > *max) return Unsupported(where, "minItems > maxItems");
-  if (*max == 0) return Literals({"[]"});
+  DSV3_ASSIGN_OR_RETURN(int64_t min, Count(schema, "minItems", where));
+  DSV3_ASSIGN_OR_RETURN(int64_t max, Count(schema, "maxItems", where));
+  if (max >= 0 && min > max) return Unsupported(where, "minItems > maxItems");
+  if (max == 0) return Literals({"[]"});
   int32_t item = -1;
   if (auto items = schema.find("items"); items != schema.end()) {
-    absl::StatusOr<int32_t> node = Schema(*items, where + "/items", depth + 1);
-    if (!node.ok()) return node.status();
-    item = *node;
+    DSV3_ASSIGN_OR_RETURN(item, Schema(*items, where + "/items", depth + 1));
   } else {
     item = AnyValue();
   }
-  const int32_t repeat = Repeat(item, ",", static_cast<int32_t>(std::max<int64_t>(0, *min)),
-                                static_cast<int32_t>(*max));
+  const int32_t repeat =
+      Repeat(item, ",", static_cast<int32_t>(std::max<int64_t>(0, min)), static_cast<int32_t>(max));
   return Sequence({Literals({"["}), repeat, Literals({"]"})});
 }
 
@@ -438,9 +430,8 @@ absl::StatusOr<int32_t> GrammarBuilder::Ref(const std::string& ref, const std::s
   // A sequence of one node stands for the reference, so that it can refer to itself.
   const int32_t placeholder = Add(v1::GrammarNode());
   refs_[ref] = placeholder;
-  absl::StatusOr<int32_t> target = Schema((*defs)[name], ref, depth + 1);
-  if (!target.ok()) return target.status();
-  grammar_.mutable_nodes(placeholder)->mutable_sequence()->add_nodes(*target);
+  DSV3_ASSIGN_OR_RETURN(int32_t target, Schema((*defs)[name], ref, depth + 1));
+  grammar_.mutable_nodes(placeholder)->mutable_sequence()->add_nodes(target);
   return placeholder;
 }
 
@@ -450,9 +441,8 @@ absl::StatusOr<v1::Grammar> JsonSchemaGrammar(const Json& schema) {
         absl::StrCat("the JSON schema is over ", GrammarBuilder::kMaxSchemaBytes, " bytes"));
   }
   GrammarBuilder builder;
-  absl::StatusOr<int32_t> root = builder.JsonSchema(schema);
-  if (!root.ok()) return root.status();
-  return builder.Build(*root);
+  DSV3_ASSIGN_OR_RETURN(int32_t root, builder.JsonSchema(schema));
+  return builder.Build(root);
 }
 
 v1::Grammar JsonObjectGrammar() {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace dsv3::structured_output {
 namespace {
@@ -250,11 +251,10 @@ absl::StatusOr<std::unique_ptr<engine::TokenConstraint>> StructuredOutputs::NewC
     if (it != grammars_.end()) entry = it->second;
   }
   if (entry == nullptr) {
-    absl::StatusOr<std::shared_ptr<const CompiledGrammar>> compiled =
-        CompiledGrammar::Compile(grammar);
-    if (!compiled.ok()) return compiled.status();
+    DSV3_ASSIGN_OR_RETURN(std::shared_ptr<const CompiledGrammar> compiled,
+                          CompiledGrammar::Compile(grammar));
     entry = std::make_shared<Entry>();
-    entry->grammar = *std::move(compiled);
+    entry->grammar = std::move(compiled);
     entry->vocabulary = vocabulary_;
     absl::MutexLock lock(&mu_);
     if (grammars_.size() >= kMaxGrammars) grammars_.clear();
