@@ -34,10 +34,8 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
                                                      target.layout.num_blocks, " blocks"));
     }
   }
-  auto peer = peers_.Get(target.worker_address);
-  if (!peer.ok()) return peer.status();
-  auto rkey = (*peer)->Rkey(target.packed_rkey);
-  if (!rkey.ok()) return rkey.status();
+  DSV3_ASSIGN_OR_RETURN(auto peer, peers_.Get(target.worker_address));
+  DSV3_ASSIGN_OR_RETURN(auto rkey, peer->Rkey(target.packed_rkey));
   ucp_rkey_h landing_rkey = nullptr;
   if (!target.landing_rkey.empty()) {
     if (target.landing_address == 0 || target.landing_address % 8 != 0 || target.landing_tag == 0) {
@@ -48,11 +46,9 @@ absl::StatusOr<std::unique_ptr<KvTransfer>> KvWriter::Begin(const KvWriteTarget&
       return absl::InvalidArgumentError(
           "KV destination's hidden-state address in the landing slot is not aligned");
     }
-    auto landing = (*peer)->Rkey(target.landing_rkey);
-    if (!landing.ok()) return landing.status();
-    landing_rkey = *landing;
+    DSV3_ASSIGN_OR_RETURN(landing_rkey, peer->Rkey(target.landing_rkey));
   }
-  return std::unique_ptr<KvTransfer>(new KvTransfer(*peer, *rkey, landing_rkey, target));
+  return std::unique_ptr<KvTransfer>(new KvTransfer(peer, rkey, landing_rkey, target));
 }
 
 absl::Status KvTransfer::PutLayerRows(int layer, int first_token, int count, const void* rows) {

@@ -120,17 +120,15 @@ NcclExpertAllToAll::~NcclExpertAllToAll() = default;
 
 absl::StatusOr<std::unique_ptr<NcclExpertAllToAll>> NcclExpertAllToAll::Create(
     const NcclCommOptions& options) {
-  absl::StatusOr<ExpertCommRanks> ranks =
-      ExpertCommRanks::Make(options.num_expert_workers, options.world_size);
-  if (!ranks.ok()) return ranks.status();
-  if (!ranks->IsAttentionRank(options.rank)) {
+  DSV3_ASSIGN_OR_RETURN(ExpertCommRanks ranks,
+                        ExpertCommRanks::Make(options.num_expert_workers, options.world_size));
+  if (!ranks.IsAttentionRank(options.rank)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "rank ", options.rank, " is not an attention rank (ranks ", options.num_expert_workers,
         "..", options.world_size - 1, " of ", options.world_size, ")"));
   }
-  absl::StatusOr<std::unique_ptr<NcclChannel>> channel = NcclChannel::Open(options);
-  if (!channel.ok()) return channel.status();
-  return absl::WrapUnique(new NcclExpertAllToAll(*std::move(channel), *ranks, options.rank));
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<NcclChannel> channel, NcclChannel::Open(options));
+  return absl::WrapUnique(new NcclExpertAllToAll(std::move(channel), ranks, options.rank));
 }
 
 void NcclExpertAllToAll::Abort() { channel_->RequestAbort(); }
@@ -212,18 +210,16 @@ NcclExpertServer::~NcclExpertServer() = default;
 
 absl::StatusOr<std::unique_ptr<NcclExpertServer>> NcclExpertServer::Create(
     const NcclCommOptions& options, int64_t max_step_bytes) {
-  absl::StatusOr<ExpertCommRanks> ranks =
-      ExpertCommRanks::Make(options.num_expert_workers, options.world_size);
-  if (!ranks.ok()) return ranks.status();
-  if (!ranks->IsExpertRank(options.rank)) {
+  DSV3_ASSIGN_OR_RETURN(ExpertCommRanks ranks,
+                        ExpertCommRanks::Make(options.num_expert_workers, options.world_size));
+  if (!ranks.IsExpertRank(options.rank)) {
     return absl::InvalidArgumentError(
         absl::StrCat("rank ", options.rank, " is not an expert rank (ranks 0..",
                      options.num_expert_workers - 1, " of ", options.world_size, ")"));
   }
-  absl::StatusOr<std::unique_ptr<NcclChannel>> channel = NcclChannel::Open(options);
-  if (!channel.ok()) return channel.status();
+  DSV3_ASSIGN_OR_RETURN(std::unique_ptr<NcclChannel> channel, NcclChannel::Open(options));
   return absl::WrapUnique(
-      new NcclExpertServer(*std::move(channel), *ranks, options.rank, max_step_bytes));
+      new NcclExpertServer(std::move(channel), ranks, options.rank, max_step_bytes));
 }
 
 void NcclExpertServer::Abort() { channel_->RequestAbort(); }

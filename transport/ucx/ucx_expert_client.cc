@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "transport/ucx/ucx_expert_wire.h"
 
 namespace dsv3::transport {
@@ -64,9 +65,8 @@ void OnSendDone(void* request, ucs_status_t status, void* user_data) {
 
 absl::StatusOr<std::unique_ptr<UcxExpertClient>> UcxExpertClient::Create(UcxContext& context) {
   std::unique_ptr<UcxExpertClient> client(new UcxExpertClient(context));
-  absl::Status st =
-      context.SetAmHandler(kExpertCombineAmId, &UcxExpertClient::OnCombine, client.get());
-  if (!st.ok()) return st;
+  DSV3_RETURN_IF_ERROR(
+      context.SetAmHandler(kExpertCombineAmId, &UcxExpertClient::OnCombine, client.get()));
   return client;
 }
 
@@ -78,11 +78,10 @@ UcxExpertClient::~UcxExpertClient() {
 absl::Status UcxExpertClient::Connect(int32_t worker, const std::string& ucx_address,
                                       uint32_t member) {
   if (worker < 0) return absl::InvalidArgumentError("negative expert worker index");
-  absl::StatusOr<std::shared_ptr<UcxPeer>> peer = peers_.Get(ucx_address);
-  if (!peer.ok()) return peer.status();
+  DSV3_ASSIGN_OR_RETURN(std::shared_ptr<UcxPeer> peer, peers_.Get(ucx_address));
   absl::MutexLock lock(&mu_);
   if (links_.size() <= static_cast<size_t>(worker)) links_.resize(static_cast<size_t>(worker) + 1);
-  links_[static_cast<size_t>(worker)] = Link{*peer, member};
+  links_[static_cast<size_t>(worker)] = Link{peer, member};
   return absl::OkStatus();
 }
 

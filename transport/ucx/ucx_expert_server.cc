@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "experts/dispatch_plan.h"
 #include "transport/ucx/ucx_expert_wire.h"
 
@@ -40,9 +41,8 @@ absl::StatusOr<std::unique_ptr<UcxExpertServer>> UcxExpertServer::Create(UcxCont
                                                                          int32_t worker_index) {
   std::unique_ptr<UcxExpertServer> server(new UcxExpertServer(context, worker_index));
   server->inbox_ = std::make_shared<Inbox>();
-  absl::Status st =
-      context.SetAmHandler(kExpertDispatchAmId, &UcxExpertServer::OnDispatch, server.get());
-  if (!st.ok()) return st;
+  DSV3_RETURN_IF_ERROR(
+      context.SetAmHandler(kExpertDispatchAmId, &UcxExpertServer::OnDispatch, server.get()));
   return server;
 }
 
@@ -52,16 +52,15 @@ UcxExpertServer::~UcxExpertServer() {
 }
 
 absl::StatusOr<uint32_t> UcxExpertServer::AddMember(const std::string& ucx_address) {
-  absl::StatusOr<std::shared_ptr<UcxPeer>> peer = peers_.Get(ucx_address);
-  if (!peer.ok()) return peer.status();
+  DSV3_ASSIGN_OR_RETURN(std::shared_ptr<UcxPeer> peer, peers_.Get(ucx_address));
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < member_addresses_.size(); ++i) {
     if (member_addresses_[i] == ucx_address) {
-      members_[i] = *peer;  // a re-join: same member, fresh endpoint if the old one failed
+      members_[i] = peer;  // a re-join: same member, fresh endpoint if the old one failed
       return static_cast<uint32_t>(i);
     }
   }
-  members_.push_back(*peer);
+  members_.push_back(peer);
   member_addresses_.push_back(ucx_address);
   return static_cast<uint32_t>(members_.size() - 1);
 }
