@@ -129,9 +129,8 @@ absl::StatusOr<PemCertificate> MakeCertificateAuthority(const CertificateSpec& s
 
 absl::StatusOr<PemCertificate> IssueCertificate(const PemCertificate& ca,
                                                 const CertificateSpec& spec) {
-  auto parsed = Parse(ca);
-  if (!parsed.ok()) return parsed.status();
-  return Make(spec, /*is_ca=*/false, parsed->first.get(), parsed->second.get());
+  DSV3_ASSIGN_OR_RETURN(auto parsed, Parse(ca));
+  return Make(spec, /*is_ca=*/false, parsed.first.get(), parsed.second.get());
 }
 
 absl::Status WritePemFile(const std::string& path, const std::string& pem) {

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "common/tls_identity.h"
 
 namespace dsv3 {
@@ -23,9 +24,7 @@ class CertificateFiles {
 
   absl::Status Load() {
     absl::MutexLock lock(&mu_);
-    auto identity = LoadTlsIdentity(tls_.cert, tls_.key);
-    if (!identity.ok()) return identity.status();
-    current_ = *std::move(identity);
+    DSV3_ASSIGN_OR_RETURN(current_, LoadTlsIdentity(tls_.cert, tls_.key));
     stamp_ = Stamp();
     checked_ = absl::Now();
     return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/mlp.h"
 #include "engine/thread_pool.h"
 
@@ -83,9 +84,8 @@ absl::Status LocalExpertExecutor::Run(int64_t layer, const float* x, int64_t row
   std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) tokens[static_cast<size_t>(s)] = static_cast<int32_t>(s / top_k);
   auto ys = std::make_shared<std::vector<float>>(static_cast<size_t>(n * hidden));
-  absl::Status st =
-      ComputeExpertPairs(*weights_, layer, x, hidden, tokens.data(), experts, n, ys->data());
-  if (!st.ok()) return st;
+  DSV3_RETURN_IF_ERROR(
+      ComputeExpertPairs(*weights_, layer, x, hidden, tokens.data(), experts, n, ys->data()));
   outputs->slots.resize(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) outputs->slots[static_cast<size_t>(s)] = ys->data() + s * hidden;
   outputs->storage = std::move(ys);
