@@ -1,6 +1,7 @@
 #include "worker_common/colocated_experts.h"
 
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 
 namespace dsv3::worker {
 
@@ -23,8 +24,7 @@ absl::Status ColocatedExpertExecutor::Run(int64_t layer, const float* x, int64_t
                                           int64_t hidden, int64_t top_k, const int32_t* experts,
                                           engine::ExpertOutputs* outputs,
                                           absl::FunctionRef<void()> overlapped) {
-  absl::Status st = local_.Run(layer, x, rows, hidden, top_k, experts, outputs, overlapped);
-  if (!st.ok()) return st;
+  DSV3_RETURN_IF_ERROR(local_.Run(layer, x, rows, hidden, top_k, experts, outputs, overlapped));
   // Tallied first: one counter update per expert, not per token (prefill batches are large).
   std::vector<int64_t> tally(static_cast<size_t>(num_experts_), 0);
   for (int64_t s = 0; s < rows * top_k; ++s) {

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "engine/thread_pool.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory (HF layout: config.json, safetensors).");
@@ -44,11 +45,10 @@ absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
   const std::string dir = absl::GetFlag(FLAGS_model);
   if (dir.empty()) return absl::InvalidArgumentError("--model is required");
   ConfigureEngineFromFlags();
-  auto weights = WeightFormatFromFlags();
-  if (!weights.ok()) return weights.status();
+  DSV3_ASSIGN_OR_RETURN(engine::WeightFormat weights, WeightFormatFromFlags());
   engine::LoadOptions load = options;
-  load.weights = *weights;
-  DSV3_LOG(INFO) << "loading model " << dir << " (weights: " << engine::WeightFormatName(*weights)
+  load.weights = weights;
+  DSV3_LOG(INFO) << "loading model " << dir << " (weights: " << engine::WeightFormatName(weights)
                  << ")";
   return engine::Model::Load(dir, load);
 }

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "worker_common/colocated_experts.h"
 
 ABSL_FLAG(int, kv_blocks, 512, "KV pool size in blocks (per layer).");
@@ -27,27 +28,22 @@ absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& 
       RemoteExpertsOptionsFromFlags(absl::StrCat(role, "@", host, ":", getpid()));
   engine::LoadOptions load;
   if (RemoteExpertsConfigured(remote)) load.role = engine::LoadRole::kAttentionSide;
-  auto model = LoadModelFromFlags(load);
-  if (!model.ok()) return model.status();
-  r.model = std::move(*model);
+  DSV3_ASSIGN_OR_RETURN(r.model, LoadModelFromFlags(load));
   const transport::UcxOptions ucx_options = UcxOptionsFromFlags();
-  auto ucx = transport::UcxContext::Create(ucx_options);
-  if (!ucx.ok()) return ucx.status();
-  r.ucx = std::move(*ucx);
+  DSV3_ASSIGN_OR_RETURN(r.ucx, transport::UcxContext::Create(ucx_options));
   DSV3_LOG(INFO) << "UCX transports: "
                  << (ucx_options.transports.empty() ? "UCX's default" : ucx_options.transports)
                  << (ucx_options.net_devices.empty() ? "" : ", devices " + ucx_options.net_devices)
                  << ", peer error handling " << (ucx_options.peer_error_handling ? "on" : "off");
   if (RemoteExpertsConfigured(remote)) {
-    auto experts = RemoteExpertExecutor::Create(r.model->config(), *r.ucx, remote);
-    if (!experts.ok()) return experts.status();
+    DSV3_ASSIGN_OR_RETURN(auto experts,
+                          RemoteExpertExecutor::Create(r.model->config(), *r.ucx, remote));
     DSV3_LOG(INFO) << "routed experts run on expert workers; waiting until they hold every "
                       "expert";
-    absl::Status ready = (*experts)->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait));
-    if (!ready.ok()) return ready;
-    DSV3_LOG(INFO) << "expert workers ready (placement version " << (*experts)->placement_version()
+    DSV3_RETURN_IF_ERROR(experts->WaitUntilReady(absl::Now() + absl::GetFlag(FLAGS_expert_wait)));
+    DSV3_LOG(INFO) << "expert workers ready (placement version " << experts->placement_version()
                    << ")";
-    r.experts = std::move(*experts);
+    r.experts = std::move(experts);
   } else if (r.model->config().n_routed_experts > 0) {
     r.experts = std::make_shared<ColocatedExpertExecutor>(*r.model);
   }
