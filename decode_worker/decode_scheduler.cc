@@ -10,6 +10,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::decode {
@@ -18,11 +19,10 @@ absl::StatusOr<std::unique_ptr<DecodeScheduler>> DecodeScheduler::Create(
     const engine::Model& model, const engine::KvCacheLayout& layout, DecodeSchedulerOptions options,
     void* pool_memory, size_t pool_memory_bytes) {
   std::unique_ptr<DecodeScheduler> s(new DecodeScheduler(model, options));
-  auto pool = pool_memory != nullptr
-                  ? engine::KvCachePool::CreateOver(layout, pool_memory, pool_memory_bytes)
-                  : engine::KvCachePool::Create(layout);
-  if (!pool.ok()) return pool.status();
-  s->pool_ = std::move(*pool);
+  DSV3_ASSIGN_OR_RETURN(
+      s->pool_, pool_memory != nullptr
+                    ? engine::KvCachePool::CreateOver(layout, pool_memory, pool_memory_bytes)
+                    : engine::KvCachePool::Create(layout));
   s->pool_->blocks().set_caching(options.prefix_cache);
   s->pool_->blocks().set_max_cached(options.prefix_cache_max_blocks);
   {
@@ -186,20 +186,19 @@ absl::Status DecodeScheduler::Start(DecodeStart start, std::shared_ptr<DecodeSin
                                                    lease.prompt_tokens, " prompt tokens, not ",
                                                    start.prompt.size()));
   }
-  auto sampler = engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
-                                                start.prompt, start.resumed_output_tokens);
-  if (!sampler.ok()) return sampler.status();
+  DSV3_ASSIGN_OR_RETURN(auto sampler,
+                        engine::RequestSampler::Create(start.sampling, model_.config().vocab_size,
+                                                       start.prompt, start.resumed_output_tokens));
   if (start.constraint != nullptr) {
-    absl::Status constrained = sampler->Constrain(
+    DSV3_RETURN_IF_ERROR(sampler.Constrain(
         std::move(start.constraint),
-        start.resumed_output_tokens + std::min(start.max_tokens, lease.max_new_tokens));
-    if (!constrained.ok()) return constrained;
+        start.resumed_output_tokens + std::min(start.max_tokens, lease.max_new_tokens)));
   }
   auto seq = std::make_unique<Sequence>();
   seq->lease_id = start.lease_id;
   seq->kv = std::move(lease.kv);
   seq->kv.num_tokens = lease.prompt_tokens;  // the prefill worker wrote these rows
-  seq->sampler = std::make_unique<engine::RequestSampler>(std::move(*sampler));
+  seq->sampler = std::make_unique<engine::RequestSampler>(std::move(sampler));
   seq->max_tokens = std::min(start.max_tokens, lease.max_new_tokens);
   seq->eos_token_id = start.eos_token_id;
   seq->prompt_tokens = lease.prompt_tokens;

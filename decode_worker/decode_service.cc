@@ -10,6 +10,7 @@
 #include "common/grpc_status.h"
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "engine/model_config.h"
 #include "worker_common/structured_outputs.h"
 #include "worker_common/worker_conversions.h"
@@ -199,18 +200,15 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(
     // Touched now, as the engine's own pools are populated (engine/kv_cache.cc): resident
     // from the start, and a /dev/shm that cannot hold it faults here, not mid-request.
     std::memset(s->pool_region_->base(), 0, s->pool_region_->length());
-    auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler,
-                                             s->pool_region_->base(), s->pool_region_->length());
-    if (!scheduler.ok()) return scheduler.status();
-    s->scheduler_ = std::move(*scheduler);
+    DSV3_ASSIGN_OR_RETURN(
+        s->scheduler_, DecodeScheduler::Create(model, layout, s->options_.scheduler,
+                                               s->pool_region_->base(), s->pool_region_->length()));
   } else {
-    auto scheduler = DecodeScheduler::Create(model, layout, s->options_.scheduler);
-    if (!scheduler.ok()) return scheduler.status();
-    s->scheduler_ = std::move(*scheduler);
+    DSV3_ASSIGN_OR_RETURN(s->scheduler_,
+                          DecodeScheduler::Create(model, layout, s->options_.scheduler));
     engine::KvCachePool& pool = s->scheduler_->pool();
-    auto region = transport::UcxMemoryRegion::Register(ucx, pool.base(), pool.size_bytes());
-    if (!region.ok()) return region.status();
-    s->pool_region_ = std::move(*region);
+    DSV3_ASSIGN_OR_RETURN(
+        s->pool_region_, transport::UcxMemoryRegion::Register(ucx, pool.base(), pool.size_bytes()));
   }
   s->watchers_ = std::make_unique<worker::LoadWatchers>(
       [raw = s.get()] { return raw->LoadSnapshot(); }, &s->scheduler_->kv_events());

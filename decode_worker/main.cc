@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/server_main.h"
+#include "common/status_macros.h"
 #include "decode_worker/decode_service.h"
 #include "worker_common/structured_outputs.h"
 #include "worker_common/worker_flags.h"
@@ -40,8 +41,7 @@ int main(int argc, char** argv) {
       "dsv3-decode: paged latent KV pool exposed over UCX, continuous batching, streaming.\n"
       "usage: dsv3-decode --model DIR [--flags]",
       [&]() -> absl::StatusOr<dsv3::ServerParts> {
-        auto resources = dsv3::worker::LoadWorkerResourcesFromFlags("decode");
-        if (!resources.ok()) return resources.status();
+        DSV3_ASSIGN_OR_RETURN(auto resources, dsv3::worker::LoadWorkerResourcesFromFlags("decode"));
         dsv3::decode::DecodeServiceOptions options;
         options.model_name = dsv3::worker::ModelNameFromFlags();
         options.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
@@ -56,23 +56,21 @@ int main(int argc, char** argv) {
         }
         options.scheduler.prefix_cache = absl::GetFlag(FLAGS_prefix_cache);
         options.scheduler.prefix_cache_max_blocks = absl::GetFlag(FLAGS_prefix_cache_max_blocks);
-        auto structured = dsv3::worker::LoadStructuredOutputs(*resources->model);
-        if (!structured.ok()) return structured.status();
-        options.structured_outputs = *std::move(structured);
-        auto pool_memory = dsv3::decode::ParseKvPoolMemory(absl::GetFlag(FLAGS_kv_pool_memory));
-        if (!pool_memory.ok()) return pool_memory.status();
-        options.kv_pool_memory = *pool_memory;
-        auto created = dsv3::decode::DecodeService::Create(
-            *resources->model, dsv3::worker::KvLayoutFromFlags(*resources->model), *resources->ucx,
-            options);
-        if (!created.ok()) return created.status();
-        service = created->get();
+        DSV3_ASSIGN_OR_RETURN(options.structured_outputs,
+                              dsv3::worker::LoadStructuredOutputs(*resources.model));
+        DSV3_ASSIGN_OR_RETURN(options.kv_pool_memory,
+                              dsv3::decode::ParseKvPoolMemory(absl::GetFlag(FLAGS_kv_pool_memory)));
+        DSV3_ASSIGN_OR_RETURN(
+            auto created, dsv3::decode::DecodeService::Create(
+                              *resources.model, dsv3::worker::KvLayoutFromFlags(*resources.model),
+                              *resources.ucx, options));
+        service = created.get();
         dsv3::ServerParts parts;
-        parts.keep_alive.push_back(resources->model);
-        parts.keep_alive.push_back(resources->experts);
-        parts.keep_alive.push_back(resources->ucx);
+        parts.keep_alive.push_back(resources.model);
+        parts.keep_alive.push_back(resources.experts);
+        parts.keep_alive.push_back(resources.ucx);
         parts.services.push_back(service->NewStatusService());
-        parts.services.push_back(std::move(*created));
+        parts.services.push_back(std::move(created));
         parts.on_started = [&service](dsv3::ServiceHost& host) {
           service->set_advertised_address(host.grpc_address());
           return absl::OkStatus();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace dsv3::expert {
 
@@ -29,28 +30,25 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
     return absl::InvalidArgumentError(
         absl::StrCat("shard index ", worker_index, " is not in [0, ", num_workers, ")"));
   }
-  absl::StatusOr<engine::ModelConfig> config = engine::LoadModelConfig(dir);
-  if (!config.ok()) return config.status();
-  if (config->n_routed_experts <= 0) {
+  DSV3_ASSIGN_OR_RETURN(engine::ModelConfig config, engine::LoadModelConfig(dir));
+  if (config.n_routed_experts <= 0) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " has no routed experts"));
   }
   if (weights != engine::WeightFormat::kAsStored) {
-    config->weight_format = std::string(engine::WeightFormatName(weights));
+    config.weight_format = std::string(engine::WeightFormatName(weights));
   }
-  std::unique_ptr<ExpertShard> shard(new ExpertShard(dir, *config, worker_index, weights));
+  std::unique_ptr<ExpertShard> shard(new ExpertShard(dir, config, worker_index, weights));
   experts::ExpertPlacement placement = experts::DefaultExpertPlacement(
-      shard->moe_layers_, config->n_routed_experts, config->n_group, num_workers);
-  auto holding = shard->LoadHolding(placement, nullptr);
-  if (!holding.ok()) return holding.status();
+      shard->moe_layers_, config.n_routed_experts, config.n_group, num_workers);
+  DSV3_ASSIGN_OR_RETURN(auto holding, shard->LoadHolding(placement, nullptr));
   absl::MutexLock lock(&shard->mu_);
-  shard->current_ = std::move(*holding);
+  shard->current_ = std::move(holding);
   return shard;
 }
 
 absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
     const experts::ExpertPlacement& placement, const experts::ExpertPlacement* previous) const {
-  absl::Status valid = placement.Validate(moe_layers_, config_.n_routed_experts);
-  if (!valid.ok()) return valid;
+  DSV3_RETURN_IF_ERROR(placement.Validate(moe_layers_, config_.n_routed_experts));
   if (worker_index_ >= placement.num_workers) {
     return absl::InvalidArgumentError(absl::StrCat("placement has ", placement.num_workers,
                                                    " workers; this is worker ", worker_index_));
@@ -70,12 +68,11 @@ absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
     DSV3_LOG(WARNING) << "placement " << placement.version << " assigns no expert to worker "
                       << worker_index_;
   }
-  auto model = engine::Model::Load(dir_, options);
-  if (!model.ok()) return model.status();
+  DSV3_ASSIGN_OR_RETURN(auto model, engine::Model::Load(dir_, options));
   auto holding = std::make_shared<ExpertHolding>();
   holding->experts_held = static_cast<int64_t>(keys.size());
-  holding->expert_bytes = (*model)->weights().bytes;
-  holding->model = std::move(*model);
+  holding->expert_bytes = model->weights().bytes;
+  holding->model = std::move(model);
   holding->placement = placement;
   DSV3_LOG(INFO) << "placement " << placement.version << ": holding " << holding->experts_held
                  << " experts, " << holding->expert_bytes << " bytes";
@@ -96,10 +93,9 @@ absl::Status ExpertShard::Apply(experts::ExpertPlacement next) {
                                                       " is older than the one in effect (",
                                                       now->placement.version, ")"));
   }
-  auto holding = LoadHolding(next, &now->placement);
-  if (!holding.ok()) return holding.status();
+  DSV3_ASSIGN_OR_RETURN(auto holding, LoadHolding(next, &now->placement));
   absl::MutexLock lock(&mu_);
-  current_ = std::move(*holding);
+  current_ = std::move(holding);
   return absl::OkStatus();
 }
 

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/process_metrics.h"
 #include "common/server_main.h"
+#include "common/status_macros.h"
 #include "expert_worker/expert_compute_loop.h"
 #include "expert_worker/expert_service.h"
 #include "expert_worker/expert_shard.h"
@@ -29,24 +30,22 @@ int main(int argc, char** argv) {
         const std::string dir = absl::GetFlag(FLAGS_model);
         if (dir.empty()) return absl::InvalidArgumentError("--model is required");
         dsv3::worker::ConfigureEngineFromFlags();
-        auto weights = dsv3::worker::WeightFormatFromFlags();
-        if (!weights.ok()) return weights.status();
-        auto shard = dsv3::expert::ExpertShard::Load(dir, absl::GetFlag(FLAGS_shard_index),
-                                                     absl::GetFlag(FLAGS_num_shards), *weights);
-        if (!shard.ok()) return shard.status();
-        const auto holding = (*shard)->current();
+        DSV3_ASSIGN_OR_RETURN(auto weights, dsv3::worker::WeightFormatFromFlags());
+        DSV3_ASSIGN_OR_RETURN(
+            auto shard, dsv3::expert::ExpertShard::Load(dir, absl::GetFlag(FLAGS_shard_index),
+                                                        absl::GetFlag(FLAGS_num_shards), weights));
+        const auto holding = shard->current();
         DSV3_LOG(INFO) << "expert shard " << absl::GetFlag(FLAGS_shard_index) << "/"
                        << absl::GetFlag(FLAGS_num_shards) << ": " << holding->experts_held
                        << " experts, " << holding->expert_bytes << " bytes of weights, resident "
                        << dsv3::ResidentMemoryBytes() << " bytes";
-        auto ucx = dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags());
-        if (!ucx.ok()) return ucx.status();
-        std::shared_ptr<dsv3::transport::UcxContext> context = std::move(*ucx);
-        auto server =
-            dsv3::transport::UcxExpertServer::Create(*context, absl::GetFlag(FLAGS_shard_index));
-        if (!server.ok()) return server.status();
-        std::shared_ptr<dsv3::transport::UcxExpertServer> transport_server = std::move(*server);
-        std::shared_ptr<dsv3::expert::ExpertShard> shared_shard = std::move(*shard);
+        DSV3_ASSIGN_OR_RETURN(
+            std::shared_ptr<dsv3::transport::UcxContext> context,
+            dsv3::transport::UcxContext::Create(dsv3::worker::UcxOptionsFromFlags()));
+        DSV3_ASSIGN_OR_RETURN(
+            std::shared_ptr<dsv3::transport::UcxExpertServer> transport_server,
+            dsv3::transport::UcxExpertServer::Create(*context, absl::GetFlag(FLAGS_shard_index)));
+        std::shared_ptr<dsv3::expert::ExpertShard> shared_shard = std::move(shard);
         auto compute =
             std::make_shared<dsv3::expert::ExpertComputeLoop>(*shared_shard, *transport_server);
         loop = compute.get();

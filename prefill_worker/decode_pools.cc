@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_channel.h"
+#include "common/status_macros.h"
 #include "dsv3/v1/worker.grpc.pb.h"
 
 namespace dsv3::prefill {
@@ -68,12 +69,11 @@ absl::Status DecodePools::Check(const v1::KvDestination& destination) {
       return Mismatch(address);
     }
   }
-  absl::StatusOr<v1::WorkerInfo> info = Ask(address);  // not under the lock: a network call
-  if (!info.ok()) return info.status();
-  const bool matches = Matches(destination, *info);
+  DSV3_ASSIGN_OR_RETURN(v1::WorkerInfo info, Ask(address));  // not under the lock: a network call
+  const bool matches = Matches(destination, info);
   {
     absl::MutexLock lock(&mu_);
-    known_[address] = Known{*std::move(info), absl::Now()};
+    known_[address] = Known{std::move(info), absl::Now()};
   }
   return matches ? absl::OkStatus() : Mismatch(address);
 }

@@ -17,9 +17,7 @@ absl::StatusOr<std::unique_ptr<PrefillScheduler>> PrefillScheduler::Create(
     PrefillSchedulerOptions options) {
   if (options.chunk_tokens <= 0) return absl::InvalidArgumentError("chunk_tokens must be > 0");
   std::unique_ptr<PrefillScheduler> s(new PrefillScheduler(model, writer, options));
-  auto pool = engine::KvCachePool::Create(layout);
-  if (!pool.ok()) return pool.status();
-  s->pool_ = std::move(*pool);
+  DSV3_ASSIGN_OR_RETURN(s->pool_, engine::KvCachePool::Create(layout));
   s->pool_->blocks().set_caching(options.prefix_cache);
   s->pool_->blocks().set_max_cached(options.prefix_cache_max_blocks);
   s->pool_load_.blocks_total = s->pool_->layout().num_blocks;

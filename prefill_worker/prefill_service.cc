@@ -63,9 +63,8 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
   s->draining_ = std::move(draining);
   s->layout_ = layout;
   s->writer_ = std::make_unique<transport::KvWriter>(ucx, worker::ToTransportLayout(layout));
-  auto scheduler = PrefillScheduler::Create(model, layout, *s->writer_, s->options_.scheduler);
-  if (!scheduler.ok()) return scheduler.status();
-  s->scheduler_ = std::move(*scheduler);
+  DSV3_ASSIGN_OR_RETURN(
+      s->scheduler_, PrefillScheduler::Create(model, layout, *s->writer_, s->options_.scheduler));
   s->watchers_ = std::make_unique<worker::LoadWatchers>(
       [raw = s.get()] {
         PrefillLoad load = raw->scheduler_->Load();
@@ -98,10 +97,9 @@ absl::StatusOr<PrefillUpdate> PrefillService::ToUpdate(const v1::KvDestination& 
   }
   // Written only where the decode worker itself says its pool is.
   DSV3_RETURN_IF_ERROR(decode_pools_->Check(d));
-  auto target = worker::ToWriteTarget(d);
-  if (!target.ok()) return target.status();
+  DSV3_ASSIGN_OR_RETURN(auto target, worker::ToWriteTarget(d));
   PrefillUpdate update;
-  update.target = std::move(*target);
+  update.target = std::move(target);
   update.decode_address = d.decode_address();
   update.lease = DecodeLease{d.lease_id(), d.lease_secret()};
   if (d.lease_expiry_unix_ms() > 0) {
