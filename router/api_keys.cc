@@ -343,17 +343,15 @@ absl::StatusOr<std::shared_ptr<ApiKeyState>> ApiKeys::Find(absl::string_view aut
 }
 
 absl::StatusOr<std::string> ApiKeys::Authenticate(absl::string_view authorization) {
-  absl::StatusOr<std::shared_ptr<ApiKeyState>> key = Find(authorization);
-  if (!key.ok()) return key.status();
-  return (*key)->name();
+  DSV3_ASSIGN_OR_RETURN(std::shared_ptr<ApiKeyState> key, Find(authorization));
+  return key->name();
 }
 
 absl::StatusOr<std::shared_ptr<ApiKeyUse>> ApiKeys::AdmitGeneration(
     absl::string_view authorization) {
-  absl::StatusOr<std::shared_ptr<ApiKeyState>> key = Find(authorization);
-  if (!key.ok()) return key.status();
-  DSV3_RETURN_IF_ERROR((*key)->Admit(options_.now()));
-  return std::make_shared<ApiKeyUse>(*std::move(key), options_.now);
+  DSV3_ASSIGN_OR_RETURN(std::shared_ptr<ApiKeyState> key, Find(authorization));
+  DSV3_RETURN_IF_ERROR(key->Admit(options_.now()));
+  return std::make_shared<ApiKeyUse>(std::move(key), options_.now);
 }
 
 }  // namespace dsv3::router

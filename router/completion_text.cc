@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/status_macros.h"
+
 namespace dsv3::router {
 namespace {
 
@@ -26,9 +28,8 @@ CompletionText::CompletionText(const tokenizer::Tokenizer* tokenizer, std::vecto
 
 absl::StatusOr<CompletionText::Delta> CompletionText::Add(int32_t token) {
   if (detokenizer_ == nullptr || stopped_) return Delta{};
-  absl::StatusOr<std::string> text = detokenizer_->Add(token);
-  if (!text.ok()) return text.status();
-  pending_ += *text;
+  DSV3_ASSIGN_OR_RETURN(std::string text, detokenizer_->Add(token));
+  pending_ += text;
   return Release(/*final=*/false);
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/flags/flag.h"
+#include "common/status_macros.h"
 #include "router/grpc_inference_service.h"
 
 ABSL_FLAG(int, http_threads, 64,
@@ -53,9 +54,8 @@ absl::StatusOr<std::shared_ptr<ApiKeys>> ApiKeysFromFlags() {
 }
 
 absl::Status AddFrontEnds(InferenceBackend& backend, ServerParts& parts) {
-  absl::StatusOr<std::shared_ptr<ApiKeys>> keys = ApiKeysFromFlags();
-  if (!keys.ok()) return keys.status();
-  parts.services.push_back(std::make_unique<GrpcInferenceService>(backend, *keys));
+  DSV3_ASSIGN_OR_RETURN(std::shared_ptr<ApiKeys> keys, ApiKeysFromFlags());
+  parts.services.push_back(std::make_unique<GrpcInferenceService>(backend, keys));
   const int max_streams = absl::GetFlag(FLAGS_max_streams_per_connection);
   if (max_streams < 1) return absl::InvalidArgumentError("--max_streams_per_connection: >= 1");
   std::function<void(grpc::ServerBuilder&)> configure = std::move(parts.configure_grpc);
@@ -66,7 +66,7 @@ absl::Status AddFrontEnds(InferenceBackend& backend, ServerParts& parts) {
   };
   std::function<void(httplib::Server&)> earlier = std::move(parts.add_http_routes);
   OpenAiHttpOptions options = OpenAiHttpOptionsFromFlags();
-  options.api_keys = *keys;
+  options.api_keys = keys;
   parts.add_http_routes = [earlier = std::move(earlier), &backend,
                            options](httplib::Server& server) {
     if (earlier) earlier(server);

@@ -65,13 +65,11 @@ int main(int argc, char** argv) {
         std::unique_ptr<dsv3::tokenizer::Tokenizer> tokenizer;
         dsv3::router::GenerationDefaults generation_defaults;
         if (!absl::GetFlag(FLAGS_tokenizer).empty()) {
-          auto loaded = dsv3::tokenizer::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer));
-          if (!loaded.ok()) return loaded.status();
-          tokenizer = std::move(*loaded);
+          DSV3_ASSIGN_OR_RETURN(tokenizer,
+                                dsv3::tokenizer::Tokenizer::Load(absl::GetFlag(FLAGS_tokenizer)));
           // The checkpoint directory carries the sampling defaults beside the tokenizer.
-          auto defaults = dsv3::router::LoadGenerationDefaults(absl::GetFlag(FLAGS_tokenizer));
-          if (!defaults.ok()) return defaults.status();
-          generation_defaults = *defaults;
+          DSV3_ASSIGN_OR_RETURN(generation_defaults, dsv3::router::LoadGenerationDefaults(
+                                                         absl::GetFlag(FLAGS_tokenizer)));
         } else {
           DSV3_LOG(INFO) << "no --tokenizer: serving token ids only";
         }
@@ -81,9 +79,8 @@ int main(int argc, char** argv) {
         workers.prefill_dns = absl::GetFlag(FLAGS_prefill_dns);
         workers.decode_dns = absl::GetFlag(FLAGS_decode_dns);
         workers.dns_interval = absl::GetFlag(FLAGS_dns_interval);
-        auto policy = dsv3::router::ParseRoutingPolicy(absl::GetFlag(FLAGS_router_policy));
-        if (!policy.ok()) return policy.status();
-        workers.policy = *policy;
+        DSV3_ASSIGN_OR_RETURN(workers.policy,
+                              dsv3::router::ParseRoutingPolicy(absl::GetFlag(FLAGS_router_policy)));
         workers.kv_overlap_weight = absl::GetFlag(FLAGS_kv_overlap_weight);
         workers.load_weight = absl::GetFlag(FLAGS_load_weight);
         std::shared_ptr<dsv3::router::WorkerRegistry> registry =

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "router/openai_chat_request.h"
 #include "router/openai_error.h"
@@ -352,8 +353,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
   }
   OpenAiRequest request;
   request.endpoint = endpoint;
-  absl::Status status = ReadRequest(json, &request);
-  if (!status.ok()) return status;
+  DSV3_RETURN_IF_ERROR(ReadRequest(json, &request));
   return request;
 }
 

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "structured_output/grammar_builder.h"
 #include "structured_output/grammar_matcher.h"
@@ -27,9 +28,8 @@ absl::StatusOr<OutputPlan> PlanOutput(const v1::GenerateRequest& request,
       }
       auto schema = nlohmann::ordered_json::parse(format.json_schema(), nullptr, false);
       if (schema.is_discarded()) return absl::InvalidArgumentError("the JSON schema is not JSON");
-      absl::StatusOr<v1::Grammar> grammar = structured_output::JsonSchemaGrammar(schema);
-      if (!grammar.ok()) return grammar.status();
-      *sampling->mutable_grammar() = *std::move(grammar);
+      DSV3_ASSIGN_OR_RETURN(*sampling->mutable_grammar(),
+                            structured_output::JsonSchemaGrammar(schema));
     }
   }
   if (request.has_chat()) {
@@ -43,9 +43,7 @@ absl::StatusOr<OutputPlan> PlanOutput(const v1::GenerateRequest& request,
     if (!chat.tools().empty() && mode != v1::ToolChoice::TOOL_CHOICE_NONE) {
       const std::string name =
           tool_call_parser == "auto" ? DefaultToolCallFormat(model_type) : tool_call_parser;
-      absl::StatusOr<std::unique_ptr<ToolCallFormat>> format = ToolCallFormatByName(name);
-      if (!format.ok()) return format.status();
-      plan.tool_calls = *std::move(format);
+      DSV3_ASSIGN_OR_RETURN(plan.tool_calls, ToolCallFormatByName(name));
     }
     if (forced) {
       if (plan.tool_calls == nullptr) {
@@ -59,12 +57,13 @@ absl::StatusOr<OutputPlan> PlanOutput(const v1::GenerateRequest& request,
             "response_format and a forced tool call cannot both constrain one turn");
       }
       const std::vector<v1::Tool> tools(chat.tools().begin(), chat.tools().end());
-      absl::StatusOr<v1::Grammar> grammar = plan.tool_calls->ForcedCallGrammar(
-          tools,
-          mode == v1::ToolChoice::TOOL_CHOICE_FUNCTION ? chat.tool_choice().function_name() : "",
-          !chat.has_parallel_tool_calls() || chat.parallel_tool_calls());
-      if (!grammar.ok()) return grammar.status();
-      *sampling->mutable_grammar() = *std::move(grammar);
+      DSV3_ASSIGN_OR_RETURN(
+          *sampling->mutable_grammar(),
+          plan.tool_calls->ForcedCallGrammar(
+              tools,
+              mode == v1::ToolChoice::TOOL_CHOICE_FUNCTION ? chat.tool_choice().function_name()
+                                                           : "",
+              !chat.has_parallel_tool_calls() || chat.parallel_tool_calls()));
     }
   }
   if (sampling->has_grammar()) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace dsv3::router {
@@ -88,11 +89,10 @@ absl::StatusOr<std::vector<int32_t>> PromptEncoder::Ids(const v1::GenerateReques
         return absl::InvalidArgumentError(
             "this model is served without a tokenizer: send token ids");
       }
-      auto text = RenderChat(request.chat());
-      if (!text.ok()) return text.status();
-      if (rendered != nullptr) *rendered = *text;
+      DSV3_ASSIGN_OR_RETURN(std::string text, RenderChat(request.chat()));
+      if (rendered != nullptr) *rendered = text;
       // The template writes BOS itself.
-      return tokenizer_->Encode(*text, {.add_special_tokens = false});
+      return tokenizer_->Encode(text, {.add_special_tokens = false});
     }
     default:
       return absl::InvalidArgumentError("the request has no prompt (text, chat or token_ids)");

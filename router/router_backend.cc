@@ -7,6 +7,7 @@
 #include "common/kv_block_hash.h"
 #include "common/logging.h"
 #include "common/serving_metrics.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "router/completion_run.h"
 #include "router/output_plan.h"
@@ -222,16 +223,14 @@ int RouterBackend::Drain(absl::Time deadline) {
 
 absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     const v1::GenerateRequest& request, std::shared_ptr<GenerateObserver> observer) {
-  auto model = ServedModel(request.model());
-  if (!model.ok()) return model.status();
-  auto prompt = prompts_.Ids(request, nullptr);
-  if (!prompt.ok()) return prompt.status();
-  if (prompt->empty()) return absl::InvalidArgumentError("the prompt is empty");
-  for (size_t i = 0; i < prompt->size(); ++i) {
-    if ((*prompt)[i] < 0 || (*prompt)[i] >= model->vocab_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", (*prompt)[i], " at position ", i,
+  DSV3_ASSIGN_OR_RETURN(v1::WorkerInfo model, ServedModel(request.model()));
+  DSV3_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, prompts_.Ids(request, nullptr));
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= model.vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", prompt[i], " at position ", i,
                                                      " is outside the vocabulary of ",
-                                                     model->vocab_size()));
+                                                     model.vocab_size()));
     }
   }
   const int n = request.n() == 0 ? 1 : request.n();
@@ -246,19 +245,18 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
     plan->request_id = absl::StrCat("req-", absl::ToUnixMicros(absl::Now()), "-",
                                     counter.fetch_add(1, std::memory_order_relaxed));
   }
-  plan->prompt = std::move(*prompt);
+  plan->prompt = std::move(prompt);
   plan->sampling = request.sampling();
   if (absl::Status s = ResolveSampling(plan->sampling, static_cast<int64_t>(plan->prompt.size()),
-                                       model->max_position_embeddings(), model->vocab_size(),
+                                       model.max_position_embeddings(), model.vocab_size(),
                                        options_.default_max_tokens, options_.max_stop_strings);
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<OutputPlan> output =
-      PlanOutput(request, options_.tool_call_parser, model->model_type(), tokenizer_ != nullptr,
-                 &plan->sampling);
-  if (!output.ok()) return output.status();
-  plan->tool_calls = std::move(output->tool_calls);
+  DSV3_ASSIGN_OR_RETURN(OutputPlan output,
+                        PlanOutput(request, options_.tool_call_parser, model.model_type(),
+                                   tokenizer_ != nullptr, &plan->sampling));
+  plan->tool_calls = std::move(output.tool_calls);
   // A constrained output starts at its grammar: there is no thinking to split off.
   if (request.has_chat() && !plan->sampling.has_grammar()) {
     plan->reasoning_parser = options_.reasoning_parser;
@@ -269,13 +267,13 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
   plan->return_text =
       (!request.has_return_text() || request.return_text()) && tokenizer_ != nullptr;
   plan->tokenizer = tokenizer_;
-  plan->config_hash = model->config_hash();
+  plan->config_hash = model.config_hash();
   plan->arrival = absl::Now();
   plan->decode_prefill_max_tokens = options_.decode_prefill_max_tokens;
   plan->migration_limit = options_.migration_limit;
-  if (model->prefix_cache()) {
+  if (model.prefix_cache()) {
     plan->kv_names =
-        KvBlockHashes(KvCacheIdentityOf(model->config_hash(), model->kv_layout()), plan->prompt);
+        KvBlockHashes(KvCacheIdentityOf(model.config_hash(), model.kv_layout()), plan->prompt);
   }
   // No request holds the router's (and the workers') resources past --max_request_timeout,
   // whatever deadline its client set.
@@ -285,7 +283,7 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::StartGenerate(
                options_.max_timeout);
   plan->deadline = plan->arrival + timeout;
 
-  plan->model_name = model->model_name();
+  plan->model_name = model.model_name();
   Metrics()
       .prompt_tokens.WithLabels({plan->model_name})
       .Increment(static_cast<double>(plan->prompt.size() * n));
@@ -327,18 +325,15 @@ absl::StatusOr<v1::TokenizeResponse> RouterBackend::Tokenize(const v1::TokenizeR
   }
   v1::TokenizeResponse response;
   if (request.prompt_case() == v1::TokenizeRequest::kChat) {
-    auto text = prompts_.RenderChat(request.chat());
-    if (!text.ok()) return text.status();
-    response.set_rendered_prompt(*text);
-    auto ids = tokenizer_->Encode(*text, {.add_special_tokens = false});
-    if (!ids.ok()) return ids.status();
-    for (int32_t id : *ids) response.add_ids(id);
+    DSV3_ASSIGN_OR_RETURN(std::string text, prompts_.RenderChat(request.chat()));
+    response.set_rendered_prompt(text);
+    DSV3_ASSIGN_OR_RETURN(auto ids, tokenizer_->Encode(text, {.add_special_tokens = false}));
+    for (int32_t id : ids) response.add_ids(id);
     return response;
   }
   const bool add = !request.has_add_special_tokens() || request.add_special_tokens();
-  auto ids = tokenizer_->Encode(request.text(), {.add_special_tokens = add});
-  if (!ids.ok()) return ids.status();
-  for (int32_t id : *ids) response.add_ids(id);
+  DSV3_ASSIGN_OR_RETURN(auto ids, tokenizer_->Encode(request.text(), {.add_special_tokens = add}));
+  for (int32_t id : ids) response.add_ids(id);
   return response;
 }
 
@@ -350,16 +345,15 @@ v1::ListModelsResponse RouterBackend::ListModels() {
 }
 
 absl::StatusOr<v1::ModelInfo> RouterBackend::GetModelInfo(const std::string& model) {
-  auto served = ServedModel(model);
-  if (!served.ok()) return served.status();
+  DSV3_ASSIGN_OR_RETURN(v1::WorkerInfo served, ServedModel(model));
   v1::ModelInfo info;
-  info.set_name(served->model_name());
-  info.set_model_type(served->model_type());
-  info.set_vocab_size(served->vocab_size());
-  info.set_max_context_tokens(served->max_position_embeddings());
-  info.set_config_hash(served->config_hash());
+  info.set_name(served.model_name());
+  info.set_model_type(served.model_type());
+  info.set_vocab_size(served.vocab_size());
+  info.set_max_context_tokens(served.max_position_embeddings());
+  info.set_config_hash(served.config_hash());
   info.set_has_tokenizer(tokenizer_ != nullptr);
-  info.set_speculative_decoding(served->speculative_decoding());
+  info.set_speculative_decoding(served.speculative_decoding());
   info.set_created_unix_seconds(created_unix_seconds_);
   const GenerationDefaults& d = options_.generation_defaults;
   if (d.temperature.has_value()) info.set_default_temperature(*d.temperature);
