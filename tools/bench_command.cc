@@ -45,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
 #include "dsv3/v1/worker.grpc.pb.h"
@@ -334,9 +335,7 @@ absl::Status RunBench(const std::vector<std::string>&) {
   const std::string dataset_path = absl::GetFlag(FLAGS_bench_dataset);
   std::string workload;
   if (!dataset_path.empty()) {
-    auto read = ReadDataset(dataset_path, output_tokens);
-    if (!read.ok()) return read.status();
-    dataset = std::move(*read);
+    DSV3_ASSIGN_OR_RETURN(dataset, ReadDataset(dataset_path, output_tokens));
     workload = absl::StrCat("dataset ", dataset_path, " (", dataset.size(), " prompts)");
   } else if (multi_turn) {
     workload = absl::StrCat(multi.conversations, " conversations x ", multi.turns,

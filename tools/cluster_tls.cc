@@ -27,17 +27,15 @@ absl::StatusOr<ClusterTls> SetUpClusterTls(const std::string& log_dir) {
     }
     CertificateSpec ca_spec;
     ca_spec.common_name = "dsv3 cluster local CA";
-    auto ca = MakeCertificateAuthority(ca_spec);
-    if (!ca.ok()) return ca.status();
+    DSV3_ASSIGN_OR_RETURN(auto ca, MakeCertificateAuthority(ca_spec));
     CertificateSpec spec;
     spec.common_name = "dsv3-cluster";
     spec.dns_names = {"localhost"};
     spec.ip_addresses = {"127.0.0.1", "::1"};
-    auto cert = IssueCertificate(*ca, spec);
-    if (!cert.ok()) return cert.status();
-    for (const auto& [name, pem] : {std::pair<std::string, std::string>{"ca.pem", ca->cert},
-                                    {"cluster.pem", cert->cert},
-                                    {"cluster.key", cert->key}}) {
+    DSV3_ASSIGN_OR_RETURN(auto cert, IssueCertificate(ca, spec));
+    for (const auto& [name, pem] : {std::pair<std::string, std::string>{"ca.pem", ca.cert},
+                                    {"cluster.pem", cert.cert},
+                                    {"cluster.key", cert.key}}) {
       DSV3_RETURN_IF_ERROR(WritePemFile(dir + "/" + name, pem));
     }
     // The CA's key is not kept: nothing else gets signed by it.

@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, model, "", "model directory (config.json + safetensors)");
 ABSL_FLAG(std::string, tokens, "", "input token ids, space or comma separated");
@@ -53,9 +54,7 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
 absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags() {
   engine::LoadOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
-  auto weights = engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
-  if (!weights.ok()) return weights.status();
-  options.weights = *weights;
+  DSV3_ASSIGN_OR_RETURN(options.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
   options.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   return options;
 }
@@ -70,9 +69,7 @@ absl::StatusOr<engine::SamplingParams> SamplingParamsFromFlags() {
   p.presence_penalty = static_cast<float>(absl::GetFlag(FLAGS_presence_penalty));
   p.frequency_penalty = static_cast<float>(absl::GetFlag(FLAGS_frequency_penalty));
   p.seed = absl::GetFlag(FLAGS_seed);
-  auto stops = ParseTokenList(absl::GetFlag(FLAGS_stop_token_ids));
-  if (!stops.ok()) return stops.status();
-  p.stop_token_ids = *stops;
+  DSV3_ASSIGN_OR_RETURN(p.stop_token_ids, ParseTokenList(absl::GetFlag(FLAGS_stop_token_ids)));
   return p;
 }
 

@@ -57,10 +57,9 @@ absl::StatusOr<std::vector<int32_t>> TokenizeLine(const tokenizer::Tokenizer& to
     tokenizer::ChatTemplateOptions options;
     options.add_generation_prompt = in.value("add_generation_prompt", false);
     if (in.contains("tools")) options.tools = in["tools"];
-    absl::StatusOr<std::string> prompt = chat->Render(in["messages"], options);
-    if (!prompt.ok()) return prompt.status();
+    DSV3_ASSIGN_OR_RETURN(std::string prompt, chat->Render(in["messages"], options));
     // The template writes BOS itself (as transformers' apply_chat_template).
-    return tok.Encode(*prompt, {.add_special_tokens = false});
+    return tok.Encode(prompt, {.add_special_tokens = false});
   }
   if (!in.contains("text") || !in["text"].is_string()) {
     return absl::InvalidArgumentError("expected {\"text\": \"...\"} or {\"messages\": [...]}");
