@@ -239,20 +239,19 @@ absl::StatusOr<double> RunPerftest(const TransportConfig& t, int64_t size, int64
   const std::map<std::string, std::string> env = UcxEnv(t);
   const std::string warmup = absl::StrCat(std::max<int64_t>(10, iterations / 10));
   for (int attempt = 0; attempt < 5; ++attempt) {
-    auto port = FreeLocalPort();
-    if (!port.ok()) return port.status();
-    auto server = ChildProcess::Start({perftest, "-p", absl::StrCat(*port)}, env, "/dev/null");
-    if (!server.ok()) return server.status();
+    DSV3_ASSIGN_OR_RETURN(auto port, FreeLocalPort());
+    DSV3_ASSIGN_OR_RETURN(
+        auto server, ChildProcess::Start({perftest, "-p", absl::StrCat(port)}, env, "/dev/null"));
     absl::SleepFor(absl::Milliseconds(300));  // let it listen
     const absl::Time deadline = absl::Now() + timeout;
-    auto client = ChildProcess::Start(
-        {perftest, "127.0.0.1", "-p", absl::StrCat(*port), "-t", "ucp_put_bw", "-s",
-         absl::StrCat(size), "-n", absl::StrCat(iterations), "-w", warmup},
-        env, "/tmp/kv_transfer_bench_perftest.err");
-    if (!client.ok()) return client.status();
-    absl::StatusOr<std::string> out = client->ReadAll(deadline);
-    client->Stop(absl::Seconds(1));
-    server->Stop(absl::Seconds(1));
+    DSV3_ASSIGN_OR_RETURN(
+        auto client, ChildProcess::Start(
+                         {perftest, "127.0.0.1", "-p", absl::StrCat(port), "-t", "ucp_put_bw", "-s",
+                          absl::StrCat(size), "-n", absl::StrCat(iterations), "-w", warmup},
+                         env, "/tmp/kv_transfer_bench_perftest.err"));
+    absl::StatusOr<std::string> out = client.ReadAll(deadline);
+    client.Stop(absl::Seconds(1));
+    server.Stop(absl::Seconds(1));
     if (!out.ok()) return out.status();
     for (absl::string_view line : absl::StrSplit(*out, '\n')) {
       if (!absl::StartsWith(line, "Final:")) continue;
@@ -278,22 +277,21 @@ class Initiator {
     tokens_ = absl::GetFlag(FLAGS_tokens);
     const int blocks = (tokens_ + block_size - 1) / block_size;
     layout_ = MakeLayout(s_.layers, s_.row_bytes, block_size, blocks + 8);
-    auto self = ChildProcess::Start(
-        {"/proc/self/exe", "--role=target", absl::StrCat("--tls=", t_.tls),
-         absl::StrCat("--net_devices=", t_.net_devices),
-         absl::StrCat("--peer_error_handling=", t_.peer_error_handling ? "true" : "false"),
-         absl::StrCat("--layers=", s_.layers), absl::StrCat("--row_bytes=", s_.row_bytes),
-         absl::StrCat("--block_size=", block_size),
-         absl::StrCat("--num_blocks=", layout_.num_blocks),
-         "--target_memory=" + absl::GetFlag(FLAGS_target_memory)},
-        {}, "");
-    if (!self.ok()) return self.status();
-    target_proc_ = std::move(*self);
-    auto ready = target_proc_.ReadLine(absl::Now() + Timeout());
-    if (!ready.ok()) return ready.status();
-    std::vector<std::string> w = absl::StrSplit(*ready, ' ');
+    DSV3_ASSIGN_OR_RETURN(
+        target_proc_,
+        ChildProcess::Start(
+            {"/proc/self/exe", "--role=target", absl::StrCat("--tls=", t_.tls),
+             absl::StrCat("--net_devices=", t_.net_devices),
+             absl::StrCat("--peer_error_handling=", t_.peer_error_handling ? "true" : "false"),
+             absl::StrCat("--layers=", s_.layers), absl::StrCat("--row_bytes=", s_.row_bytes),
+             absl::StrCat("--block_size=", block_size),
+             absl::StrCat("--num_blocks=", layout_.num_blocks),
+             "--target_memory=" + absl::GetFlag(FLAGS_target_memory)},
+            {}, ""));
+    DSV3_ASSIGN_OR_RETURN(std::string ready, target_proc_.ReadLine(absl::Now() + Timeout()));
+    std::vector<std::string> w = absl::StrSplit(ready, ' ');
     if (w.size() != 4 || w[0] != "READY") {
-      return absl::InternalError(absl::StrCat("target said: ", *ready));
+      return absl::InternalError(absl::StrCat("target said: ", ready));
     }
     target_.worker_address = absl::HexStringToBytes(w[1]);
     target_.packed_rkey = absl::HexStringToBytes(w[2]);
@@ -307,9 +305,7 @@ class Initiator {
     options.transports = t_.tls;
     options.net_devices = t_.net_devices;
     options.peer_error_handling = t_.peer_error_handling;
-    auto ucx = transport::UcxContext::Create(options);
-    if (!ucx.ok()) return ucx.status();
-    ucx_ = std::move(*ucx);
+    DSV3_ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(options));
     writer_ = std::make_unique<transport::KvWriter>(*ucx_, layout_);
 
     // The prefill's own KV: every (layer, token) row filled with its pattern.
@@ -336,16 +332,14 @@ class Initiator {
   // One prompt's KV, as SendLayer sends it: per layer, one call per block-sized run.
   absl::StatusOr<absl::Duration> Transfer() {
     const absl::Time start = absl::Now();
-    auto transfer = writer_->Begin(target_);
-    if (!transfer.ok()) return transfer.status();
+    DSV3_ASSIGN_OR_RETURN(auto transfer, writer_->Begin(target_));
     const int bs = layout_.block_size;
     const bool hot = absl::GetFlag(FLAGS_pattern) == "hot";
     for (int layer = 0; layer < s_.layers; ++layer) {
       for (int t = 0; t < tokens_; t += bs) {
         const int run = std::min(bs, tokens_ - t);
-        absl::Status s = hot ? (*transfer)->PutLayerRows(0, 0, run, Row(0, 0))
-                             : (*transfer)->PutLayerRows(layer, t, run, Row(layer, t));
-        if (!s.ok()) return s;
+        DSV3_RETURN_IF_ERROR(hot ? transfer->PutLayerRows(0, 0, run, Row(0, 0))
+                                 : transfer->PutLayerRows(layer, t, run, Row(layer, t)));
       }
       const absl::Duration compute =
           absl::Microseconds(1000 * absl::GetFlag(FLAGS_compute_ms_per_layer));
@@ -354,7 +348,7 @@ class Initiator {
       }
     }
     const absl::Time posted = absl::Now();
-    DSV3_RETURN_IF_ERROR((*transfer)->Flush(absl::Now() + Timeout()));
+    DSV3_RETURN_IF_ERROR(transfer->Flush(absl::Now() + Timeout()));
     const absl::Duration took = absl::Now() - start;
     last_flush_ = absl::Now() - posted;
     if (absl::GetFlag(FLAGS_verbose)) {
@@ -362,7 +356,7 @@ class Initiator {
                    absl::ToDoubleMilliseconds(posted - start),
                    absl::ToDoubleMilliseconds(absl::Now() - posted));
     }
-    bytes_ = (*transfer)->bytes();
+    bytes_ = transfer->bytes();
     return took;
   }
 
@@ -393,9 +387,8 @@ class Initiator {
     if (absl::Status s = target_proc_.WriteLine(absl::StrCat("CHECK ", tokens_)); !s.ok()) {
       return s;
     }
-    auto line = target_proc_.ReadLine(absl::Now() + Timeout());
-    if (!line.ok()) return line.status();
-    return *line == "CHECKED 0";
+    DSV3_ASSIGN_OR_RETURN(std::string line, target_proc_.ReadLine(absl::Now() + Timeout()));
+    return line == "CHECKED 0";
   }
 
   int64_t bytes() const { return bytes_; }

@@ -33,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/kv_transfer_bench_proc.h"
+#include "common/status_macros.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 
@@ -100,25 +101,22 @@ absl::Status RunColocated(nlohmann::json& j, Colocated& c) {
   engine::LoadOptions options;
   options.num_threads = absl::GetFlag(FLAGS_threads);
   const absl::Time load_start = absl::Now();
-  auto model = engine::Model::Load(absl::GetFlag(FLAGS_model), options);
-  if (!model.ok()) return model.status();
+  DSV3_ASSIGN_OR_RETURN(auto model, engine::Model::Load(absl::GetFlag(FLAGS_model), options));
   std::fprintf(stderr, "colocated: model loaded in %.1f s\n",
                absl::ToDoubleSeconds(absl::Now() - load_start));
   const int n = absl::GetFlag(FLAGS_prompt_tokens);
-  auto pool = engine::KvCachePool::Create((*model)->KvLayout((n + 63) / 64 + 1));
-  if (!pool.ok()) return pool.status();
-  c.model = std::move(*model);
-  c.pool = std::move(*pool);
+  DSV3_ASSIGN_OR_RETURN(auto pool, engine::KvCachePool::Create(model->KvLayout((n + 63) / 64 + 1)));
+  c.model = std::move(model);
+  c.pool = std::move(pool);
   c.prompt = Prompt(n, c.model->config().vocab_size);
   for (int chunk : {0, absl::GetFlag(FLAGS_chunk_tokens)}) {
     auto warm = Prefill(*c.model, *c.pool, c.prompt, chunk);
     if (!warm.ok()) return warm.status();
     std::vector<double> times;
     for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) {
-      auto s = Prefill(*c.model, *c.pool, c.prompt, chunk);
-      if (!s.ok()) return s.status();
-      std::fprintf(stderr, "colocated (chunk %d): %.3f s\n", chunk, *s);
-      times.push_back(*s);
+      DSV3_ASSIGN_OR_RETURN(double s, Prefill(*c.model, *c.pool, c.prompt, chunk));
+      std::fprintf(stderr, "colocated (chunk %d): %.3f s\n", chunk, s);
+      times.push_back(s);
     }
     const std::string key = chunk == 0 ? "colocated_one_forward" : "colocated_chunked";
     j[key] = {{"chunk_tokens", chunk}, {"seconds", times}, {"median_s", Median(times)}};
@@ -188,13 +186,12 @@ absl::StatusOr<nlohmann::json> RunCluster(const std::string& tls, Colocated* col
   std::vector<double> ttft, local;
   for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) {
     if (colocated != nullptr) {
-      auto s = Prefill(*colocated->model, *colocated->pool, colocated->prompt, 0);
-      if (!s.ok()) return s.status();
-      local.push_back(*s);
+      DSV3_ASSIGN_OR_RETURN(double s,
+                            Prefill(*colocated->model, *colocated->pool, colocated->prompt, 0));
+      local.push_back(s);
     }
-    auto r = BenchRequests(dsv3, dir, port, 1, i + 1);
-    if (!r.ok()) return r.status();
-    ttft.push_back((*r)["ttft_ms"]["p50"].get<double>() / 1e3);
+    DSV3_ASSIGN_OR_RETURN(nlohmann::json r, BenchRequests(dsv3, dir, port, 1, i + 1));
+    ttft.push_back(r["ttft_ms"]["p50"].get<double>() / 1e3);
     std::fprintf(stderr, "  %s: colocated %.3f s, cluster TTFT %.3f s\n", tls.c_str(),
                  local.empty() ? 0.0 : local.back(), ttft.back());
   }

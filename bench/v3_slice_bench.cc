@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/engine_bench_machine.h"
+#include "common/status_macros.h"
 #include "engine/model.h"
 #include "engine/routed_experts.h"
 #include "engine/thread_pool.h"
@@ -85,8 +86,8 @@ absl::StatusOr<Stages> Measure(const Model& model, TimedExperts& timed, int64_t 
                                int64_t prefill) {
   const int64_t vocab = model.config().vocab_size;
   const int64_t per_seq = prefill > 0 ? prefill : kContext + 512;
-  auto pool = dsv3::engine::KvCachePool::Create(model.KvLayout(batch * ((per_seq + 63) / 64), 64));
-  if (!pool.ok()) return pool.status();
+  DSV3_ASSIGN_OR_RETURN(auto pool, dsv3::engine::KvCachePool::Create(
+                                       model.KvLayout(batch * ((per_seq + 63) / 64), 64)));
   std::vector<dsv3::engine::KvSequence> seqs(static_cast<size_t>(batch));
   std::vector<std::vector<int32_t>> next(static_cast<size_t>(batch));
   auto prompt = [&](int64_t n, int64_t salt) {
@@ -103,10 +104,9 @@ absl::StatusOr<Stages> Measure(const Model& model, TimedExperts& timed, int64_t 
     stage.clear();
     options.stage_seconds = &stage;
     timed.seconds = 0;
-    auto out = model.Forward(in, **pool, options);
-    if (!out.ok()) return out.status();
+    DSV3_ASSIGN_OR_RETURN(auto out, model.Forward(in, *pool, options));
     for (int64_t b = 0; b < batch; ++b) {
-      auto row = out->LastLogits(static_cast<size_t>(b));
+      auto row = out.LastLogits(static_cast<size_t>(b));
       next[b] = {static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin())};
     }
     if (timed_step) {
@@ -122,7 +122,7 @@ absl::StatusOr<Stages> Measure(const Model& model, TimedExperts& timed, int64_t 
   const auto t0 = Clock::now();
   if (prefill > 0) {
     do {
-      for (auto& q : seqs) (*pool)->Release(q);
+      for (auto& q : seqs) pool->Release(q);
       next[0] = prompt(prefill, 99);
       if (auto st = step(true, &s); !st.ok()) return st;
     } while (std::chrono::duration<double>(Clock::now() - t0).count() <

@@ -19,6 +19,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "engine/model.h"
 #include "nlohmann/json.hpp"
 
@@ -50,18 +51,16 @@ std::vector<double> LogSoftmax(std::span<const float> row) {
 }
 
 absl::StatusOr<std::vector<float>> ChunkLogits(const Model& model, std::span<const int32_t> chunk) {
-  auto pool = dsv3::engine::KvCachePool::Create(
-      model.KvLayout(static_cast<int64_t>((chunk.size() + 63) / 64), 64));
-  if (!pool.ok()) return pool.status();
+  DSV3_ASSIGN_OR_RETURN(auto pool, dsv3::engine::KvCachePool::Create(model.KvLayout(
+                                       static_cast<int64_t>((chunk.size() + 63) / 64), 64)));
   dsv3::engine::KvSequence seq;
   const size_t step = absl::GetFlag(FLAGS_step) > 0 ? absl::GetFlag(FLAGS_step) : chunk.size();
   std::vector<float> logits;
   for (size_t at = 0; at < chunk.size(); at += step) {
     dsv3::engine::SequenceInput in{chunk.subspan(at, std::min(step, chunk.size() - at)), &seq,
                                    /*all_logits=*/true};
-    auto out = model.Forward({&in, 1}, **pool);
-    if (!out.ok()) return out.status();
-    logits.insert(logits.end(), out->logits.begin(), out->logits.end());
+    DSV3_ASSIGN_OR_RETURN(auto out, model.Forward({&in, 1}, *pool));
+    logits.insert(logits.end(), out.logits.begin(), out.logits.end());
   }
   return logits;
 }
