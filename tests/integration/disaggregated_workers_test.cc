@@ -221,7 +221,9 @@ TEST_P(DisaggregatedWorkersTest, APrefillWhoseCallerLeftReleasesItsLease) {
     while (Load(prefill).queued_prefill_tokens() == 0 && absl::Now() < running_by) {
       absl::SleepFor(absl::Milliseconds(5));
     }
-    if (!in_prefill) ASSERT_TRUE(Update(prefill, job, &*d).ok());
+    if (!in_prefill) {
+      ASSERT_TRUE(Update(prefill, job, &*d).ok());
+    }
     ctx.TryCancel();
     caller.join();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();

@@ -194,6 +194,18 @@ TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
   EXPECT_THAT(out2, HasSubstr("--expert_workers or --expert_dns"));
 }
 
+// An attention worker whose expert workers never answer gives up after --expert_wait naming
+// each one and why it is down (the control plane's reason), not only that experts are missing.
+TEST(ServerBinaryHelpTest, ExpertWorkersThatNeverAnswerAreNamedWithTheReason) {
+  auto [rc, out] = RunCommand(absl::StrCat(
+      BinaryPath("dsv3-decode"), " --model=", kModel,
+      " --expert_workers=127.0.0.1:1 --expert_wait=2s --ucx_tls=tcp --ucx_net_devices=lo"
+      " --grpc_port=0 --http_port=0"));
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("do not hold every routed expert yet"));
+  EXPECT_THAT(out, HasSubstr("127.0.0.1:1 down: "));
+}
+
 // A decode pool that UCX would place in /dev/shm but that does not fit there is refused at
 // start-up with what to do, instead of faulting when its pages are first touched.
 TEST(ServerBinaryHelpTest, DecodePoolLargerThanDevShmIsAClearError) {
