@@ -8,6 +8,7 @@
 #include "engine/dtype.h"
 #include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
+#include "engine/kernels/matmul_bf16.h"
 #include "engine/kernels/ops.h"
 #include "engine/rope.h"
 
@@ -103,8 +104,9 @@ TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
   }
 }
 
-// BF16/F16/F32 weights through MatMulRows (direct kernel for few rows, tiles + library GEMM
-// for many, split between threads), with an in_features that leaves a vector tail.
+// BF16/F16/F32 weights through MatMulRows (direct kernel for few rows, the AVX512_BF16 kernel
+// for 2-64 rows of BF16, tiles + library GEMM for many, split between threads), with an in_features
+// that leaves a vector tail.
 TEST(LinearTest, AllDtypesMatchReferenceOnBothPaths) {
   std::mt19937 rng(2);
   std::normal_distribution<float> n(0, 1);
@@ -133,12 +135,67 @@ TEST(LinearTest, AllDtypesMatchReferenceOnBothPaths) {
       std::vector<float> x(m * in), y(m * out);
       for (auto& v : x) v = n(rng);
       MatMul(x.data(), m, w, y.data());
+      // 2-64 rows of BF16 weights run the AVX512_BF16 kernel where the CPU has it: x to 16
+      // bits (Bf16KernelKeepsActivationsToSixteenBits), an error relative to sum |x w|.
+      const bool split = Bf16KernelApplies(w) && m >= 2 && m <= 64;
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t r = 0; r < out; ++r) {
-          double ref = 0;
-          for (int64_t c = 0; c < in; ++c) ref += x[i * in + c] * ref_w[r * in + c];
-          ASSERT_NEAR(y[i * out + r], ref, 1e-5 * (1 + std::fabs(ref)))
+          double ref = 0, mag = 0;
+          for (int64_t c = 0; c < in; ++c) {
+            ref += x[i * in + c] * ref_w[r * in + c];
+            mag += std::fabs(x[i * in + c] * ref_w[r * in + c]);
+          }
+          const double tolerance =
+              1e-5 * (1 + std::fabs(ref)) + (split ? std::exp2(-17) * mag : 0.0);
+          ASSERT_NEAR(y[i * out + r], ref, tolerance)
               << DTypeName(dtype) << " m=" << m << " " << i << " " << r;
+        }
+      }
+    }
+  }
+}
+
+// The AVX512_BF16 kernel (2-64 activation rows of BF16 weights) against a float64 reference,
+// within what its split of x into two bf16 parts (|x - hi - lo| <= 2^-18 |x|) and f32 sums
+// allow: far inside the 2^-9 |x| that bf16 activations alone would cost. Activation counts on
+// and off its 6-row blocks, weight rows not a multiple of 4, widths with a partial 32-column
+// chunk and more than one block of columns, a share of the rows starting mid-matrix.
+TEST(LinearTest, Bf16KernelKeepsActivationsToSixteenBits) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0, 1);
+  for (const int64_t in : {64, 201, 1100, 2080}) {
+    const int64_t out = 75;
+    std::vector<uint16_t> bytes(out * in);
+    for (auto& v : bytes) v = FloatToBF16(n(rng) * 0.1f);
+    Linear w;
+    w.dtype = DType::kBF16;
+    w.out_features = out;
+    w.in_features = in;
+    w.data = bytes.data();
+    if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+    for (const int64_t m : {2, 5, 6, 7, 13, 32, 64}) {
+      std::vector<float> x(m * in), y(m * out, -1.0f);
+      for (auto& v : x) v = n(rng) * std::exp2(static_cast<float>(rng() % 16) - 8.0f);
+      Bf16Activations xs;
+      SplitActivations(x.data(), m, in, in, &xs);
+      const int64_t row_begin = 3, rows = out - row_begin;
+      MatMulRowsBf16(xs, w, row_begin, rows, y.data(), out);
+      std::vector<float> via_linear(m * out);
+      MatMul(x.data(), m, w, via_linear.data());
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < rows; ++j) {
+          double ref = 0, mag = 0;
+          for (int64_t c = 0; c < in; ++c) {
+            const double p =
+                static_cast<double>(x[i * in + c]) * BF16ToFloat(bytes[(row_begin + j) * in + c]);
+            ref += p;
+            mag += std::fabs(p);
+          }
+          const double bound = (std::exp2(-18) + (in / 16.0 + 8) * std::exp2(-23)) * mag;
+          ASSERT_LE(std::fabs(y[i * out + j] - ref), bound)
+              << "in=" << in << " m=" << m << " " << i << "," << j << " ref " << ref;
+          ASSERT_LE(std::fabs(via_linear[i * out + row_begin + j] - ref), bound)
+              << "MatMul: in=" << in << " m=" << m << " " << i << "," << j;
         }
       }
     }

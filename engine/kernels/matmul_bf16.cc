@@ -1,0 +1,216 @@
+#include "engine/kernels/matmul_bf16.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/dtype.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
+// placeholders (a known false positive, GCC PR 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define DSV3_HAVE_BF16_KERNEL 1
+#endif
+
+namespace dsv3::engine {
+namespace {
+
+constexpr int64_t kChunkCols = 32;  // bf16 columns one vdpbf16ps consumes
+// Activation rows that meet each weight panel (the callers' 64 at most: one chunk).
+constexpr int64_t kChunkRows = 64;
+// Columns of an activation block (both parts of 6 rows: 24 KB, in L1).
+constexpr int64_t kBlockCols = 1024;
+// Weight rows of a panel (32 rows of 4,096 columns: 256 KB, in L2).
+constexpr int64_t kPanelRows = 32;
+
+#if DSV3_HAVE_BF16_KERNEL
+
+#define DSV3_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define DSV3_BF16_INLINE DSV3_BF16 __attribute__((always_inline)) inline
+
+bool CpuHasAvx512Bf16() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bf16");
+  }();
+  return has;
+}
+
+DSV3_BF16_INLINE __m512bh AsBh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
+
+// Columns [c0, c1) of R weight rows (w[0..R)) against B activation rows at xh/xl: writes
+// y[b * ldy + r], or adds to it (`accumulate`: a later block of columns). `prefetch_next`:
+// the weights come from memory (the first activation block of a panel), so fetch each row's
+// next block of columns as well, which the panel's next pass reads.
+template <int R, int B>
+DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_t* xl,
+                     int64_t stride, int64_t c0, int64_t c1, int64_t k, bool accumulate,
+                     bool prefetch_next, float* y, int64_t ldy) {
+  __m512 acc[R][B];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 6
+    for (int b = 0; b < B; ++b) acc[r][b] = _mm512_setzero_ps();
+  }
+  const int64_t full = std::min(c1, k / kChunkCols * kChunkCols);
+  for (int64_t c = c0; c < c1; c += kChunkCols) {
+    __m512i wv[R];
+    if (c < full) {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        if (prefetch_next) {  // the same columns of the next R rows, which the next call reads
+          _mm_prefetch(reinterpret_cast<const char*>(w[r] + R * k + c), _MM_HINT_T0);
+        }
+        wv[r] = _mm512_loadu_si512(w[r] + c);
+      }
+    } else {  // the row's last, partial chunk (the activations are zero-padded)
+      const auto mask = static_cast<__mmask32>((uint64_t{1} << (k - c)) - 1);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(mask, w[r] + c);
+    }
+#pragma GCC unroll 6
+    for (int b = 0; b < B; ++b) {
+      const __m512i h = _mm512_loadu_si512(xh + b * stride + c);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], AsBh(wv[r]), AsBh(h));
+      const __m512i l = _mm512_loadu_si512(xl + b * stride + c);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], AsBh(wv[r]), AsBh(l));
+    }
+  }
+#pragma GCC unroll 6
+  for (int b = 0; b < B; ++b) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const float v = _mm512_reduce_add_ps(acc[r][b]);
+      y[b * ldy + r] = accumulate ? y[b * ldy + r] + v : v;
+    }
+  }
+}
+
+// Weight rows [j0, j1) (a panel) against activation rows [i0, i1), columns [c0, c1).
+DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k, int64_t j0,
+                     int64_t j1, int64_t i0, int64_t i1, int64_t c0, int64_t c1, float* y,
+                     int64_t ldy) {
+  const int64_t s = xs.stride;
+  const bool accumulate = c0 > 0;
+  for (int64_t b = i0; b < i1; b += 6) {
+    const uint16_t* xh = xs.hi.data() + b * s;
+    const uint16_t* xl = xs.lo.data() + b * s;
+    float* yb = y + b * ldy;
+    const int64_t rows = std::min<int64_t>(6, i1 - b);
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+      const uint16_t* rw[4];
+      for (int r = 0; r < 4; ++r) rw[r] = base + (j + r) * k;
+      const bool next = b == i0;
+      switch (rows) {
+        case 1:
+          Block<4, 1>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+        case 2:
+          Block<4, 2>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+        case 3:
+          Block<4, 3>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+        case 4:
+          Block<4, 4>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+        case 5:
+          Block<4, 5>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+        default:
+          Block<4, 6>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          break;
+      }
+    }
+    for (; j < j1; ++j) {  // the last 1-3 rows of the thread's share
+      const uint16_t* rw[1] = {base + j * k};
+      for (int64_t i = 0; i < rows; ++i) {
+        Block<1, 1>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, false, yb + i * ldy + j,
+                    ldy);
+      }
+    }
+  }
+}
+
+DSV3_BF16 void Rows(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
+                    int64_t row_count, float* y, int64_t ldy) {
+  const auto* base = static_cast<const uint16_t*>(w.data) + row_begin * w.in_features;
+  const int64_t k = w.in_features;
+  // Blocked as a GEMM: a panel of kPanelRows weight rows (all columns: 256 KB at 4,096) stays
+  // in L2 while every activation row meets it, a block of 6 rows by kBlockCols columns at a
+  // time (24 KB with both parts, in L1). The first activation block streams the panel in from
+  // memory, a block of columns ahead.
+  for (int64_t i0 = 0; i0 < xs.m; i0 += kChunkRows) {
+    const int64_t i1 = std::min(xs.m, i0 + kChunkRows);
+    for (int64_t j0 = 0; j0 < row_count; j0 += kPanelRows) {
+      for (int64_t c0 = 0; c0 < xs.stride; c0 += kBlockCols) {
+        const int64_t c1 = std::min(xs.stride, c0 + kBlockCols);
+        Panel(xs, base, k, j0, std::min(row_count, j0 + kPanelRows), i0, i1, c0, c1, y, ldy);
+      }
+    }
+  }
+}
+
+DSV3_BF16 void SplitRow(const float* x, int64_t k, int64_t stride, uint16_t* hi, uint16_t* lo) {
+  for (int64_t c = 0; c < stride; c += 16) {
+    const int64_t n = std::clamp<int64_t>(k - c, 0, 16);
+    const auto mask = static_cast<__mmask16>((1u << n) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(mask, x + c);
+    const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c), h);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + c), l);
+  }
+}
+
+#endif  // DSV3_HAVE_BF16_KERNEL
+
+}  // namespace
+
+bool Bf16KernelApplies(const Linear& w) {
+#if DSV3_HAVE_BF16_KERNEL
+  return w.dtype == DType::kBF16 && CpuHasAvx512Bf16();
+#else
+  (void)w;
+  return false;
+#endif
+}
+
+void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, Bf16Activations* out) {
+  out->m = m;
+  out->k = k;
+  out->stride = (k + kChunkCols - 1) / kChunkCols * kChunkCols;
+  const auto size = static_cast<size_t>(m * out->stride);
+  if (out->hi.size() < size) {
+    out->hi.resize(size);
+    out->lo.resize(size);
+  }
+#if DSV3_HAVE_BF16_KERNEL
+  for (int64_t i = 0; i < m; ++i) {
+    SplitRow(x + i * ldx, k, out->stride, out->hi.data() + i * out->stride,
+             out->lo.data() + i * out->stride);
+  }
+#else
+  (void)x, (void)ldx;
+#endif
+}
+
+void MatMulRowsBf16(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
+                    int64_t row_count, float* y, int64_t ldy) {
+  if (xs.m <= 0 || row_count <= 0) return;
+#if DSV3_HAVE_BF16_KERNEL
+  Rows(xs, w, row_begin, row_count, y, ldy);
+#else
+  (void)w, (void)y, (void)ldy;
+#endif
+}
+
+}  // namespace dsv3::engine

@@ -1,0 +1,42 @@
+#ifndef DSV3_ENGINE_KERNELS_MATMUL_BF16_H_
+#define DSV3_ENGINE_KERNELS_MATMUL_BF16_H_
+
+// x W^T for BF16 weights on CPUs with AVX512_BF16 (vdpbf16ps: 32 bf16 products summed into 16
+// f32 lanes per instruction). The weights are used as stored, never widened to f32; the f32
+// activations are split once per call into two bf16 parts, x = hi + lo (hi = x rounded to
+// bf16, lo = the remainder rounded to bf16), and each weight meets both: the products are
+// exact and the sums f32, so the result is the f32 product's to within x's 16-bit split
+// (|x - hi - lo| <= 2^-17 |x|), not bf16 activations' 2^-9. Two vdpbf16ps per 32 columns and
+// activation row still do as many multiply-adds per instruction as f32 FMAs, without the five
+// operations a weight vector costs to widen, and without writing dequantised tiles.
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/kernels/linear.h"
+
+namespace dsv3::engine {
+
+// x [m, k] split into bf16 parts, rows padded with zeros to `stride` (k rounded up to 32).
+struct Bf16Activations {
+  int64_t m = 0;
+  int64_t k = 0;
+  int64_t stride = 0;
+  std::vector<uint16_t> hi;  // [m, stride]
+  std::vector<uint16_t> lo;  // [m, stride]
+};
+
+// True when this CPU runs MatMulRowsBf16 (AVX-512 with AVX512_BF16) and `w` is BF16.
+bool Bf16KernelApplies(const Linear& w);
+
+// Splits x [m, k] (row stride ldx) into `out`. Needs AVX512_BF16 (Bf16KernelApplies).
+void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, Bf16Activations* out);
+
+// y[i, j] = sum_c x[i, c] * W[row_begin + j, c] for i < xs.m, j < row_count, with x as `xs`
+// holds it. Single-threaded; callers split the rows between threads.
+void MatMulRowsBf16(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
+                    int64_t row_count, float* y, int64_t ldy);
+
+}  // namespace dsv3::engine
+
+#endif  // DSV3_ENGINE_KERNELS_MATMUL_BF16_H_
