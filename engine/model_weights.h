@@ -110,8 +110,9 @@ struct LoadOptions {
   // Projections as stored, or quantized at load (weight_format.h).
   WeightFormat weights = WeightFormat::kAsStored;
   // Quantized projections multiply int8-quantized activations at decode-sized batches
-  // (kernels/matmul_int8.h); false keeps activations in f32 (slower at batch 1, and exactly
-  // the dequantized weights' result).
+  // (kernels/matmul_int8.h), and kQ4 ones above 24 rows bf16-rounded activations and weights
+  // where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
+  // (slower, and exactly the dequantized weights' result).
   bool int8_activations = true;
   // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
   // 0 leaves it as it is (hardware threads unless set before).

@@ -28,6 +28,11 @@ constexpr int64_t kInt8MaxRows = 64;
 // dequantised tiles + f32 GEMM at 32-64; at 128 and 512 rows the tiles are faster.
 // (At 1 row the direct kernel streams the weights as fast.)
 constexpr int64_t kBf16MaxRows = 64;
+// kQ4 weights with quantized activations on a CPU with AVX512_BF16: above this many rows, tiles
+// rounded to bf16 (matmul_bf16.h) beat the integer kernel. matmul_bench, 2 threads: 2-2.5x at
+// 32-64 rows of an expert's [512, 1024], 1.3x at 32 of [4096, 1024], even at 24 of
+// [16384, 4096]; below 8-16 rows the integer kernel is faster.
+constexpr int64_t kQ4Int8MaxRows = 24;
 // Below this many weight elements a projection runs on the calling thread alone.
 constexpr int64_t kParallelMinElements = 1 << 15;
 
@@ -63,17 +68,21 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
 // The buffer is the calling thread's; the threads of one MatMulRows call share it.
 const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, const Linear& w) {
   if (m > kInt8MaxRows || !Int8KernelApplies(w)) return nullptr;
+  if (m > kQ4Int8MaxRows && Bf16TilesApply(w)) return nullptr;  // bf16 tiles instead
   thread_local Int8Activations xq;
   QuantizeActivations(x, m, ldx, w.in_features, w.dtype, &xq);
   return &xq;
 }
 
-// x split for w when the AVX512_BF16 kernel takes this call (BF16 weights, 2 to
-// kBf16MaxRows activation rows), else null. As QuantizedFor: the calling thread's buffer.
-const Bf16Activations* SplitFor(const float* x, int64_t m, int64_t ldx, const Linear& w) {
-  if (m < 2 || m > kBf16MaxRows || !Bf16KernelApplies(w)) return nullptr;
+// x as the AVX512_BF16 kernels take it for this call, else null: split in two bf16 parts for
+// BF16 weights at 2 to kBf16MaxRows rows; rounded to bf16 for kQ4 weights with quantized
+// activations above kQ4Int8MaxRows. As QuantizedFor: the calling thread's buffer.
+const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
+  const bool split = m >= 2 && m <= kBf16MaxRows && Bf16KernelApplies(w);
+  const bool rounded = m > kQ4Int8MaxRows && Bf16TilesApply(w);
+  if (!split && !rounded) return nullptr;
   thread_local Bf16Activations xs;
-  SplitActivations(x, m, ldx, w.in_features, &xs);
+  SplitActivations(x, m, ldx, w.in_features, split, &xs);
   return &xs;
 }
 
@@ -82,8 +91,10 @@ void MatMulRowsShare(const float* x, const Int8Activations* xq, const Bf16Activa
                      float* y, int64_t ldy) {
   if (xq != nullptr) {
     MatMulRowsInt8(*xq, w, row_begin, row_count, y, ldy);
-  } else if (xs != nullptr) {
+  } else if (xs != nullptr && w.dtype == DType::kBF16) {
     MatMulRowsBf16(*xs, w, row_begin, row_count, y, ldy);
+  } else if (xs != nullptr) {
+    MatMulRowsBf16Tiles(*xs, w, row_begin, row_count, y, ldy);
   } else {
     MatMulRowsOneThread(x, m, ldx, w, row_begin, row_count, y, ldy);
   }
@@ -138,13 +149,14 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
                 int64_t row_count, float* y, int64_t ldy) {
   if (m <= 0 || row_count <= 0) return;
   const Int8Activations* xq = QuantizedFor(x, m, ldx, w);
-  const Bf16Activations* xs = xq == nullptr ? SplitFor(x, m, ldx, w) : nullptr;
+  const Bf16Activations* xs = xq == nullptr ? Bf16For(x, m, ldx, w) : nullptr;
   if (row_count * w.in_features < kParallelMinElements || ThreadPool::InJob()) {
     MatMulRowsShare(x, xq, xs, m, ldx, w, row_begin, row_count, y, ldy);
     return;
   }
   // Static split of the output rows: every thread streams an equal share of W once.
-  const int64_t align = m <= kDirectMaxRows || xq != nullptr || xs != nullptr ? 16 : kTileRows;
+  const int64_t align =
+      m <= kDirectMaxRows || xq != nullptr || (xs != nullptr && xs->split) ? 16 : kTileRows;
   ThreadPool::Default().ParallelFor(
       row_count,
       [&](int64_t begin, int64_t end) {

@@ -10,7 +10,8 @@
 //     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4 with int8_activations, up
 //     to 64 rows: multiplied by int8-quantized activations (matmul_int8.h); BF16 from 2 to 64
 //     rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16 parts
-//     (matmul_bf16.h);
+//     (matmul_bf16.h); kQ4 with int8_activations above 24 rows: W tiles and x rounded to
+//     bf16, the same kernel (matmul_bf16.h);
 //   - more rows (prefill, big batches): 128-row tiles of W are dequantised to f32 and multiplied
 //     by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is

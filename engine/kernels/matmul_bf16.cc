@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/dtype.h"
+#include "engine/kernels/matmul_direct.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
@@ -24,6 +25,8 @@ constexpr int64_t kChunkRows = 64;
 constexpr int64_t kBlockCols = 1024;
 // Weight rows of a panel (32 rows of 4,096 columns: 256 KB, in L2).
 constexpr int64_t kPanelRows = 32;
+// Weight rows MatMulRowsBf16Tiles dequantises at a time (128 x 2,816 bf16: 720 KB, in L2).
+constexpr int64_t kTileRows = 128;
 
 #if DSV3_HAVE_BF16_KERNEL
 
@@ -46,7 +49,7 @@ DSV3_BF16_INLINE __m512bh AsBh(__m512i v) { return reinterpret_cast<__m512bh>(v)
 // y[b * ldy + r], or adds to it (`accumulate`: a later block of columns). `prefetch_next`:
 // the weights come from memory (the first activation block of a panel), so fetch each row's
 // next block of columns as well, which the panel's next pass reads.
-template <int R, int B>
+template <int R, int B, bool kLo>
 DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_t* xl,
                      int64_t stride, int64_t c0, int64_t c1, int64_t k, bool accumulate,
                      bool prefetch_next, float* y, int64_t ldy) {
@@ -77,9 +80,11 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
       const __m512i h = _mm512_loadu_si512(xh + b * stride + c);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], AsBh(wv[r]), AsBh(h));
-      const __m512i l = _mm512_loadu_si512(xl + b * stride + c);
+      if constexpr (kLo) {
+        const __m512i l = _mm512_loadu_si512(xl + b * stride + c);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], AsBh(wv[r]), AsBh(l));
+        for (int r = 0; r < R; ++r) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], AsBh(wv[r]), AsBh(l));
+      }
     }
   }
 #pragma GCC unroll 6
@@ -93,6 +98,7 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
 }
 
 // Weight rows [j0, j1) (a panel) against activation rows [i0, i1), columns [c0, c1).
+template <bool kLo>
 DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k, int64_t j0,
                      int64_t j1, int64_t i0, int64_t i1, int64_t c0, int64_t c1, float* y,
                      int64_t ldy) {
@@ -110,35 +116,36 @@ DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k,
       const bool next = b == i0;
       switch (rows) {
         case 1:
-          Block<4, 1>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 1, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
         case 2:
-          Block<4, 2>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 2, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
         case 3:
-          Block<4, 3>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 3, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
         case 4:
-          Block<4, 4>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 4, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
         case 5:
-          Block<4, 5>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 5, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
         default:
-          Block<4, 6>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 6, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
           break;
       }
     }
     for (; j < j1; ++j) {  // the last 1-3 rows of the thread's share
       const uint16_t* rw[1] = {base + j * k};
       for (int64_t i = 0; i < rows; ++i) {
-        Block<1, 1>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, false, yb + i * ldy + j,
-                    ldy);
+        Block<1, 1, kLo>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, false,
+                         yb + i * ldy + j, ldy);
       }
     }
   }
 }
 
+template <bool kLo>
 DSV3_BF16 void Rows(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
                     int64_t row_count, float* y, int64_t ldy) {
   const auto* base = static_cast<const uint16_t*>(w.data) + row_begin * w.in_features;
@@ -152,28 +159,52 @@ DSV3_BF16 void Rows(const Bf16Activations& xs, const Linear& w, int64_t row_begi
     for (int64_t j0 = 0; j0 < row_count; j0 += kPanelRows) {
       for (int64_t c0 = 0; c0 < xs.stride; c0 += kBlockCols) {
         const int64_t c1 = std::min(xs.stride, c0 + kBlockCols);
-        Panel(xs, base, k, j0, std::min(row_count, j0 + kPanelRows), i0, i1, c0, c1, y, ldy);
+        Panel<kLo>(xs, base, k, j0, std::min(row_count, j0 + kPanelRows), i0, i1, c0, c1, y, ldy);
       }
     }
   }
 }
 
+// lo == nullptr: round only.
 DSV3_BF16 void SplitRow(const float* x, int64_t k, int64_t stride, uint16_t* hi, uint16_t* lo) {
   for (int64_t c = 0; c < stride; c += 16) {
     const int64_t n = std::clamp<int64_t>(k - c, 0, 16);
     const auto mask = static_cast<__mmask16>((1u << n) - 1u);
     const __m512 v = _mm512_maskz_loadu_ps(mask, x + c);
     const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c), h);
+    if (lo == nullptr) continue;
     const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + c), h);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + c), l);
+  }
+}
+
+// Rows of W [row_begin, row_begin + rows) as bf16 into tile [rows, k]: dequantised to f32
+// (the format's own code), then rounded to nearest even.
+DSV3_BF16 void DequantTile(const Linear& w, int64_t row_begin, int64_t rows, uint16_t* tile) {
+  thread_local std::vector<float> row;
+  const int64_t k = w.in_features;
+  row.resize(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r) {
+    DequantRowFast(w, row_begin + r, row.data());
+    SplitRow(row.data(), k, k / 16 * 16, tile + r * k, nullptr);
+    for (int64_t c = k / 16 * 16; c < k; ++c) tile[r * k + c] = FloatToBF16(row[c]);
   }
 }
 
 #endif  // DSV3_HAVE_BF16_KERNEL
 
 }  // namespace
+
+bool Bf16TilesApply(const Linear& w) {
+#if DSV3_HAVE_BF16_KERNEL
+  return w.dtype == DType::kQ4 && w.int8_activations && CpuHasAvx512Bf16();
+#else
+  (void)w;
+  return false;
+#endif
+}
 
 bool Bf16KernelApplies(const Linear& w) {
 #if DSV3_HAVE_BF16_KERNEL
@@ -184,19 +215,19 @@ bool Bf16KernelApplies(const Linear& w) {
 #endif
 }
 
-void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, Bf16Activations* out) {
+void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, bool split,
+                      Bf16Activations* out) {
   out->m = m;
   out->k = k;
+  out->split = split;
   out->stride = (k + kChunkCols - 1) / kChunkCols * kChunkCols;
   const auto size = static_cast<size_t>(m * out->stride);
-  if (out->hi.size() < size) {
-    out->hi.resize(size);
-    out->lo.resize(size);
-  }
+  if (out->hi.size() < size) out->hi.resize(size);
+  if (split && out->lo.size() < size) out->lo.resize(size);
 #if DSV3_HAVE_BF16_KERNEL
   for (int64_t i = 0; i < m; ++i) {
     SplitRow(x + i * ldx, k, out->stride, out->hi.data() + i * out->stride,
-             out->lo.data() + i * out->stride);
+             split ? out->lo.data() + i * out->stride : nullptr);
   }
 #else
   (void)x, (void)ldx;
@@ -207,9 +238,35 @@ void MatMulRowsBf16(const Bf16Activations& xs, const Linear& w, int64_t row_begi
                     int64_t row_count, float* y, int64_t ldy) {
   if (xs.m <= 0 || row_count <= 0) return;
 #if DSV3_HAVE_BF16_KERNEL
-  Rows(xs, w, row_begin, row_count, y, ldy);
+  if (xs.split) return Rows<true>(xs, w, row_begin, row_count, y, ldy);
+  Rows<false>(xs, w, row_begin, row_count, y, ldy);
 #else
   (void)w, (void)y, (void)ldy;
+#endif
+}
+
+void MatMulRowsBf16Tiles(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
+                         int64_t row_count, float* y, int64_t ldy) {
+  if (xs.m <= 0 || row_count <= 0) return;
+#if DSV3_HAVE_BF16_KERNEL
+  thread_local std::vector<uint16_t> tile;
+  tile.resize(static_cast<size_t>(kTileRows * w.in_features));
+  Linear t;
+  t.dtype = DType::kBF16;
+  t.in_features = w.in_features;
+  t.data = tile.data();
+  for (int64_t r0 = 0; r0 < row_count; r0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, row_count - r0);
+    DequantTile(w, row_begin + r0, rows, tile.data());
+    t.out_features = rows;
+    if (xs.split) {
+      Rows<true>(xs, t, 0, rows, y + r0, ldy);
+    } else {
+      Rows<false>(xs, t, 0, rows, y + r0, ldy);
+    }
+  }
+#else
+  (void)w, (void)row_begin, (void)y, (void)ldy;
 #endif
 }
 

@@ -9,6 +9,11 @@
 // (|x - hi - lo| <= 2^-17 |x|), not bf16 activations' 2^-9. Two vdpbf16ps per 32 columns and
 // activation row still do as many multiply-adds per instruction as f32 FMAs, without the five
 // operations a weight vector costs to widen, and without writing dequantised tiles.
+//
+// kQ4 weights with quantized activations (Linear::int8_activations) use the same kernel for
+// many rows (prefill, big batches): 128-row tiles of W dequantised and rounded to bf16, and x
+// rounded to bf16 once (no lo part): one vdpbf16ps per 32 columns and row, twice the f32
+// GEMM's multiply-adds per instruction, with rounding errors far below the 4-bit codes' own.
 
 #include <cstdint>
 #include <vector>
@@ -17,25 +22,40 @@
 
 namespace dsv3::engine {
 
-// x [m, k] split into bf16 parts, rows padded with zeros to `stride` (k rounded up to 32).
+// x [m, k] split into bf16 parts (or only rounded: `lo` unused), rows padded with zeros to
+// `stride` (k rounded up to 32).
 struct Bf16Activations {
   int64_t m = 0;
   int64_t k = 0;
   int64_t stride = 0;
+  bool split = true;         // x = hi + lo; false: x ~ hi alone
   std::vector<uint16_t> hi;  // [m, stride]
-  std::vector<uint16_t> lo;  // [m, stride]
+  std::vector<uint16_t> lo;  // [m, stride], when split
 };
 
 // True when this CPU runs MatMulRowsBf16 (AVX-512 with AVX512_BF16) and `w` is BF16.
 bool Bf16KernelApplies(const Linear& w);
 
-// Splits x [m, k] (row stride ldx) into `out`. Needs AVX512_BF16 (Bf16KernelApplies).
-void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, Bf16Activations* out);
+// True when this CPU runs MatMulRowsBf16Tiles and `w` takes it: kQ4 weights that take
+// quantized activations (Linear::int8_activations). Their values, a 4-bit code times an f16
+// scale, lose at most 2^-9 of themselves to bf16, next to the code's own error of up to half
+// a step (1/16 of the group's range); x rounded to bf16 likewise.
+bool Bf16TilesApply(const Linear& w);
+
+// Splits x [m, k] (row stride ldx) into `out` (split = false: only rounds it to bf16). Needs
+// AVX512_BF16 (Bf16KernelApplies / Bf16TilesApply).
+void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, bool split,
+                      Bf16Activations* out);
 
 // y[i, j] = sum_c x[i, c] * W[row_begin + j, c] for i < xs.m, j < row_count, with x as `xs`
 // holds it. Single-threaded; callers split the rows between threads.
 void MatMulRowsBf16(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
                     int64_t row_count, float* y, int64_t ldy);
+
+// The same for weights of any dtype (Bf16TilesApply): tiles of W rows dequantised and rounded
+// to bf16, each multiplied by all of x before the next (prefill: many rows of x).
+void MatMulRowsBf16Tiles(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
+                         int64_t row_count, float* y, int64_t ldy);
 
 }  // namespace dsv3::engine
 

@@ -177,7 +177,7 @@ TEST(LinearTest, Bf16KernelKeepsActivationsToSixteenBits) {
       std::vector<float> x(m * in), y(m * out, -1.0f);
       for (auto& v : x) v = n(rng) * std::exp2(static_cast<float>(rng() % 16) - 8.0f);
       Bf16Activations xs;
-      SplitActivations(x.data(), m, in, in, &xs);
+      SplitActivations(x.data(), m, in, in, /*split=*/true, &xs);
       const int64_t row_begin = 3, rows = out - row_begin;
       MatMulRowsBf16(xs, w, row_begin, rows, y.data(), out);
       std::vector<float> via_linear(m * out);
