@@ -4,14 +4,10 @@
 #include <cstring>
 
 #include "engine/dtype.h"
+#include "engine/kernels/avx512.h"
 #include "engine/kernels/matmul_direct.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-// GCC 12's intrinsic headers trip -W(maybe-)uninitialized on their own _mm512_undefined_*
-// placeholders (a known false positive, GCC PR 105593).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
+#if DSV3_HAVE_AVX512_KERNEL
 #define DSV3_HAVE_BF16_KERNEL 1
 #endif
 
@@ -34,12 +30,7 @@ constexpr int64_t kTileRows = 128;
 #define DSV3_BF16_INLINE DSV3_BF16 __attribute__((always_inline)) inline
 
 bool CpuHasAvx512Bf16() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bf16");
-  }();
+  static const bool has = CpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
   return has;
 }
 
