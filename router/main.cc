@@ -56,6 +56,10 @@ ABSL_FLAG(absl::Duration, request_timeout, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, max_request_timeout, absl::Hours(1),
           "Longest a request may run: a longer deadline (timeout_ms, the gRPC deadline) is cut "
           "to this, so that no client holds KV blocks and a stream slot for longer.");
+ABSL_FLAG(absl::Duration, worker_down_after, absl::Milliseconds(1200),
+          "A worker whose load stream (a report every 200ms) is quiet this long is taken out of "
+          "routing, and its calls in flight end and resume elsewhere; it is put back when it "
+          "reports again. Longer on hosts where a busy worker's reports can be late.");
 int main(int argc, char** argv) {
   return dsv3::RunServerMain(
       argc, argv, "router",
@@ -83,6 +87,11 @@ int main(int argc, char** argv) {
                               dsv3::router::ParseRoutingPolicy(absl::GetFlag(FLAGS_router_policy)));
         workers.kv_overlap_weight = absl::GetFlag(FLAGS_kv_overlap_weight);
         workers.load_weight = absl::GetFlag(FLAGS_load_weight);
+        workers.down_after = absl::GetFlag(FLAGS_worker_down_after);
+        if (workers.down_after < absl::Milliseconds(400)) {
+          return absl::InvalidArgumentError(
+              "--worker_down_after must be at least 400ms (two load reports)");
+        }
         std::shared_ptr<dsv3::router::WorkerRegistry> registry =
             dsv3::router::WorkerRegistry::Start(workers);
         dsv3::router::RouterBackendOptions options;

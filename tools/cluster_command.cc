@@ -78,6 +78,9 @@ ABSL_FLAG(std::string, api_keys, "",
 ABSL_FLAG(int, migration_limit, 3,
           "dsv3 cluster: the router's --migration_limit (how many times a request whose decode "
           "worker fails is resumed on another; 0: it fails).");
+ABSL_FLAG(std::string, worker_down_after, "",
+          "dsv3 cluster: the router's --worker_down_after (how long a worker's load stream may "
+          "be quiet before it is taken out of routing; \"\": its default, 1.2s).");
 ABSL_FLAG(std::string, worker_drain_timeout, "",
           "dsv3 cluster: --drain_timeout of the prefill and decode workers (on SIGTERM, how "
           "long requests in flight run on; a decode worker's then resume elsewhere). \"\": "
@@ -392,6 +395,9 @@ absl::Status RunCluster(const std::vector<std::string>&) {
   if (!absl::GetFlag(FLAGS_api_keys).empty()) {
     router_argv.push_back("--api_keys=" + absl::GetFlag(FLAGS_api_keys));
   }
+  if (!absl::GetFlag(FLAGS_worker_down_after).empty()) {
+    router_argv.push_back("--worker_down_after=" + absl::GetFlag(FLAGS_worker_down_after));
+  }
   if (!tokenizer.empty()) router_argv.push_back("--tokenizer=" + tokenizer);
   if (Spawn(router, router_argv, tls)) children.push_back(router);
   // With expert workers, one rebalancer: EPLB every --eplb_interval (when set) and failover.
@@ -537,7 +543,7 @@ DSV3_REGISTER_COMMAND(
       "worker_drain_timeout"}},
     {"router",
      {"router_policy", "kv_overlap_weight", "decode_prefill_max_tokens", "migration_limit",
-      "reasoning_parser", "tool_call_parser", "api_keys"}},
+      "reasoning_parser", "tool_call_parser", "api_keys", "worker_down_after"}},
     {"security", {"tls", "tls_cert", "tls_key", "tls_ca", "tls_refresh_interval"}},
     {"experts", {"eplb_interval", "expert_failover_after"}});
 

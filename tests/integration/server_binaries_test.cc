@@ -194,6 +194,14 @@ TEST(ServerBinaryHelpTest, WorkersWithoutAModelSayWhy) {
   EXPECT_THAT(out2, HasSubstr("--expert_workers or --expert_dns"));
 }
 
+TEST(ServerBinaryHelpTest, RouterRefusesAWatchdogShorterThanTwoLoadReports) {
+  auto [rc, out] =
+      RunCommand(BinaryPath("dsv3-router") +
+                 " --prefill=127.0.0.1:1 --decode=127.0.0.1:2 --worker_down_after=100ms");
+  EXPECT_NE(rc, 0);
+  EXPECT_THAT(out, HasSubstr("--worker_down_after must be at least 400ms"));
+}
+
 // An attention worker whose expert workers never answer gives up after --expert_wait naming
 // each one and why it is down (the control plane's reason), not only that experts are missing.
 TEST(ServerBinaryHelpTest, ExpertWorkersThatNeverAnswerAreNamedWithTheReason) {
