@@ -30,6 +30,20 @@ inline bool CpuHasAvx512() {
   return has;
 }
 
+// Lanes 0-3: the sums of the 16 lanes of a, b, c and d. One transposing reduction for the
+// four (13 instructions) instead of four horizontal ones (8 each, a dependent chain).
+DSV3_AVX512_INLINE __m128 Sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  // In each 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3], and the same of c and d.
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  // In each 128-bit lane: that lane's sums of a, b, c, d.
+  const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+  const __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 }  // namespace dsv3::engine
 
 #endif

@@ -26,7 +26,7 @@ constexpr int64_t kTileRows = 128;
 
 #if DSV3_HAVE_BF16_KERNEL
 
-#define DSV3_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define DSV3_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 #define DSV3_BF16_INLINE DSV3_BF16 __attribute__((always_inline)) inline
 
 bool CpuHasAvx512Bf16() {
@@ -78,12 +78,20 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
       }
     }
   }
+  if constexpr (R == 4) {  // the R outputs of a row are adjacent in y
 #pragma GCC unroll 6
-  for (int b = 0; b < B; ++b) {
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const float v = _mm512_reduce_add_ps(acc[r][b]);
-      y[b * ldy + r] = accumulate ? y[b * ldy + r] + v : v;
+    for (int b = 0; b < B; ++b) {
+      __m128 v = Sum4(acc[0][b], acc[1][b], acc[2][b], acc[3][b]);
+      if (accumulate) v = _mm_add_ps(v, _mm_loadu_ps(y + b * ldy));
+      _mm_storeu_ps(y + b * ldy, v);
+    }
+  } else {
+#pragma GCC unroll 6
+    for (int b = 0; b < B; ++b) {
+      for (int r = 0; r < R; ++r) {
+        const float v = _mm512_reduce_add_ps(acc[r][b]);
+        y[b * ldy + r] = accumulate ? y[b * ldy + r] + v : v;
+      }
     }
   }
 }
