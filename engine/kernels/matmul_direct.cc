@@ -142,7 +142,11 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
 
 // One activation row against four weight rows (r0 .. r0 + 3): at batch 1 the kernel only
 // streams weights, and four row streams per core keep more lines in flight than two
-// (measured with bench/matmul_bench) while the four accumulators hide the FMA latency.
+// (measured with bench/matmul_bench) while the four accumulators hide the FMA latency. Each
+// step prefetches at least kPrefetchBytes ahead, and at least the same columns of the next
+// four rows (the next call's): the hardware prefetchers stop at page boundaries, and with
+// long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns:
+// 1.2-1.3x, bench/RESULTS.md).
 template <DType D>
 DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, float out[4]) {
   const int64_t k = w.in_features;
@@ -155,6 +159,7 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
   const int64_t scale_cols = kScaled<D> ? (k + bc - 1) / bc : 0;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                    _mm512_setzero_ps()};
+  const int64_t ahead = std::max(kPrefetchBytes, 4 * k * kElemBytes<D>);
   for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
     const int64_t c1 = std::min(k, c0 + bc);
     __m512 s[4];
@@ -169,12 +174,26 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
       }
     }
     int64_t c = c0;
+    if constexpr (kFp8) {
+      // The block's sum unscaled, then scaled once: one multiply per 128 columns, not per 16.
+      __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                        _mm512_setzero_ps()};
+      for (; c + 16 <= c1; c += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + c);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(p[r] + c + ahead), _MM_HINT_T0);
+          part[r] = _mm512_fmadd_ps(LoadW<D>(p[r] + c, 0xFFFF), xv, part[r]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) acc[r] = _mm512_fmadd_ps(part[r], s[r], acc[r]);
+    }
     for (; c + 16 <= c1; c += 16) {
       const __m512 xv = _mm512_loadu_ps(x + c);
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(p[r] + c * kElemBytes<D> + kPrefetchBytes),
-                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p[r] + c * kElemBytes<D> + ahead), _MM_HINT_T0);
         acc[r] =
             _mm512_fmadd_ps(LoadScaled<D, false>(p[r] + c * kElemBytes<D>, 0, s[r]), xv, acc[r]);
       }
@@ -256,9 +275,9 @@ DSV3_AVX512 void RowsAvx512(const float* x, int64_t m, int64_t ldx, const Linear
                             int64_t row_begin, int64_t row_count, float* y, int64_t ldy) {
   float out[2][8];
   int64_t j = 0;
-  // Batch 1 of unscaled weights (BF16 above all): four rows at a time, 1.2-1.3x the pairs
-  // (bench/RESULTS.md). Scaled formats keep the pairs (no gain measured for kQ8).
-  if constexpr (D == DType::kBF16 || D == DType::kF16 || D == DType::kF32) {
+  // Batch 1 of unscaled weights (BF16 above all) and FP8: four rows at a time, 1.2-1.3x the
+  // pairs (bench/RESULTS.md). kQ8 keeps the pairs (no gain measured).
+  if constexpr (D == DType::kBF16 || D == DType::kF16 || D == DType::kF32 || D == DType::kF8E4M3) {
     if (m == 1) {
       for (; j + 4 <= row_count; j += 4) BlockDenseRow4<D>(x, w, row_begin + j, y + j);
     }
