@@ -27,7 +27,7 @@ constexpr int64_t kLane = 4;             // columns a vpdpbusd lane sums
 #define DSV3_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 #define DSV3_VNNI_INLINE DSV3_VNNI __attribute__((always_inline)) inline
 
-// Prefetch distance in the weight stream (as matmul_direct.cc: 8 KiB ahead).
+// Least prefetch distance in the weight stream (as matmul_direct.cc: 8 KiB ahead).
 constexpr int64_t kPrefetchBytes = 8192;
 
 bool CpuHasVnni() {
@@ -94,6 +94,9 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
 #pragma GCC unroll 4
     for (int i = 0; i < MB; ++i) acc[n][i] = _mm512_setzero_ps();
   }
+  // At least the same columns of the next NR rows (the next block's): with long rows a fixed
+  // distance reaches only rows already streaming (as matmul_direct.cc's four-row kernel).
+  const int64_t ahead = std::max<int64_t>(kPrefetchBytes, NR * (k / kRowBytesDivisor<D>));
   const Int8Activations::Chunk* chunk = xq.chunks.data() + i0;
   for (int64_t c = 0; c < k; c += 64, chunk += xq.m) {
     const bool tail = c + 64 > k;
@@ -101,9 +104,8 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
     __m512 sv[NR];
 #pragma GCC unroll 4
     for (int n = 0; n < NR; ++n) {
-      _mm_prefetch(
-          reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + kPrefetchBytes),
-          _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + ahead),
+                   _MM_HINT_T0);
       wv[n] = LoadUnsigned<D>(rows[n], c, tail);
       sv[n] = PairScales(scales[n] + c / kGroup, tail);
     }
