@@ -146,7 +146,9 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
 // step prefetches at least kPrefetchBytes ahead, and at least the same columns of the next
 // four rows (the next call's): the hardware prefetchers stop at page boundaries, and with
 // long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns:
-// 1.2-1.3x, bench/RESULTS.md).
+// 1.2-1.3x, bench/RESULTS.md). Per row it does what BlockDense does, in the same order (scaled
+// weights, one accumulator, the same tail), so a row's result does not depend on how many rows
+// came with it: an expert's output is the same whether or not its tokens were batched.
 template <DType D>
 DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, float out[4]) {
   const int64_t k = w.in_features;
@@ -174,21 +176,6 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
       }
     }
     int64_t c = c0;
-    if constexpr (kFp8) {
-      // The block's sum unscaled, then scaled once: one multiply per 128 columns, not per 16.
-      __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                        _mm512_setzero_ps()};
-      for (; c + 16 <= c1; c += 16) {
-        const __m512 xv = _mm512_loadu_ps(x + c);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(p[r] + c + ahead), _MM_HINT_T0);
-          part[r] = _mm512_fmadd_ps(LoadW<D>(p[r] + c, 0xFFFF), xv, part[r]);
-        }
-      }
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) acc[r] = _mm512_fmadd_ps(part[r], s[r], acc[r]);
-    }
     for (; c + 16 <= c1; c += 16) {
       const __m512 xv = _mm512_loadu_ps(x + c);
 #pragma GCC unroll 4

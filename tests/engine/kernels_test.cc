@@ -104,6 +104,25 @@ TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
   }
 }
 
+// A row's result must not depend on the rows batched with it (an expert worker batches the
+// tokens of several attention workers; migration replays a stream): FP8 at one row (four weight
+// rows at a time) and at several (pairs) give the same bits.
+TEST(LinearTest, Fp8RowResultsDoNotDependOnTheBatch) {
+  std::mt19937 rng(3);
+  Fp8Matrix w = MakeFp8(260, 7 * 128 + 40, rng);  // long rows, a partial last block
+  const int64_t in = w.linear.in_features, out = w.linear.out_features;
+  std::normal_distribution<float> n(0, 1);
+  std::vector<float> x(3 * in);
+  for (auto& v : x) v = n(rng);
+  std::vector<float> batched(3 * out);
+  MatMul(x.data(), 3, w.linear, batched.data());
+  for (int64_t i = 0; i < 3; ++i) {
+    std::vector<float> alone(out);
+    MatMul(x.data() + i * in, 1, w.linear, alone.data());
+    for (int64_t r = 0; r < out; ++r) ASSERT_EQ(alone[r], batched[i * out + r]) << i << " " << r;
+  }
+}
+
 // BF16/F16/F32 weights through MatMulRows (direct kernel for few rows, the AVX512_BF16 kernel
 // for 2-64 rows of BF16, tiles + library GEMM for many, split between threads), with an in_features
 // that leaves a vector tail.
