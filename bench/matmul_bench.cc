@@ -5,9 +5,7 @@
 // same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ4
 // run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h).
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -71,27 +69,16 @@ int Run() {
     Linear w;
   };
   std::vector<Case> cases = {{"bf16", stored}};
-  // FP8 e4m3 with 128x128 block scales, as DeepSeek-V3's checkpoints: each block's largest
-  // weight maps to 448.
+  // FP8 e4m3 with 128x128 block scales, as DeepSeek-V3's checkpoints.
   std::vector<uint8_t> fp8(static_cast<size_t>(rows * cols));
   Linear f8 = stored;
   f8.dtype = DType::kF8E4M3;
   f8.data = fp8.data();
   f8.block_rows = f8.block_cols = 128;
-  const int64_t block_cols = (cols + 127) / 128;
-  f8.scale_inv.assign(static_cast<size_t>((rows + 127) / 128 * block_cols), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      float& s = f8.scale_inv[static_cast<size_t>(r / 128 * block_cols + c / 128)];
-      s = std::max(s, std::fabs(dsv3::engine::BF16ToFloat(bf16[r * cols + c])) / 448.0f);
-    }
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const float s = f8.scale_inv[static_cast<size_t>(r / 128 * block_cols + c / 128)];
-      fp8[r * cols + c] =
-          dsv3::engine::FloatToE4M3(dsv3::engine::BF16ToFloat(bf16[r * cols + c]) / s);
-    }
+  {
+    std::vector<float> dense(bf16.size());
+    for (size_t i = 0; i < bf16.size(); ++i) dense[i] = dsv3::engine::BF16ToFloat(bf16[i]);
+    f8.scale_inv = dsv3::engine::QuantizeE4M3Blocks(dense.data(), rows, cols, 128, 128, fp8.data());
   }
   cases.push_back({"fp8", f8});
   for (DType t : {DType::kQ8, DType::kQ4}) {

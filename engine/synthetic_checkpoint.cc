@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/kernels/quantize.h"
 
 namespace dsv3::engine {
 namespace {
@@ -202,23 +203,8 @@ class Filler {
   }
 
   void Quantise(const TensorSpec& s, const std::vector<float>& v, std::span<uint8_t> out) {
-    const int64_t rows = s.shape[0], cols = s.shape[1];
-    const int64_t br = c_.weight_block_rows, bc = c_.weight_block_cols;
-    const int64_t sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
-    std::vector<float> scales(static_cast<size_t>(sr * sc), 0.0f);
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t col = 0; col < cols; ++col) {
-        float& m = scales[(r / br) * sc + col / bc];
-        m = std::max(m, std::fabs(v[r * cols + col]));
-      }
-    }
-    for (float& m : scales) m = m > 0 ? m / 448.0f : 1.0f;
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t col = 0; col < cols; ++col) {
-        out[r * cols + col] = FloatToE4M3(v[r * cols + col] / scales[(r / br) * sc + col / bc]);
-      }
-    }
-    scales_[s.name] = std::move(scales);
+    scales_[s.name] = QuantizeE4M3Blocks(v.data(), s.shape[0], s.shape[1], c_.weight_block_rows,
+                                         c_.weight_block_cols, out.data());
   }
 
   const ModelConfig& c_;

@@ -145,10 +145,11 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
 // (measured with bench/matmul_bench) while the four accumulators hide the FMA latency. Each
 // step prefetches at least kPrefetchBytes ahead, and at least the same columns of the next
 // four rows (the next call's): the hardware prefetchers stop at page boundaries, and with
-// long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns:
-// 1.2-1.3x, bench/RESULTS.md). Per row it does what BlockDense does, in the same order (scaled
-// weights, one accumulator, the same tail), so a row's result does not depend on how many rows
-// came with it: an expert's output is the same whether or not its tokens were batched.
+// long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns,
+// medians: 1.25x on one thread, 1.45x on two; bench/RESULTS.md). Per row it does what BlockDense
+// does, in the same order (scaled weights, one accumulator, the same tail), so a row's result does
+// not depend on how many rows came with it: an expert's output is the same whether or not its
+// tokens were batched.
 template <DType D>
 DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, float out[4]) {
   const int64_t k = w.in_features;

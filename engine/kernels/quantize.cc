@@ -151,4 +151,25 @@ absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* 
   return q;
 }
 
+std::vector<float> QuantizeE4M3Blocks(const float* v, int64_t rows, int64_t cols,
+                                      int64_t block_rows, int64_t block_cols, uint8_t* out) {
+  const int64_t sr = (rows + block_rows - 1) / block_rows;
+  const int64_t sc = (cols + block_cols - 1) / block_cols;
+  std::vector<float> scales(static_cast<size_t>(sr * sc), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      float& m = scales[static_cast<size_t>((r / block_rows) * sc + c / block_cols)];
+      m = std::max(m, std::fabs(v[r * cols + c]));
+    }
+  }
+  for (float& m : scales) m = m > 0 ? m / 448.0f : 1.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      out[r * cols + c] = FloatToE4M3(
+          v[r * cols + c] / scales[static_cast<size_t>((r / block_rows) * sc + c / block_cols)]);
+    }
+  }
+  return scales;
+}
+
 }  // namespace dsv3::engine

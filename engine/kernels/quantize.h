@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/kernels/linear.h"
@@ -43,6 +44,12 @@ int64_t QuantizedCodeBytes(const Linear& w, DType target);
 // W in `target` (kQ8 or kQ4), from any stored dtype; its codes in `arena` (or a block of their
 // own), which the result keeps alive.
 absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* arena = nullptr);
+
+// FP8 e4m3 as DeepSeek-V3's checkpoints store it: v [rows, cols] as codes in `out`, one scale
+// per block_rows x block_cols block (the block's largest |v| maps to 448; an all-zero block
+// gets 1). Returns the scales, [ceil(rows / block_rows), ceil(cols / block_cols)].
+std::vector<float> QuantizeE4M3Blocks(const float* v, int64_t rows, int64_t cols,
+                                      int64_t block_rows, int64_t block_cols, uint8_t* out);
 
 }  // namespace dsv3::engine
 
