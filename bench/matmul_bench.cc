@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +27,8 @@ ABSL_FLAG(std::vector<std::string>, batches, std::vector<std::string>({"1", "4",
           "activation rows");
 ABSL_FLAG(int, threads, 2, "engine threads");
 ABSL_FLAG(double, min_seconds, 1.0, "time each figure over at least this long");
+ABSL_FLAG(bool, huge_pages, false,
+          "bf16 and fp8 weights in transparent huge pages (else 4 KiB pages, as a file mapping)");
 
 namespace {
 
@@ -57,28 +60,38 @@ int Run() {
   dsv3::engine::ThreadPool::SetDefaultThreads(threads);
   std::mt19937 rng(1);
   std::normal_distribution<float> n(0, 0.05f);
-  std::vector<uint16_t> bf16(static_cast<size_t>(rows * cols));
-  for (uint16_t& v : bf16) v = dsv3::engine::FloatToBF16(n(rng));
+  const bool huge = absl::GetFlag(FLAGS_huge_pages);
+  const size_t count = static_cast<size_t>(rows * cols);
+  dsv3::engine::CodeArena arena =
+      dsv3::engine::CodeArena::Create(huge ? static_cast<int64_t>(count * 3 + 128) : 64);
+  std::vector<uint16_t> bf16_own(huge ? 0 : count);
+  std::vector<uint8_t> fp8_own(huge ? 0 : count);
+  std::shared_ptr<uint8_t> bf16_huge = huge ? arena.Take(static_cast<int64_t>(count * 2)) : nullptr;
+  std::shared_ptr<uint8_t> fp8_huge = huge ? arena.Take(static_cast<int64_t>(count)) : nullptr;
+  if (huge && (bf16_huge == nullptr || fp8_huge == nullptr))
+    return std::fprintf(stderr, "out of memory\n"), 1;
+  uint16_t* bf16 = huge ? reinterpret_cast<uint16_t*>(bf16_huge.get()) : bf16_own.data();
+  uint8_t* fp8 = huge ? fp8_huge.get() : fp8_own.data();
+  for (size_t i = 0; i < count; ++i) bf16[i] = dsv3::engine::FloatToBF16(n(rng));
   Linear stored;
   stored.dtype = DType::kBF16;
   stored.out_features = rows;
   stored.in_features = cols;
-  stored.data = bf16.data();
+  stored.data = bf16;
   struct Case {
     std::string name;
     Linear w;
   };
   std::vector<Case> cases = {{"bf16", stored}};
   // FP8 e4m3 with 128x128 block scales, as DeepSeek-V3's checkpoints.
-  std::vector<uint8_t> fp8(static_cast<size_t>(rows * cols));
   Linear f8 = stored;
   f8.dtype = DType::kF8E4M3;
-  f8.data = fp8.data();
+  f8.data = fp8;
   f8.block_rows = f8.block_cols = 128;
   {
-    std::vector<float> dense(bf16.size());
-    for (size_t i = 0; i < bf16.size(); ++i) dense[i] = dsv3::engine::BF16ToFloat(bf16[i]);
-    f8.scale_inv = dsv3::engine::QuantizeE4M3Blocks(dense.data(), rows, cols, 128, 128, fp8.data());
+    std::vector<float> dense(count);
+    for (size_t i = 0; i < count; ++i) dense[i] = dsv3::engine::BF16ToFloat(bf16[i]);
+    f8.scale_inv = dsv3::engine::QuantizeE4M3Blocks(dense.data(), rows, cols, 128, 128, fp8);
   }
   cases.push_back({"fp8", f8});
   for (DType t : {DType::kQ8, DType::kQ4}) {
@@ -90,8 +103,9 @@ int Run() {
     cases.push_back({name + " int8-act", *q});
   }
   const double stream = dsv3::bench::StreamTriadGBs(threads, int64_t{1} << 25, 3);
-  std::printf("projection [%lld, %lld], %d threads, STREAM triad %.1f GB/s\n",
-              static_cast<long long>(rows), static_cast<long long>(cols), threads, stream);
+  std::printf("projection [%lld, %lld], %d threads, STREAM triad %.1f GB/s, bf16/fp8 in %s\n",
+              static_cast<long long>(rows), static_cast<long long>(cols), threads, stream,
+              huge ? "huge pages" : "4 KiB pages");
   for (const std::string& b : absl::GetFlag(FLAGS_batches)) {
     int64_t m;
     if (!absl::SimpleAtoi(b, &m) || m < 1)

@@ -1,6 +1,7 @@
 #include "engine/model_weights.h"
 
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -218,6 +219,37 @@ class Binder {
 
 }  // namespace
 
+void ForEachProjection(ModelWeights* w, const std::function<void(Linear*, ProjectionKind)>& fn) {
+  const ProjectionKind body = ProjectionKind::kBody;
+  auto mlp = [&](MlpWeights& m) {
+    fn(&m.gate, body);
+    fn(&m.up, body);
+    fn(&m.down, body);
+  };
+  auto layer = [&](LayerWeights& l) {
+    for (Linear* p :
+         {&l.attn.q_a, &l.attn.q_b, &l.attn.q_proj, &l.attn.kv_a, &l.attn.kv_b, &l.attn.o}) {
+      fn(p, body);
+    }
+    if (!l.is_moe) {
+      mlp(l.mlp);
+      return;
+    }
+    fn(&l.moe.router, ProjectionKind::kRouter);
+    for (MlpWeights& e : l.moe.experts) mlp(e);
+    mlp(l.moe.shared);
+  };
+  fn(&w->embed, ProjectionKind::kEmbedding);
+  for (LayerWeights& l : w->layers) layer(l);
+  fn(&w->lm_head, ProjectionKind::kHead);
+  for (MtpWeights& m : w->mtp) {
+    fn(&m.embed, ProjectionKind::kEmbedding);
+    fn(&m.eh_proj, body);
+    layer(m.block);
+    fn(&m.head, ProjectionKind::kHead);
+  }
+}
+
 const LayerWeights& ModelWeights::Layer(int64_t index) const {
   const int64_t n = static_cast<int64_t>(layers.size());
   return index < n ? layers[static_cast<size_t>(index)] : mtp[static_cast<size_t>(index - n)].block;
@@ -299,6 +331,27 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
     for (const MappedRegion& r : resident) bytes += r.bytes;
     LoadProgress progress(checkpoint.dir(), bytes, static_cast<int64_t>(resident.size()),
                           options.progress);
+    std::vector<MappedRegion> copied;  // projections still in the mapping, into huge pages
+    if (options.huge_pages) {
+      std::set<const void*> mapped;
+      ForEachProjection(&w, [&](Linear* p, ProjectionKind) {
+        if (!p->empty() && p->owner == nullptr) mapped.insert(p->data);
+      });
+      std::vector<MappedRegion> rest;
+      for (const MappedRegion& r : resident) (mapped.count(r.data) ? copied : rest).push_back(r);
+      const HugePageCopy copy = CopyToHugePages(copied, &progress);
+      if (copy.block != nullptr) {
+        std::map<const void*, const void*> moved;
+        for (size_t i = 0; i < copied.size(); ++i) moved[copied[i].data] = copy.copies[i];
+        ForEachProjection(&w, [&](Linear* p, ProjectionKind) {
+          auto it = p->owner == nullptr ? moved.find(p->data) : moved.end();
+          if (it == moved.end()) return;
+          p->data = it->second;
+          p->owner = copy.block;
+        });
+        resident = std::move(rest);
+      }
+    }
     MakeResident(resident, &progress);
     progress.Finish();
   }

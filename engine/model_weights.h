@@ -3,9 +3,11 @@
 
 // The weights of a DeepSeek-V3-architecture model, bound to a Checkpoint by their Hugging Face
 // names and checked against the config. Projections stay in the checkpoint mapping in their
-// stored dtype (Linear); norm vectors, gate biases and FP8 scales are copied out as f32.
+// stored dtype (Linear); norm vectors, gate biases and FP8 scales are copied out as f32. At
+// load the projections are copied into huge pages or quantized (LoadOptions).
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -93,6 +95,19 @@ struct ModelWeights {
   const LayerWeights& Layer(int64_t index) const;
 };
 
+// What a projection is to the model, for passes over all of them (weight formats, huge pages).
+enum class ProjectionKind {
+  kEmbedding,  // embed_tokens, also an MTP block's copy: one row read per token
+  kRouter,     // an MoE layer's expert scores
+  kHead,       // the output heads (main and MTP)
+  kBody,       // attention, dense and expert MLPs, eh_proj
+};
+
+// fn(p, kind) for every projection of `w` (empty ones too: roles bind only part of a model),
+// main layers first, then the head, then the MTP blocks. A tied head is visited beside the
+// embedding it shares its bytes with.
+void ForEachProjection(ModelWeights* w, const std::function<void(Linear*, ProjectionKind)>& fn);
+
 struct LoadOptions {
   bool load_mtp = true;  // false: MTP tensors are accepted but not bound
   // Tensors outside the role are neither bound, checked against the config, nor touched (they
@@ -106,6 +121,10 @@ struct LoadOptions {
   // Make the bound tensors' pages resident during Load (weight_residency.h), so resident
   // memory reflects what the role holds and requests do not page-fault the weights in.
   bool prefault = true;
+  // With prefault: the projections still in the mapping (all of them as stored; embeddings,
+  // routers and what a format leaves) are copied into transparent huge pages instead
+  // (weight_residency.h: CopyToHugePages), which the decode kernels stream faster.
+  bool huge_pages = true;
   ProgressMode progress = ProgressMode::kAuto;  // load progress on stderr (load_progress.h)
   // Projections as stored, or quantized at load (weight_format.h).
   WeightFormat weights = WeightFormat::kAsStored;

@@ -10,40 +10,18 @@
 namespace dsv3::engine {
 namespace {
 
-// Every projection of `w` that a format quantizes, with the dtype it gets.
+// Every projection of `w` that a format quantizes, with the dtype it gets: not the embeddings
+// nor the routers (weight_format.h).
 void ForEachQuantizable(WeightFormat format, ModelWeights* w,
                         const std::function<void(Linear*, DType)>& fn) {
-  const DType head = DType::kQ8;
-  if (format == WeightFormat::kInt8Head) {
-    fn(&w->lm_head, head);
-    for (MtpWeights& m : w->mtp) fn(&m.head, head);
-    return;
-  }
   const DType body = format == WeightFormat::kInt4 ? DType::kQ4 : DType::kQ8;
-  auto mlp = [&](MlpWeights& m) {
-    fn(&m.gate, body);
-    fn(&m.up, body);
-    fn(&m.down, body);
-  };
-  auto layer = [&](LayerWeights& l) {
-    for (Linear* p :
-         {&l.attn.q_a, &l.attn.q_b, &l.attn.q_proj, &l.attn.kv_a, &l.attn.kv_b, &l.attn.o}) {
+  ForEachProjection(w, [&](Linear* p, ProjectionKind kind) {
+    if (kind == ProjectionKind::kHead) {
+      fn(p, DType::kQ8);
+    } else if (kind == ProjectionKind::kBody && format != WeightFormat::kInt8Head) {
       fn(p, body);
     }
-    if (!l.is_moe) {
-      mlp(l.mlp);
-      return;
-    }
-    for (MlpWeights& e : l.moe.experts) mlp(e);
-    mlp(l.moe.shared);
-  };
-  for (LayerWeights& l : w->layers) layer(l);
-  fn(&w->lm_head, head);
-  for (MtpWeights& m : w->mtp) {
-    fn(&m.eh_proj, body);
-    layer(m.block);
-    fn(&m.head, head);
-  }
+  });
 }
 
 }  // namespace

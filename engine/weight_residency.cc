@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
+#include "engine/kernels/quantize.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::engine {
@@ -78,6 +80,47 @@ void ReleaseResident(const MappedRegion& region) {
       (reinterpret_cast<uintptr_t>(region.data) + static_cast<uintptr_t>(region.bytes)) &
       ~(page - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+HugePageCopy CopyToHugePages(std::span<const MappedRegion> regions, LoadProgress* progress) {
+  HugePageCopy out;
+  int64_t total = 0;
+  for (const MappedRegion& r : regions) total += (std::max<int64_t>(r.bytes, 0) + 63) / 64 * 64;
+  if (total == 0) return out;
+  CodeArena arena = CodeArena::Create(total);
+  struct Copy {
+    const uint8_t* src;
+    uint8_t* dst;
+    int64_t bytes;
+    int64_t tensors;  // 1 on a region's last piece
+  };
+  std::vector<Copy> pieces;
+  std::shared_ptr<uint8_t> first;
+  for (const MappedRegion& r : regions) {
+    std::shared_ptr<uint8_t> dst = arena.Take(std::max<int64_t>(r.bytes, 1));
+    if (dst == nullptr) return {};  // out of memory: the caller keeps the mapping
+    if (first == nullptr) first = dst;
+    out.copies.push_back(dst.get());
+    // Pieces end on 64 MiB boundaries of the source address, so every whole page of the
+    // region is in exactly one piece and gets released.
+    const auto* src = static_cast<const uint8_t*>(r.data);
+    for (int64_t at = 0; at < r.bytes;) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(src + at);
+      const int64_t to_boundary = static_cast<int64_t>((a / kPieceBytes + 1) * kPieceBytes - a);
+      const int64_t n = std::min(r.bytes - at, to_boundary);
+      pieces.push_back({src + at, dst.get() + at, n, at + n == r.bytes ? 1 : 0});
+      at += n;
+    }
+  }
+  ThreadPool::Default().ParallelForDynamic(
+      static_cast<int64_t>(pieces.size()), [&](int64_t i, int) {
+        const Copy& c = pieces[static_cast<size_t>(i)];
+        std::memcpy(c.dst, c.src, static_cast<size_t>(c.bytes));
+        ReleaseResident({c.src, c.bytes});
+        if (progress != nullptr) progress->Add(c.bytes, c.tensors);
+      });
+  out.block = first;  // shares the arena's block
+  return out;
 }
 
 }  // namespace dsv3::engine

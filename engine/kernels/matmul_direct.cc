@@ -27,8 +27,10 @@ void RowsGeneric(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_
 // 16 weights starting at byte `p` as f32 (lanes outside `mask` read nothing and are 0).
 // FP8 e4m3: the byte moved so that sign -> bit 31, exponent and mantissa -> bits 20..26 is an
 // f32 equal to the code's value times 2^-120 (subnormal codes become f32 subnormals: exact
-// with DAZ off, the default); the caller folds 2^120 into the block scale. Codes 0x7F/0xFF
-// (NaN) decode as +-480; checkpoints do not contain them.
+// with DAZ off, the default); the caller folds 2^120 into the block scale. Sign-extending the
+// byte puts copies of the sign in bits 27..31 after the shift, so one AND finishes it (three
+// instructions: batch-1 FP8 decode is bound by them, not by memory). Codes 0x7F/0xFF (NaN)
+// decode as +-480; checkpoints do not contain them.
 template <DType D>
 DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
   if constexpr (D == DType::kF32) {
@@ -41,8 +43,8 @@ DSV3_AVX512_INLINE __m512 LoadW(const uint8_t* p, __mmask16 mask) {
   } else if constexpr (D == DType::kQ8) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p)));
   } else {
-    const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mask, p));
-    const __m512i moved = _mm512_srai_epi32(_mm512_slli_epi32(c, 24), 4);
+    const __m512i c = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
+    const __m512i moved = _mm512_slli_epi32(c, 20);
     return _mm512_castsi512_ps(
         _mm512_and_si512(moved, _mm512_set1_epi32(static_cast<int>(0x87F00000u))));
   }
@@ -54,6 +56,11 @@ constexpr int64_t kElemBytes = D == DType::kF32 ? 4
 // FP8: one scale per block of block_rows x block_cols; kQ8: one per group of a row.
 template <DType D>
 constexpr bool kScaled = D == DType::kF8E4M3 || D == DType::kQ8;
+// FP8 in the decode kernels: a block's weights are summed against x unscaled and the sum is
+// scaled once per block (128 columns), a multiply per vector fewer. kQ8's groups (32 columns)
+// keep scaling each vector.
+template <DType D>
+constexpr bool kScaleAfterBlock = D == DType::kF8E4M3;
 
 constexpr float kTwoPow120 = 1.329227995784916e36f;  // 2^120
 
@@ -68,6 +75,16 @@ DSV3_AVX512_INLINE __m512 LoadScaled(const uint8_t* p, __mmask16 mask, __m512 sc
   return v;
 }
 
+// What the decode kernels multiply x by: scaled weights, or unscaled (kScaleAfterBlock).
+template <DType D, bool kMasked>
+DSV3_AVX512_INLINE __m512 LoadForDot(const uint8_t* p, __mmask16 mask, __m512 scale) {
+  if constexpr (kScaleAfterBlock<D>) {
+    return kMasked ? LoadW<D>(p, mask) : LoadW<D>(p, static_cast<__mmask16>(0xFFFF));
+  } else {
+    return LoadScaled<D, kMasked>(p, mask, scale);
+  }
+}
+
 // Columns [c, c + 16) (kMasked: only the lanes of `mask`) of weight rows pa, pb against MB
 // activation rows.
 template <DType D, int MB, bool kMasked>
@@ -75,15 +92,15 @@ DSV3_AVX512_INLINE void Step(const float* x, int64_t ldx, const uint8_t* pa, con
                              int64_t c, __mmask16 mask, __m512 sa, __m512 sb, __m512* acc_a,
                              __m512* acc_b) {
   if constexpr (!kMasked) {
-    // Weights come from a file mapping in 4 KiB pages, where the hardware prefetchers stop at
-    // every page boundary: ask for the lines kPrefetchBytes ahead of both row streams.
+    // Weights in 4 KiB pages (a file mapping, where huge pages are off or refused) stop the
+    // hardware prefetchers at every page boundary: ask for the lines kPrefetchBytes ahead.
     _mm_prefetch(reinterpret_cast<const char*>(pa + c * kElemBytes<D> + kPrefetchBytes),
                  _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(pb + c * kElemBytes<D> + kPrefetchBytes),
                  _MM_HINT_T0);
   }
-  const __m512 wa = LoadScaled<D, kMasked>(pa + c * kElemBytes<D>, mask, sa);
-  const __m512 wb = LoadScaled<D, kMasked>(pb + c * kElemBytes<D>, mask, sb);
+  const __m512 wa = LoadForDot<D, kMasked>(pa + c * kElemBytes<D>, mask, sa);
+  const __m512 wb = LoadForDot<D, kMasked>(pb + c * kElemBytes<D>, mask, sb);
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i) {
     const __m512 xv =
@@ -110,10 +127,11 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
   const float* sb_row = kFp8 ? w.scale_inv.data() + (rb / w.block_rows) * scale_cols : nullptr;
   const uint16_t* ga_row = kGroups ? w.group_scales.data() + ra * scale_cols : nullptr;
   const uint16_t* gb_row = kGroups ? w.group_scales.data() + rb * scale_cols : nullptr;
-  // Fully unrolled over MB so the accumulators live in registers.
-  __m512 acc_a[MB], acc_b[MB];
+  // Fully unrolled over MB so the accumulators live in registers. kScaleAfterBlock: acc_* hold
+  // the block's sums, folded into tot_* at its end.
+  __m512 acc_a[MB], acc_b[MB], tot_a[MB], tot_b[MB];
 #pragma GCC unroll 8
-  for (int i = 0; i < MB; ++i) acc_a[i] = acc_b[i] = _mm512_setzero_ps();
+  for (int i = 0; i < MB; ++i) acc_a[i] = acc_b[i] = tot_a[i] = tot_b[i] = _mm512_setzero_ps();
   for (int64_t c0 = 0, blk = 0; c0 < k; c0 += bc, ++blk) {
     const int64_t c1 = std::min(k, c0 + bc);
     __m512 sa = _mm512_set1_ps(1.0f), sb = sa;
@@ -132,11 +150,19 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
       const auto mask = static_cast<__mmask16>((1u << static_cast<unsigned>(c1 - c)) - 1u);
       Step<D, MB, true>(x, ldx, pa, pb, c, mask, sa, sb, acc_a, acc_b);
     }
+    if constexpr (kScaleAfterBlock<D>) {
+#pragma GCC unroll 8
+      for (int i = 0; i < MB; ++i) {
+        tot_a[i] = _mm512_fmadd_ps(acc_a[i], sa, tot_a[i]);
+        tot_b[i] = _mm512_fmadd_ps(acc_b[i], sb, tot_b[i]);
+        acc_a[i] = acc_b[i] = _mm512_setzero_ps();
+      }
+    }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i) {
-    out[0][i] = _mm512_reduce_add_ps(acc_a[i]);
-    out[1][i] = _mm512_reduce_add_ps(acc_b[i]);
+    out[0][i] = _mm512_reduce_add_ps(kScaleAfterBlock<D> ? tot_a[i] : acc_a[i]);
+    out[1][i] = _mm512_reduce_add_ps(kScaleAfterBlock<D> ? tot_b[i] : acc_b[i]);
   }
 }
 
@@ -147,7 +173,7 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
 // four rows (the next call's): the hardware prefetchers stop at page boundaries, and with
 // long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns,
 // medians: 1.25x on one thread, 1.45x on two; bench/RESULTS.md). Per row it does what BlockDense
-// does, in the same order (scaled weights, one accumulator, the same tail), so a row's result does
+// does, in the same order (the same scaling, block sums and tail), so a row's result does
 // not depend on how many rows came with it: an expert's output is the same whether or not its
 // tokens were batched.
 template <DType D>
@@ -176,14 +202,18 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
         s[r] = _mm512_set1_ps(1.0f);
       }
     }
+    // kScaleAfterBlock: the block's sums, then folded into acc; else acc itself.
+    __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                      _mm512_setzero_ps()};
+    __m512* sum = kScaleAfterBlock<D> ? part : acc;
     int64_t c = c0;
     for (; c + 16 <= c1; c += 16) {
       const __m512 xv = _mm512_loadu_ps(x + c);
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(p[r] + c * kElemBytes<D> + ahead), _MM_HINT_T0);
-        acc[r] =
-            _mm512_fmadd_ps(LoadScaled<D, false>(p[r] + c * kElemBytes<D>, 0, s[r]), xv, acc[r]);
+        sum[r] =
+            _mm512_fmadd_ps(LoadForDot<D, false>(p[r] + c * kElemBytes<D>, 0, s[r]), xv, sum[r]);
       }
     }
     if (c < c1) {
@@ -191,9 +221,13 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
       const __m512 xv = _mm512_maskz_loadu_ps(mask, x + c);
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) {
-        acc[r] =
-            _mm512_fmadd_ps(LoadScaled<D, true>(p[r] + c * kElemBytes<D>, mask, s[r]), xv, acc[r]);
+        sum[r] =
+            _mm512_fmadd_ps(LoadForDot<D, true>(p[r] + c * kElemBytes<D>, mask, s[r]), xv, sum[r]);
       }
+    }
+    if constexpr (kScaleAfterBlock<D>) {
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) acc[r] = _mm512_fmadd_ps(part[r], s[r], acc[r]);
     }
   }
   for (int r = 0; r < 4; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);

@@ -1,6 +1,6 @@
 // Role-based loading: attention side and routed-expert subsets bind only their tensors, the
 // split model computes what the whole one does, missing experts are clear errors; load
-// progress lines.
+// progress lines; projections copied into huge pages.
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -143,6 +143,56 @@ TEST_F(LoadRoleTest, ExpertSubsetHoldsOnlyThoseExperts) {
       ex.Run(moe_layer, x.data(), 1, hidden, 2, other, &ys, [&] { ++overlapped; });
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(st.message().find("routed expert 5 of layer"), std::string::npos) << st;
+}
+
+// Projections copied out of the checkpoint mapping into huge pages (LoadOptions::huge_pages)
+// compute bit for bit what the mapped ones do, in BF16 and FP8, whole model and expert role,
+// and none of them is read from the mapping any more.
+TEST_F(LoadRoleTest, HugePageCopyComputesWhatTheMappingDoes) {
+  const std::string fp8_dir = dir() + "-fp8";
+  SyntheticOptions options;
+  options.mtp_layers = 1;
+  options.seed = 3;
+  options.fp8 = true;
+  ASSERT_TRUE(WriteSyntheticCheckpoint(fp8_dir, options).ok());
+  for (const std::string& d : {dir(), fp8_dir}) {
+    SCOPED_TRACE(d);
+    LoadOptions mapped;
+    mapped.huge_pages = false;
+    auto a = Model::Load(d, mapped);
+    auto b = Model::Load(d);  // huge pages by default
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    auto la = LastLogits(**a);
+    auto lb = LastLogits(**b);
+    ASSERT_TRUE(la.ok() && lb.ok());
+    EXPECT_EQ(*la, *lb);
+    EXPECT_EQ((*a)->weights().bytes, (*b)->weights().bytes);
+    int64_t moved = 0, in_mapping = 0;
+    ModelWeights w = (*b)->weights();  // a copy: the walk takes a mutable one
+    ForEachProjection(&w, [&](Linear* p, ProjectionKind) {
+      if (p->empty()) return;
+      (p->owner != nullptr ? moved : in_mapping) += 1;
+    });
+    EXPECT_GT(moved, 0);
+    EXPECT_EQ(in_mapping, 0);
+  }
+  // An expert role copies only its experts.
+  LoadOptions experts;
+  experts.role = LoadRole::kRoutedExperts;
+  experts.expert_ids = {1};
+  auto e = Model::Load(fp8_dir, experts);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ModelWeights w = (*e)->weights();
+  int64_t bound = 0;
+  ForEachProjection(&w, [&](Linear* p, ProjectionKind) {
+    if (p->empty()) return;
+    ++bound;
+    EXPECT_NE(p->owner, nullptr);
+  });
+  EXPECT_EQ(bound,
+            3 * ((*e)->config().num_hidden_layers + 1 - (*e)->config().first_k_dense_replace));
+  std::filesystem::remove_all(fp8_dir);
 }
 
 TEST(LoadProgressTest, ThrottledLinesAndFinalLine) {
