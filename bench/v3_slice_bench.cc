@@ -37,6 +37,7 @@
 ABSL_FLAG(std::string, model, "", "a v3-slice checkpoint (dsv3 make-model --preset v3-slice)");
 ABSL_FLAG(int, threads, 0, "engine threads (0: all)");
 ABSL_FLAG(std::string, weights, "auto", "weight format: auto, int8, int4");
+ABSL_FLAG(bool, huge_pages, true, "projections copied into transparent huge pages at load");
 ABSL_FLAG(double, min_seconds, 2.0, "time each figure over at least this long");
 ABSL_FLAG(std::string, json, "", "also write the figures here");
 ABSL_FLAG(std::string, dispatch_us, "",
@@ -158,6 +159,7 @@ int Run() {
   auto weights = dsv3::engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
   if (!weights.ok()) return std::fprintf(stderr, "%s\n", weights.status().ToString().c_str()), 1;
   load.weights = *weights;
+  load.huge_pages = absl::GetFlag(FLAGS_huge_pages);
   auto model = Model::Load(absl::GetFlag(FLAGS_model), load);
   if (!model.ok()) return std::fprintf(stderr, "%s\n", model.status().ToString().c_str()), 1;
   const auto& c = (*model)->config();

@@ -39,7 +39,8 @@ DSV3_BF16_INLINE __m512bh AsBh(__m512i v) { return reinterpret_cast<__m512bh>(v)
 // Columns [c0, c1) of R weight rows (w[0..R)) against B activation rows at xh/xl: writes
 // y[b * ldy + r], or adds to it (`accumulate`: a later block of columns). `prefetch_next`:
 // the weights come from memory (the first activation block of a panel), so fetch each row's
-// next block of columns as well, which the panel's next pass reads.
+// next block of columns as well, which the panel's next pass reads, and into L2 the block
+// after the next's (matmul_direct.cc's four-row kernel says why).
 template <int R, int B, bool kLo>
 DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_t* xl,
                      int64_t stride, int64_t c0, int64_t c1, int64_t k, bool accumulate,
@@ -58,6 +59,7 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
       for (int r = 0; r < R; ++r) {
         if (prefetch_next) {  // the same columns of the next R rows, which the next call reads
           _mm_prefetch(reinterpret_cast<const char*>(w[r] + R * k + c), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w[r] + 3 * R * k + c), _MM_HINT_T1);
         }
         wv[r] = _mm512_loadu_si512(w[r] + c);
       }

@@ -172,10 +172,13 @@ DSV3_AVX512 void BlockDense(const float* x, int64_t ldx, const Linear& w, int64_
 // step prefetches at least kPrefetchBytes ahead, and at least the same columns of the next
 // four rows (the next call's): the hardware prefetchers stop at page boundaries, and with
 // long rows a fixed distance reaches only the rows already streaming (FP8 at 7,168 columns,
-// medians: 1.25x on one thread, 1.45x on two; bench/RESULTS.md). Per row it does what BlockDense
-// does, in the same order (the same scaling, block sums and tail), so a row's result does
-// not depend on how many rows came with it: an expert's output is the same whether or not its
-// tokens were batched.
+// medians: 1.25x on one thread, 1.45x on two; bench/RESULTS.md). A second prefetch, twice as
+// far, into L2 only (T1): one core's misses in flight to L1 cannot cover DRAM latency at the
+// bandwidth a core can take, and short rows (1,024 columns) never run long enough for the
+// hardware's L2 streamer (1.5-2x at batch 1 on one thread; RESULTS.md, session 19). Per row it
+// does what BlockDense does, in the same order (the same scaling, block sums and tail), so a
+// row's result does not depend on how many rows came with it: an expert's output is the same
+// whether or not its tokens were batched.
 template <DType D>
 DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, float out[4]) {
   const int64_t k = w.in_features;
@@ -212,6 +215,8 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(p[r] + c * kElemBytes<D> + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p[r] + c * kElemBytes<D> + 2 * ahead),
+                     _MM_HINT_T1);
         sum[r] =
             _mm512_fmadd_ps(LoadForDot<D, false>(p[r] + c * kElemBytes<D>, 0, s[r]), xv, sum[r]);
       }

@@ -95,7 +95,8 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
     for (int i = 0; i < MB; ++i) acc[n][i] = _mm512_setzero_ps();
   }
   // At least the same columns of the next NR rows (the next block's): with long rows a fixed
-  // distance reaches only rows already streaming (as matmul_direct.cc's four-row kernel).
+  // distance reaches only rows already streaming (as matmul_direct.cc's four-row kernel), and
+  // twice that into L2 (the same reason as there).
   const int64_t ahead = std::max<int64_t>(kPrefetchBytes, NR * (k / kRowBytesDivisor<D>));
   const Int8Activations::Chunk* chunk = xq.chunks.data() + i0;
   for (int64_t c = 0; c < k; c += 64, chunk += xq.m) {
@@ -106,6 +107,8 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
     for (int n = 0; n < NR; ++n) {
       _mm_prefetch(reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + ahead),
                    _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + 2 * ahead),
+                   _MM_HINT_T1);
       wv[n] = LoadUnsigned<D>(rows[n], c, tail);
       sv[n] = PairScales(scales[n] + c / kGroup, tail);
     }
