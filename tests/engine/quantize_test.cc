@@ -249,6 +249,58 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
   }
 }
 
+// The activations' codes, lane sums and scales are QuantizeActivations' definition bit for
+// bit on every path (the AVX-512 one where the CPU has VNNI): codes round(x * (127 / absmax))
+// to nearest even, each lane's offset -offset x the sum of its 4 codes, its scale absmax /
+// 127; a last half chunk, an all-zero group and values that round to exact halves included.
+TEST(QuantizeTest, Int8ActivationCodesAreTheirDefinitionBitForBit) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> n(0, 1);
+  for (const int64_t k : {64, 96, 352}) {
+    for (DType dtype : {DType::kQ8, DType::kQ4}) {
+      const int32_t offset = dtype == DType::kQ8 ? 128 : 8;
+      const int64_t m = 5, ldx = k + 32;
+      std::vector<float> x(m * ldx);
+      for (auto& v : x) v = n(rng);
+      std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // row 0's second group
+      // Row 1's first group: absmax 127, so its scale is 1 and these are halves to round.
+      const float halves[4] = {-126.5f, 2.5f, -3.5f, 0.5f};
+      for (int64_t c = 0; c < 32; ++c) x[ldx + c] = c == 0 ? 127.0f : halves[c % 4];
+      Int8Activations xq;
+      QuantizeActivations(x.data(), m, ldx, k, dtype, &xq);
+      ASSERT_EQ(xq.chunks.size(), static_cast<size_t>((k + 63) / 64 * m));
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t ch = 0; ch < (k + 63) / 64; ++ch) {
+          const Int8Activations::Chunk& got = xq.chunks[ch * m + i];
+          for (int64_t h = 0; h < 2; ++h) {
+            const int64_t c0 = ch * 64 + h * kQuantGroup;
+            const bool exists = c0 < k;
+            float amax = 0;
+            for (int64_t c = 0; exists && c < kQuantGroup; ++c) {
+              amax = std::max(amax, std::fabs(x[i * ldx + c0 + c]));
+            }
+            const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+            for (int64_t l = 0; l < kQuantGroup / 4; ++l) {
+              int32_t sum = 0;
+              for (int64_t c = l * 4; c < l * 4 + 4; ++c) {
+                const int8_t want =
+                    exists ? static_cast<int8_t>(std::clamp(
+                                 std::nearbyint(x[i * ldx + c0 + c] * inv), -127.0f, 127.0f))
+                           : 0;
+                ASSERT_EQ(got.codes[h * kQuantGroup + c], want) << "k=" << k << " row " << i;
+                sum += want;
+              }
+              ASSERT_EQ(got.lane_offset[h * 8 + l], -offset * sum);
+              const float scale = exists ? amax / 127.0f : 0.0f;
+              ASSERT_EQ(std::memcmp(&got.lane_scale[h * 8 + l], &scale, sizeof(float)), 0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // Calls of more than 24 rows (prefill, big batches) of kQ4 weights with quantized activations,
 // where the CPU
 // has AVX512_BF16: weights and x rounded to bf16, each within 2^-9 of itself, so every result
