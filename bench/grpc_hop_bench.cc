@@ -44,6 +44,9 @@ ABSL_FLAG(std::string, concurrency, "1,16,256", "calls in flight, comma separate
 ABSL_FLAG(double, seconds, 3, "measured seconds per configuration (after 0.5 s of warm-up)");
 ABSL_FLAG(std::string, target, "", "client: host:port of the server");
 ABSL_FLAG(int, in_flight, 1, "client: calls in flight");
+ABSL_FLAG(int, pause_us, 0,
+          "pause between one call's answer and the next call (0: back to back); sparse calls "
+          "meet idle threads, as a request's control calls do in a cluster at low load");
 
 namespace dsv3::bench {
 namespace {
@@ -145,12 +148,14 @@ class CallLoops {
       if (!again) --running_;
     }
     delete call;
+    if (again && pause_ > absl::ZeroDuration()) absl::SleepFor(pause_);
     if (again) Call();
   }
 
   grpc::GenericStub stub_;
   const absl::Time measure_from_;
   const absl::Time end_;
+  const absl::Duration pause_ = absl::Microseconds(absl::GetFlag(FLAGS_pause_us));
   absl::Mutex mu_;
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
@@ -190,10 +195,13 @@ absl::StatusOr<Figures> RunOne(const std::vector<std::string>& tls_flags, int in
   DSV3_ASSIGN_OR_RETURN(std::string ready, server.ReadLine(absl::Now() + absl::Seconds(20)));
   std::vector<std::string> w = absl::StrSplit(ready, ' ');
   if (w.size() != 2 || w[0] != "READY") return absl::InternalError("server said: " + ready);
-  std::vector<std::string> client_argv = {"/proc/self/exe", "--role=client",
-                                          "--target=127.0.0.1:" + w[1],
-                                          absl::StrCat("--in_flight=", in_flight),
-                                          absl::StrCat("--seconds=", absl::GetFlag(FLAGS_seconds))};
+  std::vector<std::string> client_argv = {
+      "/proc/self/exe",
+      "--role=client",
+      "--target=127.0.0.1:" + w[1],
+      absl::StrCat("--in_flight=", in_flight),
+      absl::StrCat("--seconds=", absl::GetFlag(FLAGS_seconds)),
+      absl::StrCat("--pause_us=", absl::GetFlag(FLAGS_pause_us))};
   client_argv.insert(client_argv.end(), tls_flags.begin(), tls_flags.end());
   DSV3_ASSIGN_OR_RETURN(ChildProcess client, ChildProcess::Start(client_argv, {}));
   DSV3_ASSIGN_OR_RETURN(std::string out, client.ReadLine(absl::Now() + absl::Seconds(60)));
