@@ -1,4 +1,5 @@
-// weight_format_kl --model DIR --weights int8|int4 --tokens FILE [--ctx 512] [--chunks N]
+// weight_format_kl --model DIR --weights int8|int4|auto --tokens FILE [--ctx 512] [--chunks N]
+//                  [--bf16_activations]
 //
 // The accuracy of a load-time weight format (engine/weight_format.h) as llama.cpp's
 // `llama-perplexity --kl-divergence` measures a quantization: the token stream is cut into
@@ -34,6 +35,9 @@ ABSL_FLAG(int, step, 0,
           "runs the decode kernels (int8 activations included); 0: the whole chunk at once, "
           "as a prefill");
 ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations at decode sizes");
+ABSL_FLAG(bool, bf16_activations, false,
+          "the measured model's BF16 projections take activations rounded to bf16 (with "
+          "--weights auto: the cost of that alone)");
 
 namespace {
 
@@ -85,6 +89,7 @@ int Run() {
   }
   load.weights = *format;
   load.int8_activations = absl::GetFlag(FLAGS_int8_activations);
+  load.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
   auto quant = Model::Load(absl::GetFlag(FLAGS_model), load);
   if (!quant.ok()) {
     std::fprintf(stderr, "%s\n", quant.status().ToString().c_str());
@@ -128,6 +133,7 @@ int Run() {
   nlohmann::json j;
   j["weights"] = absl::GetFlag(FLAGS_weights);
   j["int8_activations"] = absl::GetFlag(FLAGS_int8_activations);
+  j["bf16_activations"] = absl::GetFlag(FLAGS_bf16_activations);
   j["step"] = absl::GetFlag(FLAGS_step);
   j["positions"] = kls.size();
   j["mean_kl"] = mean;

@@ -390,6 +390,7 @@ std::string ModelConfigHash(const ModelConfig& c) {
                           y.mscale_all_dim);
   }
   if (!c.weight_format.empty()) absl::StrAppend(&s, ";weights=", c.weight_format);
+  if (c.bf16_activations) absl::StrAppend(&s, ";activations=bf16");
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : s) {
     h ^= ch;

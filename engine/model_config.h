@@ -64,6 +64,9 @@ struct ModelConfig {
   // Not from config.json: the format the process holds the weights in when it is not the
   // stored one ("int8", "int4": LoadOptions::weights, set by Model::Load). Part of the hash.
   std::string weight_format;
+  // Not from config.json either: LoadOptions::bf16_activations, set by Model::Load. Part of the
+  // hash: KV and experts computed with rounded activations are not the split ones'.
+  bool bf16_activations = false;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool IsMoeLayer(int64_t layer) const;

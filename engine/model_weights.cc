@@ -310,6 +310,9 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
   w.tensors = b.tensors();
   DSV3_ASSIGN_OR_RETURN(const QuantizeReport quantized,
                         QuantizeModelWeights(options.weights, &w, options.int8_activations));
+  if (options.bf16_activations) {
+    ForEachProjection(&w, [](Linear* p, ProjectionKind) { p->bf16_activations = true; });
+  }
   std::vector<MappedRegion> resident;
   const std::set<const void*> released(quantized.released.begin(), quantized.released.end());
   for (const MappedRegion& r : b.regions()) {

@@ -133,6 +133,11 @@ struct LoadOptions {
   // where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
   // (slower, and exactly the dequantized weights' result).
   bool int8_activations = true;
+  // BF16 projections multiply activations rounded to bf16 from 2 rows on (decode batches,
+  // prefill; Linear::bf16_activations) where the CPU has AVX512_BF16: half the instructions of
+  // the default, which splits them into two bf16 parts to keep f32-level products. A change of
+  // numerics, so part of the model's identity (ModelConfig::bf16_activations).
+  bool bf16_activations = false;
   // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
   // 0 leaves it as it is (hardware threads unless set before).
   int num_threads = 0;

@@ -321,6 +321,7 @@ absl::Status RunCluster(const std::vector<std::string>&) {
           absl::StrCat("--engine_compute_nice=", absl::GetFlag(FLAGS_engine_compute_nice)));
     }
     argv.push_back("--weights=" + absl::GetFlag(FLAGS_weights));
+    argv.push_back(absl::StrCat("--bf16_activations=", absl::GetFlag(FLAGS_bf16_activations)));
     expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
     if (Spawn(c, argv, tls)) children.push_back(c);
   }
@@ -341,7 +342,8 @@ absl::Status RunCluster(const std::vector<std::string>&) {
         absl::StrCat("--kv_blocks=", absl::GetFlag(FLAGS_kv_pool_blocks)),
         absl::StrCat("--prefix_cache=", absl::GetFlag(FLAGS_prefix_cache) ? "true" : "false"),
         absl::StrCat("--prefix_cache_max_blocks=", absl::GetFlag(FLAGS_prefix_cache_max_blocks)),
-        "--weights=" + absl::GetFlag(FLAGS_weights)};
+        "--weights=" + absl::GetFlag(FLAGS_weights),
+        absl::StrCat("--bf16_activations=", absl::GetFlag(FLAGS_bf16_activations))};
     if (ucx.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!expert_addresses.empty()) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
@@ -535,7 +537,8 @@ absl::Status RunCluster(const std::vector<std::string>&) {
 
 DSV3_REGISTER_COMMAND(
     cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
-    RunCluster, {"model", {"model", "tokenizer", "speculative", "draft_tokens", "weights"}},
+    RunCluster,
+    {"model", {"model", "tokenizer", "speculative", "draft_tokens", "weights", "bf16_activations"}},
     {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
     {"workers",
      {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",

@@ -38,6 +38,12 @@ ABSL_FLAG(bool, int8_activations, true,
           "them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); false keeps "
           "them in f32");
 
+ABSL_FLAG(bool, bf16_activations, false,
+          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
+          "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
+          "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
+          "instructions). Part of the model identity, as --weights");
+
 namespace dsv3::tools {
 
 absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text) {
@@ -58,6 +64,7 @@ absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags() {
   options.num_threads = absl::GetFlag(FLAGS_threads);
   DSV3_ASSIGN_OR_RETURN(options.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
   options.int8_activations = absl::GetFlag(FLAGS_int8_activations);
+  options.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
   return options;
 }
 

@@ -36,12 +36,14 @@ ABSL_DECLARE_FLAG(std::string, stop_token_ids);
 ABSL_DECLARE_FLAG(int32_t, threads);
 ABSL_DECLARE_FLAG(std::string, weights);
 ABSL_DECLARE_FLAG(bool, int8_activations);
+ABSL_DECLARE_FLAG(bool, bf16_activations);
 
 namespace dsv3::tools {
 
 // "0 17 5" or "0,17,5" -> ids.
 absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text);
-// LoadOptions from the shared load flags (--threads, --weights, --int8_activations).
+// LoadOptions from the shared load flags (--threads, --weights, --int8_activations,
+// --bf16_activations).
 absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags();
 // SamplingParams from the sampling flags (greedy unless --temperature > 0).
 absl::StatusOr<engine::SamplingParams> SamplingParamsFromFlags();

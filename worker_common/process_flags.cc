@@ -14,6 +14,11 @@ ABSL_FLAG(std::string, weights, "auto",
           "Weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8 checkpoints; engine/weight_format.h). Part of the "
           "model identity: every prefill, decode and expert worker of a cluster must agree.");
+ABSL_FLAG(bool, bf16_activations, false,
+          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
+          "batches, prefill) on CPUs with AVX512_BF16: one vdpbf16ps per 32 columns, as BF16 "
+          "inference in PyTorch and llama.cpp; false splits them into two bf16 parts (f32-level "
+          "products, twice the instructions). Part of the model identity, as --weights.");
 ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
@@ -48,6 +53,7 @@ absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
   DSV3_ASSIGN_OR_RETURN(engine::WeightFormat weights, WeightFormatFromFlags());
   engine::LoadOptions load = options;
   load.weights = weights;
+  load.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
   DSV3_LOG(INFO) << "loading model " << dir << " (weights: " << engine::WeightFormatName(weights)
                  << ")";
   return engine::Model::Load(dir, load);

@@ -2,7 +2,7 @@
 #define DSV3_WORKER_COMMON_PROCESS_FLAGS_H_
 
 // Flags of every process that holds model weights and speaks UCX (prefill, decode, expert):
-// --model, --model_name, --ucx_tls, --ucx_net_devices.
+// --model, --model_name, --weights, --bf16_activations, --ucx_tls, --ucx_net_devices.
 
 #include <memory>
 #include <string>
@@ -15,6 +15,7 @@
 
 ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, model_name);
+ABSL_DECLARE_FLAG(bool, bf16_activations);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
 ABSL_DECLARE_FLAG(absl::Duration, engine_idle_spin);
@@ -30,7 +31,7 @@ void ConfigureEngineFromFlags();
 absl::StatusOr<engine::WeightFormat> WeightFormatFromFlags();
 
 // Loads --model (HF directory) with `options` (by default everything, MTP included) in the
-// --weights format.
+// --weights format, with --bf16_activations.
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
     const engine::LoadOptions& options = {});
 // The name the model is served as: --model_name, else the directory's base name.

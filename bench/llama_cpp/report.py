@@ -10,7 +10,8 @@ import statistics
 import sys
 
 out = sys.argv[1]
-PAIRS = [("auto", "bf16", "BF16 / BF16"), ("int8", "q8_0", "int8 / Q8_0"), ("int4", "q4_0", "int4 / Q4_0")]
+PAIRS = [("auto", "bf16", "BF16 / BF16"), ("bf16-act", "bf16", "BF16, bf16 activations / BF16"),
+         ("int8", "q8_0", "int8 / Q8_0"), ("int4", "q4_0", "int4 / Q4_0")]
 
 
 def load(path):
@@ -118,3 +119,9 @@ if kl_rows:
         dk = f"{d['mean_kl']:.6f}" if d else "-"
         dt = f"{100 * d['same_top_token']:.2f}%" if d else "-"
         print(f"| {fmt} | {o['mean_kl']:.6f} | {dk} | {dt} | {q.upper()} | {lks} | {lts} |")
+    p = os.path.join(out, "ours-kl-bf16-act.json")
+    dp = os.path.join(out, "ours-kl-bf16-act-decode.json")
+    if os.path.exists(p) and os.path.exists(dp):
+        o, d = load(p), load(dp)
+        print(f"| bf16-act (vs BF16 split) | {o['mean_kl']:.6f} | {d['mean_kl']:.6f} | "
+              f"{100 * d['same_top_token']:.2f}% | - | - | - |")

@@ -75,11 +75,13 @@ const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, cons
 }
 
 // x as the AVX512_BF16 kernels take it for this call, else null: split in two bf16 parts for
-// BF16 weights at 2 to kBf16MaxRows rows; rounded to bf16 for kQ4 weights with quantized
-// activations above kQ4Int8MaxRows. As QuantizedFor: the calling thread's buffer.
+// BF16 weights at 2 to kBf16MaxRows rows; rounded to bf16 for BF16 weights that take bf16
+// activations at 2 rows or more, and for kQ4 weights with quantized activations above
+// kQ4Int8MaxRows. As QuantizedFor: the calling thread's buffer.
 const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
-  const bool split = m >= 2 && m <= kBf16MaxRows && Bf16KernelApplies(w);
-  const bool rounded = m > kQ4Int8MaxRows && Bf16TilesApply(w);
+  const bool bf16 = m >= 2 && Bf16KernelApplies(w);
+  const bool split = bf16 && m <= kBf16MaxRows && !w.bf16_activations;
+  const bool rounded = (bf16 && w.bf16_activations) || (m > kQ4Int8MaxRows && Bf16TilesApply(w));
   if (!split && !rounded) return nullptr;
   thread_local Bf16Activations xs;
   SplitActivations(x, m, ldx, w.in_features, split, &xs);
@@ -156,7 +158,9 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
   }
   // Static split of the output rows: every thread streams an equal share of W once.
   const int64_t align =
-      m <= kDirectMaxRows || xq != nullptr || (xs != nullptr && xs->split) ? 16 : kTileRows;
+      m <= kDirectMaxRows || xq != nullptr || (xs != nullptr && w.dtype == DType::kBF16)
+          ? 16
+          : kTileRows;
   ThreadPool::Default().ParallelFor(
       row_count,
       [&](int64_t begin, int64_t end) {

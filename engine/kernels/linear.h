@@ -10,8 +10,9 @@
 //     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4 with int8_activations, up
 //     to 64 rows: multiplied by int8-quantized activations (matmul_int8.h); BF16 from 2 to 64
 //     rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16 parts
-//     (matmul_bf16.h); kQ4 with int8_activations above 24 rows: W tiles and x rounded to
-//     bf16, the same kernel (matmul_bf16.h);
+//     (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations;
+//     kQ4 with int8_activations above 24 rows: W tiles and x rounded to bf16, the same
+//     kernel (matmul_bf16.h);
 //   - more rows (prefill, big batches): 128-row tiles of W are dequantised to f32 and multiplied
 //     by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
@@ -44,6 +45,10 @@ struct Linear {
   // kQ8/kQ4: decode-sized batches quantize the activations to int8 and use integer dot
   // products (matmul_int8.h) where the CPU has AVX-512 VNNI; false keeps them in f32.
   bool int8_activations = false;
+  // BF16: from 2 activation rows on (decode batches, prefill), x is rounded to bf16 and each
+  // 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16 inference in PyTorch and llama.cpp
+  // compute; false splits x into two bf16 parts (f32-level products, twice the instructions).
+  bool bf16_activations = false;
 
   bool empty() const { return data == nullptr; }
   // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4).

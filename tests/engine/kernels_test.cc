@@ -221,6 +221,48 @@ TEST(LinearTest, Bf16KernelKeepsActivationsToSixteenBits) {
   }
 }
 
+// With Linear::bf16_activations, MatMul of 2 or more rows (decode batches, and prefill sizes
+// past the split kernel's 64) multiplies x rounded to bf16 (to nearest even): each result is
+// the float64 product of the stored weights and the rounded x to f32 summation error, far
+// inside the rounding's own effect (2^-9 per column), which the test would see if x stayed
+// split; one row keeps f32 activations (the batch-1 kernel).
+TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> n(0, 1);
+  for (const int64_t in : {64, 201, 1100}) {
+    const int64_t out = 75;
+    std::vector<uint16_t> bytes(out * in);
+    for (auto& v : bytes) v = FloatToBF16(n(rng) * 0.1f);
+    Linear w;
+    w.dtype = DType::kBF16;
+    w.out_features = out;
+    w.in_features = in;
+    w.data = bytes.data();
+    w.bf16_activations = true;
+    if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+    for (const int64_t m : {1, 2, 7, 64, 100}) {
+      std::vector<float> x(m * in), y(m * out);
+      for (auto& v : x) v = n(rng);
+      MatMul(x.data(), m, w, y.data());
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < out; ++j) {
+          double rounded = 0, exact = 0, mag = 0;
+          for (int64_t c = 0; c < in; ++c) {
+            const double wv = BF16ToFloat(bytes[j * in + c]);
+            const float xv = x[i * in + c];
+            rounded += wv * BF16ToFloat(FloatToBF16(xv));
+            exact += wv * xv;
+            mag += std::fabs(wv * xv);
+          }
+          const double want = m == 1 ? exact : rounded;
+          ASSERT_NEAR(y[i * out + j], want, (in / 16.0 + 8) * std::exp2(-23) * mag)
+              << "in=" << in << " m=" << m << " " << i << "," << j << " exact " << exact;
+        }
+      }
+    }
+  }
+}
+
 // The absorbed attention's loops over latent-cache rows (one pass for a group of heads) against
 // a float64 reference: every head count of a group, odd row counts, widths with a vector tail.
 TEST(LatentAttentionTest, ScoresAndWeightedSumsMatchTheReference) {

@@ -146,6 +146,9 @@ TEST(ModelConfigTest, JsonRoundTripAndStableHash) {
   auto bf16 = LoadModelConfig(testing::GoldenDir("tiny-v3-bf16"));
   ASSERT_TRUE(bf16.ok());
   EXPECT_NE(ModelConfigHash(*c), ModelConfigHash(*bf16));  // FP8 block size differs
+  ModelConfig rounded = *bf16;
+  rounded.bf16_activations = true;  // other numerics: KV and experts must not mix
+  EXPECT_NE(ModelConfigHash(*bf16), ModelConfigHash(rounded));
 }
 
 }  // namespace

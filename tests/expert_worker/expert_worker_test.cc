@@ -74,6 +74,21 @@ TEST(ExpertShardTest, HoldsOnlyItsExpertsAndKeepsThePreviousOnesUntilTheNextChan
   EXPECT_EQ(ExpertShard::Load(kModel, 2, 2).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// An expert worker told to round BF16 projections' activations (--bf16_activations) loads its
+// experts so and says so in its identity, which a decode worker without it then does not match.
+TEST(ExpertShardTest, Bf16ActivationsAreInTheExpertsAndTheIdentity) {
+  const std::string bf16 = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
+  auto plain = ExpertShard::Load(bf16, 0, 1);
+  auto rounded = ExpertShard::Load(bf16, 0, 1, engine::WeightFormat::kAsStored, true);
+  ASSERT_TRUE(plain.ok() && rounded.ok());
+  EXPECT_TRUE((*rounded)->current()->model->weights().layers[1].moe.experts[0].up.bf16_activations);
+  EXPECT_FALSE((*plain)->current()->model->weights().layers[1].moe.experts[0].up.bf16_activations);
+  EXPECT_NE(engine::ModelConfigHash((*rounded)->config()),
+            engine::ModelConfigHash((*plain)->config()));
+  EXPECT_EQ(engine::ModelConfigHash((*rounded)->current()->model->config()),
+            engine::ModelConfigHash((*rounded)->config()));
+}
+
 struct AttentionSide {
   AttentionSide() {
     ucx = *transport::UcxContext::Create(Tcp());
