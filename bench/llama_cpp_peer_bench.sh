@@ -120,8 +120,8 @@ kl() {
   cat /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/GFDL-1.3 > "$text"
   $PY -c 'import json,sys; print(json.dumps({"text": open(sys.argv[1]).read()}))' "$text" |
     "$BUILD/bin/dsv3" tokenize --tokenizer "$WORK/model-bf16" > "$OUT/kl-tokens.json"
-  # Ours twice: the chunk as one prefill (f32 activations; int4 on AVX512_BF16 rounds them and
-  # its weights to bf16), and 16 tokens at a time, which runs the decode kernels (int8
+  # Ours twice: the chunk as one prefill (int8 activations; int4 on AVX512_BF16 rounds them and
+  # its weights to bf16 instead), and 16 tokens at a time, which runs the decode kernels (int8
   # activations): what generated tokens are computed with.
   for f in int8 int4; do
     "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights $f --threads "$THREADS" \

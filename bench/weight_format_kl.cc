@@ -6,7 +6,8 @@
 // chunks of --ctx tokens, each starting with BOS; over the second half of every chunk, the
 // KL divergence of the next-token distribution of the model in --weights from the same model
 // as stored, and how often both rank the same token first. Prints one JSON line. --step 16
-// measures what decoding computes (the decode kernels, int8 activations), 0 what prefill does.
+// measures what decoding computes (the decode kernels), 0 what prefill does (int8 activations
+// in both; int4 above 24 rows rounds them and its weights to bf16 instead).
 
 #include <algorithm>
 #include <cmath>
@@ -32,9 +33,9 @@ ABSL_FLAG(int, chunks, 16, "chunks to evaluate (at most what the tokens fill)");
 ABSL_FLAG(int, threads, 0, "engine threads (0: all)");
 ABSL_FLAG(int, step, 0,
           "forward each chunk this many tokens at a time (the KV cache carrying on): up to 24 "
-          "runs the decode kernels (int8 activations included); 0: the whole chunk at once, "
+          "runs the decode kernels; 0: the whole chunk at once, "
           "as a prefill");
-ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations at decode sizes");
+ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations");
 ABSL_FLAG(bool, bf16_activations, false,
           "the measured model's BF16 projections take activations rounded to bf16 (with "
           "--weights auto: the cost of that alone)");

@@ -128,7 +128,7 @@ struct LoadOptions {
   ProgressMode progress = ProgressMode::kAuto;  // load progress on stderr (load_progress.h)
   // Projections as stored, or quantized at load (weight_format.h).
   WeightFormat weights = WeightFormat::kAsStored;
-  // Quantized projections multiply int8-quantized activations at decode-sized batches
+  // Quantized projections multiply int8-quantized activations (decode and prefill)
   // (kernels/matmul_int8.h), and kQ4 ones above 24 rows bf16-rounded activations and weights
   // where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
   // (slower, and exactly the dequantized weights' result).

@@ -41,7 +41,7 @@ struct QuantizeReport {
 // other, each on all the engine's threads; the stored bytes a projection no longer needs are
 // released from the process as soon as it is done (weight_residency.h), so the peak is the
 // quantized model plus one projection.
-// int8_activations: the quantized projections take int8 activations at decode-sized batches
+// int8_activations: the quantized projections take int8 activations (decode and prefill)
 // (Linear::int8_activations, kernels/matmul_int8.h).
 absl::StatusOr<QuantizeReport> QuantizeModelWeights(WeightFormat format, ModelWeights* w,
                                                     bool int8_activations = true);

@@ -33,7 +33,7 @@ ABSL_FLAG(std::string, weights, "auto",
           "weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8; see engine/weight_format.h)");
 ABSL_FLAG(bool, int8_activations, true,
-          "with --weights int8/int4: decode-sized batches quantize activations to int8 for "
+          "with --weights int8/int4: decode and prefill quantize activations to int8 for "
           "integer dot products (engine/kernels/matmul_int8.h), and int4 above 24 rows rounds "
           "them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); false keeps "
           "them in f32");

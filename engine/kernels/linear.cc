@@ -19,10 +19,12 @@ constexpr int64_t kTileRows = 128;
 // Up to this many activation rows the direct kernel (weights dequantised in registers, read
 // once) beats dequantising a tile and calling the library GEMM.
 constexpr int64_t kDirectMaxRows = 24;
-// Up to this many activation rows, kQ8/kQ4 weights with int8 activations run the integer
-// kernel (matmul_int8.h): measured 2x faster than dequantised tiles + f32 GEMM at 32 rows,
-// 1.4x at 64, slower at 128 (the activation chunks of a block no longer stay in L1/L2).
-constexpr int64_t kInt8MaxRows = 64;
+// kQ8/kQ4 weights with int8 activations run the integer kernel (matmul_int8.h) at any number
+// of activation rows (kQ4 above kQ4Int8MaxRows excepted): measured 2x faster than dequantised
+// tiles + f32 GEMM at 32 rows, 1.4x at 64; at prefill sizes it takes the activations in
+// blocks of 64 rows, which stay in L2: 1.1-1.25x the tiles at 128 and 512 rows of
+// [3072, 1024] and [1024, 2048] (matmul_bench, 2 threads).
+constexpr int64_t kInt8MaxRows = int64_t{1} << 30;
 // From 2 up to this many activation rows, BF16 weights on a CPU with AVX512_BF16 run
 // matmul_bf16.h: [16384, 4096], 2 threads, 1.1-1.5x the direct kernel at 2-24 rows, 1.2-1.3x
 // dequantised tiles + f32 GEMM at 32-64; at 128 and 512 rows the tiles are faster.

@@ -189,7 +189,8 @@ TEST(QuantizeTest, MatMulOnQuantizedWeights) {
 // rounding, sum over groups of (weight scale x activation scale x the exact integer dot
 // product of the codes), computed here from the independently decoded weights; and within
 // the activations' rounding (half a step per column) of the f32 product. Widths with and
-// without a last half chunk (k % 64 == 32), row counts that are not a multiple of 4.
+// without a last half chunk (k % 64 == 32), row counts that are not a multiple of 4, and more
+// rows than one block of the kernel's (prefill sizes).
 TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
   std::mt19937 rng(6);
   std::normal_distribution<float> n(0, 1);
@@ -201,7 +202,7 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
       ASSERT_TRUE(q.ok()) << q.status();
       q->int8_activations = true;
       if (!Int8KernelApplies(*q)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
-      for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24, 40, 64}) {
+      for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24, 40, 64, 130}) {
         // More rows of kQ4 go to bf16 tiles where the CPU has them (the test below).
         if (target == DType::kQ4 && m > 24 && Bf16TilesApply(*q)) continue;
         std::vector<float> x(m * in), y(m * out);
