@@ -8,8 +8,8 @@
 // W is never materialised in f32 as a whole:
 //   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
 //     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4 with int8_activations, at
-//     any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16 from 2 to 64
-//     rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16 parts
+//     any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16 from 2 to
+//     64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16 parts
 //     (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations;
 //     kQ4 with int8_activations above 24 rows: W tiles and x rounded to bf16, the same
 //     kernel (matmul_bf16.h);
