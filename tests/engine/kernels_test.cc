@@ -174,6 +174,19 @@ TEST(LinearTest, AllDtypesMatchReferenceOnBothPaths) {
   }
 }
 
+// A BF16 projection [out, in] of N(0, 0.1) weights, held in `bytes`.
+Linear RandomBf16(int64_t out, int64_t in, std::mt19937& rng, std::vector<uint16_t>* bytes) {
+  std::normal_distribution<float> n(0, 1);
+  bytes->resize(out * in);
+  for (auto& v : *bytes) v = FloatToBF16(n(rng) * 0.1f);
+  Linear w;
+  w.dtype = DType::kBF16;
+  w.out_features = out;
+  w.in_features = in;
+  w.data = bytes->data();
+  return w;
+}
+
 // The AVX512_BF16 kernel (2-64 activation rows of BF16 weights) against a float64 reference,
 // within what its split of x into two bf16 parts (|x - hi - lo| <= 2^-18 |x|) and f32 sums
 // allow: far inside the 2^-9 |x| that bf16 activations alone would cost. Activation counts on
@@ -184,13 +197,8 @@ TEST(LinearTest, Bf16KernelKeepsActivationsToSixteenBits) {
   std::normal_distribution<float> n(0, 1);
   for (const int64_t in : {64, 201, 1100, 2080}) {
     const int64_t out = 75;
-    std::vector<uint16_t> bytes(out * in);
-    for (auto& v : bytes) v = FloatToBF16(n(rng) * 0.1f);
-    Linear w;
-    w.dtype = DType::kBF16;
-    w.out_features = out;
-    w.in_features = in;
-    w.data = bytes.data();
+    std::vector<uint16_t> bytes;
+    Linear w = RandomBf16(out, in, rng, &bytes);
     if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
     for (const int64_t m : {2, 5, 6, 7, 13, 32, 64}) {
       std::vector<float> x(m * in), y(m * out, -1.0f);
@@ -231,13 +239,8 @@ TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
   std::normal_distribution<float> n(0, 1);
   for (const int64_t in : {64, 201, 1100}) {
     const int64_t out = 75;
-    std::vector<uint16_t> bytes(out * in);
-    for (auto& v : bytes) v = FloatToBF16(n(rng) * 0.1f);
-    Linear w;
-    w.dtype = DType::kBF16;
-    w.out_features = out;
-    w.in_features = in;
-    w.data = bytes.data();
+    std::vector<uint16_t> bytes;
+    Linear w = RandomBf16(out, in, rng, &bytes);
     w.bf16_activations = true;
     if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
     for (const int64_t m : {1, 2, 7, 64, 100}) {

@@ -256,7 +256,9 @@ TEST(WeightFormatAccuracyTest, Bf16ActivationsWithinTheFp8CheckpointsDeviation) 
         d.max_abs_diff, fp8_dev.max_abs_diff, from_split.max_abs_diff);
     EXPECT_LE(d.max_abs_diff, fp8_dev.max_abs_diff);
     // A one-token prompt runs the batch-1 kernel, which keeps f32 activations.
-    if (p.prompt.size() >= 2) EXPECT_GT(from_split.max_abs_diff, 0.0);
+    if (p.prompt.size() >= 2) {
+      EXPECT_GT(from_split.max_abs_diff, 0.0);
+    }
   }
 }
 
