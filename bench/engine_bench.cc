@@ -38,7 +38,7 @@ ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
           "where the bench preset model is cached (written when missing)");
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, int4 or int8-head");
-ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights at decode sizes");
+ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights");
 ABSL_FLAG(bool, bf16_activations, false,
           "BF16 weights take activations rounded to bf16 at 2 or more rows (else split in two)");
 ABSL_FLAG(bool, huge_pages, true,

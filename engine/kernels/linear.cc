@@ -19,12 +19,6 @@ constexpr int64_t kTileRows = 128;
 // Up to this many activation rows the direct kernel (weights dequantised in registers, read
 // once) beats dequantising a tile and calling the library GEMM.
 constexpr int64_t kDirectMaxRows = 24;
-// kQ8/kQ4 weights with int8 activations run the integer kernel (matmul_int8.h) at any number
-// of activation rows (kQ4 above kQ4Int8MaxRows excepted): measured 2x faster than dequantised
-// tiles + f32 GEMM at 32 rows, 1.4x at 64; at prefill sizes it takes the activations in
-// blocks of 64 rows, which stay in L2: 1.1-1.25x the tiles at 128 and 512 rows of
-// [3072, 1024] and [1024, 2048] (matmul_bench, 2 threads).
-constexpr int64_t kInt8MaxRows = int64_t{1} << 30;
 // From 2 up to this many activation rows, BF16 weights on a CPU with AVX512_BF16 run
 // matmul_bf16.h: [16384, 4096], 2 threads, 1.1-1.5x the direct kernel at 2-24 rows, 1.2-1.3x
 // dequantised tiles + f32 GEMM at 32-64; at 128 and 512 rows the tiles are faster.
@@ -66,10 +60,14 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
   }
 }
 
-// x quantized for w when the int8 kernel takes this call (decode-sized batches), else null.
-// The buffer is the calling thread's; the threads of one MatMulRows call share it.
+// x quantized for w when the int8 kernel takes this call, else null. kQ8/kQ4 weights with
+// int8 activations take it at any number of rows (kQ4 above kQ4Int8MaxRows excepted):
+// measured 2x faster than dequantised tiles + f32 GEMM at 32 rows, 1.4x at 64, and, with
+// the activations met in blocks of 64 rows that stay in L2, 1.1-1.25x at 128 and 512 rows of
+// [3072, 1024] and [1024, 2048] (matmul_bench, 2 threads). The buffer is the calling thread's;
+// the threads of one MatMulRows call share it.
 const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, const Linear& w) {
-  if (m > kInt8MaxRows || !Int8KernelApplies(w)) return nullptr;
+  if (!Int8KernelApplies(w)) return nullptr;
   if (m > kQ4Int8MaxRows && Bf16TilesApply(w)) return nullptr;  // bf16 tiles instead
   thread_local Int8Activations xq;
   QuantizeActivations(x, m, ldx, w.in_features, w.dtype, &xq);

@@ -1,7 +1,7 @@
 #ifndef DSV3_ENGINE_KERNELS_MATMUL_INT8_H_
 #define DSV3_ENGINE_KERNELS_MATMUL_INT8_H_
 
-// x W^T for few activation rows with kQ8/kQ4 weights and int8 activations: x is quantized per
+// x W^T with kQ8/kQ4 weights and int8 activations (decode batches and prefill): x is quantized per
 // group of 32 columns (scale absmax / 127, the weights' grouping), and each group's product is
 // an exact integer dot product (AVX-512 VNNI vpdpbusd) times the two scales. At batch 1 the
 // f32 kernel (matmul_direct.h) spends 5 operations turning 16 codes into f32 before it can
