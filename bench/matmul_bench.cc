@@ -2,7 +2,7 @@
 //
 // The decode kernels alone (MatMulRows, kernels/linear.h) on one random projection in each
 // weight dtype: GB/s of weights streamed per second beside the STREAM triad measured in the
-// same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ4
+// same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ6/kQ4
 // run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h).
 
 #include <chrono>
@@ -94,10 +94,10 @@ int Run() {
     f8.scale_inv = dsv3::engine::QuantizeE4M3Blocks(dense.data(), rows, cols, 128, 128, fp8);
   }
   cases.push_back({"fp8", f8});
-  for (DType t : {DType::kQ8, DType::kQ4}) {
+  for (DType t : {DType::kQ8, DType::kQ6, DType::kQ4}) {
     auto q = dsv3::engine::QuantizeLinear(stored, t);
     if (!q.ok()) return std::fprintf(stderr, "%s\n", q.status().ToString().c_str()), 1;
-    const std::string name = t == DType::kQ8 ? "q8" : "q4";
+    const std::string name = t == DType::kQ8 ? "q8" : (t == DType::kQ6 ? "q6" : "q4");
     cases.push_back({name + " f32-act", *q});
     q->int8_activations = true;
     cases.push_back({name + " int8-act", *q});

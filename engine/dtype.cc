@@ -46,6 +46,7 @@ int DTypeSize(DType dtype) {
     case DType::kF8E4M3:
     case DType::kQ8:
     case DType::kQ4:
+    case DType::kQ6:
       return 1;
   }
   return 0;
@@ -65,6 +66,8 @@ absl::string_view DTypeName(DType dtype) {
       return "Q8_G32";
     case DType::kQ4:
       return "Q4_G32";
+    case DType::kQ6:
+      return "Q6_G32";
   }
   return "?";
 }
@@ -169,6 +172,7 @@ void ConvertToFloat(DType dtype, const void* data, int64_t first, int64_t n, flo
     }
     case DType::kQ8:
     case DType::kQ4:
+    case DType::kQ6:
       std::memset(out, 0, static_cast<size_t>(n) * sizeof(float));  // see the header
       return;
   }

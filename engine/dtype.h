@@ -20,13 +20,15 @@ enum class DType : uint8_t {
   kF16,
   kF8E4M3,
   // Only in memory, never in a file: weights quantized at load (kernels/quantize.h) in groups
-  // of 32 columns with an f16 scale each; int8 codes, or 4-bit codes two per byte.
+  // of 32 columns with an f16 scale each; int8 codes, 4-bit codes two per byte, or 6-bit codes
+  // (a 4-bit and a 2-bit part, 24 bytes a group).
   kQ8,
   kQ4,
+  kQ6,
 };
 
-// Bytes per element (kQ4: 1, as its codes are addressed by byte pairs of columns; use
-// Linear::weight_bytes for sizes).
+// Bytes per element (kQ4, kQ6: 1, as their codes are addressed by bytes of several columns;
+// use Linear::weight_bytes for sizes).
 int DTypeSize(DType dtype);
 // Safetensors spelling: "F32", "BF16", "F16", "F8_E4M3".
 absl::string_view DTypeName(DType dtype);
@@ -72,12 +74,13 @@ inline float LoadAsFloat(DType dtype, const void* data, int64_t i) {
       return kE4M3ToFloat[p[i]];
     case DType::kQ8:
     case DType::kQ4:
+    case DType::kQ6:
       break;  // codes without their group scales: Linear::DequantRow
   }
   return 0.0f;
 }
 
-// Converts `n` elements starting at element `first` into `out` (not kQ8/kQ4: their values need
+// Converts `n` elements starting at element `first` into `out` (not kQ8/kQ4/kQ6: their values need
 // the group scales, Linear::DequantRow).
 void ConvertToFloat(DType dtype, const void* data, int64_t first, int64_t n, float* out);
 

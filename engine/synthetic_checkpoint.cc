@@ -184,6 +184,7 @@ class Filler {
         break;
       case DType::kQ8:
       case DType::kQ4:
+      case DType::kQ6:
         return absl::InvalidArgumentError("checkpoints hold no load-time quantized tensors");
     }
     return absl::OkStatus();

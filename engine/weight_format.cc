@@ -17,7 +17,7 @@ void ForEachQuantizable(WeightFormat format, ModelWeights* w,
   const DType body = format == WeightFormat::kInt4 ? DType::kQ4 : DType::kQ8;
   ForEachProjection(w, [&](Linear* p, ProjectionKind kind) {
     if (kind == ProjectionKind::kHead) {
-      fn(p, DType::kQ8);
+      fn(p, format == WeightFormat::kInt4 ? DType::kQ6 : DType::kQ8);
     } else if (kind == ProjectionKind::kBody && format != WeightFormat::kInt8Head) {
       fn(p, body);
     }

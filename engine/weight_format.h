@@ -4,8 +4,9 @@
 // The format a process keeps its projection weights in (`--weights`): as the checkpoint
 // stores them, or quantized at load (kernels/quantize.h) from BF16 or FP8 checkpoints:
 //   int8: every projection in kQ8 (8.5 bits a weight);
-//   int4: every projection in kQ4 (4.5 bits a weight), the output heads in kQ8 (next-token
-//         logits are the most sensitive product, as llama.cpp's Q4_0 keeps its head wider);
+//   int4: every projection in kQ4 (4.5 bits a weight), the output heads in kQ6 (6.5 bits:
+//         next-token logits are the most sensitive product; llama.cpp's Q4_0 files keep their
+//         heads in Q6_K);
 //   int8-head: the output heads in kQ8, everything else as stored (an FP8 checkpoint keeps
 //         its FP8 experts and stops reading a BF16 head: half the bytes a token reads on a
 //         small model with DeepSeek-V3's 129k vocabulary).

@@ -106,9 +106,9 @@ void MatMulRowsShare(const float* x, const Int8Activations* xq, const Bf16Activa
 
 void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const {
   const int64_t first = row * in_features + col_begin;
-  if (dtype == DType::kQ8 || dtype == DType::kQ4) {
+  if (dtype == DType::kQ8 || dtype == DType::kQ4 || dtype == DType::kQ6) {
     const uint16_t* scales = group_scales.data() + row * (in_features / group);
-    const auto* codes = static_cast<const uint8_t*>(data);
+    const auto* codes = static_cast<const uint8_t*>(data) + row * RowBytes(dtype, in_features);
     int64_t scale_group = -1;
     float s = 0.0f;
     for (int64_t c = 0; c < n; ++c) {
@@ -119,12 +119,19 @@ void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) c
       }
       int code;
       if (dtype == DType::kQ8) {
-        code = static_cast<int8_t>(codes[row * in_features + col]);
-      } else {
+        code = static_cast<int8_t>(codes[col]);
+      } else if (dtype == DType::kQ4) {
         const int64_t in_group = col % group;
-        const uint8_t byte =
-            codes[(row * in_features + col - in_group) / 2 + in_group % (group / 2)];
+        const uint8_t byte = codes[(col - in_group) / 2 + in_group % (group / 2)];
         code = (in_group < group / 2 ? byte & 0xF : byte >> 4) - 8;
+      } else {  // chunks of 64 columns (32 at the end), linear.h
+        const int64_t c0 = col / 64 * 64, j = col - c0;
+        const int64_t width = std::min<int64_t>(64, in_features - c0);
+        const uint8_t* chunk = codes + c0 / 4 * 3;
+        const uint8_t byte = chunk[j % (width / 2)];
+        const int low = j < width / 2 ? byte & 0xF : byte >> 4;
+        const int top = (chunk[width / 2 + j % (width / 4)] >> (2 * (j / (width / 4)))) & 3;
+        code = (low | top << 4) - 32;
       }
       out[c] = static_cast<float>(code) * s;
     }

@@ -4,15 +4,15 @@
 // A projection weight W [out_features, in_features] (PyTorch nn.Linear layout: y = x W^T) kept
 // in its stored dtype (F32, BF16, F16, or FP8 e4m3 with block scales W = code x
 // scale_inv[r / block_rows][c / block_cols], edge blocks partial), or quantized at load
-// (kQ8/kQ4, kernels/quantize.h: W = code x group_scales[r][c / group]). Activations are always f32;
-// W is never materialised in f32 as a whole:
+// (kQ8/kQ4/kQ6, kernels/quantize.h: W = code x group_scales[r][c / group]). Activations are
+// always f32; W is never materialised in f32 as a whole:
 //   - up to 24 activation rows (decode): W is streamed once and dequantised in registers
-//     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4 with int8_activations, at
-//     any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16 from 2 to
-//     64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16 parts
-//     (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations;
-//     kQ4 with int8_activations above 24 rows: W tiles and x rounded to bf16, the same
-//     kernel (matmul_bf16.h);
+//     (matmul_direct.h, AVX-512 with a portable fallback); kQ8/kQ4/kQ6 with int8_activations,
+//     at any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16
+//     from 2 to 64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16
+//     parts (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations; kQ4
+//     with int8_activations above 24 rows: W tiles and x rounded to bf16, the same kernel
+//     (matmul_bf16.h);
 //   - more rows (prefill, big batches), where none of those applies: 128-row tiles of W are
 //     dequantised to f32 and multiplied by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
@@ -27,6 +27,13 @@
 namespace dsv3::engine {
 
 struct Linear {
+  // Bytes of one row of `in` columns in `dtype` (kQ4, kQ6: `in` a multiple of 32).
+  static int64_t RowBytes(DType dtype, int64_t in) {
+    if (dtype == DType::kQ4) return in / 2;
+    if (dtype == DType::kQ6) return in / 4 * 3;
+    return in * DTypeSize(dtype);
+  }
+
   DType dtype = DType::kF32;
   int64_t out_features = 0;
   int64_t in_features = 0;
@@ -35,14 +42,19 @@ struct Linear {
   std::vector<float> scale_inv;
   int64_t block_rows = 0;
   int64_t block_cols = 0;
-  // kQ8/kQ4 only: f16 scales [out_features, in_features / group], and the buffer `data` points
-  // into (copies of this Linear share it). kQ8 codes are int8 [out, in]; kQ4 codes are
+  // kQ8/kQ4/kQ6 only: f16 scales [out_features, in_features / group], and the buffer `data`
+  // points into (copies of this Linear share it). kQ8 codes are int8 [out, in]; kQ4 codes are
   // [out, in / 2] bytes, each group of 32 columns in 16 bytes: byte j holds column j in its low
-  // nibble and column j + 16 in its high one, both offset by 8 (code 0 is -8 x scale).
+  // nibble and column j + 16 in its high one, both offset by 8 (code 0 is -8 x scale). kQ6
+  // codes are [out, in * 3 / 4] bytes, in chunks of W = 64 columns (32 at a row's end) of
+  // W * 3 / 4 bytes: code + 32 (0..63) has its low 4 bits in W / 2 bytes, byte j holding
+  // column j in its low nibble and j + W / 2 in its high one, then its top 2 bits in W / 4
+  // bytes, byte j holding those of columns j, j + W / 4, j + W / 2, j + 3W / 4 in bits 0-1,
+  // 2-3, 4-5, 6-7 (the int8 kernel builds 64 codes from two broadcast loads).
   std::vector<uint16_t> group_scales;
   int64_t group = 0;
   std::shared_ptr<const void> owner;
-  // kQ8/kQ4: decode-sized batches quantize the activations to int8 and use integer dot
+  // kQ8/kQ4/kQ6: decode-sized batches quantize the activations to int8 and use integer dot
   // products (matmul_int8.h) where the CPU has AVX-512 VNNI; false keeps them in f32.
   bool int8_activations = false;
   // BF16: from 2 activation rows on (decode batches, prefill), x is rounded to bf16 and each
@@ -51,10 +63,9 @@ struct Linear {
   bool bf16_activations = false;
 
   bool empty() const { return data == nullptr; }
-  // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4).
+  // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4/kQ6).
   int64_t weight_bytes() const {
-    if (dtype == DType::kQ4) return out_features * in_features / 2 + scale_bytes();
-    return out_features * in_features * DTypeSize(dtype) + scale_bytes();
+    return out_features * RowBytes(dtype, in_features) + scale_bytes();
   }
   int64_t scale_bytes() const {
     return static_cast<int64_t>(group_scales.size() * sizeof(uint16_t));

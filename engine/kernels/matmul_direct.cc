@@ -249,28 +249,84 @@ DSV3_AVX512_INLINE void LoadQ4(const uint8_t* p, __m512 scale, __m512* lo, __m51
   *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(high, eight)), scale);
 }
 
-// As BlockDense for kQ4, a group (32 columns, 16 bytes, one scale) at a time.
-template <int MB>
-DSV3_AVX512 void BlockQ4(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
-                         float out[2][8]) {
+// kQ6 group h (0 or 1) of the 64-column chunk at p (linear.h), or the 32-column chunk at a
+// row's end (`full` false), as two f32 vectors times `scale`: each code's low 4 bits from its
+// nibble, its top 2 bits from its bit pair of the chunk's last W / 4 bytes.
+DSV3_AVX512_INLINE void LoadQ6(const uint8_t* p, int h, bool full, __m512 scale, __m512* lo,
+                               __m512* hi) {
+  const __m512i three = _mm512_set1_epi32(3);
+  __m512i low, high, top_lo, top_hi;
+  if (full) {  // columns 32h + j: nibble byte j % 32 (high nibble when h = 1), pair 2h + j / 16
+    const __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i b =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+    const __m512i tops =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32)));
+    const __m512i mask = _mm512_set1_epi32(0xF);
+    low = _mm512_and_si512(_mm512_srli_epi32(a, 4 * h), mask);
+    high = _mm512_and_si512(_mm512_srli_epi32(b, 4 * h), mask);
+    top_lo = _mm512_and_si512(_mm512_srli_epi32(tops, 4 * h), three);
+    top_hi = _mm512_and_si512(_mm512_srli_epi32(tops, 4 * h + 2), three);
+  } else {  // columns j: nibble byte j % 16, pair j / 8
+    const __m512i bytes =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m128i top8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 16));
+    const __m512i tops = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(top8, top8));  // byte j % 8
+    low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xF));
+    high = _mm512_srli_epi32(bytes, 4);
+    top_lo = _mm512_and_si512(
+        _mm512_srlv_epi32(tops, _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)),
+        three);
+    top_hi = _mm512_and_si512(
+        _mm512_srlv_epi32(tops, _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4)),
+        three);
+  }
+  const __m512i offset = _mm512_set1_epi32(32);
+  low = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(top_lo, 4)), offset);
+  high = _mm512_sub_epi32(_mm512_or_si512(high, _mm512_slli_epi32(top_hi, 4)), offset);
+  *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(low), scale);
+  *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(high), scale);
+}
+
+// Group g (32 columns) of a kQ4 or kQ6 row of k columns starting at `row`, as two f32 vectors
+// times `scale`.
+template <DType D>
+DSV3_AVX512_INLINE void LoadGroup(const uint8_t* row, int64_t g, int64_t k, __m512 scale,
+                                  __m512* lo, __m512* hi) {
+  if constexpr (D == DType::kQ4) {
+    LoadQ4(row + g * 16, scale, lo, hi);
+  } else {
+    LoadQ6(row + g / 2 * 48, static_cast<int>(g % 2), g / 2 * 64 + 64 <= k, scale, lo, hi);
+  }
+}
+
+// Bytes of a group of 32 columns of kQ4 or kQ6 codes.
+template <DType D>
+constexpr int64_t kGroupBytes = D == DType::kQ4 ? 16 : 24;
+
+// As BlockDense for kQ4 and kQ6, a group (32 columns, one scale) at a time.
+template <DType D, int MB>
+DSV3_AVX512 void BlockGroups(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
+                             float out[2][8]) {
   const int64_t k = w.in_features;
   const int64_t groups = k / w.group;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const uint8_t* pa = base + ra * (k / 2);
-  const uint8_t* pb = base + rb * (k / 2);
+  constexpr int64_t kBytes = kGroupBytes<D>;
+  const uint8_t* pa = base + ra * groups * kBytes;
+  const uint8_t* pb = base + rb * groups * kBytes;
   const uint16_t* ga = w.group_scales.data() + ra * groups;
   const uint16_t* gb = w.group_scales.data() + rb * groups;
   __m512 acc_a[MB], acc_b[MB];
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i) acc_a[i] = acc_b[i] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    if ((g & 3) == 0) {  // one prefetch per 64-byte line of each row
-      _mm_prefetch(reinterpret_cast<const char*>(pa + g * 16 + kPrefetchBytes), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(pb + g * 16 + kPrefetchBytes), _MM_HINT_T0);
+    if ((g * kBytes) % 64 < kBytes) {  // one prefetch per 64-byte line of each row
+      _mm_prefetch(reinterpret_cast<const char*>(pa + g * kBytes + kPrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pb + g * kBytes + kPrefetchBytes), _MM_HINT_T0);
     }
     __m512 wa_lo, wa_hi, wb_lo, wb_hi;
-    LoadQ4(pa + g * 16, _mm512_set1_ps(_cvtsh_ss(ga[g])), &wa_lo, &wa_hi);
-    LoadQ4(pb + g * 16, _mm512_set1_ps(_cvtsh_ss(gb[g])), &wb_lo, &wb_hi);
+    LoadGroup<D>(pa, g, k, _mm512_set1_ps(_cvtsh_ss(ga[g])), &wa_lo, &wa_hi);
+    LoadGroup<D>(pb, g, k, _mm512_set1_ps(_cvtsh_ss(gb[g])), &wb_lo, &wb_hi);
     const int64_t c = g * 32;
 #pragma GCC unroll 8
     for (int i = 0; i < MB; ++i) {
@@ -290,8 +346,8 @@ DSV3_AVX512 void BlockQ4(const float* x, int64_t ldx, const Linear& w, int64_t r
 template <DType D, int MB>
 DSV3_AVX512_INLINE void Block(const float* x, int64_t ldx, const Linear& w, int64_t ra, int64_t rb,
                               float out[2][8]) {
-  if constexpr (D == DType::kQ4) {
-    BlockQ4<MB>(x, ldx, w, ra, rb, out);
+  if constexpr (D == DType::kQ4 || D == DType::kQ6) {
+    BlockGroups<D, MB>(x, ldx, w, ra, rb, out);
   } else {
     BlockDense<D, MB>(x, ldx, w, ra, rb, out);
   }
@@ -350,14 +406,15 @@ DSV3_AVX512 void RowsAvx512(const float* x, int64_t m, int64_t ldx, const Linear
   }
 }
 
-DSV3_AVX512 void DequantRowQ4Avx512(const Linear& w, int64_t row, float* out) {
+template <DType D>
+DSV3_AVX512 void DequantRowGroupsAvx512(const Linear& w, int64_t row, float* out) {
   const int64_t k = w.in_features;
   const int64_t groups = k / w.group;
-  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * (k / 2);
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * groups * kGroupBytes<D>;
   const uint16_t* scales = w.group_scales.data() + row * groups;
   for (int64_t g = 0; g < groups; ++g) {
     __m512 lo, hi;
-    LoadQ4(p + g * 16, _mm512_set1_ps(_cvtsh_ss(scales[g])), &lo, &hi);
+    LoadGroup<D>(p, g, k, _mm512_set1_ps(_cvtsh_ss(scales[g])), &lo, &hi);
     _mm512_storeu_ps(out + g * 32, lo);
     _mm512_storeu_ps(out + g * 32 + 16, hi);
   }
@@ -365,8 +422,8 @@ DSV3_AVX512 void DequantRowQ4Avx512(const Linear& w, int64_t row, float* out) {
 
 template <DType D>
 DSV3_AVX512 void DequantRowAvx512(const Linear& w, int64_t row, float* out) {
-  if constexpr (D == DType::kQ4) {
-    return DequantRowQ4Avx512(w, row, out);
+  if constexpr (D == DType::kQ4 || D == DType::kQ6) {
+    return DequantRowGroupsAvx512<D>(w, row, out);
   } else {
     const int64_t k = w.in_features;
     const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * k * kElemBytes<D>;
@@ -420,6 +477,8 @@ void DequantRowFast(const Linear& w, int64_t row, float* out) {
         return DequantRowAvx512<DType::kQ8>(w, row, out);
       case DType::kQ4:
         return DequantRowAvx512<DType::kQ4>(w, row, out);
+      case DType::kQ6:
+        return DequantRowAvx512<DType::kQ6>(w, row, out);
     }
   }
 #endif
@@ -444,6 +503,8 @@ void MatMulRowsDirect(const float* x, int64_t m, int64_t ldx, const Linear& w, i
         return RowsAvx512<DType::kQ8>(x, m, ldx, w, row_begin, row_count, y, ldy);
       case DType::kQ4:
         return RowsAvx512<DType::kQ4>(x, m, ldx, w, row_begin, row_count, y, ldy);
+      case DType::kQ6:
+        return RowsAvx512<DType::kQ6>(x, m, ldx, w, row_begin, row_count, y, ldy);
     }
   }
 #endif

@@ -79,8 +79,41 @@ DSV3_VNNI_INLINE __m512i LoadUnsigned(const uint8_t* row, int64_t c, bool tail) 
   }
 }
 
+// kQ6 (linear.h): the chunk's nibble bytes broadcast to both halves (columns 32-63 are the
+// high nibbles), its top-bit bytes to all four 128-bit lanes (lane L's columns 16L + j: bit
+// pair L of byte j), rotated into bits 4-5 per 32-bit lane; 4 operations beside the loads.
+// The row's last chunk of 32 columns (`tail`): nibbles of byte j are columns j and j + 16, and
+// the 8 top-bit bytes hold columns j + 8p in pair p.
+template <>
+DSV3_VNNI_INLINE __m512i LoadUnsigned<DType::kQ6>(const uint8_t* row, int64_t c, bool tail) {
+  const uint8_t* p = row + c / 4 * 3;
+  __m512i nibbles, top;
+  if (!tail) {
+    const __m512i both =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    nibbles = _mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4);
+    top = _mm512_rolv_epi32(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32))),
+        _mm512_set_epi32(30, 30, 30, 30, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4));
+  } else {
+    const __m512i once =
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    nibbles = _mm512_mask_srli_epi16(once, 0x0000FF00u, once, 4);
+    std::int64_t tops;
+    std::memcpy(&tops, p + 16, sizeof(tops));
+    top = _mm512_rolv_epi32(_mm512_set1_epi64(tops),
+                            _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 30, 30, 0, 0, 2, 2, 4, 4));
+  }
+  // (nibbles & 0x0F) | (top & 0x30)
+  return _mm512_ternarylogic_epi32(_mm512_and_si512(top, _mm512_set1_epi8(0x30)), nibbles,
+                                   _mm512_set1_epi8(0x0F), 0xF8);
+}
+
+// Bytes of a row of k columns, and the byte of column c (a multiple of 64) within it.
 template <DType D>
-constexpr int64_t kRowBytesDivisor = D == DType::kQ8 ? 1 : 2;  // bytes of a row = k / this
+constexpr int64_t RowBytes(int64_t k) {
+  return D == DType::kQ8 ? k : (D == DType::kQ4 ? k / 2 : k / 4 * 3);
+}
 
 // MB activation rows (1..4) from i0 times NR weight rows (1..4) starting at r.
 template <DType D, int NR, int MB>
@@ -94,7 +127,7 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
   __m512 acc[NR][MB];
 #pragma GCC unroll 4
   for (int n = 0; n < NR; ++n) {
-    rows[n] = base + (r + n) * (k / kRowBytesDivisor<D>);
+    rows[n] = base + (r + n) * RowBytes<D>(k);
     scales[n] = w.group_scales.data() + (r + n) * groups;
 #pragma GCC unroll 4
     for (int i = 0; i < MB; ++i) acc[n][i] = _mm512_setzero_ps();
@@ -102,7 +135,7 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
   // At least the same columns of the next NR rows (the next block's): with long rows a fixed
   // distance reaches only rows already streaming (as matmul_direct.cc's four-row kernel), and
   // twice that into L2 (the same reason as there).
-  const int64_t ahead = std::max<int64_t>(kPrefetchBytes, NR * (k / kRowBytesDivisor<D>));
+  const int64_t ahead = std::max<int64_t>(kPrefetchBytes, NR * RowBytes<D>(k));
   const Int8Activations::Chunk* chunk = xq.chunks.data() + i0;
   for (int64_t c = 0; c < k; c += 64, chunk += xq.m) {
     const bool tail = c + 64 > k;
@@ -110,9 +143,8 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
     __m512 sv[NR];
 #pragma GCC unroll 4
     for (int n = 0; n < NR; ++n) {
-      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + ahead),
-                   _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + c / kRowBytesDivisor<D> + 2 * ahead),
+      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + 2 * ahead),
                    _MM_HINT_T1);
       wv[n] = LoadUnsigned<D>(rows[n], c, tail);
       sv[n] = PairScales(scales[n] + c / kGroup, tail);
@@ -224,7 +256,8 @@ DSV3_VNNI void QuantizeChunkVnni(const float* v, int64_t groups, int32_t offset,
 
 bool Int8KernelApplies(const Linear& w) {
 #if DSV3_HAVE_VNNI_KERNEL
-  return w.int8_activations && (w.dtype == DType::kQ8 || w.dtype == DType::kQ4) &&
+  return w.int8_activations &&
+         (w.dtype == DType::kQ8 || w.dtype == DType::kQ4 || w.dtype == DType::kQ6) &&
          w.group == kGroup && w.in_features % kGroup == 0 && CpuHasVnni();
 #else
   (void)w;
@@ -234,7 +267,7 @@ bool Int8KernelApplies(const Linear& w) {
 
 void QuantizeActivations(const float* x, int64_t m, int64_t ldx, int64_t k, DType dtype,
                          Int8Activations* out) {
-  const int32_t offset = dtype == DType::kQ8 ? 128 : 8;
+  const int32_t offset = dtype == DType::kQ8 ? 128 : (dtype == DType::kQ4 ? 8 : 32);
   const int64_t chunks = (k + 63) / 64;
   out->m = m;
   out->k = k;
@@ -280,6 +313,7 @@ void MatMulRowsInt8(const Int8Activations& xq, const Linear& w, int64_t row_begi
   if (xq.m <= 0 || row_count <= 0) return;
 #if DSV3_HAVE_VNNI_KERNEL
   if (w.dtype == DType::kQ8) return RowsVnni<DType::kQ8>(xq, w, row_begin, row_count, y, ldy);
+  if (w.dtype == DType::kQ6) return RowsVnni<DType::kQ6>(xq, w, row_begin, row_count, y, ldy);
   return RowsVnni<DType::kQ4>(xq, w, row_begin, row_count, y, ldy);
 #else
   (void)w, (void)row_begin, (void)y, (void)ldy;

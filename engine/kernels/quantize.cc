@@ -66,16 +66,49 @@ void QuantizeRowQ4(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) 
   }
 }
 
+// As kQ4 with 6 bits: scale = extreme / -32, codes in [-32, 31] stored + 32, packed per chunk
+// of 64 columns (32 at a row's end) as linear.h lays them out.
+void QuantizeRowQ6(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
+  std::vector<uint8_t> stored(static_cast<size_t>(n));
+  for (int64_t g = 0; g < n / kQuantGroup; ++g) {
+    const float* v = w + g * kQuantGroup;
+    float extreme = 0.0f;
+    for (int64_t i = 0; i < kQuantGroup; ++i) {
+      if (std::fabs(v[i]) > std::fabs(extreme)) extreme = v[i];
+    }
+    const GroupScale s = ScaleFor(extreme, -32.0f);
+    scales[g] = s.bits;
+    const float inv = s.value != 0.0f ? 1.0f / s.value : 0.0f;
+    for (int64_t i = 0; i < kQuantGroup; ++i) {
+      stored[g * kQuantGroup + i] =
+          static_cast<uint8_t>(std::clamp(std::nearbyint(v[i] * inv), -32.0f, 31.0f) + 32.0f);
+    }
+  }
+  for (int64_t c0 = 0; c0 < n; c0 += 64) {
+    const int64_t width = std::min<int64_t>(64, n - c0);  // W
+    const uint8_t* q = stored.data() + c0;
+    uint8_t* out = codes + c0 / 4 * 3;
+    for (int64_t b = 0; b < width / 2; ++b) {
+      out[b] = static_cast<uint8_t>((q[b] & 0xF) | (q[b + width / 2] & 0xF) << 4);
+    }
+    for (int64_t b = 0; b < width / 4; ++b) {
+      uint8_t top = 0;
+      for (int p = 0; p < 4; ++p)
+        top |= static_cast<uint8_t>((q[b + p * width / 4] >> 4) << (2 * p));
+      out[width / 2 + b] = top;
+    }
+  }
+}
+
 }  // namespace
 
 bool CanQuantize(const Linear& w) {
-  return !w.empty() && w.dtype != DType::kQ8 && w.dtype != DType::kQ4 &&
+  return !w.empty() && w.dtype != DType::kQ8 && w.dtype != DType::kQ4 && w.dtype != DType::kQ6 &&
          w.in_features % kQuantGroup == 0;
 }
 
 int64_t QuantizedCodeBytes(const Linear& w, DType target) {
-  const int64_t n = w.out_features * w.in_features;
-  return target == DType::kQ4 ? n / 2 : n;
+  return w.out_features * Linear::RowBytes(target, w.in_features);
 }
 
 CodeArena CodeArena::Create(int64_t bytes) {
@@ -101,9 +134,9 @@ std::shared_ptr<uint8_t> CodeArena::Take(int64_t bytes) {
 }
 
 absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* arena) {
-  if (target != DType::kQ8 && target != DType::kQ4) {
+  if (target != DType::kQ8 && target != DType::kQ4 && target != DType::kQ6) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cannot quantize to ", DTypeName(target), " (only Q8_G32, Q4_G32)"));
+        absl::StrCat("cannot quantize to ", DTypeName(target), " (only Q8_G32, Q6_G32, Q4_G32)"));
   }
   if (!CanQuantize(w)) {
     return absl::InvalidArgumentError(
@@ -113,7 +146,7 @@ absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* 
   const int64_t out = w.out_features;
   const int64_t in = w.in_features;
   const int64_t groups = in / kQuantGroup;
-  const int64_t row_bytes = target == DType::kQ8 ? in : in / 2;
+  const int64_t row_bytes = Linear::RowBytes(target, in);
   std::shared_ptr<uint8_t> codes;
   if (arena != nullptr) {
     codes = arena->Take(out * row_bytes);
@@ -140,8 +173,10 @@ absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* 
           if (target == DType::kQ8) {
             QuantizeRowQ8(row.data(), in, reinterpret_cast<int8_t*>(codes.get() + r * row_bytes),
                           scales);
-          } else {
+          } else if (target == DType::kQ4) {
             QuantizeRowQ4(row.data(), in, codes.get() + r * row_bytes, scales);
+          } else {
+            QuantizeRowQ6(row.data(), in, codes.get() + r * row_bytes, scales);
           }
         }
       },

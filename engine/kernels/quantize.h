@@ -5,9 +5,12 @@
 //   kQ8: per group of 32 columns of a row, scale = absmax / 127 (rounded to f16), codes
 //        round(w / scale) in [-127, 127];
 //   kQ4: per group, scale = m / -8 where m is the group's value of largest magnitude (so it
-//        is coded exactly, as -8), codes round(w / scale) clamped to [-8, 7], stored + 8.
-// The byte budget is that of ggml's Q8_0 / Q4_0 (8.5 / 4.5 bits a weight); the kernels keep
-// activations in f32 (matmul_direct.h). Rows are split between the engine's threads.
+//        is coded exactly, as -8), codes round(w / scale) clamped to [-8, 7], stored + 8;
+//   kQ6: the same with scale = m / -32, codes in [-32, 31] stored + 32 (for output heads:
+//        llama.cpp's Q4 files keep theirs in 6 bits, Q6_K).
+// The byte budget is that of ggml's Q8_0 / Q4_0 (8.5 / 4.5 bits a weight; kQ6: 6.5, about
+// Q6_K's 6.56). The kernels take activations in f32 (matmul_direct.h) or quantized to int8
+// (matmul_int8.h). Rows are split between the engine's threads.
 
 #include <cstdint>
 #include <memory>
@@ -41,7 +44,7 @@ class CodeArena {
 // Bytes of codes QuantizeLinear takes for `w` in `target` (plus up to 63 of alignment).
 int64_t QuantizedCodeBytes(const Linear& w, DType target);
 
-// W in `target` (kQ8 or kQ4), from any stored dtype; its codes in `arena` (or a block of their
+// W in `target` (kQ8, kQ6 or kQ4), from any stored dtype; its codes in `arena` (or a block of their
 // own), which the result keeps alive.
 absl::StatusOr<Linear> QuantizeLinear(const Linear& w, DType target, CodeArena* arena = nullptr);
 

@@ -64,6 +64,13 @@ Decoded DecodeQ(const Linear& q, int64_t r, int64_t c) {
     return {static_cast<int8_t>(bytes[r * q.in_features + c]) * scale, scale};
   }
   const int64_t g = c / kQuantGroup, j = c % kQuantGroup;
+  if (q.dtype == DType::kQ6) {  // chunks of W = 64 columns (32 at the end): nibbles, then tops
+    const int64_t w = std::min<int64_t>(64, q.in_features - c / 64 * 64), i = c % 64;
+    const uint8_t* chunk = bytes + r * q.in_features * 3 / 4 + c / 64 * 48;
+    const int low = i < w / 2 ? chunk[i] & 0xF : chunk[i - w / 2] >> 4;
+    const int top = (chunk[w / 2 + i % (w / 4)] >> (2 * (i / (w / 4)))) & 3;
+    return {(low + 16 * top - 32) * scale, scale};
+  }
   const uint8_t byte = bytes[r * q.in_features / 2 + g * 16 + j % 16];
   const int code = (j < 16 ? byte & 0xF : byte >> 4) - 8;
   return {code * scale, scale};
@@ -73,12 +80,13 @@ TEST(QuantizeTest, CodesAndScalesFollowTheFormat) {
   std::mt19937 rng(3);
   const int64_t out = 70, in = 256;
   Bf16Matrix w = MakeBf16(out, in, rng);
-  for (DType target : {DType::kQ8, DType::kQ4}) {
+  for (DType target : {DType::kQ8, DType::kQ4, DType::kQ6}) {
     auto q = QuantizeLinear(w.linear, target);
     ASSERT_TRUE(q.ok()) << q.status();
     ASSERT_EQ(q->group_scales.size(), static_cast<size_t>(out * in / kQuantGroup));
-    EXPECT_EQ(q->weight_bytes(),
-              out * in * (target == DType::kQ8 ? 1 : 0.5) + out * in / kQuantGroup * 2);
+    const double code_bytes = target == DType::kQ8 ? 1 : (target == DType::kQ4 ? 0.5 : 0.75);
+    EXPECT_EQ(q->weight_bytes(), out * in * code_bytes + out * in / kQuantGroup * 2);
+    EXPECT_EQ(QuantizedCodeBytes(w.linear, target), out * in * code_bytes);
     std::vector<float> row(in);
     for (int64_t r = 0; r < out; ++r) {
       q->DequantRow(r, 0, in, row.data());
@@ -89,8 +97,9 @@ TEST(QuantizeTest, CodesAndScalesFollowTheFormat) {
           amax = std::max(amax, std::fabs(v));
           if (std::fabs(v) > std::fabs(extreme)) extreme = v;
         }
-        // The stored scale is the f16 of amax/127 (Q8) or extreme/-8 (Q4).
-        const double want_scale = target == DType::kQ8 ? amax / 127 : extreme / -8;
+        // The stored scale is the f16 of amax/127 (Q8), extreme/-8 (Q4) or extreme/-32 (Q6).
+        const double want_scale =
+            target == DType::kQ8 ? amax / 127 : extreme / (target == DType::kQ4 ? -8 : -32);
         const double scale = DecodeQ(*q, r, g * kQuantGroup).scale;
         EXPECT_NEAR(scale, want_scale, std::fabs(want_scale) * 1e-3 + 1e-7);
         for (int64_t j = 0; j < kQuantGroup; ++j) {
@@ -99,10 +108,11 @@ TEST(QuantizeTest, CodesAndScalesFollowTheFormat) {
           const Decoded d = DecodeQ(*q, r, c);
           ASSERT_EQ(row[c], static_cast<float>(d.value))
               << "DequantRow disagrees at " << r << "," << c;
-          // Round to nearest: within half a step, except Q4's clamp at +7 steps (values of
-          // the opposite sign to the extreme, up to a whole step).
+          // Round to nearest: within half a step, except Q4's clamp at +7 steps and Q6's at
+          // +31 (values of the opposite sign to the extreme, up to a whole step).
           const double step = std::fabs(scale);
-          const double bound = target == DType::kQ4 && std::fabs(v) > 7.5 * step ? step : step / 2;
+          const double top = target == DType::kQ4 ? 7.5 : 31.5;
+          const double bound = target != DType::kQ8 && std::fabs(v) > top * step ? step : step / 2;
           ASSERT_LE(std::fabs(d.value - v), bound * (1 + 1e-3) + 1e-9)
               << DTypeName(target) << " " << r << "," << c;
         }
@@ -136,7 +146,7 @@ TEST(QuantizeTest, MatMulOnQuantizedWeights) {
   std::normal_distribution<float> n(0, 1);
   const int64_t out = 203, in = 320;
   Bf16Matrix w = MakeBf16(out, in, rng);
-  for (DType target : {DType::kQ8, DType::kQ4}) {
+  for (DType target : {DType::kQ8, DType::kQ4, DType::kQ6}) {
     auto q = QuantizeLinear(w.linear, target);
     ASSERT_TRUE(q.ok()) << q.status();
     std::vector<double> deq(out * in), bound(out * in);
@@ -144,7 +154,7 @@ TEST(QuantizeTest, MatMulOnQuantizedWeights) {
       for (int64_t c = 0; c < in; ++c) {
         const Decoded d = DecodeQ(*q, r, c);
         deq[r * in + c] = d.value;
-        bound[r * in + c] = std::fabs(d.scale) * (target == DType::kQ4 ? 1.0 : 0.5) * (1 + 1e-3);
+        bound[r * in + c] = std::fabs(d.scale) * (target == DType::kQ8 ? 0.5 : 1.0) * (1 + 1e-3);
       }
     }
     for (int64_t m : {1, 2, 7, 8, 9, 24, 25, 40}) {
@@ -197,7 +207,7 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
   for (const int64_t in : {320, 352}) {
     const int64_t out = 203;
     Bf16Matrix w = MakeBf16(out, in, rng);
-    for (DType target : {DType::kQ8, DType::kQ4}) {
+    for (DType target : {DType::kQ8, DType::kQ4, DType::kQ6}) {
       auto q = QuantizeLinear(w.linear, target);
       ASSERT_TRUE(q.ok()) << q.status();
       q->int8_activations = true;
@@ -258,8 +268,8 @@ TEST(QuantizeTest, Int8ActivationCodesAreTheirDefinitionBitForBit) {
   std::mt19937 rng(8);
   std::normal_distribution<float> n(0, 1);
   for (const int64_t k : {64, 96, 352}) {
-    for (DType dtype : {DType::kQ8, DType::kQ4}) {
-      const int32_t offset = dtype == DType::kQ8 ? 128 : 8;
+    for (DType dtype : {DType::kQ8, DType::kQ4, DType::kQ6}) {
+      const int32_t offset = dtype == DType::kQ8 ? 128 : (dtype == DType::kQ4 ? 8 : 32);
       const int64_t m = 5, ldx = k + 32;
       std::vector<float> x(m * ldx);
       for (auto& v : x) v = n(rng);

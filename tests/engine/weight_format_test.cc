@@ -2,7 +2,7 @@
 //   - exactness: a model loaded as int8/int4 computes what a float32 checkpoint holding the
 //     dequantized values of exactly the projections the format names computes (to float
 //     rounding), so every quantized projection runs through the right kernel, the embedding
-//     and routers stay as stored, and the heads take kQ8;
+//     and routers stay as stored, and the heads take kQ8 (kQ6 under int4);
 //   - accuracy: int8 against the float64 golden logits, within a tolerance derived from the
 //     format: the golden FP8 case is the same weights in FP8, so its logit deviation from the
 //     BF16 golden is the deviation of a known weight error; int8's weight error is measured
@@ -101,8 +101,9 @@ void WriteDequantizedTwin(const std::string& src, WeightFormat format, const std
           std::memcpy(out.data(), v.data, out.size());
           return absl::OkStatus();
         }
-        const DType target =
-            format == WeightFormat::kInt4 && !IsHead(spec.name) ? DType::kQ4 : DType::kQ8;
+        const DType target = format != WeightFormat::kInt4
+                                 ? DType::kQ8
+                                 : (IsHead(spec.name) ? DType::kQ6 : DType::kQ4);
         auto q = QuantizeLinear(StoredLinear(**ckpt, spec.name), target);
         if (!q.ok()) return q.status();
         const std::vector<float> values = Values(*q);
@@ -275,7 +276,7 @@ TEST(WeightFormatAccuracyTest, FormatIsPartOfTheModelIdentity) {
   EXPECT_NE(ModelConfigHash(int4->config()), h);
   EXPECT_NE(ModelConfigHash(int4->config()), ModelConfigHash(int8->config()));
   EXPECT_EQ(stored->weights().lm_head.dtype, DType::kBF16);
-  EXPECT_EQ(int4->weights().lm_head.dtype, DType::kQ8);
+  EXPECT_EQ(int4->weights().lm_head.dtype, DType::kQ6);
   EXPECT_EQ(int4->weights().layers[1].moe.experts[0].up.dtype, DType::kQ4);
   EXPECT_EQ(int4->weights().layers[1].moe.router.dtype, DType::kBF16);
   EXPECT_EQ(int4->weights().embed.dtype, DType::kBF16);
