@@ -115,10 +115,12 @@ constexpr int64_t RowBytes(int64_t k) {
   return D == DType::kQ8 ? k : (D == DType::kQ4 ? k / 2 : k / 4 * 3);
 }
 
-// MB activation rows (1..4) from i0 times NR weight rows (1..4) starting at r.
+// MB activation rows (1..4) from i0 times NR weight rows (1..4) starting at r. With
+// `unpacked` (kQ4/kQ6 rows already made bytes by UnpackRows, `stride` bytes apart) the weights
+// are read from there instead.
 template <DType D, int NR, int MB>
 DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int64_t r,
-                     float out[4][4]) {
+                     const uint8_t* unpacked, int64_t stride, float out[4][4]) {
   const int64_t k = w.in_features;
   const int64_t groups = k / kGroup;
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -127,7 +129,7 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
   __m512 acc[NR][MB];
 #pragma GCC unroll 4
   for (int n = 0; n < NR; ++n) {
-    rows[n] = base + (r + n) * RowBytes<D>(k);
+    rows[n] = unpacked != nullptr ? unpacked + n * stride : base + (r + n) * RowBytes<D>(k);
     scales[n] = w.group_scales.data() + (r + n) * groups;
 #pragma GCC unroll 4
     for (int i = 0; i < MB; ++i) acc[n][i] = _mm512_setzero_ps();
@@ -143,10 +145,14 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
     __m512 sv[NR];
 #pragma GCC unroll 4
     for (int n = 0; n < NR; ++n) {
-      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + ahead), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + 2 * ahead),
-                   _MM_HINT_T1);
-      wv[n] = LoadUnsigned<D>(rows[n], c, tail);
+      if (unpacked != nullptr) {
+        wv[n] = _mm512_load_si512(rows[n] + c);
+      } else {
+        _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(rows[n] + RowBytes<D>(c) + 2 * ahead),
+                     _MM_HINT_T1);
+        wv[n] = LoadUnsigned<D>(rows[n], c, tail);
+      }
       sv[n] = PairScales(scales[n] + c / kGroup, tail);
     }
 #pragma GCC unroll 4
@@ -170,16 +176,41 @@ DSV3_VNNI void Block(const Int8Activations& xq, int64_t i0, const Linear& w, int
 
 template <DType D, int NR>
 DSV3_VNNI void BlockRows(const Int8Activations& xq, int64_t i0, int mb, const Linear& w, int64_t r,
-                         float out[4][4]) {
+                         const uint8_t* unpacked, int64_t stride, float out[4][4]) {
   switch (mb) {
     case 1:
-      return Block<D, NR, 1>(xq, i0, w, r, out);
+      return Block<D, NR, 1>(xq, i0, w, r, unpacked, stride, out);
     case 2:
-      return Block<D, NR, 2>(xq, i0, w, r, out);
+      return Block<D, NR, 2>(xq, i0, w, r, unpacked, stride, out);
     case 3:
-      return Block<D, NR, 3>(xq, i0, w, r, out);
+      return Block<D, NR, 3>(xq, i0, w, r, unpacked, stride, out);
     default:
-      return Block<D, NR, 4>(xq, i0, w, r, out);
+      return Block<D, NR, 4>(xq, i0, w, r, unpacked, stride, out);
+  }
+}
+
+// From this many activation rows, kQ6 weight rows are unpacked once (UnpackRows) rather than
+// once per group of 4 activation rows. matmul_bench [129280, 1024], 2 threads, two runs each
+// way: time 0.82-0.92x at 16 rows and 0.87-0.88x at 32, but 1.3-1.7x at 8 (probably the
+// unpacking pass waiting on memory with no compute beside it). kQ4 took 1.07-1.09x at 16 and
+// 1.45-2x at 8, so it is unpacked per group (above 24 rows it takes bf16 tiles on this CPU).
+constexpr int64_t kUnpackMinRows = 16;
+
+// Weight rows r .. r + nr - 1 of kQ4/kQ6 as the unsigned bytes LoadUnsigned makes, 64 a chunk,
+// `stride` bytes a row: a block of weights meets every group of 4 activation rows, and
+// unpacking it once (into L1) instead of per group leaves the nibble and bit work at once per
+// weight, as kQ8's xor is. The rows stream from memory here, prefetched.
+template <DType D>
+DSV3_VNNI void UnpackRows(const Linear& w, int64_t r, int nr, uint8_t* out, int64_t stride) {
+  const int64_t k = w.in_features;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t ahead = std::max<int64_t>(kPrefetchBytes, 4 * RowBytes<D>(k));
+  for (int n = 0; n < nr; ++n) {
+    const uint8_t* row = base + (r + n) * RowBytes<D>(k);
+    for (int64_t c = 0; c < k; c += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(row + RowBytes<D>(c) + ahead), _MM_HINT_T0);
+      _mm512_store_si512(out + n * stride + c, LoadUnsigned<D>(row, c, c + 64 > k));
+    }
   }
 }
 
@@ -190,19 +221,30 @@ template <DType D>
 DSV3_VNNI void RowsVnni(const Int8Activations& xq, const Linear& w, int64_t row_begin,
                         int64_t row_count, float* y, int64_t ldy) {
   float out[4][4];
+  const int64_t stride = (w.in_features + 63) / 64 * 64;
+  struct alignas(64) Line {
+    uint8_t bytes[64];
+  };
+  thread_local std::vector<Line> buffer;  // 4 unpacked rows
+  uint8_t* unpacked = nullptr;
+  if (D == DType::kQ6 && xq.m >= kUnpackMinRows) {
+    buffer.resize(static_cast<size_t>(4 * stride / 64));
+    unpacked = buffer.data()->bytes;
+  }
   for (int64_t ib = 0; ib < xq.m; ib += kRowBlock) {
     const int64_t ie = std::min(xq.m, ib + kRowBlock);
     for (int64_t j = 0; j < row_count;) {
       const int64_t left = row_count - j;
       const int nr = left >= 4 ? 4 : (left >= 2 ? 2 : 1);
+      if (unpacked != nullptr) UnpackRows<D>(w, row_begin + j, nr, unpacked, stride);
       for (int64_t i0 = ib; i0 < ie; i0 += 4) {
         const int mb = static_cast<int>(std::min<int64_t>(4, ie - i0));
         if (nr == 4) {
-          BlockRows<D, 4>(xq, i0, mb, w, row_begin + j, out);
+          BlockRows<D, 4>(xq, i0, mb, w, row_begin + j, unpacked, stride, out);
         } else if (nr == 2) {
-          BlockRows<D, 2>(xq, i0, mb, w, row_begin + j, out);
+          BlockRows<D, 2>(xq, i0, mb, w, row_begin + j, unpacked, stride, out);
         } else {
-          BlockRows<D, 1>(xq, i0, mb, w, row_begin + j, out);
+          BlockRows<D, 1>(xq, i0, mb, w, row_begin + j, unpacked, stride, out);
         }
         for (int n = 0; n < nr; ++n) {
           for (int i = 0; i < mb; ++i) y[(i0 + i) * ldy + j + n] = out[n][i];
