@@ -7,7 +7,8 @@
 // KL divergence of the next-token distribution of the model in --weights from the same model
 // as stored, and how often both rank the same token first. Prints one JSON line. --step 16
 // measures what decoding computes (the decode kernels), 0 what prefill does (int8 activations
-// in both; int4 above 24 rows rounds them and its weights to bf16 instead).
+// in both; above 24 rows int4, and above 32 int8, round them and the weights to bf16 instead
+// where the CPU has AVX512_BF16).
 
 #include <algorithm>
 #include <cmath>

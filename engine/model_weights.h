@@ -129,8 +129,8 @@ struct LoadOptions {
   // Projections as stored, or quantized at load (weight_format.h).
   WeightFormat weights = WeightFormat::kAsStored;
   // Quantized projections multiply int8-quantized activations (decode and prefill)
-  // (kernels/matmul_int8.h), and kQ4 ones above 24 rows bf16-rounded activations and weights
-  // where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
+  // (kernels/matmul_int8.h), and kQ4/kQ8 ones above 24/32 rows bf16-rounded activations and
+  // weights where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
   // (slower, and exactly the dequantized weights' result).
   bool int8_activations = true;
   // BF16 projections multiply activations rounded to bf16 from 2 rows on (decode batches,

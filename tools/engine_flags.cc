@@ -34,9 +34,9 @@ ABSL_FLAG(std::string, weights, "auto",
           "(quantized at load from BF16/FP8; see engine/weight_format.h)");
 ABSL_FLAG(bool, int8_activations, true,
           "with --weights int8/int4: decode and prefill quantize activations to int8 for "
-          "integer dot products (engine/kernels/matmul_int8.h), and int4 above 24 rows rounds "
-          "them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); false keeps "
-          "them in f32");
+          "integer dot products (engine/kernels/matmul_int8.h), and above 24 rows (int4) or 32 "
+          "(int8) rounds them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); "
+          "false keeps them in f32");
 
 ABSL_FLAG(bool, bf16_activations, false,
           "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "

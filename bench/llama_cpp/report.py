@@ -108,9 +108,9 @@ for fmt, q in (("int8", "q8_0"), ("int4", "q4_0")):
     kl_rows.append((fmt, q, o, d, float(m.group(1)) if m else None, float(t.group(1)) if t else None))
 if kl_rows:
     print("KL divergence from BF16 of the next-token distribution (second half of 512-token "
-          "chunks of the same text). Ours as a prefill (int8 activations; int4 rounds them and "
-          "the weights to bf16 instead where the CPU has AVX512_BF16) and 16 tokens at a time "
-          "(the decode kernels: int8 activations):\n")
+          "chunks of the same text). Ours as a prefill (int8 activations, or, where the CPU "
+          "has AVX512_BF16, activations and weights rounded to bf16: int4 above 24 rows, int8 "
+          "above 32) and 16 tokens at a time (the decode kernels: int8 activations):\n")
     print("| ours | mean KL prefill | mean KL decode | same top token (decode) | llama.cpp | mean KL | same top token |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for fmt, q, o, d, lk, lt in kl_rows:

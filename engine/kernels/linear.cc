@@ -29,6 +29,11 @@ constexpr int64_t kBf16MaxRows = 64;
 // 32-64 rows of an expert's [512, 1024], 1.3x at 32 of [4096, 1024], even at 24 of
 // [16384, 4096]; below 8-16 rows the integer kernel is faster.
 constexpr int64_t kQ4Int8MaxRows = 24;
+// The same for kQ8, whose integer kernel needs no unpacking: matmul_bench, 2 threads, two runs
+// each way: tiles took 0.64-0.72x the time at 128 and 512 rows of [3072, 1024], 0.49-0.95x of
+// [1024, 2048], 0.64-0.86x at 48-64 rows, but 0.91-1.03x at 32 (engine_bench --weights int8:
+// prefill 1.32-1.33x the tokens/s). Decode batches up to 32 keep the integer kernel.
+constexpr int64_t kQ8Int8MaxRows = 32;
 // Below this many weight elements a projection runs on the calling thread alone.
 constexpr int64_t kParallelMinElements = 1 << 15;
 
@@ -60,15 +65,20 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
   }
 }
 
-// x quantized for w when the int8 kernel takes this call, else null. kQ8/kQ4 weights with
-// int8 activations take it at any number of rows (kQ4 above kQ4Int8MaxRows excepted):
-// measured 2x faster than dequantised tiles + f32 GEMM at 32 rows, 1.4x at 64, and, with
-// the activations met in blocks of 64 rows that stay in L2, 1.1-1.25x at 128 and 512 rows of
-// [3072, 1024] and [1024, 2048] (matmul_bench, 2 threads). The buffer is the calling thread's;
-// the threads of one MatMulRows call share it.
+// Whether the bf16 tiles (matmul_bf16.h) take a call of m rows on w instead of the int8 kernel.
+bool Bf16TilesTake(int64_t m, const Linear& w) {
+  return m > (w.dtype == DType::kQ8 ? kQ8Int8MaxRows : kQ4Int8MaxRows) && Bf16TilesApply(w);
+}
+
+// x quantized for w when the int8 kernel takes this call, else null. kQ8/kQ4/kQ6 weights with
+// int8 activations take it at any number of rows where the bf16 tiles do not apply (CPUs
+// without AVX512_BF16; kQ6): measured 2x faster than dequantised tiles + f32 GEMM at 32 rows,
+// 1.4x at 64, and, with the activations met in blocks of 64 rows that stay in L2, 1.1-1.25x at
+// 128 and 512 rows of [3072, 1024] and [1024, 2048] (matmul_bench, 2 threads). The buffer is
+// the calling thread's; the threads of one MatMulRows call share it.
 const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, const Linear& w) {
   if (!Int8KernelApplies(w)) return nullptr;
-  if (m > kQ4Int8MaxRows && Bf16TilesApply(w)) return nullptr;  // bf16 tiles instead
+  if (Bf16TilesTake(m, w)) return nullptr;
   thread_local Int8Activations xq;
   QuantizeActivations(x, m, ldx, w.in_features, w.dtype, &xq);
   return &xq;
@@ -76,12 +86,12 @@ const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, cons
 
 // x as the AVX512_BF16 kernels take it for this call, else null: split in two bf16 parts for
 // BF16 weights at 2 to kBf16MaxRows rows; rounded to bf16 for BF16 weights that take bf16
-// activations at 2 rows or more, and for kQ4 weights with quantized activations above
-// kQ4Int8MaxRows. As QuantizedFor: the calling thread's buffer.
+// activations at 2 rows or more, and for kQ4/kQ8 weights with quantized activations above
+// kQ4Int8MaxRows/kQ8Int8MaxRows. As QuantizedFor: the calling thread's buffer.
 const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
   const bool bf16 = m >= 2 && Bf16KernelApplies(w);
   const bool split = bf16 && m <= kBf16MaxRows && !w.bf16_activations;
-  const bool rounded = (bf16 && w.bf16_activations) || (m > kQ4Int8MaxRows && Bf16TilesApply(w));
+  const bool rounded = (bf16 && w.bf16_activations) || Bf16TilesTake(m, w);
   if (!split && !rounded) return nullptr;
   thread_local Bf16Activations xs;
   SplitActivations(x, m, ldx, w.in_features, split, &xs);

@@ -11,8 +11,8 @@
 //     at any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16
 //     from 2 to 64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16
 //     parts (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations; kQ4
-//     with int8_activations above 24 rows: W tiles and x rounded to bf16, the same kernel
-//     (matmul_bf16.h);
+//     and kQ8 with int8_activations above 24 and 32 rows: W tiles and x rounded to bf16, the
+//     same kernel (matmul_bf16.h);
 //   - more rows (prefill, big batches), where none of those applies: 128-row tiles of W are
 //     dequantised to f32 and multiplied by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -213,8 +214,8 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
       q->int8_activations = true;
       if (!Int8KernelApplies(*q)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
       for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24, 40, 64, 130}) {
-        // More rows of kQ4 go to bf16 tiles where the CPU has them (the test below).
-        if (target == DType::kQ4 && m > 24 && Bf16TilesApply(*q)) continue;
+        // More rows of kQ4 and kQ8 go to bf16 tiles where the CPU has them (the test below).
+        if (m > (target == DType::kQ8 ? 32 : 24) && Bf16TilesApply(*q)) continue;
         std::vector<float> x(m * in), y(m * out);
         for (auto& v : x) v = n(rng);
         x[7] = 0;
@@ -312,40 +313,41 @@ TEST(QuantizeTest, Int8ActivationCodesAreTheirDefinitionBitForBit) {
   }
 }
 
-// Calls of more than 24 rows (prefill, big batches) of kQ4 weights with quantized activations,
-// where the CPU
-// has AVX512_BF16: weights and x rounded to bf16, each within 2^-9 of itself, so every result
-// within 2^-8 of sum |w x| (plus f32 sums) of the exact product of the decoded weights; an
-// order of magnitude inside the weights' own 4-bit error.
-TEST(QuantizeTest, Int4BigBatchesRoundWeightsAndActivationsToBf16) {
+// Calls of more than 24 rows of kQ4 weights, or 32 of kQ8, with quantized activations (prefill,
+// big batches), where the CPU has AVX512_BF16: weights and x rounded to bf16, each within 2^-9
+// of itself, so every result within 2^-8 of sum |w x| (plus f32 sums) of the exact product of
+// the decoded weights; inside the weights' own 4- or 8-bit error.
+TEST(QuantizeTest, BigBatchesRoundWeightsAndActivationsToBf16) {
   std::mt19937 rng(7);
   std::normal_distribution<float> n(0, 1);
   const int64_t out = 203, in = 352;
   Bf16Matrix w = MakeBf16(out, in, rng);
-  auto q = QuantizeLinear(w.linear, DType::kQ4);
-  ASSERT_TRUE(q.ok()) << q.status();
-  q->int8_activations = true;
-  if (!Bf16TilesApply(*q)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  for (const int64_t m : {25, 40, 65, 130}) {
-    std::vector<float> x(m * in), y(m * out);
-    for (auto& v : x) v = n(rng);
-    MatMul(x.data(), m, *q, y.data());
-    double worst = 0;  // the largest error as a share of its bound
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t r = 0; r < out; ++r) {
-        double exact = 0, mag = 0;
-        for (int64_t c = 0; c < in; ++c) {
-          const double p = DecodeQ(*q, r, c).value * x[i * in + c];
-          exact += p;
-          mag += std::fabs(p);
+  for (const DType target : {DType::kQ4, DType::kQ8}) {
+    auto q = QuantizeLinear(w.linear, target);
+    ASSERT_TRUE(q.ok()) << q.status();
+    q->int8_activations = true;
+    if (!Bf16TilesApply(*q)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+    for (const int64_t m : {target == DType::kQ4 ? 25 : 33, 40, 65, 130}) {
+      std::vector<float> x(m * in), y(m * out);
+      for (auto& v : x) v = n(rng);
+      MatMul(x.data(), m, *q, y.data());
+      double worst = 0;  // the largest error as a share of its bound
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t r = 0; r < out; ++r) {
+          double exact = 0, mag = 0;
+          for (int64_t c = 0; c < in; ++c) {
+            const double p = DecodeQ(*q, r, c).value * x[i * in + c];
+            exact += p;
+            mag += std::fabs(p);
+          }
+          const double bound = (std::exp2(-8) + (in / 16.0 + 8) * std::exp2(-23)) * mag;
+          ASSERT_LE(std::fabs(y[i * out + r] - exact), bound) << "m=" << m << " " << i << "," << r;
+          worst = std::max(worst, std::fabs(y[i * out + r] - exact) / bound);
         }
-        const double bound = (std::exp2(-8) + (in / 16.0 + 8) * std::exp2(-23)) * mag;
-        ASSERT_LE(std::fabs(y[i * out + r] - exact), bound) << "m=" << m << " " << i << "," << r;
-        worst = std::max(worst, std::fabs(y[i * out + r] - exact) / bound);
       }
+      std::printf("[%s bf16 tiles] m=%lld: largest error %.3f of its bound\n",
+                  std::string(DTypeName(target)).c_str(), static_cast<long long>(m), worst);
     }
-    std::printf("[q4 bf16 tiles] m=%lld: largest error %.3f of its bound\n",
-                static_cast<long long>(m), worst);
   }
 }
 
