@@ -130,18 +130,18 @@ void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) c
       int code;
       if (dtype == DType::kQ8) {
         code = static_cast<int8_t>(codes[col]);
-      } else if (dtype == DType::kQ4) {
-        const int64_t in_group = col % group;
-        const uint8_t byte = codes[(col - in_group) / 2 + in_group % (group / 2)];
-        code = (in_group < group / 2 ? byte & 0xF : byte >> 4) - 8;
-      } else {  // chunks of 64 columns (32 at the end), linear.h
+      } else {  // kQ4, kQ6: chunks of 64 columns (32 at the end), linear.h
         const int64_t c0 = col / 64 * 64, j = col - c0;
         const int64_t width = std::min<int64_t>(64, in_features - c0);
-        const uint8_t* chunk = codes + c0 / 4 * 3;
+        const uint8_t* chunk = codes + (dtype == DType::kQ4 ? c0 / 2 : c0 / 4 * 3);
         const uint8_t byte = chunk[j % (width / 2)];
         const int low = j < width / 2 ? byte & 0xF : byte >> 4;
-        const int top = (chunk[width / 2 + j % (width / 4)] >> (2 * (j / (width / 4)))) & 3;
-        code = (low | top << 4) - 32;
+        if (dtype == DType::kQ4) {
+          code = low - 8;
+        } else {
+          const int top = (chunk[width / 2 + j % (width / 4)] >> (2 * (j / (width / 4)))) & 3;
+          code = (low | top << 4) - 32;
+        }
       }
       out[c] = static_cast<float>(code) * s;
     }

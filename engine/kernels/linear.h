@@ -43,14 +43,13 @@ struct Linear {
   int64_t block_rows = 0;
   int64_t block_cols = 0;
   // kQ8/kQ4/kQ6 only: f16 scales [out_features, in_features / group], and the buffer `data`
-  // points into (copies of this Linear share it). kQ8 codes are int8 [out, in]; kQ4 codes are
-  // [out, in / 2] bytes, each group of 32 columns in 16 bytes: byte j holds column j in its low
-  // nibble and column j + 16 in its high one, both offset by 8 (code 0 is -8 x scale). kQ6
-  // codes are [out, in * 3 / 4] bytes, in chunks of W = 64 columns (32 at a row's end) of
-  // W * 3 / 4 bytes: code + 32 (0..63) has its low 4 bits in W / 2 bytes, byte j holding
-  // column j in its low nibble and j + W / 2 in its high one, then its top 2 bits in W / 4
-  // bytes, byte j holding those of columns j, j + W / 4, j + W / 2, j + 3W / 4 in bits 0-1,
-  // 2-3, 4-5, 6-7 (the int8 kernel builds 64 codes from two broadcast loads).
+  // points into (copies of this Linear share it). kQ8 codes are int8 [out, in]. kQ4 and kQ6
+  // codes are offset (code + 8, 0..15; code + 32, 0..63) and packed per chunk of W = 64
+  // columns (32 at a row's end): first W / 2 bytes of their low 4 bits, byte j holding column
+  // j in its low nibble and j + W / 2 in its high one (kQ4: all there is, [out, in / 2] bytes);
+  // kQ6 then has W / 4 bytes of their top 2 bits, byte j holding those of columns j, j + W / 4,
+  // j + W / 2, j + 3W / 4 in bits 0-1, 2-3, 4-5, 6-7 ([out, in * 3 / 4] bytes). The int8
+  // kernel builds a chunk's 64 codes from broadcast loads and a shift or two.
   std::vector<uint16_t> group_scales;
   int64_t group = 0;
   std::shared_ptr<const void> owner;

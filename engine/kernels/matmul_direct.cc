@@ -238,13 +238,26 @@ DSV3_AVX512 void BlockDenseRow4(const float* x, const Linear& w, int64_t r0, flo
   for (int r = 0; r < 4; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-// kQ4 codes of 32 columns (16 bytes at p) as two f32 vectors times `scale`: columns 0-15 are
-// the low nibbles, 16-31 the high ones.
+// kQ4 codes of a row's last 32 columns (16 bytes at p) as two f32 vectors times `scale`:
+// columns 0-15 are the low nibbles, 16-31 the high ones.
 DSV3_AVX512_INLINE void LoadQ4(const uint8_t* p, __m512 scale, __m512* lo, __m512* hi) {
   const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   const __m512i eight = _mm512_set1_epi32(8);
   const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xF));
   const __m512i high = _mm512_srli_epi32(bytes, 4);
+  *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(low, eight)), scale);
+  *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(high, eight)), scale);
+}
+
+// Group h (0 or 1) of a 64-column kQ4 chunk (32 bytes at p): columns 32h + j are the low
+// (h = 0) or high (h = 1) nibbles of bytes j, as two f32 vectors times `scale`.
+DSV3_AVX512_INLINE void LoadQ4Half(const uint8_t* p, int h, __m512 scale, __m512* lo, __m512* hi) {
+  const __m512i mask = _mm512_set1_epi32(0xF);
+  const __m512i eight = _mm512_set1_epi32(8);
+  const __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+  const __m512i low = _mm512_and_si512(_mm512_srli_epi32(a, 4 * h), mask);
+  const __m512i high = _mm512_and_si512(_mm512_srli_epi32(b, 4 * h), mask);
   *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(low, eight)), scale);
   *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(high, eight)), scale);
 }
@@ -294,7 +307,12 @@ template <DType D>
 DSV3_AVX512_INLINE void LoadGroup(const uint8_t* row, int64_t g, int64_t k, __m512 scale,
                                   __m512* lo, __m512* hi) {
   if constexpr (D == DType::kQ4) {
-    LoadQ4(row + g * 16, scale, lo, hi);
+    const uint8_t* chunk = row + g / 2 * 32;
+    if (g / 2 * 64 + 64 <= k) {  // columns 32h + j: byte j % 32, high nibble when h = 1
+      LoadQ4Half(chunk, static_cast<int>(g % 2), scale, lo, hi);
+    } else {
+      LoadQ4(chunk, scale, lo, hi);
+    }
   } else {
     LoadQ6(row + g / 2 * 48, static_cast<int>(g % 2), g / 2 * 64 + 64 <= k, scale, lo, hi);
   }

@@ -56,6 +56,20 @@ DSV3_VNNI_INLINE __m512 PairScales(const uint16_t* s, bool tail) {
   return _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(f));
 }
 
+// The nibble bytes of a kQ4/kQ6 chunk at p (linear.h) placed so that the low 4 bits of byte c
+// are column c's (bits 4-7 are another column's): the 32 bytes broadcast to both halves, the
+// upper half shifted down 4 (columns 32-63 are the high nibbles); a row's last chunk of 32
+// columns (`tail`): its 16 bytes in every lane, lane 1 shifted (columns 16-31).
+DSV3_VNNI_INLINE __m512i Nibbles(const uint8_t* p, bool tail) {
+  if (!tail) {
+    const __m512i both =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4);
+  }
+  const __m512i once = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_mask_srli_epi16(once, 0x0000FF00u, once, 4);
+}
+
 // 64 weights (two groups, natural column order) of a row as unsigned bytes, code + offset.
 // `tail`: only the first group exists; the other 32 lanes' bytes are then multiplied by
 // activation codes of 0.
@@ -65,17 +79,7 @@ DSV3_VNNI_INLINE __m512i LoadUnsigned(const uint8_t* row, int64_t c, bool tail) 
     const __mmask64 mask = tail ? 0xFFFFFFFFull : ~0ull;
     return _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, row + c), _mm512_set1_epi8(-128));
   } else {
-    // 16 bytes a group: byte j holds column j (low nibble) and column j + 16 (high).
-    const uint8_t* p = row + c / 2;
-    const __m256i packed =
-        tail ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))
-             : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    const __m256i low = _mm256_and_si256(packed, nibble);
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-    // [g low, g+1 low, g high, g+1 high] -> [g low, g high, g+1 low, g+1 high] (16 bytes each).
-    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-    return _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(Nibbles(row + c / 2, tail), _mm512_set1_epi8(0x0F));
   }
 }
 
@@ -87,18 +91,13 @@ DSV3_VNNI_INLINE __m512i LoadUnsigned(const uint8_t* row, int64_t c, bool tail) 
 template <>
 DSV3_VNNI_INLINE __m512i LoadUnsigned<DType::kQ6>(const uint8_t* row, int64_t c, bool tail) {
   const uint8_t* p = row + c / 4 * 3;
-  __m512i nibbles, top;
+  const __m512i nibbles = Nibbles(p, tail);
+  __m512i top;
   if (!tail) {
-    const __m512i both =
-        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    nibbles = _mm512_mask_srli_epi16(both, 0xFFFF0000u, both, 4);
     top = _mm512_rolv_epi32(
         _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32))),
         _mm512_set_epi32(30, 30, 30, 30, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4));
   } else {
-    const __m512i once =
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    nibbles = _mm512_mask_srli_epi16(once, 0x0000FF00u, once, 4);
     std::int64_t tops;
     std::memcpy(&tops, p + 16, sizeof(tops));
     top = _mm512_rolv_epi32(_mm512_set1_epi64(tops),

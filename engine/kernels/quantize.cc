@@ -45,56 +45,57 @@ void QuantizeRowQ8(const float* w, int64_t n, int8_t* codes, uint16_t* scales) {
   }
 }
 
-void QuantizeRowQ4(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
-  constexpr int64_t kHalf = kQuantGroup / 2;
+// kQ4 (levels 16) or kQ6 (64) codes of a row, one byte each: per group, scale = m / -(levels /
+// 2) for the value m of largest magnitude, codes round(w / scale) clamped to [-levels / 2,
+// levels / 2 - 1], stored + levels / 2.
+void GroupCodes(const float* w, int64_t n, int levels, uint8_t* stored, uint16_t* scales) {
+  const float half = static_cast<float>(levels / 2);
   for (int64_t g = 0; g < n / kQuantGroup; ++g) {
     const float* v = w + g * kQuantGroup;
     float extreme = 0.0f;
     for (int64_t i = 0; i < kQuantGroup; ++i) {
       if (std::fabs(v[i]) > std::fabs(extreme)) extreme = v[i];
     }
-    const GroupScale s = ScaleFor(extreme, -8.0f);
-    scales[g] = s.bits;
-    const float inv = s.value != 0.0f ? 1.0f / s.value : 0.0f;
-    uint8_t* out = codes + g * kHalf;
-    for (int64_t j = 0; j < kHalf; ++j) {
-      const auto code = [&](float x) {
-        return static_cast<uint8_t>(std::clamp(std::nearbyint(x * inv), -8.0f, 7.0f) + 8.0f);
-      };
-      out[j] = static_cast<uint8_t>(code(v[j]) | (code(v[j + kHalf]) << 4));
-    }
-  }
-}
-
-// As kQ4 with 6 bits: scale = extreme / -32, codes in [-32, 31] stored + 32, packed per chunk
-// of 64 columns (32 at a row's end) as linear.h lays them out.
-void QuantizeRowQ6(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
-  std::vector<uint8_t> stored(static_cast<size_t>(n));
-  for (int64_t g = 0; g < n / kQuantGroup; ++g) {
-    const float* v = w + g * kQuantGroup;
-    float extreme = 0.0f;
-    for (int64_t i = 0; i < kQuantGroup; ++i) {
-      if (std::fabs(v[i]) > std::fabs(extreme)) extreme = v[i];
-    }
-    const GroupScale s = ScaleFor(extreme, -32.0f);
+    const GroupScale s = ScaleFor(extreme, -half);
     scales[g] = s.bits;
     const float inv = s.value != 0.0f ? 1.0f / s.value : 0.0f;
     for (int64_t i = 0; i < kQuantGroup; ++i) {
       stored[g * kQuantGroup + i] =
-          static_cast<uint8_t>(std::clamp(std::nearbyint(v[i] * inv), -32.0f, 31.0f) + 32.0f);
+          static_cast<uint8_t>(std::clamp(std::nearbyint(v[i] * inv), -half, half - 1) + half);
     }
   }
+}
+
+// The low 4 bits of a chunk of `width` codes (linear.h): byte b holds column b in its low
+// nibble and column b + width / 2 in its high one.
+void PackNibbles(const uint8_t* stored, int64_t width, uint8_t* out) {
+  for (int64_t b = 0; b < width / 2; ++b) {
+    out[b] = static_cast<uint8_t>((stored[b] & 0xF) | (stored[b + width / 2] & 0xF) << 4);
+  }
+}
+
+void QuantizeRowQ4(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
+  std::vector<uint8_t> stored(static_cast<size_t>(n));
+  GroupCodes(w, n, 16, stored.data(), scales);
   for (int64_t c0 = 0; c0 < n; c0 += 64) {
-    const int64_t width = std::min<int64_t>(64, n - c0);  // W
+    PackNibbles(stored.data() + c0, std::min<int64_t>(64, n - c0), codes + c0 / 2);
+  }
+}
+
+// kQ6: the nibbles as kQ4's, then the top 2 bits of a chunk's W columns in W / 4 bytes.
+void QuantizeRowQ6(const float* w, int64_t n, uint8_t* codes, uint16_t* scales) {
+  std::vector<uint8_t> stored(static_cast<size_t>(n));
+  GroupCodes(w, n, 64, stored.data(), scales);
+  for (int64_t c0 = 0; c0 < n; c0 += 64) {
+    const int64_t width = std::min<int64_t>(64, n - c0);
     const uint8_t* q = stored.data() + c0;
     uint8_t* out = codes + c0 / 4 * 3;
-    for (int64_t b = 0; b < width / 2; ++b) {
-      out[b] = static_cast<uint8_t>((q[b] & 0xF) | (q[b + width / 2] & 0xF) << 4);
-    }
+    PackNibbles(q, width, out);
     for (int64_t b = 0; b < width / 4; ++b) {
       uint8_t top = 0;
-      for (int p = 0; p < 4; ++p)
+      for (int p = 0; p < 4; ++p) {
         top |= static_cast<uint8_t>((q[b + p * width / 4] >> 4) << (2 * p));
+      }
       out[width / 2 + b] = top;
     }
   }

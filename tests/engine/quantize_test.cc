@@ -64,16 +64,16 @@ Decoded DecodeQ(const Linear& q, int64_t r, int64_t c) {
   if (q.dtype == DType::kQ8) {
     return {static_cast<int8_t>(bytes[r * q.in_features + c]) * scale, scale};
   }
-  const int64_t g = c / kQuantGroup, j = c % kQuantGroup;
-  if (q.dtype == DType::kQ6) {  // chunks of W = 64 columns (32 at the end): nibbles, then tops
-    const int64_t w = std::min<int64_t>(64, q.in_features - c / 64 * 64), i = c % 64;
+  // kQ4, kQ6: chunks of W = 64 columns (32 at the end): nibbles, then (kQ6) the top bits.
+  const int64_t w = std::min<int64_t>(64, q.in_features - c / 64 * 64), i = c % 64;
+  if (q.dtype == DType::kQ6) {
     const uint8_t* chunk = bytes + r * q.in_features * 3 / 4 + c / 64 * 48;
     const int low = i < w / 2 ? chunk[i] & 0xF : chunk[i - w / 2] >> 4;
     const int top = (chunk[w / 2 + i % (w / 4)] >> (2 * (i / (w / 4)))) & 3;
     return {(low + 16 * top - 32) * scale, scale};
   }
-  const uint8_t byte = bytes[r * q.in_features / 2 + g * 16 + j % 16];
-  const int code = (j < 16 ? byte & 0xF : byte >> 4) - 8;
+  const uint8_t* chunk = bytes + r * q.in_features / 2 + c / 64 * 32;
+  const int code = (i < w / 2 ? chunk[i] & 0xF : chunk[i - w / 2] >> 4) - 8;
   return {code * scale, scale};
 }
 
