@@ -62,9 +62,12 @@ ceil = {k: load(os.path.join(out, f"ceilings-{k}.json")) for k in ("start", "end
         if os.path.exists(os.path.join(out, f"ceilings-{k}.json"))}
 stream = [c["stream_triad_gb_s"] for c in ceil.values() if "stream_triad_gb_s" in c]
 print(f"# Peer bench: dsv3 engine vs llama.cpp, {out}\n")
-threads = load(runs("ours-auto-[0-9]*.json")[0]).get("threads") if runs("ours-auto-[0-9]*.json") else "?"
+# Threads and runs from the first pair the run measured (PAIRS may leave out BF16).
+first = next((f for f, _, _ in PAIRS if runs(f"ours-{f}-[0-9]*.json")), None)
+first_runs = runs(f"ours-{first}-[0-9]*.json") if first else []
+threads = load(first_runs[0]).get("threads", "?") if first_runs else "?"
 print(f"STREAM triad (start, end of the run): {', '.join(f'{s:.1f}' for s in stream)} GB/s; "
-      f"threads: {threads}; runs: {len(runs('ours-auto-[0-9]*.json'))}; "
+      f"threads: {threads}; runs: {len(first_runs)}; "
       "figures: median (min-max) tokens/s\n")
 print("| weights (ours / llama.cpp) | figure | ours | llama.cpp | ours / llama.cpp |")
 print("|---|---|---:|---:|---:|")
