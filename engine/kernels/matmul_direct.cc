@@ -318,7 +318,7 @@ DSV3_AVX512_INLINE void LoadGroup(const uint8_t* row, int64_t g, int64_t k, __m5
   }
 }
 
-// Bytes of a group of 32 columns of kQ4 or kQ6 codes.
+// Bytes of a group of 32 columns of kQ4 or kQ6 codes, on average (for prefetch distances).
 template <DType D>
 constexpr int64_t kGroupBytes = D == DType::kQ4 ? 16 : 24;
 
@@ -330,8 +330,8 @@ DSV3_AVX512 void BlockGroups(const float* x, int64_t ldx, const Linear& w, int64
   const int64_t groups = k / w.group;
   const auto* base = static_cast<const uint8_t*>(w.data);
   constexpr int64_t kBytes = kGroupBytes<D>;
-  const uint8_t* pa = base + ra * groups * kBytes;
-  const uint8_t* pb = base + rb * groups * kBytes;
+  const uint8_t* pa = base + ra * Linear::RowBytes(D, k);
+  const uint8_t* pb = base + rb * Linear::RowBytes(D, k);
   const uint16_t* ga = w.group_scales.data() + ra * groups;
   const uint16_t* gb = w.group_scales.data() + rb * groups;
   __m512 acc_a[MB], acc_b[MB];
@@ -428,7 +428,7 @@ template <DType D>
 DSV3_AVX512 void DequantRowGroupsAvx512(const Linear& w, int64_t row, float* out) {
   const int64_t k = w.in_features;
   const int64_t groups = k / w.group;
-  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * groups * kGroupBytes<D>;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * Linear::RowBytes(D, k);
   const uint16_t* scales = w.group_scales.data() + row * groups;
   for (int64_t g = 0; g < groups; ++g) {
     __m512 lo, hi;

@@ -110,8 +110,8 @@ DSV3_VNNI_INLINE __m512i LoadUnsigned<DType::kQ6>(const uint8_t* row, int64_t c,
 
 // Bytes of a row of k columns, and the byte of column c (a multiple of 64) within it.
 template <DType D>
-constexpr int64_t RowBytes(int64_t k) {
-  return D == DType::kQ8 ? k : (D == DType::kQ4 ? k / 2 : k / 4 * 3);
+DSV3_VNNI_INLINE int64_t RowBytes(int64_t k) {
+  return Linear::RowBytes(D, k);
 }
 
 // MB activation rows (1..4) from i0 times NR weight rows (1..4) starting at r. With
