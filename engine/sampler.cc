@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/kernels/logits.h"
 
 namespace dsv3::engine {
 namespace {
@@ -18,6 +20,53 @@ uint64_t SplitMix64(uint64_t& x) {
 }
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+// The finite entries of a logits row in the order of a stable sort by descending logit (ties
+// by ascending id), produced a band at a time. One vector pass puts each token into the band
+// of its distance below the largest logit (with scale 1 / temperature: one band per factor e
+// of probability); a band is gathered and sorted only when a walk reaches it. A draw or the
+// top logprobs stop within the first bands almost always: nothing sorts the whole vocabulary.
+// Its buffers are the thread's own: one DescendingOrder alive per thread at a time.
+class DescendingOrder {
+ public:
+  DescendingOrder(std::span<const float> l, float max_l, float scale)
+      : l_(l), band_(Buffers().band), ids_(Buffers().ids) {
+    band_.resize(l.size());
+    ids_.clear();
+    size_ =
+        BandsOf(l.data(), static_cast<int64_t>(l.size()), max_l, scale, kLastBand, band_.data());
+  }
+  // Finite entries.
+  int64_t size() const { return size_; }
+  // The i-th token of the order (i < size()).
+  int32_t At(int64_t i) {
+    while (static_cast<int64_t>(ids_.size()) <= i && next_band_ <= kLastBand) {
+      const size_t first = ids_.size();
+      IndicesInBand(band_.data(), static_cast<int64_t>(band_.size()),
+                    static_cast<uint8_t>(next_band_++), &ids_);
+      std::sort(ids_.begin() + static_cast<std::ptrdiff_t>(first), ids_.end(),
+                [this](int32_t a, int32_t b) { return l_[a] != l_[b] ? l_[a] > l_[b] : a < b; });
+    }
+    return ids_[static_cast<size_t>(i)];
+  }
+
+ private:
+  static constexpr int kLastBand = 63;  // everything e^63 or more below the largest
+  struct ThreadBuffers {
+    std::vector<uint8_t> band;
+    std::vector<int32_t> ids;
+  };
+  static ThreadBuffers& Buffers() {
+    thread_local ThreadBuffers buffers;
+    return buffers;
+  }
+
+  std::span<const float> l_;
+  std::vector<uint8_t>& band_;
+  std::vector<int32_t>& ids_;
+  int64_t size_ = 0;
+  int next_band_ = 0;
+};
 
 }  // namespace
 
@@ -83,7 +132,12 @@ absl::StatusOr<RequestSampler> RequestSampler::Create(const SamplingParams& para
     }
   }
   const size_t own = prompt.size() - static_cast<size_t>(resumed_output);
-  for (size_t i = 0; i < own; ++i) s.seen_[prompt[i]] = 1;
+  for (size_t i = 0; i < own; ++i) {
+    if (!s.seen_[prompt[i]]) {
+      s.seen_[prompt[i]] = 1;
+      s.seen_tokens_.push_back(prompt[i]);
+    }
+  }
   for (size_t i = own; i < prompt.size(); ++i) s.Replay(prompt[i]);
   return s;
 }
@@ -108,86 +162,124 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
         absl::StrCat("logits row has ", logits.size(), " entries, vocab is ", vocab_size_));
   }
   const SamplingParams& p = params_;
-  std::vector<float> l(logits.begin(), logits.end());
-  if (constraint_ != nullptr) {
-    DSV3_RETURN_IF_ERROR(
-        constraint_->Mask(l, max_output_tokens_ - static_cast<int64_t>(output_.size())));
-  }
-  for (const auto& [token, bias] : p.logit_bias) l[token] += bias;
-  for (int64_t t = 0; t < vocab_size_; ++t) {
-    if (p.repetition_penalty != 1.0f && seen_[t]) {
-      l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
+  // The row as given, or (when anything edits it) a copy: 0.5 MB at DeepSeek-V3's vocabulary,
+  // in a buffer the thread keeps.
+  std::span<const float> l = logits;
+  const bool penalties =
+      p.repetition_penalty != 1.0f ||
+      ((p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) && !output_tokens_.empty());
+  if (constraint_ != nullptr || !p.logit_bias.empty() || penalties) {
+    thread_local std::vector<float> edited;
+    edited.assign(logits.begin(), logits.end());
+    if (constraint_ != nullptr) {
+      DSV3_RETURN_IF_ERROR(
+          constraint_->Mask(edited, max_output_tokens_ - static_cast<int64_t>(output_.size())));
     }
-    const int32_t count = output_counts_[t];
-    if (count > 0) l[t] -= p.frequency_penalty * count + p.presence_penalty;
+    for (const auto& [token, bias] : p.logit_bias) edited[token] += bias;
+    if (p.repetition_penalty != 1.0f) {
+      for (int32_t t : seen_tokens_) {
+        edited[t] =
+            edited[t] > 0 ? edited[t] / p.repetition_penalty : edited[t] * p.repetition_penalty;
+      }
+    }
+    for (int32_t t : output_tokens_) {
+      edited[t] -= p.frequency_penalty * output_counts_[t] + p.presence_penalty;
+    }
+    l = edited;
   }
   // log_softmax of the penalised logits.
-  const float max_l = *std::max_element(l.begin(), l.end());
-  double sum = 0.0;
-  for (float v : l) sum += std::exp(static_cast<double>(v) - max_l);
-  const double log_z = max_l + std::log(sum);
+  const float max_l = MaxOf(l.data(), vocab_size_);
+  const double log_z = max_l + std::log(SumExp(l.data(), vocab_size_, max_l, 1.0f));
   auto logprob = [&](int32_t t) { return static_cast<float>(l[t] - log_z); };
 
   SampledToken out;
-  if (p.greedy()) {
-    out.token = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
-  } else {
-    std::vector<int32_t> order(static_cast<size_t>(vocab_size_));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-    size_t keep = order.size();
-    if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-    // Tokens a constraint masked (-inf, sorted last) are never drawn.
-    while (keep > 1 && std::isinf(l[order[keep - 1]]) && l[order[keep - 1]] < 0) --keep;
-    std::vector<double> prob(keep);
-    double total = 0.0;
-    for (size_t i = 0; i < keep; ++i) {
-      prob[i] = std::exp((static_cast<double>(l[order[i]]) - max_l) / p.temperature);
-      total += prob[i];
-    }
-    if (p.top_p < 1.0f) {
-      double cum = 0.0;
-      size_t i = 0;
-      while (i < keep) {
-        cum += prob[i++] / total;
-        if (cum >= p.top_p) break;
-      }
-      keep = i;
-    }
-    if (p.min_p > 0.0f) {
-      size_t i = 1;
-      while (i < keep && prob[i] >= p.min_p * prob[0]) ++i;
-      keep = i;
-    }
-    total = 0.0;
-    for (size_t i = 0; i < keep; ++i) total += prob[i];
-    const double u = NextUniform() * total;
-    double cum = 0.0;
-    out.token = order[keep - 1];
-    for (size_t i = 0; i < keep; ++i) {
-      cum += prob[i];
-      if (u < cum) {
-        out.token = order[i];
-        break;
-      }
-    }
-  }
+  out.token = p.greedy() ? static_cast<int32_t>(ArgmaxFirst(l.data(), vocab_size_))
+                         : DrawToken(l, max_l, p, NextUniform());
   if (constraint_ != nullptr) DSV3_RETURN_IF_ERROR(constraint_->Accept(out.token));
   out.logprob = logprob(out.token);
   if (p.top_logprobs > 0) {
-    std::vector<int32_t> order(static_cast<size_t>(vocab_size_));
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + p.top_logprobs, order.end(),
-                      [&](int32_t a, int32_t b) { return l[a] != l[b] ? l[a] > l[b] : a < b; });
-    for (int32_t i = 0; i < p.top_logprobs; ++i)
-      out.top_logprobs.push_back({order[i], logprob(order[i])});
+    // The first of the descending order (masked tokens, -inf, last in id order).
+    DescendingOrder order(l, max_l, 1.0f);
+    for (int32_t i = 0; i < p.top_logprobs; ++i) {
+      int32_t t = -1;
+      if (i < order.size()) {
+        t = order.At(i);
+      } else {
+        for (int32_t j = 0, masked = 0; j < vocab_size_; ++j) {
+          if (!(l[j] >= -std::numeric_limits<float>::max()) && masked++ == i - order.size()) {
+            t = j;
+            break;
+          }
+        }
+      }
+      out.top_logprobs.push_back({t, logprob(t)});
+    }
   }
   out.is_stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), out.token) !=
                 p.stop_token_ids.end();
-  output_.push_back(out.token);
-  ++output_counts_[out.token];
-  seen_[out.token] = 1;
+  Record(out.token);
   return out;
+}
+
+int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01) {
+  const double temperature = p.temperature;
+  const int64_t n = static_cast<int64_t>(l.size());
+  DescendingOrder order(l, max_l, static_cast<float>(1.0 / temperature));
+  // Every token masked (-inf): the order of a stable sort starts at token 0.
+  if (order.size() == 0) return 0;
+  // prob[i]: the unnormalised probability of the i-th token of the order, as far as needed.
+  thread_local std::vector<double> prob;
+  prob.clear();
+  auto prob_at = [&](int64_t i) {
+    while (static_cast<int64_t>(prob.size()) <= i) {
+      const int64_t j = static_cast<int64_t>(prob.size());
+      prob.push_back(std::exp((static_cast<double>(l[order.At(j)]) - max_l) / temperature));
+    }
+    return prob[static_cast<size_t>(i)];
+  };
+  int64_t keep = order.size();
+  if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
+  // The sum over the kept tokens: over the whole vocabulary without a sort while nothing is
+  // truncated, else in the order (the kept tokens are a prefix of it).
+  auto total_of_kept = [&] {
+    if (keep == order.size()) {
+      return SumExp(l.data(), n, max_l, static_cast<float>(1.0 / temperature));
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < keep; ++i) total += prob_at(i);
+    return total;
+  };
+  if (p.top_p < 1.0f) {
+    const double total = total_of_kept();
+    double cum = 0.0;
+    int64_t i = 0;
+    while (i < keep) {
+      cum += prob_at(i++) / total;
+      if (cum >= p.top_p) break;
+    }
+    keep = i;
+  }
+  if (p.min_p > 0.0f) {
+    int64_t i = 1;
+    while (i < keep && prob_at(i) >= p.min_p * prob_at(0)) ++i;
+    keep = i;
+  }
+  const double u = u01 * total_of_kept();
+  double cum = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    cum += prob_at(i);
+    if (u < cum) return order.At(i);
+  }
+  return order.At(keep - 1);  // u at the very top of the range (rounding)
+}
+
+void RequestSampler::Record(int32_t token) {
+  output_.push_back(token);
+  if (output_counts_[token]++ == 0) output_tokens_.push_back(token);
+  if (!seen_[token]) {
+    seen_[token] = 1;
+    seen_tokens_.push_back(token);
+  }
 }
 
 absl::Status RequestSampler::Constrain(std::unique_ptr<TokenConstraint> constraint,
@@ -203,7 +295,7 @@ absl::StatusOr<int32_t> RequestSampler::Draft(std::span<float> logits) {
     DSV3_RETURN_IF_ERROR(
         constraint_->Mask(logits, max_output_tokens_ - static_cast<int64_t>(output_.size())));
   }
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return static_cast<int32_t>(ArgmaxFirst(logits.data(), static_cast<int64_t>(logits.size())));
 }
 
 void RequestSampler::Replay(int32_t token) {
@@ -211,9 +303,7 @@ void RequestSampler::Replay(int32_t token) {
   if (token < 0 || token >= vocab_size_) return;
   // A refused token fails the constraint, and so the next Sample.
   if (constraint_ != nullptr) (void)constraint_->Accept(token);
-  output_.push_back(token);
-  ++output_counts_[token];
-  seen_[token] = 1;
+  Record(token);
 }
 
 absl::StatusOr<std::vector<SampledToken>> SampleBatch(std::span<RequestSampler* const> samplers,

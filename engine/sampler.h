@@ -44,6 +44,12 @@ struct SamplingParams {
 
 absl::Status ValidateSamplingParams(const SamplingParams& params, int64_t vocab_size);
 
+// Step 3 for temperature > 0: the token that a uniform draw u01 in [0, 1) picks from the
+// penalised logits `l` (largest entry max_l) under p's temperature, top_k, top_p and min_p.
+// The tokens are walked in descending order (ties by id) as the step describes, without
+// sorting the whole vocabulary.
+int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01);
+
 struct SampledToken {
   int32_t token = -1;
   float logprob = 0.0f;
@@ -86,12 +92,18 @@ class RequestSampler {
   RequestSampler(const SamplingParams& params, int64_t vocab_size);
   uint64_t NextRandom();
   double NextUniform();  // [0, 1)
+  // Appends a token to the output history (penalty counts and what has been seen).
+  void Record(int32_t token);
 
   SamplingParams params_;
   int64_t vocab_size_;
   std::vector<int32_t> output_;
   std::vector<int32_t> output_counts_;
   std::vector<uint8_t> seen_;  // prompt or output
+  // The distinct tokens of seen_ and of output_counts_, so that the penalties touch only
+  // them and not the whole vocabulary.
+  std::vector<int32_t> seen_tokens_;
+  std::vector<int32_t> output_tokens_;
   // shared: a RequestSampler is copied by value in places; one request owns one constraint.
   std::shared_ptr<TokenConstraint> constraint_;
   int64_t max_output_tokens_ = 0;

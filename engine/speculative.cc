@@ -3,13 +3,14 @@
 #include <algorithm>
 
 #include "common/status_macros.h"
+#include "engine/kernels/logits.h"
 #include "engine/mtp.h"
 
 namespace dsv3::engine {
 namespace {
 
 int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+  return static_cast<int32_t>(ArgmaxFirst(row.data(), static_cast<int64_t>(row.size())));
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <span>
 #include <vector>
 
@@ -218,6 +221,47 @@ TEST(SamplerTest, AConstraintMasksFirstAndSeesEveryToken) {
   }
 }
 
+// The top logprobs are the first tokens by logit, ties by id, masked tokens last; each with
+// its log_softmax.
+TEST(SamplerTest, TopLogprobsFollowTheOrder) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(3001);
+  for (float& v : logits) v = std::round(normal(rng) * 2.0f) / 2.0f;  // ties
+  auto reference = [](const std::vector<float>& l, int n) {
+    std::vector<int32_t> order(l.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+    order.resize(static_cast<size_t>(n));
+    return order;
+  };
+  SamplingParams p;
+  p.top_logprobs = 25;
+  auto s = RequestSampler::Create(p, 3001, {});
+  auto t = s->Sample(logits);
+  ASSERT_TRUE(t.ok());
+  double z = 0.0;
+  for (float v : logits) z += std::exp(static_cast<double>(v));
+  const std::vector<int32_t> want = reference(logits, 25);
+  ASSERT_EQ(t->top_logprobs.size(), 25u);
+  for (int i = 0; i < 25; ++i) {
+    EXPECT_EQ(t->top_logprobs[i].first, want[i]) << i;
+    EXPECT_NEAR(t->top_logprobs[i].second, logits[want[i]] - std::log(z), 1e-5) << i;
+  }
+  // More alternatives than allowed tokens: the masked ones follow, by id.
+  SamplingParams q;
+  q.top_logprobs = 6;
+  auto c = RequestSampler::Create(q, 6, {});
+  std::vector<int32_t> accepted;
+  ASSERT_TRUE(c->Constrain(std::make_unique<EvenTokens>(&accepted), 10).ok());
+  auto u = c->Sample(std::vector<float>{0.0f, 5.0f, 0.2f, 5.0f, 0.1f, 5.0f});
+  ASSERT_TRUE(u.ok());
+  std::vector<int32_t> ids;
+  for (const auto& [id, lp] : u->top_logprobs) ids.push_back(id);
+  EXPECT_EQ(ids, (std::vector<int32_t>{2, 4, 0, 1, 3, 5}));
+  EXPECT_TRUE(std::isinf(u->top_logprobs[3].second));
+}
+
 TEST(SamplerTest, LogitBiasComesBeforeEverything) {
   SamplingParams p;
   p.logit_bias = {{0, 100.0f}};
@@ -228,6 +272,82 @@ TEST(SamplerTest, LogitBiasComesBeforeEverything) {
   EXPECT_FALSE(RequestSampler::Create(p, 4, {}).ok());
   p.logit_bias = {{1, 101.0f}};
   EXPECT_FALSE(RequestSampler::Create(p, 4, {}).ok());
+}
+
+// The draw as step 3 defines it, written plainly: sort the whole vocabulary, truncate, walk.
+int32_t ReferenceDraw(const std::vector<float>& l, const SamplingParams& p, double u01) {
+  const double max_l = *std::max_element(l.begin(), l.end());
+  std::vector<int32_t> order(l.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  size_t keep = order.size();
+  while (keep > 1 && std::isinf(l[order[keep - 1]])) --keep;
+  if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+  std::vector<double> prob(keep);
+  for (size_t i = 0; i < keep; ++i) prob[i] = std::exp((l[order[i]] - max_l) / p.temperature);
+  if (p.top_p < 1.0f) {
+    const double total = std::accumulate(prob.begin(), prob.end(), 0.0);
+    double cum = 0.0;
+    size_t i = 0;
+    while (i < keep) {
+      cum += prob[i++] / total;
+      if (cum >= p.top_p) break;
+    }
+    keep = i;
+  }
+  if (p.min_p > 0.0f) {
+    size_t i = 1;
+    while (i < keep && prob[i] >= p.min_p * prob[0]) ++i;
+    keep = i;
+  }
+  const double u = u01 * std::accumulate(prob.begin(), prob.begin() + keep, 0.0);
+  double cum = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    cum += prob[i];
+    if (u < cum) return order[i];
+  }
+  return order[keep - 1];
+}
+
+// DrawToken walks the order a band at a time; the token for each u is the one the plain
+// definition gives, over rows with ties, masked tokens and spreads across many bands.
+TEST(SamplerTest, DrawTokenIsTheSortedWalk) {
+  std::mt19937 rng(9);
+  int compared = 0;
+  for (float spread : {0.5f, 3.0f, 20.0f}) {
+    std::normal_distribution<float> normal(0.0f, spread);
+    std::vector<float> l(3001);
+    for (float& v : l) v = std::round(normal(rng) * 4.0f) / 4.0f;  // ties
+    for (size_t i = 5; i < l.size(); i += 11) l[i] = -INFINITY;
+    for (int k = 0; k < 6; ++k) l[static_cast<size_t>(k * 397)] = 8.0f * spread - k;
+    const float max_l = *std::max_element(l.begin(), l.end());
+    for (float temperature : {0.3f, 1.0f, 2.5f}) {
+      for (int32_t top_k : {0, 1, 40}) {
+        for (float top_p : {1.0f, 0.9f, 0.3f}) {
+          for (float min_p : {0.0f, 0.05f}) {
+            SamplingParams p;
+            p.temperature = temperature;
+            p.top_k = top_k;
+            p.top_p = top_p;
+            p.min_p = min_p;
+            for (int i = 0; i < 64; ++i) {
+              const double u = (i + 0.37) / 64;
+              ASSERT_EQ(DrawToken(l, max_l, p, u), ReferenceDraw(l, p, u))
+                  << "spread " << spread << " T " << temperature << " top_k " << top_k << " top_p "
+                  << top_p << " min_p " << min_p << " u " << u;
+              ++compared;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(compared, 3 * 3 * 3 * 3 * 2 * 64);
+  // Every token masked: token 0, as the stable order starts.
+  const std::vector<float> masked(10, -INFINITY);
+  SamplingParams p;
+  p.temperature = 1.0f;
+  EXPECT_EQ(DrawToken(masked, -INFINITY, p, 0.5), 0);
 }
 
 TEST(SamplerTest, BatchUsesEachRequestsOwnState) {
