@@ -29,6 +29,7 @@
 #include "bench/engine_bench_machine.h"
 #include "bench/engine_bench_roles.h"
 #include "common/status_macros.h"
+#include "engine/kernels/logits.h"
 #include "engine/model.h"
 #include "engine/synthetic_checkpoint.h"
 #include "nlohmann/json.hpp"
@@ -75,8 +76,9 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
+// Greedy, as the engine's sampler picks it (RequestSampler's greedy step).
 int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+  return static_cast<int32_t>(engine::ArgmaxFirst(row.data(), static_cast<int64_t>(row.size())));
 }
 
 std::vector<int32_t> PromptTokens(int64_t n, int64_t vocab, int64_t salt) {

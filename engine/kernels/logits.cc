@@ -34,7 +34,8 @@ DSV3_AVX512 int64_t ArgmaxAvx512(const float* x, int64_t n) {
   const __m512 m = _mm512_set1_ps(max);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = TailMask(n - i);
-    const __mmask16 hit = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, x + i), m, _CMP_EQ_OQ);
+    const __mmask16 hit =
+        _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, x + i), m, _CMP_EQ_OQ);
     if (hit != 0) return i + __builtin_ctz(hit);
   }
   return 0;  // all NaN
