@@ -129,15 +129,16 @@ TEST_P(DisaggregatedWorkersTest, DestinationThatFollowsThePromptGetsEveryRow) {
 // worker lets every such job go and keeps serving.
 TEST_P(DisaggregatedWorkersTest, CancelledTimedOutAndRefusedJobsEndAndLeaveTheWorkerFree) {
   Worker prefill =
-      StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(), {"--prefill_chunk_tokens=2"});
+      StartWorker("dsv3-prefill", MakeTempDir("cancel"), GetParam(), {"--prefill_chunk_tokens=1"});
   ASSERT_TRUE(prefill.prefill_stub);
-  // 900 tokens at two per step: hundreds of steps, cancelled a few steps in.
+  // 900 tokens at one per step: 900 steps, cancelled a few steps in (the whole job has taken
+  // under 100 ms at two tokens a step on a fast host, and then the cancel came too late).
   std::vector<int32_t> long_prompt(900);
   for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = static_cast<int32_t>(i % 1000);
   auto d = Reserve(static_cast<int>(long_prompt.size()), 4);
   ASSERT_TRUE(d.ok()) << d.status();
   auto call = PrefillJob(prefill, long_prompt, 77, *d);
-  absl::SleepFor(absl::Milliseconds(100));
+  absl::SleepFor(absl::Milliseconds(30));
   EXPECT_TRUE(Update(prefill, 77, nullptr, "the test cancels").ok());
   auto cancelled = call.get();
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
