@@ -3,8 +3,10 @@
 // What RequestSampler::Sample costs per token, single-threaded, for the sampling settings
 // clients send (greedy; OpenAI's default temperature 1; temperature with top_p or top_k;
 // penalties; logprobs) and two kinds of logits row: "peaked" (a confident model: a few
-// tokens 14-20 above a normal spread of scale 2 hold almost all the probability) and "flat"
-// (a spread of scale 3 holds most of it: a draw at temperature 1 walks deep into the order).
+// tokens 14-20 above a normal spread of scale 2 hold almost all the probability), "flat"
+// (a spread of scale 3 holds most of it: a draw at temperature 1 walks deep into the order)
+// and "random" (a spread of scale 0.5 and nothing above it: a model with random weights, as
+// the synthetic checkpoints are).
 // A decode step samples one row per sequence: at batch B a step pays B times these figures
 // on top of its Forward.
 
@@ -76,15 +78,16 @@ int main(int argc, char** argv) {
   const std::vector<int32_t> prompt(64, 7);
   std::printf("sampler_bench: vocab %lld, %d tokens per setting, one thread\n",
               static_cast<long long>(vocab), tokens);
-  for (const bool peaked : {true, false}) {
+  for (const char* kind : {"peaked", "flat", "random"}) {
+    const std::string k(kind);
     std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0.0f, peaked ? 2.0f : 3.0f);
+    std::normal_distribution<float> normal(0.0f, k == "peaked" ? 2.0f : k == "flat" ? 3.0f : 0.5f);
     std::vector<float> logits(static_cast<size_t>(kRows * vocab));
     for (float& v : logits) v = normal(rng);
     std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
-    for (int r = 0; r < kRows; ++r) {
-      for (int k = 0; k < 8; ++k) {
-        logits[static_cast<size_t>(r * vocab + pick(rng))] += (peaked ? 20.0f : 12.0f) - k;
+    for (int r = 0; r < kRows && k != "random"; ++r) {
+      for (int j = 0; j < 8; ++j) {
+        logits[static_cast<size_t>(r * vocab + pick(rng))] += (k == "peaked" ? 20.0f : 12.0f) - j;
       }
     }
     for (const Setting& s : Settings(seed)) {
@@ -103,8 +106,7 @@ int main(int argc, char** argv) {
         }
       }
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-      std::printf("%-7s %-46s %9.1f us a token\n", peaked ? "peaked" : "flat", s.name.c_str(),
-                  us / tokens);
+      std::printf("%-7s %-46s %9.1f us a token\n", kind, s.name.c_str(), us / tokens);
     }
   }
   return 0;

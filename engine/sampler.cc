@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/banded_order.h"
 #include "engine/kernels/logits.h"
 
 namespace dsv3::engine {
@@ -20,53 +21,6 @@ uint64_t SplitMix64(uint64_t& x) {
 }
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-// The finite entries of a logits row in the order of a stable sort by descending logit (ties
-// by ascending id), produced a band at a time. One vector pass puts each token into the band
-// of its distance below the largest logit (with scale 1 / temperature: one band per factor e
-// of probability); a band is gathered and sorted only when a walk reaches it. A draw or the
-// top logprobs stop within the first bands almost always: nothing sorts the whole vocabulary.
-// Its buffers are the thread's own: one DescendingOrder alive per thread at a time.
-class DescendingOrder {
- public:
-  DescendingOrder(std::span<const float> l, float max_l, float scale)
-      : l_(l), band_(Buffers().band), ids_(Buffers().ids) {
-    band_.resize(l.size());
-    ids_.clear();
-    size_ =
-        BandsOf(l.data(), static_cast<int64_t>(l.size()), max_l, scale, kLastBand, band_.data());
-  }
-  // Finite entries.
-  int64_t size() const { return size_; }
-  // The i-th token of the order (i < size()).
-  int32_t At(int64_t i) {
-    while (static_cast<int64_t>(ids_.size()) <= i && next_band_ <= kLastBand) {
-      const size_t first = ids_.size();
-      IndicesInBand(band_.data(), static_cast<int64_t>(band_.size()),
-                    static_cast<uint8_t>(next_band_++), &ids_);
-      std::sort(ids_.begin() + static_cast<std::ptrdiff_t>(first), ids_.end(),
-                [this](int32_t a, int32_t b) { return l_[a] != l_[b] ? l_[a] > l_[b] : a < b; });
-    }
-    return ids_[static_cast<size_t>(i)];
-  }
-
- private:
-  static constexpr int kLastBand = 63;  // everything e^63 or more below the largest
-  struct ThreadBuffers {
-    std::vector<uint8_t> band;
-    std::vector<int32_t> ids;
-  };
-  static ThreadBuffers& Buffers() {
-    thread_local ThreadBuffers buffers;
-    return buffers;
-  }
-
-  std::span<const float> l_;
-  std::vector<uint8_t>& band_;
-  std::vector<int32_t>& ids_;
-  int64_t size_ = 0;
-  int next_band_ = 0;
-};
 
 }  // namespace
 
@@ -199,7 +153,7 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   out.logprob = logprob(out.token);
   if (p.top_logprobs > 0) {
     // The first of the descending order (masked tokens, -inf, last in id order).
-    DescendingOrder order(l, max_l, 1.0f);
+    BandedOrder order(l, max_l, 1.0);
     for (int32_t i = 0; i < p.top_logprobs; ++i) {
       int32_t t = -1;
       if (i < order.size()) {
@@ -223,54 +177,42 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
 
 int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01) {
   const double temperature = p.temperature;
-  const int64_t n = static_cast<int64_t>(l.size());
-  DescendingOrder order(l, max_l, static_cast<float>(1.0 / temperature));
+  BandedOrder order(l, max_l, temperature);
   // Every token masked (-inf): the order of a stable sort starts at token 0.
   if (order.size() == 0) return 0;
-  // prob[i]: the unnormalised probability of the i-th token of the order, as far as needed.
-  thread_local std::vector<double> prob;
-  prob.clear();
-  auto prob_at = [&](int64_t i) {
-    while (static_cast<int64_t>(prob.size()) <= i) {
-      const int64_t j = static_cast<int64_t>(prob.size());
-      prob.push_back(std::exp((static_cast<double>(l[order.At(j)]) - max_l) / temperature));
-    }
-    return prob[static_cast<size_t>(i)];
-  };
+  // The kept tokens are always the first `keep` of the order.
   int64_t keep = order.size();
   if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
-  // The sum over the kept tokens: over the whole vocabulary without a sort while nothing is
-  // truncated, else in the order (the kept tokens are a prefix of it).
-  auto total_of_kept = [&] {
+  // Their probability mass: over the whole row with one vector pass while nothing is
+  // truncated, else by a walk (whole bands by their mass).
+  auto mass_of_kept = [&] {
     if (keep == order.size()) {
-      return SumExp(l.data(), n, max_l, static_cast<float>(1.0 / temperature));
+      return SumExp(l.data(), static_cast<int64_t>(l.size()), max_l,
+                    static_cast<float>(1.0 / temperature));
     }
-    double total = 0.0;
-    for (int64_t i = 0; i < keep; ++i) total += prob_at(i);
-    return total;
+    double mass = 0.0;
+    order.Walk(
+        keep, [](double, double) { return false; }, &mass);
+    return mass;
   };
+  double cum = 0.0;
   if (p.top_p < 1.0f) {
-    const double total = total_of_kept();
-    double cum = 0.0;
-    int64_t i = 0;
-    while (i < keep) {
-      cum += prob_at(i++) / total;
-      if (cum >= p.top_p) break;
-    }
-    keep = i;
+    // The shortest prefix whose probability reaches top_p.
+    const double target = p.top_p * mass_of_kept();
+    const int64_t i = order.Walk(
+        keep, [&](double after, double) { return after >= target; }, &cum);
+    if (i < keep) keep = i + 1;
   }
   if (p.min_p > 0.0f) {
-    int64_t i = 1;
-    while (i < keep && prob_at(i) >= p.min_p * prob_at(0)) ++i;
-    keep = i;
+    // The first token has probability 1 (exp(0)): the threshold is min_p itself.
+    const double floor = p.min_p;
+    keep = std::max<int64_t>(1, order.Walk(
+                                    keep, [&](double, double prob) { return prob < floor; }, &cum));
   }
-  const double u = u01 * total_of_kept();
-  double cum = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    cum += prob_at(i);
-    if (u < cum) return order.At(i);
-  }
-  return order.At(keep - 1);  // u at the very top of the range (rounding)
+  const double u = u01 * mass_of_kept();
+  const int64_t i = order.Walk(
+      keep, [&](double after, double) { return u < after; }, &cum);
+  return order.At(std::min(i, keep - 1));  // keep - 1: u at the very top (rounding)
 }
 
 void RequestSampler::Record(int32_t token) {

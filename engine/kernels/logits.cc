@@ -106,6 +106,27 @@ DSV3_AVX512 void IndicesInBandAvx512(const uint8_t* band, int64_t n, uint8_t b,
   }
 }
 
+DSV3_AVX512 double SumExpAtAvx512(const float* x, const int32_t* ids, int64_t n, float shift,
+                                  float scale, float* min_x) {
+  const __m512 s = _mm512_set1_ps(shift), c = _mm512_set1_ps(scale);
+  const __m512 lo = _mm512_set1_ps(kMinExponent);
+  __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    const __m512i at = _mm512_maskz_loadu_epi32(k, ids + i);
+    const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, x, 4);
+    mn = _mm512_mask_min_ps(mn, k, xv, mn);
+    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(xv, s), c);
+    const __mmask16 live = _mm512_mask_cmp_ps_mask(k, v, lo, _CMP_GE_OQ);
+    const __m512 e = _mm512_maskz_mov_ps(live, ExpAvx512(_mm512_max_ps(v, lo)));
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  *min_x = _mm512_reduce_min_ps(mn);
+  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
 #endif  // DSV3_HAVE_AVX512_KERNEL
 
 }  // namespace
@@ -164,6 +185,23 @@ void IndicesInBand(const uint8_t* band, int64_t n, uint8_t b, std::vector<int32_
   for (int64_t i = 0; i < n; ++i) {
     if (band[i] == b) ids->push_back(static_cast<int32_t>(i));
   }
+}
+
+double SumExpAt(const float* x, const int32_t* ids, int64_t n, float shift, float scale,
+                float* min_x) {
+#if DSV3_HAVE_AVX512_KERNEL
+  if (CpuHasAvx512()) return SumExpAtAvx512(x, ids, n, shift, scale, min_x);
+#endif
+  double sum = 0.0;
+  float mn = std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const float xi = x[ids[i]];
+    mn = std::min(mn, xi);
+    const float v = (xi - shift) * scale;
+    if (v >= kMinExponent) sum += std::exp(static_cast<double>(v));
+  }
+  *min_x = mn;
+  return sum;
 }
 
 }  // namespace dsv3::engine

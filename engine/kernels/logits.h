@@ -30,6 +30,10 @@ int64_t BandsOf(const float* x, int64_t n, float max, float scale, uint8_t last,
 // Appends to `ids` the indices i (ascending) with band[i] == b.
 void IndicesInBand(const uint8_t* band, int64_t n, uint8_t b, std::vector<int32_t>* ids);
 
+// SumExp over the entries x[ids[0..n)]; *min_x: the smallest of them (+inf when n is 0).
+double SumExpAt(const float* x, const int32_t* ids, int64_t n, float shift, float scale,
+                float* min_x);
+
 }  // namespace dsv3::engine
 
 #endif  // DSV3_ENGINE_KERNELS_LOGITS_H_

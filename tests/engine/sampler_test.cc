@@ -274,19 +274,14 @@ TEST(SamplerTest, LogitBiasComesBeforeEverything) {
   EXPECT_FALSE(RequestSampler::Create(p, 4, {}).ok());
 }
 
-// The draw as step 3 defines it, written plainly: sort the whole vocabulary, truncate, walk.
-int32_t ReferenceDraw(const std::vector<float>& l, const SamplingParams& p, double u01) {
-  const double max_l = *std::max_element(l.begin(), l.end());
-  std::vector<int32_t> order(l.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-  size_t keep = order.size();
-  while (keep > 1 && std::isinf(l[order[keep - 1]])) --keep;
+// The draw as step 3 defines it, written plainly: the whole vocabulary sorted (`order`, a
+// stable sort by descending logit), truncated, walked. prob[i]: exp((l - max) / T) of order[i].
+int32_t ReferenceDraw(const std::vector<int32_t>& order, const std::vector<double>& prob,
+                      int64_t finite, const SamplingParams& p, double u01) {
+  size_t keep = static_cast<size_t>(finite);
   if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-  std::vector<double> prob(keep);
-  for (size_t i = 0; i < keep; ++i) prob[i] = std::exp((l[order[i]] - max_l) / p.temperature);
   if (p.top_p < 1.0f) {
-    const double total = std::accumulate(prob.begin(), prob.end(), 0.0);
+    const double total = std::accumulate(prob.begin(), prob.begin() + keep, 0.0);
     double cum = 0.0;
     size_t i = 0;
     while (i < keep) {
@@ -309,19 +304,30 @@ int32_t ReferenceDraw(const std::vector<float>& l, const SamplingParams& p, doub
   return order[keep - 1];
 }
 
-// DrawToken walks the order a band at a time; the token for each u is the one the plain
-// definition gives, over rows with ties, masked tokens and spreads across many bands.
+// DrawToken walks the order a band at a time, splitting big bands; the token for each u is
+// the one the plain definition gives, over rows with ties and masked tokens, from a spread
+// that puts thousands of tokens in one band (a model with random weights) to one that puts
+// a few in each.
 TEST(SamplerTest, DrawTokenIsTheSortedWalk) {
   std::mt19937 rng(9);
   int compared = 0;
-  for (float spread : {0.5f, 3.0f, 20.0f}) {
+  for (float spread : {0.05f, 0.5f, 3.0f, 20.0f}) {
     std::normal_distribution<float> normal(0.0f, spread);
-    std::vector<float> l(3001);
-    for (float& v : l) v = std::round(normal(rng) * 4.0f) / 4.0f;  // ties
+    std::vector<float> l(20011);
+    for (float& v : l) v = std::round(normal(rng) * 64.0f) / 64.0f;  // ties
     for (size_t i = 5; i < l.size(); i += 11) l[i] = -INFINITY;
     for (int k = 0; k < 6; ++k) l[static_cast<size_t>(k * 397)] = 8.0f * spread - k;
     const float max_l = *std::max_element(l.begin(), l.end());
+    std::vector<int32_t> order(l.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+    const int64_t finite =
+        std::count_if(l.begin(), l.end(), [](float v) { return !std::isinf(v); });
     for (float temperature : {0.3f, 1.0f, 2.5f}) {
+      std::vector<double> prob(static_cast<size_t>(finite));
+      for (int64_t i = 0; i < finite; ++i) {
+        prob[i] = std::exp((static_cast<double>(l[order[i]]) - max_l) / temperature);
+      }
       for (int32_t top_k : {0, 1, 40}) {
         for (float top_p : {1.0f, 0.9f, 0.3f}) {
           for (float min_p : {0.0f, 0.05f}) {
@@ -332,7 +338,7 @@ TEST(SamplerTest, DrawTokenIsTheSortedWalk) {
             p.min_p = min_p;
             for (int i = 0; i < 64; ++i) {
               const double u = (i + 0.37) / 64;
-              ASSERT_EQ(DrawToken(l, max_l, p, u), ReferenceDraw(l, p, u))
+              ASSERT_EQ(DrawToken(l, max_l, p, u), ReferenceDraw(order, prob, finite, p, u))
                   << "spread " << spread << " T " << temperature << " top_k " << top_k << " top_p "
                   << top_p << " min_p " << min_p << " u " << u;
               ++compared;
@@ -342,7 +348,7 @@ TEST(SamplerTest, DrawTokenIsTheSortedWalk) {
       }
     }
   }
-  EXPECT_EQ(compared, 3 * 3 * 3 * 3 * 2 * 64);
+  EXPECT_EQ(compared, 4 * 3 * 3 * 3 * 2 * 64);
   // Every token masked: token 0, as the stable order starts.
   const std::vector<float> masked(10, -INFINITY);
   SamplingParams p;
