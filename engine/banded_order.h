@@ -50,7 +50,7 @@ class BandedOrder {
     double min_prob = 0.0;
     bool sorted = false;
   };
-  static constexpr int kLastBand = 63;  // everything e^63 or more below the largest
+  static constexpr int kLastBand = 63;      // everything e^63 or more below the largest
   static constexpr int64_t kSortMax = 256;  // a bigger band is split before it is sorted
   static constexpr int kSplit = 64;
   // Gathers the next non-empty band; false when every band is gathered.

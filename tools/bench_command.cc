@@ -186,8 +186,12 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse> 
     result_.code = status.error_code();
     result_.error = status.error_message();
     if (on_done_) on_done_(result_);
-    sink_->Add(std::move(result_));
+    // This call's gRPC objects go before the sink hears of it: the sink's last Add lets the
+    // command return and drop its channels (and gRPC), which a live ClientContext outlived.
+    ResultSink* sink = sink_;
+    Result result = std::move(result_);
     delete this;
+    sink->Add(std::move(result));
   }
 
  private:
@@ -257,8 +261,10 @@ class DirectPrefillCall {
     result_.e2e = Seconds(Clock::now() - start_);
     result_.code = status.error_code();
     result_.error = status.error_message();
-    sink_->Add(std::move(result_));
+    ResultSink* sink = sink_;  // as GenerateCall::OnDone: delete first, then tell the sink
+    Result result = std::move(result_);
     delete this;
+    sink->Add(std::move(result));
   }
 
   ResultSink* const sink_;
