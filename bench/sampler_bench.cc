@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "engine/sampler.h"
+#include "engine/thread_pool.h"
 
 ABSL_FLAG(int64_t, vocab, 129280, "Vocabulary size (DeepSeek-V3's by default).");
 ABSL_FLAG(int, tokens, 200, "Tokens sampled per setting.");
@@ -108,6 +109,31 @@ int main(int argc, char** argv) {
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
       std::printf("%-7s %-46s %9.1f us a token\n", kind, s.name.c_str(), us / tokens);
     }
+    // A decode step's sampling at batch 32 (temperature 0.7, top_p 0.9): one thread, then the
+    // engine's pool taking the sequences in turn, as the decode worker's step does.
+    std::vector<RequestSampler> batch;
+    for (int b = 0; b < 32; ++b)
+      batch.push_back(*RequestSampler::Create(Settings(seed)[3].params, vocab, prompt));
+    auto step = [&](bool pooled) {
+      auto one = [&](int64_t b) {
+        const float* row = &logits[static_cast<size_t>((b % kRows) * vocab)];
+        (void)batch[static_cast<size_t>(b)].Sample({row, static_cast<size_t>(vocab)});
+      };
+      const auto t0 = Clock::now();
+      for (int rep = 0; rep < 8; ++rep) {
+        if (pooled) {
+          dsv3::engine::ThreadPool::Default().ParallelForDynamic(32,
+                                                                 [&](int64_t b, int) { one(b); });
+        } else {
+          for (int64_t b = 0; b < 32; ++b) one(b);
+        }
+      }
+      return std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / 8;
+    };
+    const double serial = step(false), pooled = step(true);
+    std::printf("%-7s %-46s %9.1f us a step; %d pool threads: %.1f us\n", kind,
+                "batch 32, temperature 0.7, top_p 0.9", serial,
+                dsv3::engine::ThreadPool::Default().size(), pooled);
   }
   return 0;
 }

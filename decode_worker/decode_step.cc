@@ -140,6 +140,27 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
     for (Sequence* seq : active) finish(seq, worker::FinishReason::kError, out.status());
     return finished;
   }
+  // Each sequence samples from its own rows with its own sampler: the pool's threads take the
+  // sequences in turn (a step at batch 32 samples 32 rows of 129,280 logits).
+  std::vector<std::optional<absl::StatusOr<engine::Verified>>> verified(active.size());
+  std::vector<std::optional<worker::FinishReason>> reasons(active.size());
+  engine::ThreadPool::Default().ParallelForDynamic(
+      static_cast<int64_t>(active.size()), [&](int64_t i, int) {
+        Sequence* seq = active[static_cast<size_t>(i)];
+        if (!seq->pending_prompt.empty()) return;
+        std::optional<worker::FinishReason>& reason = reasons[static_cast<size_t>(i)];
+        auto more = [&](const engine::SampledToken& token) {
+          ++seq->generated;
+          if (token.is_stop || token.token == seq->eos_token_id) {
+            reason = worker::FinishReason::kStop;
+          } else if (seq->generated >= seq->max_tokens) {
+            reason = worker::FinishReason::kLength;
+          }
+          return !reason.has_value();
+        };
+        verified[static_cast<size_t>(i)] = engine::SampleVerified(
+            *seq->sampler, *out, static_cast<size_t>(i), tokens[static_cast<size_t>(i)], more);
+      });
   const ServingMetrics& m = Metrics();
   for (size_t i = 0; i < active.size(); ++i) {
     Sequence* seq = active[i];
@@ -151,24 +172,13 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
       }
       continue;
     }
-    std::optional<worker::FinishReason> reason;
-    auto more = [&](const engine::SampledToken& token) {
-      ++seq->generated;
-      if (token.is_stop || token.token == seq->eos_token_id) {
-        reason = worker::FinishReason::kStop;
-      } else if (seq->generated >= seq->max_tokens) {
-        reason = worker::FinishReason::kLength;
-      }
-      return !reason.has_value();
-    };
-    absl::StatusOr<engine::Verified> verified =
-        engine::SampleVerified(*seq->sampler, *out, i, tokens[i], more);
-    if (!verified.ok()) {
-      finish(seq, worker::FinishReason::kError, verified.status());
+    absl::StatusOr<engine::Verified>& v = *verified[i];
+    if (!v.ok()) {
+      finish(seq, worker::FinishReason::kError, v.status());
       continue;
     }
     const int64_t accepted_before = seq->spec.accepted;
-    engine::AcceptVerified(*out, i, tokens[i], verified->emitted, seq->kv,
+    engine::AcceptVerified(*out, i, tokens[i], v->emitted, seq->kv,
                            seq->speculative ? &seq->spec : nullptr);
     if (!drafts[i].empty()) {
       const std::string& model = options_.model_name;
@@ -177,13 +187,13 @@ std::vector<DecodeScheduler::Sequence*> DecodeScheduler::Step(const std::vector<
       m.spec_accepted_tokens.WithLabels({model}).Increment(
           static_cast<double>(seq->spec.accepted - accepted_before));
     }
-    for (const auto& t : verified->emitted) seq->tokens.push_back(t.token);
-    seq->sink->OnTokens(verified->emitted);
-    if (verified->stopped) {
-      finish(seq, *reason, absl::OkStatus());
+    for (const auto& t : v->emitted) seq->tokens.push_back(t.token);
+    seq->sink->OnTokens(v->emitted);
+    if (v->stopped) {
+      finish(seq, *reasons[i], absl::OkStatus());
       continue;
     }
-    seq->next_input = verified->emitted.back().token;
+    seq->next_input = v->emitted.back().token;
   }
   return finished;
 }
