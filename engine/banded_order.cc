@@ -54,31 +54,25 @@ bool BandedOrder::GatherNext() {
 }
 
 void BandedOrder::Measure(Band& band) const {
-  float min_l = 0.0f;
   band.mass = SumExpAt(l_.data(), ids_.data() + band.begin, band.end - band.begin,
-                       static_cast<float>(max_l_), static_cast<float>(1.0 / temperature_), &min_l);
-  band.min_prob = std::exp((static_cast<double>(min_l) - max_l_) / temperature_);
+                       static_cast<float>(max_l_), static_cast<float>(1.0 / temperature_),
+                       &band.min_l, &band.max_l);
+  band.min_prob = std::exp((static_cast<double>(band.min_l) - max_l_) / temperature_);
 }
 
 bool BandedOrder::Split(size_t j) {
   const Band band = bands_[j];
-  float hi = -std::numeric_limits<float>::infinity();
-  float lo = std::numeric_limits<float>::infinity();
-  for (int64_t i = band.begin; i < band.end; ++i) {
-    const float v = l_[ids_[static_cast<size_t>(i)]];
-    hi = std::max(hi, v);
-    lo = std::min(lo, v);
-  }
+  const float hi = band.max_l, lo = band.min_l;
   if (!(hi > lo)) return false;
   // Narrow band of a token: how far below the band's largest, in kSplit steps of its range.
-  const float step = kSplit / (hi - lo);
-  auto part = [&](int32_t t) {
-    return std::min(kSplit - 1, static_cast<int>((hi - l_[t]) * step));
-  };
-  int64_t count[kSplit] = {};
-  for (int64_t i = band.begin; i < band.end; ++i) ++count[part(ids_[static_cast<size_t>(i)])];
+  const int64_t n = band.end - band.begin;
+  thread_local std::vector<uint8_t> part;
   thread_local std::vector<int32_t> moved;
+  part.resize(static_cast<size_t>(n));
   moved.assign(ids_.begin() + band.begin, ids_.begin() + band.end);
+  BandsAt(l_.data(), moved.data(), n, hi, kSplit / (hi - lo), kSplit - 1, part.data());
+  int64_t count[kSplit] = {};
+  for (uint8_t k : part) ++count[k];
   int64_t at[kSplit];
   std::vector<Band> parts;
   for (int k = 0, begin = 0; k < kSplit; begin += static_cast<int>(count[k]), ++k) {
@@ -89,7 +83,9 @@ bool BandedOrder::Split(size_t j) {
     b.end = at[k] + count[k];
     parts.push_back(b);
   }
-  for (int32_t t : moved) ids_[static_cast<size_t>(at[part(t)]++)] = t;
+  for (int64_t i = 0; i < n; ++i) {
+    ids_[static_cast<size_t>(at[part[static_cast<size_t>(i)]]++)] = moved[static_cast<size_t>(i)];
+  }
   for (Band& b : parts) Measure(b);
   bands_.erase(bands_.begin() + static_cast<std::ptrdiff_t>(j));
   bands_.insert(bands_.begin() + static_cast<std::ptrdiff_t>(j), parts.begin(), parts.end());

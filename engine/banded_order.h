@@ -48,6 +48,8 @@ class BandedOrder {
     int64_t end = 0;
     double mass = 0.0;
     double min_prob = 0.0;
+    float min_l = 0.0f;  // the band's smallest and largest logits
+    float max_l = 0.0f;
     bool sorted = false;
   };
   static constexpr int kLastBand = 63;      // everything e^63 or more below the largest

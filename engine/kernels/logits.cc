@@ -107,16 +107,18 @@ DSV3_AVX512 void IndicesInBandAvx512(const uint8_t* band, int64_t n, uint8_t b,
 }
 
 DSV3_AVX512 double SumExpAtAvx512(const float* x, const int32_t* ids, int64_t n, float shift,
-                                  float scale, float* min_x) {
+                                  float scale, float* min_x, float* max_x) {
   const __m512 s = _mm512_set1_ps(shift), c = _mm512_set1_ps(scale);
   const __m512 lo = _mm512_set1_ps(kMinExponent);
   __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = TailMask(n - i);
     const __m512i at = _mm512_maskz_loadu_epi32(k, ids + i);
     const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, x, 4);
     mn = _mm512_mask_min_ps(mn, k, xv, mn);
+    mx = _mm512_mask_max_ps(mx, k, xv, mx);
     const __m512 v = _mm512_mul_ps(_mm512_sub_ps(xv, s), c);
     const __mmask16 live = _mm512_mask_cmp_ps_mask(k, v, lo, _CMP_GE_OQ);
     const __m512 e = _mm512_maskz_mov_ps(live, ExpAvx512(_mm512_max_ps(v, lo)));
@@ -124,7 +126,21 @@ DSV3_AVX512 double SumExpAtAvx512(const float* x, const int32_t* ids, int64_t n,
     a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
   }
   *min_x = _mm512_reduce_min_ps(mn);
+  *max_x = _mm512_reduce_max_ps(mx);
   return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
+DSV3_AVX512 void BandsAtAvx512(const float* x, const int32_t* ids, int64_t n, float max,
+                               float scale, uint8_t last, uint8_t* band) {
+  const __m512 m = _mm512_set1_ps(max), c = _mm512_set1_ps(scale);
+  const __m512 top = _mm512_set1_ps(static_cast<float>(last));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask(n - i);
+    const __m512i at = _mm512_maskz_loadu_epi32(k, ids + i);
+    const __m512 v = _mm512_mask_i32gather_ps(m, k, at, x, 4);
+    const __m512 d = _mm512_min_ps(_mm512_mul_ps(_mm512_sub_ps(m, v), c), top);
+    _mm512_mask_cvtepi32_storeu_epi8(band + i, k, _mm512_cvttps_epi32(d));
+  }
 }
 
 #endif  // DSV3_HAVE_AVX512_KERNEL
@@ -188,20 +204,33 @@ void IndicesInBand(const uint8_t* band, int64_t n, uint8_t b, std::vector<int32_
 }
 
 double SumExpAt(const float* x, const int32_t* ids, int64_t n, float shift, float scale,
-                float* min_x) {
+                float* min_x, float* max_x) {
 #if DSV3_HAVE_AVX512_KERNEL
-  if (CpuHasAvx512()) return SumExpAtAvx512(x, ids, n, shift, scale, min_x);
+  if (CpuHasAvx512()) return SumExpAtAvx512(x, ids, n, shift, scale, min_x, max_x);
 #endif
   double sum = 0.0;
   float mn = std::numeric_limits<float>::infinity();
+  float mx = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
     const float xi = x[ids[i]];
     mn = std::min(mn, xi);
+    mx = std::max(mx, xi);
     const float v = (xi - shift) * scale;
     if (v >= kMinExponent) sum += std::exp(static_cast<double>(v));
   }
   *min_x = mn;
+  *max_x = mx;
   return sum;
+}
+
+void BandsAt(const float* x, const int32_t* ids, int64_t n, float max, float scale, uint8_t last,
+             uint8_t* band) {
+#if DSV3_HAVE_AVX512_KERNEL
+  if (CpuHasAvx512()) return BandsAtAvx512(x, ids, n, max, scale, last, band);
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    band[i] = static_cast<uint8_t>(std::min((max - x[ids[i]]) * scale, static_cast<float>(last)));
+  }
 }
 
 }  // namespace dsv3::engine

@@ -30,9 +30,15 @@ int64_t BandsOf(const float* x, int64_t n, float max, float scale, uint8_t last,
 // Appends to `ids` the indices i (ascending) with band[i] == b.
 void IndicesInBand(const uint8_t* band, int64_t n, uint8_t b, std::vector<int32_t>* ids);
 
-// SumExp over the entries x[ids[0..n)]; *min_x: the smallest of them (+inf when n is 0).
+// SumExp over the entries x[ids[0..n)]; *min_x and *max_x: the smallest and largest of them
+// (+inf and -inf when n is 0).
 double SumExpAt(const float* x, const int32_t* ids, int64_t n, float shift, float scale,
-                float* min_x);
+                float* min_x, float* max_x);
+
+// BandsOf for the entries x[ids[0..n)] (all finite, none above `max`): band[i] =
+// min(floor((max - x[ids[i]]) * scale), last).
+void BandsAt(const float* x, const int32_t* ids, int64_t n, float max, float scale, uint8_t last,
+             uint8_t* band);
 
 }  // namespace dsv3::engine
 

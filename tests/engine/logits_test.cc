@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -75,6 +76,39 @@ TEST(LogitsTest, SumExpIsTheDoubleSumWithinFloatPrecision) {
   }
   const float below = -90.0f;
   EXPECT_EQ(SumExp(&below, 1, 0.0f, 1.0f), 0.0);
+}
+
+// The gathering kernels against their definitions, over index lists of every tail length.
+TEST(LogitsTest, SumExpAtAndBandsAtFollowTheIndices) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> x(5000);
+  for (float& v : x) v = normal(rng);
+  const float max = MaxOf(x.data(), static_cast<int64_t>(x.size()));
+  std::uniform_int_distribution<int32_t> pick(0, 4999);
+  for (int n : {0, 1, 15, 16, 17, 40, 1000}) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (int32_t& id : ids) id = pick(rng);
+    double want = 0.0;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int32_t id : ids) {
+      want += std::exp((static_cast<double>(x[id]) - max) * 0.5);
+      lo = std::min(lo, x[id]);
+      hi = std::max(hi, x[id]);
+    }
+    float got_lo = 0.0f, got_hi = 0.0f;
+    const double got = SumExpAt(x.data(), ids.data(), n, max, 0.5f, &got_lo, &got_hi);
+    EXPECT_NEAR(got, want, 2e-6 * want) << n;
+    EXPECT_EQ(got_lo, lo) << n;
+    EXPECT_EQ(got_hi, hi) << n;
+    std::vector<uint8_t> band(static_cast<size_t>(n) + 1, 77);  // one past the end: untouched
+    BandsAt(x.data(), ids.data(), n, max, 4.0f, 40, band.data());
+    for (int i = 0; i < n; ++i) {
+      const auto b = static_cast<uint8_t>(std::min((max - x[ids[i]]) * 4.0f, 40.0f));
+      ASSERT_EQ(band[i], b) << n << " at " << i;
+    }
+    EXPECT_EQ(band[n], 77);
+  }
 }
 
 }  // namespace
