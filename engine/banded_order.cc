@@ -63,14 +63,15 @@ void BandedOrder::Measure(Band& band) const {
 bool BandedOrder::Split(size_t j) {
   const Band band = bands_[j];
   const float hi = band.max_l, lo = band.min_l;
-  if (!(hi > lo)) return false;
+  const float step = kSplit / (hi - lo);
+  if (!(hi > lo) || !std::isfinite(step)) return false;  // one logit (or a subnormal range)
   // Narrow band of a token: how far below the band's largest, in kSplit steps of its range.
   const int64_t n = band.end - band.begin;
   thread_local std::vector<uint8_t> part;
   thread_local std::vector<int32_t> moved;
   part.resize(static_cast<size_t>(n));
   moved.assign(ids_.begin() + band.begin, ids_.begin() + band.end);
-  BandsAt(l_.data(), moved.data(), n, hi, kSplit / (hi - lo), kSplit - 1, part.data());
+  BandsAt(l_.data(), moved.data(), n, hi, step, kSplit - 1, part.data());
   int64_t count[kSplit] = {};
   for (uint8_t k : part) ++count[k];
   int64_t at[kSplit];

@@ -57,7 +57,7 @@ class BandedOrder {
   static constexpr int kSplit = 64;
   // Gathers the next non-empty band; false when every band is gathered.
   bool GatherNext();
-  // Mass and least probability of the band's tokens.
+  // The band's mass, least probability and smallest and largest logits.
   void Measure(Band& band) const;
   // Band j (unsorted, more than kSortMax tokens) replaced by up to kSplit narrower bands in
   // order; false when its tokens all have one logit (then it sorts by id alone).
