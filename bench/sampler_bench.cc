@@ -2,13 +2,13 @@
 //
 // What RequestSampler::Sample costs per token, single-threaded, for the sampling settings
 // clients send (greedy; OpenAI's default temperature 1; temperature with top_p or top_k;
-// penalties; logprobs) and two kinds of logits row: "peaked" (a confident model: a few
+// penalties; logprobs) and three kinds of logits row: "peaked" (a confident model: a few
 // tokens 14-20 above a normal spread of scale 2 hold almost all the probability), "flat"
 // (a spread of scale 3 holds most of it: a draw at temperature 1 walks deep into the order)
 // and "random" (a spread of scale 0.5 and nothing above it: a model with random weights, as
-// the synthetic checkpoints are).
-// A decode step samples one row per sequence: at batch B a step pays B times these figures
-// on top of its Forward.
+// the synthetic checkpoints are). A decode step samples one row per sequence: at batch B a
+// step pays B times these figures on top of its Forward, or less on the engine's thread pool
+// (the last line of each kind: batch 32 on one thread, then on the pool).
 
 #include <chrono>
 #include <cmath>
