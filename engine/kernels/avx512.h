@@ -14,6 +14,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
+
+#include <cstdint>
 #define DSV3_HAVE_AVX512_KERNEL 1
 #define DSV3_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define DSV3_AVX512_INLINE DSV3_AVX512 __attribute__((always_inline)) inline
@@ -28,6 +30,12 @@ inline bool CpuHasAvx512() {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   }();
   return has;
+}
+
+// The first min(left, 16) lanes: the mask of a loop's last, partial vector.
+DSV3_AVX512_INLINE __mmask16 TailMask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF)
+                    : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
 // Lanes 0-3: the sums of the 16 lanes of a, b, c and d. One transposing reduction for the

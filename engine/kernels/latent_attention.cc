@@ -11,11 +11,6 @@ namespace {
 
 #if DSV3_HAVE_AVX512_KERNEL
 
-__mmask16 TailMask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF)
-                    : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
-}
-
 // Rows ahead of the scores loop that it prefetches (8 rows: 10 KiB at DeepSeek-V3's widths).
 constexpr int64_t kPrefetchRows = 8;
 

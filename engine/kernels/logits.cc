@@ -14,11 +14,6 @@ constexpr float kMinExponent = -87.0f;
 
 #if DSV3_HAVE_AVX512_KERNEL
 
-__mmask16 TailMask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF)
-                    : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
-}
-
 DSV3_AVX512 float MaxAvx512(const float* x, int64_t n) {
   __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t i = 0; i < n; i += 16) {
