@@ -53,18 +53,24 @@ DSV3_AVX512_INLINE __m512 ExpAvx512(__m512 v) {
   return _mm512_scalef_ps(p, k);
 }
 
+// a0 + a1 += exp((x - shift) * scale) of the lanes in k, in double. Lanes past the end, below
+// the range, or NaN add nothing.
+DSV3_AVX512_INLINE void AddExp(__m512 x, __mmask16 k, __m512 shift, __m512 scale, __m512d& a0,
+                               __m512d& a1) {
+  const __m512 lo = _mm512_set1_ps(kMinExponent);
+  const __m512 v = _mm512_mul_ps(_mm512_sub_ps(x, shift), scale);
+  const __mmask16 live = _mm512_mask_cmp_ps_mask(k, v, lo, _CMP_GE_OQ);
+  const __m512 e = _mm512_maskz_mov_ps(live, ExpAvx512(_mm512_max_ps(v, lo)));
+  a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+  a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+}
+
 DSV3_AVX512 double SumExpAvx512(const float* x, int64_t n, float shift, float scale) {
   const __m512 s = _mm512_set1_ps(shift), c = _mm512_set1_ps(scale);
-  const __m512 lo = _mm512_set1_ps(kMinExponent);
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = TailMask(n - i);
-    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), s), c);
-    // Lanes past the end, below the range, or NaN add nothing.
-    const __mmask16 live = _mm512_mask_cmp_ps_mask(k, v, lo, _CMP_GE_OQ);
-    const __m512 e = _mm512_maskz_mov_ps(live, ExpAvx512(_mm512_max_ps(v, lo)));
-    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    AddExp(_mm512_maskz_loadu_ps(k, x + i), k, s, c, a0, a1);
   }
   return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
@@ -104,7 +110,6 @@ DSV3_AVX512 void IndicesInBandAvx512(const uint8_t* band, int64_t n, uint8_t b,
 DSV3_AVX512 double SumExpAtAvx512(const float* x, const int32_t* ids, int64_t n, float shift,
                                   float scale, float* min_x, float* max_x) {
   const __m512 s = _mm512_set1_ps(shift), c = _mm512_set1_ps(scale);
-  const __m512 lo = _mm512_set1_ps(kMinExponent);
   __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
@@ -114,11 +119,7 @@ DSV3_AVX512 double SumExpAtAvx512(const float* x, const int32_t* ids, int64_t n,
     const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, x, 4);
     mn = _mm512_mask_min_ps(mn, k, xv, mn);
     mx = _mm512_mask_max_ps(mx, k, xv, mx);
-    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(xv, s), c);
-    const __mmask16 live = _mm512_mask_cmp_ps_mask(k, v, lo, _CMP_GE_OQ);
-    const __m512 e = _mm512_maskz_mov_ps(live, ExpAvx512(_mm512_max_ps(v, lo)));
-    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    AddExp(xv, k, s, c, a0, a1);
   }
   *min_x = _mm512_reduce_min_ps(mn);
   *max_x = _mm512_reduce_max_ps(mx);
