@@ -143,12 +143,13 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   }
   // log_softmax of the penalised logits.
   const float max_l = MaxOf(l.data(), vocab_size_);
-  const double log_z = max_l + std::log(SumExp(l.data(), vocab_size_, max_l, 1.0f));
+  const double unit_mass = SumExp(l.data(), vocab_size_, max_l, 1.0f);
+  const double log_z = max_l + std::log(unit_mass);
   auto logprob = [&](int32_t t) { return static_cast<float>(l[t] - log_z); };
 
   SampledToken out;
   out.token = p.greedy() ? static_cast<int32_t>(ArgmaxFirst(l.data(), vocab_size_))
-                         : DrawToken(l, max_l, p, NextUniform());
+                         : DrawToken(l, max_l, p, NextUniform(), unit_mass);
   if (constraint_ != nullptr) DSV3_RETURN_IF_ERROR(constraint_->Accept(out.token));
   out.logprob = logprob(out.token);
   if (p.top_logprobs > 0) {
@@ -175,7 +176,8 @@ absl::StatusOr<SampledToken> RequestSampler::Sample(std::span<const float> logit
   return out;
 }
 
-int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01) {
+int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01,
+                  double unit_mass) {
   const double temperature = p.temperature;
   BandedOrder order(l, max_l, temperature);
   // Every token masked (-inf): the order of a stable sort starts at token 0.
@@ -187,8 +189,9 @@ int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p
   // truncated, else by a walk (whole bands by their mass).
   auto mass_of_kept = [&] {
     if (keep == order.size()) {
-      return SumExp(l.data(), static_cast<int64_t>(l.size()), max_l,
-                    static_cast<float>(1.0 / temperature));
+      const auto scale = static_cast<float>(1.0 / temperature);
+      if (scale == 1.0f && unit_mass >= 0.0) return unit_mass;  // the same sum
+      return SumExp(l.data(), static_cast<int64_t>(l.size()), max_l, scale);
     }
     double mass = 0.0;
     order.Walk(

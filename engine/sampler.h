@@ -47,8 +47,10 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int64_t vocab_
 // Step 3 for temperature > 0: the token that a uniform draw u01 in [0, 1) picks from the
 // penalised logits `l` (largest entry max_l) under p's temperature, top_k, top_p and min_p.
 // The tokens are walked in descending order (ties by id) as the step describes, without
-// sorting the whole vocabulary.
-int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01);
+// sorting the whole vocabulary. `unit_mass`, when known (>= 0): sum of exp(l - max_l) over the
+// row, what the logprobs' normaliser already summed; at temperature 1 it is the untruncated mass.
+int32_t DrawToken(std::span<const float> l, float max_l, const SamplingParams& p, double u01,
+                  double unit_mass = -1.0);
 
 struct SampledToken {
   int32_t token = -1;
