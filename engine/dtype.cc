@@ -36,22 +36,6 @@ constexpr std::array<float, 256> MakeE4M3Table() {
 
 const std::array<float, 256> kE4M3ToFloat = MakeE4M3Table();
 
-int DTypeSize(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return 4;
-    case DType::kBF16:
-    case DType::kF16:
-      return 2;
-    case DType::kF8E4M3:
-    case DType::kQ8:
-    case DType::kQ4:
-    case DType::kQ6:
-      return 1;
-  }
-  return 0;
-}
-
 absl::string_view DTypeName(DType dtype) {
   switch (dtype) {
     case DType::kF32:
