@@ -4,6 +4,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/matmul_bf16.h"
 #include "engine/kernels/matmul_direct.h"
@@ -30,10 +34,38 @@ constexpr int64_t kBf16MaxRows = 64;
 // [16384, 4096]; below 8-16 rows the integer kernel is faster.
 constexpr int64_t kQ4Int8MaxRows = 24;
 // The same for kQ8, whose integer kernel needs no unpacking: matmul_bench, 2 threads, two runs
-// each way: tiles took 0.64-0.72x the time at 128 and 512 rows of [3072, 1024], 0.49-0.95x of
-// [1024, 2048], 0.64-0.86x at 48-64 rows, but 0.91-1.03x at 32 (engine_bench --weights int8:
-// prefill 1.32-1.33x the tokens/s). Decode batches up to 32 keep the integer kernel.
+// each way, on Zen 5: tiles took 0.64-0.72x the time at 128 and 512 rows of [3072, 1024],
+// 0.49-0.95x of [1024, 2048], 0.64-0.86x at 48-64 rows, but 0.91-1.03x at 32 (engine_bench
+// --weights int8: prefill 1.32-1.33x the tokens/s). Decode batches up to 32 keep the integer
+// kernel there. (Measured while the integer kernel still called DTypeSize in its loop,
+// which halved its time on Zen 4: the crossover may now lie further out.)
 constexpr int64_t kQ8Int8MaxRows = 32;
+// On Zen 4 (AMD family 19h; its only parts with AVX-512) tiles win from fewer rows. matmul_bench,
+// 2 threads, alternating, twice, us, integer / tiles: [129280, 1024] at 16 rows 16.9-17.2k /
+// 18.0-18.5k, at 24 25.4-26.0k / 23.5-24.4k, at 32 34.0-34.5k / 29.1-29.3k; [5632, 1024] at 16
+// 778-781 / 671-690, at 32 1550-1622 / 1245-1287; [1024, 2816] and [1024, 512] likewise
+// (bench/RESULTS.md, session 23).
+constexpr int64_t kQ8Int8MaxRowsZen4 = 16;
+
+bool CpuIsZen4() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool zen4 = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    if (std::strcmp(vendor, "AuthenticAMD") != 0) return false;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+    const unsigned family = ((eax >> 8) & 0xF) + ((eax >> 20) & 0xFF);
+    return family == 0x19;
+  }();
+  return zen4;
+#else
+  return false;
+#endif
+}
 // Below this many weight elements a projection runs on the calling thread alone.
 constexpr int64_t kParallelMinElements = 1 << 15;
 
@@ -63,11 +95,6 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
   } else {
     MatMulRowsTiled(x, m, ldx, w, row_begin, row_count, y, ldy);
   }
-}
-
-// Whether the bf16 tiles (matmul_bf16.h) take a call of m rows on w instead of the int8 kernel.
-bool Bf16TilesTake(int64_t m, const Linear& w) {
-  return m > (w.dtype == DType::kQ8 ? kQ8Int8MaxRows : kQ4Int8MaxRows) && Bf16TilesApply(w);
 }
 
 // x quantized for w when the int8 kernel takes this call, else null. kQ8/kQ4/kQ6 weights with
@@ -113,6 +140,11 @@ void MatMulRowsShare(const float* x, const Int8Activations* xq, const Bf16Activa
 }
 
 }  // namespace
+
+bool Bf16TilesTake(int64_t m, const Linear& w) {
+  const int64_t q8_max = CpuIsZen4() ? kQ8Int8MaxRowsZen4 : kQ8Int8MaxRows;
+  return m > (w.dtype == DType::kQ8 ? q8_max : kQ4Int8MaxRows) && Bf16TilesApply(w);
+}
 
 void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const {
   const int64_t first = row * in_features + col_begin;

@@ -78,6 +78,11 @@ struct Linear {
 void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
                 int64_t row_count, float* y, int64_t ldy);
 
+// Whether MatMulRows computes m activation rows on w (kQ4/kQ8 with int8 activations) with
+// tiles rounded to bf16 (matmul_bf16.h) rather than the int8 kernel: on CPUs with AVX512_BF16,
+// above 24 rows for kQ4 and 32 for kQ8 (16 on Zen 4), where the tiles were measured faster.
+bool Bf16TilesTake(int64_t m, const Linear& w);
+
 // y[m, out_features] = x[m, in_features] W^T (dense leading dimensions).
 inline void MatMul(const float* x, int64_t m, const Linear& w, float* y) {
   MatMulRows(x, m, w.in_features, w, 0, w.out_features, y, w.out_features);

@@ -188,6 +188,7 @@ DSV3_BF16 void DequantTile(const Linear& w, int64_t row_begin, int64_t rows, uin
   const int64_t k = w.in_features;
   row.resize(static_cast<size_t>(k));
   for (int64_t r = 0; r < rows; ++r) {
+    if (DequantRowBf16(w, row_begin + r, tile + r * k)) continue;  // the same, in one pass
     DequantRowFast(w, row_begin + r, row.data());
     SplitRow(row.data(), k, k / 16 * 16, tile + r * k, nullptr);
     for (int64_t c = k / 16 * 16; c < k; ++c) tile[r * k + c] = FloatToBF16(row[c]);

@@ -467,9 +467,54 @@ DSV3_AVX512 void DequantRowAvx512(const Linear& w, int64_t row, float* out) {
   }
 }
 
+// DequantRowAvx512 rounded to bf16 (nearest even) in the same pass, 32 columns a store:
+// kQ8, kQ4, kQ6 with k a multiple of 32 (DequantRowBf16's callers check).
+template <DType D>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c"))) void
+DequantRowBf16Avx512(const Linear& w, int64_t row, uint16_t* out) {
+  const int64_t k = w.in_features;
+  const int64_t groups = k / w.group;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + row * Linear::RowBytes(D, k);
+  const uint16_t* scales = w.group_scales.data() + row * groups;
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[g]));
+    __m512 lo, hi;
+    if constexpr (D == DType::kQ8) {
+      lo = LoadScaled<D, false>(p + g * 32, 0, s);
+      hi = LoadScaled<D, false>(p + g * 32 + 16, 0, s);
+    } else {
+      LoadGroup<D>(p, g, k, s, &lo, &hi);
+    }
+    _mm512_storeu_si512(out + g * 32, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+}
+
 #endif  // DSV3_HAVE_AVX512_KERNEL
 
 }  // namespace
+
+bool DequantRowBf16(const Linear& w, int64_t row, uint16_t* out) {
+#if DSV3_HAVE_AVX512_KERNEL
+  static const bool has = CpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
+  if (!has || w.group != 32 || w.in_features % 32 != 0) return false;
+  switch (w.dtype) {
+    case DType::kQ8:
+      DequantRowBf16Avx512<DType::kQ8>(w, row, out);
+      return true;
+    case DType::kQ4:
+      DequantRowBf16Avx512<DType::kQ4>(w, row, out);
+      return true;
+    case DType::kQ6:
+      DequantRowBf16Avx512<DType::kQ6>(w, row, out);
+      return true;
+    default:
+      return false;
+  }
+#else
+  (void)w, (void)row, (void)out;
+  return false;
+#endif
+}
 
 bool DirectKernelUsesAvx512() {
 #if DSV3_HAVE_AVX512_KERNEL

@@ -20,6 +20,11 @@ void MatMulRowsDirect(const float* x, int64_t m, int64_t ldx, const Linear& w, i
 // W[row, :] as f32 into out[in_features] (what tiles for the library GEMM are made of).
 void DequantRowFast(const Linear& w, int64_t row, float* out);
 
+// W[row, :] of a kQ8/kQ4/kQ6 projection as bf16 into out[in_features]: DequantRowFast rounded
+// to nearest even, in one pass. False (nothing written) where this CPU lacks AVX512_BF16 or
+// the format is another.
+bool DequantRowBf16(const Linear& w, int64_t row, uint16_t* out);
+
 // True when MatMulRowsDirect runs the AVX-512 kernel on this CPU.
 bool DirectKernelUsesAvx512();
 

@@ -18,6 +18,7 @@
 #include "engine/dtype.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/matmul_bf16.h"
+#include "engine/kernels/matmul_direct.h"
 #include "engine/kernels/matmul_int8.h"
 #include "engine/weight_format.h"
 
@@ -215,7 +216,7 @@ TEST(QuantizeTest, Int8ActivationsComputeTheIntegerProductOfTheCodes) {
       if (!Int8KernelApplies(*q)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
       for (int64_t m : {1, 2, 3, 4, 5, 8, 9, 24, 40, 64, 130}) {
         // More rows of kQ4 and kQ8 go to bf16 tiles where the CPU has them (the test below).
-        if (m > (target == DType::kQ8 ? 32 : 24) && Bf16TilesApply(*q)) continue;
+        if (Bf16TilesTake(m, *q)) continue;
         std::vector<float> x(m * in), y(m * out);
         for (auto& v : x) v = n(rng);
         x[7] = 0;
@@ -317,6 +318,27 @@ TEST(QuantizeTest, Int8ActivationCodesAreTheirDefinitionBitForBit) {
 // big batches), where the CPU has AVX512_BF16: weights and x rounded to bf16, each within 2^-9
 // of itself, so every result within 2^-8 of sum |w x| (plus f32 sums) of the exact product of
 // the decoded weights; inside the weights' own 4- or 8-bit error.
+// The bf16 tiles' one-pass dequantisation is the documented decoding rounded to nearest even,
+// bit for bit, at widths with and without a last half chunk.
+TEST(QuantizeTest, Bf16RowsAreTheDecodedWeightsRounded) {
+  std::mt19937 rng(8);
+  for (const int64_t in : {320, 352}) {
+    Bf16Matrix w = MakeBf16(37, in, rng);
+    for (const DType target : {DType::kQ8, DType::kQ4, DType::kQ6}) {
+      auto q = QuantizeLinear(w.linear, target);
+      ASSERT_TRUE(q.ok()) << q.status();
+      std::vector<uint16_t> row(in);
+      for (int64_t r = 0; r < q->out_features; ++r) {
+        if (!DequantRowBf16(*q, r, row.data())) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+        for (int64_t c = 0; c < in; ++c) {
+          const auto want = FloatToBF16(static_cast<float>(DecodeQ(*q, r, c).value));
+          ASSERT_EQ(row[c], want) << DTypeName(target) << " in=" << in << " " << r << "," << c;
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantizeTest, BigBatchesRoundWeightsAndActivationsToBf16) {
   std::mt19937 rng(7);
   std::normal_distribution<float> n(0, 1);
@@ -327,7 +349,10 @@ TEST(QuantizeTest, BigBatchesRoundWeightsAndActivationsToBf16) {
     ASSERT_TRUE(q.ok()) << q.status();
     q->int8_activations = true;
     if (!Bf16TilesApply(*q)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
-    for (const int64_t m : {target == DType::kQ4 ? 25 : 33, 40, 65, 130}) {
+    int64_t first = 1;  // the fewest rows that take the tiles on this CPU
+    while (!Bf16TilesTake(first, *q)) ++first;
+    ASSERT_LE(first, 33);
+    for (const int64_t m : {first, int64_t{40}, int64_t{65}, int64_t{130}}) {
       std::vector<float> x(m * in), y(m * out);
       for (auto& v : x) v = n(rng);
       MatMul(x.data(), m, *q, y.data());
