@@ -149,6 +149,9 @@ setup_llama_cpp
 setup_ours
 setup_models
 log "runs: $RUNS, threads: $THREADS, results in $OUT"
+# Which CPU: hosts of one name differ (AMD family 25 is Zen 4, 26 Zen 5), and kernels with them.
+awk -F': ' '/^model name/ && !n {n = $2} /^cpu family/ && !f {f = $2}
+  /^model[ \t]*:/ && !m {m = $2} END {print n ", family " f ", model " m}' /proc/cpuinfo > "$OUT/cpu.txt"
 ceilings start
 for run in $(seq 1 "$RUNS"); do
   for pair in "${PAIRS[@]}"; do

@@ -66,6 +66,8 @@ print(f"# Peer bench: dsv3 engine vs llama.cpp, {out}\n")
 first = next((f for f, _, _ in PAIRS if runs(f"ours-{f}-[0-9]*.json")), None)
 first_runs = runs(f"ours-{first}-[0-9]*.json") if first else []
 threads = load(first_runs[0]).get("threads", "?") if first_runs else "?"
+if os.path.exists(os.path.join(out, "cpu.txt")):
+    print(f"CPU: {open(os.path.join(out, 'cpu.txt')).read().strip()}\n")
 print(f"STREAM triad (start, end of the run): {', '.join(f'{s:.1f}' for s in stream)} GB/s; "
       f"threads: {threads}; runs: {len(first_runs)}; "
       "figures: median (min-max) tokens/s\n")
