@@ -208,7 +208,9 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> RouterBackend::Generate(
   return handle;
 }
 
-bool RouterBackend::Ready() { return ListModels().models_size() > 0; }
+// Not before a request can be served: a prefill and a decode worker up (a router whose decode
+// worker came up first answered its first requests "no prefill worker is up").
+bool RouterBackend::Ready() { return workers_.Ready() && ListModels().models_size() > 0; }
 
 int RouterBackend::Drain(absl::Time deadline) {
   const int cancelled = in_flight_.Drain(deadline);

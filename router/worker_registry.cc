@@ -299,16 +299,23 @@ std::optional<v1::WorkerInfo> WorkerRegistry::ModelInfo() const {
   return std::nullopt;
 }
 
+bool WorkerRegistry::ReadyLocked() const {
+  bool prefill = false, decode = false;
+  for (const auto& [address, w] : workers_) {
+    if (!w->up) continue;
+    (w->kind == WorkerKind::kPrefill ? prefill : decode) = true;
+  }
+  return prefill && decode;
+}
+
+bool WorkerRegistry::Ready() const {
+  absl::MutexLock lock(&mu_);
+  return ReadyLocked();
+}
+
 bool WorkerRegistry::WaitUntilReady(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    bool prefill = false, decode = false;
-    for (const auto& [address, w] : workers_) {
-      if (!w->up) continue;
-      (w->kind == WorkerKind::kPrefill ? prefill : decode) = true;
-    }
-    return prefill && decode;
-  };
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return ReadyLocked(); };
   return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
 }
 

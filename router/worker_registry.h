@@ -111,7 +111,9 @@ class WorkerRegistry {
   std::vector<WorkerView> Snapshot() const;
   // Identity of the model the up workers serve (from GetInfo), if any is up.
   std::optional<v1::WorkerInfo> ModelInfo() const;
-  // Blocks until at least one prefill and one decode worker are up, or the timeout.
+  // At least one prefill and one decode worker are up: a request can be served.
+  bool Ready() const;
+  // Blocks until Ready(), or the timeout.
   bool WaitUntilReady(absl::Duration timeout) const;
   // Calls `on_stall` once (on a control-plane thread, no lock held) if the worker at
   // `address` stops answering: it is up and its load stream goes quiet for `down_after` (a
@@ -124,6 +126,7 @@ class WorkerRegistry {
   struct Worker;
   explicit WorkerRegistry(WorkerRegistryOptions options);
   std::unique_ptr<WatchedPeers> WatchKind(WorkerKind kind);
+  bool ReadyLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // One session with a worker: its identity, then its load stream until it ends.
   absl::Status Session(WorkerKind kind, PeerSession& peer);
   void OnPeerEvent(WorkerKind kind, const PeerEvent& event);

@@ -54,6 +54,19 @@ bool WaitForUp(int http_port, const std::string& address, int want, absl::Durati
   return false;
 }
 
+// Waits until the router's readiness probe (/health/ready) answers `want` (200 or 503).
+bool WaitForReady(int http_port, int want, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    httplib::Client client("127.0.0.1", http_port);
+    client.set_connection_timeout(2);
+    auto res = client.Get("/health/ready");
+    if (res && res->status == want) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
 grpc::Status Generate(const std::string& router) {
   auto stub =
       v1::Inference::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
@@ -100,12 +113,17 @@ TEST(WorkerDiscoveryTest, WorkersFoundByDnsNameServeAndAreWatched) {
   EXPECT_TRUE(status.ok()) << status.error_message();
 
   // A worker that stops answering is taken out within 2 s, and put back when it answers.
+  // Without a prefill worker the router cannot serve, so it is not ready (the decode worker
+  // up alone is not enough), and ready again once the prefill worker is back.
+  EXPECT_TRUE(WaitForReady(router_http, 200, absl::Seconds(5)));
   kill(prefill.pid(), SIGSTOP);
   EXPECT_TRUE(WaitForUp(router_http, prefill_address, 0, absl::Seconds(2)));
+  EXPECT_TRUE(WaitForReady(router_http, 503, absl::Seconds(5)));
   status = Generate(absl::StrCat("127.0.0.1:", router_grpc));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   kill(prefill.pid(), SIGCONT);
   EXPECT_TRUE(WaitForUp(router_http, prefill_address, 1, absl::Seconds(5)));
+  EXPECT_TRUE(WaitForReady(router_http, 200, absl::Seconds(5)));
   status = Generate(absl::StrCat("127.0.0.1:", router_grpc));
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(router.ReadLog(), HasSubstr("watching prefill worker " + prefill_address));

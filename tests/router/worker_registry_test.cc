@@ -116,6 +116,28 @@ TEST(WorkerRegistryTest, ADrainingWorkerIsNotPicked) {
             absl::StatusCode::kUnavailable);
 }
 
+// The router's readiness: a request needs a prefill and a decode worker, so a decode worker
+// up alone is not enough (a router whose decode worker came up first once reported ready and
+// failed its first requests with "no prefill worker is up").
+TEST(WorkerRegistryTest, ReadyOnlyOnceAPrefillAndADecodeWorkerAreUp) {
+  auto prefill = FakeWorker::Start(Role(v1::WORKER_ROLE_PREFILL));
+  auto decode = FakeWorker::Start(Role(v1::WORKER_ROLE_DECODE));
+  ASSERT_TRUE(prefill && decode);
+  prefill->SetDraining(true);  // reachable, but not taking work
+  WorkerRegistryOptions options;
+  options.prefill_addresses = {prefill->address()};
+  options.decode_addresses = {decode->address()};
+  options.report_interval_ms = 50;
+  auto registry = WorkerRegistry::Start(options);
+  ASSERT_TRUE(Eventually([&] { return IsUp(*registry, decode->address()); }));
+  absl::SleepFor(absl::Milliseconds(200));  // a few of the prefill worker's reports
+  EXPECT_FALSE(IsUp(*registry, prefill->address()));
+  EXPECT_FALSE(registry->Ready());
+  EXPECT_FALSE(registry->WaitUntilReady(absl::Milliseconds(100)));
+  prefill->SetDraining(false);
+  EXPECT_TRUE(Eventually([&] { return registry->Ready(); }));
+}
+
 // A full redeploy behind a headless Service, round after round: every worker leaves DNS at
 // once while a call to one is still in flight (its channel goes last, on gRPC's callback
 // thread, as the worker shuts down), and new workers at new addresses appear. The router
