@@ -109,8 +109,13 @@ struct Streams {
     }
   }
   void Join() {
-    for (auto& t : threads) t.join();
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
   }
+  // A test that stops at a failed assertion still joins (a joinable thread's destructor would
+  // abort the test binary and leave its cluster running on the ports a rerun needs).
+  ~Streams() { Join(); }
 };
 
 // Waits until the router has requests in flight on the decode worker (blocks leased).
