@@ -278,9 +278,12 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   j["rss_file_bytes"] = mem.rss_file_bytes;
   j["rss_anon_bytes"] = mem.rss_anon_bytes;
   j["rss_ratio"] = mem.rss_bytes / held;
-  std::printf("memory: RSS %.2f GB (file %.2f, anon %.2f) vs weights + KV pool %.2f GB: %.3fx\n",
-              mem.rss_bytes / 1e9, mem.rss_file_bytes / 1e9, mem.rss_anon_bytes / 1e9, held / 1e9,
-              mem.rss_bytes / held);
+  j["anon_huge_bytes"] = mem.anon_huge_bytes;
+  std::printf(
+      "memory: RSS %.2f GB (file %.2f, anon %.2f, %.2f of it in huge pages) vs weights + KV pool "
+      "%.2f GB: %.3fx\n",
+      mem.rss_bytes / 1e9, mem.rss_file_bytes / 1e9, mem.rss_anon_bytes / 1e9,
+      mem.anon_huge_bytes / 1e9, held / 1e9, mem.rss_bytes / held);
 
   return absl::OkStatus();
 }

@@ -106,6 +106,8 @@ MemoryUsage ReadMemoryUsage() {
     kb("RssAnon:", &u.rss_anon_bytes);
     kb("RssFile:", &u.rss_file_bytes);
   }
+  std::ifstream rollup("/proc/self/smaps_rollup");
+  while (std::getline(rollup, line)) kb("AnonHugePages:", &u.anon_huge_bytes);
   return u;
 }
 

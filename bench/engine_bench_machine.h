@@ -22,6 +22,9 @@ struct MemoryUsage {
   int64_t rss_bytes = 0;       // VmRSS
   int64_t rss_anon_bytes = 0;  // RssAnon: heap, KV pool, scratch
   int64_t rss_file_bytes = 0;  // RssFile: mapped checkpoint pages that are resident
+  // AnonHugePages: anonymous memory in transparent huge pages (the weights' copy, when the
+  // kernel found them; batch-1 decode is slower on 4 KiB pages).
+  int64_t anon_huge_bytes = 0;
 };
 MemoryUsage ReadMemoryUsage();
 
