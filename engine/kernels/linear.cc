@@ -34,11 +34,12 @@ constexpr int64_t kBf16MaxRows = 64;
 // [16384, 4096]; below 8-16 rows the integer kernel is faster.
 constexpr int64_t kQ4Int8MaxRows = 24;
 // The same for kQ8, whose integer kernel needs no unpacking: matmul_bench, 2 threads, two runs
-// each way, on Zen 5: tiles took 0.64-0.72x the time at 128 and 512 rows of [3072, 1024],
+// each way, on an earlier host (its CPU family was not recorded; not a Zen 4, by the integer
+// kernel's speed): tiles took 0.64-0.72x the time at 128 and 512 rows of [3072, 1024],
 // 0.49-0.95x of [1024, 2048], 0.64-0.86x at 48-64 rows, but 0.91-1.03x at 32 (engine_bench
 // --weights int8: prefill 1.32-1.33x the tokens/s). Decode batches up to 32 keep the integer
-// kernel there. (Measured while the integer kernel still called DTypeSize in its loop,
-// which halved its time on Zen 4: the crossover may now lie further out.)
+// kernel there. (Measured while the integer kernel still called DTypeSize in its loop, which
+// halved its time on Zen 4: the crossover may now lie further out.)
 constexpr int64_t kQ8Int8MaxRows = 32;
 // On Zen 4 (AMD family 19h; its only parts with AVX-512) tiles win from fewer rows. matmul_bench,
 // 2 threads, alternating, twice, us, integer / tiles: [129280, 1024] at 16 rows 16.9-17.2k /
@@ -66,6 +67,7 @@ bool CpuIsZen4() {
   return false;
 #endif
 }
+
 // Below this many weight elements a projection runs on the calling thread alone.
 constexpr int64_t kParallelMinElements = 1 << 15;
 
