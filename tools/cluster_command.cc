@@ -3,11 +3,9 @@
 // its workers, writes a status file, prints how to talk to it, and on Ctrl-C (or SIGTERM)
 // stops every process it started (drain, then kill what lingers).
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/spawn.h"
 #include "common/status_macros.h"
 #include "common/tls_config.h"
 #include "dsv3/v1/inference.grpc.pb.h"
@@ -103,8 +102,6 @@ ABSL_FLAG(absl::Duration, eplb_interval, absl::ZeroDuration(),
 ABSL_FLAG(std::string, expert_failover_after, "",
           "dsv3 cluster: the rebalancer's --expert_failover_after (\"\": its default).");
 
-extern char** environ;
-
 namespace dsv3::tools {
 namespace {
 
@@ -128,29 +125,18 @@ std::string SelfDir() {
 
 bool Spawn(Child& child, std::vector<std::string> argv, const ClusterTls& tls) {
   argv.insert(argv.end(), tls.process_flags.begin(), tls.process_flags.end());
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, child.log.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attr, &empty);
+  SpawnOptions options;
   // Own process group: a Ctrl-C reaches the launcher, which stops the children in order.
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int rc = posix_spawn(&child.pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    std::fprintf(stderr, "dsv3 cluster: cannot start %s: %s\n", args[0], strerror(rc));
+  options.own_process_group = true;
+  // A launcher killed outright (SIGKILL) still stops its workers.
+  options.parent_death_signal = SIGTERM;
+  absl::StatusOr<pid_t> pid = SpawnProcess(argv, child.log, options);
+  if (!pid.ok()) {
+    std::fprintf(stderr, "dsv3 cluster: cannot start %s: %s\n", argv[0].c_str(),
+                 std::string(pid.status().message()).c_str());
     return false;
   }
+  child.pid = *pid;
   return true;
 }
 

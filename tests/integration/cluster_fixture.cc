@@ -62,6 +62,13 @@ Cluster::~Cluster() {
   EXPECT_TRUE(code.ok() && *code == 0) << "cluster did not stop cleanly";
 }
 
+void Cluster::KillLauncher() {
+  if (!process_.has_value()) return;
+  process_->Signal(SIGKILL);
+  EXPECT_TRUE(process_->Wait(absl::Seconds(10)).ok());
+  process_.reset();
+}
+
 const ClusterProc& Cluster::Get(const std::string& role, int index) const {
   for (const ClusterProc& p : procs_) {
     if (p.role == role && index-- == 0) return p;

@@ -46,6 +46,9 @@ class Cluster {
   // How many processes have `role`.
   int Count(const std::string& role) const;
   const std::string& dir() const { return dir_; }
+  // SIGKILL to `dsv3 cluster` itself, not its processes (as `kill -9` or an OOM kill would);
+  // the destructor then has nothing to stop.
+  void KillLauncher();
 
  private:
   Cluster() = default;

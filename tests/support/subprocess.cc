@@ -1,8 +1,6 @@
 #include "tests/support/subprocess.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,37 +14,20 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/spawn.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
 
 namespace dsv3::testing {
 
 absl::StatusOr<Subprocess> Subprocess::Start(const std::vector<std::string>& argv,
                                              const std::string& log_path) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // The child starts with no blocked signals, whatever the test runner's mask.
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    return absl::InternalError(absl::StrCat("posix_spawn ", argv[0], ": ", rc));
-  }
-  return Subprocess(pid, log_path);
+  // SIGTERM to the child if this test binary dies without its destructors (an abort, a
+  // timeout's SIGKILL): a server left running would hold the ports of the next test.
+  SpawnOptions options;
+  options.parent_death_signal = SIGTERM;
+  absl::StatusOr<pid_t> pid = SpawnProcess(argv, log_path, options);
+  if (!pid.ok()) return pid.status();
+  return Subprocess(*pid, log_path);
 }
 
 Subprocess::Subprocess(Subprocess&& other) noexcept
