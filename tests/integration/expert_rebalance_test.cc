@@ -358,7 +358,8 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
   ASSERT_TRUE(back.ok()) << back.status();
   // Back on version 1 at first, then on the placement in effect (or a later one).
   EXPECT_GE(WaitForCommonVersion(experts, version, absl::Seconds(30)), version)
-      << ReadAll(cluster->dir() + "/rebalancer.log");
+      << ReadAll(cluster->dir() + "/rebalancer.log") << "\nthe restarted expert worker's log:\n"
+      << back->ReadLog();
   EXPECT_TRUE(absl::StrContains(ReadAll(cluster->dir() + "/rebalancer.log"), "(restarted?)"));
 
   // The attention workers re-join it in the background; then the tokens are the same.
