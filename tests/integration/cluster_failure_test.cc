@@ -35,15 +35,6 @@ using ::testing::HasSubstr;
 
 int DecodeFreeBlocks(const Proc& decode) { return testing::DecodeFreeBlocks(decode.grpc); }
 
-// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
-bool Ended(int pid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const size_t paren = line.rfind(')');
-  return paren == std::string::npos || line.substr(paren + 2, 1) == "Z";
-}
-
 // `dsv3 cluster` killed outright (kill -9, the OOM killer) takes its processes with it: each
 // gets SIGTERM as its launcher dies, so none is left holding the ports.
 TEST(ClusterFailureTest, ProcessesEndWhenTheLauncherIsKilled) {
@@ -53,10 +44,9 @@ TEST(ClusterFailureTest, ProcessesEndWhenTheLauncherIsKilled) {
   for (const char* role : {"router", "prefill", "decode"}) pids.push_back(cluster->Get(role).pid);
   cluster->KillLauncher();
   for (int pid : pids) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (!Ended(pid) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
-    EXPECT_TRUE(Ended(pid)) << "process " << pid << " outlived its launcher";
-    if (!Ended(pid)) kill(pid, SIGKILL);
+    EXPECT_TRUE(testing::WaitForProcessEnd(pid, absl::Seconds(20)))
+        << "process " << pid << " outlived its launcher";
+    if (!testing::ProcessEnded(pid)) kill(pid, SIGKILL);
   }
 }
 

@@ -69,6 +69,23 @@ void Cluster::KillLauncher() {
   process_.reset();
 }
 
+bool ProcessEnded(int pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t paren = line.rfind(')');  // the state follows the command name
+  return paren == std::string::npos || line.substr(paren + 2, 1) == "Z";
+}
+
+bool WaitForProcessEnd(int pid, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!ProcessEnded(pid)) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
 const ClusterProc& Cluster::Get(const std::string& role, int index) const {
   for (const ClusterProc& p : procs_) {
     if (p.role == role && index-- == 0) return p;

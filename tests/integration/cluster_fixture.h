@@ -57,6 +57,12 @@ class Cluster {
   std::vector<ClusterProc> procs_;
 };
 
+// Whether process `pid` (not necessarily this one's child) has ended: gone, or a zombie,
+// which holds no ports any more.
+bool ProcessEnded(int pid);
+// Polls ProcessEnded for up to `timeout`.
+bool WaitForProcessEnd(int pid, absl::Duration timeout);
+
 // The value of one sample (`series`: name and labels as /metrics prints them) summed over
 // every process of `role` that exports it; -1 when none does.
 double MetricSum(const Cluster& cluster, const std::string& role, const std::string& series);

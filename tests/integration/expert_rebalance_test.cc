@@ -348,6 +348,9 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
 
   const testing::ClusterProc victim = cluster->Get("expert", 1);
   kill(victim.pid, SIGKILL);
+  // Its ports are free only once it has exited (tearing down its memory first can take a
+  // while on a busy machine: the restart below once found its port still in use).
+  ASSERT_TRUE(testing::WaitForProcessEnd(victim.pid, absl::Seconds(20)));
   const std::vector<std::string> grpc_hp = absl::StrSplit(victim.grpc, ':');
   const std::vector<std::string> http_hp = absl::StrSplit(victim.http, ':');
   auto back = testing::Subprocess::Start(
