@@ -4,10 +4,6 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#endif
-
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/matmul_bf16.h"
 #include "engine/kernels/matmul_direct.h"
@@ -51,16 +47,8 @@ constexpr int64_t kQ8Int8MaxRowsZen4 = 16;
 bool CpuIsZen4() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   static const bool zen4 = [] {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
-    char vendor[13] = {};
-    std::memcpy(vendor, &ebx, 4);
-    std::memcpy(vendor + 4, &edx, 4);
-    std::memcpy(vendor + 8, &ecx, 4);
-    if (std::strcmp(vendor, "AuthenticAMD") != 0) return false;
-    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
-    const unsigned family = ((eax >> 8) & 0xF) + ((eax >> 20) & 0xFF);
-    return family == 0x19;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amdfam19h") != 0;
   }();
   return zen4;
 #else
