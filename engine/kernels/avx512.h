@@ -32,6 +32,12 @@ inline bool CpuHasAvx512() {
   return has;
 }
 
+// And AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16): the bf16 kernels and bf16 tiles.
+inline bool CpuHasAvx512Bf16() {
+  static const bool has = CpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+
 // The first min(left, 16) lanes: the mask of a loop's last, partial vector.
 DSV3_AVX512_INLINE __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF)

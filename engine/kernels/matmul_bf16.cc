@@ -29,11 +29,6 @@ constexpr int64_t kTileRows = 128;
 #define DSV3_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 #define DSV3_BF16_INLINE DSV3_BF16 __attribute__((always_inline)) inline
 
-bool CpuHasAvx512Bf16() {
-  static const bool has = CpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
-  return has;
-}
-
 DSV3_BF16_INLINE __m512bh AsBh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
 // Columns [c0, c1) of R weight rows (w[0..R)) against B activation rows at xh/xl: writes

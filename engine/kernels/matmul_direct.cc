@@ -495,8 +495,7 @@ DequantRowBf16Avx512(const Linear& w, int64_t row, uint16_t* out) {
 
 bool DequantRowBf16(const Linear& w, int64_t row, uint16_t* out) {
 #if DSV3_HAVE_AVX512_KERNEL
-  static const bool has = CpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
-  if (!has || w.group != 32 || w.in_features % 32 != 0) return false;
+  if (!CpuHasAvx512Bf16() || w.group != 32 || w.in_features % 32 != 0) return false;
   switch (w.dtype) {
     case DType::kQ8:
       DequantRowBf16Avx512<DType::kQ8>(w, row, out);
