@@ -8,8 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -18,13 +16,6 @@
 
 namespace dsv3 {
 namespace {
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The child's wait status, or -1 if it has not ended within `timeout`.
 int WaitStatus(pid_t pid, absl::Duration timeout) {
@@ -44,7 +35,7 @@ TEST(SpawnTest, OutputAndErrorsGoToTheLogAndTheExitCodeComesBack) {
   const int status = WaitStatus(*pid, absl::Seconds(10));
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 3);
-  EXPECT_EQ(ReadAll(log), "out\nerr\n");
+  EXPECT_EQ(testing::ReadFile(log), "out\nerr\n");
 }
 
 TEST(SpawnTest, AProgramThatCannotRunOrALogThatCannotBeWrittenIsAnError) {

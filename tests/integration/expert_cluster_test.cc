@@ -71,13 +71,6 @@ void ApplyReplicatedPlacement(const Cluster& cluster, int workers) {
   }
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Sends requests until both attention workers log the placement `version` in effect.
 bool WaitForPlacementInEffect(const Cluster& cluster, int64_t version, const Golden& g) {
   const std::string line = absl::StrCat("expert placement version ", version, " in effect");
@@ -85,8 +78,8 @@ bool WaitForPlacementInEffect(const Cluster& cluster, int64_t version, const Gol
   while (absl::Now() < deadline) {
     GrpcResult r = GenerateGrpc(cluster.router(), IdsRequest(g.prompt, 4));
     EXPECT_TRUE(r.status.ok()) << r.status.error_message();
-    if (absl::StrContains(ReadAll(cluster.dir() + "/prefill-0.log"), line) &&
-        absl::StrContains(ReadAll(cluster.dir() + "/decode-0.log"), line)) {
+    if (absl::StrContains(testing::ReadFile(cluster.dir() + "/prefill-0.log"), line) &&
+        absl::StrContains(testing::ReadFile(cluster.dir() + "/decode-0.log"), line)) {
       return true;
     }
   }

@@ -184,13 +184,6 @@ class Load {
   std::vector<std::thread> threads_;
 };
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The value of one sample of the rebalancer's /metrics (-1 when absent).
 double MetricValue(const Cluster& cluster, const std::string& series) {
   return dsv3::testing::MetricSum(cluster, "rebalancer", series);
@@ -253,8 +246,8 @@ bool WaitForAttentionWorkers(const Cluster& cluster, int64_t version) {
   const std::string in_effect = absl::StrCat("expert placement version ", version, " in effect");
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {
-    if (absl::StrContains(ReadAll(cluster.dir() + "/prefill-0.log"), in_effect) &&
-        absl::StrContains(ReadAll(cluster.dir() + "/decode-0.log"), in_effect)) {
+    if (absl::StrContains(testing::ReadFile(cluster.dir() + "/prefill-0.log"), in_effect) &&
+        absl::StrContains(testing::ReadFile(cluster.dir() + "/decode-0.log"), in_effect)) {
       return true;
     }
     absl::SleepFor(absl::Milliseconds(50));
@@ -284,12 +277,12 @@ TEST(ExpertRebalanceTest, SkewedLoadIsRebalancedWithoutFailingARequest) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_GT(recorder.NewestSeen(), 1) << "no rebalance within 30 s\n"
-                                      << ReadAll(cluster->dir() + "/rebalancer.log");
+                                      << testing::ReadFile(cluster->dir() + "/rebalancer.log");
   const std::vector<int64_t> before = recorder.Window();
 
   // Every expert worker on the same, newer placement, and the attention workers on it.
   const int64_t version = WaitForCommonVersion(experts, 2, absl::Seconds(30));
-  ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/rebalancer.log");
+  ASSERT_GE(version, 2) << testing::ReadFile(cluster->dir() + "/rebalancer.log");
   ASSERT_TRUE(WaitForAttentionWorkers(*cluster, version));
 
   // A window on the new placement.
@@ -343,7 +336,7 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
   {
     Load load(cluster->router(), jobs, 3);
     version = WaitForCommonVersion(experts, 2, absl::Seconds(30));
-    ASSERT_GE(version, 2) << ReadAll(cluster->dir() + "/rebalancer.log");
+    ASSERT_GE(version, 2) << testing::ReadFile(cluster->dir() + "/rebalancer.log");
   }
 
   const testing::ClusterProc victim = cluster->Get("expert", 1);
@@ -361,9 +354,11 @@ TEST(ExpertRebalanceTest, RestartedExpertWorkerGetsThePlacementBack) {
   ASSERT_TRUE(back.ok()) << back.status();
   // Back on version 1 at first, then on the placement in effect (or a later one).
   EXPECT_GE(WaitForCommonVersion(experts, version, absl::Seconds(30)), version)
-      << ReadAll(cluster->dir() + "/rebalancer.log") << "\nthe restarted expert worker's log:\n"
+      << testing::ReadFile(cluster->dir() + "/rebalancer.log")
+      << "\nthe restarted expert worker's log:\n"
       << back->ReadLog();
-  EXPECT_TRUE(absl::StrContains(ReadAll(cluster->dir() + "/rebalancer.log"), "(restarted?)"));
+  EXPECT_TRUE(
+      absl::StrContains(testing::ReadFile(cluster->dir() + "/rebalancer.log"), "(restarted?)"));
 
   // The attention workers re-join it in the background; then the tokens are the same.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);

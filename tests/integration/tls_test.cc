@@ -85,13 +85,6 @@ class Certificates {
   std::string dir_;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string CommonName(X509* cert) {
   char cn[256] = "";
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
@@ -255,8 +248,8 @@ TEST(TlsTest, ClusterServesOverTlsAndTakesUpARotatedCertificate) {
   Certificates certs;
   // The files every process of the cluster reads, rotated in place below.
   const std::string live_cert = certs.dir() + "/live.pem", live_key = certs.dir() + "/live.key";
-  ASSERT_TRUE(WritePemFile(live_cert, ReadFile(certs.cert("server"))).ok());
-  ASSERT_TRUE(WritePemFile(live_key, ReadFile(certs.key("server"))).ok());
+  ASSERT_TRUE(WritePemFile(live_cert, testing::ReadFile(certs.cert("server"))).ok());
+  ASSERT_TRUE(WritePemFile(live_key, testing::ReadFile(certs.key("server"))).ok());
   const std::string ca = certs.cert("ca");
   auto cluster = Cluster::Start(kGolden, 1, 1, 18600, 128,
                                 {"--tls_cert=" + live_cert, "--tls_key=" + live_key,
@@ -280,8 +273,8 @@ TEST(TlsTest, ClusterServesOverTlsAndTakesUpARotatedCertificate) {
   EXPECT_EQ(HttpsServerName(cluster->Address("router", "http"), ca), "server");
 
   // ...the certificate rotated (as cert-manager does: new files in place of the old)...
-  ASSERT_TRUE(WritePemFile(live_key, ReadFile(certs.key("rotated"))).ok());
-  ASSERT_TRUE(WritePemFile(live_cert, ReadFile(certs.cert("rotated"))).ok());
+  ASSERT_TRUE(WritePemFile(live_key, testing::ReadFile(certs.key("rotated"))).ok());
+  ASSERT_TRUE(WritePemFile(live_cert, testing::ReadFile(certs.cert("rotated"))).ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(15);
   std::string grpc_cn, https_cn;
   while (absl::Now() < deadline && (grpc_cn != "rotated" || https_cn != "rotated")) {

@@ -76,12 +76,14 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   return *exit_code_;
 }
 
-std::string Subprocess::ReadLog() const {
-  std::ifstream in(log_path_);
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
+
+std::string Subprocess::ReadLog() const { return ReadFile(log_path_); }
 
 absl::StatusOr<ReadyInfo> WaitForReadyFile(const std::string& path, Subprocess& process,
                                            absl::Duration timeout) {

@@ -58,6 +58,9 @@ absl::StatusOr<ReadyInfo> WaitForReadyFile(const std::string& path, Subprocess& 
 // process exits unless a test failed or DSV3_KEEP_TEST_DIRS is set.
 std::string MakeTempDir(const std::string& prefix);
 
+// The whole file at `path` ("" when it cannot be read).
+std::string ReadFile(const std::string& path);
+
 // Path of a built binary (bin/ of the build tree).
 std::string BinaryPath(const std::string& name);
 
