@@ -99,17 +99,26 @@ ceilings() {  # STREAM triad and GEMM peak now
     --threads "$THREADS" --reps 3 --json "$OUT/ceilings-$1.json" > /dev/null
 }
 
+triad() {  # the STREAM triad now, into FILE (JSON)
+  "$BUILD/bench/engine_bench" --model "$WORK/model-bf16" --speed=false --roles=false \
+    --gemm_peak=false --reps 2 --json "$1" > /dev/null
+}
+
+# Batch 1 reads memory, and this VM's bandwidth moves within minutes: each engine's batch-1
+# figure also gets the triad measured right before and after it (ours: --triad_beside).
 ours() {  # ours FORMAT RUN (FORMAT: a --weights value, or bf16-act: as stored, --bf16_activations)
   local load=(--weights "$1")
   [ "$1" = bf16-act ] && load=(--weights auto --bf16_activations)
   "$BUILD/bench/engine_bench" --model "$WORK/model-bf16" "${load[@]}" --threads "$THREADS" \
-    --reps 1 --roles=false --ceilings=false --min_seconds 2 --json "$OUT/ours-$1-$2.json" \
-    > "$OUT/ours-$1-$2.log" 2>&1
+    --reps 1 --roles=false --ceilings=false --triad_beside --min_seconds 2 \
+    --json "$OUT/ours-$1-$2.json" > "$OUT/ours-$1-$2.log" 2>&1
 }
 
 llama() {  # llama GGUF_TYPE RUN
   local b="$WORK/llama.cpp/build/bin" g="$WORK/bench-$1.gguf"
+  triad "$OUT/llama-$1-tg-$2-triad-before.json"
   "$b/llama-bench" -m "$g" -t "$THREADS" -p 0 -n 256 -r 1 -o json > "$OUT/llama-$1-tg-$2.json" 2> /dev/null
+  triad "$OUT/llama-$1-tg-$2-triad-after.json"
   "$b/llama-bench" -m "$g" -t "$THREADS" -p 512 -n 0 -r 3 -o json > "$OUT/llama-$1-pp-$2.json" 2> /dev/null
   "$b/llama-batched-bench" -m "$g" -t "$THREADS" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 48 \
     -npl 8,32 --output-format jsonl > "$OUT/llama-$1-batched-$2.jsonl" 2> /dev/null

@@ -29,7 +29,9 @@ def ours(fmt, key):
 
 def llama_bench(q, kind):
     vals = []
-    for p in runs(f"llama-{q}-{kind}-*.json"):
+    for p in runs(f"llama-{q}-{kind}-[0-9]*.json"):
+        if "triad" in p:
+            continue
         for r in load(p):
             vals.append(r["avg_ts"])
     return vals
@@ -97,6 +99,38 @@ if stream:
         tb = load(files[0])["decode_token_weight_bytes"]
         b1 = ours(fmt, "decode_b1_tok_s")
         print(f"| {label.split(' / ')[0]} | {tb / 1e6:.1f} | {100 * statistics.median(b1) * tb / bw:.0f}% |")
+    print()
+beside = []  # (label, MB, ours shares, llama.cpp shares) against the triads measured beside
+for fmt, q, label in PAIRS:
+    files = [p for p in runs(f"ours-{fmt}-[0-9]*.json") if "decode_b1_triad_beside_gb_s" in load(p)]
+    if not files:
+        continue
+    tb = load(files[0])["decode_token_weight_bytes"]
+    mine = [load(p)["decode_b1_roofline_share_beside"] for p in files]
+    theirs = []
+    for p in runs(f"llama-{q}-tg-[0-9]*.json"):
+        if "triad" in p:
+            continue
+        pair = [p[:-len(".json")] + f"-triad-{w}.json" for w in ("before", "after")]
+        if not all(os.path.exists(t) for t in pair):
+            continue
+        triad = statistics.mean(load(t)["stream_triad_gb_s"] for t in pair) * 1e9
+        theirs += [r["avg_ts"] * tb / triad for r in load(p)]
+    beside.append((label, tb, mine, theirs))
+if beside:
+    print("Batch-1 decode against the STREAM triad measured right before and after each figure "
+          "(llama.cpp at ours' bytes a token: equal formats; its Q6_K head is 1% larger than "
+          "ours): median (min-max) % of that roofline:\n")
+    print("| weights (ours / llama.cpp) | MB a token reads | ours | llama.cpp |")
+    print("|---|---:|---:|---:|")
+    def pct(v):
+        if not v:
+            return "-"
+        v = [100 * x for x in v]
+        return f"{statistics.median(v):.0f}% ({min(v):.0f}-{max(v):.0f})"
+
+    for label, tb, mine, theirs in beside:
+        print(f"| {label} | {tb / 1e6:.1f} | {pct(mine)} | {pct(theirs)} |")
     print()
 kl_rows = []
 for fmt, q in (("int8", "q8_0"), ("int4", "q4_0")):
