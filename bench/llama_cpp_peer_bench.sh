@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The engine beside llama.cpp on one host, in one run (issue 15): the same checkpoint (the
 # bench preset, `dsv3 make-model --preset bench --seed 1`, converted to GGUF), the same
-# threads, runs alternating, the STREAM triad measured at the start and the end.
+# threads, runs alternating, the STREAM triad measured at the start and the end, and right
+# before and after each engine's batch-1 figure.
 #
 #   bench/llama_cpp_peer_bench.sh            # setup (once, ~15 min), then ~15 min of runs
 #
@@ -9,7 +10,7 @@
 # split into two bf16 parts (our default) and rounded to bf16 (`bf16-act`: --bf16_activations,
 # the arithmetic llama.cpp's BF16 uses); ours --weights int8 vs
 # Q8_0 (both 8.5 bits a weight); ours --weights int4 vs Q4_0 (4.5 bits; llama.cpp's Q4_0 file
-# keeps its output head in Q6_K, ours in int8). Figures: decode at batch 1 (llama-bench tg),
+# keeps its output head in Q6_K, ours in 6 bits too). Figures: decode at batch 1 (llama-bench tg),
 # 8 and 32 (llama-batched-bench), prefill of 512 tokens (llama-bench pp), each timed over at
 # least 2 s of work, RUNS times; and the KL divergence of int8/int4 (Q8_0/Q4_0) from BF16 on
 # the same text (llama-perplexity --kl-divergence). Prints a table (min/median/max, ratios)
