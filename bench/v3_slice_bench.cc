@@ -7,7 +7,8 @@
 // extrapolation to the whole model (61 layers: 3 dense, 58 MoE):
 //   - decode at batch 1, 8 and 32 (32-token contexts): seconds per step of the dense layer, the
 //     MoE layer (and its routed experts alone), and the head; at batch 1 the weight bytes each
-//     reads and the share of the STREAM roofline (bandwidth measured in the same run);
+//     reads and the share of the STREAM roofline (bandwidth measured at the start of the run,
+//     and again right before and after the batch-1 figures);
 //   - prefill of 512 tokens: seconds per layer;
 //   - tokens/s of the 671B model on one such node = batch / (3 dense + 58 MoE + head), and
 //     with its routed experts on N expert workers (2, 4, 8) like this node: the routed part
@@ -153,6 +154,11 @@ std::map<int64_t, double> ParseDispatch(const std::string& text) {
   return m;
 }
 
+// The STREAM triad now, B/s (arrays of 128 MB each, >> L3; about 0.3 s).
+double BesideTriad(int threads) {
+  return dsv3::bench::StreamTriadGBs(threads, int64_t{16} << 20, 2) * 1e9;
+}
+
 int Run() {
   dsv3::engine::LoadOptions load;
   load.num_threads = absl::GetFlag(FLAGS_threads);
@@ -203,8 +209,12 @@ int Run() {
       dense_bytes / 1e6, moe_bytes / 1e6, routed_bytes / 1e6, head_bytes / 1e6);
   const auto dispatch = ParseDispatch(absl::GetFlag(FLAGS_dispatch_us));
   for (int64_t batch : {1, 8, 32}) {
+    // Batch 1 streams memory, and a shared VM's bandwidth moves within minutes: the triad is
+    // measured again right before and after it, and the shares are given against their mean.
+    const double before = batch == 1 ? BesideTriad(threads) : 0;
     auto s = Measure(**model, timed, batch, 0);
     if (!s.ok()) return std::fprintf(stderr, "%s\n", s.status().ToString().c_str()), 1;
+    const double beside = batch == 1 ? (before + BesideTriad(threads)) / 2 : 0;
     const double token_s = kFullDense * s->dense + kFullMoe * s->moe + s->head;
     nlohmann::json& d = j["decode"][absl::StrCat(batch)];
     d = {{"dense_ms", s->dense * 1e3}, {"moe_ms", s->moe * 1e3}, {"routed_ms", s->routed * 1e3},
@@ -218,8 +228,14 @@ int Run() {
       const double moe_share = moe_bytes / bandwidth / s->moe;
       d["dense_roofline_share"] = dense_share;
       d["moe_roofline_share"] = moe_share;
-      std::printf(" (roofline share: dense %.0f%%, MoE %.0f%%)", 100 * dense_share,
-                  100 * moe_share);
+      d["triad_beside_gb_s"] = beside / 1e9;
+      d["dense_roofline_share_beside"] = dense_bytes / beside / s->dense;
+      d["moe_roofline_share_beside"] = moe_bytes / beside / s->moe;
+      std::printf(
+          " (roofline share: dense %.0f%%, MoE %.0f%%; against the triad beside it, %.1f GB/s: "
+          "dense %.0f%%, MoE %.0f%%)",
+          100 * dense_share, 100 * moe_share, beside / 1e9, 100 * dense_bytes / beside / s->dense,
+          100 * moe_bytes / beside / s->moe);
     }
     std::printf(
         "\n  DeepSeek-V3 (3 dense + 58 MoE + head) on this node: %.1f ms a step, %.2f tok/s\n",
