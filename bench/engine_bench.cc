@@ -75,8 +75,6 @@ constexpr int64_t kDecodePrompt = 32;  // context each decoding sequence starts 
 constexpr int64_t kPrefillTokens = 512;
 constexpr int64_t kPoolBlocks = 64;  // 4096 positions: batch 32 x 64, or the prefill
 constexpr int64_t kPoolBlockSize = 64;
-// --triad_beside: arrays of 128 MB (3 x 16 Mi doubles), >> this L3, ~0.3 s a measurement.
-constexpr int64_t kBesideTriadElements = int64_t{16} << 20;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -248,9 +246,9 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
     double best_triad = 0;  // --triad_beside: the mean of the triads around the best rep
     for (int r = 0; r < reps; ++r) {
       const bool bracket = beside && d.batch == 1;
-      const double before = bracket ? StreamTriadGBs(hw_threads, kBesideTriadElements, 2) : 0;
+      const double before = bracket ? StreamTriadBesideGBs(hw_threads) : 0;
       DSV3_ASSIGN_OR_RETURN(DecodeFigure f, MeasureDecode(*model, *pool, d.batch, d.steps));
-      const double after = bracket ? StreamTriadGBs(hw_threads, kBesideTriadElements, 2) : 0;
+      const double after = bracket ? StreamTriadBesideGBs(hw_threads) : 0;
       if (f.tokens_per_s > best.tokens_per_s) {
         best = f;
         best_triad = (before + after) / 2;

@@ -69,6 +69,8 @@ double StreamTriadGBs(int threads, int64_t elements, int reps) {
   return 24.0 * static_cast<double>(elements) / best / 1e9;
 }
 
+double StreamTriadBesideGBs(int threads) { return StreamTriadGBs(threads, int64_t{16} << 20, 2); }
+
 double GemmPeakGflops(int64_t m, int64_t n, int64_t k, int reps) {
   using namespace dnnl;
   engine eng(engine::kind::cpu, 0);

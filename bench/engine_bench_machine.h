@@ -14,6 +14,10 @@ namespace dsv3::bench {
 // Counted the STREAM way: 24 bytes per element per pass. Best of `reps`, in GB/s (1e9 B/s).
 double StreamTriadGBs(int threads, int64_t elements, int reps);
 
+// A shorter triad, to measure right before and after a figure that streams memory (a shared
+// VM's bandwidth moves within minutes): arrays of 128 MB (>> L3), best of 2, about 0.3 s.
+double StreamTriadBesideGBs(int threads);
+
 // f32 C[m, n] = A[m, k] B[k, n] through oneDNN matmul with its default threading (all cores).
 // Best of `reps`, in GFLOP/s (2 m n k per product).
 double GemmPeakGflops(int64_t m, int64_t n, int64_t k, int reps);

@@ -154,11 +154,6 @@ std::map<int64_t, double> ParseDispatch(const std::string& text) {
   return m;
 }
 
-// The STREAM triad now, B/s (arrays of 128 MB each, >> L3; about 0.3 s).
-double BesideTriad(int threads) {
-  return dsv3::bench::StreamTriadGBs(threads, int64_t{16} << 20, 2) * 1e9;
-}
-
 int Run() {
   dsv3::engine::LoadOptions load;
   load.num_threads = absl::GetFlag(FLAGS_threads);
@@ -211,10 +206,11 @@ int Run() {
   for (int64_t batch : {1, 8, 32}) {
     // Batch 1 streams memory, and a shared VM's bandwidth moves within minutes: the triad is
     // measured again right before and after it, and the shares are given against their mean.
-    const double before = batch == 1 ? BesideTriad(threads) : 0;
+    const double before = batch == 1 ? dsv3::bench::StreamTriadBesideGBs(threads) * 1e9 : 0;
     auto s = Measure(**model, timed, batch, 0);
     if (!s.ok()) return std::fprintf(stderr, "%s\n", s.status().ToString().c_str()), 1;
-    const double beside = batch == 1 ? (before + BesideTriad(threads)) / 2 : 0;
+    const double beside =
+        batch == 1 ? (before + dsv3::bench::StreamTriadBesideGBs(threads) * 1e9) / 2 : 0;
     const double token_s = kFullDense * s->dense + kFullMoe * s->moe + s->head;
     nlohmann::json& d = j["decode"][absl::StrCat(batch)];
     d = {{"dense_ms", s->dense * 1e3}, {"moe_ms", s->moe * 1e3}, {"routed_ms", s->routed * 1e3},
