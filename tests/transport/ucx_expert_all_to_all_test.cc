@@ -69,7 +69,7 @@ class FakeExpertWorker {
     context_.reset();
   }
   UcxExpertServer& server() { return *server_; }
-  const std::string& address() const { return context_->worker_address(); }
+  std::string address() const { return context_->worker_address(); }
   std::atomic<int> dispatches_{0};
   std::atomic<bool> fail_next_{false};
 

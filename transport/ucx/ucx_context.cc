@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sched.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,13 @@ namespace {
 // Active message ids used by the context itself.
 constexpr unsigned kPingAmId = 1;
 constexpr unsigned kPongAmId = 2;
+constexpr unsigned kProbeAmId = 3;
+
+// The shared-memory probe (ucx_context.h): one every kProbeEvery; a ring that has not
+// delivered it after kProbeTimeout and kProbeMinRounds of progress has stopped.
+constexpr absl::Duration kProbeEvery = absl::Milliseconds(250);
+constexpr absl::Duration kProbeTimeout = absl::Seconds(2);
+constexpr int64_t kProbeMinRounds = 2000;
 
 void FreeRequest(void* request, ucs_status_t, void*) { ucp_request_free(request); }
 
@@ -81,44 +89,130 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   ucp_config_release(config);
   if (status != UCS_OK) return UcxError(status, "ucp_init");
 
+  {
+    absl::MutexLock lock(&ctx->worker_mu_);
+    ctx->handlers_[kPingAmId] = {&UcxContext::OnPing, ctx.get()};
+    ctx->handlers_[kPongAmId] = {&UcxContext::OnPong, ctx.get()};
+    ctx->handlers_[kProbeAmId] = {&UcxContext::OnProbe, ctx.get()};
+    ucp_worker_h worker = nullptr;
+    if (absl::Status s = ctx->NewWorker(&worker, &ctx->address_); !s.ok()) return s;
+    ctx->worker_.store(worker, std::memory_order_release);
+    status = ucp_worker_get_efd(worker, &ctx->event_fd_);
+    if (status != UCS_OK) return UcxError(status, "ucp_worker_get_efd");
+  }
+  if (!options.peer_error_handling) {
+    if (absl::Status s = ctx->NewProbe(ctx->worker_address()); !s.ok()) return s;
+  }
+
+  ctx->progress_thread_ = std::thread([raw = ctx.get()] { raw->ProgressLoop(); });
+  return ctx;
+}
+
+absl::Status UcxContext::NewWorker(ucp_worker_h* worker, std::string* address) {
   ucp_worker_params_t worker_params{};
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   // Puts are posted from compute threads while the progress thread runs.
   worker_params.thread_mode = UCS_THREAD_MODE_MULTI;
-  status = ucp_worker_create(ctx->context_, &worker_params, &ctx->worker_);
+  ucs_status_t status = ucp_worker_create(context_, &worker_params, worker);
   if (status != UCS_OK) return UcxError(status, "ucp_worker_create");
-
+  auto fail = [&](ucs_status_t s, const char* what) {
+    ucp_worker_destroy(*worker);
+    *worker = nullptr;
+    return UcxError(s, what);
+  };
   ucp_worker_attr_t attr{};
   attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
-  if (ucp_worker_query(ctx->worker_, &attr) == UCS_OK &&
-      attr.thread_mode != UCS_THREAD_MODE_MULTI) {
+  if (ucp_worker_query(*worker, &attr) == UCS_OK && attr.thread_mode != UCS_THREAD_MODE_MULTI) {
+    ucp_worker_destroy(*worker);
+    *worker = nullptr;
     return absl::FailedPreconditionError("UCX worker does not support UCS_THREAD_MODE_MULTI");
   }
-
-  ucp_address_t* address = nullptr;
-  size_t address_length = 0;
-  status = ucp_worker_get_address(ctx->worker_, &address, &address_length);
-  if (status != UCS_OK) return UcxError(status, "ucp_worker_get_address");
-  ctx->address_.assign(reinterpret_cast<const char*>(address), address_length);
-  ucp_worker_release_address(ctx->worker_, address);
-
-  for (auto [id, cb] :
-       {std::pair{kPingAmId, &UcxContext::OnPing}, std::pair{kPongAmId, &UcxContext::OnPong}}) {
-    ucp_am_handler_param_t handler{};
-    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
-                         UCP_AM_HANDLER_PARAM_FIELD_ARG;
-    handler.id = id;
-    handler.cb = cb;
-    handler.arg = ctx.get();
-    status = ucp_worker_set_am_recv_handler(ctx->worker_, &handler);
-    if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
+  ucp_address_t* raw = nullptr;
+  size_t length = 0;
+  status = ucp_worker_get_address(*worker, &raw, &length);
+  if (status != UCS_OK) return fail(status, "ucp_worker_get_address");
+  address->assign(reinterpret_cast<const char*>(raw), length);
+  ucp_worker_release_address(*worker, raw);
+  for (const auto& [id, handler] : handlers_) {
+    ucp_am_handler_param_t param{};
+    param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                       UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    param.id = id;
+    param.cb = handler.callback;
+    param.arg = handler.arg;
+    status = ucp_worker_set_am_recv_handler(*worker, &param);
+    if (status != UCS_OK) return fail(status, "ucp_worker_set_am_recv_handler");
   }
+  return absl::OkStatus();
+}
 
-  status = ucp_worker_get_efd(ctx->worker_, &ctx->event_fd_);
-  if (status != UCS_OK) return UcxError(status, "ucp_worker_get_efd");
+absl::Status UcxContext::NewProbe(const std::string& address) {
+  ucp_worker_params_t worker_params{};
+  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  worker_params.thread_mode = UCS_THREAD_MODE_SINGLE;  // the progress thread's alone
+  ucs_status_t status = ucp_worker_create(context_, &worker_params, &probe_worker_);
+  if (status != UCS_OK) return UcxError(status, "ucp_worker_create (probe)");
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+  params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  status = ucp_ep_create(probe_worker_, &params, &probe_ep_);
+  if (status != UCS_OK) return UcxError(status, "ucp_ep_create (probe)");
+  probe_sent_at_ = absl::Now();
+  return absl::OkStatus();
+}
 
-  ctx->progress_thread_ = std::thread([raw = ctx.get()] { raw->ProgressLoop(); });
-  return ctx;
+void UcxContext::ProbeStep() {
+  while (ucp_worker_progress(probe_worker_) != 0) {
+  }
+  const absl::Time now = absl::Now();
+  if (probe_seen_.load(std::memory_order_acquire) == probe_header_) {
+    if (now - probe_sent_at_ < kProbeEvery) return;
+    ++probe_header_;
+    probe_sent_at_ = now;
+    probe_rounds_ = 0;
+    ucp_request_param_t send{};
+    send.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_FLAGS;
+    send.cb.send = FreeRequest;
+    send.flags = UCP_AM_SEND_FLAG_EAGER;
+    // An error leaves the probe unread: judged like a stopped ring.
+    (void)ucp_am_send_nbx(probe_ep_, kProbeAmId, &probe_header_, sizeof(probe_header_), nullptr, 0,
+                          &send);
+    return;
+  }
+  // Rounds as well as time: a progress thread starved of CPU has not read its ring yet.
+  if (++probe_rounds_ >= kProbeMinRounds && now - probe_sent_at_ >= kProbeTimeout) ReplaceWorker();
+}
+
+void UcxContext::ReplaceWorker() {
+  ucp_worker_h fresh = nullptr;
+  std::string address;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&worker_mu_);
+    if (absl::Status s = NewWorker(&fresh, &address); !s.ok()) {
+      std::fprintf(stderr, "UCX: cannot replace the stopped worker: %s\n", s.ToString().c_str());
+      probe_sent_at_ = absl::Now();  // try again after another timeout
+      return;
+    }
+    retired_.push_back(worker_.load(std::memory_order_relaxed));
+    retired_.push_back(probe_worker_);
+    worker_.store(fresh, std::memory_order_release);
+    address_ = address;
+    generation = generation_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  }
+  // Requests on the old worker never complete now; they no longer keep this thread busy.
+  outstanding_.store(0, std::memory_order_release);
+  { absl::MutexLock wake_pings(&ping_mu_); }  // Ping's wait sees the new generation
+  probe_worker_ = nullptr;
+  probe_ep_ = nullptr;
+  probe_seen_.store(probe_header_ = 0, std::memory_order_release);
+  if (absl::Status s = NewProbe(address); !s.ok()) {
+    std::fprintf(stderr, "UCX: no probe on the new worker: %s\n", s.ToString().c_str());
+  }
+  std::fprintf(stderr,
+               "UCX: this worker's shared-memory receive queue stopped (a peer died while "
+               "sending to it); moved to a new worker (generation %llu)\n",
+               static_cast<unsigned long long>(generation));
 }
 
 void UcxContext::ProgressLoop() {
@@ -143,7 +237,9 @@ void UcxContext::ProgressLoop() {
       for (auto& task : tasks) task();
       events += static_cast<unsigned>(tasks.size());
     }
-    while (unsigned n = ucp_worker_progress(worker_)) events += n;
+    ucp_worker_h worker = worker_.load(std::memory_order_acquire);
+    while (unsigned n = ucp_worker_progress(worker)) events += n;
+    if (probe_worker_ != nullptr) ProbeStep();
     const bool busy = outstanding_.load(std::memory_order_acquire) > 0;
     if (busy) {
       const absl::Time now = absl::Now();
@@ -161,7 +257,7 @@ void UcxContext::ProgressLoop() {
       absl::SleepFor(busy ? absl::Microseconds(50) : absl::Microseconds(kShmIdleSleepUs));
       continue;
     }
-    ucs_status_t status = ucp_worker_arm(worker_);
+    ucs_status_t status = ucp_worker_arm(worker);
     if (status == UCS_ERR_BUSY) continue;  // new events arrived meanwhile
     pollfd pfd{event_fd_, POLLIN, 0};
     if (poll(&pfd, 1, busy ? kBusyPollMs : kIdlePollMs) > 0) last_event = absl::Now();
@@ -191,6 +287,15 @@ ucs_status_t UcxContext::OnPing(void*, const void* header, size_t header_length,
   return UCS_OK;
 }
 
+ucs_status_t UcxContext::OnProbe(void* arg, const void* header, size_t header_length, void*, size_t,
+                                 const ucp_am_recv_param_t*) {
+  if (header_length != sizeof(uint64_t)) return UCS_OK;
+  uint64_t number;
+  std::memcpy(&number, header, sizeof(number));
+  static_cast<UcxContext*>(arg)->probe_seen_.store(number, std::memory_order_release);
+  return UCS_OK;
+}
+
 ucs_status_t UcxContext::OnPong(void* arg, const void* header, size_t header_length, void*, size_t,
                                 const ucp_am_recv_param_t*) {
   if (header_length != sizeof(uint64_t)) return UCS_OK;
@@ -202,7 +307,8 @@ ucs_status_t UcxContext::OnPong(void* arg, const void* header, size_t header_len
   return UCS_OK;
 }
 
-absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
+absl::Status UcxContext::Ping(ucp_worker_h worker, ucp_ep_h ep, absl::Time deadline) {
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
   uint64_t token;
   {
     absl::MutexLock lock(&ping_mu_);
@@ -217,9 +323,11 @@ absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
   bool answered = false;
   {
     absl::MutexLock lock(&ping_mu_);
-    auto arrived = [this, token]()
-                       ABSL_SHARED_LOCKS_REQUIRED(ping_mu_) { return pongs_.contains(token); };
-    answered = ping_mu_.AwaitWithDeadline(absl::Condition(&arrived), deadline);
+    auto arrived = [this, token, generation]() ABSL_SHARED_LOCKS_REQUIRED(ping_mu_) {
+      return pongs_.contains(token) || generation_.load(std::memory_order_acquire) != generation;
+    };
+    answered =
+        ping_mu_.AwaitWithDeadline(absl::Condition(&arrived), deadline) && pongs_.contains(token);
     pongs_.erase(token);
   }
   if (r != nullptr) {
@@ -227,8 +335,11 @@ absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
     while (ucp_request_check_status(r) == UCS_INPROGRESS && absl::Now() < deadline) {
       absl::SleepFor(absl::Microseconds(100));
     }
-    if (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_request_cancel(worker_, r);
+    if (ucp_request_check_status(r) == UCS_INPROGRESS) ucp_request_cancel(worker, r);
     ucp_request_free(r);
+  }
+  if (!answered && generation_.load(std::memory_order_acquire) != generation) {
+    return absl::UnavailableError("UCX worker replaced during the connection ping");
   }
   if (!answered) return absl::UnavailableError("UCX peer did not answer the connection ping");
   return absl::OkStatus();
@@ -236,15 +347,27 @@ absl::Status UcxContext::Ping(ucp_ep_h ep, absl::Time deadline) {
 
 absl::Status UcxContext::SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg) {
   if (id < 8) return absl::InvalidArgumentError("active message ids below 8 are reserved");
+  absl::MutexLock lock(&worker_mu_);
   ucp_am_handler_param_t handler{};
   handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                        UCP_AM_HANDLER_PARAM_FIELD_ARG;
   handler.id = id;
   handler.cb = callback;
   handler.arg = arg;
-  ucs_status_t status = ucp_worker_set_am_recv_handler(worker_, &handler);
+  ucs_status_t status =
+      ucp_worker_set_am_recv_handler(worker_.load(std::memory_order_relaxed), &handler);
   if (status != UCS_OK) return UcxError(status, "ucp_worker_set_am_recv_handler");
+  if (callback == nullptr) {
+    handlers_.erase(id);
+  } else {
+    handlers_[id] = {callback, arg};
+  }
   return absl::OkStatus();
+}
+
+std::string UcxContext::worker_address() const {
+  absl::MutexLock lock(&worker_mu_);
+  return address_;
 }
 
 void UcxContext::ReceiveAmData(void* data_desc, void* buffer, size_t length,
@@ -256,7 +379,8 @@ void UcxContext::ReceiveAmData(void* data_desc, void* buffer, size_t length,
   param.cb.recv_am = OnAmReceived;
   param.user_data = r;
   param.datatype = ucp_dt_make_contig(1);
-  ucs_status_ptr_t request = ucp_am_recv_data_nbx(worker_, data_desc, buffer, length, &param);
+  // Called from a handler, on the progress thread: the current worker delivered it.
+  ucs_status_ptr_t request = ucp_am_recv_data_nbx(worker(), data_desc, buffer, length, &param);
   if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
     BeginOperation();  // ended in OnAmReceived
     return;
@@ -277,7 +401,7 @@ void UcxContext::RunOnProgressThread(std::function<void()> fn) {
 }
 
 void UcxContext::Wake() {
-  if (worker_ != nullptr) ucp_worker_signal(worker_);
+  if (ucp_worker_h worker = this->worker(); worker != nullptr) ucp_worker_signal(worker);
 }
 
 UcxContext::~UcxContext() {
@@ -286,7 +410,12 @@ UcxContext::~UcxContext() {
     Wake();
     progress_thread_.join();
   }
-  if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  if (probe_worker_ != nullptr) ucp_worker_destroy(probe_worker_);
+  if (ucp_worker_h worker = this->worker(); worker != nullptr) ucp_worker_destroy(worker);
+  {
+    absl::MutexLock lock(&worker_mu_);
+    for (ucp_worker_h retired : retired_) ucp_worker_destroy(retired);
+  }
   if (context_ != nullptr) ucp_cleanup(context_);
 }
 

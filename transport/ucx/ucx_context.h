@@ -4,6 +4,16 @@
 // One UCX context and worker per process role, with its own progress thread. Puts over tcp
 // and cma complete only while the target keeps progressing its worker, so both sides run
 // this thread; it sleeps on the worker's event fd when there is nothing to do.
+//
+// Over shared memory only (peer error handling off), the worker can be replaced. UCX's
+// shared-memory receive queue is a ring that every sender writes into: a sender takes a
+// slot, fills it, then marks it written, and the receiver reads the slots in order. A
+// sender killed between taking a slot and marking it (a prefill or decode worker that
+// crashed mid-message) stops the ring for good, and with it every message from every peer.
+// So the progress thread probes its own worker from a second one every kProbeEvery; a probe
+// still unread after kProbeTimeout of progress means the ring stopped, and the context moves
+// to a fresh worker (new address, same registered memory). Endpoints of the old one fail;
+// caches connect afresh (tests/transport/ucx_dead_sender_test.cc).
 
 #include <ucp/api/ucp.h>
 
@@ -15,6 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -44,9 +55,13 @@ class UcxContext {
   UcxContext& operator=(const UcxContext&) = delete;
 
   ucp_context_h context() const { return context_; }
-  ucp_worker_h worker() const { return worker_; }
-  // This worker's address (ucp_worker_get_address), for peers to connect to.
-  const std::string& worker_address() const { return address_; }
+  // The current worker. After a replacement (above) the old one stays allocated, unprogressed,
+  // until the context ends, so endpoints and requests on it stay valid memory.
+  ucp_worker_h worker() const { return worker_.load(std::memory_order_acquire); }
+  // Counts worker replacements: an endpoint made under another generation is dead.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  // The current worker's address (ucp_worker_get_address), for peers to connect to.
+  std::string worker_address() const;
   const UcxOptions& options() const { return options_; }
   // Wakes the progress thread (after posting work from another thread).
   void Wake();
@@ -69,17 +84,29 @@ class UcxContext {
   // a rendezvous over tcp).
   void ReceiveAmData(void* data_desc, void* buffer, size_t length,
                      absl::AnyInvocable<void(absl::Status)> done);
-  // Installs the handler of active-message id `id` (ids below 8 are the context's own).
-  // Handlers run on the progress thread.
+  // Installs the handler of active-message id `id` (ids below 8 are the context's own) on
+  // the worker and on any that replaces it; a null callback removes it. Handlers run on the
+  // progress thread.
   absl::Status SetAmHandler(unsigned id, ucp_am_recv_callback_t callback, void* arg);
   // Round trip on a new endpoint: an active message to the peer, whose worker answers on
   // its endpoint back to us. When the answer arrives, wire-up is complete on both sides
   // (UCX 1.13 aborts in a peer that fails while its wire-up reply is still queued).
-  absl::Status Ping(ucp_ep_h ep, absl::Time deadline);
+  // `worker` is the one `ep` was made on. Ends early (UNAVAILABLE) if the worker is replaced.
+  absl::Status Ping(ucp_worker_h worker, ucp_ep_h ep, absl::Time deadline);
 
  private:
   explicit UcxContext(UcxOptions options) : options_(std::move(options)) {}
   void ProgressLoop();
+  // A worker with this context's handlers installed, and its address.
+  absl::Status NewWorker(ucp_worker_h* worker, std::string* address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(worker_mu_);
+  // The probe (shared memory only): a second worker with an endpoint to `address`.
+  absl::Status NewProbe(const std::string& address);
+  // On the progress thread: sends the next probe or judges the outstanding one.
+  void ProbeStep();
+  void ReplaceWorker();
+  static ucs_status_t OnProbe(void* arg, const void* header, size_t header_length, void* data,
+                              size_t length, const ucp_am_recv_param_t* param);
   static ucs_status_t OnPing(void* arg, const void* header, size_t header_length, void* data,
                              size_t length, const ucp_am_recv_param_t* param);
   static ucs_status_t OnPong(void* arg, const void* header, size_t header_length, void* data,
@@ -87,9 +114,24 @@ class UcxContext {
 
   const UcxOptions options_;
   ucp_context_h context_ = nullptr;
-  ucp_worker_h worker_ = nullptr;
+  std::atomic<ucp_worker_h> worker_{nullptr};
+  std::atomic<uint64_t> generation_{0};
   int event_fd_ = -1;
-  std::string address_;
+  mutable absl::Mutex worker_mu_;  // serializes replacement against readers of these
+  std::string address_ ABSL_GUARDED_BY(worker_mu_);
+  struct Handler {
+    ucp_am_recv_callback_t callback;
+    void* arg;
+  };
+  absl::flat_hash_map<unsigned, Handler> handlers_ ABSL_GUARDED_BY(worker_mu_);
+  std::vector<ucp_worker_h> retired_ ABSL_GUARDED_BY(worker_mu_);
+  // The probe; touched only by the progress thread once it runs.
+  ucp_worker_h probe_worker_ = nullptr;
+  ucp_ep_h probe_ep_ = nullptr;
+  uint64_t probe_header_ = 0;  // the outstanding probe's number (UCX may read it until sent)
+  absl::Time probe_sent_at_ = absl::InfinitePast();
+  int64_t probe_rounds_ = 0;  // progress rounds since it was sent
+  std::atomic<uint64_t> probe_seen_{0};
   std::atomic<bool> stop_{false};  // release/acquire with the progress thread
   std::atomic<int64_t> outstanding_{0};
 

@@ -148,6 +148,7 @@ void UcxPeer::MarkFailed(absl::Status status) {
   absl::MutexLock lock(&mu_);
   if (closed_ || ep_ == nullptr) return;
   closed_ = true;
+  if (stale()) return;
   // Forced close (peer error mode) fails every outstanding operation now; their
   // completions run inside this call. Not waited for: the progress thread finishes it.
   ucp_request_param_t param{};
@@ -166,8 +167,15 @@ absl::StatusOr<ucs_status_ptr_t> UcxPeer::Post(absl::FunctionRef<ucs_status_ptr_
 }
 
 absl::Status UcxPeer::health() const {
-  absl::MutexLock lock(&failure_mu_);
-  return failure_;
+  {
+    absl::MutexLock lock(&failure_mu_);
+    if (!failure_.ok()) return failure_;
+  }
+  if (stale()) {
+    return absl::UnavailableError(
+        "UCX endpoint made on a worker since replaced (its shared-memory queue stopped)");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ucp_rkey_h> UcxPeer::Rkey(const std::string& packed_rkey) {
@@ -192,7 +200,7 @@ UcxPeer::~UcxPeer() {
     rkeys_.clear();
     if (!closed_) {
       closed_ = true;
-      ep = ep_;
+      if (!stale()) ep = ep_;
     }
   }
   if (ep != nullptr) {
@@ -211,34 +219,43 @@ absl::StatusOr<std::shared_ptr<UcxPeer>> UcxPeerCache::Get(const std::string& wo
     if (it->second->health().ok()) return it->second;
     peers_.erase(it);  // failed: connect afresh
   }
-  std::shared_ptr<UcxPeer> peer(new UcxPeer(context_, worker_address));
-  ucp_ep_params_t params{};
-  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.address = reinterpret_cast<const ucp_address_t*>(peer->address_.data());
-  params.err_mode = context_.options().peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER
-                                                           : UCP_ERR_HANDLING_MODE_NONE;
-  params.err_handler.cb = &UcxPeer::OnError;
-  params.err_handler.arg = peer.get();
-  ucp_ep_h ep = nullptr;
-  ucs_status_t status = ucp_ep_create(context_.worker(), &params, &ep);
-  {
-    absl::MutexLock peer_lock(&peer->mu_);
-    peer->ep_ = ep;
-    if (status != UCS_OK) peer->closed_ = true;  // nothing to close
+  // Twice at most: a connection that the worker's replacement (shared memory, see
+  // ucx_context.h) cut short is made again on the new worker.
+  for (int attempt = 0;; ++attempt) {
+    // The generation before the worker: a replacement between the two reads leaves an
+    // endpoint on the new worker that counts as stale, never the reverse.
+    const uint64_t generation = context_.generation();
+    ucp_worker_h worker = context_.worker();
+    std::shared_ptr<UcxPeer> peer(new UcxPeer(context_, worker_address, generation));
+    ucp_ep_params_t params{};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                        UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.address = reinterpret_cast<const ucp_address_t*>(peer->address_.data());
+    params.err_mode = context_.options().peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER
+                                                             : UCP_ERR_HANDLING_MODE_NONE;
+    params.err_handler.cb = &UcxPeer::OnError;
+    params.err_handler.arg = peer.get();
+    ucp_ep_h ep = nullptr;
+    ucs_status_t status = ucp_ep_create(worker, &params, &ep);
+    {
+      absl::MutexLock peer_lock(&peer->mu_);
+      peer->ep_ = ep;
+      if (status != UCS_OK) peer->closed_ = true;  // nothing to close
+    }
+    if (status != UCS_OK) {
+      return UcxError(status, "ucp_ep_create (is the peer's worker address valid?)");
+    }
+    // Complete the wire-up on both sides now, while nothing else is in flight: it tells an
+    // unreachable peer at once, and (UCX 1.13) a peer whose endpoint fails while its
+    // wire-up reply is still queued aborts inside UCX.
+    if (absl::Status s = context_.Ping(worker, ep, absl::Now() + kConnectTimeout); !s.ok()) {
+      peer->MarkFailed(s);
+      if (peer->stale() && attempt == 0) continue;
+      return absl::UnavailableError(absl::StrCat("cannot reach UCX peer: ", s.message()));
+    }
+    peers_[worker_address] = peer;
+    return peer;
   }
-  if (status != UCS_OK) {
-    return UcxError(status, "ucp_ep_create (is the peer's worker address valid?)");
-  }
-  // Complete the wire-up on both sides now, while nothing else is in flight: it tells an
-  // unreachable peer at once, and (UCX 1.13) a peer whose endpoint fails while its
-  // wire-up reply is still queued aborts inside UCX.
-  if (absl::Status s = context_.Ping(ep, absl::Now() + kConnectTimeout); !s.ok()) {
-    peer->MarkFailed(s);
-    return absl::UnavailableError(absl::StrCat("cannot reach UCX peer: ", s.message()));
-  }
-  peers_[worker_address] = peer;
-  return peer;
 }
 
 size_t UcxPeerCache::size() const {

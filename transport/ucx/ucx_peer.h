@@ -75,10 +75,11 @@ class UcxPeer : public std::enable_shared_from_this<UcxPeer> {
 
   // Unpacks (once per distinct packed key) a remote key for this endpoint.
   absl::StatusOr<ucp_rkey_h> Rkey(const std::string& packed_rkey);
-  // OK while the endpoint is usable; the error that broke it otherwise.
+  // OK while the endpoint is usable; the error that broke it otherwise (or that the
+  // context's worker was replaced since it was made).
   absl::Status health() const;
   // Lock-free check of the same (safe to call while holding other locks).
-  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  bool failed() const { return failed_.load(std::memory_order_acquire) || stale(); }
   // Marks the peer failed and closes the endpoint (forced in peer error mode, which
   // completes every outstanding operation with an error). Never call it from a UCX
   // callback: UCX may run callbacks inside the calls that Post makes.
@@ -90,8 +91,11 @@ class UcxPeer : public std::enable_shared_from_this<UcxPeer> {
 
  private:
   friend class UcxPeerCache;
-  UcxPeer(UcxContext& context, std::string address)
-      : context_(context), address_(std::move(address)) {}
+  UcxPeer(UcxContext& context, std::string address, uint64_t generation)
+      : context_(context), address_(std::move(address)), generation_(generation) {}
+  // Made on a worker the context has since replaced: that worker is never progressed again,
+  // so the endpoint is left to it (closing would wait for progress that never comes).
+  bool stale() const { return context_.generation() != generation_; }
   // UCX's error callback: records the failure only (it may run inside a Post, or inside
   // the close itself); the endpoint is closed by MarkFailed or the destructor.
   static void OnError(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -99,6 +103,7 @@ class UcxPeer : public std::enable_shared_from_this<UcxPeer> {
 
   UcxContext& context_;
   const std::string address_;
+  const uint64_t generation_;  // the context's worker generation the endpoint was made on
   // Readers: operations on the endpoint; writer: its close. Lock order: mu_ before
   // failure_mu_ and before PutBatch::State::mu (a forced close runs completions).
   mutable absl::Mutex mu_;
