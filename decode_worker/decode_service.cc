@@ -350,7 +350,12 @@ std::unique_ptr<worker::WorkerStatusService> DecodeService::NewStatusService() c
   pool->set_landing_base_address(landing_region_->base_address());
   pool->set_landing_slots(landing_->slots());
   pool->set_landing_slot_bytes(static_cast<int32_t>(landing_->slot_bytes()));
-  return std::make_unique<worker::WorkerStatusService>(std::move(info), watchers_.get());
+  // Over shared memory the UCX worker, and with it the address, can be replaced
+  // (transport/ucx/ucx_context.h).
+  return std::make_unique<worker::WorkerStatusService>(
+      std::move(info), watchers_.get(), [this](v1::WorkerInfo* live) {
+        live->mutable_kv_pool()->set_ucx_worker_address(ucx_.worker_address());
+      });
 }
 
 }  // namespace dsv3::decode

@@ -21,10 +21,16 @@ v1::WorkerInfo BaseWorkerInfo(v1::WorkerRole role, const std::string& model_name
 grpc::ServerUnaryReactor* WorkerStatusService::GetInfo(grpc::CallbackServerContext* context,
                                                        const v1::GetInfoRequest*,
                                                        v1::WorkerInfo* response) {
-  *response = info_;
+  *response = info();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+v1::WorkerInfo WorkerStatusService::info() const {
+  v1::WorkerInfo info = info_;
+  if (refresh_) refresh_(&info);
+  return info;
 }
 
 }  // namespace dsv3::worker
