@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
       ucp_request_param_t param{};
       param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
       param.flags = UCP_AM_SEND_FLAG_EAGER;
-      return ucp_am_send_nbx(ep, kPingAmId, header, sizeof(header), payload.data(),
-                             payload.size(), &param);
+      return ucp_am_send_nbx(ep, kPingAmId, header, sizeof(header), payload.data(), payload.size(),
+                             &param);
     });
     if (!r.ok() || UCS_PTR_IS_ERR(*r)) {
       std::fprintf(stderr, "send failed\n");
