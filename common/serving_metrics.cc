@@ -139,6 +139,10 @@ const std::vector<Definition>& Definitions() {
       {{"dsv3_kv_transfer_seconds", MetricType::kHistogram, {"model"}, "prefill"},
        "Per request, time from the first KV put to the flush of the last one, in seconds.",
        metrics::ExponentialBuckets(0.0001, 2, 18)},
+      {{"dsv3_ucx_worker_replacements_total", MetricType::kCounter, {"model"}, "prefill, decode"},
+       "Times this worker moved to a new UCX worker because a peer that died mid-message "
+       "stopped its shared-memory receive queue (over shared memory only).",
+       {}},
       {{"dsv3_spec_decode_drafts_total", MetricType::kCounter, {"model"}, "decode"},
        "Speculative (MTP) draft rounds verified.",
        {}},
@@ -253,6 +257,7 @@ ServingMetrics ServingMetrics::Register(metrics::Registry& registry) {
       .prefix_cache_evictions = counter("dsv3_prefix_cache_evictions_total"),
       .kv_transfer_bytes = counter("dsv3_kv_transfer_bytes_total"),
       .kv_transfer_seconds = histogram("dsv3_kv_transfer_seconds"),
+      .ucx_worker_replacements = counter("dsv3_ucx_worker_replacements_total"),
       .spec_drafts = counter("dsv3_spec_decode_drafts_total"),
       .spec_draft_tokens = counter("dsv3_spec_decode_draft_tokens_total"),
       .spec_accepted_tokens = counter("dsv3_spec_decode_accepted_tokens_total"),

@@ -75,6 +75,7 @@ struct ServingMetrics {
   metrics::Family<metrics::Counter>& prefix_cache_evictions;     // ..._evictions_total
   metrics::Family<metrics::Counter>& kv_transfer_bytes;          // dsv3_kv_transfer_bytes_total
   metrics::Family<metrics::Histogram>& kv_transfer_seconds;      // dsv3_kv_transfer_seconds
+  metrics::Family<metrics::Counter>& ucx_worker_replacements;  // dsv3_ucx_worker_replacements_total
   // --- decode: MTP speculative decoding (label model) ---------------------------------
   metrics::Family<metrics::Counter>& spec_drafts;           // dsv3_spec_decode_drafts_total
   metrics::Family<metrics::Counter>& spec_draft_tokens;     // dsv3_spec_decode_draft_tokens_total

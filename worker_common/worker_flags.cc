@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/serving_metrics.h"
 #include "common/status_macros.h"
 #include "worker_common/colocated_experts.h"
 
@@ -29,7 +30,10 @@ absl::StatusOr<WorkerResources> LoadWorkerResourcesFromFlags(const std::string& 
   engine::LoadOptions load;
   if (RemoteExpertsConfigured(remote)) load.role = engine::LoadRole::kAttentionSide;
   DSV3_ASSIGN_OR_RETURN(r.model, LoadModelFromFlags(load));
-  const transport::UcxOptions ucx_options = UcxOptionsFromFlags();
+  transport::UcxOptions ucx_options = UcxOptionsFromFlags();
+  ucx_options.on_worker_replaced = [model = ModelNameFromFlags()](uint64_t) {
+    Metrics().ucx_worker_replacements.WithLabels({model}).Increment();
+  };
   DSV3_ASSIGN_OR_RETURN(r.ucx, transport::UcxContext::Create(ucx_options));
   DSV3_LOG(INFO) << "UCX transports: "
                  << (ucx_options.transports.empty() ? "UCX's default" : ucx_options.transports)

@@ -60,6 +60,7 @@ struct Worker {
   std::unique_ptr<v1::PrefillWorker::Stub> prefill_stub;  // a prefill worker's
   std::unique_ptr<v1::DecodeWorker::Stub> decode_stub;    // a decode worker's
   std::string address;
+  std::string metrics;  // host:port serving /metrics
 };
 
 inline Worker StartWorker(const std::string& binary, const std::string& dir, const std::string& tls,
@@ -80,6 +81,7 @@ inline Worker StartWorker(const std::string& binary, const std::string& dir, con
   EXPECT_TRUE(info.ok()) << info.status();
   if (!info.ok()) return w;
   w.address = info->grpc;
+  w.metrics = info->metrics;
   auto channel = grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials());
   w.status_stub = v1::WorkerStatus::NewStub(channel);
   w.prefill_stub = v1::PrefillWorker::NewStub(channel);

@@ -6,10 +6,12 @@
 // back with a one-sided UCX get by this test process); blocks come back. Over tcp and over
 // shared memory (bad input and lease security: disaggregated_workers_bad_input_test.cc).
 
+#include <httplib.h>
 #include <signal.h>
 
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "tests/integration/disaggregated_workers_fixture.h"
 #include "tests/support/ucx_flood.h"
 
@@ -330,6 +332,15 @@ TEST_P(DisaggregatedWorkersTest, ADecodeWorkerWhoseRingADeadSenderStoppedMovesAn
   ASSERT_TRUE(moved()) << "no kill stopped the ring: the test proved nothing";
   EXPECT_NE(current_address(), before);
   ASSERT_NO_FATAL_FAILURE(serve());
+  // Operators see it: the worker's counter, as Prometheus scrapes it.
+  const std::vector<std::string> hp = absl::StrSplit(decode_.metrics, ':');
+  ASSERT_EQ(hp.size(), 2u) << decode_.metrics;
+  httplib::Client http(hp[0], std::stoi(hp[1]));
+  auto scraped = http.Get("/metrics");
+  ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
+  EXPECT_THAT(scraped->body, HasSubstr("dsv3_ucx_worker_replacements_total{model=\""));
+  EXPECT_THAT(scraped->body,
+              ::testing::ContainsRegex("dsv3_ucx_worker_replacements_total\\{[^}]*\\} [1-9]"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, DisaggregatedWorkersTest,

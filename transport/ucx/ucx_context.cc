@@ -213,6 +213,7 @@ void UcxContext::ReplaceWorker() {
                "UCX: this worker's shared-memory receive queue stopped (a peer died while "
                "sending to it); moved to a new worker (generation %llu)\n",
                static_cast<unsigned long long>(generation));
+  if (options_.on_worker_replaced) options_.on_worker_replaced(generation);
 }
 
 void UcxContext::ProgressLoop() {

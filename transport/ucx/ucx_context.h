@@ -45,6 +45,9 @@ struct UcxOptions {
   // report peer failure, so in that mode it moves RMA onto tcp; turn this off to get true
   // shared-memory puts, relying on transfer deadlines (and gRPC health) to notice a death.
   bool peer_error_handling = true;
+  // Called on the progress thread after the worker was replaced (shared memory only, see
+  // above), with the new generation: for the process's metrics and log.
+  std::function<void(uint64_t generation)> on_worker_replaced;
 };
 
 class UcxContext {
