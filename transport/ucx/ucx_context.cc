@@ -156,7 +156,12 @@ absl::Status UcxContext::NewProbe(const std::string& address) {
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
   params.address = reinterpret_cast<const ucp_address_t*>(address.data());
   status = ucp_ep_create(probe_worker_, &params, &probe_ep_);
-  if (status != UCS_OK) return UcxError(status, "ucp_ep_create (probe)");
+  if (status != UCS_OK) {
+    ucp_worker_destroy(probe_worker_);
+    probe_worker_ = nullptr;  // no probing: the loop skips it
+    probe_ep_ = nullptr;
+    return UcxError(status, "ucp_ep_create (probe)");
+  }
   probe_sent_at_ = absl::Now();
   return absl::OkStatus();
 }
