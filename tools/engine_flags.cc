@@ -38,11 +38,13 @@ ABSL_FLAG(bool, int8_activations, true,
           "(int8) rounds them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); "
           "false keeps them in f32");
 
-ABSL_FLAG(bool, bf16_activations, false,
-          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
-          "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
-          "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
-          "instructions). Part of the model identity, as --weights");
+ABSL_FLAG(
+    bool, bf16_activations, false,
+    "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
+    "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
+    "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
+    "instructions). Part of the model identity, as --weights. Unlike the default, a request's "
+    "tokens can then depend on what shares its decode batches (README, Speed)");
 
 namespace dsv3::tools {
 

@@ -18,7 +18,9 @@ ABSL_FLAG(bool, bf16_activations, false,
           "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
           "batches, prefill) on CPUs with AVX512_BF16: one vdpbf16ps per 32 columns, as BF16 "
           "inference in PyTorch and llama.cpp; false splits them into two bf16 parts (f32-level "
-          "products, twice the instructions). Part of the model identity, as --weights.");
+          "products, twice the instructions). Part of the model identity, as --weights. Unlike "
+          "the default, a request's tokens can then depend on what shares its decode batches "
+          "(README, Speed).");
 ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
