@@ -42,6 +42,9 @@ ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, in
 ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights");
 ABSL_FLAG(bool, bf16_activations, false,
           "BF16 weights take activations rounded to bf16 at 2 or more rows (else split in two)");
+ABSL_FLAG(bool, batch_invariant, false,
+          "int8/int4 keep the integer kernel at every batch size; --bf16_activations the bf16 "
+          "kernel at batch 1 (the workers' --batch_invariant)");
 ABSL_FLAG(bool, huge_pages, true,
           "projections left in the file mapping copied into transparent huge pages at load");
 ABSL_FLAG(double, min_seconds, 0,
@@ -208,12 +211,14 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   DSV3_ASSIGN_OR_RETURN(load.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
   load.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   load.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
+  load.batch_invariant = absl::GetFlag(FLAGS_batch_invariant);
   load.huge_pages = absl::GetFlag(FLAGS_huge_pages);
   DSV3_ASSIGN_OR_RETURN(auto model, Model::Load(dir, load));
   j["huge_pages"] = load.huge_pages;
   j["weights"] = absl::GetFlag(FLAGS_weights);
   j["int8_activations"] = load.int8_activations;
   j["bf16_activations"] = load.bf16_activations;
+  j["batch_invariant"] = load.batch_invariant;
   j["load_s"] = Seconds(t0);
   DSV3_ASSIGN_OR_RETURN(auto pool,
                         KvCachePool::Create(model->KvLayout(kPoolBlocks, kPoolBlockSize)));

@@ -34,6 +34,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
     m->config_.weight_format = std::string(WeightFormatName(options.weights));
   }
   m->config_.bf16_activations = options.bf16_activations;
+  m->config_.batch_invariant = options.batch_invariant;
   DSV3_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV3_ASSIGN_OR_RETURN(m->weights_, LoadModelWeights(*m->checkpoint_, m->config_, options));
   m->rope_ = std::make_unique<Rope>(m->config_);

@@ -391,6 +391,7 @@ std::string ModelConfigHash(const ModelConfig& c) {
   }
   if (!c.weight_format.empty()) absl::StrAppend(&s, ";weights=", c.weight_format);
   if (c.bf16_activations) absl::StrAppend(&s, ";activations=bf16");
+  if (c.batch_invariant) absl::StrAppend(&s, ";batch_invariant");
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : s) {
     h ^= ch;

@@ -67,6 +67,9 @@ struct ModelConfig {
   // Not from config.json either: LoadOptions::bf16_activations, set by Model::Load. Part of the
   // hash: KV and experts computed with rounded activations are not the split ones'.
   bool bf16_activations = false;
+  // LoadOptions::batch_invariant, set by Model::Load. Part of the hash: with it, int8 and int4
+  // projections of many rows compute as those of few do (not as bf16 tiles).
+  bool batch_invariant = false;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool IsMoeLayer(int64_t layer) const;

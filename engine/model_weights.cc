@@ -313,6 +313,9 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& checkpoint,
   if (options.bf16_activations) {
     ForEachProjection(&w, [](Linear* p, ProjectionKind) { p->bf16_activations = true; });
   }
+  if (options.batch_invariant) {
+    ForEachProjection(&w, [](Linear* p, ProjectionKind) { p->batch_invariant = true; });
+  }
   std::vector<MappedRegion> resident;
   const std::set<const void*> released(quantized.released.begin(), quantized.released.end());
   for (const MappedRegion& r : b.regions()) {

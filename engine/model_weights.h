@@ -138,6 +138,10 @@ struct LoadOptions {
   // the default, which splits them into two bf16 parts to keep f32-level products. A change of
   // numerics, so part of the model's identity (ModelConfig::bf16_activations).
   bool bf16_activations = false;
+  // Every projection computes a row the same whatever rows share its call (Linear::
+  // batch_invariant): a request's tokens do not depend on what shares its decode steps, at the
+  // cost of the kernels that change arithmetic with the row count. Part of the identity too.
+  bool batch_invariant = false;
   // > 0: size of the engine's process-wide thread pool (ThreadPool::SetDefaultThreads);
   // 0 leaves it as it is (hardware threads unless set before).
   int num_threads = 0;

@@ -9,12 +9,13 @@
 namespace dsv3::expert {
 
 ExpertShard::ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index,
-                         engine::WeightFormat weights, bool bf16_activations)
+                         engine::WeightFormat weights, bool bf16_activations, bool batch_invariant)
     : dir_(std::move(dir)),
       config_(std::move(config)),
       worker_index_(worker_index),
       weights_(weights),
-      bf16_activations_(bf16_activations) {
+      bf16_activations_(bf16_activations),
+      batch_invariant_(batch_invariant) {
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     if (config_.IsMoeLayer(l)) moe_layers_.push_back(l);
   }
@@ -23,11 +24,9 @@ ExpertShard::ExpertShard(std::string dir, engine::ModelConfig config, int32_t wo
   }
 }
 
-absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string& dir,
-                                                               int32_t worker_index,
-                                                               int32_t num_workers,
-                                                               engine::WeightFormat weights,
-                                                               bool bf16_activations) {
+absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(
+    const std::string& dir, int32_t worker_index, int32_t num_workers, engine::WeightFormat weights,
+    bool bf16_activations, bool batch_invariant) {
   if (num_workers < 1 || worker_index < 0 || worker_index >= num_workers) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard index ", worker_index, " is not in [0, ", num_workers, ")"));
@@ -40,8 +39,9 @@ absl::StatusOr<std::unique_ptr<ExpertShard>> ExpertShard::Load(const std::string
     config.weight_format = std::string(engine::WeightFormatName(weights));
   }
   config.bf16_activations = bf16_activations;
+  config.batch_invariant = batch_invariant;
   std::unique_ptr<ExpertShard> shard(
-      new ExpertShard(dir, config, worker_index, weights, bf16_activations));
+      new ExpertShard(dir, config, worker_index, weights, bf16_activations, batch_invariant));
   experts::ExpertPlacement placement = experts::DefaultExpertPlacement(
       shard->moe_layers_, config.n_routed_experts, config.n_group, num_workers);
   DSV3_ASSIGN_OR_RETURN(auto holding, shard->LoadHolding(placement, nullptr));
@@ -67,6 +67,7 @@ absl::StatusOr<std::shared_ptr<const ExpertHolding>> ExpertShard::LoadHolding(
   options.load_mtp = config_.num_nextn_predict_layers > 0;
   options.weights = weights_;
   options.bf16_activations = bf16_activations_;
+  options.batch_invariant = batch_invariant_;
   for (const auto& [layer, expert] : keys) options.experts.push_back({layer, expert});
   if (options.experts.empty()) {
     // Nothing assigned (more workers than experts): hold nothing, answer nothing.

@@ -32,11 +32,11 @@ class ExpertShard {
  public:
   // Loads this worker's experts of the default placement (DefaultExpertPlacement) over
   // `num_workers` workers, in the `weights` format (part of config().weight_format), with
-  // LoadOptions::bf16_activations (part of the config's identity too).
+  // LoadOptions::bf16_activations and batch_invariant (part of the config's identity too).
   static absl::StatusOr<std::unique_ptr<ExpertShard>> Load(
       const std::string& dir, int32_t worker_index, int32_t num_workers,
-      engine::WeightFormat weights = engine::WeightFormat::kAsStored,
-      bool bf16_activations = false);
+      engine::WeightFormat weights = engine::WeightFormat::kAsStored, bool bf16_activations = false,
+      bool batch_invariant = false);
 
   std::shared_ptr<const ExpertHolding> current() const;
   // Makes `next` the placement in effect after loading what it assigns to this worker.
@@ -50,7 +50,7 @@ class ExpertShard {
 
  private:
   ExpertShard(std::string dir, engine::ModelConfig config, int32_t worker_index,
-              engine::WeightFormat weights, bool bf16_activations);
+              engine::WeightFormat weights, bool bf16_activations, bool batch_invariant);
   absl::StatusOr<std::shared_ptr<const ExpertHolding>> LoadHolding(
       const experts::ExpertPlacement& placement, const experts::ExpertPlacement* previous) const;
 
@@ -59,6 +59,7 @@ class ExpertShard {
   const int32_t worker_index_;
   const engine::WeightFormat weights_;
   const bool bf16_activations_;
+  const bool batch_invariant_;
   std::vector<int64_t> moe_layers_;
   absl::Mutex apply_mu_;  // one Apply at a time
   mutable absl::Mutex mu_;

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
         DSV3_ASSIGN_OR_RETURN(
             auto shard, dsv3::expert::ExpertShard::Load(dir, absl::GetFlag(FLAGS_shard_index),
                                                         absl::GetFlag(FLAGS_num_shards), weights,
-                                                        absl::GetFlag(FLAGS_bf16_activations)));
+                                                        absl::GetFlag(FLAGS_bf16_activations),
+                                                        absl::GetFlag(FLAGS_batch_invariant)));
         const auto holding = shard->current();
         DSV3_LOG(INFO) << "expert shard " << absl::GetFlag(FLAGS_shard_index) << "/"
                        << absl::GetFlag(FLAGS_num_shards) << ": " << holding->experts_held

@@ -308,6 +308,7 @@ absl::Status RunCluster(const std::vector<std::string>&) {
     }
     argv.push_back("--weights=" + absl::GetFlag(FLAGS_weights));
     argv.push_back(absl::StrCat("--bf16_activations=", absl::GetFlag(FLAGS_bf16_activations)));
+    argv.push_back(absl::StrCat("--batch_invariant=", absl::GetFlag(FLAGS_batch_invariant)));
     expert_addresses.push_back(absl::StrCat("127.0.0.1:", c.grpc_port));
     if (Spawn(c, argv, tls)) children.push_back(c);
   }
@@ -329,7 +330,8 @@ absl::Status RunCluster(const std::vector<std::string>&) {
         absl::StrCat("--prefix_cache=", absl::GetFlag(FLAGS_prefix_cache) ? "true" : "false"),
         absl::StrCat("--prefix_cache_max_blocks=", absl::GetFlag(FLAGS_prefix_cache_max_blocks)),
         "--weights=" + absl::GetFlag(FLAGS_weights),
-        absl::StrCat("--bf16_activations=", absl::GetFlag(FLAGS_bf16_activations))};
+        absl::StrCat("--bf16_activations=", absl::GetFlag(FLAGS_bf16_activations)),
+        absl::StrCat("--batch_invariant=", absl::GetFlag(FLAGS_batch_invariant))};
     if (ucx.find("tcp") != std::string::npos) argv.push_back("--ucx_net_devices=lo");
     if (!expert_addresses.empty()) {
       argv.push_back("--expert_workers=" + absl::StrJoin(expert_addresses, ","));
@@ -524,7 +526,9 @@ absl::Status RunCluster(const std::vector<std::string>&) {
 DSV3_REGISTER_COMMAND(
     cluster, "cluster", "run router + prefill + decode workers on this machine (--model DIR)",
     RunCluster,
-    {"model", {"model", "tokenizer", "speculative", "draft_tokens", "weights", "bf16_activations"}},
+    {"model",
+     {"model", "tokenizer", "speculative", "draft_tokens", "weights", "bf16_activations",
+      "batch_invariant"}},
     {"processes", {"prefill", "decode", "experts", "port_base", "status_file", "log_dir"}},
     {"workers",
      {"ucx_transports", "kv_pool_blocks", "decode_max_running", "local_prefill_chunk_tokens",

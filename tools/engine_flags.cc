@@ -38,13 +38,17 @@ ABSL_FLAG(bool, int8_activations, true,
           "(int8) rounds them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); "
           "false keeps them in f32");
 
-ABSL_FLAG(
-    bool, bf16_activations, false,
-    "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
-    "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
-    "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
-    "instructions). Part of the model identity, as --weights. Unlike the default, a request's "
-    "tokens can then depend on what shares its decode batches (README, Speed)");
+ABSL_FLAG(bool, bf16_activations, false,
+          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
+          "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
+          "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
+          "instructions). Part of the model identity, as --weights. A request's tokens can then "
+          "depend on what shares its decode batches, unless --batch_invariant (README)");
+
+ABSL_FLAG(bool, batch_invariant, false,
+          "Every projection keeps one kernel at every row count, so that a request's tokens do "
+          "not depend on what shares its batches (the workers' --batch_invariant; README). "
+          "Part of the model identity");
 
 namespace dsv3::tools {
 
@@ -67,6 +71,7 @@ absl::StatusOr<engine::LoadOptions> LoadOptionsFromFlags() {
   DSV3_ASSIGN_OR_RETURN(options.weights, engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights)));
   options.int8_activations = absl::GetFlag(FLAGS_int8_activations);
   options.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
+  options.batch_invariant = absl::GetFlag(FLAGS_batch_invariant);
   return options;
 }
 

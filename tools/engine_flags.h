@@ -37,6 +37,7 @@ ABSL_DECLARE_FLAG(int32_t, threads);
 ABSL_DECLARE_FLAG(std::string, weights);
 ABSL_DECLARE_FLAG(bool, int8_activations);
 ABSL_DECLARE_FLAG(bool, bf16_activations);
+ABSL_DECLARE_FLAG(bool, batch_invariant);
 
 namespace dsv3::tools {
 

@@ -11,7 +11,9 @@ namespace dsv3::tools {
 
 // generate, logits: the checkpoint and the engine's threads.
 inline FlagGroup ModelLoadFlags() {
-  return {"model loading", {"model", "threads", "weights", "int8_activations", "bf16_activations"}};
+  return {
+      "model loading",
+      {"model", "threads", "weights", "int8_activations", "bf16_activations", "batch_invariant"}};
 }
 
 // generate: sampling in the in-process engine (SamplingParamsFromFlags).

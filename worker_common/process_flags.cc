@@ -18,9 +18,14 @@ ABSL_FLAG(bool, bf16_activations, false,
           "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
           "batches, prefill) on CPUs with AVX512_BF16: one vdpbf16ps per 32 columns, as BF16 "
           "inference in PyTorch and llama.cpp; false splits them into two bf16 parts (f32-level "
-          "products, twice the instructions). Part of the model identity, as --weights. Unlike "
-          "the default, a request's tokens can then depend on what shares its decode batches "
-          "(README, Speed).");
+          "products, twice the instructions). Part of the model identity, as --weights. A "
+          "request's tokens can then depend on what shares its decode batches, unless "
+          "--batch_invariant (README).");
+ABSL_FLAG(bool, batch_invariant, false,
+          "A request's tokens do not depend, to the bit, on what shares its decode steps or "
+          "prefill: every projection keeps one kernel at every row count (int8/int4: no bf16 "
+          "tiles above 16-32 rows; BF16: the bf16 kernel at batch 1 too; FP8: no tiled GEMM). "
+          "Slower where those kernels win (README). Part of the model identity, as --weights.");
 ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");
@@ -56,6 +61,7 @@ absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromFlags(
   engine::LoadOptions load = options;
   load.weights = weights;
   load.bf16_activations = absl::GetFlag(FLAGS_bf16_activations);
+  load.batch_invariant = absl::GetFlag(FLAGS_batch_invariant);
   DSV3_LOG(INFO) << "loading model " << dir << " (weights: " << engine::WeightFormatName(weights)
                  << ")";
   return engine::Model::Load(dir, load);

@@ -2,7 +2,8 @@
 #define DSV3_WORKER_COMMON_PROCESS_FLAGS_H_
 
 // Flags of every process that holds model weights and speaks UCX (prefill, decode, expert):
-// --model, --model_name, --weights, --bf16_activations, --ucx_tls, --ucx_net_devices.
+// --model, --model_name, --weights, --bf16_activations, --batch_invariant, --ucx_tls,
+// --ucx_net_devices.
 
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, model_name);
 ABSL_DECLARE_FLAG(bool, bf16_activations);
+ABSL_DECLARE_FLAG(bool, batch_invariant);
 ABSL_DECLARE_FLAG(std::string, ucx_tls);
 ABSL_DECLARE_FLAG(std::string, ucx_net_devices);
 ABSL_DECLARE_FLAG(absl::Duration, engine_idle_spin);

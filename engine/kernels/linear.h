@@ -60,6 +60,12 @@ struct Linear {
   // 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16 inference in PyTorch and llama.cpp
   // compute; false splits x into two bf16 parts (f32-level products, twice the instructions).
   bool bf16_activations = false;
+  // A row's result does not depend, to the bit, on how many rows share the call: one kernel at
+  // every row count. kQ4/kQ8/kQ6 the integer kernel (no bf16 tiles), BF16 the bf16 kernel where
+  // the CPU has AVX512_BF16 (at 1 row too, and past 64), the rest the direct kernel (no tiled
+  // GEMM). Slower where the kernels it gives up win: big batches and prefill, and batch 1 of
+  // BF16 (linear.cc, RESULTS.md session 26).
+  bool batch_invariant = false;
 
   bool empty() const { return data == nullptr; }
   // Bytes a pass over W reads (codes, plus group scales for kQ8/kQ4/kQ6).
@@ -80,7 +86,8 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
 
 // Whether MatMulRows computes m activation rows on w (kQ4/kQ8 with int8 activations) with
 // tiles rounded to bf16 (matmul_bf16.h) rather than the int8 kernel: on CPUs with AVX512_BF16,
-// above 24 rows for kQ4 and 32 for kQ8 (16 on Zen 4), where the tiles were measured faster.
+// above 24 rows for kQ4 and 32 for kQ8 (16 on Zen 4), where the tiles were measured faster;
+// never for w.batch_invariant.
 bool Bf16TilesTake(int64_t m, const Linear& w);
 
 // y[m, out_features] = x[m, in_features] W^T (dense leading dimensions).

@@ -32,14 +32,13 @@ constexpr int64_t kTileRows = 128;
 DSV3_BF16_INLINE __m512bh AsBh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
 // Columns [c0, c1) of R weight rows (w[0..R)) against B activation rows at xh/xl: writes
-// y[b * ldy + r], or adds to it (`accumulate`: a later block of columns). `prefetch_next`:
-// the weights come from memory (the first activation block of a panel), so fetch each row's
-// next block of columns as well, which the panel's next pass reads, and into L2 the block
-// after the next's (matmul_direct.cc's four-row kernel says why).
+// y[b * ldy + r], or adds to it (`accumulate`: a later block of columns). `ahead` (elements,
+// 0: none): the weights come from memory, so fetch the weights that far past each one read,
+// and into L2 those `l2_ahead` past (matmul_direct.cc's four-row kernel says why).
 template <int R, int B, bool kLo>
 DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_t* xl,
                      int64_t stride, int64_t c0, int64_t c1, int64_t k, bool accumulate,
-                     bool prefetch_next, float* y, int64_t ldy) {
+                     int64_t ahead, int64_t l2_ahead, float* y, int64_t ldy) {
   __m512 acc[R][B];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
@@ -52,9 +51,9 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
     if (c < full) {
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        if (prefetch_next) {  // the same columns of the next R rows, which the next call reads
-          _mm_prefetch(reinterpret_cast<const char*>(w[r] + R * k + c), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w[r] + 3 * R * k + c), _MM_HINT_T1);
+        if (ahead > 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(w[r] + ahead + c), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w[r] + l2_ahead + c), _MM_HINT_T1);
         }
         wv[r] = _mm512_loadu_si512(w[r] + c);
       }
@@ -82,11 +81,12 @@ DSV3_BF16 void Block(const uint16_t* const* w, const uint16_t* xh, const uint16_
       if (accumulate) v = _mm_add_ps(v, _mm_loadu_ps(y + b * ldy));
       _mm_storeu_ps(y + b * ldy, v);
     }
-  } else {
+  } else {  // summed as Sum4 sums each of its four: a row's bits do not depend on its R
+    const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 6
     for (int b = 0; b < B; ++b) {
       for (int r = 0; r < R; ++r) {
-        const float v = _mm512_reduce_add_ps(acc[r][b]);
+        const float v = _mm_cvtss_f32(Sum4(acc[r][b], zero, zero, zero));
         y[b * ldy + r] = accumulate ? y[b * ldy + r] + v : v;
       }
     }
@@ -109,34 +109,66 @@ DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k,
     for (; j + 4 <= j1; j += 4) {
       const uint16_t* rw[4];
       for (int r = 0; r < 4; ++r) rw[r] = base + (j + r) * k;
-      const bool next = b == i0;
+      // The first activation block streams the panel in: the same columns of the next four
+      // rows (the next call's) into L1, of the four after those into L2.
+      const int64_t ahead = b == i0 ? 4 * k : 0;
       switch (rows) {
         case 1:
-          Block<4, 1, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 1, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
         case 2:
-          Block<4, 2, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 2, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
         case 3:
-          Block<4, 3, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 3, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
         case 4:
-          Block<4, 4, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 4, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
         case 5:
-          Block<4, 5, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 5, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
         default:
-          Block<4, 6, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, next, yb + j, ldy);
+          Block<4, 6, kLo>(rw, xh, xl, s, c0, c1, k, accumulate, ahead, 3 * ahead, yb + j, ldy);
           break;
       }
     }
     for (; j < j1; ++j) {  // the last 1-3 rows of the thread's share
       const uint16_t* rw[1] = {base + j * k};
       for (int64_t i = 0; i < rows; ++i) {
-        Block<1, 1, kLo>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, false,
+        Block<1, 1, kLo>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, 0, 0,
                          yb + i * ldy + j, ldy);
       }
+    }
+  }
+}
+
+// One activation row (bf16 activations at batch 1): nothing to reuse, so each four weight
+// rows stream whole, block of columns after block, the next four rows prefetched meanwhile
+// (matmul_direct.cc's four-row kernel says why). Each output is summed by the same Block
+// calls in the same order as Rows below, so a row's result is the same at batch 1 as in any
+// batch (linear.cc, Bf16For).
+template <bool kLo>
+DSV3_BF16 void OneRow(const Bf16Activations& xs, const uint16_t* base, int64_t k, int64_t row_count,
+                      float* y) {
+  const int64_t s = xs.stride;
+  const uint16_t* xh = xs.hi.data();
+  const uint16_t* xl = xs.lo.data();
+  // At least 8 KB ahead (short rows), and at least the next four rows' same columns.
+  const int64_t ahead = std::max<int64_t>(4096, 4 * k);
+  int64_t j = 0;
+  for (; j + 4 <= row_count; j += 4) {
+    const uint16_t* rw[4];
+    for (int r = 0; r < 4; ++r) rw[r] = base + (j + r) * k;
+    for (int64_t c0 = 0; c0 < s; c0 += kBlockCols) {
+      Block<4, 1, kLo>(rw, xh, xl, s, c0, std::min(s, c0 + kBlockCols), k, c0 > 0, ahead, 2 * ahead,
+                       y + j, 0);
+    }
+  }
+  for (; j < row_count; ++j) {
+    const uint16_t* rw[1] = {base + j * k};
+    for (int64_t c0 = 0; c0 < s; c0 += kBlockCols) {
+      Block<1, 1, kLo>(rw, xh, xl, s, c0, std::min(s, c0 + kBlockCols), k, c0 > 0, 0, 0, y + j, 0);
     }
   }
 }
@@ -146,6 +178,7 @@ DSV3_BF16 void Rows(const Bf16Activations& xs, const Linear& w, int64_t row_begi
                     int64_t row_count, float* y, int64_t ldy) {
   const auto* base = static_cast<const uint16_t*>(w.data) + row_begin * w.in_features;
   const int64_t k = w.in_features;
+  if (xs.m == 1) return OneRow<kLo>(xs, base, k, row_count, y);
   // Blocked as a GEMM: a panel of kPanelRows weight rows (all columns: 256 KB at 4,096) stays
   // in L2 while every activation row meets it, a block of 6 rows by kBlockCols columns at a
   // time (24 KB with both parts, in L1). The first activation block streams the panel in from

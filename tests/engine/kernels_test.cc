@@ -266,6 +266,41 @@ TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
   }
 }
 
+// Linear::batch_invariant, BF16 on a CPU with AVX512_BF16 (the bf16 kernel at every row
+// count): each row of a call is, to the bit, what the row alone gives, split or rounded, at
+// widths of several 1,024-column blocks (summed block by block) and with a share of the weight
+// rows starting off a block of four.
+TEST(LinearTest, BatchInvariantBf16RowsEqualTheRowAloneToTheBit) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> n(0, 1);
+  for (const bool rounded : {false, true}) {
+    for (const int64_t in : {64, 201, 1100, 2080}) {
+      const int64_t out = 75;
+      std::vector<uint16_t> bytes;
+      Linear w = RandomBf16(out, in, rng, &bytes);
+      w.bf16_activations = rounded;
+      w.batch_invariant = true;
+      if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+      for (const int64_t m : {1, 2, 7, 64, 100}) {
+        std::vector<float> x(m * in), y(m * out);
+        for (auto& v : x) v = n(rng);
+        MatMul(x.data(), m, w, y.data());
+        for (int64_t i = 0; i < m; ++i) {
+          std::vector<float> alone(out), shares(out);
+          MatMul(&x[i * in], 1, w, alone.data());
+          MatMulRows(&x[i * in], 1, in, w, 0, 3, shares.data(), out);
+          MatMulRows(&x[i * in], 1, in, w, 3, out - 3, shares.data() + 3, out);
+          for (int64_t j = 0; j < out; ++j) {
+            ASSERT_EQ(y[i * out + j], alone[j])
+                << "rounded=" << rounded << " in=" << in << " m=" << m << " " << i << "," << j;
+            ASSERT_EQ(shares[j], alone[j]) << "rounded=" << rounded << " in=" << in << " " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The absorbed attention's loops over latent-cache rows (one pass for a group of heads) against
 // a float64 reference: every head count of a group, odd row counts, widths with a vector tail.
 TEST(LatentAttentionTest, ScoresAndWeightedSumsMatchTheReference) {

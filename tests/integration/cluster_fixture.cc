@@ -165,10 +165,10 @@ std::vector<int32_t> ParseIds(const std::string& line) {
 
 // `dsv3 generate`: the single-process reference output.
 std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
-                              int max_tokens) {
-  auto [rc, out] = RunCommand(absl::StrCat(BinaryPath("dsv3"), " generate --model ", model,
-                                           " --tokens \"", absl::StrJoin(prompt, " "),
-                                           "\" --max-tokens ", max_tokens, " 2>/dev/null"));
+                              int max_tokens, const std::string& flags) {
+  auto [rc, out] = RunCommand(absl::StrCat(
+      BinaryPath("dsv3"), " generate --model ", model, " --tokens \"", absl::StrJoin(prompt, " "),
+      "\" --max-tokens ", max_tokens, " ", flags, " 2>/dev/null"));
   EXPECT_EQ(rc, 0) << out;
   // The ids are the last line (RunCommand also captures stderr: load progress of big models).
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipWhitespace());

@@ -82,7 +82,7 @@ inline constexpr char kGolden[] = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf
 std::vector<int32_t> ParseIds(const std::string& line);
 // `dsv3 generate`: the single-process reference output.
 std::vector<int32_t> Generate(const std::string& model, const std::vector<int32_t>& prompt,
-                              int max_tokens);
+                              int max_tokens, const std::string& flags = "");
 
 // One Inference.Generate stream read to its end.
 struct GrpcResult {
