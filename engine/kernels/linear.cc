@@ -113,8 +113,8 @@ const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, cons
 // activations: rounding turns a difference in the last bit of an input into one of 2^-8
 // wherever an element lies near a rounding boundary, so the batch-1 kernel's other summation
 // order made a prompt's logits decoded alone and beside another sequence differ by as much as
-// rounding moves them (0.012-0.019 against 0.015-0.020 on tiny-v3-bf16). The bf16 kernel at 1
-// row streams memory slower than the batch-1 kernel (RESULTS.md, session 26).
+// rounding moves them (0.012-0.019 against 0.015-0.020 on tiny-v3-bf16). At 1 row the bf16
+// kernel streams memory as fast on two threads, slower on one (RESULTS.md, session 26).
 const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
   const bool bf16 = (m >= 2 || w.batch_invariant) && Bf16KernelApplies(w);
   const bool split = bf16 && (m <= kBf16MaxRows || w.batch_invariant) && !w.bf16_activations;

@@ -63,8 +63,8 @@ struct Linear {
   // A row's result does not depend, to the bit, on how many rows share the call: one kernel at
   // every row count. kQ4/kQ8/kQ6 the integer kernel (no bf16 tiles), BF16 the bf16 kernel where
   // the CPU has AVX512_BF16 (at 1 row too, and past 64), the rest the direct kernel (no tiled
-  // GEMM). Slower where the kernels it gives up win: big batches and prefill, and batch 1 of
-  // BF16 (linear.cc, RESULTS.md session 26).
+  // GEMM). Slower where the kernels it gives up win: big batches and prefill (RESULTS.md,
+  // session 26).
   bool batch_invariant = false;
 
   bool empty() const { return data == nullptr; }
