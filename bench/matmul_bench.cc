@@ -1,12 +1,15 @@
-// matmul_bench [--rows 16384] [--cols 4096] [--batches 1,4,8] [--threads 2]
+// matmul_bench [--rows 16384] [--cols 4096] [--batches 1,4,8] [--threads 2] [--copies 1]
 //
 // The decode kernels alone (MatMulRows, kernels/linear.h) on one random projection in each
 // weight dtype: GB/s of weights streamed per second beside the STREAM triad measured in the
 // same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ6/kQ4
-// run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h).
+// run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h); BF16
+// with its split activations, rounded (--bf16_activations), and rounded with --batch_invariant.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -29,6 +32,9 @@ ABSL_FLAG(int, threads, 2, "engine threads");
 ABSL_FLAG(double, min_seconds, 1.0, "time each figure over at least this long");
 ABSL_FLAG(bool, huge_pages, false,
           "bf16 and fp8 weights in transparent huge pages (else 4 KiB pages, as a file mapping)");
+ABSL_FLAG(int, copies, 1,
+          "copies of each projection, called in turn: enough that they exceed the last-level "
+          "cache makes a small projection stream from memory, as a model's layers do");
 
 namespace {
 
@@ -39,15 +45,17 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Best-of-3 seconds per MatMulRows call, each timing over --min_seconds of calls.
-double TimeCall(const Linear& w, const std::vector<float>& x, int64_t m, std::vector<float>& y) {
+// Best-of-3 seconds per MatMulRows call, each timing over --min_seconds of calls, the copies
+// of one projection in turn.
+double TimeCall(const std::vector<Linear>& copies, const std::vector<float>& x, int64_t m,
+                std::vector<float>& y) {
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     int64_t calls = 0;
     const auto t0 = std::chrono::steady_clock::now();
     do {
-      dsv3::engine::MatMul(x.data(), m, w, y.data());
-      ++calls;
+      for (const Linear& w : copies) dsv3::engine::MatMul(x.data(), m, w, y.data());
+      calls += static_cast<int64_t>(copies.size());
     } while (Seconds(t0) < absl::GetFlag(FLAGS_min_seconds));
     best = std::min(best, Seconds(t0) / static_cast<double>(calls));
   }
@@ -83,6 +91,12 @@ int Run() {
     Linear w;
   };
   std::vector<Case> cases = {{"bf16", stored}};
+  // The BF16 options (linear.h): rounded activations, and one kernel at every row count.
+  Linear rounded = stored;
+  rounded.bf16_activations = true;
+  cases.push_back({"bf16 bf16-act", rounded});
+  rounded.batch_invariant = true;
+  cases.push_back({"bf16-act inv", rounded});
   // FP8 e4m3 with 128x128 block scales, as DeepSeek-V3's checkpoints.
   Linear f8 = stored;
   f8.dtype = DType::kF8E4M3;
@@ -102,18 +116,43 @@ int Run() {
     q->int8_activations = true;
     cases.push_back({name + " int8-act", *q});
   }
+  const int copies = std::max(1, absl::GetFlag(FLAGS_copies));
+  int64_t copy_bytes = 0;
+  for (const Case& c : cases) {
+    copy_bytes +=
+        (copies - 1) * (c.w.out_features * Linear::RowBytes(c.w.dtype, c.w.in_features) + 64);
+  }
+  dsv3::engine::CodeArena copy_arena = dsv3::engine::CodeArena::Create(huge ? copy_bytes : 64);
+  std::vector<std::shared_ptr<uint8_t>> copied;
+  std::vector<std::vector<Linear>> copies_of;  // per case: w, then w's codes copied elsewhere
+  for (const Case& c : cases) {
+    copies_of.push_back({c.w});
+    const int64_t bytes = c.w.out_features * Linear::RowBytes(c.w.dtype, c.w.in_features);
+    for (int i = 1; i < copies; ++i) {
+      copied.push_back(huge ? copy_arena.Take(bytes) : nullptr);
+      if (copied.back() == nullptr) {
+        copied.back() =
+            std::shared_ptr<uint8_t>(new uint8_t[bytes], std::default_delete<uint8_t[]>());
+      }
+      std::memcpy(copied.back().get(), c.w.data, static_cast<size_t>(bytes));
+      copies_of.back().push_back(c.w);
+      copies_of.back().back().data = copied.back().get();
+    }
+  }
   const double stream = dsv3::bench::StreamTriadGBs(threads, int64_t{1} << 25, 3);
-  std::printf("projection [%lld, %lld], %d threads, STREAM triad %.1f GB/s, bf16/fp8 in %s\n",
-              static_cast<long long>(rows), static_cast<long long>(cols), threads, stream,
-              huge ? "huge pages" : "4 KiB pages");
+  std::printf(
+      "projection [%lld, %lld] (%d copies), %d threads, STREAM triad %.1f GB/s, bf16/fp8 in %s\n",
+      static_cast<long long>(rows), static_cast<long long>(cols), copies, threads, stream,
+      huge ? "huge pages" : "4 KiB pages");
   for (const std::string& b : absl::GetFlag(FLAGS_batches)) {
     int64_t m;
     if (!absl::SimpleAtoi(b, &m) || m < 1)
       return std::fprintf(stderr, "bad batch %s\n", b.c_str()), 1;
     std::vector<float> x(static_cast<size_t>(m * cols)), y(static_cast<size_t>(m * rows));
     for (float& v : x) v = n(rng);
-    for (const Case& c : cases) {
-      const double s = TimeCall(c.w, x, m, y);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      const double s = TimeCall(copies_of[i], x, m, y);
       const double gbs = static_cast<double>(c.w.weight_bytes()) / s / 1e9;
       std::printf("batch %2lld  %-13s %8.1f us  %6.1f GB/s  %3.0f%% of STREAM\n",
                   static_cast<long long>(m), c.name.c_str(), s * 1e6, gbs, 100 * gbs / stream);
