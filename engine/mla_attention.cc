@@ -78,13 +78,19 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
   std::vector<float> attn(
       static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
   std::vector<const SequenceSlice*> absorbed;
+  // Where every projection computes rows alike (ModelConfig::rows_alike), every slice takes
+  // decode's path too: a prompt's rows then equal, to the bit, those of its tokens decoded one a
+  // step (a moved stream's KV recomputed by a prefill, a prefix cached from another prompt).
+  // With rounded activations that matters: the expanded form's last-bit differences became
+  // other tokens in 7 of the cluster's migration and prefix-cache tests (RESULTS.md, session 27).
+  const bool one_path = form == AttentionForm::kAuto && c.rows_alike;
   for (const SequenceSlice& s : seqs) {
-    const bool use_absorbed = form == AttentionForm::kAbsorbed ||
+    const bool use_absorbed = form == AttentionForm::kAbsorbed || one_path ||
                               (form == AttentionForm::kAuto &&
                                (s.num_tokens <= kAbsorbedMaxTokens || AbsorbedIsCheaper(s)));
     if (!use_absorbed) {
       Expanded(w, cache_layer, s, pool, q.data(), attn.data());
-    } else if (s.num_tokens <= kAbsorbedMaxTokens) {
+    } else if (s.num_tokens <= kAbsorbedMaxTokens || one_path) {
       absorbed.push_back(&s);  // a few rows: batched with the other short slices below
     } else {
       AbsorbedSlice(w, cache_layer, s, pool, q.data(), attn.data());

@@ -37,6 +37,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
   m->config_.batch_invariant = options.batch_invariant;
   DSV3_ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
   DSV3_ASSIGN_OR_RETURN(m->weights_, LoadModelWeights(*m->checkpoint_, m->config_, options));
+  m->config_.rows_alike = true;
+  ForEachProjection(&m->weights_, [&](Linear* p, ProjectionKind) {
+    if (!p->empty() && !RowsAlike(*p)) m->config_.rows_alike = false;
+  });
   m->rope_ = std::make_unique<Rope>(m->config_);
   m->attention_ = std::make_unique<MlaAttention>(m->config_, *m->rope_);
   m->local_experts_ = std::make_unique<LocalExpertExecutor>(&m->weights_);

@@ -70,6 +70,11 @@ struct ModelConfig {
   // LoadOptions::batch_invariant, set by Model::Load. Part of the hash: with it, int8 and int4
   // projections of many rows compute as those of few do (not as bf16 tiles).
   bool batch_invariant = false;
+  // Set by Model::Load: every projection the process holds computes a row the same at any row
+  // count (kernels/linear.h RowsAlike). Then prefill attends as decode does (MlaAttention), so
+  // a prompt's rows equal those of its tokens decoded one a step. Not in the hash: it follows
+  // from the fields above and the CPU.
+  bool rows_alike = false;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool IsMoeLayer(int64_t layer) const;

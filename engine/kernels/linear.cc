@@ -82,7 +82,7 @@ void MatMulRowsOneThread(const float* x, int64_t m, int64_t ldx, const Linear& w
                          int64_t row_count, float* y, int64_t ldy) {
   // The direct kernel computes a row as at any other row count (matmul_direct.cc); the tiled
   // GEMM does not, so batch-invariant projections keep the direct kernel.
-  if (m <= kDirectMaxRows || w.batch_invariant) {
+  if (m <= kDirectMaxRows || RowsAlike(w)) {
     MatMulRowsDirect(x, m, ldx, w, row_begin, row_count, y, ldy);
   } else {
     MatMulRowsTiled(x, m, ldx, w, row_begin, row_count, y, ldy);
@@ -108,15 +108,10 @@ const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, cons
 // activations at 2 rows or more, and for kQ4/kQ8 weights with quantized activations above
 // kQ4Int8MaxRows/kQ8Int8MaxRows. As QuantizedFor: the calling thread's buffer.
 //
-// With batch_invariant, BF16 takes the bf16 kernel at every row count (1, and past 64 split):
-// its rows are summed the same whatever rows share the call. That matters most with rounded
-// activations: rounding turns a difference in the last bit of an input into one of 2^-8
-// wherever an element lies near a rounding boundary, so the batch-1 kernel's other summation
-// order made a prompt's logits decoded alone and beside another sequence differ by as much as
-// rounding moves them (0.012-0.019 against 0.015-0.020 on tiny-v3-bf16). At 1 row the bf16
-// kernel streams memory as fast on two threads, slower on one (RESULTS.md, session 26).
+// Where its rows must be computed alike (RowsAlike), BF16 takes the bf16 kernel at every row
+// count (1, and past 64 split): its rows are summed the same whatever rows share the call.
 const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
-  const bool bf16 = (m >= 2 || w.batch_invariant) && Bf16KernelApplies(w);
+  const bool bf16 = (m >= 2 || RowsAlike(w)) && Bf16KernelApplies(w);
   const bool split = bf16 && (m <= kBf16MaxRows || w.batch_invariant) && !w.bf16_activations;
   const bool rounded = (bf16 && w.bf16_activations) || Bf16TilesTake(m, w);
   if (!split && !rounded) return nullptr;
@@ -140,6 +135,16 @@ void MatMulRowsShare(const float* x, const Int8Activations* xq, const Bf16Activa
 }
 
 }  // namespace
+
+// BF16 weights that round their activations: rounding turns a difference in the last bit of
+// an input into one of 2^-8 wherever an element lies near a rounding boundary, so a second
+// summation order at 1 row (the batch-1 kernel's) made a prompt's logits decoded alone and
+// beside another sequence differ by as much as rounding moves them (0.012-0.019 against
+// 0.015-0.020 on tiny-v3-bf16), and tokens follow. One kernel costs them nothing measurable:
+// the bf16 kernel streams a row as fast as the batch-1 kernel (RESULTS.md, session 27).
+bool RowsAlike(const Linear& w) {
+  return w.batch_invariant || (w.bf16_activations && Bf16KernelApplies(w));
+}
 
 bool Bf16TilesTake(int64_t m, const Linear& w) {
   if (w.batch_invariant) return false;  // another rounding than the integer kernel's
@@ -207,7 +212,7 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
     return;
   }
   // Static split of the output rows: every thread streams an equal share of W once.
-  const int64_t align = m <= kDirectMaxRows || w.batch_invariant || xq != nullptr ||
+  const int64_t align = m <= kDirectMaxRows || RowsAlike(w) || xq != nullptr ||
                                 (xs != nullptr && w.dtype == DType::kBF16)
                             ? 16
                             : kTileRows;
@@ -228,7 +233,7 @@ void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& 
   for (int64_t r0 = 0; r0 < row_count; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, row_count - r0);
     for (int64_t r = 0; r < rows; ++r) DequantRowFast(w, row_begin + r0 + r, &tile[r * in]);
-    if (m >= 4 && !w.batch_invariant) {  // the GEMM may sum in another order than the loop
+    if (m >= 4 && !RowsAlike(w)) {  // the GEMM may sum in another order than the loop
       Gemm(x + r0, ldx, tile.data(), in, BLayout::kKN, y, ldy, m, in, rows,
            GemmOutput::kAccumulate);
       continue;

@@ -56,9 +56,10 @@ struct Linear {
   // kQ8/kQ4/kQ6: decode-sized batches quantize the activations to int8 and use integer dot
   // products (matmul_int8.h) where the CPU has AVX-512 VNNI; false keeps them in f32.
   bool int8_activations = false;
-  // BF16: from 2 activation rows on (decode batches, prefill), x is rounded to bf16 and each
-  // 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16 inference in PyTorch and llama.cpp
-  // compute; false splits x into two bf16 parts (f32-level products, twice the instructions).
+  // BF16: x is rounded to bf16 and each 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16
+  // inference in PyTorch and llama.cpp compute, at every row count, so that a row's result does
+  // not depend on its batch (as batch_invariant); false splits x into two bf16 parts from 2 rows
+  // on (f32-level products, twice the instructions) and keeps f32 at 1 row.
   bool bf16_activations = false;
   // A row's result does not depend, to the bit, on how many rows share the call: one kernel at
   // every row count. kQ4/kQ8/kQ6 the integer kernel (no bf16 tiles), BF16 the bf16 kernel where
@@ -83,6 +84,10 @@ struct Linear {
 // x has leading dimension ldx (>= in_features), y has ldy (>= row_count).
 void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t row_begin,
                 int64_t row_count, float* y, int64_t ldy);
+
+// Whether MatMulRows computes every row on w the same, to the bit, whatever rows share the
+// call: w.batch_invariant, and BF16 weights with bf16_activations where the bf16 kernel runs.
+bool RowsAlike(const Linear& w);
 
 // Whether MatMulRows computes m activation rows on w (kQ4/kQ8 with int8 activations) with
 // tiles rounded to bf16 (matmul_bf16.h) rather than the int8 kernel: on CPUs with AVX512_BF16,

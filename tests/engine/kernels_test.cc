@@ -229,12 +229,12 @@ TEST(LinearTest, Bf16KernelKeepsActivationsToSixteenBits) {
   }
 }
 
-// With Linear::bf16_activations, MatMul of 2 or more rows (decode batches, and prefill sizes
-// past the split kernel's 64) multiplies x rounded to bf16 (to nearest even): each result is
-// the float64 product of the stored weights and the rounded x to f32 summation error, far
+// With Linear::bf16_activations, MatMul of any number of rows (1, decode batches, and prefill
+// sizes past the split kernel's 64) multiplies x rounded to bf16 (to nearest even): each result
+// is the float64 product of the stored weights and the rounded x to f32 summation error, far
 // inside the rounding's own effect (2^-9 per column), which the test would see if x stayed
-// split; one row keeps f32 activations (the batch-1 kernel).
-TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
+// split or, at 1 row, f32.
+TEST(LinearTest, Bf16ActivationsRoundXAtEveryRowCount) {
   std::mt19937 rng(4);
   std::normal_distribution<float> n(0, 1);
   for (const int64_t in : {64, 201, 1100}) {
@@ -257,8 +257,7 @@ TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
             exact += wv * xv;
             mag += std::fabs(wv * xv);
           }
-          const double want = m == 1 ? exact : rounded;
-          ASSERT_NEAR(y[i * out + j], want, (in / 16.0 + 8) * std::exp2(-23) * mag)
+          ASSERT_NEAR(y[i * out + j], rounded, (in / 16.0 + 8) * std::exp2(-23) * mag)
               << "in=" << in << " m=" << m << " " << i << "," << j << " exact " << exact;
         }
       }
@@ -266,10 +265,10 @@ TEST(LinearTest, Bf16ActivationsRoundXOnceFromTwoRows) {
   }
 }
 
-// Linear::batch_invariant, BF16 on a CPU with AVX512_BF16 (the bf16 kernel at every row
-// count): each row of a call is, to the bit, what the row alone gives, split or rounded, at
-// widths of several 1,024-column blocks (summed block by block) and with a share of the weight
-// rows starting off a block of four.
+// Linear::batch_invariant with split activations, and bf16_activations by itself, BF16 on a CPU
+// with AVX512_BF16 (the bf16 kernel at every row count): each row of a call is, to the bit, what
+// the row alone gives, at widths of several 1,024-column blocks (summed block by block) and with
+// a share of the weight rows starting off a block of four.
 TEST(LinearTest, BatchInvariantBf16RowsEqualTheRowAloneToTheBit) {
   std::mt19937 rng(6);
   std::normal_distribution<float> n(0, 1);
@@ -279,7 +278,7 @@ TEST(LinearTest, BatchInvariantBf16RowsEqualTheRowAloneToTheBit) {
       std::vector<uint16_t> bytes;
       Linear w = RandomBf16(out, in, rng, &bytes);
       w.bf16_activations = rounded;
-      w.batch_invariant = true;
+      w.batch_invariant = !rounded;
       if (!Bf16KernelApplies(w)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
       for (const int64_t m : {1, 2, 7, 64, 100}) {
         std::vector<float> x(m * in), y(m * out);

@@ -229,11 +229,10 @@ TEST(WeightFormatAccuracyTest, Int8WithinTheToleranceItsWeightErrorGives) {
   }
 }
 
-// BF16 weights with activations rounded to bf16 (LoadOptions::bf16_activations: what BF16
-// inference in PyTorch computes) over whole prompts, where every projection takes 2 rows or
-// more (a one-token prompt excepted): within the FP8 checkpoint's own deviation from the golden, as
-// int8 activations above, yet not the split activations' result (the option is in effect); a model
-// of its own identity.
+// BF16 weights with activations rounded to bf16 (LoadOptions::bf16_activations, the default:
+// what BF16 inference in PyTorch computes) over whole prompts: within the FP8 checkpoint's own
+// deviation from the golden, as int8 activations above, yet not the split activations' result
+// (the option is in effect, a one-token prompt too); a model of its own identity.
 TEST(WeightFormatAccuracyTest, Bf16ActivationsWithinTheFp8CheckpointsDeviation) {
   const GoldenCase bf16 = LoadGolden("tiny-v3-bf16");
   const GoldenCase fp8 = LoadGolden("tiny-v3-fp8");
@@ -259,10 +258,7 @@ TEST(WeightFormatAccuracyTest, Bf16ActivationsWithinTheFp8CheckpointsDeviation) 
         "vs split activations %.3g\n",
         d.max_abs_diff, fp8_dev.max_abs_diff, from_split.max_abs_diff);
     EXPECT_LE(d.max_abs_diff, fp8_dev.max_abs_diff);
-    // A one-token prompt runs the batch-1 kernel, which keeps f32 activations.
-    if (p.prompt.size() >= 2) {
-      EXPECT_GT(from_split.max_abs_diff, 0.0);
-    }
+    EXPECT_GT(from_split.max_abs_diff, 0.0);
   }
 }
 
@@ -294,30 +290,48 @@ std::vector<float> DecodedBeside(const Model& model, const std::vector<int32_t>&
   return logits;
 }
 
-// LoadOptions::batch_invariant: a sequence's logits do not depend on its batch, to the bit,
-// in every format: each golden prompt decoded a token a step alone and beside 1, 4, 20 and 40
-// other sequences (batches past the int8/int4 tiles' 16-32 rows, the FP8 tiled GEMM's 24, the
-// absorbed attention's GEMM from 4). Without it every case here differs, and int8 beside 20
-// moved logits by up to 1.0 and changed 3 of 33 greedy choices (RESULTS.md, session 26).
+// LoadOptions::batch_invariant, and bf16_activations on BF16: a sequence's logits do not depend
+// on its batch, to the bit, in every format: each golden prompt decoded a token a step alone and
+// beside 1, 4, 20 and 40 other sequences (batches past the int8/int4 tiles' 16-32 rows, the FP8
+// tiled GEMM's 24, the absorbed attention's GEMM from 4), and prefilled whole (ModelConfig::
+// rows_alike: the attention of decode, not the expanded form). Without it every case here differs,
+// and int8 beside 20 moved logits by up to 1.0 and changed 3 of 33 greedy choices (RESULTS.md,
+// session 26).
 TEST(WeightFormatAccuracyTest, BatchInvariantGivesASequenceTheSameLogitsInAnyBatch) {
   struct Case {
     const char* golden;
     WeightFormat format;
     bool bf16_activations;
+    bool batch_invariant;
   };
-  for (const Case& c : {Case{"tiny-v3-bf16", WeightFormat::kAsStored, false},
-                        Case{"tiny-v3-bf16", WeightFormat::kAsStored, true},
-                        Case{"tiny-v3-bf16", WeightFormat::kInt8, false},
-                        Case{"tiny-v3-bf16", WeightFormat::kInt4, false},
-                        Case{"tiny-v3-fp8", WeightFormat::kAsStored, false}}) {
+  for (const Case& c : {Case{"tiny-v3-bf16", WeightFormat::kAsStored, false, true},
+                        Case{"tiny-v3-bf16", WeightFormat::kAsStored, true, true},
+                        // Rounded BF16 activations are batch-invariant by themselves where the
+                        // bf16 kernel runs (linear.cc, RowsAlike).
+                        Case{"tiny-v3-bf16", WeightFormat::kAsStored, true, false},
+                        Case{"tiny-v3-bf16", WeightFormat::kInt8, false, true},
+                        Case{"tiny-v3-bf16", WeightFormat::kInt4, false, true},
+                        Case{"tiny-v3-fp8", WeightFormat::kAsStored, false, true}}) {
+    Linear bf16;
+    bf16.dtype = DType::kBF16;
+    if (!c.batch_invariant && !Bf16KernelApplies(bf16)) continue;
     const GoldenCase golden = LoadGolden(c.golden);
     std::unique_ptr<Model> model = LoadAs(golden.dir, c.format, /*int8_activations=*/true,
-                                          c.bf16_activations, /*batch_invariant=*/true);
+                                          c.bf16_activations, c.batch_invariant);
     ASSERT_TRUE(model);
     const std::string name = absl::StrCat(c.golden, " ", WeightFormatName(c.format),
-                                          c.bf16_activations ? " bf16 activations" : "");
+                                          c.bf16_activations ? " bf16 activations" : "",
+                                          c.batch_invariant ? " batch_invariant" : "");
+    EXPECT_TRUE(model->config().rows_alike) << name;
     for (const GoldenPrompt& p : golden.prompts) {
       const std::vector<float> alone = DecodedBeside(*model, p.prompt, 0);
+      // The whole prompt at once (prefill) too: its attention takes decode's path.
+      const std::vector<float> prefilled = PromptLogits(*model, p.prompt);
+      ASSERT_EQ(prefilled.size(), alone.size());
+      EXPECT_EQ(
+          Compare(prefilled.data(), alone.data(), static_cast<int64_t>(alone.size())).max_abs_diff,
+          0.0)
+          << name << ", prompt of " << p.prompt.size() << ", prefilled";
       for (int others : {1, 4, 20, 40}) {
         const std::vector<float> batched = DecodedBeside(*model, p.prompt, others);
         ASSERT_EQ(batched.size(), alone.size());
@@ -336,6 +350,7 @@ TEST(WeightFormatAccuracyTest, FormatIsPartOfTheModelIdentity) {
   std::unique_ptr<Model> int4 = LoadAs(dir, WeightFormat::kInt4);
   ASSERT_TRUE(stored && int8 && int4);
   EXPECT_EQ(stored->config().weight_format, "");
+  EXPECT_FALSE(stored->config().rows_alike);  // split activations: the batch-1 kernel at 1 row
   EXPECT_EQ(int8->config().weight_format, "int8");
   const std::string h = ModelConfigHash(stored->config());
   EXPECT_NE(ModelConfigHash(int8->config()), h);
