@@ -40,11 +40,12 @@ ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, int4 or int8-head");
 ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights");
-ABSL_FLAG(bool, bf16_activations, false,
-          "BF16 weights take activations rounded to bf16 at 2 or more rows (else split in two)");
+ABSL_FLAG(bool, bf16_activations, true,
+          "BF16 weights take activations rounded to bf16 (false: split in two from 2 rows on; the "
+          "workers' --bf16_activations)");
 ABSL_FLAG(bool, batch_invariant, false,
-          "int8/int4 keep the integer kernel at every batch size; --bf16_activations the bf16 "
-          "kernel at batch 1 (the workers' --batch_invariant)");
+          "int8/int4 keep the integer kernel at every batch size, FP8 the direct one, split "
+          "BF16 the bf16 kernel (the workers' --batch_invariant)");
 ABSL_FLAG(bool, huge_pages, true,
           "projections left in the file mapping copied into transparent huge pages at load");
 ABSL_FLAG(double, min_seconds, 0,

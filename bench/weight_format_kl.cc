@@ -1,5 +1,5 @@
 // weight_format_kl --model DIR --weights int8|int4|auto --tokens FILE [--ctx 512] [--chunks N]
-//                  [--bf16_activations]
+//                  [--bf16_activations=false]
 //
 // The accuracy of a load-time weight format (engine/weight_format.h) as llama.cpp's
 // `llama-perplexity --kl-divergence` measures a quantization: the token stream is cut into
@@ -37,9 +37,10 @@ ABSL_FLAG(int, step, 0,
           "runs the decode kernels; 0: the whole chunk at once, "
           "as a prefill");
 ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations");
-ABSL_FLAG(bool, bf16_activations, false,
-          "the measured model's BF16 projections take activations rounded to bf16 (with "
-          "--weights auto: the cost of that alone)");
+ABSL_FLAG(bool, bf16_activations, true,
+          "the measured model's BF16 projections take activations rounded to bf16, as the "
+          "workers do by default (with --weights auto: the cost of that alone; the reference "
+          "always splits them)");
 
 namespace {
 
@@ -82,6 +83,7 @@ int Run() {
   }
   dsv3::engine::LoadOptions load;
   load.num_threads = absl::GetFlag(FLAGS_threads);
+  load.bf16_activations = false;  // the reference: BF16 with f32-level products
   auto format = dsv3::engine::ParseWeightFormat(absl::GetFlag(FLAGS_weights));
   auto base = Model::Load(absl::GetFlag(FLAGS_model), load);
   if (!format.ok() || !base.ok()) {

@@ -133,11 +133,12 @@ struct LoadOptions {
   // weights where the CPU has AVX512_BF16 (kernels/matmul_bf16.h); false keeps activations in f32
   // (slower, and exactly the dequantized weights' result).
   bool int8_activations = true;
-  // BF16 projections multiply activations rounded to bf16 from 2 rows on (decode batches,
-  // prefill; Linear::bf16_activations) where the CPU has AVX512_BF16: half the instructions of
-  // the default, which splits them into two bf16 parts to keep f32-level products. A change of
-  // numerics, so part of the model's identity (ModelConfig::bf16_activations).
-  bool bf16_activations = false;
+  // BF16 projections multiply activations rounded to bf16 (Linear::bf16_activations) where
+  // the CPU has AVX512_BF16, one kernel at every row count, as BF16 inference in PyTorch and
+  // llama.cpp: half the instructions of splitting them into two bf16 parts from 2 rows on
+  // (false: f32-level products, within 1e-4 of the reference's logits). Part of the model's
+  // identity (ModelConfig::bf16_activations).
+  bool bf16_activations = true;
   // Every projection computes a row the same whatever rows share its call (Linear::
   // batch_invariant): a request's tokens do not depend on what shares its decode steps, at the
   // cost of the kernels that change arithmetic with the row count. Part of the identity too.

@@ -35,7 +35,7 @@ class ExpertShard {
   // LoadOptions::bf16_activations and batch_invariant (part of the config's identity too).
   static absl::StatusOr<std::unique_ptr<ExpertShard>> Load(
       const std::string& dir, int32_t worker_index, int32_t num_workers,
-      engine::WeightFormat weights = engine::WeightFormat::kAsStored, bool bf16_activations = false,
+      engine::WeightFormat weights = engine::WeightFormat::kAsStored, bool bf16_activations = true,
       bool batch_invariant = false);
 
   std::shared_ptr<const ExpertHolding> current() const;

@@ -38,12 +38,11 @@ ABSL_FLAG(bool, int8_activations, true,
           "(int8) rounds them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); "
           "false keeps them in f32");
 
-ABSL_FLAG(bool, bf16_activations, false,
-          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
-          "batches, prefill) on CPUs with AVX512_BF16, as BF16 inference in PyTorch and "
-          "llama.cpp; false splits them into two bf16 parts (f32-level products, twice the "
-          "instructions). Part of the model identity, as --weights. A request's tokens can then "
-          "depend on what shares its decode batches, unless --batch_invariant (README)");
+ABSL_FLAG(bool, bf16_activations, true,
+          "BF16 projections multiply activations rounded to bf16 on CPUs with AVX512_BF16, as BF16 "
+          "inference in PyTorch and llama.cpp, by one kernel at every batch size; false splits "
+          "them into two bf16 parts from 2 rows on (f32-level products, slower at big batches "
+          "and prefill). The workers' --bf16_activations; part of the model identity (README)");
 
 ABSL_FLAG(bool, batch_invariant, false,
           "Every projection keeps one kernel at every row count, so that a request's tokens do "

@@ -14,18 +14,20 @@ ABSL_FLAG(std::string, weights, "auto",
           "Weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8 checkpoints; engine/weight_format.h). Part of the "
           "model identity: every prefill, decode and expert worker of a cluster must agree.");
-ABSL_FLAG(bool, bf16_activations, false,
-          "BF16 projections multiply activations rounded to bf16 at 2 or more rows (decode "
-          "batches, prefill) on CPUs with AVX512_BF16: one vdpbf16ps per 32 columns, as BF16 "
-          "inference in PyTorch and llama.cpp; false splits them into two bf16 parts (f32-level "
-          "products, twice the instructions). Part of the model identity, as --weights. A "
-          "request's tokens can then depend on what shares its decode batches, unless "
-          "--batch_invariant (README).");
+ABSL_FLAG(bool, bf16_activations, true,
+          "BF16 projections multiply activations rounded to bf16 on CPUs with AVX512_BF16: one "
+          "vdpbf16ps per 32 columns, as BF16 inference in PyTorch and llama.cpp, by one kernel at "
+          "every batch size, and a BF16 model's prefill attends as decode does: a request's tokens "
+          "do not depend on what shares its batches, nor on a prefix cache or a move to another "
+          "decode worker. false splits them into two bf16 parts from 2 rows on (f32-level "
+          "products, within 1e-4 of the reference's logits; slower at big batches and prefill). "
+          "Part of the model identity, as --weights (README).");
 ABSL_FLAG(bool, batch_invariant, false,
           "A request's tokens do not depend, to the bit, on what shares its decode steps or "
           "prefill: every projection keeps one kernel at every row count (int8/int4: no bf16 "
-          "tiles above 16-32 rows; BF16: the bf16 kernel at batch 1 too; FP8: no tiled GEMM). "
-          "Slower where those kernels win (README). Part of the model identity, as --weights.");
+          "tiles above 16-32 rows; FP8: no tiled GEMM; BF16 with split activations: the bf16 "
+          "kernel at batch 1 and past 64 rows), and prefill attends as decode does. Slower "
+          "where those kernels win (README). Part of the model identity, as --weights.");
 ABSL_FLAG(std::string, ucx_tls, "",
           "UCX transports (UCX_TLS), e.g. tcp or posix,cma,self; empty: UCX's default.");
 ABSL_FLAG(std::string, ucx_net_devices, "", "UCX network devices (UCX_NET_DEVICES), e.g. lo.");

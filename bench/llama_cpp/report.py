@@ -10,7 +10,7 @@ import statistics
 import sys
 
 out = sys.argv[1]
-PAIRS = [("auto", "bf16", "BF16 / BF16"), ("bf16-act", "bf16", "BF16, bf16 activations / BF16"),
+PAIRS = [("auto", "bf16", "BF16 / BF16"), ("bf16-split", "bf16", "BF16, split activations / BF16"),
          ("int8", "q8_0", "int8 / Q8_0"), ("int4", "q4_0", "int4 / Q4_0")]
 
 
@@ -162,5 +162,5 @@ if kl_rows:
     dp = os.path.join(out, "ours-kl-bf16-act-decode.json")
     if os.path.exists(p) and os.path.exists(dp):
         o, d = load(p), load(dp)
-        print(f"| bf16-act (vs BF16 split) | {o['mean_kl']:.6f} | {d['mean_kl']:.6f} | "
+        print(f"| BF16, rounded activations (vs split) | {o['mean_kl']:.6f} | {d['mean_kl']:.6f} | "
               f"{100 * d['same_top_token']:.2f}% | - | - | - |")

@@ -74,12 +74,13 @@ TEST(ExpertShardTest, HoldsOnlyItsExpertsAndKeepsThePreviousOnesUntilTheNextChan
   EXPECT_EQ(ExpertShard::Load(kModel, 2, 2).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// An expert worker told to round BF16 projections' activations (--bf16_activations) loads its
-// experts so and says so in its identity, which a decode worker without it then does not match.
+// An expert worker rounds BF16 projections' activations unless told not to
+// (--bf16_activations=false), and says which in its identity, which a decode worker of the other
+// arithmetic then does not match.
 TEST(ExpertShardTest, Bf16ActivationsAreInTheExpertsAndTheIdentity) {
   const std::string bf16 = DSV3_SOURCE_DIR "/tests/data/golden/tiny-v3-bf16";
-  auto plain = ExpertShard::Load(bf16, 0, 1);
-  auto rounded = ExpertShard::Load(bf16, 0, 1, engine::WeightFormat::kAsStored, true);
+  auto plain = ExpertShard::Load(bf16, 0, 1, engine::WeightFormat::kAsStored, false);
+  auto rounded = ExpertShard::Load(bf16, 0, 1);
   ASSERT_TRUE(plain.ok() && rounded.ok());
   EXPECT_TRUE((*rounded)->current()->model->weights().layers[1].moe.experts[0].up.bf16_activations);
   EXPECT_FALSE((*plain)->current()->model->weights().layers[1].moe.experts[0].up.bf16_activations);
