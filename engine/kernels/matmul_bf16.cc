@@ -102,7 +102,8 @@ DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k,
   const bool accumulate = c0 > 0;
   for (int64_t b = i0; b < i1; b += 6) {
     const uint16_t* xh = xs.hi.data() + b * s;
-    const uint16_t* xl = xs.lo.data() + b * s;
+    // Rounded activations have no low parts (lo empty: no offset from its null data()).
+    const uint16_t* xl = kLo ? xs.lo.data() + b * s : nullptr;
     float* yb = y + b * ldy;
     const int64_t rows = std::min<int64_t>(6, i1 - b);
     int64_t j = j0;
@@ -136,7 +137,7 @@ DSV3_BF16 void Panel(const Bf16Activations& xs, const uint16_t* base, int64_t k,
     for (; j < j1; ++j) {  // the last 1-3 rows of the thread's share
       const uint16_t* rw[1] = {base + j * k};
       for (int64_t i = 0; i < rows; ++i) {
-        Block<1, 1, kLo>(rw, xh + i * s, xl + i * s, s, c0, c1, k, accumulate, 0, 0,
+        Block<1, 1, kLo>(rw, xh + i * s, kLo ? xl + i * s : nullptr, s, c0, c1, k, accumulate, 0, 0,
                          yb + i * ldy + j, ldy);
       }
     }
