@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/axpy_rows.h"
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/matmul_bf16.h"
 #include "engine/kernels/matmul_direct.h"
@@ -238,9 +239,7 @@ void MatMulTransposedRows(const float* x, int64_t m, int64_t ldx, const Linear& 
            GemmOutput::kAccumulate);
       continue;
     }
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t r = 0; r < rows; ++r) Axpy(x[i * ldx + r0 + r], &tile[r * in], y + i * ldy, in);
-    }
+    AxpyRows(x + r0, m, ldx, tile.data(), rows, in, in, y, ldy);
   }
 }
 

@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/kernels/axpy_rows.h"
 #include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/matmul_bf16.h"
@@ -295,6 +297,36 @@ TEST(LinearTest, BatchInvariantBf16RowsEqualTheRowAloneToTheBit) {
             ASSERT_EQ(shares[j], alone[j]) << "rounded=" << rounded << " in=" << in << " " << j;
           }
         }
+      }
+    }
+  }
+}
+
+// The query fold's product: a row's sums are the same bits alone or in a block of any size,
+// and they match a float64 reference; the columns past 64 take the masked loop.
+TEST(AxpyRowsTest, ARowAloneAndAmongOthersGiveTheSameBits) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0, 1);
+  for (const int64_t n : {256, 200, 13}) {
+    const int64_t k = 37, ldx = k + 3, ldt = n + 5, ldy = n + 2;
+    std::vector<float> t(k * ldt);
+    for (auto& v : t) v = dist(rng);
+    for (const int64_t m : {1, 3, 4, 9}) {
+      std::vector<float> x(m * ldx), y(m * ldy);
+      for (auto& v : x) v = dist(rng);
+      for (auto& v : y) v = dist(rng);
+      const std::vector<float> y0 = y;
+      AxpyRows(x.data(), m, ldx, t.data(), k, ldt, n, y.data(), ldy);
+      for (int64_t i = 0; i < m; ++i) {
+        std::vector<float> alone(y0.begin() + i * ldy, y0.begin() + (i + 1) * ldy);
+        AxpyRows(&x[i * ldx], 1, ldx, t.data(), k, ldt, n, alone.data(), ldy);
+        for (int64_t c = 0; c < n; ++c) {
+          ASSERT_EQ(y[i * ldy + c], alone[c]) << "m " << m << " n " << n << ": " << i << "," << c;
+          double ref = y0[i * ldy + c];
+          for (int64_t r = 0; r < k; ++r) ref += double{x[i * ldx + r]} * t[r * ldt + c];
+          ASSERT_NEAR(y[i * ldy + c], ref, 1e-4 * (1 + std::fabs(ref)));
+        }
+        for (int64_t c = n; c < ldy; ++c) ASSERT_EQ(y[i * ldy + c], y0[i * ldy + c]);  // untouched
       }
     }
   }
