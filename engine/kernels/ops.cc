@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/kernels/avx512.h"
+
 namespace dsv3::engine {
 
 // Not under ThreadSanitizer: an ifunc resolver runs while the dynamic loader relocates the
@@ -56,8 +58,61 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+#if DSV3_HAVE_AVX512_KERNEL
+namespace {
+
+// e^x for 16 lanes, within about 1 ulp of expf: x = k ln2 + r with |r| <= ln2/2 (ln2 split in
+// two so k ln2 is exact), e^r by a degree-7 polynomial (Cephes' expf coefficients), then 2^k.
+// Below -87.3 (e^x under FLT_MIN) the result is FLT_MIN-sized, not 0: nothing in a softmax.
+DSV3_AVX512_INLINE __m512 Exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, k);
+}
+
+// The attention's softmax, a cache row per element: scalar expf was 7% of a 512-token prefill.
+// The sum stays in f64, in 16 lanes.
+DSV3_AVX512 void SoftmaxAvx512(float* x, int64_t n) {
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < n; i += 16) {
+    mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(mv, TailMask(n - i), x + i));
+  }
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = TailMask(n - i);
+    const __m512 e =
+        _mm512_maskz_mov_ps(mask, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), m)));
+    _mm512_mask_storeu_ps(x + i, mask, e);
+    s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+  }
+  const __m512 inv =
+      _mm512_set1_ps(static_cast<float>(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 mask = TailMask(n - i);
+    _mm512_mask_storeu_ps(x + i, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv));
+  }
+}
+
+}  // namespace
+#endif  // DSV3_HAVE_AVX512_KERNEL
+
 void SoftmaxInPlace(float* x, int64_t n) {
   if (n <= 0) return;
+#if DSV3_HAVE_AVX512_KERNEL
+  if (CpuHasAvx512()) return SoftmaxAvx512(x, n);
+#endif
   const float m = *std::max_element(x, x + n);
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {

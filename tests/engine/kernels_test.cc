@@ -388,6 +388,31 @@ TEST(OpsTest, RmsNormSoftmaxDot) {
   EXPECT_FLOAT_EQ(Dot(a.data(), b.data(), 37), 74.0f);
 }
 
+// Against a float64 softmax: lengths with and without a vector tail, spreads from 1e-3 to scores
+// 200 apart (whose exponentials fall below FLT_MIN and must add nothing).
+TEST(OpsTest, SoftmaxMatchesTheFloat64Reference) {
+  std::mt19937 rng(8);
+  for (const float spread : {1e-3f, 3.0f, 30.0f, 200.0f}) {
+    std::uniform_real_distribution<float> dist(-spread, spread);
+    for (const int64_t n : {1, 2, 15, 16, 17, 100, 513}) {
+      std::vector<float> x(n + 1, 7.0f);
+      for (int64_t i = 0; i < n; ++i) x[i] = dist(rng) + 40.0f;
+      std::vector<double> ref(x.begin(), x.begin() + n), gap(n);
+      const double m = *std::max_element(ref.begin(), ref.end());
+      double sum = 0;
+      for (int64_t i = 0; i < n; ++i) sum += (ref[i] = std::exp(-(gap[i] = m - ref[i])));
+      SoftmaxInPlace(x.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        // 1e-6 for the exponential and the sum; x - max is rounded to f32 first (2^-24 of the
+        // gap, relative, in the exponential), as any f32 softmax does.
+        const double p = ref[i] / sum, rel = 1e-6 + gap[i] * 0x1p-23;
+        ASSERT_NEAR(x[i], p, rel * p + 1e-37) << spread << " " << n << " " << i;
+      }
+      EXPECT_EQ(x[n], 7.0f);  // nothing past n written
+    }
+  }
+}
+
 TEST(RopeTest, InterleavedPairsAndYarnFrequencies) {
   ModelConfig c;
   c.qk_rope_head_dim = 64;
