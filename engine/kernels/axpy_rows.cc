@@ -11,8 +11,8 @@ namespace {
 // R rows of y by 64 columns stay in 4R registers over all k terms; each vector of t loaded
 // serves the R rows. The last columns go 16 at a time, masked, in the same order per element.
 template <int R>
-DSV3_AVX512 void AxpyRowsAvx512(const float* x, int64_t ldx, const float* t, int64_t k,
-                                int64_t ldt, int64_t n, float* y, int64_t ldy) {
+DSV3_AVX512 void AxpyRowsAvx512(const float* x, int64_t ldx, const float* t, int64_t k, int64_t ldt,
+                                int64_t n, float* y, int64_t ldy) {
   int64_t c = 0;
   for (; c + 64 <= n; c += 64) {
     __m512 acc[R][4];

@@ -14,44 +14,70 @@ namespace {
 // Rows ahead of the scores loop that it prefetches (8 rows: 10 KiB at DeepSeek-V3's widths).
 constexpr int64_t kPrefetchRows = 8;
 
-// Two rows at a time: each query vector loaded once serves both, and 2 x H accumulators
-// hide the FMA latency.
-template <int H>
-DSV3_AVX512 void ScoresAvx512(const float* q, int64_t q_stride, const float* const* rows, int64_t n,
-                              int64_t width, float scale, float* scores, int64_t score_stride) {
-  int64_t j = 0;
-  for (; j + 2 <= n; j += 2) {
-    const float* r0 = rows[j];
-    const float* r1 = rows[j + 1];
-    // The rows come from DRAM (the step's weights evicted them) and their pages are scattered:
-    // ask for the rows kPrefetchRows ahead, a line per chunk, or the loads wait on memory.
-    const float* f0 = rows[std::min(j + kPrefetchRows, n - 1)];
-    const float* f1 = rows[std::min(j + kPrefetchRows + 1, n - 1)];
-    __m512 a0[H], a1[H];
-#pragma GCC unroll 8
-    for (int g = 0; g < H; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < width; c += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(f0 + c), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(f1 + c), _MM_HINT_T0);
-      const __mmask16 m = TailMask(width - c);
-      const __m512 v0 = _mm512_maskz_loadu_ps(m, r0 + c);
-      const __m512 v1 = _mm512_maskz_loadu_ps(m, r1 + c);
-#pragma GCC unroll 8
-      for (int g = 0; g < H; ++g) {
-        const __m512 qv = _mm512_maskz_loadu_ps(m, q + g * q_stride + c);
-        a0[g] = _mm512_fmadd_ps(qv, v0, a0[g]);
-        a1[g] = _mm512_fmadd_ps(qv, v1, a1[g]);
-      }
+// 4 queries by 4 rows: 16 sums in registers, 8 loads for 16 multiply-adds, and one transposing
+// reduction per query for its 4 rows (Sum4). Every score is the same sequence of operations
+// wherever its query and row sit in a tile, so a query's scores do not depend on the others
+// computed with it (a prompt's rows attend to the bit as its tokens decoded alone would).
+template <bool kPrefetch>
+DSV3_AVX512 void ScoresTile(const float* const* q, const float* const* r, const float* const* ahead,
+                            int64_t width, __m128* sums) {
+  __m512 acc[4][4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) acc[i][k] = _mm512_setzero_ps();
+  }
+  for (int64_t c = 0; c < width; c += 16) {
+    if constexpr (kPrefetch) {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead[k] + c), _MM_HINT_T0);
     }
-#pragma GCC unroll 8
-    for (int g = 0; g < H; ++g) {
-      scores[g * score_stride + j] = scale * _mm512_reduce_add_ps(a0[g]);
-      scores[g * score_stride + j + 1] = scale * _mm512_reduce_add_ps(a1[g]);
+    const __mmask16 m = TailMask(width - c);
+    __m512 rv[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) rv[k] = _mm512_maskz_loadu_ps(m, r[k] + c);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q[i] + c);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) acc[i][k] = _mm512_fmadd_ps(qv, rv[k], acc[i][k]);
     }
   }
-  if (j < n) {
-    for (int g = 0; g < H; ++g) {
-      scores[g * score_stride + j] = scale * Dot(q + g * q_stride, rows[j], width);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) sums[i] = Sum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+}
+
+// Rows 4 at a time, each block against every query in tiles of 4 (a short last tile repeats
+// its last query or row and stores only its own). The first tile of a block prefetches the
+// rows kPrefetchRows ahead: they come from DRAM (the step's weights evicted them) and their
+// pages are scattered. The block's rows stay in L1 for the later tiles.
+DSV3_AVX512 void ScoresAvx512(const float* q, int64_t q_stride, int64_t nq,
+                              const float* const* rows, int64_t n, int64_t width, float scale,
+                              float* scores, int64_t score_stride) {
+  const __m128 s = _mm_set1_ps(scale);
+  for (int64_t j0 = 0; j0 < n; j0 += 4) {
+    const int64_t nr = std::min<int64_t>(4, n - j0);
+    const float* r[4];
+    const float* ahead[4];
+    for (int64_t k = 0; k < 4; ++k) {
+      r[k] = rows[j0 + std::min(k, nr - 1)];
+      ahead[k] = rows[std::min(j0 + kPrefetchRows + k, n - 1)];
+    }
+    const __mmask8 store = static_cast<__mmask8>((1u << nr) - 1u);
+    for (int64_t g0 = 0; g0 < nq; g0 += 4) {
+      const int64_t nqq = std::min<int64_t>(4, nq - g0);
+      const float* qs[4];
+      for (int64_t i = 0; i < 4; ++i) qs[i] = q + (g0 + std::min(i, nqq - 1)) * q_stride;
+      __m128 sums[4];
+      if (g0 == 0) {
+        ScoresTile<true>(qs, r, ahead, width, sums);
+      } else {
+        ScoresTile<false>(qs, r, ahead, width, sums);
+      }
+      for (int64_t i = 0; i < nqq; ++i) {
+        _mm_mask_storeu_ps(scores + (g0 + i) * score_stride + j0, store, _mm_mul_ps(sums[i], s));
+      }
     }
   }
 }
@@ -117,10 +143,8 @@ DSV3_AVX512 void WeightedSumAvx512(const float* p, int64_t p_stride, const float
 void LatentScores(const float* q, int64_t q_stride, int64_t heads, const float* const* rows,
                   int64_t n, int64_t width, float scale, float* scores, int64_t score_stride) {
 #if DSV3_HAVE_AVX512_KERNEL
-  if (CpuHasAvx512()) {
-    DSV3_DISPATCH_HEADS(heads, ScoresAvx512, q, q_stride, rows, n, width, scale, scores,
-                        score_stride);
-  }
+  if (CpuHasAvx512())
+    return ScoresAvx512(q, q_stride, heads, rows, n, width, scale, scores, score_stride);
 #endif
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t g = 0; g < heads; ++g) {

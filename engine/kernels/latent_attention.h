@@ -12,7 +12,8 @@
 namespace dsv3::engine {
 
 // scores[g * score_stride + j] = scale * sum_c q[g * q_stride + c] * rows[j][c], for g < heads
-// (1..8), j < n, c < width.
+// (any count), j < n, c < width. A score's bits depend on its query and row alone, not on the
+// other queries or rows of the call.
 void LatentScores(const float* q, int64_t q_stride, int64_t heads, const float* const* rows,
                   int64_t n, int64_t width, float scale, float* scores, int64_t score_stride);
 
