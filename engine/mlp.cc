@@ -4,6 +4,7 @@
 
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
+#include "engine/thread_pool.h"
 
 namespace dsv3::engine {
 
@@ -13,7 +14,15 @@ void SwiGluForward(const MlpWeights& w, const float* x, int64_t m, float* y) {
   std::vector<float> u(static_cast<size_t>(m * inter));  // {m, inter}
   MatMul(x, m, w.gate, g.data());
   MatMul(x, m, w.up, u.data());
-  SiluMul(g.data(), u.data(), m * inter, g.data());
+  // A prompt's rows on every thread: [512, 2816] on one was 2% of a prefill.
+  if (m * inter < (1 << 16) || ThreadPool::InJob()) {
+    SiluMul(g.data(), u.data(), m * inter, g.data());
+  } else {
+    ThreadPool::Default().ParallelFor(m, [&](int64_t begin, int64_t end) {
+      SiluMul(&g[static_cast<size_t>(begin * inter)], &u[static_cast<size_t>(begin * inter)],
+              (end - begin) * inter, &g[static_cast<size_t>(begin * inter)]);
+    });
+  }
   MatMul(g.data(), m, w.down, y);
 }
 

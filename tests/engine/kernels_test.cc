@@ -425,6 +425,24 @@ TEST(OpsTest, SoftmaxMatchesTheFloat64Reference) {
   }
 }
 
+// silu(g) * u against float64, over gates from -100 to 100 (e^-g past f32's range both ways).
+TEST(OpsTest, SiluMulMatchesTheFloat64Reference) {
+  std::mt19937 rng(9);
+  for (const float spread : {1.0f, 10.0f, 100.0f}) {
+    std::uniform_real_distribution<float> dist(-spread, spread);
+    for (const int64_t n : {1, 16, 37, 1000}) {
+      std::vector<float> g(n), u(n), out(n + 1, 7.0f);
+      for (int64_t i = 0; i < n; ++i) g[i] = dist(rng), u[i] = dist(rng);
+      SiluMul(g.data(), u.data(), n, out.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const double ref = double{g[i]} / (1.0 + std::exp(-double{g[i]})) * u[i];
+        ASSERT_NEAR(out[i], ref, 1e-6 * std::fabs(ref) + 1e-30) << g[i] << " " << u[i];
+      }
+      EXPECT_EQ(out[n], 7.0f);
+    }
+  }
+}
+
 TEST(RopeTest, InterleavedPairsAndYarnFrequencies) {
   ModelConfig c;
   c.qk_rope_head_dim = 64;
