@@ -130,8 +130,10 @@ DSV3_VNNI_INLINE void BlockStep(const Int8Activations::Chunk* chunk, const uint8
       wv[n] = _mm512_load_si512(rows[n] + c);
     } else {
       const uint8_t* at = rows[n] + RowBytes<D>(c);
-      _mm_prefetch(reinterpret_cast<const char*>(at + ahead), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(at + 2 * ahead), _MM_HINT_T1);
+      if (D != DType::kQ4 || (c & 127) == 0) {  // kQ4: a step is half a line
+        _mm_prefetch(reinterpret_cast<const char*>(at + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(at + 2 * ahead), _MM_HINT_T1);
+      }
       wv[n] = LoadUnsigned<D>(rows[n], c, kTail);
     }
     sv[n] = PairScales(scales[n] + c / kGroup, kTail);
