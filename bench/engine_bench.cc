@@ -40,7 +40,7 @@ ABSL_FLAG(std::string, workdir, "/tmp/dsv3-bench-model",
 ABSL_FLAG(int32_t, threads, 0, "engine threads; 0 = all hardware threads");
 ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, int4 or int8-head");
 ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights");
-ABSL_FLAG(bool, bf16_activations, true,
+ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "BF16 weights take activations rounded to bf16 (false: split in two from 2 rows on; the "
           "workers' --bf16_activations)");
 ABSL_FLAG(bool, batch_invariant, false,

@@ -37,7 +37,7 @@ ABSL_FLAG(int, step, 0,
           "runs the decode kernels; 0: the whole chunk at once, "
           "as a prefill");
 ABSL_FLAG(bool, int8_activations, true, "the quantized model's int8 activations");
-ABSL_FLAG(bool, bf16_activations, true,
+ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "the measured model's BF16 projections take activations rounded to bf16, as the "
           "workers do by default (with --weights auto: the cost of that alone; the reference "
           "always splits them)");

@@ -35,8 +35,8 @@ class ExpertShard {
   // LoadOptions::bf16_activations and batch_invariant (part of the config's identity too).
   static absl::StatusOr<std::unique_ptr<ExpertShard>> Load(
       const std::string& dir, int32_t worker_index, int32_t num_workers,
-      engine::WeightFormat weights = engine::WeightFormat::kAsStored, bool bf16_activations = true,
-      bool batch_invariant = false);
+      engine::WeightFormat weights = engine::WeightFormat::kAsStored,
+      bool bf16_activations = engine::LoadOptions{}.bf16_activations, bool batch_invariant = false);
 
   std::shared_ptr<const ExpertHolding> current() const;
   // Makes `next` the placement in effect after loading what it assigns to this worker.

@@ -38,7 +38,7 @@ ABSL_FLAG(bool, int8_activations, true,
           "(int8) rounds them and the weights to bf16 on CPUs with AVX512_BF16 (matmul_bf16.h); "
           "false keeps them in f32");
 
-ABSL_FLAG(bool, bf16_activations, true,
+ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "BF16 projections multiply activations rounded to bf16 on CPUs with AVX512_BF16, as BF16 "
           "inference in PyTorch and llama.cpp, by one kernel at every batch size; false splits "
           "them into two bf16 parts from 2 rows on (f32-level products, slower at big batches "

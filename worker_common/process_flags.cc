@@ -14,7 +14,7 @@ ABSL_FLAG(std::string, weights, "auto",
           "Weight format in memory: auto (as the checkpoint stores them), int8, int4 or int8-head "
           "(quantized at load from BF16/FP8 checkpoints; engine/weight_format.h). Part of the "
           "model identity: every prefill, decode and expert worker of a cluster must agree.");
-ABSL_FLAG(bool, bf16_activations, true,
+ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "BF16 projections multiply activations rounded to bf16 on CPUs with AVX512_BF16: one "
           "vdpbf16ps per 32 columns, as BF16 inference in PyTorch and llama.cpp, by one kernel at "
           "every batch size, and a BF16 model's prefill attends as decode does: a request's tokens "
