@@ -36,23 +36,6 @@ DSV3_AVX512 int64_t ArgmaxAvx512(const float* x, int64_t n) {
   return 0;  // all NaN
 }
 
-// exp(v) for v in [kMinExponent, 88]: v = k ln2 + r with |r| <= ln2 / 2, a degree-6
-// polynomial in r (Cephes' expf coefficients), scaled by 2^k.
-DSV3_AVX512_INLINE __m512 ExpAvx512(__m512 v) {
-  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), v);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, k);
-}
-
 // a0 + a1 += exp((x - shift) * scale) of the lanes in k, in double. Lanes past the end, below
 // the range, or NaN add nothing.
 DSV3_AVX512_INLINE void AddExp(__m512 x, __mmask16 k, __m512 shift, __m512 scale, __m512d& a0,

@@ -18,23 +18,10 @@ namespace dsv3::engine {
 #if DSV3_HAVE_AVX512_KERNEL
 namespace {
 
-// e^x for 16 lanes, within about 1 ulp of expf: x = k ln2 + r with |r| <= ln2/2 (ln2 split in
-// two so k ln2 is exact), e^r by a degree-7 polynomial (Cephes' expf coefficients), then 2^k.
-// Below -87.3 (e^x under FLT_MIN) the result is FLT_MIN-sized, not 0: nothing in a softmax.
+// e^x, x clamped to ExpAvx512's range: below -87.3 (e^x under FLT_MIN) the result is
+// FLT_MIN-sized, not 0, which adds nothing to a softmax.
 DSV3_AVX512_INLINE __m512 Exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, k);
+  return ExpAvx512(_mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f)));
 }
 
 // The attention's softmax, a cache row per element: scalar expf was 7% of a 512-token prefill.
