@@ -24,7 +24,7 @@ constexpr int64_t kBlockCols = 1024;
 constexpr int64_t kPanelRows = 32;
 // Weight rows MatMulRowsBf16Tiles dequantises at a time (128 x 2,816 bf16: 720 KB, in L2).
 constexpr int64_t kTileRows = 128;
-// Activations of at least this many elements are rounded by every thread of the pool.
+// Activations are rounded by the pool's threads in chunks of at least this many elements.
 constexpr int64_t kParallelSplitElements = 1 << 16;
 
 #if DSV3_HAVE_BF16_KERNEL
@@ -267,9 +267,9 @@ void SplitActivations(const float* x, int64_t m, int64_t ldx, int64_t k, bool sp
     }
   };
   // A prompt's activations ([512, 2816] into a dense down projection) took 3% of a prefill on
-  // one thread while the others waited for the product.
-  if (m * k < kParallelSplitElements || ThreadPool::InJob()) return rows(0, m);
-  ThreadPool::Default().ParallelFor(m, rows);
+  // one thread while the others waited for the product. Chunks of at least
+  // kParallelSplitElements: fewer rows (decode) run inline, as do calls from inside a job.
+  ThreadPool::Default().ParallelFor(m, rows, std::max<int64_t>(1, kParallelSplitElements / k));
 #else
   (void)x, (void)ldx;
 #endif
