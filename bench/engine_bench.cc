@@ -5,8 +5,8 @@
 //
 // Without --model it uses (and, when missing, writes) the bench preset model under --workdir
 // (default /tmp/dsv3-bench-model, ~2 GB, ~20 s to write). Prints, in one run: decode tok/s at
-// batch 1, 8 and 32; prefill tok/s of a 512-token prompt; STREAM triad bandwidth (all
-// threads) and f32 GEMM peak (oneDNN); the batch-1 bandwidth roofline and the share of it
+// batch 1, 8 and 32; prefill tok/s of a 512-token prompt (--prefill_tokens); STREAM triad bandwidth
+// (all threads) and f32 GEMM peak (oneDNN); the batch-1 bandwidth roofline and the share of it
 // reached; resident memory against the bytes of weights plus the KV pool.
 
 #include <sys/stat.h>
@@ -62,6 +62,9 @@ ABSL_FLAG(bool, speed, true, "measure decode and prefill speed");
 ABSL_FLAG(std::vector<std::string>, decode_batches, std::vector<std::string>({"1", "8", "32"}),
           "decode batch sizes to measure (e.g. 1 alone, to profile it)");
 ABSL_FLAG(bool, prefill, true, "measure prefill speed");
+ABSL_FLAG(int64_t, prefill_tokens, 512, "tokens of the prefill prompt (1..65536)");
+ABSL_FLAG(std::string, attention, "auto",
+          "attention form: auto (the engine's choice), expanded or absorbed (every slice)");
 ABSL_FLAG(bool, roles, true, "measure resident memory per load role (child processes)");
 ABSL_FLAG(std::string, role_child, "", "internal: load one role and print its figures");
 
@@ -76,8 +79,7 @@ using engine::Model;
 using engine::SequenceInput;
 
 constexpr int64_t kDecodePrompt = 32;  // context each decoding sequence starts from
-constexpr int64_t kPrefillTokens = 512;
-constexpr int64_t kPoolBlocks = 64;  // 4096 positions: batch 32 x 64, or the prefill
+constexpr int64_t kPoolBlocks = 64;    // 4096 positions at least: batch 32 x 64, or the prefill
 constexpr int64_t kPoolBlockSize = 64;
 
 double Seconds(Clock::time_point since) {
@@ -146,7 +148,7 @@ struct DecodeFigure {
 // `batch` sequences prefilled with kDecodePrompt tokens, then `steps` timed decode steps of one
 // token each (greedy), all sequences in one Forward per step.
 absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool, int64_t batch,
-                                           int64_t steps) {
+                                           int64_t steps, const engine::ForwardOptions& options) {
   std::vector<KvSequence> seqs(static_cast<size_t>(batch));
   std::vector<std::vector<int32_t>> next(static_cast<size_t>(batch));
   std::vector<SequenceInput> in(static_cast<size_t>(batch));
@@ -154,7 +156,7 @@ absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool
     next[b] = PromptTokens(kDecodePrompt, model.config().vocab_size, b);
   auto step = [&]() -> absl::Status {
     for (int64_t b = 0; b < batch; ++b) in[b] = SequenceInput{next[b], &seqs[b], false};
-    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward(in, pool));
+    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward(in, pool, options));
     for (int64_t b = 0; b < batch; ++b) next[b] = {Argmax(out.LastLogits(b))};
     return absl::OkStatus();
   };
@@ -174,14 +176,15 @@ absl::StatusOr<DecodeFigure> MeasureDecode(const Model& model, KvCachePool& pool
   return DecodeFigure{batch, done, static_cast<double>(batch * done) / secs};
 }
 
-absl::StatusOr<double> MeasurePrefillSeconds(const Model& model, KvCachePool& pool) {
-  const std::vector<int32_t> prompt = PromptTokens(kPrefillTokens, model.config().vocab_size, 99);
+absl::StatusOr<double> MeasurePrefillSeconds(const Model& model, KvCachePool& pool, int64_t tokens,
+                                             const engine::ForwardOptions& options) {
+  const std::vector<int32_t> prompt = PromptTokens(tokens, model.config().vocab_size, 99);
   const auto t0 = Clock::now();
   int64_t done = 0;
   do {  // --min_seconds: the mean over as many prefills as fill it
     KvSequence seq;
     SequenceInput in{prompt, &seq, false};
-    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward({&in, 1}, pool));
+    DSV3_ASSIGN_OR_RETURN(ForwardResult out, model.Forward({&in, 1}, pool, options));
     pool.Release(seq);
     ++done;
   } while (Seconds(t0) < absl::GetFlag(FLAGS_min_seconds));
@@ -221,8 +224,23 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   j["bf16_activations"] = load.bf16_activations;
   j["batch_invariant"] = load.batch_invariant;
   j["load_s"] = Seconds(t0);
-  DSV3_ASSIGN_OR_RETURN(auto pool,
-                        KvCachePool::Create(model->KvLayout(kPoolBlocks, kPoolBlockSize)));
+  const int64_t prefill_tokens = absl::GetFlag(FLAGS_prefill_tokens);
+  if (prefill_tokens < 1 || prefill_tokens > 65536) {
+    return absl::InvalidArgumentError("--prefill_tokens must be 1..65536");
+  }
+  engine::ForwardOptions forward;
+  const std::string form = absl::GetFlag(FLAGS_attention);
+  if (form == "expanded") {
+    forward.attention = engine::AttentionForm::kExpanded;
+  } else if (form == "absorbed") {
+    forward.attention = engine::AttentionForm::kAbsorbed;
+  } else if (form != "auto") {
+    return absl::InvalidArgumentError("--attention must be auto, expanded or absorbed");
+  }
+  j["attention"] = form;
+  const int64_t blocks =
+      std::max(kPoolBlocks, (prefill_tokens + kPoolBlockSize - 1) / kPoolBlockSize);
+  DSV3_ASSIGN_OR_RETURN(auto pool, KvCachePool::Create(model->KvLayout(blocks, kPoolBlockSize)));
   const double weight_bytes = static_cast<double>(model->weights().bytes);
   const double token_bytes = static_cast<double>(DecodeTokenWeightBytes(*model));
   j["weights_bytes"] = weight_bytes;
@@ -253,7 +271,8 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
     for (int r = 0; r < reps; ++r) {
       const bool bracket = beside && d.batch == 1;
       const double before = bracket ? StreamTriadBesideGBs(hw_threads) : 0;
-      DSV3_ASSIGN_OR_RETURN(DecodeFigure f, MeasureDecode(*model, *pool, d.batch, d.steps));
+      DSV3_ASSIGN_OR_RETURN(DecodeFigure f,
+                            MeasureDecode(*model, *pool, d.batch, d.steps, forward));
       const double after = bracket ? StreamTriadBesideGBs(hw_threads) : 0;
       if (f.tokens_per_s > best.tokens_per_s) {
         best = f;
@@ -283,14 +302,16 @@ absl::Status MeasureSpeed(const std::string& dir, int threads, int reps, double 
   if (absl::GetFlag(FLAGS_prefill)) {
     double best_prefill = 1e30;
     for (int r = 0; r < reps; ++r) {
-      DSV3_ASSIGN_OR_RETURN(double s, MeasurePrefillSeconds(*model, *pool));
+      DSV3_ASSIGN_OR_RETURN(double s,
+                            MeasurePrefillSeconds(*model, *pool, prefill_tokens, forward));
       best_prefill = std::min(best_prefill, s);
     }
-    const double flops = PrefillFlops(*model, kPrefillTokens);
-    j["prefill_512_tok_s"] = kPrefillTokens / best_prefill;
-    j["prefill_512_gflop_s"] = flops / best_prefill / 1e9;
-    std::printf("prefill 512: %7.1f tok/s, %.1f GFLOP/s", kPrefillTokens / best_prefill,
-                flops / best_prefill / 1e9);
+    const double flops = PrefillFlops(*model, prefill_tokens);
+    const double tok_s = static_cast<double>(prefill_tokens) / best_prefill;
+    j[absl::StrCat("prefill_", prefill_tokens, "_tok_s")] = tok_s;
+    j[absl::StrCat("prefill_", prefill_tokens, "_gflop_s")] = flops / best_prefill / 1e9;
+    std::printf("prefill %lld: %7.1f tok/s, %.1f GFLOP/s", static_cast<long long>(prefill_tokens),
+                tok_s, flops / best_prefill / 1e9);
     if (peak > 0) {
       j["prefill_peak_share"] = flops / best_prefill / 1e9 / peak;
       std::printf(" (%.0f%% of the measured GEMM peak)", 100.0 * flops / best_prefill / 1e9 / peak);
