@@ -6,6 +6,7 @@
 #include "engine/kernels/ops.h"
 #include "engine/mlp.h"
 #include "engine/moe.h"
+#include "engine/scratch.h"
 
 namespace dsv3::engine {
 
@@ -13,8 +14,9 @@ absl::Status DecoderLayerForward(const LayerContext& ctx, const LayerWeights& w,
                                  std::span<const SequenceSlice> seqs, int64_t rows, float* x) {
   const int64_t hidden = ctx.config->hidden_size;
   const float eps = static_cast<float>(ctx.config->rms_norm_eps);
-  std::vector<float> normed(static_cast<size_t>(rows * hidden));  // {rows, hidden}
-  std::vector<float> delta(static_cast<size_t>(rows * hidden));   // {rows, hidden}
+  thread_local ScratchSite normed_site, delta_site;
+  Scratch normed(normed_site, static_cast<size_t>(rows * hidden));  // {rows, hidden}
+  Scratch delta(delta_site, static_cast<size_t>(rows * hidden));    // {rows, hidden}
 
   RmsNormRows(x, hidden, w.attn_norm.data(), hidden, rows, eps, normed.data(), hidden);
   DSV3_RETURN_IF_ERROR(ctx.attention->Forward(w.attn, layer, normed.data(), rows, seqs, *ctx.pool,

@@ -8,6 +8,7 @@
 #include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
+#include "engine/scratch.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::engine {
@@ -46,9 +47,10 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
   const int64_t rope = c.qk_rope_head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
 
-  std::vector<float> q(static_cast<size_t>(num_rows * heads * dq));  // {rows, heads, [nope|pe]}
+  thread_local ScratchSite q_site, qa_site, kv_site, attn_site;
+  Scratch q(q_site, static_cast<size_t>(num_rows * heads * dq));  // {rows, heads, [nope|pe]}
   if (c.q_lora_rank > 0) {
-    std::vector<float> qa(static_cast<size_t>(num_rows * c.q_lora_rank));  // {rows, q_lora}
+    Scratch qa(qa_site, static_cast<size_t>(num_rows * c.q_lora_rank));  // {rows, q_lora}
     MatMul(x, num_rows, w.q_a, qa.data());
     RmsNormRows(qa.data(), c.q_lora_rank, w.q_a_norm.data(), c.q_lora_rank, num_rows, eps,
                 qa.data(), c.q_lora_rank);
@@ -56,7 +58,7 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
   } else {
     MatMul(x, num_rows, w.q_proj, q.data());
   }
-  std::vector<float> kv(static_cast<size_t>(num_rows * (latent + rope)));  // {rows, [c_kv|k_pe]}
+  Scratch kv(kv_site, static_cast<size_t>(num_rows * (latent + rope)));  // {rows, [c_kv|k_pe]}
   MatMul(x, num_rows, w.kv_a, kv.data());
 
   std::vector<float> cos(static_cast<size_t>(rope / 2)), sin(static_cast<size_t>(rope / 2));
@@ -66,17 +68,17 @@ absl::Status MlaAttention::Forward(const MlaWeights& w, int64_t cache_layer, con
       const int64_t pos = s.start_pos + i;
       rope_.CosSin(pos, cos.data(), sin.data());
       float* row = pool.Row(cache_layer, *s.kv, pos);
-      const float* src = &kv[static_cast<size_t>(t * (latent + rope))];
+      const float* src = kv.data() + t * (latent + rope);
       RmsNorm(src, w.kv_a_norm.data(), latent, eps, row);
       std::memcpy(row + latent, src + latent, sizeof(float) * rope);
       Rope::Apply(cos.data(), sin.data(), rope, row + latent, 1, 0);
-      Rope::Apply(cos.data(), sin.data(), rope,
-                  &q[static_cast<size_t>(t * heads * dq + c.qk_nope_head_dim)], heads, dq);
+      Rope::Apply(cos.data(), sin.data(), rope, q.data() + t * heads * dq + c.qk_nope_head_dim,
+                  heads, dq);
     }
   }
 
-  std::vector<float> attn(
-      static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
+  Scratch attn(attn_site,
+               static_cast<size_t>(num_rows * heads * c.v_head_dim));  // {rows, heads, v}
   std::vector<const SequenceSlice*> absorbed;
   // Where every projection computes rows alike (ModelConfig::rows_alike), every slice takes
   // decode's path too: a prompt's rows then equal, to the bit, those of its tokens decoded one a
@@ -121,15 +123,16 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
   const int64_t ctx = s.start_pos + s.num_tokens;
   const int64_t n = s.num_tokens;
 
-  std::vector<float> lat(static_cast<size_t>(ctx * latent));  // {ctx, kv_lora}
-  std::vector<float> kpe(static_cast<size_t>(ctx * rope));    // {ctx, rope}
+  thread_local ScratchSite lat_site, kpe_site, kvb_site;
+  Scratch lat(lat_site, static_cast<size_t>(ctx * latent));  // {ctx, kv_lora}
+  Scratch kpe(kpe_site, static_cast<size_t>(ctx * rope));    // {ctx, rope}
   for (int64_t j = 0; j < ctx; ++j) {
     const float* row = pool.Row(cache_layer, *s.kv, j);
-    std::memcpy(&lat[static_cast<size_t>(j * latent)], row, sizeof(float) * latent);
-    std::memcpy(&kpe[static_cast<size_t>(j * rope)], row + latent, sizeof(float) * rope);
+    std::memcpy(lat.data() + j * latent, row, sizeof(float) * latent);
+    std::memcpy(kpe.data() + j * rope, row + latent, sizeof(float) * rope);
   }
   const int64_t kvw = nope + vdim;
-  std::vector<float> kvb(static_cast<size_t>(ctx * heads * kvw));  // {ctx, heads, [k_nope|v]}
+  Scratch kvb(kvb_site, static_cast<size_t>(ctx * heads * kvw));  // {ctx, heads, [k_nope|v]}
   MatMul(lat.data(), ctx, w.kv_b, kvb.data());
 
   // Per head, as GEMMs: scores {n, ctx} = q_nope k_nope^T + q_pe k_pe^T; causal softmax
@@ -138,12 +141,12 @@ void MlaAttention::Expanded(const MlaWeights& w, int64_t cache_layer, const Sequ
     thread_local std::vector<float> scores;
     scores.resize(static_cast<size_t>(n * ctx));
     const float* qh = q + (s.token_begin * heads + h) * dq;  // row stride heads * dq
-    Gemm(qh, heads * dq, &kvb[static_cast<size_t>(h * kvw)], heads * kvw, BLayout::kNK,
-         scores.data(), ctx, n, ctx, nope, GemmOutput::kOverwrite);
+    Gemm(qh, heads * dq, kvb.data() + h * kvw, heads * kvw, BLayout::kNK, scores.data(), ctx, n,
+         ctx, nope, GemmOutput::kOverwrite);
     Gemm(qh + nope, heads * dq, kpe.data(), rope, BLayout::kNK, scores.data(), ctx, n, ctx, rope,
          GemmOutput::kAccumulate);
     CausalSoftmax(scores.data(), n, ctx, s.start_pos, scale_);
-    Gemm(scores.data(), ctx, &kvb[static_cast<size_t>(h * kvw + nope)], heads * kvw, BLayout::kKN,
+    Gemm(scores.data(), ctx, kvb.data() + h * kvw + nope, heads * kvw, BLayout::kKN,
          attn + (s.token_begin * heads + h) * vdim, heads * vdim, n, vdim, ctx,
          GemmOutput::kOverwrite);
   });
@@ -179,10 +182,10 @@ void MlaAttention::AbsorbedSlice(const MlaWeights& w, int64_t cache_layer, const
   const int64_t width = latent + rope;
   const int64_t ctx = s.start_pos + s.num_tokens;
   const int64_t n = s.num_tokens;
-  std::vector<float> rows(static_cast<size_t>(ctx * width));  // {ctx, [c_kv | k_pe]}
+  thread_local ScratchSite rows_site;
+  Scratch rows(rows_site, static_cast<size_t>(ctx * width));  // {ctx, [c_kv | k_pe]}
   for (int64_t j = 0; j < ctx; ++j) {
-    std::memcpy(&rows[static_cast<size_t>(j * width)], pool.Row(cache_layer, *s.kv, j),
-                sizeof(float) * width);
+    std::memcpy(rows.data() + j * width, pool.Row(cache_layer, *s.kv, j), sizeof(float) * width);
   }
   ThreadPool::Default().ParallelForDynamic(heads, [&](int64_t h, int) {
     thread_local std::vector<float> qh, qcat, scores, olat, vout;

@@ -5,6 +5,7 @@
 
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"
+#include "engine/scratch.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::engine {
@@ -16,8 +17,9 @@ constexpr int64_t kParallelMinElements = 1 << 16;
 
 void SwiGluForward(const MlpWeights& w, const float* x, int64_t m, float* y) {
   const int64_t inter = w.gate.out_features;
-  std::vector<float> g(static_cast<size_t>(m * inter));  // {m, inter}
-  std::vector<float> u(static_cast<size_t>(m * inter));  // {m, inter}
+  thread_local ScratchSite g_site, u_site;
+  Scratch g(g_site, static_cast<size_t>(m * inter));  // {m, inter}
+  Scratch u(u_site, static_cast<size_t>(m * inter));  // {m, inter}
   MatMul(x, m, w.gate, g.data());
   MatMul(x, m, w.up, u.data());
   // A prompt's rows on every thread ([512, 2816] on one was 2% of a prefill), in chunks of at
@@ -25,8 +27,8 @@ void SwiGluForward(const MlpWeights& w, const float* x, int64_t m, float* y) {
   ThreadPool::Default().ParallelFor(
       m,
       [&](int64_t begin, int64_t end) {
-        SiluMul(&g[static_cast<size_t>(begin * inter)], &u[static_cast<size_t>(begin * inter)],
-                (end - begin) * inter, &g[static_cast<size_t>(begin * inter)]);
+        SiluMul(g.data() + begin * inter, u.data() + begin * inter, (end - begin) * inter,
+                g.data() + begin * inter);
       },
       std::max<int64_t>(1, kParallelMinElements / inter));
   MatMul(g.data(), m, w.down, y);

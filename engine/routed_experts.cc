@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/mlp.h"
+#include "engine/scratch.h"
 #include "engine/thread_pool.h"
 
 namespace dsv3::engine {
@@ -83,7 +84,10 @@ absl::Status LocalExpertExecutor::Run(int64_t layer, const float* x, int64_t row
   const int64_t n = rows * top_k;
   std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) tokens[static_cast<size_t>(s)] = static_cast<int32_t>(s / top_k);
-  auto ys = std::make_shared<std::vector<float>>(static_cast<size_t>(n * hidden));
+  // The outputs' storage is this thread's until the caller drops them (MoeForward, right after
+  // the combine); a Run before that gets storage of its own (scratch.h).
+  thread_local ScratchSite ys_site;
+  auto ys = std::make_shared<Scratch>(ys_site, static_cast<size_t>(n * hidden));
   DSV3_RETURN_IF_ERROR(
       ComputeExpertPairs(*weights_, layer, x, hidden, tokens.data(), experts, n, ys->data()));
   outputs->slots.resize(static_cast<size_t>(n));
