@@ -4,7 +4,8 @@
 // weight dtype: GB/s of weights streamed per second beside the STREAM triad measured in the
 // same run, so a kernel change can be judged without a whole model's other costs. kQ8/kQ6/kQ4
 // run with f32 activations (matmul_direct.h) and with int8 activations (matmul_int8.h); BF16
-// with its split activations, rounded (--bf16_activations), and rounded with --batch_invariant.
+// with its split activations, rounded (--bf16_activations), and rounded with --batch_invariant;
+// FP8 with f32 products and with bf16 activations (bf16 tiles above 8 rows, as loaded).
 
 #include <algorithm>
 #include <chrono>
@@ -108,6 +109,11 @@ int Run() {
     f8.scale_inv = dsv3::engine::QuantizeE4M3Blocks(dense.data(), rows, cols, 128, 128, fp8);
   }
   cases.push_back({"fp8", f8});
+  // As a checkpoint loads by default (LoadOptions::bf16_activations): above 8 rows, tiles of the
+  // weights rounded to bf16 on CPUs with AVX512_BF16.
+  Linear f8_rounded = f8;
+  f8_rounded.bf16_activations = true;
+  cases.push_back({"fp8 bf16-act", f8_rounded});
   for (DType t : {DType::kQ8, DType::kQ6, DType::kQ4}) {
     auto q = dsv3::engine::QuantizeLinear(stored, t);
     if (!q.ok()) return std::fprintf(stderr, "%s\n", q.status().ToString().c_str()), 1;

@@ -45,6 +45,14 @@ constexpr int64_t kQ8Int8MaxRows = 32;
 // (bench/RESULTS.md, session 23).
 constexpr int64_t kQ8Int8MaxRowsZen4 = 16;
 
+// FP8 weights with bf16 activations on a CPU with AVX512_BF16: above this many rows, tiles of
+// the weights dequantised and rounded to bf16 (matmul_bf16.h) instead of the direct kernel or
+// f32 tiles and the library GEMM. matmul_bench, 2 threads, an expert's [7168, 2048] and
+// [2048, 7168], us, direct / tiles: at 12 rows 2.4-3.0k / 2.2-2.7k, 16 3.6-3.8k / 2.3-2.7k,
+// 24 5.4-5.8k / 2.3-3.6k; f32 tiles + GEMM / bf16 tiles at 32 5.7-6.8k / 3.1-3.2k, 64
+// 8.4-9.3k / 5.3-6.0k, 512 47-49k / 39-44k; at 8 rows level (bench/RESULTS.md, session 30).
+constexpr int64_t kFp8DirectMaxRows = 8;
+
 bool CpuIsZen4() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   static const bool zen4 = [] {
@@ -150,7 +158,10 @@ bool RowsAlike(const Linear& w) {
 bool Bf16TilesTake(int64_t m, const Linear& w) {
   if (w.batch_invariant) return false;  // another rounding than the integer kernel's
   const int64_t q8_max = CpuIsZen4() ? kQ8Int8MaxRowsZen4 : kQ8Int8MaxRows;
-  return m > (w.dtype == DType::kQ8 ? q8_max : kQ4Int8MaxRows) && Bf16TilesApply(w);
+  const int64_t max = w.dtype == DType::kQ8       ? q8_max
+                      : w.dtype == DType::kF8E4M3 ? kFp8DirectMaxRows
+                                                  : kQ4Int8MaxRows;
+  return m > max && Bf16TilesApply(w);
 }
 
 void Linear::DequantRow(int64_t row, int64_t col_begin, int64_t n, float* out) const {

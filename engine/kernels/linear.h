@@ -11,8 +11,8 @@
 //     at any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16
 //     from 2 to 64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16
 //     parts (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations; kQ4
-//     and kQ8 with int8_activations above 24 and 32 rows: W tiles and x rounded to bf16, the
-//     same kernel (matmul_bf16.h);
+//     and kQ8 with int8_activations above 24 and 32 rows, FP8 with bf16_activations above 8:
+//     W tiles and x rounded to bf16, the same kernel (matmul_bf16.h);
 //   - more rows (prefill, big batches), where none of those applies: 128-row tiles of W are
 //     dequantised to f32 and multiplied by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
@@ -59,7 +59,10 @@ struct Linear {
   // BF16: x is rounded to bf16 and each 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16
   // inference in PyTorch and llama.cpp compute, at every row count, so that a row's result does
   // not depend on its batch (as batch_invariant); false splits x into two bf16 parts from 2 rows
-  // on (f32-level products, twice the instructions) and keeps f32 at 1 row.
+  // on (f32-level products, twice the instructions) and keeps f32 at 1 row. FP8: above 8 rows,
+  // W dequantised and rounded to bf16 in tiles and x rounded (as DeepSeek's reference computes
+  // FP8 checkpoints by default: weights dequantised to bf16, a bf16 linear); up to 8 rows the
+  // direct kernel's f32 products, so a decode step's rows depend on the batch's size there.
   bool bf16_activations = false;
   // A row's result does not depend, to the bit, on how many rows share the call: one kernel at
   // every row count. kQ4/kQ8/kQ6 the integer kernel (no bf16 tiles), BF16 the bf16 kernel where
@@ -89,10 +92,10 @@ void MatMulRows(const float* x, int64_t m, int64_t ldx, const Linear& w, int64_t
 // call: w.batch_invariant, and BF16 weights with bf16_activations where the bf16 kernel runs.
 bool RowsAlike(const Linear& w);
 
-// Whether MatMulRows computes m activation rows on w (kQ4/kQ8 with int8 activations) with
-// tiles rounded to bf16 (matmul_bf16.h) rather than the int8 kernel: on CPUs with AVX512_BF16,
-// above 24 rows for kQ4 and 32 for kQ8 (16 on Zen 4), where the tiles were measured faster;
-// never for w.batch_invariant.
+// Whether MatMulRows computes m activation rows on w (kQ4/kQ8 with int8 activations, FP8 with
+// bf16 activations) with tiles rounded to bf16 (matmul_bf16.h) rather than the int8 or direct
+// kernel: on CPUs with AVX512_BF16, above 24 rows for kQ4, 32 for kQ8 (16 on Zen 4) and 8 for
+// FP8, where the tiles were measured faster; never for w.batch_invariant.
 bool Bf16TilesTake(int64_t m, const Linear& w);
 
 // y[m, out_features] = x[m, in_features] W^T (dense leading dimensions).

@@ -233,8 +233,9 @@ DSV3_BF16 void DequantTile(const Linear& w, int64_t row_begin, int64_t rows, uin
 
 bool Bf16TilesApply(const Linear& w) {
 #if DSV3_HAVE_BF16_KERNEL
-  return (w.dtype == DType::kQ4 || w.dtype == DType::kQ8) && w.int8_activations &&
-         CpuHasAvx512Bf16();
+  const bool quantized = (w.dtype == DType::kQ4 || w.dtype == DType::kQ8) && w.int8_activations;
+  const bool fp8 = w.dtype == DType::kF8E4M3 && w.bf16_activations;
+  return (quantized || fp8) && CpuHasAvx512Bf16();
 #else
   (void)w;
   return false;

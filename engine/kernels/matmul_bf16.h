@@ -10,11 +10,12 @@
 // activation row still do as many multiply-adds per instruction as f32 FMAs, without the five
 // operations a weight vector costs to widen, and without writing dequantised tiles.
 //
-// kQ4 and kQ8 weights with quantized activations (Linear::int8_activations) use the same
-// kernel for many rows (prefill, big batches): 128-row tiles of W dequantised and rounded to
-// bf16, and x rounded to bf16 once (no lo part): one vdpbf16ps per 32 columns and row, twice
-// the f32 GEMM's multiply-adds per instruction and twice the int8 kernel's (whose per-group
-// scales cost 4 operations per 64 products), with rounding errors below the codes' own.
+// kQ4 and kQ8 weights with quantized activations (Linear::int8_activations), and FP8 weights
+// with bf16 activations, use the same kernel for many rows (prefill, big batches): 128-row
+// tiles of W dequantised and rounded to bf16, and x rounded to bf16 once (no lo part): one
+// vdpbf16ps per 32 columns and row, twice the f32 GEMM's multiply-adds per instruction and
+// twice the int8 kernel's (whose per-group scales cost 4 operations per 64 products), with
+// rounding errors below the codes' own.
 
 #include <cstdint>
 #include <vector>
@@ -38,7 +39,9 @@ struct Bf16Activations {
 bool Bf16KernelApplies(const Linear& w);
 
 // True when this CPU runs MatMulRowsBf16Tiles and `w` takes it: kQ4 and kQ8 weights that take
-// quantized activations (Linear::int8_activations). Their values, a code times an f16 scale,
+// quantized activations (Linear::int8_activations), FP8 weights that take bf16 activations
+// (Linear::bf16_activations: a code times its block's f32 scale, rounded to bf16 as the
+// reference's weight_dequant does). kQ4 and kQ8 values, a code times an f16 scale,
 // lose at most 2^-9 of themselves to bf16, next to the code's own error of up to half a step
 // (1/16 of the group's range for kQ4, 1/254 of its largest magnitude for kQ8); x rounded to
 // bf16 (2^-9 of itself) is finer than its int8 codes (1/254 of its group's largest

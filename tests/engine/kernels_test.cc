@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -122,6 +123,53 @@ TEST(LinearTest, Fp8RowResultsDoNotDependOnTheBatch) {
     std::vector<float> alone(out);
     MatMul(x.data() + i * in, 1, w.linear, alone.data());
     for (int64_t r = 0; r < out; ++r) ASSERT_EQ(alone[r], batched[i * out + r]) << i << " " << r;
+  }
+}
+
+// FP8 weights with bf16 activations (the default, Linear::bf16_activations): up to 8 rows the
+// direct kernel's f32 products, as without; more rows take tiles of W dequantised and rounded
+// to bf16 with x rounded to bf16 (matmul_bf16.h), within what the two roundings allow (2^-9 of
+// each factor, so 2^-8 of sum |x w|, plus f32 sums), threads splitting the rows mid-block.
+TEST(LinearTest, Fp8TilesRoundWeightsAndActivationsToBf16) {
+  std::mt19937 rng(5);
+  Fp8Matrix w = MakeFp8(300, 7 * 128 + 40, rng);
+  const int64_t in = w.linear.in_features, out = w.linear.out_features;
+  Linear exact = w.linear;
+  Linear rounded = w.linear;
+  rounded.bf16_activations = true;
+  if (!Bf16TilesApply(rounded)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  EXPECT_FALSE(Bf16TilesApply(exact));
+  std::normal_distribution<float> n(0, 1);
+  for (const int64_t m : {1, 8, 9, 40, 130}) {
+    std::vector<float> x(m * in), y(m * out), y_exact(m * out);
+    for (auto& v : x) v = n(rng);
+    MatMul(x.data(), m, rounded, y.data());
+    MatMul(x.data(), m, exact, y_exact.data());
+    const bool tiles = Bf16TilesTake(m, rounded);
+    EXPECT_EQ(tiles, m > 8) << m;
+    double worst = 0;  // the largest error as a share of its bound
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < out; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < in; ++c) {
+          const double p = x[i * in + c] * w.dense[r * in + c];
+          ref += p;
+          mag += std::fabs(p);
+        }
+        if (!tiles) {
+          ASSERT_EQ(y[i * out + r], y_exact[i * out + r]) << m << " " << i << " " << r;
+          continue;
+        }
+        const double bound = (std::exp2(-8) + (in / 16.0 + 8) * std::exp2(-23)) * mag;
+        ASSERT_LE(std::fabs(y[i * out + r] - ref), bound) << m << " " << i << " " << r;
+        worst = std::max(worst, std::fabs(y[i * out + r] - ref) / bound);
+      }
+    }
+    if (tiles) {
+      std::printf("[fp8 bf16 tiles] m=%lld: largest error %.3f of its bound\n",
+                  static_cast<long long>(m), worst);
+      EXPECT_GT(worst, 0.0);  // rounded, not the f32 products
+    }
   }
 }
 

@@ -262,6 +262,43 @@ TEST(WeightFormatAccuracyTest, Bf16ActivationsWithinTheFp8CheckpointsDeviation) 
   }
 }
 
+// FP8 weights with activations rounded to bf16 (the default) compute more than 8 rows at once
+// with tiles of the weights dequantised and rounded to bf16 (kernels/matmul_bf16.h), as the
+// reference's default computes an FP8 checkpoint (its weights dequantised to bf16, then a
+// bf16 linear): against the FP8 golden, within the FP8 checkpoint's own deviation from the
+// BF16 golden, as the bf16 activations above. (Up to 8 rows keep the direct kernel's f32
+// products: LinearTest.Fp8TilesRoundWeightsAndActivationsToBf16. The checkpoint's BF16
+// projections, the head among them, round x at any row count.)
+TEST(WeightFormatAccuracyTest, Fp8TilesWithinTheFp8CheckpointsDeviation) {
+  const GoldenCase bf16 = LoadGolden("tiny-v3-bf16");
+  const GoldenCase fp8 = LoadGolden("tiny-v3-fp8");
+  std::unique_ptr<Model> exact = LoadAs(fp8.dir, WeightFormat::kAsStored);
+  std::unique_ptr<Model> rounded =
+      LoadAs(fp8.dir, WeightFormat::kAsStored, /*int8_activations=*/true, /*bf16=*/true);
+  ASSERT_TRUE(exact && rounded);
+  const Linear probe = rounded->weights().layers[0].attn.o;
+  ASSERT_EQ(probe.dtype, DType::kF8E4M3);
+  if (!Bf16TilesApply(probe)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  EXPECT_FALSE(Bf16TilesTake(8, probe));
+  EXPECT_TRUE(Bf16TilesTake(9, probe));
+  EXPECT_FALSE(Bf16TilesApply(exact->weights().layers[0].attn.o));
+  for (size_t i = 0; i < fp8.prompts.size(); ++i) {
+    const GoldenPrompt& p = fp8.prompts[i];
+    const Diff fp8_dev = Compare(p.logits.data(), bf16.prompts[i].logits.data(),
+                                 static_cast<int64_t>(p.logits.size()));
+    const std::vector<float> got = PromptLogits(*rounded, p.prompt);
+    const std::vector<float> kept = PromptLogits(*exact, p.prompt);
+    const Diff d = Compare(got.data(), p.logits.data(), static_cast<int64_t>(got.size()));
+    const Diff from_exact = Compare(got.data(), kept.data(), static_cast<int64_t>(got.size()));
+    std::printf(
+        "[weights] fp8, %zu tokens, bf16 tiles vs fp8 golden: max|dlogit| %.3g (fp8 vs bf16 "
+        "golden %.3g); vs f32 products %.3g\n",
+        p.prompt.size(), d.max_abs_diff, fp8_dev.max_abs_diff, from_exact.max_abs_diff);
+    EXPECT_LE(d.max_abs_diff, fp8_dev.max_abs_diff);
+    EXPECT_GT(from_exact.max_abs_diff, 0.0);
+  }
+}
+
 // Logits of every token of `prompt` fed one token a step, while `others` other sequences (the
 // prompt's ids shifted by 1..others) take a token in the same steps: decode batches of
 // 1 + others rows.
