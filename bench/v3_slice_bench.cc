@@ -1,5 +1,5 @@
 // v3_slice_bench --model DIR [--threads N] [--weights auto|int8|int4] [--json FILE]
-//                [--dispatch_us 1:X,8:Y,32:Z]
+//                [--dispatch_us 1:X,8:Y,32:Z] [--decode_batches 1,8,32] [--prefill=false]
 //
 // What a layer of DeepSeek-V3 costs on this machine, measured on a checkpoint with its real
 // widths (`dsv3 make-model --preset v3-slice --dtype fp8`: hidden 7168, 128 heads, 256 routed
@@ -39,6 +39,9 @@ ABSL_FLAG(std::string, model, "", "a v3-slice checkpoint (dsv3 make-model --pres
 ABSL_FLAG(int, threads, 0, "engine threads (0: all)");
 ABSL_FLAG(std::string, weights, "auto", "weight format: auto, int8, int4");
 ABSL_FLAG(bool, huge_pages, true, "projections copied into transparent huge pages at load");
+ABSL_FLAG(std::vector<std::string>, decode_batches, std::vector<std::string>({"1", "8", "32"}),
+          "decode batch sizes to time");
+ABSL_FLAG(bool, prefill, true, "also time the prefill of 512 tokens");
 ABSL_FLAG(double, min_seconds, 2.0, "time each figure over at least this long");
 ABSL_FLAG(std::string, json, "", "also write the figures here");
 ABSL_FLAG(std::string, dispatch_us, "",
@@ -197,13 +200,23 @@ int Run() {
                 {"moe_layer", moe_bytes},
                 {"moe_routed", routed_bytes},
                 {"head", head_bytes}};
+  // A load can leave part of the weights in 4 KiB pages (weight_residency.h): say how much.
+  const dsv3::bench::MemoryUsage mem = dsv3::bench::ReadMemoryUsage();
+  j["weight_bytes"] = w.bytes;
+  j["anon_huge_bytes"] = mem.anon_huge_bytes;
   std::printf("v3-slice (%s weights, %d threads), STREAM triad %.1f GB/s\n",
               absl::GetFlag(FLAGS_weights).c_str(), threads, bandwidth / 1e9);
+  std::printf("weights %.2f GB, %.2f GB of memory in huge pages\n", w.bytes / 1e9,
+              mem.anon_huge_bytes / 1e9);
   std::printf(
       "batch-1 weight bytes: dense layer %.0f MB, MoE layer %.0f MB (routed %.0f), head %.0f MB\n",
       dense_bytes / 1e6, moe_bytes / 1e6, routed_bytes / 1e6, head_bytes / 1e6);
   const auto dispatch = ParseDispatch(absl::GetFlag(FLAGS_dispatch_us));
-  for (int64_t batch : {1, 8, 32}) {
+  for (const std::string& batch_flag : absl::GetFlag(FLAGS_decode_batches)) {
+    int64_t batch = 0;
+    if (!absl::SimpleAtoi(batch_flag, &batch) || batch < 1) {
+      return std::fprintf(stderr, "bad --decode_batches entry: %s\n", batch_flag.c_str()), 1;
+    }
     // Batch 1 streams memory, and a shared VM's bandwidth moves within minutes: the triad is
     // measured again right before and after it, and the shares are given against their mean.
     const double before = batch == 1 ? dsv3::bench::StreamTriadBesideGBs(threads) * 1e9 : 0;
@@ -249,16 +262,18 @@ int Run() {
           n, it->second * 1e6, batch / step_n);
     }
   }
-  auto p = Measure(**model, timed, 1, 512);
-  if (!p.ok()) return std::fprintf(stderr, "%s\n", p.status().ToString().c_str()), 1;
-  const double prefill_s = kFullDense * p->dense + kFullMoe * p->moe + p->head;
-  j["prefill_512"] = {
-      {"dense_ms", p->dense * 1e3}, {"moe_ms", p->moe * 1e3}, {"routed_ms", p->routed * 1e3},
-      {"head_ms", p->head * 1e3},   {"v3_s", prefill_s},      {"v3_tok_s", 512 / prefill_s}};
-  std::printf(
-      "prefill 512: dense %.0f ms, MoE %.0f ms (routed %.0f), head %.0f ms\n"
-      "  DeepSeek-V3 on this node: %.1f s, %.1f tok/s\n",
-      p->dense * 1e3, p->moe * 1e3, p->routed * 1e3, p->head * 1e3, prefill_s, 512 / prefill_s);
+  if (absl::GetFlag(FLAGS_prefill)) {
+    auto p = Measure(**model, timed, 1, 512);
+    if (!p.ok()) return std::fprintf(stderr, "%s\n", p.status().ToString().c_str()), 1;
+    const double prefill_s = kFullDense * p->dense + kFullMoe * p->moe + p->head;
+    j["prefill_512"] = {
+        {"dense_ms", p->dense * 1e3}, {"moe_ms", p->moe * 1e3}, {"routed_ms", p->routed * 1e3},
+        {"head_ms", p->head * 1e3},   {"v3_s", prefill_s},      {"v3_tok_s", 512 / prefill_s}};
+    std::printf(
+        "prefill 512: dense %.0f ms, MoE %.0f ms (routed %.0f), head %.0f ms\n"
+        "  DeepSeek-V3 on this node: %.1f s, %.1f tok/s\n",
+        p->dense * 1e3, p->moe * 1e3, p->routed * 1e3, p->head * 1e3, prefill_s, 512 / prefill_s);
+  }
   if (!absl::GetFlag(FLAGS_json).empty())
     std::ofstream(absl::GetFlag(FLAGS_json)) << j.dump(2) << "\n";
   return 0;
