@@ -42,7 +42,7 @@ ABSL_FLAG(std::string, weights, "auto", "weight format in memory: auto, int8, in
 ABSL_FLAG(bool, int8_activations, true, "int8 activations for quantized weights");
 ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "BF16 weights take activations rounded to bf16 (false: split in two from 2 rows on; the "
-          "workers' --bf16_activations), and FP8 weights above 8 rows bf16 tiles (false: f32)");
+          "workers' --bf16_activations), and FP8 weights too (false: f32)");
 ABSL_FLAG(bool, batch_invariant, false,
           "int8/int4 keep the integer kernel at every batch size, FP8 the direct one, split "
           "BF16 the bf16 kernel (the workers' --batch_invariant)");

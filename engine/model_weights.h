@@ -136,9 +136,10 @@ struct LoadOptions {
   // BF16 projections multiply activations rounded to bf16 (Linear::bf16_activations) where
   // the CPU has AVX512_BF16, one kernel at every row count, as BF16 inference in PyTorch and
   // llama.cpp: half the instructions of splitting them into two bf16 parts from 2 rows on
-  // (false: f32-level products, within 1e-4 of the reference's logits). FP8 projections, above
-  // 8 rows (prefill, big batches), multiply them by their weights dequantised and rounded to
-  // bf16 (Linear::bf16_activations). Part of the model's identity (ModelConfig::bf16_activations).
+  // (false: f32-level products, within 1e-4 of the reference's logits). FP8 projections round
+  // them too: times the exact codes up to 16 rows, times the weights dequantised and rounded to
+  // bf16 above (Linear::bf16_activations). Part of the model's identity
+  // (ModelConfig::bf16_activations).
   bool bf16_activations = true;
   // Every projection computes a row the same whatever rows share its call (Linear::
   // batch_invariant): a request's tokens do not depend on what shares its decode steps, at the

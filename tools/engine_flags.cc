@@ -42,8 +42,9 @@ ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "BF16 projections multiply activations rounded to bf16 on CPUs with AVX512_BF16, as BF16 "
           "inference in PyTorch and llama.cpp, by one kernel at every batch size; false splits "
           "them into two bf16 parts from 2 rows on (f32-level products, slower at big batches "
-          "and prefill). FP8 projections above 8 rows round their weights to bf16 too (false: f32 "
-          "products). The workers' --bf16_activations; part of the model identity (README)");
+          "and prefill). FP8 projections round them too, and past 16 rows their "
+          "weights (false: f32 products). The workers' --bf16_activations; part of "
+          "the model identity (README)");
 
 ABSL_FLAG(bool, batch_invariant, false,
           "Every projection keeps one kernel at every row count, so that a request's tokens do "

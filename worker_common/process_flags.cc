@@ -21,8 +21,9 @@ ABSL_FLAG(bool, bf16_activations, dsv3::engine::LoadOptions{}.bf16_activations,
           "do not depend on what shares its batches, nor on a prefix cache or a move to another "
           "decode worker. false splits them into two bf16 parts from 2 rows on (f32-level "
           "products, within 1e-4 of the reference's logits; slower at big batches and prefill). "
-          "FP8 projections above 8 rows (prefill, big batches) round their weights to bf16 too, "
-          "as DeepSeek's reference computes FP8 by default (false: f32 products). "
+          "FP8 projections round their activations to bf16 too, and past 16 rows their "
+          "weights, as DeepSeek's reference computes FP8 by default (false: f32 "
+          "products). "
           "Part of the model identity, as --weights (README).");
 ABSL_FLAG(bool, batch_invariant, false,
           "A request's tokens do not depend, to the bit, on what shares its decode steps or "

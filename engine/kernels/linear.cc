@@ -8,6 +8,7 @@
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/matmul_bf16.h"
 #include "engine/kernels/matmul_direct.h"
+#include "engine/kernels/matmul_fp8.h"
 #include "engine/kernels/matmul_int8.h"
 #include "engine/kernels/ops.h"
 #include "engine/thread_pool.h"
@@ -52,6 +53,21 @@ constexpr int64_t kQ8Int8MaxRowsZen4 = 16;
 // 24 5.4-5.8k / 2.3-3.6k; f32 tiles + GEMM / bf16 tiles at 32 5.7-6.8k / 3.1-3.2k, 64
 // 8.4-9.3k / 5.3-6.0k, 512 47-49k / 39-44k; at 8 rows level (bench/RESULTS.md, session 30).
 constexpr int64_t kFp8DirectMaxRows = 8;
+
+// Where the CPU also has AVX512_VBMI (Fp8KernelApplies), 1 row up to this many take the FP8
+// kernel (codes decoded to bf16 for vdpbf16ps, matmul_fp8.h), and the tiles only more: every
+// decode batch up to it computes a row alike. matmul_bench, 2 threads, 8 copies, us, direct /
+// FP8 kernel, [2048, 7168] and [7168, 2048]: 1 row 437-467 / 420-426 and 349-452 / 274-480
+// (level), 2 rows 562 / 373 and 588 / 513, 4 830 / 425 and 941 / 424, 8 1,753 /
+// 778 and 1,186 / 925; tiles / FP8 kernel: 9 1,960 / 970 and 1,999 / 1,145, 16 2,968 / 1,435
+// and 2,831 / 1,501, 24 3,004 / 2,168 and 2,323 / 2,431, 32 3,794 / 2,725 and 2,851 / 3,095
+// (bench/RESULTS.md, session 31).
+constexpr int64_t kFp8KernelMaxRows = 16;
+
+// Whether m activation rows on w take MatMulRowsFp8.
+bool Fp8KernelTakes(int64_t m, const Linear& w) {
+  return m <= kFp8KernelMaxRows && w.bf16_activations && !w.batch_invariant && Fp8KernelApplies(w);
+}
 
 bool CpuIsZen4() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -114,15 +130,17 @@ const Int8Activations* QuantizedFor(const float* x, int64_t m, int64_t ldx, cons
 
 // x as the AVX512_BF16 kernels take it for this call, else null: split in two bf16 parts for
 // BF16 weights at 2 to kBf16MaxRows rows; rounded to bf16 for BF16 weights that take bf16
-// activations at 2 rows or more, and for kQ4/kQ8 weights with quantized activations above
-// kQ4Int8MaxRows/kQ8Int8MaxRows. As QuantizedFor: the calling thread's buffer.
+// activations at 2 rows or more, for kQ4/kQ8 weights with quantized activations above
+// kQ4Int8MaxRows/kQ8Int8MaxRows, and for FP8 weights with bf16 activations (the FP8 kernel up
+// to kFp8KernelMaxRows rows, then the tiles; at every row count where the CPU has both). As
+// QuantizedFor: the calling thread's buffer.
 //
 // Where its rows must be computed alike (RowsAlike), BF16 takes the bf16 kernel at every row
 // count (1, and past 64 split): its rows are summed the same whatever rows share the call.
 const Bf16Activations* Bf16For(const float* x, int64_t m, int64_t ldx, const Linear& w) {
   const bool bf16 = (m >= 2 || RowsAlike(w)) && Bf16KernelApplies(w);
   const bool split = bf16 && (m <= kBf16MaxRows || w.batch_invariant) && !w.bf16_activations;
-  const bool rounded = (bf16 && w.bf16_activations) || Bf16TilesTake(m, w);
+  const bool rounded = (bf16 && w.bf16_activations) || Bf16TilesTake(m, w) || Fp8KernelTakes(m, w);
   if (!split && !rounded) return nullptr;
   thread_local Bf16Activations xs;
   SplitActivations(x, m, ldx, w.in_features, split, &xs);
@@ -136,6 +154,8 @@ void MatMulRowsShare(const float* x, const Int8Activations* xq, const Bf16Activa
     MatMulRowsInt8(*xq, w, row_begin, row_count, y, ldy);
   } else if (xs != nullptr && w.dtype == DType::kBF16) {
     MatMulRowsBf16(*xs, w, row_begin, row_count, y, ldy);
+  } else if (xs != nullptr && Fp8KernelTakes(m, w)) {
+    MatMulRowsFp8(*xs, w, row_begin, row_count, y, ldy);
   } else if (xs != nullptr) {
     MatMulRowsBf16Tiles(*xs, w, row_begin, row_count, y, ldy);
   } else {
@@ -158,9 +178,10 @@ bool RowsAlike(const Linear& w) {
 bool Bf16TilesTake(int64_t m, const Linear& w) {
   if (w.batch_invariant) return false;  // another rounding than the integer kernel's
   const int64_t q8_max = CpuIsZen4() ? kQ8Int8MaxRowsZen4 : kQ8Int8MaxRows;
-  const int64_t max = w.dtype == DType::kQ8       ? q8_max
-                      : w.dtype == DType::kF8E4M3 ? kFp8DirectMaxRows
-                                                  : kQ4Int8MaxRows;
+  const int64_t max = w.dtype == DType::kQ8 ? q8_max
+                      : w.dtype == DType::kF8E4M3
+                          ? (Fp8KernelApplies(w) ? kFp8KernelMaxRows : kFp8DirectMaxRows)
+                          : kQ4Int8MaxRows;
   return m > max && Bf16TilesApply(w);
 }
 

@@ -11,8 +11,10 @@
 //     at any number of rows: multiplied by int8-quantized activations (matmul_int8.h); BF16
 //     from 2 to 64 rows on CPUs with AVX512_BF16: bf16 dot products with x split into two bf16
 //     parts (matmul_bf16.h), or rounded to bf16 at any number of rows with bf16_activations; kQ4
-//     and kQ8 with int8_activations above 24 and 32 rows, FP8 with bf16_activations above 8:
-//     W tiles and x rounded to bf16, the same kernel (matmul_bf16.h);
+//     and kQ8 with int8_activations above 24 and 32 rows, FP8 with bf16_activations above 16
+//     (above 8 on CPUs without AVX512_VBMI): W tiles and x rounded to bf16, the same kernel
+//     (matmul_bf16.h); FP8 with bf16_activations from 1 to 16 rows on CPUs with AVX512_BF16
+//     and AVX512_VBMI: codes decoded to bf16, x rounded (matmul_fp8.h);
 //   - more rows (prefill, big batches), where none of those applies: 128-row tiles of W are
 //     dequantised to f32 and multiplied by the library GEMM (gemm.h, oneDNN).
 // MatMulRows splits the output rows between the engine's threads (thread_pool.h) unless it is
@@ -59,10 +61,11 @@ struct Linear {
   // BF16: x is rounded to bf16 and each 32 columns cost one vdpbf16ps (matmul_bf16.h), as BF16
   // inference in PyTorch and llama.cpp compute, at every row count, so that a row's result does
   // not depend on its batch (as batch_invariant); false splits x into two bf16 parts from 2 rows
-  // on (f32-level products, twice the instructions) and keeps f32 at 1 row. FP8: above 8 rows,
-  // W dequantised and rounded to bf16 in tiles and x rounded (as DeepSeek's reference computes
-  // FP8 checkpoints by default: weights dequantised to bf16, a bf16 linear); up to 8 rows the
-  // direct kernel's f32 products, so a decode step's rows depend on the batch's size there.
+  // on (f32-level products, twice the instructions) and keeps f32 at 1 row. FP8: x rounded to bf16,
+  // times the exact codes up to 16 rows (matmul_fp8.h), times W dequantised and rounded to bf16
+  // in tiles above (as DeepSeek's reference computes FP8 checkpoints by default: weights
+  // dequantised to bf16, a bf16 linear), so a decode step's rows depend on the batch's size
+  // past 16 rows; on CPUs without AVX512_VBMI, the direct kernel's f32 products up to 8 rows.
   bool bf16_activations = false;
   // A row's result does not depend, to the bit, on how many rows share the call: one kernel at
   // every row count. kQ4/kQ8/kQ6 the integer kernel (no bf16 tiles), BF16 the bf16 kernel where

@@ -12,6 +12,7 @@
 #include "engine/kernels/latent_attention.h"
 #include "engine/kernels/linear.h"
 #include "engine/kernels/matmul_bf16.h"
+#include "engine/kernels/matmul_fp8.h"
 #include "engine/kernels/ops.h"
 #include "engine/rope.h"
 
@@ -74,6 +75,15 @@ Fp8Matrix MakeFp8(int64_t out, int64_t in, std::mt19937& rng) {
     }
   }
   return m;
+}
+
+// sum_c x[c] w[c] in f64, and sum_c |x[c] w[c]| (what rounding errors scale with).
+void ReferenceDot(const float* x, const double* w, int64_t n, double* ref, double* mag) {
+  for (int64_t c = 0; c < n; ++c) {
+    const double p = x[c] * w[c];
+    *ref += p;
+    *mag += std::fabs(p);
+  }
 }
 
 TEST(LinearTest, Fp8MatMulMatchesDequantisedReference) {
@@ -151,11 +161,7 @@ TEST(LinearTest, Fp8TilesRoundWeightsAndActivationsToBf16) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t r = 0; r < out; ++r) {
         double ref = 0, mag = 0;
-        for (int64_t c = 0; c < in; ++c) {
-          const double p = x[i * in + c] * w.dense[r * in + c];
-          ref += p;
-          mag += std::fabs(p);
-        }
+        ReferenceDot(&x[i * in], &w.dense[r * in], in, &ref, &mag);
         if (!tiles) {
           ASSERT_EQ(y[i * out + r], y_exact[i * out + r]) << m << " " << i << " " << r;
           continue;
@@ -170,6 +176,45 @@ TEST(LinearTest, Fp8TilesRoundWeightsAndActivationsToBf16) {
                   static_cast<long long>(m), worst);
       EXPECT_GT(worst, 0.0);  // rounded, not the f32 products
     }
+  }
+}
+
+// FP8 weights with bf16 activations at 1-16 rows (decode batches) take the FP8 kernel: codes
+// decoded exactly to bf16, x rounded to bf16. Each result within x's rounding (2^-9 of
+// sum |x w|) plus f32 summation of the reference, and a row's bits the same whatever rows share
+// the call, alone too. 301 output rows leave a tail of 1 weight row; 7 x 128 + 64 columns, a
+// partial last block.
+TEST(LinearTest, Fp8KernelRoundsActivationsUpToSixteenRows) {
+  std::mt19937 rng(9);
+  Fp8Matrix w = MakeFp8(301, 7 * 128 + 64, rng);
+  const int64_t in = w.linear.in_features, out = w.linear.out_features;
+  Linear rounded = w.linear;
+  rounded.bf16_activations = true;
+  if (!Fp8KernelApplies(rounded)) GTEST_SKIP() << "this CPU has no AVX512_BF16 and AVX512_VBMI";
+  EXPECT_FALSE(Bf16TilesTake(16, rounded));
+  EXPECT_TRUE(Bf16TilesTake(17, rounded));
+  std::normal_distribution<float> n(0, 1);
+  std::vector<float> x(16 * in);
+  for (auto& v : x) v = n(rng);
+  std::vector<float> first_row;  // row 0 as the 1-row call computed it
+  for (const int64_t m : {1, 2, 3, 4, 5, 8, 13, 16}) {
+    std::vector<float> y(m * out);
+    MatMul(x.data(), m, rounded, y.data());
+    if (first_row.empty()) first_row.assign(y.begin(), y.begin() + out);
+    EXPECT_TRUE(std::equal(first_row.begin(), first_row.end(), y.begin())) << m;
+    double worst = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t r = 0; r < out; ++r) {
+        double ref = 0, mag = 0;
+        ReferenceDot(&x[i * in], &w.dense[r * in], in, &ref, &mag);
+        const double bound = (std::exp2(-9) + (in / 16.0 + 8) * std::exp2(-23)) * mag;
+        ASSERT_LE(std::fabs(y[i * out + r] - ref), bound) << m << " " << i << " " << r;
+        worst = std::max(worst, std::fabs(y[i * out + r] - ref) / bound);
+      }
+    }
+    std::printf("[fp8 kernel] m=%lld: largest error %.3f of its bound\n", static_cast<long long>(m),
+                worst);
+    EXPECT_GT(worst, 0.0);  // rounded, not the f32 products
   }
 }
 
