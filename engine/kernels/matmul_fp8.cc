@@ -164,8 +164,8 @@ bool Fp8KernelApplies(const Linear& w) {
 #endif
 }
 
-void MatMulRowsFp8(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
-                   int64_t row_count, float* y, int64_t ldy) {
+void MatMulRowsFp8(const Bf16Activations& xs, const Linear& w, int64_t row_begin, int64_t row_count,
+                   float* y, int64_t ldy) {
   if (xs.m <= 0 || row_count <= 0) return;
 #if DSV3_HAVE_AVX512_KERNEL
   const int64_t k = w.in_features;

@@ -3,8 +3,8 @@
 
 // FP8 (e4m3, block-scaled) weights against a few activation rows rounded to bf16: decode
 // batches of 1 to 16 sequences (linear.cc), on CPUs with AVX512_BF16 and AVX512_VBMI. Each
-// code is decoded exactly to bf16 by two 128-entry byte tables (vpermt2b: the value's high and low bytes, the
-// sign put back with one logic op), and each 32 columns and activation row cost one
+// code is decoded exactly to bf16 by two 128-entry byte tables (vpermt2b: the value's high and low
+// bytes, the sign put back with one logic op), and each 32 columns and activation row cost one
 // vdpbf16ps. The direct kernel (matmul_direct.h) spends three instructions widening every 16
 // codes to f32 and one FMA per 16 columns and row: at 2-8 rows it is bound by them, not by
 // memory, and this kernel takes 0.44-0.87 of its time; at 9-16 rows 0.48-0.57 of the bf16
@@ -31,8 +31,8 @@ bool Fp8KernelApplies(const Linear& w);
 
 // y[i, j] = sum_c x[i, c] * W[row_begin + j, c] for i < xs.m, j < row_count, with x rounded to
 // bf16 in `xs` (not split). Single-threaded; callers split the rows between threads.
-void MatMulRowsFp8(const Bf16Activations& xs, const Linear& w, int64_t row_begin,
-                   int64_t row_count, float* y, int64_t ldy);
+void MatMulRowsFp8(const Bf16Activations& xs, const Linear& w, int64_t row_begin, int64_t row_count,
+                   float* y, int64_t ldy);
 
 }  // namespace dsv3::engine
 
