@@ -1,7 +1,6 @@
 #include "engine/mlp.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "engine/kernels/linear.h"
 #include "engine/kernels/ops.h"

@@ -38,6 +38,12 @@ inline bool CpuHasAvx512Bf16() {
   return has;
 }
 
+// And AVX512_VBMI (vpermt2b, byte tables): the FP8 kernel for 1-16 rows (matmul_fp8.cc).
+inline bool CpuHasAvx512Vbmi() {
+  static const bool has = CpuHasAvx512Bf16() && __builtin_cpu_supports("avx512vbmi");
+  return has;
+}
+
 // The first min(left, 16) lanes: the mask of a loop's last, partial vector.
 DSV3_AVX512_INLINE __mmask16 TailMask(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF)

@@ -20,11 +20,6 @@ namespace {
 constexpr int64_t kChunk = 64;  // codes a step: one cache line of a weight row
 constexpr int kRowsAPass = 4;   // activation rows whose sums stay in registers
 
-bool CpuHasAvx512Vbmi() {
-  static const bool has = CpuHasAvx512Bf16() && __builtin_cpu_supports("avx512vbmi");
-  return has;
-}
-
 // The bf16 bits of e4m3 code c (sign cleared), split into bytes: exact, e4m3's 3 mantissa bits
 // and exponent range fit bf16's (its subnormals are bf16 normals).
 struct DecodeTables {
