@@ -102,10 +102,10 @@ void ThreadPool::Run(const std::function<void(int)>& job) {
   job_ = &job;
   // 32-bit generations; 0 (a worker's initial `seen`) and 0xFFFFFFFF (shutdown) are skipped.
   generation_ = generation_ + 1 >= 0xFFFFFFFFu ? 1 : generation_ + 1;
-  state_.store(generation_ << 32, std::memory_order_release);
-  {
+  state_.store(generation_ << 32, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(sleep_mu_);
-    if (sleepers_ > 0) wake_.notify_all();
+    wake_.notify_all();
   }
   {
     InJobScope scope;
@@ -152,9 +152,9 @@ void ThreadPool::WorkerLoop(int index) {
       CpuRelax();
       if ((spins & 255) == 255 && std::chrono::steady_clock::now() - spin_start > spin_limit) {
         std::unique_lock<std::mutex> lock(sleep_mu_);
-        ++sleepers_;
-        wake_.wait(lock, [&] { return (state_.load(std::memory_order_acquire) >> 32) != seen; });
-        --sleepers_;
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        wake_.wait(lock, [&] { return (state_.load(std::memory_order_seq_cst) >> 32) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
       s = state_.load(std::memory_order_acquire);
     }
@@ -184,7 +184,9 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   int64_t chunk = (n + 4 * size() - 1) / (4 * size());
   chunk = (chunk + align - 1) / align * align;
   const int64_t chunks = (n + chunk - 1) / chunk;
-  std::atomic<int64_t> next{0};  // relaxed: only hands out chunk indices
+  // relaxed: only hands out chunk indices. A line of its own: the threads' claims move it
+  // between cores, and the other locals the job reads (n, chunk, fn) would move with it.
+  alignas(64) std::atomic<int64_t> next{0};
   Run([&](int) {
     for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
          c = next.fetch_add(1, std::memory_order_relaxed)) {
@@ -195,7 +197,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
 
 void ThreadPool::ParallelForDynamic(int64_t n, const std::function<void(int64_t, int)>& fn) {
   if (n <= 0) return;
-  std::atomic<int64_t> next{0};  // relaxed: only hands out indices
+  alignas(64) std::atomic<int64_t> next{0};  // relaxed: only hands out indices (as above)
   Run([&](int t) {
     for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
          i = next.fetch_add(1, std::memory_order_relaxed)) {

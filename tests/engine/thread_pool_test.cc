@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,27 @@ TEST(ThreadPoolTest, NestedAndConcurrentCallsRunInline) {
   other.join();
   EXPECT_EQ(sum.load(), 2 * 100 * 4 * 10);
   EXPECT_FALSE(ThreadPool::InJob());
+}
+
+// With no idle spin every worker sleeps between jobs: each Run() must wake it (Run() reads the
+// sleeper count without a lock; a missed wake-up would leave every index to the caller).
+TEST(ThreadPoolTest, SleepingWorkersWakeForTheNextJob) {
+  ThreadPool::SetIdleSpin(std::chrono::microseconds(0));
+  ThreadPool pool(2);
+  int helped = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    // Let the worker fall asleep, then give it 8 indices of 2 ms to share.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::atomic<int> on_worker{0};
+    pool.ParallelForDynamic(8, [&](int64_t, int t) {
+      if (t != 0) on_worker++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    });
+    if (on_worker.load() > 0) ++helped;
+  }
+  ThreadPool::SetIdleSpin(std::chrono::microseconds(2000));
+  // A worker descheduled for a whole job on a loaded machine may miss one; not most.
+  EXPECT_GE(helped, 15);
 }
 
 }  // namespace
